@@ -1,0 +1,431 @@
+# -*- test-case-name: tests.test_config -*-
+"""
+Typed, frozen settings read from a Java-properties file (WCS's flashphoner.properties syntax).
+
+Every key the server understands is declared once in L{KEYS} with its type, default and a one-line
+description; docs/configuration.md is checked against that table by a test.  A user mistake is a
+L{ConfigError} whose text is one line naming the key, the value and what was expected, so the
+command line can print it without a traceback.  Unknown keys are returned as warnings, not errors,
+so that a flashphoner.properties copied from WCS still starts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+
+class ConfigError(Exception):
+    """
+    A configuration value is wrong; the message is one line meant for the operator.
+    """
+
+
+# --- Java properties syntax -------------------------------------------------------------------
+
+_ESCAPES = {"t": "\t", "n": "\n", "r": "\r", "f": "\f"}
+
+
+def _logical_lines(text: str):
+    """
+    Yield (line number, logical line): comments dropped, backslash continuations joined.
+    """
+    pending: list[str] = []
+    start = 0
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.lstrip(" \t\f")
+        if not pending:
+            start = number
+            if not line or line[0] in "#!":
+                continue
+        trailing = len(line) - len(line.rstrip("\\"))
+        if trailing % 2 == 1:
+            pending.append(line[:-1])
+            continue
+        pending.append(line)
+        yield start, "".join(pending)
+        pending = []
+    if pending:
+        yield start, "".join(pending)
+
+
+def _unescape(text: str) -> str:
+    out: list[str] = []
+    index = 0
+    while index < len(text):
+        char = text[index]
+        if char == "\\" and index + 1 < len(text):
+            nxt = text[index + 1]
+            if nxt == "u" and re.fullmatch(r"[0-9a-fA-F]{4}", text[index + 2 : index + 6]):
+                out.append(chr(int(text[index + 2 : index + 6], 16)))
+                index += 6
+                continue
+            out.append(_ESCAPES.get(nxt, nxt))
+            index += 2
+            continue
+        out.append(char)
+        index += 1
+    return "".join(out)
+
+
+def parse_properties(text: str) -> list[tuple[int, str, str]]:
+    """
+    Parse Java-properties text into (line number, key, value) triples, in file order.
+
+    Separators are C{=}, C{:} or whitespace; values keep inner whitespace; C{\\uXXXX} and the usual
+    backslash escapes are decoded.
+    """
+    entries = []
+    for number, line in _logical_lines(text):
+        match = re.match(r"((?:\\.|[^=:\s\\])+)\s*[=:\s]?\s*(.*)$", line, re.S)
+        if match is None:
+            raise ConfigError(f"line {number}: cannot read {line!r} as key=value")
+        key, value = match.group(1), match.group(2)
+        entries.append((number, _unescape(key), _unescape(value.rstrip("\r\n"))))
+    return entries
+
+
+# --- value types ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ValueType:
+    """
+    How to read one kind of value, and how to say what was expected when it cannot be read.
+    """
+
+    expected: str
+    convert: Callable[[str], Any]
+
+
+def _boolean(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("true", "yes", "on", "1"):
+        return True
+    if lowered in ("false", "no", "off", "0"):
+        return False
+    raise ValueError(text)
+
+
+def _port(text: str) -> int:
+    value = int(text.strip())
+    if not 0 <= value <= 65535:
+        raise ValueError(text)
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = int(text.strip())
+    if value <= 0:
+        raise ValueError(text)
+    return value
+
+
+def _address(text: str) -> str:
+    text = text.strip()
+    if text:
+        ipaddress.ip_address(text)
+    return text
+
+
+def _host(text: str) -> str:
+    text = text.strip()
+    if text and not re.fullmatch(r"[A-Za-z0-9.\-:\[\]]+", text):
+        raise ValueError(text)
+    return text
+
+
+def _string(text: str) -> str:
+    return text.strip()
+
+
+def _word_list(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+def _transports(text: str) -> tuple[str, ...]:
+    names = tuple(part.lower() for part in _word_list(text))
+    if not names or any(name not in ("udp", "tcp", "tls") for name in names):
+        raise ValueError(text)
+    return names
+
+
+def _activity(text: str) -> tuple[bool, int]:
+    parts = [part.strip() for part in text.split(",")]
+    if len(parts) == 1:
+        return _boolean(parts[0]), 60
+    if len(parts) == 2:
+        return _boolean(parts[0]), _positive_int(parts[1])
+    raise ValueError(text)
+
+
+BOOLEAN = ValueType("true or false", _boolean)
+PORT = ValueType("a port number from 0 to 65535", _port)
+POSITIVE_INT = ValueType("a whole number above 0", _positive_int)
+ADDRESS = ValueType("an IPv4 or IPv6 address, or empty", _address)
+HOST = ValueType("a host name or IP address, or empty", _host)
+STRING = ValueType("text", _string)
+WORDS = ValueType("a comma-separated list", _word_list)
+TRANSPORTS = ValueType("a comma-separated list of udp, tcp, tls", _transports)
+ACTIVITY = ValueType("true or false, optionally followed by ,SECONDS (e.g. true,60)", _activity)
+
+
+@dataclass(frozen=True)
+class Key:
+    """
+    One configuration key: its name in the file, the L{Settings} field it fills, its type,
+    default (as it would be written in the file) and description.
+    """
+
+    name: str
+    attribute: str
+    type: ValueType
+    default: str
+    description: str
+
+
+# The order here is the order of docs/configuration.md.
+KEYS: tuple[Key, ...] = (
+    Key("ip", "public_address", ADDRESS, "",
+        "Address written into SDP c= lines and SIP Contact/Via; empty means the first of "
+        "ip_local that is not a wildcard, else 127.0.0.1."),
+    Key("ip_local", "bind_address", ADDRESS, "0.0.0.0",
+        "Address every listener (WebSocket, HTTP, SIP, RTP) binds to."),
+    Key("node_id", "node_id", STRING, "",
+        "Name of this node in REST objects and hooks (nodeId); empty means <random>@<ip>."),
+    Key("ws.port", "ws_port", PORT, "8080", "Plain WebSocket (ws://) port for the WCS protocol."),
+    Key("wss.port", "wss_port", PORT, "8443",
+        "WebSocket over TLS (wss://) port; used only when a certificate is configured."),
+    Key("http.port", "http_port", PORT, "8081",
+        "HTTP port for /rest-api/, /health, /metrics and the demo pages."),
+    Key("https.port", "https_port", PORT, "8444",
+        "HTTPS port for the same; used only when a certificate is configured."),
+    Key("tls_certificate", "tls_certificate", STRING, "",
+        "PEM file with the server certificate chain; enables wss.port and https.port."),
+    Key("tls_private_key", "tls_private_key", STRING, "",
+        "PEM file with the private key for tls_certificate (may be the same file)."),
+    Key("disable_rest_auth", "disable_rest_auth", BOOLEAN, "false",
+        "Serve /rest-api/ without HTTP Basic authentication (development only)."),
+    Key("rest_username", "rest_username", STRING, "admin", "User name for REST Basic auth."),
+    Key("rest_password", "rest_password", STRING, "admin", "Password for REST Basic auth."),
+    Key("rest_cors_origins", "rest_cors_origins", WORDS, "*",
+        "Origins allowed to call the REST API from a browser (CORS); * allows any."),
+    Key("keep_alive.server_interval", "keep_alive_interval_ms", POSITIVE_INT, "5000",
+        "Milliseconds between the server's WebSocket ping messages."),
+    Key("keep_alive.probes", "keep_alive_probes", POSITIVE_INT, "10",
+        "Consecutive unanswered pings after which the WebSocket is closed."),
+    Key("ws_max_message_size", "ws_max_message_size", POSITIVE_INT, "1048576",
+        "Largest WebSocket message accepted, in bytes."),
+    Key("sip_port", "sip_port", PORT, "5060",
+        "Port of the SIP stack (built-in registrar/proxy and outgoing calls)."),
+    Key("sip_tls_port", "sip_tls_port", PORT, "5061",
+        "SIP over TLS port; used only when a certificate is configured and tls is in sip_transports."),
+    Key("sip_transports", "sip_transports", TRANSPORTS, "udp,tcp",
+        "SIP transports to listen on."),
+    Key("sip_t1", "sip_t1_ms", POSITIVE_INT, "500", "SIP timer T1 in milliseconds (RFC 3261 17)."),
+    Key("sip_t2", "sip_t2_ms", POSITIVE_INT, "4000", "SIP timer T2 in milliseconds."),
+    Key("sip_t4", "sip_t4_ms", POSITIVE_INT, "5000", "SIP timer T4 in milliseconds."),
+    Key("sip_max_message_size", "sip_max_message_size", POSITIVE_INT, "65536",
+        "Largest SIP message accepted on any transport, in bytes."),
+    Key("sip_max_tcp_connections", "sip_max_tcp_connections", POSITIVE_INT, "1024",
+        "Most simultaneous inbound SIP TCP/TLS connections."),
+    Key("sip_domain", "sip_domain", HOST, "",
+        "Domain of the built-in registrar; empty means the public address."),
+    Key("sip_local_domains", "sip_local_domains", WORDS, "",
+        "Extra domains the built-in registrar/proxy serves; requests for other domains are "
+        "refused (no open relay)."),
+    Key("sip_outbound_proxy", "sip_outbound_proxy", HOST, "",
+        "External SIP server for calls whose session gives no sipOutboundProxy; when set, local "
+        "mode is off unless enable_local_videochat is set explicitly."),
+    Key("enable_local_videochat", "enable_local_videochat", BOOLEAN, "true",
+        "Local mode: the built-in registrar/proxy connects calls between local users, so no "
+        "external SIP server is needed (WCS key)."),
+    Key("sip_add_contact_id", "sip_add_contact_id", BOOLEAN, "false",
+        "Add a contact id parameter to the Contact of REGISTER and INVITE (WCS key)."),
+    Key("sip_single_route_only", "sip_single_route_only", BOOLEAN, "false",
+        "Send media of a SIP call stream over one route only (WCS key)."),
+    Key("sip_record_stream", "sip_record_stream", BOOLEAN, "false",
+        "Record every SIP call stream (WCS key)."),
+    Key("rtp_session_init_always", "rtp_session_init_always", BOOLEAN, "false",
+        "Set up the RTP session of a SIP call as soon as an SDP arrives, even before answer "
+        "(WCS key)."),
+    Key("rtp_activity_detecting", "rtp_activity_detecting", ACTIVITY, "true,60",
+        "End a call with 'Failed by RTP activity' after this many seconds without RTP (WCS key)."),
+    Key("media_port_from", "media_port_from", PORT, "31001", "First port of the RTP port range."),
+    Key("media_port_to", "media_port_to", PORT, "32000", "Last port of the RTP port range."),
+    Key("log_json_file", "log_json_file", STRING, "",
+        "Also write every log event as one JSON object per line to this file (for log "
+        "collectors); empty means off."),
+)
+
+KEYS_BY_NAME: Mapping[str, Key] = {key.name: key for key in KEYS}
+
+#: Keys whose name is a prefix followed by a user-chosen part, e.g. C{sip_user.alice=secret}.
+PREFIX_KEYS: Mapping[str, str] = {
+    "sip_user.": "Digest users of the built-in registrar: sip_user.<login>=<password>.",
+}
+
+
+def _defaults() -> dict[str, Any]:
+    return {key.attribute: key.type.convert(key.default) for key in KEYS}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """
+    The whole configuration, read once at start-up and never changed.
+    """
+
+    public_address: str = ""
+    bind_address: str = "0.0.0.0"
+    node_id: str = ""
+    ws_port: int = 8080
+    wss_port: int = 8443
+    http_port: int = 8081
+    https_port: int = 8444
+    tls_certificate: str = ""
+    tls_private_key: str = ""
+    disable_rest_auth: bool = False
+    rest_username: str = "admin"
+    rest_password: str = "admin"
+    rest_cors_origins: tuple[str, ...] = ("*",)
+    keep_alive_interval_ms: int = 5000
+    keep_alive_probes: int = 10
+    ws_max_message_size: int = 1048576
+    sip_port: int = 5060
+    sip_tls_port: int = 5061
+    sip_transports: tuple[str, ...] = ("udp", "tcp")
+    sip_t1_ms: int = 500
+    sip_t2_ms: int = 4000
+    sip_t4_ms: int = 5000
+    sip_max_message_size: int = 65536
+    sip_max_tcp_connections: int = 1024
+    sip_domain: str = ""
+    sip_local_domains: tuple[str, ...] = ()
+    sip_outbound_proxy: str = ""
+    enable_local_videochat: bool = True
+    sip_add_contact_id: bool = False
+    sip_single_route_only: bool = False
+    sip_record_stream: bool = False
+    rtp_session_init_always: bool = False
+    rtp_activity_detecting: tuple[bool, int] = (True, 60)
+    media_port_from: int = 31001
+    media_port_to: int = 32000
+    log_json_file: str = ""
+    sip_users: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def tls_enabled(self) -> bool:
+        """
+        Whether the TLS listeners (wss, https, SIP TLS) are configured.
+        """
+        return bool(self.tls_certificate)
+
+    @property
+    def advertised_address(self) -> str:
+        """
+        The address peers should send to: C{ip}, else a concrete C{ip_local}, else loopback.
+        """
+        if self.public_address:
+            return self.public_address
+        if self.bind_address and not ipaddress.ip_address(self.bind_address).is_unspecified:
+            return self.bind_address
+        return "127.0.0.1"
+
+    def replace(self, **changes: Any) -> "Settings":
+        """
+        A copy with some fields changed (command-line overrides), checked again.
+        """
+        updated = dataclasses.replace(self, **changes)
+        updated.check()
+        return updated
+
+    def check(self) -> None:
+        """
+        Cross-key rules that no single value can break alone.
+        """
+        if self.media_port_from > self.media_port_to:
+            raise ConfigError(
+                f"media_port_from={self.media_port_from} is above "
+                f"media_port_to={self.media_port_to}: expected a range low to high"
+            )
+        if self.media_port_to - self.media_port_from < 1:
+            raise ConfigError(
+                f"media_port_from..media_port_to ({self.media_port_from}..{self.media_port_to}) "
+                "holds no RTP/RTCP port pair: expected at least two ports"
+            )
+        if self.sip_t1_ms > self.sip_t2_ms:
+            raise ConfigError(
+                f"sip_t1={self.sip_t1_ms} is above sip_t2={self.sip_t2_ms}: expected T1 <= T2"
+            )
+        if bool(self.tls_private_key) and not self.tls_certificate:
+            raise ConfigError(
+                f"tls_private_key={self.tls_private_key} is set but tls_certificate is empty: "
+                "expected both, or neither"
+            )
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    """
+    Settings plus the warnings to log once logging is running (unknown keys, duplicates).
+    """
+
+    settings: Settings
+    warnings: tuple[str, ...]
+
+
+def settings_from_text(text: str, source: str = "<config>") -> LoadResult:
+    """
+    Read properties text into L{Settings}.
+
+    @raise ConfigError: a value cannot be read, naming source, line, key, value and expectation.
+    """
+    values = _defaults()
+    users: dict[str, str] = {}
+    warnings: list[str] = []
+    seen: dict[str, int] = {}
+    for number, name, raw in parse_properties(text):
+        where = f"{source}:{number}"
+        if name in seen:
+            warnings.append(f"{where}: key {name!r} repeats line {seen[name]}; the last one wins")
+        seen[name] = number
+        prefix = next((p for p in PREFIX_KEYS if name.startswith(p)), None)
+        if prefix is not None:
+            user = name[len(prefix):]
+            if not user:
+                raise ConfigError(f"{where}: key {name!r} needs a name after {prefix!r}")
+            users[user] = raw
+            continue
+        key = KEYS_BY_NAME.get(name)
+        if key is None:
+            warnings.append(f"{where}: unknown key {name!r} ignored")
+            continue
+        try:
+            values[key.attribute] = key.type.convert(raw)
+        except ValueError:
+            raise ConfigError(
+                f"{where}: {name}={raw!r} is not valid: expected {key.type.expected}"
+            ) from None
+    settings = Settings(**values, sip_users=users)
+    settings.check()
+    return LoadResult(settings, tuple(warnings))
+
+
+def load_settings(path: str) -> LoadResult:
+    """
+    Read a properties file.
+
+    @raise ConfigError: the file cannot be read or holds a bad value.
+    """
+    try:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+    except OSError as error:
+        raise ConfigError(f"cannot read configuration {path}: {error.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"cannot read configuration {path}: expected UTF-8 text") from None
+    return settings_from_text(text, source=path)

@@ -1,0 +1,649 @@
+# -*- test-case-name: tests.media.test_rtp -*-
+"""
+The SIP leg's media: plain RTP/AVP on a UDP port pair from the media range.
+
+A SIP peer behind NAT sends from an address its SDP does not name, so the
+session latches onto the source of the first valid packet and sends there
+(symmetric RTP, RFC 4961); it latches once, and only a new SDP address
+(L{RTPSession.set_remote}) starts a new latch, so a stray or hostile source
+cannot steal a running call.  RTCP runs on port + 1 (or on the RTP port with
+rtcp-mux, demultiplexed by RFC 5761), with one compound report every ~5 s.
+
+One timer per leg serves both the RTCP schedule and the inactivity watchdog:
+the watchdog compares the packet counter between ticks, so the per-packet
+path only bumps counters and hands the datagram, unparsed, to the
+C{packet_received} slot.  Sending relays a C{bytearray} rewritten in place by
+an L{RTPRewriter}; nothing on either path allocates beyond the datagram.
+
+The reactor (C{IReactorUDP}) and clock (C{IReactorTime}, the reactor unless
+given) are injected; this module never touches the global reactor.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import deque
+from typing import Callable, Optional
+
+from twisted.internet import defer
+from twisted.internet.error import CannotListenError
+from twisted.internet.interfaces import IDelayedCall, IReactorTime, IReactorUDP
+from twisted.internet.protocol import DatagramProtocol
+from twisted.logger import Logger
+
+from wcs_twisted.media import rtcp
+from wcs_twisted.media.ports import PortPool, PortReservation
+from wcs_twisted.media.rtp_packet import (
+    RTP_HEADER_SIZE,
+    RTPRewriter,
+    TelephoneEvent,
+    TelephoneEventReceiver,
+    TelephoneEventSender,
+    build_rtp,
+    is_rtcp,
+    is_rtp,
+    peek_header,
+)
+
+__all__ = ["RTPSession"]
+
+Address = tuple[str, int]
+
+#: Upper bound on bind attempts when ports of the range are taken by other
+#: processes.
+MAX_BIND_ATTEMPTS = 32
+
+
+class _RTCPProtocol(DatagramProtocol):
+    """
+    The RTCP port of an L{RTPSession}.
+    """
+
+    def __init__(self, session: "RTPSession") -> None:
+        self._session = session
+
+    def datagramReceived(self, data: bytes, addr: Address) -> None:
+        self._session._rtcp_datagram(data, addr)
+
+
+class RTPSession(DatagramProtocol):
+    """
+    One RTP/RTCP session with a plain RTP peer.
+
+    @ivar packet_received: called with each RTP datagram (C{bytes}, unparsed)
+        from the latched peer while not on hold, telephone events included;
+        C{None} drops them.
+    @ivar rtcp_received: called with the parsed packets of each RTCP datagram
+        (feedback such as PLI/FIR reaches the bridge this way), or C{None}.
+    @ivar activity_lost: called once (with this session) when no RTP arrived
+        for the watched time; re-armed when packets flow again.
+    @ivar digit_received: called with each RFC 4733 DTMF digit received,
+        once per event.
+    @ivar packets_received: RTP packets accepted from the peer.
+    @ivar octets_received: bytes of those datagrams.
+    @ivar packets_sent: RTP packets sent (relayed, built or telephone events).
+    @ivar octets_sent: payload bytes sent (the SR octet count).
+    @ivar packets_dropped: datagrams refused (wrong source, not RTP).
+    @ivar rtcp_sent: RTCP compound packets sent.
+    @ivar rtcp_received: see above; the count is L{rtcp_packets_received}.
+    """
+
+    log = Logger()
+
+    # Datagrams are handled on the reactor thread only; these are the fields
+    # the hot path reads, kept as plain attributes.
+    packet_received: Optional[Callable[[bytes], None]] = None
+    rtcp_received: Optional[Callable[[list[rtcp.RTCPPacket]], None]] = None
+    activity_lost: Optional[Callable[["RTPSession"], None]] = None
+    digit_received: Optional[Callable[[str], None]] = None
+
+    def __init__(
+        self,
+        reactor: IReactorUDP,
+        local_host: str,
+        port_pool: Optional[PortPool] = None,
+        *,
+        clock: Optional[IReactorTime] = None,
+        clock_rate: int = 8000,
+        packet_interval: float = 0.02,
+        rtcp_interval: float = 5.0,
+        rtcp_mux: bool = False,
+        ssrc: Optional[int] = None,
+        cname: Optional[str] = None,
+        rng: Optional[random.Random] = None,
+    ) -> None:
+        """
+        @param reactor: provides C{listenUDP}.
+        @param local_host: the address to bind (the configured media address).
+        @param port_pool: where the RTP/RTCP pair comes from; without one, two
+            ephemeral ports are bound (RTCP then is not RTP + 1: say so with
+            a=rtcp, RFC 3605) - meant for tests.
+        @param clock: timers and time; defaults to C{reactor}.
+        @param clock_rate: RTP clock of the main codec, for timestamp steps.
+        @param packet_interval: seconds of media per packet (ptime).
+        @param rtcp_interval: mean seconds between RTCP reports.
+        @param rtcp_mux: send RTCP on the RTP port (RFC 5761).
+        @param ssrc: our SSRC; random when not given.
+        @param cname: SDES CNAME; derived from the SSRC when not given.
+        @param rng: randomness for SSRC, initial sequence/timestamp and the
+            RTCP interval jitter.
+        """
+        self._reactor = reactor
+        self._clock: IReactorTime = clock if clock is not None else reactor  # type: ignore[assignment]
+        self._local_host = local_host
+        self._pool = port_pool
+        self._rng = rng if rng is not None else random.SystemRandom()
+        self.clock_rate = clock_rate
+        self.packet_interval = packet_interval
+        self.rtcp_interval = rtcp_interval
+        self.rtcp_mux = rtcp_mux
+        self.ssrc = ssrc if ssrc is not None else self._rng.getrandbits(32)
+        self.cname = (cname or f"wcs-{self.ssrc:08x}").encode("utf-8")
+        self.rewriter = RTPRewriter(
+            self.ssrc,
+            initial_sequence_number=self._rng.getrandbits(15),
+            initial_timestamp=self._rng.getrandbits(32),
+            timestamp_step=max(1, round(clock_rate * packet_interval)),
+        )
+
+        # ports
+        self._reservation: Optional[PortReservation] = None
+        self._rtp_port = None
+        self._rtcp_port = None
+        self._rtcp_protocol = _RTCPProtocol(self)
+        self._started = False
+        self._stopped = False
+
+        # addresses: where we send, and the source we accept (None until latched)
+        self._send_addr: Optional[Address] = None
+        self._source_addr: Optional[Address] = None
+        self._sdp_addr: Optional[Address] = None
+        self._rtcp_send_addr: Optional[Address] = None
+        self._rtcp_source_addr: Optional[Address] = None
+        self._sdp_rtcp_addr: Optional[Address] = None
+
+        # send gating: hold or an RFC 4733 event in progress suppresses relay
+        self._on_hold = False
+        self._muted = False
+
+        # counters
+        self.packets_received = 0
+        self.octets_received = 0
+        self.packets_sent = 0
+        self.octets_sent = 0
+        self.packets_dropped = 0
+        self.rtcp_sent = 0
+        self.rtcp_packets_received = 0
+        self._last_received: Optional[bytes] = None
+
+        # RTCP state
+        self._stats = rtcp.ReceptionStatistics()
+        self._sent_at_last_report = 0
+        self._next_rtcp: Optional[float] = None
+        self.last_rtcp: Optional[list[rtcp.RTCPPacket]] = None
+
+        # watchdog state
+        self._watch_timeout: Optional[float] = None
+        self._watch_count = 0
+        self._watch_since = 0.0
+        self._watch_fired = False
+
+        # the one timer of the leg (RTCP + watchdog), and the DTMF pacing timer
+        self._tick_call: Optional[IDelayedCall] = None
+        self._dtmf_call: Optional[IDelayedCall] = None
+
+        # RFC 4733
+        self._te_pt = -1
+        self._te_receiver = TelephoneEventReceiver()
+        self._te_sender: Optional[TelephoneEventSender] = None
+        self._te_clock_rate = 8000
+        self._digits: deque[tuple[str, float]] = deque()
+
+    # -- lifecycle ------------------------------------------------------------
+
+    @property
+    def local_address(self) -> Address:
+        """
+        The bound (host, RTP port); valid after L{start}.
+        """
+        if self._rtp_port is None:
+            raise RuntimeError("RTP session is not started")
+        return (self._local_host, self._rtp_port.getHost().port)
+
+    @property
+    def local_rtcp_port(self) -> int:
+        """
+        The bound RTCP port (the RTP port with rtcp-mux).
+        """
+        if self.rtcp_mux:
+            return self.local_address[1]
+        if self._rtcp_port is None:
+            raise RuntimeError("RTP session is not started")
+        return self._rtcp_port.getHost().port
+
+    @property
+    def remote_address(self) -> Optional[Address]:
+        """
+        Where RTP goes: the latched source, else the SDP address.
+        """
+        return self._send_addr
+
+    @property
+    def latched(self) -> bool:
+        """
+        Whether the peer's source address was learnt from its packets.
+        """
+        return self._source_addr is not None
+
+    @property
+    def on_hold(self) -> bool:
+        return self._on_hold
+
+    def start(self) -> None:
+        """
+        Bind the RTP and RTCP ports and start the leg's timer.
+
+        @raise PortPoolExhausted: if the range has no free pair.
+        @raise CannotListenError: if no pair could be bound.
+        """
+        if self._started:
+            return
+        if self._pool is None:
+            self._rtcp_port = self._reactor.listenUDP(
+                0, self._rtcp_protocol, interface=self._local_host
+            )
+            try:
+                self._rtp_port = self._reactor.listenUDP(
+                    0, self, interface=self._local_host
+                )
+            except BaseException:
+                self._rtcp_port.stopListening()
+                self._rtcp_port = None
+                raise
+        else:
+            self._bind_from_pool()
+        self._started = True
+        self._next_rtcp = self._clock.seconds() + self._rtcp_delay()
+        self._schedule_tick()
+
+    def _bind_from_pool(self) -> None:
+        assert self._pool is not None
+        attempts = min(MAX_BIND_ATTEMPTS, self._pool.capacity)
+        last_error: Optional[CannotListenError] = None
+        for _ in range(attempts):
+            reservation = self._pool.allocate()
+            # RTCP first, with a protocol of its own per attempt: a port that
+            # is given up detaches its protocol later, from the reactor.  The
+            # RTP port (this object) is bound last, so it is never given up.
+            rtcp_protocol = _RTCPProtocol(self)
+            rtcp_port = None
+            try:
+                rtcp_port = self._reactor.listenUDP(
+                    reservation.rtcp_port, rtcp_protocol, interface=self._local_host
+                )
+                rtp_port = self._reactor.listenUDP(
+                    reservation.rtp_port, self, interface=self._local_host
+                )
+            except CannotListenError as e:
+                # Taken by another process: try the next pair; this one goes
+                # to the back of the queue.
+                last_error = e
+                if rtcp_port is not None:
+                    rtcp_port.stopListening()
+                reservation.release()
+                continue
+            except BaseException:
+                if rtcp_port is not None:
+                    rtcp_port.stopListening()
+                reservation.release()
+                raise
+            self._reservation = reservation
+            self._rtp_port = rtp_port
+            self._rtcp_port = rtcp_port
+            self._rtcp_protocol = rtcp_protocol
+            return
+        assert last_error is not None
+        raise last_error
+
+    def stop(self) -> defer.Deferred[None]:
+        """
+        Send an RTCP BYE, stop the timers, close both ports and give the pair
+        back to the pool.  Safe to call more than once and before L{start}.
+
+        @return: fires when both ports are closed.
+        """
+        if self._stopped:
+            return defer.succeed(None)
+        self._stopped = True
+        for call in (self._tick_call, self._dtmf_call):
+            if call is not None and call.active():
+                call.cancel()
+        self._tick_call = self._dtmf_call = None
+        waits = []
+        try:
+            if self._started:
+                self._send_rtcp(bye=True)
+        finally:
+            for port in (self._rtp_port, self._rtcp_port):
+                if port is not None:
+                    waits.append(defer.maybeDeferred(port.stopListening))
+            self._rtp_port = self._rtcp_port = None
+            if self._reservation is not None:
+                self._reservation.release()
+        return defer.gatherResults(waits, consumeErrors=True).addCallback(
+            lambda _: None
+        )
+
+    # -- remote address and latching -----------------------------------------
+
+    def set_remote(self, host: str, port: int, rtcp_port: Optional[int] = None) -> None:
+        """
+        Take the peer's address from its SDP (c=/m=, a=rtcp).  A changed
+        address replaces the latch, so the next packets may latch anew; the
+        same address again (a re-INVITE repeating the SDP) keeps it.
+        """
+        addr = (host, port)
+        rtcp_addr = (host, port if self.rtcp_mux else (rtcp_port or port + 1))
+        if addr != self._sdp_addr:
+            self._sdp_addr = addr
+            self._source_addr = None
+            self._send_addr = addr
+        if rtcp_addr != self._sdp_rtcp_addr:
+            self._sdp_rtcp_addr = rtcp_addr
+            self._rtcp_source_addr = None
+            self._rtcp_send_addr = rtcp_addr
+
+    def _accept(self, data: bytes, addr: Address) -> bool:
+        """
+        The cold path: a datagram too short for RTP, or from an address other
+        than the latched source (any datagram before latching).  Latch once
+        onto the first valid RTP source; refuse everything else.
+        """
+        if self.rtcp_mux and is_rtcp(data):
+            self._rtcp_datagram(data, addr)
+            return False
+        if self._source_addr is not None or not is_rtp(data):
+            self.packets_dropped += 1
+            return False
+        self._source_addr = addr
+        self._send_addr = addr
+        header = peek_header(data)
+        self._stats.restart(header.ssrc, header.sequence_number, self.packets_received)
+        if self.rtcp_mux:
+            self._rtcp_send_addr = addr
+        self.log.info(
+            "RTP latched onto {source} (SDP said {sdp})", source=addr, sdp=self._sdp_addr
+        )
+        return True
+
+    # -- receive path ---------------------------------------------------------
+
+    def datagramReceived(self, data: bytes, addr: Address) -> None:
+        if (addr != self._source_addr or len(data) < RTP_HEADER_SIZE) and not self._accept(
+            data, addr
+        ):
+            return
+        b1 = data[1]
+        if 191 < b1 < 224:
+            # RTCP multiplexed on the RTP port (RFC 5761 section 4).
+            self._rtcp_datagram(data, addr)
+            return
+        self.packets_received += 1
+        self.octets_received += len(data)
+        self._last_received = data
+        if self._on_hold:
+            return
+        if (b1 & 0x7F) == self._te_pt:
+            self._telephone_event(data)
+        callback = self.packet_received
+        if callback is not None:
+            callback(data)
+
+    def _telephone_event(self, data: bytes) -> None:
+        event: Optional[TelephoneEvent] = self._te_receiver.receive_packet(data)
+        if event is not None and event.digit is not None:
+            self.log.debug("RFC 4733 digit {digit} received", digit=event.digit)
+            if self.digit_received is not None:
+                self.digit_received(event.digit)
+
+    def _rtcp_datagram(self, data: bytes, addr: Address) -> None:
+        if addr != self._rtcp_source_addr:
+            if self._rtcp_source_addr is not None or not is_rtcp(data):
+                self.packets_dropped += 1
+                return
+            self._rtcp_source_addr = addr
+            self._rtcp_send_addr = addr
+        try:
+            packets = rtcp.parse_compound(data)
+        except ValueError as e:
+            self.log.debug("Bad RTCP from {source}: {error}", source=addr, error=e)
+            self.packets_dropped += 1
+            return
+        self.rtcp_packets_received += 1
+        self.last_rtcp = packets
+        now = self._clock.seconds()
+        for packet in packets:
+            if packet.packet_type == rtcp.RTCP_SR:
+                self._stats.note_sender_report(packet, now)
+        if self.rtcp_received is not None:
+            self.rtcp_received(packets)
+
+    # -- send path ------------------------------------------------------------
+
+    def send_packet(self, buf: bytearray) -> None:
+        """
+        Relay one RTP packet: rewrite it in place onto our stream (SSRC,
+        sequence, timestamp, payload type map of L{rewriter}) and send it to
+        the peer.  Dropped, with the sequence kept gap-free, while on hold or
+        while a telephone event is being sent.
+        """
+        if self._muted:
+            self.rewriter.skip()
+            return
+        addr = self._send_addr
+        if addr is None:
+            return
+        self.rewriter.rewrite(buf)
+        self.transport.write(buf, addr)
+        self.packets_sent += 1
+        self.octets_sent += len(buf) - RTP_HEADER_SIZE
+
+    def send_payload(self, payload: bytes, payload_type: int, marker: bool = False) -> None:
+        """
+        Send one packet of locally produced media (transcoded audio, a
+        file): the next sequence number, the timestamp one packet interval
+        after the last one.
+        """
+        if self._muted or self._send_addr is None:
+            return
+        rewriter = self.rewriter
+        seq = rewriter.allocate()
+        ts = (rewriter.last_timestamp + rewriter.timestamp_step) & 0xFFFFFFFF
+        rewriter.last_timestamp = ts
+        self._write(build_rtp(payload_type, seq, ts, self.ssrc, payload, marker))
+
+    def _write(self, packet: bytes) -> None:
+        assert self._send_addr is not None
+        self.transport.write(packet, self._send_addr)
+        self.packets_sent += 1
+        self.octets_sent += len(packet) - RTP_HEADER_SIZE
+
+    # -- hold --------------------------------------------------------------------
+
+    def hold(self) -> None:
+        """
+        Stop sending and ignore received media (RTCP carries on, RFC 3264
+        section 5.1); the watchdog pauses.
+        """
+        self._on_hold = True
+        self._muted = True
+
+    def resume(self) -> None:
+        """
+        Undo L{hold}; the watchdog counts afresh from now.
+        """
+        self._on_hold = False
+        self._muted = self._te_sender is not None and self._te_sender.active
+        self._watch_since = self._clock.seconds()
+        self._watch_count = self.packets_received
+        self._watch_fired = False
+
+    # -- RFC 4733 ------------------------------------------------------------------
+
+    def set_telephone_event(self, payload_type: Optional[int], clock_rate: int = 8000) -> None:
+        """
+        The negotiated telephone-event payload type (None: not negotiated).
+        """
+        self._te_pt = -1 if payload_type is None else payload_type
+        self._te_clock_rate = clock_rate
+
+    def send_digit(self, digit: str, duration: float = 0.1) -> None:
+        """
+        Send one DTMF digit as RFC 4733 events, after any digits queued
+        before it; relayed audio is suppressed while an event is sent.
+
+        @raise ValueError: if telephone-event was not negotiated or the digit
+            is unknown.
+        """
+        if self._te_pt < 0:
+            raise ValueError("telephone-event was not negotiated")
+        # Validates the digit and duration now rather than when it is sent.
+        TelephoneEventSender().start(digit, max(1, round(duration * self._te_clock_rate)), 0)
+        self._digits.append((digit, duration))
+        if self._dtmf_call is None and not (self._te_sender and self._te_sender.active):
+            self._next_digit()
+
+    def _next_digit(self) -> None:
+        self._dtmf_call = None
+        if self._stopped:
+            return
+        if not self._digits:
+            self._te_sender = None
+            self._muted = self._on_hold
+            return
+        digit, duration = self._digits.popleft()
+        interval = round(self._te_clock_rate * self.packet_interval)
+        sender = self._te_sender = TelephoneEventSender(packet_interval=interval)
+        start = (self.rewriter.last_timestamp + self.rewriter.timestamp_step) & 0xFFFFFFFF
+        sender.start(digit, max(1, round(duration * self._te_clock_rate)), start)
+        self._muted = True
+        self._dtmf_step()
+
+    def _dtmf_step(self) -> None:
+        self._dtmf_call = None
+        sender = self._te_sender
+        if self._stopped or sender is None:
+            return
+        packet = sender.next_packet()
+        if packet is None:
+            # Event over: the media timeline continues after it, then the
+            # next queued digit follows one packet interval later.
+            self.rewriter.last_timestamp = (
+                sender.timestamp + sender.duration
+            ) & 0xFFFFFFFF
+            self._dtmf_call = self._clock.callLater(self.packet_interval, self._next_digit)
+            return
+        if self._send_addr is not None and not self._on_hold:
+            self._write(
+                build_rtp(
+                    self._te_pt,
+                    self.rewriter.allocate(),
+                    packet.timestamp,
+                    self.ssrc,
+                    packet.payload,
+                    packet.marker,
+                )
+            )
+        self._dtmf_call = self._clock.callLater(self.packet_interval, self._dtmf_step)
+
+    # -- watchdog -----------------------------------------------------------------
+
+    def watch_activity(self, timeout: Optional[float]) -> None:
+        """
+        Call L{activity_lost} when no RTP arrives for C{timeout} seconds
+        (detected within a fifth of the timeout after it); C{None} stops
+        watching.  Counting starts now.
+        """
+        self._watch_timeout = timeout
+        self._watch_since = self._clock.seconds()
+        self._watch_count = self.packets_received
+        self._watch_fired = False
+        if self._started and not self._stopped:
+            self._schedule_tick()
+
+    def _check_activity(self, now: float) -> None:
+        timeout = self._watch_timeout
+        if timeout is None or self._on_hold:
+            return
+        if self.packets_received != self._watch_count:
+            self._watch_count = self.packets_received
+            self._watch_since = now
+            self._watch_fired = False
+        elif not self._watch_fired and now - self._watch_since >= timeout:
+            self._watch_fired = True
+            self.log.info(
+                "No RTP from {source} for {timeout} s",
+                source=self._send_addr,
+                timeout=timeout,
+            )
+            if self.activity_lost is not None:
+                self.activity_lost(self)
+
+    # -- the leg's timer: RTCP and watchdog -----------------------------------
+
+    def _rtcp_delay(self) -> float:
+        # RFC 3550 section 6.3.1: randomized over [0.5, 1.5] times the interval.
+        return self.rtcp_interval * (0.5 + self._rng.random())
+
+    def _schedule_tick(self) -> None:
+        if self._tick_call is not None and self._tick_call.active():
+            self._tick_call.cancel()
+        now = self._clock.seconds()
+        assert self._next_rtcp is not None
+        due = self._next_rtcp
+        if self._watch_timeout is not None:
+            due = min(due, now + max(self._watch_timeout / 5, 0.05))
+        self._tick_call = self._clock.callLater(max(0.0, due - now), self._tick)
+
+    def _tick(self) -> None:
+        self._tick_call = None
+        if self._stopped:
+            return
+        now = self._clock.seconds()
+        self._check_activity(now)
+        if self._stopped:  # the activity_lost callback may stop us
+            return
+        assert self._next_rtcp is not None
+        if now >= self._next_rtcp:
+            self._send_rtcp()
+            self._next_rtcp = now + self._rtcp_delay()
+        self._schedule_tick()
+
+    def _send_rtcp(self, bye: bool = False) -> None:
+        addr = self._rtcp_send_addr
+        transport = self.transport if self.rtcp_mux else self._rtcp_protocol.transport
+        if addr is None or transport is None:
+            return
+        now = self._clock.seconds()
+        if self._last_received is not None:
+            self._stats.update(self._last_received, self.packets_received)
+        block = self._stats.report_block(now)
+        reports = (block,) if block is not None else ()
+        if self.packets_sent != self._sent_at_last_report:
+            self._sent_at_last_report = self.packets_sent
+            report = rtcp.build_sr(
+                self.ssrc,
+                rtcp.ntp_timestamp(now),
+                self.rewriter.last_timestamp,
+                self.packets_sent,
+                self.octets_sent,
+                reports,
+            )
+        else:
+            report = rtcp.build_rr(self.ssrc, reports)
+        compound = report + rtcp.build_sdes(self.ssrc, self.cname)
+        if bye:
+            compound += rtcp.build_bye(self.ssrc)
+        transport.write(compound, addr)
+        self.rtcp_sent += 1
+

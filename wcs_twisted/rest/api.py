@@ -1,0 +1,186 @@
+# -*- test-case-name: tests.rest.test_api -*-
+"""
+The WCS REST API under /rest-api/: a Klein app bound to an instance.
+
+Routes decode JSON, call the session/call layer and encode JSON; domain errors become HTTP codes in
+one place (L{RestAPI.domain_error}).  L{RestGate} wraps the Klein resource with what every method
+shares: CORS (the demo pages call from another origin), HTTP Basic auth in production mode, and
+JSON error bodies.
+"""
+
+from __future__ import annotations
+
+import base64
+import hmac
+import json
+from typing import Any, Iterable
+
+from klein import Klein
+from twisted.logger import Logger
+from twisted.web.resource import IResource, Resource
+
+from wcs_twisted.ua.errors import Conflict, DomainError, InvalidField, NotFound
+from wcs_twisted.ua.sessions import SessionTable
+
+#: HTTP status for each domain error class; the most specific class wins.
+STATUS_BY_ERROR: tuple[tuple[type[DomainError], int], ...] = (
+    (InvalidField, 400),
+    (NotFound, 404),
+    (Conflict, 409),
+    (DomainError, 500),
+)
+
+_JSON = b"application/json; charset=utf-8"
+
+
+def _json_body(request, allowed: Iterable[str]) -> dict[str, Any]:
+    """
+    The request's JSON object, with every field checked against C{allowed}.
+
+    An empty body is an empty object (jQuery sends none for some calls).
+    """
+    raw = request.content.read() if request.content is not None else b""
+    if not raw.strip():
+        return {}
+    try:
+        body = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise InvalidField("body", f"not valid JSON ({error})") from None
+    if not isinstance(body, dict):
+        raise InvalidField("body", "expected a JSON object")
+    allowed = set(allowed)
+    for name in body:
+        if name not in allowed:
+            raise InvalidField(name, f"unknown field; expected one of {', '.join(sorted(allowed))}")
+    return body
+
+
+def _write_json(request, status: int, document: Any) -> bytes:
+    request.setResponseCode(status)
+    request.setHeader(b"content-type", _JSON)
+    return json.dumps(document).encode("utf-8")
+
+
+class RestAPI:
+    """
+    The REST methods; one instance per server.
+    """
+
+    app = Klein()
+    log = Logger()
+
+    def __init__(self, sessions: SessionTable) -> None:
+        self.sessions = sessions
+
+    @app.handle_errors(DomainError)
+    def domain_error(self, request, failure):
+        error = failure.value
+        status = next(code for cls, code in STATUS_BY_ERROR if isinstance(error, cls))
+        self.log.info("REST {method} {path}: {status} {info}", method=request.method.decode(),
+                      path=request.path.decode("utf-8", "replace"), status=status, info=error.info)
+        body = {"error": error.info}
+        if isinstance(error, InvalidField):
+            body["field"] = error.field
+        return _write_json(request, status, body)
+
+    # --- /connection ------------------------------------------------------------------------
+
+    @app.route("/connection/find_all", methods=["GET", "POST"])
+    def connection_find_all(self, request):
+        _json_body(request, ())
+        found = [session.public_fields() for session in self.sessions]
+        if not found:
+            raise NotFound("No connections")
+        return _write_json(request, 200, found)
+
+    @app.route("/connection/find", methods=["POST"])
+    def connection_find(self, request):
+        body = _json_body(request, ("sessionId", "appKey", "sipLogin", "clientVersion"))
+        found = [
+            fields for fields in (session.public_fields() for session in self.sessions)
+            if all(fields.get(name) == value for name, value in body.items())
+        ]
+        if not found:
+            raise NotFound("No connection matches")
+        return _write_json(request, 200, found)
+
+    @app.route("/connection/terminate", methods=["POST"])
+    def connection_terminate(self, request):
+        body = _json_body(request, ("sessionId",))
+        session_id = body.get("sessionId")
+        if not isinstance(session_id, str):
+            raise InvalidField("sessionId", "required, as text")
+        session = self.sessions.get(session_id)
+        session.connection.close(1000, "Terminated by REST")
+        request.setResponseCode(200)
+        return b""
+
+    @app.route("/", branch=True, methods=["GET", "POST", "PUT", "DELETE", "PATCH"])
+    def unknown_method(self, request):
+        path = "/" + "/".join(segment.decode("utf-8", "replace") for segment in request.postpath)
+        raise NotFound(f"No REST method {path}")
+
+
+class RestGate(Resource):
+    """
+    CORS, Basic auth and JSON errors in front of the REST resource.
+    """
+
+    isLeaf = True
+    log = Logger()
+
+    def __init__(self, wrapped: IResource, credentials: tuple[str, str] | None,
+                 cors_origins: tuple[str, ...] = ("*",)) -> None:
+        super().__init__()
+        self._wrapped = wrapped
+        self._credentials = credentials
+        self._cors_origins = cors_origins
+
+    def _cors(self, request) -> None:
+        origin = request.getHeader(b"origin")
+        if origin is None:
+            return
+        if "*" in self._cors_origins:
+            allowed = origin
+        elif origin.decode("latin-1") in self._cors_origins:
+            allowed = origin
+        else:
+            return
+        request.setHeader(b"access-control-allow-origin", allowed)
+        request.setHeader(b"vary", b"Origin")
+        request.setHeader(b"access-control-allow-credentials", b"true")
+
+    def _authorized(self, request) -> bool:
+        if self._credentials is None:
+            return True
+        header = request.getHeader(b"authorization") or b""
+        scheme, _, encoded = header.partition(b" ")
+        if scheme.lower() != b"basic":
+            return False
+        try:
+            user, _, password = base64.b64decode(encoded.strip(), validate=True).partition(b":")
+        except ValueError:
+            return False
+        want_user, want_password = (part.encode("utf-8") for part in self._credentials)
+        # Compare both parts, always, so timing does not reveal which was wrong.
+        user_ok = hmac.compare_digest(user, want_user)
+        password_ok = hmac.compare_digest(password, want_password)
+        return user_ok and password_ok
+
+    def render(self, request):
+        self._cors(request)
+        if request.method == b"OPTIONS":
+            request.setHeader(b"access-control-allow-methods", b"GET, POST, OPTIONS")
+            requested = request.getHeader(b"access-control-request-headers")
+            request.setHeader(b"access-control-allow-headers",
+                              requested or b"content-type, authorization")
+            request.setHeader(b"access-control-max-age", b"600")
+            request.setResponseCode(204)
+            return b""
+        if not self._authorized(request):
+            self.log.info("REST {path}: 401 from {client}",
+                          path=request.path.decode("utf-8", "replace"),
+                          client=request.getClientAddress())
+            request.setHeader(b"www-authenticate", b'Basic realm="wcs", charset="UTF-8"')
+            return _write_json(request, 401, {"error": "Authentication required"})
+        return self._wrapped.render(request)

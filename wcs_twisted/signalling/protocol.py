@@ -1,0 +1,220 @@
+# -*- test-case-name: tests.signalling.test_protocol -*-
+"""
+The WCS WebSocket front door: Autobahn plumbing around a table of message handlers.
+
+The Autobahn protocol class only forwards its callbacks; L{Signalling} owns the per-connection
+state (L{Channel}: keep-alive pings, the session) and a dispatch table keyed by message name.
+Every failure to understand a client becomes a C{fail} message and a log line, never a dropped
+connection or a traceback.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+from twisted.internet.interfaces import IReactorTime
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from wcs_twisted.interfaces import IClientConnection
+from wcs_twisted.metrics import ServerMetrics
+from wcs_twisted.signalling import messages
+from wcs_twisted.ua.errors import DomainError
+from wcs_twisted.ua.sessions import ClientSession, SessionTable
+
+#: WebSocket close codes used here (RFC 6455 7.4.1).
+CLOSE_NORMAL = 1000
+CLOSE_GOING_AWAY = 1001
+CLOSE_POLICY = 1008
+
+
+@implementer(IClientConnection)
+class Channel:
+    """
+    One WebSocket connection's state: who it is, its keep-alive, its session once connected.
+    """
+
+    def __init__(self, protocol: "WCSServerProtocol", peer: str) -> None:
+        self.protocol = protocol
+        self.peer = peer
+        self.session: ClientSession | None = None
+        self.missed_pongs = 0
+        self.keep_alive: LoopingCall | None = None
+        self.closing = False
+
+    def send_message(self, name: str, data: list[Any]) -> None:
+        if self.closing:
+            return
+        self.protocol.sendMessage(messages.encode(name, data), isBinary=False)
+
+    def close(self, code: int, reason: str) -> None:
+        if self.closing:
+            return
+        self.closing = True
+        self.protocol.sendClose(code=code, reason=reason)
+
+
+class Signalling:
+    """
+    Decodes client messages, calls the session/call layer, encodes the answers.
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        sessions: SessionTable,
+        clock: IReactorTime,
+        metrics: ServerMetrics,
+        server_address: Callable[[], str],
+        ping_interval: float = 5.0,
+        max_missed_pongs: int = 10,
+    ) -> None:
+        self.sessions = sessions
+        self.clock = clock
+        self.metrics = metrics
+        self._server_address = server_address
+        self.ping_interval = ping_interval
+        self.max_missed_pongs = max_missed_pongs
+        self.channels: set[Channel] = set()
+        self._handlers: dict[str, Callable[[Channel, dict[str, Any] | None], None]] = {
+            "connection": self._on_connection,
+            "pong": self._on_pong,
+            "ping": self._on_client_ping,
+        }
+
+    # --- connection lifecycle -----------------------------------------------------------------
+
+    def channel_opened(self, protocol: "WCSServerProtocol", peer: str) -> Channel:
+        channel = Channel(protocol, peer)
+        self.channels.add(channel)
+        loop = LoopingCall(self._ping, channel)
+        loop.clock = self.clock
+        channel.keep_alive = loop
+        loop.start(self.ping_interval, now=False)
+        self.log.debug("websocket {peer} opened", peer=peer)
+        return channel
+
+    def channel_closed(self, channel: Channel, reason: str) -> None:
+        self.channels.discard(channel)
+        channel.closing = True
+        if channel.keep_alive is not None and channel.keep_alive.running:
+            channel.keep_alive.stop()
+        if channel.session is not None:
+            self.sessions.close(channel.session, reason)
+            channel.session = None
+        self.log.debug("websocket {peer} closed: {reason}", peer=channel.peer, reason=reason)
+
+    def close_all(self, reason: str = "Server shutting down") -> None:
+        """
+        Tell every client we are going away (graceful shutdown).
+        """
+        for channel in list(self.channels):
+            channel.close(CLOSE_GOING_AWAY, reason)
+
+    def _ping(self, channel: Channel) -> None:
+        if channel.missed_pongs >= self.max_missed_pongs:
+            self.log.info("websocket {peer}: {count} pings unanswered, closing",
+                          peer=channel.peer, count=channel.missed_pongs)
+            channel.keep_alive.stop()
+            channel.close(CLOSE_POLICY, "Terminated by keep-alive")
+            return
+        channel.missed_pongs += 1
+        self._send(channel, "ping", [])
+
+    # --- messages -----------------------------------------------------------------------------
+
+    def message_received(self, channel: Channel, raw: bytes, is_binary: bool) -> None:
+        if is_binary:
+            self._fail(channel, "Binary messages are not part of the WCS protocol")
+            return
+        try:
+            message = messages.decode(raw)
+        except messages.MessageError as error:
+            self._fail(channel, error.info, error.api_method)
+            return
+        handler = self._handlers.get(message.name)
+        self.metrics.messages.labels(
+            direction="in", message=message.name if handler else "unknown").inc()
+        channel.missed_pongs = 0
+        if handler is None:
+            self._fail(channel, f"Unknown message {message.name!r}", message.name)
+            return
+        try:
+            handler(channel, message.payload)
+        except DomainError as error:
+            self._fail(channel, error.info, message.name)
+        except Exception:
+            self.log.failure("handling {name} from {peer}", name=message.name, peer=channel.peer)
+            self._fail(channel, "Failed by error", message.name)
+
+    def _send(self, channel: Channel, name: str, data: list[Any]) -> None:
+        self.metrics.messages.labels(direction="out", message=name).inc()
+        channel.send_message(name, data)
+
+    def _fail(self, channel: Channel, info: str, api_method: str | None = None) -> None:
+        self.log.warn("websocket {peer}: {api_method} refused: {info}",
+                      peer=channel.peer, api_method=api_method, info=info)
+        self._send(channel, "fail", messages.fail(info, api_method))
+
+    def _on_pong(self, channel: Channel, payload: dict[str, Any] | None) -> None:
+        """
+        The reset of C{missed_pongs} in L{message_received} is all a pong needs.
+        """
+
+    def _on_client_ping(self, channel: Channel, payload: dict[str, Any] | None) -> None:
+        """
+        SDK pings (pingInterval > 0) need no answer (spec section 3).
+        """
+
+    def _on_connection(self, channel: Channel, payload: dict[str, Any] | None) -> None:
+        if channel.session is not None:
+            raise DomainError("Session already established")
+        session_id = f"/{channel.peer}/{self._server_address()}"
+        session = self.sessions.open(channel, session_id, payload or {})
+        channel.session = session
+        self._send(channel, "getUserData", [session.public_fields()])
+
+
+class WCSServerProtocol(WebSocketServerProtocol):
+    """
+    Autobahn callbacks forwarded to L{Signalling}; nothing else lives here.
+    """
+
+    channel: Channel | None = None
+
+    def onConnect(self, request):
+        # Any path, no subprotocol: the SDK uses the URL as given (spec 1.1).
+        return None
+
+    def onOpen(self) -> None:
+        peer = self.transport.getPeer()
+        self.channel = self.factory.signalling.channel_opened(self, f"{peer.host}:{peer.port}")
+
+    def onMessage(self, payload: bytes, isBinary: bool) -> None:
+        if self.channel is not None:
+            self.factory.signalling.message_received(self.channel, payload, isBinary)
+
+    def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
+        if self.channel is not None:
+            self.factory.signalling.channel_closed(
+                self.channel, reason or ("closed" if wasClean else "connection lost"))
+            self.channel = None
+
+
+class WCSServerFactory(WebSocketServerFactory):
+    """
+    Builds L{WCSServerProtocol}s that share one L{Signalling}.
+    """
+
+    protocol = WCSServerProtocol
+
+    def __init__(self, signalling: Signalling, reactor, max_message_size: int) -> None:
+        super().__init__(reactor=reactor)
+        self.signalling = signalling
+        self.setProtocolOptions(
+            maxMessagePayloadSize=max_message_size,
+            maxFramePayloadSize=max_message_size,
+        )

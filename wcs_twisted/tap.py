@@ -1,0 +1,222 @@
+# -*- test-case-name: tests.test_tap -*-
+"""
+C{twistd wcs}: command-line options and the one composition root of the server.
+
+L{makeService} reads the configuration, builds every object with its dependencies and returns the
+service tree; it starts nothing, so tests can inspect the tree.  This is the only module that
+touches the global reactor.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sys
+
+from twisted.application.service import IService, MultiService, Service
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.endpoints import quoteStringArgument, serverFromString
+from twisted.logger import Logger, globalLogPublisher
+from twisted.python import usage
+
+from wcs_twisted.config import ConfigError, Settings, load_settings
+from wcs_twisted.listeners import ListenerService
+from wcs_twisted.logs import JSONLogFileService
+from wcs_twisted.metrics import ServerMetrics
+from wcs_twisted.rest.api import RestAPI
+from wcs_twisted.rest.web import build_site
+from wcs_twisted.signalling.protocol import Signalling, WCSServerFactory
+from wcs_twisted.ua.sessions import SessionTable
+
+log = Logger()
+
+DEFAULT_CONFIG = os.path.join("etc", "wcs.properties")
+
+ASYNCIO_REACTOR_HINT = (
+    "needs Twisted's asyncio reactor (aiortc runs on asyncio): "
+    "run it as `twistd --reactor=asyncio -n wcs`"
+)
+
+
+def ensure_asyncio_reactor(modules=sys.modules) -> None:
+    """
+    Install the asyncio reactor if no reactor is installed yet; refuse any other reactor.
+
+    @raise SystemExit: another reactor is installed, with a one-line hint.
+    """
+    installed = modules.get("twisted.internet.reactor")
+    if installed is None:
+        from twisted.internet import asyncioreactor
+
+        asyncioreactor.install()
+        return
+    from twisted.internet.asyncioreactor import AsyncioSelectorReactor
+
+    if not isinstance(installed, AsyncioSelectorReactor):
+        raise SystemExit(f"wcs: {ASYNCIO_REACTOR_HINT} ({type(installed).__name__} is installed)")
+
+
+def _port_option(value: str) -> int:
+    port = int(value)
+    if not 0 <= port <= 65535:
+        raise ValueError(value)
+    return port
+
+
+_port_option.coerceDoc = "A TCP/UDP port number, 0-65535."  # type: ignore[attr-defined]
+
+
+class Options(usage.Options):
+    """
+    C{twistd wcs} options: a configuration file, and overrides for the listen ports.
+    """
+
+    synopsis = "[--config PATH] [--ws-port N] [--http-port N] [--sip-port N]"
+    longdesc = ("WebRTC <-> SIP gateway speaking the Flashphoner WCS protocol. "
+                "Settings come from a Java-properties file; see docs/configuration.md.")
+
+    optParameters = [
+        ["config", "c", DEFAULT_CONFIG,
+         "Configuration file (Java properties). A missing default file means built-in defaults."],
+        ["ws-port", None, None, "Override ws.port (WebSocket).", _port_option],
+        ["wss-port", None, None, "Override wss.port (WebSocket over TLS).", _port_option],
+        ["http-port", None, None, "Override http.port (REST, health, metrics, pages).",
+         _port_option],
+        ["https-port", None, None, "Override https.port.", _port_option],
+        ["sip-port", None, None, "Override sip_port.", _port_option],
+        ["bind", None, None, "Override ip_local (the address every listener binds to)."],
+    ]
+
+    _overrides = {
+        "ws-port": "ws_port",
+        "wss-port": "wss_port",
+        "http-port": "http_port",
+        "https-port": "https_port",
+        "sip-port": "sip_port",
+        "bind": "bind_address",
+    }
+
+    def postOptions(self) -> None:
+        ensure_asyncio_reactor()
+        self["warnings"] = ()
+        try:
+            if self["config"] == DEFAULT_CONFIG and not os.path.exists(DEFAULT_CONFIG):
+                settings = Settings()
+            else:
+                loaded = load_settings(self["config"])
+                settings, self["warnings"] = loaded.settings, loaded.warnings
+            changes = {
+                attribute: self[option]
+                for option, attribute in self._overrides.items()
+                if self[option] is not None
+            }
+            if changes:
+                settings = settings.replace(**changes)
+        except ConfigError as error:
+            # One clear line for a user mistake, never a traceback or the whole usage text.
+            raise SystemExit(f"wcs: {error}") from None
+        self["settings"] = settings
+
+
+class SessionShutdownService(Service):
+    """
+    On stop, closes every client session cleanly and waits (boundedly) for the close handshakes.
+    """
+
+    def __init__(self, signalling: Signalling, clock, grace: float = 2.0) -> None:
+        self.setName("session-shutdown")
+        self._signalling = signalling
+        self._clock = clock
+        self._grace = grace
+
+    def stopService(self):
+        super().stopService()
+        if not self._signalling.channels:
+            return succeed(None)
+        self._signalling.close_all()
+        done: Deferred = Deferred()
+
+        def check() -> None:
+            if not self._signalling.channels or self._clock.seconds() >= deadline:
+                done.callback(None)
+            else:
+                self._clock.callLater(0.05, check)
+
+        deadline = self._clock.seconds() + self._grace
+        self._clock.callLater(0.05, check)
+        return done
+
+
+def _stream_endpoint(reactor, settings: Settings, port: int, tls: bool):
+    interface = quoteStringArgument(settings.bind_address)
+    if not tls:
+        return serverFromString(reactor, f"tcp:{port}:interface={interface}")
+    key = quoteStringArgument(settings.tls_private_key or settings.tls_certificate)
+    cert = quoteStringArgument(settings.tls_certificate)
+    return serverFromString(
+        reactor, f"ssl:{port}:interface={interface}:privateKey={key}:certKey={cert}")
+
+
+def build_service(settings: Settings, reactor, warnings=()) -> MultiService:
+    """
+    The whole service tree for C{settings}, on C{reactor}; nothing is started.
+    """
+    for warning in warnings:
+        log.warn("configuration: {warning}", warning=warning)
+    root = MultiService()
+    metrics = ServerMetrics()
+    node_id = settings.node_id or f"{secrets.token_hex(4)}@{settings.advertised_address}"
+    sessions = SessionTable(node_id, default_sip_port=settings.sip_port,
+                            on_change=metrics.sessions.set)
+    signalling = Signalling(
+        sessions, reactor, metrics,
+        server_address=lambda: f"{settings.advertised_address}:{settings.ws_port}",
+        ping_interval=settings.keep_alive_interval_ms / 1000.0,
+        max_missed_pongs=settings.keep_alive_probes,
+    )
+    ws_factory = WCSServerFactory(signalling, reactor, settings.ws_max_message_size)
+    listeners: list[ListenerService] = []
+
+    def stop_on_bind_failure(message: str) -> None:
+        log.critical("{message}; stopping", message=message)
+        if reactor.running:
+            reactor.stop()
+
+    def listener(name: str, port: int, factory, tls: bool = False) -> ListenerService:
+        endpoint = _stream_endpoint(reactor, settings, port, tls)
+        counter = metrics.listener_errors.labels(listener=name)
+        service = ListenerService(name, lambda: endpoint.listen(factory),
+                                  on_error=counter.inc, on_bind_failure=stop_on_bind_failure)
+        listeners.append(service)
+        return service
+
+    credentials = None if settings.disable_rest_auth else (
+        settings.rest_username, settings.rest_password)
+    site = build_site(RestAPI(sessions), credentials, settings.rest_cors_origins, metrics,
+                      listeners)
+    listener("ws", settings.ws_port, ws_factory)
+    listener("http", settings.http_port, site)
+    if settings.tls_enabled:
+        listener("wss", settings.wss_port, ws_factory, tls=True)
+        listener("https", settings.https_port, site, tls=True)
+
+    if settings.log_json_file:
+        JSONLogFileService(settings.log_json_file, globalLogPublisher).setServiceParent(root)
+    for service in listeners:
+        service.setServiceParent(root)
+    # Added last, so it is stopped first: clients hear "going away" while listeners close.
+    SessionShutdownService(signalling, reactor).setServiceParent(root)
+    root.signalling = signalling
+    root.sessions = sessions
+    root.metrics = metrics
+    root.listeners = listeners
+    return root
+
+
+def makeService(options: Options) -> IService:
+    """
+    Build the server from parsed L{Options}.
+    """
+    from twisted.internet import reactor
+
+    return build_service(options["settings"], reactor, options["warnings"])

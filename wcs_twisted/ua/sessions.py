@@ -1,0 +1,144 @@
+# -*- test-case-name: tests.ua.test_sessions -*-
+"""
+WCS client sessions: one per signalling connection that has sent C{connection}.
+
+A session is what the WCS protocol calls a connection object: the client's fields (appKey, SIP
+account, custom), the server-given C{authToken} and C{sessionId}, and the channel to talk back on.
+The REST API (C{/connection/...}), the metrics and, later, calls and registrations all find
+sessions here, so the table is the single owner of their lifetime.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator, Mapping
+
+from twisted.logger import Logger
+
+from wcs_twisted.interfaces import IClientConnection
+from wcs_twisted.ua.account import SIPAccount, read_boolean, read_text
+from wcs_twisted.ua.errors import InvalidField, NotFound
+
+#: Fields of the connection object never echoed back or shown over REST.
+SECRET_FIELDS = frozenset({"sipPassword"})
+
+
+@dataclass
+class ClientSession:
+    """
+    One connected client.
+    """
+
+    session_id: str
+    auth_token: str
+    app_key: str
+    node_id: str
+    connection: IClientConnection
+    fields: Mapping[str, Any]
+    account: SIPAccount | None
+    keep_alive: bool = False
+    custom: Any = field(default_factory=dict)
+
+    def public_fields(self) -> dict[str, Any]:
+        """
+        The connection object as WCS shows it (getUserData, REST, hooks): the client's fields
+        without secrets, plus the server-given ones.
+        """
+        shown = {k: v for k, v in self.fields.items() if k not in SECRET_FIELDS}
+        shown.update(
+            appKey=self.app_key,
+            sessionId=self.session_id,
+            nodeId=self.node_id,
+            authToken=self.auth_token,
+        )
+        if self.account is not None:
+            shown.setdefault("sipLogin", self.account.login)
+        return shown
+
+
+class SessionTable:
+    """
+    All open sessions, by sessionId and by authToken.
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        node_id: str,
+        default_sip_port: int = 5060,
+        token_factory: Callable[[], str] = lambda: secrets.token_hex(16),
+        on_change: Callable[[int], None] = lambda count: None,
+    ) -> None:
+        self.node_id = node_id
+        self._default_sip_port = default_sip_port
+        self._token_factory = token_factory
+        self._on_change = on_change
+        self._by_id: dict[str, ClientSession] = {}
+        self._by_token: dict[str, ClientSession] = {}
+
+    def __len__(self) -> int:
+        return len(self._by_id)
+
+    def __iter__(self) -> Iterator[ClientSession]:
+        return iter(list(self._by_id.values()))
+
+    def open(self, connection: IClientConnection, session_id: str,
+             fields: Mapping[str, Any]) -> ClientSession:
+        """
+        Create the session for a C{connection} message.
+
+        @raise InvalidField: a field of the connection object is wrong.
+        """
+        app_key = read_text(fields, "appKey", "defaultApp") or "defaultApp"
+        account = SIPAccount.from_fields(fields, self._default_sip_port)
+        keep_alive = read_boolean(fields, "keepAlive", False)
+        if session_id in self._by_id:
+            raise InvalidField("sessionId", f"session {session_id} already exists")
+        session = ClientSession(
+            session_id=session_id,
+            auth_token=self._token_factory(),
+            app_key=app_key,
+            node_id=self.node_id,
+            connection=connection,
+            fields=dict(fields),
+            account=account,
+            keep_alive=keep_alive,
+            custom=fields.get("custom") or {},
+        )
+        self._by_id[session_id] = session
+        self._by_token[session.auth_token] = session
+        self.log.info(
+            "session {session_id} opened (appKey={app_key}, sipLogin={sip_login})",
+            session_id=session_id, app_key=app_key,
+            sip_login=account.login if account else None,
+        )
+        self._on_change(len(self._by_id))
+        return session
+
+    def close(self, session: ClientSession, reason: str) -> None:
+        """
+        Forget a session; closing twice is harmless.
+        """
+        if self._by_id.pop(session.session_id, None) is None:
+            return
+        self._by_token.pop(session.auth_token, None)
+        self.log.info("session {session_id} closed: {reason}",
+                      session_id=session.session_id, reason=reason)
+        self._on_change(len(self._by_id))
+
+    def get(self, session_id: str) -> ClientSession:
+        """
+        @raise NotFound: no such session.
+        """
+        try:
+            return self._by_id[session_id]
+        except KeyError:
+            raise NotFound(f"Session {session_id} does not exist") from None
+
+    def by_token(self, token: str) -> ClientSession | None:
+        """
+        The session holding an authToken, if any.
+        """
+        return self._by_token.get(token)
