@@ -32,7 +32,7 @@ class IClientConnection(Interface):
         """
         Close the channel cleanly, telling the client why.
 
-        @param code: WebSocket close code (1000 normal, 1001 going away, 1008 policy).
+        @param code: WebSocket close code: 1000, or 3000-4999 for application reasons.
         @param reason: short human-readable text.
         """
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Callable
 
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.defer import Deferred, maybeDeferred, succeed
 from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -48,6 +48,7 @@ class ListenerService(Service):
         self._on_bind_failure = on_bind_failure
         self.port: IListeningPort | None = None
         self.errors = 0
+        self._waiting: list[Deferred] = []
 
     @property
     def ready(self) -> bool:
@@ -56,6 +57,16 @@ class ListenerService(Service):
     @property
     def address(self) -> str | None:
         return describe_address(self.port.getHost()) if self.port is not None else None
+
+    def when_ready(self) -> Deferred:
+        """
+        A Deferred that fires with the listening port once bound (at once if it already is).
+        """
+        if self.port is not None:
+            return succeed(self.port)
+        waiting: Deferred = Deferred()
+        self._waiting.append(waiting)
+        return waiting
 
     def record_error(self) -> None:
         """
@@ -74,12 +85,18 @@ class ListenerService(Service):
             return
         self.port = port
         self.log.info("{name} listening on {address}", name=self.name, address=self.address)
+        waiting, self._waiting = self._waiting, []
+        for deferred in waiting:
+            deferred.callback(port)
 
     def _failed(self, failure: Failure) -> None:
         self.record_error()
         message = f"cannot listen for {self.name}: {failure.getErrorMessage()}"
         self.log.error("{message}", message=message)
         self._on_bind_failure(message)
+        waiting, self._waiting = self._waiting, []
+        for deferred in waiting:
+            deferred.errback(failure)
 
     def stopService(self):
         super().stopService()

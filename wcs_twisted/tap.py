@@ -153,8 +153,14 @@ def _stream_endpoint(reactor, settings: Settings, port: int, tls: bool):
         return serverFromString(reactor, f"tcp:{port}:interface={interface}")
     key = quoteStringArgument(settings.tls_private_key or settings.tls_certificate)
     cert = quoteStringArgument(settings.tls_certificate)
-    return serverFromString(
-        reactor, f"ssl:{port}:interface={interface}:privateKey={key}:certKey={cert}")
+    try:
+        return serverFromString(
+            reactor, f"ssl:{port}:interface={interface}:privateKey={key}:certKey={cert}")
+    except Exception as error:  # OSError, or OpenSSL's own errors for a bad PEM
+        raise ConfigError(
+            f"tls_certificate={settings.tls_certificate!r} / tls_private_key="
+            f"{settings.tls_private_key!r} cannot be loaded ({error}): expected PEM files "
+            "holding a certificate and its private key") from None
 
 
 def build_service(settings: Settings, reactor, warnings=()) -> MultiService:
@@ -219,4 +225,7 @@ def makeService(options: Options) -> IService:
     """
     from twisted.internet import reactor
 
-    return build_service(options["settings"], reactor, options["warnings"])
+    try:
+        return build_service(options["settings"], reactor, options["warnings"])
+    except ConfigError as error:
+        raise SystemExit(f"wcs: {error}") from None

@@ -24,10 +24,11 @@ from wcs_twisted.signalling import messages
 from wcs_twisted.ua.errors import DomainError
 from wcs_twisted.ua.sessions import ClientSession, SessionTable
 
-#: WebSocket close codes used here (RFC 6455 7.4.1).
+#: WebSocket close codes used here. Autobahn lets an application send only 1000 or 3000-4999,
+#: so the reason text says why (the SDK shows DISCONNECTED for any clean close).
 CLOSE_NORMAL = 1000
-CLOSE_GOING_AWAY = 1001
-CLOSE_POLICY = 1008
+CLOSE_GOING_AWAY = 1000
+CLOSE_KEEP_ALIVE = 4008
 
 
 @implementer(IClientConnection)
@@ -119,7 +120,7 @@ class Signalling:
             self.log.info("websocket {peer}: {count} pings unanswered, closing",
                           peer=channel.peer, count=channel.missed_pongs)
             channel.keep_alive.stop()
-            channel.close(CLOSE_POLICY, "Terminated by keep-alive")
+            channel.close(CLOSE_KEEP_ALIVE, "Terminated by keep-alive")
             return
         channel.missed_pongs += 1
         self._send(channel, "ping", [])
@@ -204,6 +205,35 @@ class WCSServerProtocol(WebSocketServerProtocol):
             self.channel = None
 
 
+class _Timeout:
+    """
+    A cancellable timeout on our injected clock, as Autobahn's timer users expect it.
+    """
+
+    def __init__(self, call) -> None:
+        self._call = call
+
+    def cancel(self) -> None:
+        if self._call.active():
+            self._call.cancel()
+
+
+class _ClockTimer:
+    """
+    Autobahn's handshake/close timeouts on the injected clock.
+
+    Autobahn batches timers into shared buckets that outlive cancelled calls; plain per-connection
+    calls cost little at our connection counts and leave nothing behind once cancelled, which keeps
+    shutdown and tests clean.
+    """
+
+    def __init__(self, clock: IReactorTime) -> None:
+        self._clock = clock
+
+    def call_later(self, delay: float, function, *args, **kwargs) -> _Timeout:
+        return _Timeout(self._clock.callLater(delay, function, *args, **kwargs))
+
+
 class WCSServerFactory(WebSocketServerFactory):
     """
     Builds L{WCSServerProtocol}s that share one L{Signalling}.
@@ -213,6 +243,7 @@ class WCSServerFactory(WebSocketServerFactory):
 
     def __init__(self, signalling: Signalling, reactor, max_message_size: int) -> None:
         super().__init__(reactor=reactor)
+        self._batched_timer = _ClockTimer(reactor)
         self.signalling = signalling
         self.setProtocolOptions(
             maxMessagePayloadSize=max_message_size,

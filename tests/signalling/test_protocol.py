@@ -1,0 +1,180 @@
+"""
+Tests for L{wcs_twisted.signalling.protocol.Signalling}, driven without sockets and with a Clock.
+"""
+
+import json
+
+from twisted.internet.task import Clock
+from twisted.logger import LogLevel, capturedLogs
+from twisted.trial.unittest import SynchronousTestCase
+
+from wcs_twisted.metrics import ServerMetrics
+from wcs_twisted.signalling.protocol import CLOSE_GOING_AWAY, CLOSE_KEEP_ALIVE, Signalling
+from wcs_twisted.ua.sessions import SessionTable
+
+
+class RecordingWebSocket:
+    """
+    Stands in for the Autobahn protocol: records what Signalling sends through it.
+    """
+
+    def __init__(self):
+        self.sent = []
+        self.closed = None
+
+    def sendMessage(self, payload, isBinary=False):
+        assert not isBinary
+        self.sent.append(json.loads(payload))
+
+    def sendClose(self, code=None, reason=None):
+        self.closed = (code, reason)
+
+    def names(self):
+        return [message["message"] for message in self.sent]
+
+
+class SignallingTests(SynchronousTestCase):
+    """
+    The session part of the WCS protocol.
+    """
+
+    def setUp(self):
+        self.clock = Clock()
+        self.metrics = ServerMetrics()
+        tokens = iter(f"token{n}" for n in range(100))
+        self.sessions = SessionTable("node@127.0.0.1", token_factory=lambda: next(tokens))
+        self.signalling = Signalling(self.sessions, self.clock, self.metrics,
+                                     server_address=lambda: "127.0.0.1:8080")
+        self.socket = RecordingWebSocket()
+        self.channel = self.signalling.channel_opened(self.socket, "127.0.0.1:40000")
+
+    def send(self, name, payload=None):
+        raw = json.dumps({"message": name, "data": [payload]}).encode()
+        self.signalling.message_received(self.channel, raw, False)
+
+    def test_connection_gets_user_data(self):
+        """
+        connection -> getUserData echoing the fields, without the password, with authToken.
+        """
+        self.send("connection", {"appKey": "defaultApp", "sipLogin": "alice",
+                                 "sipPassword": "secret", "sipRegisterRequired": "false",
+                                 "custom": {"x": 1}})
+        self.assertEqual(self.socket.names(), ["getUserData"])
+        user_data = self.socket.sent[0]["data"][0]
+        self.assertEqual(user_data["sipLogin"], "alice")
+        self.assertEqual(user_data["authToken"], "token0")
+        self.assertEqual(user_data["custom"], {"x": 1})
+        self.assertEqual(user_data["sessionId"], "/127.0.0.1:40000/127.0.0.1:8080")
+        self.assertNotIn("sipPassword", user_data)
+        self.assertEqual(len(self.sessions), 1)
+
+    def test_second_connection_refused(self):
+        """
+        A second connection on the same socket is refused with fail, the session kept.
+        """
+        self.send("connection", {})
+        self.send("connection", {})
+        self.assertEqual(self.socket.names(), ["getUserData", "fail"])
+        self.assertEqual(self.socket.sent[1]["data"][0]["apiMethod"], "connection")
+        self.assertEqual(len(self.sessions), 1)
+
+    def test_invalid_sip_login_fails(self):
+        """
+        A sipLogin SIP cannot carry unescaped gets a fail naming the field, and no session.
+        """
+        self.send("connection", {"sipLogin": "alice smith"})
+        self.assertEqual(self.socket.names(), ["fail"])
+        self.assertIn("sipLogin", self.socket.sent[0]["data"][0]["info"])
+        self.assertEqual(len(self.sessions), 0)
+
+    def test_ping_every_interval(self):
+        """
+        The server pings every 5 s with a data array.
+        """
+        self.clock.advance(4.9)
+        self.assertEqual(self.socket.sent, [])
+        self.clock.advance(0.1)
+        self.assertEqual(self.socket.sent, [{"message": "ping", "data": []}])
+        self.clock.advance(5)
+        self.assertEqual(self.socket.names(), ["ping", "ping"])
+
+    def test_pongs_keep_the_connection(self):
+        """
+        A client answering every ping is never dropped.
+        """
+        for _ in range(30):
+            self.clock.advance(5)
+            self.send("pong")
+        self.assertIsNone(self.socket.closed)
+        self.assertEqual(self.socket.names().count("ping"), 30)
+
+    def test_ten_missed_pongs_close(self):
+        """
+        After 10 unanswered pings the connection is closed by keep-alive.
+        """
+        self.clock.pump([5] * 10)
+        self.assertIsNone(self.socket.closed)
+        self.assertEqual(self.socket.names().count("ping"), 10)
+        self.clock.advance(5)
+        self.assertEqual(self.socket.closed, (CLOSE_KEEP_ALIVE, "Terminated by keep-alive"))
+        self.clock.pump([5] * 10)
+        self.assertEqual(self.socket.names().count("ping"), 10)
+
+    def test_malformed_and_unknown_get_fail(self):
+        """
+        Bad JSON, binary frames and unknown messages get fail and are logged; nothing closes.
+        """
+        with capturedLogs() as events:
+            self.signalling.message_received(self.channel, b"{oops", False)
+            self.signalling.message_received(self.channel, b"\x00\x01", True)
+            self.send("noSuchMessage", {})
+        self.assertEqual(self.socket.names(), ["fail", "fail", "fail"])
+        infos = [message["data"][0]["info"] for message in self.socket.sent]
+        self.assertIn("Malformed JSON", infos[0])
+        self.assertIn("Binary", infos[1])
+        self.assertEqual(infos[2], "Unknown message 'noSuchMessage'")
+        self.assertEqual(self.socket.sent[2]["data"][0]["apiMethod"], "noSuchMessage")
+        self.assertIsNone(self.socket.closed)
+        self.assertEqual(sum(1 for e in events if e["log_level"] == LogLevel.warn), 3)
+
+    def test_unexpected_error_is_contained(self):
+        """
+        A bug in a handler becomes a fail and a logged failure, not a dropped connection.
+        """
+        def broken(channel, payload):
+            raise RuntimeError("bug")
+
+        self.signalling._handlers["connection"] = broken
+        with capturedLogs() as events:
+            self.send("connection", {})
+        self.assertEqual(self.socket.sent[0]["data"][0]["info"], "Failed by error")
+        self.assertTrue(any("log_failure" in event for event in events))
+        self.flushLoggedErrors(RuntimeError)
+
+    def test_close_forgets_session_and_stops_pings(self):
+        """
+        A closed socket releases its session and its ping timer.
+        """
+        self.send("connection", {})
+        self.signalling.channel_closed(self.channel, "closed")
+        self.assertEqual(len(self.sessions), 0)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_close_all(self):
+        """
+        Graceful shutdown closes every channel with going-away.
+        """
+        self.signalling.close_all()
+        self.assertEqual(self.socket.closed, (CLOSE_GOING_AWAY, "Server shutting down"))
+
+    def test_metrics_count_sessions_and_messages(self):
+        """
+        Messages are counted by known name only; unknown names share one label.
+        """
+        self.send("connection", {})
+        self.send("whatever1", {})
+        self.send("whatever2", {})
+        text = self.metrics.render().decode()
+        self.assertIn('wcs_signalling_messages_total{direction="in",message="connection"} 1.0', text)
+        self.assertIn('wcs_signalling_messages_total{direction="in",message="unknown"} 2.0', text)
+        self.assertNotIn("whatever", text)

@@ -1,0 +1,135 @@
+"""
+The layering rules of docs/architecture.md, enforced by reading every module's imports.
+"""
+
+import ast
+import os
+
+from twisted.trial.unittest import SynchronousTestCase
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PACKAGE = os.path.join(ROOT, "wcs_twisted")
+
+IO_MODULES = ("twisted.internet", "twisted.web", "autobahn", "klein", "aiortc", "av", "asyncio",
+              "socket", "time", "random", "treq", "select", "selectors", "threading")
+
+# (package, forbidden import prefixes, why)
+RULES = (
+    ("wcs_twisted.sip", IO_MODULES + ("wcs_twisted.transport", "wcs_twisted.ua",
+                                      "wcs_twisted.media", "wcs_twisted.rest",
+                                      "wcs_twisted.signalling"),
+     "sip/ is sans-I/O: stdlib, zope.interface and sdp/ only"),
+    ("wcs_twisted.sdp", IO_MODULES + ("wcs_twisted.sip", "wcs_twisted.transport", "wcs_twisted.ua",
+                                      "wcs_twisted.media", "wcs_twisted.rest",
+                                      "wcs_twisted.signalling"),
+     "sdp/ is sans-I/O and knows nothing of SIP"),
+    ("wcs_twisted.transport", ("wcs_twisted.ua", "wcs_twisted.media", "wcs_twisted.rest",
+                               "wcs_twisted.signalling", "aiortc", "av", "autobahn", "klein"),
+     "transport/ sits under the UA layer"),
+    ("wcs_twisted.ua", ("aiortc", "av", "asyncio", "autobahn", "klein", "treq",
+                        "wcs_twisted.media", "wcs_twisted.rest", "wcs_twisted.signalling",
+                        "wcs_twisted.transport", "twisted.internet.reactor"),
+     "ua/ reaches transports and media only through interfaces"),
+    ("wcs_twisted.media", ("wcs_twisted.sip", "wcs_twisted.ua", "wcs_twisted.rest",
+                           "wcs_twisted.signalling", "wcs_twisted.transport"),
+     "media/ does not know SIP exists"),
+    ("wcs_twisted.signalling", ("wcs_twisted.sip", "wcs_twisted.transport", "wcs_twisted.media",
+                                "wcs_twisted.rest", "aiortc", "av", "klein"),
+     "signalling/ is a thin front-end"),
+    ("wcs_twisted.rest", ("wcs_twisted.sip", "wcs_twisted.transport", "wcs_twisted.media",
+                          "wcs_twisted.signalling", "aiortc", "av", "autobahn"),
+     "rest/ is a thin front-end"),
+)
+
+# aiortc/av/asyncio belong to media/ only (testing/ may fake them).
+MEDIA_ONLY = ("aiortc", "av", "asyncio")
+
+
+def imports_of(path):
+    """
+    Every module name imported by a file (absolute names; relative imports resolved).
+    """
+    with open(path, encoding="utf-8") as handle:
+        tree = ast.parse(handle.read(), path)
+    module = os.path.relpath(path, ROOT)[:-3].replace(os.sep, ".")
+    package = module.rsplit(".", 1)[0] if not module.endswith("__init__") else module[:-9]
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                yield node.lineno, alias.name
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")
+                base = ".".join(parts[: len(parts) - node.level + 1] + ([base] if base else []))
+            yield node.lineno, base
+            for alias in node.names:
+                yield node.lineno, f"{base}.{alias.name}"
+
+
+def python_files(top):
+    for directory, _, files in os.walk(top):
+        for name in files:
+            if name.endswith(".py"):
+                yield os.path.join(directory, name)
+
+
+def matches(name, prefix):
+    return name == prefix or name.startswith(prefix + ".")
+
+
+class LayeringTests(SynchronousTestCase):
+    """
+    Forbidden imports fail the build.
+    """
+
+    def violations(self):
+        found = []
+        for path in python_files(PACKAGE):
+            module = os.path.relpath(path, ROOT)[:-3].replace(os.sep, ".")
+            for lineno, name in imports_of(path):
+                for package, forbidden, why in RULES:
+                    if matches(module, package) and any(matches(name, f) for f in forbidden):
+                        found.append(f"{module}:{lineno} imports {name} ({why})")
+                if (any(matches(name, m) for m in MEDIA_ONLY)
+                        and not matches(module, "wcs_twisted.media")
+                        and not matches(module, "wcs_twisted.testing")):
+                    found.append(f"{module}:{lineno} imports {name} (aiortc/av/asyncio: media/ only)")
+                if (matches(name, "twisted.internet.reactor") and module != "wcs_twisted.tap"):
+                    found.append(f"{module}:{lineno} imports the global reactor (tap.py only)")
+                if matches(name, "wcs_twisted.testing") and not matches(module, "wcs_twisted.testing"):
+                    found.append(f"{module}:{lineno} imports test fakes")
+        return sorted(set(found))
+
+    def test_no_forbidden_imports(self):
+        """
+        No module breaks a layering rule.
+        """
+        self.assertEqual(self.violations(), [])
+
+    def test_rules_catch_a_violation(self):
+        """
+        The checker sees a forbidden import (guards against a checker that cannot fail).
+        """
+        path = os.path.join(PACKAGE, "sip", "_layering_probe.py")
+        with open(path, "w", encoding="utf-8") as handle:
+            handle.write("from twisted.internet import reactor\nimport aiortc\n")
+        try:
+            found = self.violations()
+        finally:
+            os.remove(path)
+        self.assertIn("wcs_twisted.sip._layering_probe:1 imports twisted.internet "
+                      "(sip/ is sans-I/O: stdlib, zope.interface and sdp/ only)", found)
+        self.assertIn("wcs_twisted.sip._layering_probe:1 imports the global reactor (tap.py only)",
+                      found)
+        self.assertIn("wcs_twisted.sip._layering_probe:2 imports aiortc "
+                      "(aiortc/av/asyncio: media/ only)", found)
+
+    def test_drop_ins_stay_light(self):
+        """
+        twisted/plugins/wcs_plugin.py imports only ServiceMaker.
+        """
+        names = {name for _, name in imports_of(os.path.join(ROOT, "twisted", "plugins",
+                                                             "wcs_plugin.py"))}
+        self.assertEqual(names, {"twisted.application.service",
+                                 "twisted.application.service.ServiceMaker"})
