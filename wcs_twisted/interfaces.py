@@ -46,3 +46,102 @@ class IListener(Interface):
     ready = Attribute("True while the listener is bound and accepting.")
     address = Attribute("Text of the bound address once ready, else None.")
     errors = Attribute("Count of errors seen on this listener (bind failures, bad input).")
+
+
+class ISIPTransport(Interface):
+    """
+    The SIP transaction and transport layers as the UA layer uses them (RFC 3261 17, 18).
+
+    Destinations are L{wcs_twisted.transport.address.SIPAddress}-like triples
+    C{(transport, host, port)}, with transport "udp", "tcp" or "tls".
+    """
+
+    def send_request(request, destination):
+        """
+        Start a client transaction; the request already carries its top Via and branch.
+
+        @return: the transaction key; responses, timeouts and transport errors come back as
+            events to the transaction user.
+        """
+
+    def respond(transaction_key, response):
+        """
+        Answer a request through its server transaction.
+        """
+
+    def cancel(invite_key):
+        """
+        Cancel an INVITE client transaction (RFC 3261 9.1).
+        """
+
+    def send_message(message, destination):
+        """
+        Send outside any transaction (ACK for 2xx, stateless replies).
+        """
+
+    def local_address(transport):
+        """
+        The C{(host, port)} that peers reach us at over C{transport}, for Via and Contact.
+        """
+
+    def generate_branch():
+        """
+        A new RFC 3261 branch (z9hG4bK + randomness from the stack's random source).
+        """
+
+
+class ITransactionUser(Interface):
+    """
+    What sits on top of the transaction layer: receives its events (RFC 3261 17 "TU").
+    """
+
+    def event_received(event):
+        """
+        One event of L{wcs_twisted.sip.events} (RequestReceived, ResponseReceived,
+        AckReceived, CancelReceived, TransactionTimedOut, TransportErrorOccurred, ...).
+        """
+
+
+class IClientTransactionOwner(Interface):
+    """
+    Whoever sent a request through L{UserAgentCore.send_request}.
+    """
+
+    def response_received(response):
+        """
+        A provisional or final response (2xx retransmissions included, RFC 6026).
+        """
+
+    def transaction_failed(reason):
+        """
+        The transaction timed out ("timeout") or the transport failed ("transport").
+        """
+
+
+class IRequestRouter(Interface):
+    """
+    Something that may take out-of-dialog requests: registrar, proxy, call layer.
+    """
+
+    def accept_request(event):
+        """
+        Take the request in a L{RequestReceived} event and answer it (now or later).
+
+        @return: True if taken, False to let the next router try.
+        """
+
+
+class IDialogUsage(Interface):
+    """
+    A dialog's user (an INVITE session, a subscription) receiving in-dialog requests.
+    """
+
+    def request_received(event):
+        """
+        An in-dialog request (RequestReceived) for this dialog.
+        """
+
+    def ack_received(event):
+        """
+        The ACK for a 2xx this usage sent (AckReceived).
+        """

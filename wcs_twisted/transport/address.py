@@ -1,0 +1,34 @@
+# -*- test-case-name: tests.transport.test_stack -*-
+"""
+Where a SIP message comes from or goes to: transport name, host, port.
+
+The transaction layer treats addresses as opaque keys; this one type is shared by every transport
+adapter so that a response goes back over the same transport and connection the request came on.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+#: RFC 3263 default ports per transport.
+DEFAULT_PORTS = {"udp": 5060, "tcp": 5060, "tls": 5061}
+
+RELIABLE_TRANSPORTS = frozenset({"tcp", "tls"})
+
+
+class SIPAddress(NamedTuple):
+    """
+    A transport address, e.g. C{SIPAddress("udp", "127.0.0.1", 5060)}.
+    """
+
+    transport: str
+    host: str
+    port: int
+
+    @property
+    def reliable(self) -> bool:
+        return self.transport in RELIABLE_TRANSPORTS
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.transport}:{host}:{self.port}"

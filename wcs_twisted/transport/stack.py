@@ -1,0 +1,276 @@
+# -*- test-case-name: tests.transport.test_stack -*-
+"""
+The SIP stack on a reactor: the sans-I/O transaction layer driven by sockets and one timer.
+
+Transports hand received bytes here; this module parses them once, applies the server transport
+rules of RFC 3261 18.2.1 / RFC 3581 (received, rport), feeds the transaction layer, then drains
+what the layer wants sent (to the transport named in each destination) and the events for the
+transaction user.  It keeps exactly one DelayedCall: the layer's earliest deadline.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any, Callable, Protocol
+
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from wcs_twisted.interfaces import ISIPTransport, ITransactionUser
+from wcs_twisted.sip.errors import RemoteProtocolError
+from wcs_twisted.sip.events import MessageDiscarded
+from wcs_twisted.sip.message import Request, Response, error_response, parse_message
+from wcs_twisted.sip.transaction_layer import TransactionLayer, generate_branch
+from wcs_twisted.transport.address import SIPAddress
+from wcs_twisted.transport.trace import BAD, IN, OUT, MessageTrace
+
+
+class MessageSender(Protocol):
+    """
+    What a transport adapter offers the stack: send bytes to an address it serves.
+    """
+
+    def send(self, data: bytes, address: SIPAddress) -> None: ...
+
+
+def is_ip_literal(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+@implementer(ISIPTransport)
+class SIPStack:
+    """
+    One SIP stack: transaction layer + transports + timer + trace.
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        layer: TransactionLayer,
+        clock: IReactorTime,
+        random: Any,
+        advertised_host: str,
+        trace: MessageTrace | None = None,
+        resolve: Callable[[str], Deferred] | None = None,
+        on_bad_message: Callable[[str], None] = lambda transport: None,
+    ) -> None:
+        self.layer = layer
+        self.clock = clock
+        self.random = random
+        self.advertised_host = advertised_host
+        self.trace = trace or MessageTrace()
+        self.user: ITransactionUser | None = None
+        self.transports: dict[str, MessageSender] = {}
+        self.ports: dict[str, int] = {}
+        self._resolve = resolve
+        self._resolved: dict[str, str] = {"localhost": "127.0.0.1"}
+        self._on_bad_message = on_bad_message
+        self._timer: IDelayedCall | None = None
+        self._timer_deadline: float | None = None
+        self._pumping = False
+
+    # --- wiring ---------------------------------------------------------------------------
+
+    def add_transport(self, name: str, sender: MessageSender, port: int) -> None:
+        """
+        Register the adapter that sends for C{name} ("udp", "tcp", "tls") and its bound port.
+        """
+        self.transports[name] = sender
+        self.ports[name] = port
+
+    def local_address(self, transport: str) -> tuple[str, int]:
+        return self.advertised_host, self.ports.get(transport, 5060)
+
+    def generate_branch(self) -> str:
+        return generate_branch(self.random)
+
+    # --- from the transports ----------------------------------------------------------------
+
+    def data_received(self, data: bytes, source: SIPAddress) -> None:
+        """
+        One complete message (a datagram, or what a stream framer delimited) from C{source}.
+        """
+        self.trace.record(IN, data, source)
+        try:
+            message = parse_message(data)
+        except RemoteProtocolError as error:
+            self.reject(data, source, error)
+            return
+        self.message_received(message, source)
+
+    def message_received(self, message: Request | Response, source: SIPAddress) -> None:
+        if isinstance(message, Request):
+            try:
+                self._stamp_received(message, source)
+            except RemoteProtocolError as error:
+                self.reject(message.serialize(), source, error)
+                return
+        self.layer.message_received(message, source, source.reliable, self.clock.seconds())
+        self._pump()
+
+    def transport_error(self, destination: SIPAddress) -> None:
+        """
+        A connection to C{destination} failed or was lost (RFC 3261 18.4).
+        """
+        self.layer.transport_error(destination, self.clock.seconds())
+        self._pump()
+
+    def _stamp_received(self, request: Request, source: SIPAddress) -> None:
+        """
+        RFC 3261 18.2.1 and RFC 3581 3: note where the request really came from in its top Via.
+        """
+        via = request.top_via
+        changes: dict[str, Any] = {}
+        if via.host != source.host:
+            changes["received"] = source.host
+        if via.rport is True:
+            changes["rport"] = str(source.port)
+            changes.setdefault("received", source.host)
+        if changes:
+            vias = request.headers.get_all("Via")
+            request.headers.remove("Via")
+            request.headers.add("Via", str(via.with_params(**changes)))
+            for value in vias[1:]:
+                request.headers.add("Via", value)
+
+    def reject(self, data: bytes, source: SIPAddress, error: RemoteProtocolError) -> None:
+        """
+        A message we cannot use: trace and log it once, and answer it statelessly when it is a
+        request whose Via/From/To/Call-ID/CSeq could be read (RFC 3261 8.2.6.2).
+        """
+        self.trace.record(BAD, data, source)
+        self._on_bad_message(source.transport)
+        self.log.info("SIP from {source} rejected ({status}): {reason}", source=str(source),
+                      status=error.status_hint, reason=str(error))
+        answer = error_response(error)
+        if answer is not None:
+            self._send(answer.serialize(), source)
+
+    # --- from the transaction user ------------------------------------------------------------
+
+    def send_request(self, request: Request, destination: SIPAddress):
+        key = self.layer.send_request(request, destination, destination.reliable,
+                                      self.clock.seconds())
+        self._pump()
+        return key
+
+    def respond(self, transaction_key, response: Response) -> None:
+        self.layer.respond(transaction_key, response, self.clock.seconds())
+        self._pump()
+
+    def cancel(self, invite_key):
+        key = self.layer.cancel(invite_key, self.clock.seconds())
+        self._pump()
+        return key
+
+    def send_message(self, message: Request | Response, destination: SIPAddress) -> None:
+        self.layer.send_message(message, destination)
+        self._pump()
+
+    # --- the loop -----------------------------------------------------------------------------
+
+    def _pump(self) -> None:
+        """
+        Drain outgoing messages and events until the layer is quiet, then re-arm the timer.
+
+        Re-entrant calls (a user answering inside event_received) only mark more work.
+        """
+        if self._pumping:
+            return
+        self._pumping = True
+        try:
+            while True:
+                outgoing = self.layer.messages_to_send()
+                for data, destination in outgoing:
+                    self._send(data, destination)
+                event = self.layer.next_event()
+                if event is None and not outgoing:
+                    break
+                while event is not None:
+                    self._deliver(event)
+                    event = self.layer.next_event()
+        finally:
+            self._pumping = False
+        self._arm_timer()
+
+    def _deliver(self, event) -> None:
+        if isinstance(event, MessageDiscarded):
+            self.log.debug("SIP discarded from {source}: {reason}", source=str(event.source),
+                           reason=event.reason)
+            return
+        if self.user is None:
+            return
+        try:
+            self.user.event_received(event)
+        except Exception:
+            self.log.failure("transaction user failed on {event}", event=type(event).__name__)
+
+    def _send(self, data: bytes, destination: SIPAddress) -> None:
+        sender = self.transports.get(destination.transport)
+        if sender is None:
+            self.log.warn("no {transport} transport to send to {destination}",
+                          transport=destination.transport, destination=str(destination))
+            self.clock.callLater(0, self.transport_error, destination)
+            return
+        host = destination.host
+        if not is_ip_literal(host):
+            resolved = self._resolved.get(host.lower())
+            if resolved is None:
+                self._resolve_then_send(data, destination, sender)
+                return
+            destination = destination._replace(host=resolved)
+        self.trace.record(OUT, data, destination)
+        sender.send(data, destination)
+
+    def _resolve_then_send(self, data: bytes, destination: SIPAddress, sender) -> None:
+        if self._resolve is None:
+            self.log.warn("cannot resolve {host}: no resolver", host=destination.host)
+            self.clock.callLater(0, self.transport_error, destination)
+            return
+
+        def resolved(address: str) -> None:
+            self._resolved[destination.host.lower()] = address
+            target = destination._replace(host=address)
+            self.trace.record(OUT, data, target)
+            sender.send(data, target)
+
+        def failed(failure) -> None:
+            self.log.warn("cannot resolve {host}: {error}", host=destination.host,
+                          error=failure.getErrorMessage())
+            self.transport_error(destination)
+
+        self._resolve(destination.host).addCallbacks(resolved, failed)
+
+    def _arm_timer(self) -> None:
+        deadline = self.layer.get_timer()
+        if deadline == self._timer_deadline and (self._timer is None or self._timer.active()):
+            return
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+        self._timer_deadline = deadline
+        if deadline is not None:
+            delay = max(0.0, deadline - self.clock.seconds())
+            self._timer = self.clock.callLater(delay, self._timer_fired)
+
+    def _timer_fired(self) -> None:
+        self._timer = None
+        self._timer_deadline = None
+        self.layer.handle_timer(self.clock.seconds())
+        self._pump()
+
+    def stop(self) -> None:
+        """
+        Cancel the timer (on shutdown; transactions are abandoned).
+        """
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+        self._timer_deadline = None

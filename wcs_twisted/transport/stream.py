@@ -1,0 +1,133 @@
+# -*- test-case-name: tests.transport.test_stream -*-
+"""
+SIP over TCP and TLS (RFC 3261 18.3): framed by Content-Length, one connection per peer address.
+
+Inbound connections are registered under the peer's address so responses go back on the same
+connection; outbound messages to an address with no connection open one (queuing until it is up).
+The number of inbound connections is capped, and a peer that sends a message over the size caps
+or garbage that cannot be framed is answered (when possible) and disconnected.
+"""
+
+from __future__ import annotations
+
+from twisted.internet.endpoints import TCP4ClientEndpoint
+from twisted.internet.protocol import Factory, Protocol
+from twisted.logger import Logger
+
+from wcs_twisted.sip.errors import RemoteProtocolError
+from wcs_twisted.sip.framing import StreamFramer
+from wcs_twisted.transport.address import SIPAddress
+
+
+class SIPStreamProtocol(Protocol):
+    """
+    One SIP stream connection: bytes -> framer -> stack.
+    """
+
+    def __init__(self, transports: "SIPStreamTransport", outbound_to: SIPAddress | None = None):
+        self.transports = transports
+        self.framer = StreamFramer(max_message_size=transports.max_message_size)
+        self.address: SIPAddress | None = outbound_to
+
+    def connectionMade(self) -> None:
+        peer = self.transport.getPeer()
+        if self.address is None:
+            self.address = SIPAddress(self.transports.name, peer.host, peer.port)
+            if not self.transports.accept(self):
+                self.transport.loseConnection()
+                self.address = None
+                return
+        self.transports.connected(self)
+
+    def dataReceived(self, data: bytes) -> None:
+        if self.address is None:
+            return
+        try:
+            self.framer.receive_data(data)
+            while True:
+                message = self.framer.next_message()
+                if message is None:
+                    break
+                self.transports.stack.message_received(message, self.address)
+        except RemoteProtocolError as error:
+            self.transports.stack.reject(data[:2048], self.address, error)
+            self.transport.loseConnection()
+
+    def connectionLost(self, reason) -> None:
+        if self.address is not None:
+            self.transports.disconnected(self)
+
+    def send(self, data: bytes) -> None:
+        self.transport.write(data)
+
+
+class SIPStreamTransport(Factory):
+    """
+    The set of stream connections of one transport ("tcp" or "tls"), as a MessageSender.
+    """
+
+    log = Logger()
+
+    def __init__(self, stack, reactor, name: str = "tcp", max_connections: int = 1024,
+                 max_message_size: int = 65536, connect=None) -> None:
+        self.stack = stack
+        self.reactor = reactor
+        self.name = name
+        self.max_connections = max_connections
+        self.max_message_size = max_message_size
+        self._connect = connect or self._connect_tcp
+        self.connections: dict[SIPAddress, SIPStreamProtocol] = {}
+        self._pending: dict[SIPAddress, list[bytes]] = {}
+        self.inbound = 0
+        self.refused = 0
+
+    def buildProtocol(self, addr) -> SIPStreamProtocol:
+        return SIPStreamProtocol(self)
+
+    def accept(self, protocol: SIPStreamProtocol) -> bool:
+        if self.inbound >= self.max_connections:
+            self.refused += 1
+            self.log.warn("refusing SIP {name} connection from {address}: {count} open",
+                          name=self.name, address=str(protocol.address), count=self.inbound)
+            return False
+        self.inbound += 1
+        protocol.inbound = True
+        return True
+
+    def connected(self, protocol: SIPStreamProtocol) -> None:
+        self.connections[protocol.address] = protocol
+        for data in self._pending.pop(protocol.address, []):
+            protocol.send(data)
+
+    def disconnected(self, protocol: SIPStreamProtocol) -> None:
+        if getattr(protocol, "inbound", False):
+            self.inbound -= 1
+        if self.connections.get(protocol.address) is protocol:
+            del self.connections[protocol.address]
+        self.stack.transport_error(protocol.address)
+
+    def send(self, data: bytes, address: SIPAddress) -> None:
+        connection = self.connections.get(address)
+        if connection is not None:
+            connection.send(data)
+            return
+        if address in self._pending:
+            self._pending[address].append(data)
+            return
+        self._pending[address] = [data]
+        self._connect(address).addErrback(self._connect_failed, address)
+
+    def _connect_tcp(self, address: SIPAddress):
+        endpoint = TCP4ClientEndpoint(self.reactor, address.host, address.port, timeout=10)
+        factory = Factory.forProtocol(lambda: SIPStreamProtocol(self, outbound_to=address))
+        return endpoint.connect(factory)
+
+    def _connect_failed(self, failure, address: SIPAddress) -> None:
+        self._pending.pop(address, None)
+        self.log.info("SIP {name} connect to {address} failed: {error}", name=self.name,
+                      address=str(address), error=failure.getErrorMessage())
+        self.stack.transport_error(address)
+
+    def close_all(self) -> None:
+        for protocol in list(self.connections.values()):
+            protocol.transport.loseConnection()
