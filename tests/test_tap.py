@@ -119,7 +119,8 @@ class ServiceTreeTests(SynchronousTestCase):
         """
         root = build_service(Settings(), Clock())
         names = [service.name for service in root]
-        self.assertEqual(names, ["ws", "http", "session-shutdown"])
+        self.assertEqual(names, ["ws", "http", "sip-udp", "sip-tcp", "sip-stack",
+                                 "session-shutdown"])
         self.assertFalse(root.running)
         for service in root.listeners:
             self.assertIsInstance(service, ListenerService)
@@ -133,7 +134,10 @@ class ServiceTreeTests(SynchronousTestCase):
         settings = Settings(tls_certificate=CERTIFICATE)
         root = build_service(settings, Clock())
         self.assertEqual([listener.name for listener in root.listeners],
-                         ["ws", "http", "wss", "https"])
+                         ["ws", "http", "wss", "https", "sip-udp", "sip-tcp"])
+        settings = Settings(tls_certificate=CERTIFICATE, sip_transports=("udp", "tcp", "tls"))
+        self.assertEqual([listener.name for listener in build_service(settings, Clock()).listeners],
+                         ["ws", "http", "wss", "https", "sip-udp", "sip-tcp", "sip-tls"])
 
     def test_unreadable_certificate(self):
         """

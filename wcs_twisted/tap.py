@@ -10,6 +10,7 @@ touches the global reactor.
 from __future__ import annotations
 
 import os
+import random
 import secrets
 import sys
 
@@ -26,6 +27,13 @@ from wcs_twisted.metrics import ServerMetrics
 from wcs_twisted.rest.api import RestAPI
 from wcs_twisted.rest.web import build_site
 from wcs_twisted.signalling.protocol import Signalling, WCSServerFactory
+from wcs_twisted.sip.timers import TimerValues
+from wcs_twisted.sip.transaction_layer import TransactionLayer
+from wcs_twisted.transport.stack import SIPStack
+from wcs_twisted.transport.stream import SIPStreamTransport
+from wcs_twisted.transport.trace import MessageTrace
+from wcs_twisted.transport.udp import SIPDatagramProtocol
+from wcs_twisted.ua.core import UserAgentCore
 from wcs_twisted.ua.sessions import SessionTable
 
 log = Logger()
@@ -147,6 +155,23 @@ class SessionShutdownService(Service):
         return done
 
 
+class SIPStackService(Service):
+    """
+    Stops the SIP stack's timer and open connections at shutdown.
+    """
+
+    def __init__(self, stack: SIPStack, streams: list[SIPStreamTransport]) -> None:
+        self.setName("sip-stack")
+        self.stack = stack
+        self.streams = streams
+
+    def stopService(self):
+        super().stopService()
+        for transports in self.streams:
+            transports.close_all()
+        self.stack.stop()
+
+
 def _stream_endpoint(reactor, settings: Settings, port: int, tls: bool):
     interface = quoteStringArgument(settings.bind_address)
     if not tls:
@@ -206,16 +231,64 @@ def build_service(settings: Settings, reactor, warnings=()) -> MultiService:
         listener("wss", settings.wss_port, ws_factory, tls=True)
         listener("https", settings.https_port, site, tls=True)
 
+    rng = random.SystemRandom()
+    stack = SIPStack(
+        TransactionLayer(TimerValues(t1=settings.sip_t1_ms / 1000.0, t2=settings.sip_t2_ms / 1000.0,
+                                     t4=settings.sip_t4_ms / 1000.0)),
+        reactor, rng, advertised_host=settings.advertised_address, trace=MessageTrace(),
+        resolve=lambda host: reactor.resolve(host),
+        on_bad_message=lambda transport: metrics.listener_errors.labels(
+            listener=f"sip-{transport}").inc(),
+    )
+    core = UserAgentCore(stack, rng)
+    stack.user = core
+    streams: list[SIPStreamTransport] = []
+    if "udp" in settings.sip_transports:
+        datagrams = SIPDatagramProtocol(stack, settings.sip_max_message_size)
+
+        def listen_udp():
+            port = reactor.listenUDP(settings.sip_port, datagrams,
+                                     interface=settings.bind_address,
+                                     maxPacketSize=settings.sip_max_message_size)
+            stack.add_transport("udp", datagrams, port.getHost().port)
+            return port
+
+        listeners.append(ListenerService(
+            "sip-udp", listen_udp, on_error=metrics.listener_errors.labels(listener="sip-udp").inc,
+            on_bind_failure=stop_on_bind_failure))
+    for name in ("tcp", "tls"):
+        if name not in settings.sip_transports or (name == "tls" and not settings.tls_enabled):
+            continue
+        transports = SIPStreamTransport(stack, reactor, name, settings.sip_max_tcp_connections,
+                                        settings.sip_max_message_size)
+        streams.append(transports)
+        port_number = settings.sip_port if name == "tcp" else settings.sip_tls_port
+        endpoint = _stream_endpoint(reactor, settings, port_number, tls=name == "tls")
+
+        def listen_stream(endpoint=endpoint, transports=transports, name=name):
+            def bound(port):
+                stack.add_transport(name, transports, port.getHost().port)
+                return port
+            return endpoint.listen(transports).addCallback(bound)
+
+        listeners.append(ListenerService(
+            f"sip-{name}", listen_stream,
+            on_error=metrics.listener_errors.labels(listener=f"sip-{name}").inc,
+            on_bind_failure=stop_on_bind_failure))
+
     if settings.log_json_file:
         JSONLogFileService(settings.log_json_file, globalLogPublisher).setServiceParent(root)
     for service in listeners:
         service.setServiceParent(root)
+    SIPStackService(stack, streams).setServiceParent(root)
     # Added last, so it is stopped first: clients hear "going away" while listeners close.
     SessionShutdownService(signalling, reactor).setServiceParent(root)
     root.signalling = signalling
     root.sessions = sessions
     root.metrics = metrics
     root.listeners = listeners
+    root.sip_stack = stack
+    root.sip_core = core
     return root
 
 

@@ -51,13 +51,14 @@ class RunningServerTests(TestCase):
 
     @defer.inlineCallbacks
     def setUp(self):
-        settings = Settings(bind_address="127.0.0.1", ws_port=0, http_port=0,
+        settings = Settings(bind_address="127.0.0.1", ws_port=0, http_port=0, sip_port=0,
                             keep_alive_interval_ms=100, keep_alive_probes=3)
         self.server = build_service(settings, reactor)
         self.server.startService()
         self.addCleanup(self.stop_server)
-        ports = yield defer.gatherResults([l.when_ready() for l in self.server.listeners])
-        self.ws_port, self.http_port = (port.getHost().port for port in ports)
+        yield defer.gatherResults([l.when_ready() for l in self.server.listeners])
+        self.ws_port = self.server.getServiceNamed("ws").port.getHost().port
+        self.http_port = self.server.getServiceNamed("http").port.getHost().port
 
     def stop_server(self):
         if self.server.running:
