@@ -33,7 +33,9 @@ from wcs_twisted.transport.stack import SIPStack
 from wcs_twisted.transport.stream import SIPStreamTransport
 from wcs_twisted.transport.trace import MessageTrace
 from wcs_twisted.transport.udp import SIPDatagramProtocol
+from wcs_twisted.sip.auth import DigestAuthenticator
 from wcs_twisted.ua.core import UserAgentCore
+from wcs_twisted.ua.registrar import LocationService, Registrar
 from wcs_twisted.ua.sessions import SessionTable
 
 log = Logger()
@@ -188,6 +190,17 @@ def _stream_endpoint(reactor, settings: Settings, port: int, tls: bool):
             "holding a certificate and its private key") from None
 
 
+def local_domains(settings: Settings) -> list[str]:
+    """
+    The domains the built-in registrar/proxy serves, the primary one (the digest realm) first.
+    """
+    domains = [settings.sip_domain or settings.advertised_address, settings.advertised_address,
+               *settings.sip_local_domains, "localhost", "127.0.0.1"]
+    if settings.bind_address not in ("", "0.0.0.0", "::"):
+        domains.append(settings.bind_address)
+    return list(dict.fromkeys(domain.lower() for domain in domains if domain))
+
+
 def build_service(settings: Settings, reactor, warnings=()) -> MultiService:
     """
     The whole service tree for C{settings}, on C{reactor}; nothing is started.
@@ -242,6 +255,14 @@ def build_service(settings: Settings, reactor, warnings=()) -> MultiService:
     )
     core = UserAgentCore(stack, rng)
     stack.user = core
+    location = LocationService(
+        on_change=metrics.registrations.labels(kind="local").set)
+    if settings.enable_local_videochat:
+        domains = local_domains(settings)
+        core.add_router(Registrar(
+            core, location, reactor, domains, users=settings.sip_users,
+            authenticator=DigestAuthenticator(domains[0], os.urandom(32)),
+        ))
     streams: list[SIPStreamTransport] = []
     if "udp" in settings.sip_transports:
         datagrams = SIPDatagramProtocol(stack, settings.sip_max_message_size)
@@ -289,6 +310,7 @@ def build_service(settings: Settings, reactor, warnings=()) -> MultiService:
     root.listeners = listeners
     root.sip_stack = stack
     root.sip_core = core
+    root.location = location
     return root
 
 

@@ -10,7 +10,7 @@ from wcs_twisted.sip.headers import Headers
 from wcs_twisted.sip.message import Request, parse_message
 from wcs_twisted.sip.uri import SIPURI
 from wcs_twisted.testing.network import MemoryNetwork, build_memory_stack
-from wcs_twisted.transport.address import SIPAddress
+from wcs_twisted.sip.address import SIPAddress
 
 
 @implementer(IClientTransactionOwner)

@@ -16,7 +16,7 @@ from twisted.internet.task import Clock
 
 from wcs_twisted.sip.timers import TimerValues
 from wcs_twisted.sip.transaction_layer import TransactionLayer
-from wcs_twisted.transport.address import SIPAddress
+from wcs_twisted.sip.address import SIPAddress
 from wcs_twisted.transport.stack import SIPStack
 from wcs_twisted.transport.trace import MessageTrace
 from wcs_twisted.ua.core import UserAgentCore

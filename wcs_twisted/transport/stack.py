@@ -23,7 +23,7 @@ from wcs_twisted.sip.errors import RemoteProtocolError
 from wcs_twisted.sip.events import MessageDiscarded
 from wcs_twisted.sip.message import Request, Response, error_response, parse_message
 from wcs_twisted.sip.transaction_layer import TransactionLayer, generate_branch
-from wcs_twisted.transport.address import SIPAddress
+from wcs_twisted.sip.address import SIPAddress
 from wcs_twisted.transport.trace import BAD, IN, OUT, MessageTrace
 
 

@@ -16,7 +16,7 @@ from twisted.logger import Logger
 
 from wcs_twisted.sip.errors import RemoteProtocolError
 from wcs_twisted.sip.framing import StreamFramer
-from wcs_twisted.transport.address import SIPAddress
+from wcs_twisted.sip.address import SIPAddress
 
 
 class SIPStreamProtocol(Protocol):

@@ -9,7 +9,7 @@ from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
 
 from wcs_twisted.sip.errors import RemoteProtocolError
-from wcs_twisted.transport.address import SIPAddress
+from wcs_twisted.sip.address import SIPAddress
 
 
 class SIPDatagramProtocol(DatagramProtocol):

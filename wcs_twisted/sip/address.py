@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.transport.test_stack -*-
+# -*- test-case-name: tests.sip.test_address -*-
 """
 Where a SIP message comes from or goes to: transport name, host, port.
 

@@ -1,0 +1,111 @@
+# -*- test-case-name: tests.ua.test_registration -*-
+"""
+Building out-of-dialog requests (RFC 3261 8.1.1) and choosing where to send them.
+
+Every request the UA starts outside a dialog (REGISTER, INVITE, OPTIONS, MESSAGE) is made here,
+so the mandatory header set, the Via with its branch and rport, and the Contact are written in
+one place.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from wcs_twisted.sip.headers import Headers
+from wcs_twisted.sip.message import Request
+from wcs_twisted.sip.uri import SIPURI
+from wcs_twisted.sip.address import DEFAULT_PORTS, SIPAddress
+
+USER_AGENT = "wcs-twisted/0.1"
+
+
+def via_value(transport, protocol: str, branch: str) -> str:
+    """
+    Our Via for a request: sent-by from the stack, a fresh branch, and rport (RFC 3581).
+    """
+    host, port = transport.local_address(protocol)
+    return f"SIP/2.0/{protocol.upper()} {host}:{port};branch={branch};rport"
+
+
+def contact_uri(transport, protocol: str, user: str | None, **params: str) -> SIPURI:
+    """
+    Our Contact URI on C{protocol}, with C{transport=} for anything but UDP.
+    """
+    host, port = transport.local_address(protocol)
+    extra = tuple((name, value) for name, value in params.items())
+    if protocol != "udp":
+        extra = (("transport", protocol),) + extra
+    return SIPURI("sip", user, None, host, port, extra)
+
+
+def build_request(
+    transport,
+    method: str,
+    request_uri: SIPURI,
+    from_value: str,
+    to_value: str,
+    call_id: str,
+    cseq: int,
+    protocol: str = "udp",
+    contact: str | None = None,
+    extra_headers: tuple[tuple[str, str], ...] = (),
+    body: bytes = b"",
+    content_type: str | None = None,
+) -> Request:
+    """
+    A complete out-of-dialog request with its own branch.
+    """
+    headers = Headers([
+        ("Via", via_value(transport, protocol, transport.generate_branch())),
+        ("Max-Forwards", "70"),
+        ("From", from_value),
+        ("To", to_value),
+        ("Call-ID", call_id),
+        ("CSeq", f"{cseq} {method}"),
+    ])
+    if contact is not None:
+        headers.add("Contact", contact)
+    headers.add("User-Agent", USER_AGENT)
+    for name, value in extra_headers:
+        headers.add(name, value)
+    if content_type is not None:
+        headers.add("Content-Type", content_type)
+    return Request(method, request_uri, headers, body)
+
+
+def next_hop(uri: SIPURI, outbound_proxy: str = "", default_port: int | None = None) -> SIPAddress:
+    """
+    Where to send a request for C{uri}: the outbound proxy when one is set, else the URI's host
+    (RFC 3263 without DNS SRV: IP literals and names resolved by the stack, default ports).
+
+    @param outbound_proxy: "host", "host:port" or "[v6]:port".
+    """
+    transport = (uri.param("transport") or "udp").lower() if hasattr(uri, "param") else "udp"
+    if transport not in DEFAULT_PORTS:
+        transport = "udp"
+    if outbound_proxy:
+        host, port = split_host_port(outbound_proxy)
+        return SIPAddress(transport, host, port or default_port or DEFAULT_PORTS[transport])
+    return SIPAddress(transport, uri.host.strip("[]"),
+                      uri.port or default_port or DEFAULT_PORTS[transport])
+
+
+def split_host_port(text: str) -> tuple[str, int | None]:
+    text = text.strip()
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        return host, int(rest[1:]) if rest.startswith(":") else None
+    host, colon, port = text.rpartition(":")
+    if colon and port.isdigit() and ":" not in host:
+        return host, int(port)
+    return text, None
+
+
+def cnonce(random: Any) -> str:
+    """
+    A client nonce for digest (RFC 7616 3.4), from the injected random source.
+    """
+    getrandbits = getattr(random, "getrandbits", None)
+    if getrandbits is not None:
+        return f"{getrandbits(64):016x}"
+    return random(8).hex()
