@@ -371,7 +371,7 @@ class DigestAuthenticator:
     proxy).
 
     Nonces are C{base64(issue_ms, counter, HMAC-SHA256(secret, ...))}: they
-    need no storage, survive nothing but the secret, and expire after
+    need no storage, are only valid under the same secret, and expire after
     C{nonce_lifetime} seconds.  The last nonce-count seen for each used nonce
     is kept to detect replays, in a table of at most C{max_tracked_nonces}
     entries; a nonce that fell out of the table is answered as stale.

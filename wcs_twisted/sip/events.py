@@ -126,7 +126,9 @@ class TransactionTimedOut:
 class TransportErrorOccurred:
     """
     The transport reported that a message of this transaction could not be
-    sent (RFC 3261 17.1.4, 17.2.4).  A L{TransactionTerminated} follows.
+    sent (RFC 3261 17.1.4, 17.2.4).  A L{TransactionTerminated} follows,
+    except for an INVITE server transaction in the Accepted state, which
+    stays until Timer L (RFC 6026 figure 5).
     """
 
     #: Key of the transaction concerned.
