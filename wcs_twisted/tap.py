@@ -36,6 +36,7 @@ from wcs_twisted.transport.udp import SIPDatagramProtocol
 from wcs_twisted.sip.auth import DigestAuthenticator
 from wcs_twisted.ua.core import UserAgentCore
 from wcs_twisted.ua.registrar import LocationService, Registrar
+from wcs_twisted.ua.registration import RegistrationClient
 from wcs_twisted.ua.sessions import SessionTable
 
 log = Logger()
@@ -128,6 +129,22 @@ class Options(usage.Options):
         self["settings"] = settings
 
 
+class OrderedMultiService(MultiService):
+    """
+    Stops its children one after another, last added first, each waiting for the one before.
+
+    Clients must hear "going away" and SIP accounts must unregister while the SIP stack and the
+    listeners are still up; Twisted's MultiService stops all children at once.
+    """
+
+    def stopService(self):
+        Service.stopService(self)
+        done = succeed(None)
+        for service in reversed(list(self)):
+            done.addCallback(lambda _, service=service: service.stopService())
+        return done
+
+
 class SessionShutdownService(Service):
     """
     On stop, closes every client session cleanly and waits (boundedly) for the close handshakes.
@@ -141,13 +158,15 @@ class SessionShutdownService(Service):
 
     def stopService(self):
         super().stopService()
-        if not self._signalling.channels:
+        sessions = self._signalling.sessions
+        if not self._signalling.channels and not sessions.unregistering:
             return succeed(None)
         self._signalling.close_all()
         done: Deferred = Deferred()
 
         def check() -> None:
-            if not self._signalling.channels or self._clock.seconds() >= deadline:
+            idle = not self._signalling.channels and not sessions.unregistering
+            if idle or self._clock.seconds() >= deadline:
                 done.callback(None)
             else:
                 self._clock.callLater(0.05, check)
@@ -201,49 +220,10 @@ def local_domains(settings: Settings) -> list[str]:
     return list(dict.fromkeys(domain.lower() for domain in domains if domain))
 
 
-def build_service(settings: Settings, reactor, warnings=()) -> MultiService:
+def build_sip(settings: Settings, reactor, metrics: ServerMetrics):
     """
-    The whole service tree for C{settings}, on C{reactor}; nothing is started.
+    The SIP stack, its UA core, and (in local mode) the built-in registrar.
     """
-    for warning in warnings:
-        log.warn("configuration: {warning}", warning=warning)
-    root = MultiService()
-    metrics = ServerMetrics()
-    node_id = settings.node_id or f"{secrets.token_hex(4)}@{settings.advertised_address}"
-    sessions = SessionTable(node_id, default_sip_port=settings.sip_port,
-                            on_change=metrics.sessions.set)
-    signalling = Signalling(
-        sessions, reactor, metrics,
-        server_address=lambda: f"{settings.advertised_address}:{settings.ws_port}",
-        ping_interval=settings.keep_alive_interval_ms / 1000.0,
-        max_missed_pongs=settings.keep_alive_probes,
-    )
-    ws_factory = WCSServerFactory(signalling, reactor, settings.ws_max_message_size)
-    listeners: list[ListenerService] = []
-
-    def stop_on_bind_failure(message: str) -> None:
-        log.critical("{message}; stopping", message=message)
-        if reactor.running:
-            reactor.stop()
-
-    def listener(name: str, port: int, factory, tls: bool = False) -> ListenerService:
-        endpoint = _stream_endpoint(reactor, settings, port, tls)
-        counter = metrics.listener_errors.labels(listener=name)
-        service = ListenerService(name, lambda: endpoint.listen(factory),
-                                  on_error=counter.inc, on_bind_failure=stop_on_bind_failure)
-        listeners.append(service)
-        return service
-
-    credentials = None if settings.disable_rest_auth else (
-        settings.rest_username, settings.rest_password)
-    site = build_site(RestAPI(sessions), credentials, settings.rest_cors_origins, metrics,
-                      listeners)
-    listener("ws", settings.ws_port, ws_factory)
-    listener("http", settings.http_port, site)
-    if settings.tls_enabled:
-        listener("wss", settings.wss_port, ws_factory, tls=True)
-        listener("https", settings.https_port, site, tls=True)
-
     rng = random.SystemRandom()
     stack = SIPStack(
         TransactionLayer(TimerValues(t1=settings.sip_t1_ms / 1000.0, t2=settings.sip_t2_ms / 1000.0,
@@ -255,14 +235,22 @@ def build_service(settings: Settings, reactor, warnings=()) -> MultiService:
     )
     core = UserAgentCore(stack, rng)
     stack.user = core
-    location = LocationService(
-        on_change=metrics.registrations.labels(kind="local").set)
+    location = LocationService(on_change=metrics.registrations.labels(kind="local").set)
     if settings.enable_local_videochat:
         domains = local_domains(settings)
         core.add_router(Registrar(
             core, location, reactor, domains, users=settings.sip_users,
             authenticator=DigestAuthenticator(domains[0], os.urandom(32)),
         ))
+    return stack, core, location
+
+
+def sip_listeners(settings: Settings, reactor, stack: SIPStack, metrics: ServerMetrics,
+                  on_bind_failure) -> tuple[list[ListenerService], list[SIPStreamTransport]]:
+    """
+    One listener per configured SIP transport; each tells the stack its bound port.
+    """
+    listeners: list[ListenerService] = []
     streams: list[SIPStreamTransport] = []
     if "udp" in settings.sip_transports:
         datagrams = SIPDatagramProtocol(stack, settings.sip_max_message_size)
@@ -276,7 +264,7 @@ def build_service(settings: Settings, reactor, warnings=()) -> MultiService:
 
         listeners.append(ListenerService(
             "sip-udp", listen_udp, on_error=metrics.listener_errors.labels(listener="sip-udp").inc,
-            on_bind_failure=stop_on_bind_failure))
+            on_bind_failure=on_bind_failure))
     for name in ("tcp", "tls"):
         if name not in settings.sip_transports or (name == "tls" and not settings.tls_enabled):
             continue
@@ -295,14 +283,67 @@ def build_service(settings: Settings, reactor, warnings=()) -> MultiService:
         listeners.append(ListenerService(
             f"sip-{name}", listen_stream,
             on_error=metrics.listener_errors.labels(listener=f"sip-{name}").inc,
-            on_bind_failure=stop_on_bind_failure))
+            on_bind_failure=on_bind_failure))
+    return listeners, streams
+
+
+def build_service(settings: Settings, reactor, warnings=()) -> MultiService:
+    """
+    The whole service tree for C{settings}, on C{reactor}; nothing is started.
+    """
+    for warning in warnings:
+        log.warn("configuration: {warning}", warning=warning)
+    root = OrderedMultiService()
+    metrics = ServerMetrics()
+    node_id = settings.node_id or f"{secrets.token_hex(4)}@{settings.advertised_address}"
+    stack, core, location = build_sip(settings, reactor, metrics)
+    contact_params = {"wcs": secrets.token_hex(4)} if settings.sip_add_contact_id else None
+    sessions = SessionTable(
+        node_id, default_sip_port=settings.sip_port, on_change=metrics.sessions.set,
+        registration_factory=lambda account, on_change: RegistrationClient(
+            core, reactor, account, on_change, contact_params=contact_params),
+        on_registrations=metrics.registrations.labels(kind="upstream").set,
+    )
+    signalling = Signalling(
+        sessions, reactor, metrics,
+        server_address=lambda: f"{settings.advertised_address}:{settings.ws_port}",
+        ping_interval=settings.keep_alive_interval_ms / 1000.0,
+        max_missed_pongs=settings.keep_alive_probes,
+    )
+    ws_factory = WCSServerFactory(signalling, reactor, settings.ws_max_message_size)
+    listeners: list[ListenerService] = []
+
+    def stop_on_bind_failure(message: str) -> None:
+        log.critical("{message}; stopping", message=message)
+        if reactor.running:
+            reactor.stop()
+
+    def listener(name: str, port: int, factory, tls: bool = False) -> None:
+        endpoint = _stream_endpoint(reactor, settings, port, tls)
+        counter = metrics.listener_errors.labels(listener=name)
+        listeners.append(ListenerService(name, lambda: endpoint.listen(factory),
+                                         on_error=counter.inc,
+                                         on_bind_failure=stop_on_bind_failure))
+
+    credentials = None if settings.disable_rest_auth else (
+        settings.rest_username, settings.rest_password)
+    site = build_site(RestAPI(sessions), credentials, settings.rest_cors_origins, metrics,
+                      listeners)
+    listener("ws", settings.ws_port, ws_factory)
+    listener("http", settings.http_port, site)
+    if settings.tls_enabled:
+        listener("wss", settings.wss_port, ws_factory, tls=True)
+        listener("https", settings.https_port, site, tls=True)
+    sip, streams = sip_listeners(settings, reactor, stack, metrics, stop_on_bind_failure)
+    listeners.extend(sip)
 
     if settings.log_json_file:
         JSONLogFileService(settings.log_json_file, globalLogPublisher).setServiceParent(root)
     for service in listeners:
         service.setServiceParent(root)
     SIPStackService(stack, streams).setServiceParent(root)
-    # Added last, so it is stopped first: clients hear "going away" while listeners close.
+    # Added last, so it is stopped first: clients hear "going away" and SIP accounts unregister
+    # while the stack and the listeners still run (OrderedMultiService waits for each).
     SessionShutdownService(signalling, reactor).setServiceParent(root)
     root.signalling = signalling
     root.sessions = sessions

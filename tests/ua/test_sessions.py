@@ -6,6 +6,10 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 
 from wcs_twisted.interfaces import IClientConnection
+from wcs_twisted.sip.auth import DigestAuthenticator
+from wcs_twisted.testing.network import MemoryNetwork, build_memory_stack
+from wcs_twisted.ua.registrar import LocationService, Registrar
+from wcs_twisted.ua.registration import RegistrationClient
 from wcs_twisted.ua.errors import InvalidField, NotFound
 from wcs_twisted.ua.sessions import SessionTable
 
@@ -67,3 +71,94 @@ class SessionTableTests(SynchronousTestCase):
                           {"keepAlive": "sometimes"})
         self.assertEqual(len(self.table), 0)
         self.assertEqual(self.counts, [])
+
+
+@implementer(IClientConnection)
+class RecordingConnection:
+    """
+    A connection that records messages and closes.
+    """
+
+    peer = "127.0.0.1:2"
+
+    def __init__(self):
+        self.messages = []
+        self.closed = None
+
+    def send_message(self, name, data):
+        self.messages.append((name, data))
+
+    def close(self, code, reason):
+        self.closed = (code, reason)
+
+
+class SessionRegistrationTests(SynchronousTestCase):
+    """
+    sipRegisterRequired: the session registers its account and tells the client.
+    """
+
+    def setUp(self):
+        self.network = MemoryNetwork()
+        clock = self.network.clock
+        _, server_core = build_memory_stack(self.network, "10.0.0.1", seed=1)
+        self.location = LocationService()
+        server_core.add_router(Registrar(
+            server_core, self.location, clock, ["10.0.0.1"], users={"alice": "pw"},
+            authenticator=DigestAuthenticator("10.0.0.1", b"k" * 32)))
+        _, core = build_memory_stack(self.network, "10.0.0.2", seed=2)
+        self.counts = []
+        self.table = SessionTable(
+            "node", registration_factory=lambda account, changed: RegistrationClient(
+                core, clock, account, changed, retry=False),
+            on_registrations=self.counts.append)
+
+    def open(self, password):
+        connection = RecordingConnection()
+        session = self.table.open(connection, "/s", {
+            "sipLogin": "alice", "sipPassword": password, "sipDomain": "10.0.0.1",
+            "sipRegisterRequired": "true"})
+        self.network.run()
+        return connection, session
+
+    def test_registered_sent_after_success(self):
+        """
+        'registered' reaches the client only after the registrar's 200.
+        """
+        connection, session = self.open("pw")
+        self.assertEqual(connection.messages, [("registered", [])])
+        self.assertEqual(self.counts, [1])
+        self.assertEqual(len(self.location), 1)
+
+    def test_failure_is_fail_then_close(self):
+        """
+        A refused registration is a fail naming the status, then the socket is closed.
+        """
+        connection, session = self.open("wrong")
+        name, data = connection.messages[-1]
+        self.assertEqual(name, "fail")
+        self.assertEqual(data[0]["apiMethod"], "RegistrationStatusEvent")
+        self.assertEqual(data[0]["status"], "AUTHENTICATION_FAIL")
+        self.assertIn("403", data[0]["info"])
+        self.assertEqual(connection.closed[0], 1000)
+
+    def test_close_unregisters(self):
+        """
+        Closing the session sends REGISTER with Expires 0; the binding is gone.
+        """
+        connection, session = self.open("pw")
+        self.table.close(session, "bye")
+        self.assertEqual(len(self.table.unregistering), 1)
+        self.network.run()
+        self.assertEqual(len(self.location), 0)
+        self.assertEqual(self.table.unregistering, set())
+        self.assertEqual(self.counts, [1, 0])
+
+    def test_no_registration_without_the_flag(self):
+        """
+        Without sipRegisterRequired nothing is registered and 'registered' is never sent.
+        """
+        connection = RecordingConnection()
+        self.table.open(connection, "/s", {"sipLogin": "alice", "sipDomain": "10.0.0.1"})
+        self.network.run()
+        self.assertEqual(connection.messages, [])
+        self.assertEqual(len(self.location), 0)

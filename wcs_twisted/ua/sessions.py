@@ -39,6 +39,8 @@ class ClientSession:
     account: SIPAccount | None
     keep_alive: bool = False
     custom: Any = field(default_factory=dict)
+    registration: Any = None
+    registered: bool = False
 
     def public_fields(self) -> dict[str, Any]:
         """
@@ -70,13 +72,19 @@ class SessionTable:
         default_sip_port: int = 5060,
         token_factory: Callable[[], str] = lambda: secrets.token_hex(16),
         on_change: Callable[[int], None] = lambda count: None,
+        registration_factory: Callable[..., Any] | None = None,
+        on_registrations: Callable[[int], None] = lambda count: None,
     ) -> None:
         self.node_id = node_id
         self._default_sip_port = default_sip_port
         self._token_factory = token_factory
         self._on_change = on_change
+        self._registration_factory = registration_factory
+        self._on_registrations = on_registrations
         self._by_id: dict[str, ClientSession] = {}
         self._by_token: dict[str, ClientSession] = {}
+        #: Unregistrations under way (shutdown waits for them, boundedly).
+        self.unregistering: set = set()
 
     def __len__(self) -> int:
         return len(self._by_id)
@@ -115,15 +123,62 @@ class SessionTable:
             sip_login=account.login if account else None,
         )
         self._on_change(len(self._by_id))
+        if account is not None and account.register_required:
+            self._register(session)
         return session
+
+    def _register(self, session: ClientSession) -> None:
+        """
+        Register the session's SIP account upstream (WCS sipRegisterRequired).
+
+        The client hears C{registered} only once registration succeeded (never otherwise: the SDK
+        refuses to create streams in REGISTERED state).  A failure is a C{fail} with apiMethod
+        RegistrationStatusEvent, then the socket is closed, the only way WebSDK 2.0 can show it.
+        """
+        if self._registration_factory is None:
+            session.connection.send_message("fail", [{
+                "apiMethod": "RegistrationStatusEvent", "status": "FAILED",
+                "info": "SIP registration is not available on this server"}])
+            return
+
+        def changed(change) -> None:
+            state = change.state.value
+            if state == "REGISTERED":
+                if not session.registered:
+                    session.registered = True
+                    self._registrations_changed()
+                    session.connection.send_message("registered", [])
+            elif state in ("FAILED", "AUTHENTICATION_FAIL"):
+                if session.registered:
+                    session.registered = False
+                    self._registrations_changed()
+                if session.session_id in self._by_id:
+                    session.connection.send_message("fail", [{
+                        "apiMethod": "RegistrationStatusEvent", "status": state,
+                        "info": change.reason}])
+                    session.connection.close(1000, f"SIP registration failed: {change.reason}")
+
+        session.registration = self._registration_factory(session.account, changed)
+        session.registration.start()
+
+    def _registrations_changed(self) -> None:
+        self._on_registrations(sum(1 for s in self._by_id.values() if s.registered))
 
     def close(self, session: ClientSession, reason: str) -> None:
         """
-        Forget a session; closing twice is harmless.
+        Forget a session, unregistering its SIP account; closing twice is harmless.
         """
         if self._by_id.pop(session.session_id, None) is None:
             return
         self._by_token.pop(session.auth_token, None)
+        if session.registration is not None:
+            stopping = session.registration.stop()
+            if not stopping.called:
+                self.unregistering.add(stopping)
+                stopping.addBoth(lambda result: self.unregistering.discard(stopping))
+            if session.registered:
+                session.registered = False
+                self._registrations_changed()
         self.log.info("session {session_id} closed: {reason}",
                       session_id=session.session_id, reason=reason)
         self._on_change(len(self._by_id))
