@@ -52,7 +52,7 @@ class ISIPTransport(Interface):
     """
     The SIP transaction and transport layers as the UA layer uses them (RFC 3261 17, 18).
 
-    Destinations are L{wcs_twisted.transport.address.SIPAddress}-like triples
+    Destinations are L{wcs_twisted.sip.address.SIPAddress}-like triples
     C{(transport, host, port)}, with transport "udp", "tcp" or "tls".
     """
 
@@ -144,4 +144,63 @@ class IDialogUsage(Interface):
     def ack_received(event):
         """
         The ACK for a 2xx this usage sent (AckReceived).
+        """
+
+
+class IInviteSessionObserver(Interface):
+    """
+    The call layer's view of one SIP call leg (L{wcs_twisted.ua.invite_session.InviteSession}).
+    """
+
+    def provisional(session, response):
+        """
+        A 1xx (not 100) to our INVITE: ringing, or session progress with early media SDP.
+        """
+
+    def answered(session, response):
+        """
+        Our INVITE got its 2xx; the ACK is sent and the dialog confirmed.
+        """
+
+    def confirmed(session):
+        """
+        The ACK for the 2xx we sent arrived (incoming calls).
+        """
+
+    def failed(session, status, reason, response):
+        """
+        Our INVITE ended without a call: a final non-2xx, a timeout (408), a transport error.
+        """
+
+    def terminated(session, reason, by_remote):
+        """
+        The call is over: BYE either way, CANCEL received, or an in-dialog fatal error.
+        """
+
+    def offer_received(session, offer):
+        """
+        A re-INVITE from the peer (offer is the SDP bytes, or None for an offerless one).
+
+        @return: the answer SDP bytes, or None to answer with our current SDP.
+        @raise wcs_twisted.sip.errors.RemoteProtocolError: to refuse it (e.g. 488).
+        """
+
+    def info_received(session, request):
+        """
+        An INFO (DTMF relay, picture_fast_update); returns the status to answer (default 200).
+        """
+
+    def refer_received(session, request, refer_to):
+        """
+        A REFER (RFC 3515); returns the status to answer (default 202).
+        """
+
+    def notify_received(session, request):
+        """
+        A NOTIFY in the dialog (REFER progress, RFC 3515 sipfrag).
+        """
+
+    def message_received(session, request):
+        """
+        A MESSAGE in the dialog.
         """

@@ -225,15 +225,16 @@ def build_sip(settings: Settings, reactor, metrics: ServerMetrics):
     The SIP stack, its UA core, and (in local mode) the built-in registrar.
     """
     rng = random.SystemRandom()
+    timers = TimerValues(t1=settings.sip_t1_ms / 1000.0, t2=settings.sip_t2_ms / 1000.0,
+                         t4=settings.sip_t4_ms / 1000.0)
     stack = SIPStack(
-        TransactionLayer(TimerValues(t1=settings.sip_t1_ms / 1000.0, t2=settings.sip_t2_ms / 1000.0,
-                                     t4=settings.sip_t4_ms / 1000.0)),
+        TransactionLayer(timers),
         reactor, rng, advertised_host=settings.advertised_address, trace=MessageTrace(),
         resolve=lambda host: reactor.resolve(host),
         on_bad_message=lambda transport: metrics.listener_errors.labels(
             listener=f"sip-{transport}").inc(),
     )
-    core = UserAgentCore(stack, rng)
+    core = UserAgentCore(stack, rng, timers)
     stack.user = core
     location = LocationService(on_change=metrics.registrations.labels(kind="local").set)
     if settings.enable_local_videochat:

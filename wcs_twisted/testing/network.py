@@ -83,6 +83,6 @@ def build_memory_stack(network: MemoryNetwork, host: str, port: int = 5060, seed
     stack = SIPStack(layer, network.clock, rng, advertised_host=host,
                      trace=MessageTrace(log_messages=False))
     network.attach(stack, host, port)
-    core = UserAgentCore(stack, rng)
+    core = UserAgentCore(stack, rng, layer.timers)
     stack.user = core
     return stack, core

@@ -29,6 +29,7 @@ from wcs_twisted.sip.events import (
     TransportErrorOccurred,
 )
 from wcs_twisted.sip.message import Request, Response, new_tag, validate_request
+from wcs_twisted.sip.timers import DEFAULT_TIMERS, TimerValues
 
 #: Methods this user agent core understands (Allow header, RFC 3261 20.5).
 ALLOWED_METHODS = ("INVITE", "ACK", "CANCEL", "BYE", "OPTIONS", "REGISTER", "INFO", "REFER",
@@ -45,9 +46,11 @@ class UserAgentCore:
 
     log = Logger()
 
-    def __init__(self, transport: ISIPTransport, random: Any) -> None:
+    def __init__(self, transport: ISIPTransport, random: Any,
+                 timers: TimerValues = DEFAULT_TIMERS) -> None:
         self.transport = transport
         self.random = random
+        self.timers = timers
         self.routers: list = []
         self._clients: dict[Any, Any] = {}
         self._servers: dict[Any, Any] = {}

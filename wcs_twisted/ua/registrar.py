@@ -58,14 +58,22 @@ class Binding:
 class LocationService:
     """
     AOR -> bindings, with expiry evaluated against the C{now} each call is given.
+
+    Besides the table the proxy needs (L{lookup}), it remembers which AORs ever registered (a
+    user who is away gets 480, an unknown one 404) and indexes live bindings by the host and
+    port of their contact, so an in-dialog request whose Request-URI is a registered contact is
+    sent where that contact's REGISTER came from (NAT).
     """
 
     def __init__(self, on_change: Callable[[int], None] = lambda count: None) -> None:
         self._bindings: dict[str, dict[str, Binding]] = {}
+        self._count = 0
+        self._known: set[str] = set()
+        self._by_address: dict[tuple[str, int | None], Binding] = {}
         self._on_change = on_change
 
     def __len__(self) -> int:
-        return sum(len(contacts) for contacts in self._bindings.values())
+        return self._count
 
     def lookup(self, aor: str, now: float) -> list[Binding]:
         """
@@ -77,34 +85,73 @@ class LocationService:
         expired = [key for key, binding in contacts.items() if binding.expires_at <= now]
         if expired:
             for key in expired:
-                del contacts[key]
+                self._forget(contacts.pop(key))
             if not contacts:
                 del self._bindings[aor]
-            self._on_change(len(self))
+            self._on_change(self._count)
+        if len(contacts) == 1:
+            return list(contacts.values())
         return sorted(contacts.values(), key=lambda binding: -binding.q)
 
     def find(self, aor: str, contact_key: str) -> Binding | None:
         return self._bindings.get(aor, {}).get(contact_key)
 
+    def known(self, aor: str) -> bool:
+        """
+        Whether C{aor} ever had a binding (its user exists but may be away).
+        """
+        return aor in self._known
+
+    def binding_at(self, host: str, port: int | None, now: float) -> Binding | None:
+        """
+        A live binding whose contact URI is C{host:port}, or None.
+        """
+        binding = self._by_address.get((host.lower(), port))
+        if binding is None or binding.expires_at > now:
+            return binding
+        self.lookup(binding.aor, now)  # drops it (and its AOR's other expired bindings)
+        return None
+
     def update(self, binding: Binding) -> None:
-        self._bindings.setdefault(binding.aor, {})[binding.contact_key] = binding
-        self._on_change(len(self))
+        contacts = self._bindings.setdefault(binding.aor, {})
+        previous = contacts.get(binding.contact_key)
+        if previous is not None:
+            self._forget(previous)
+        contacts[binding.contact_key] = binding
+        self._count += 1
+        self._known.add(binding.aor)
+        uri = binding.contact.uri
+        host = getattr(uri, "host", None)
+        if host:
+            self._by_address[(host.lower(), getattr(uri, "port", None))] = binding
+        self._on_change(self._count)
 
     def remove(self, aor: str, contact_key: str | None = None) -> None:
         contacts = self._bindings.get(aor)
         if contacts is None:
             return
         if contact_key is None:
+            for binding in contacts.values():
+                self._forget(binding)
             del self._bindings[aor]
         else:
-            contacts.pop(contact_key, None)
+            binding = contacts.pop(contact_key, None)
+            if binding is not None:
+                self._forget(binding)
             if not contacts:
                 del self._bindings[aor]
-        self._on_change(len(self))
+        self._on_change(self._count)
 
     def purge(self, now: float) -> None:
         for aor in list(self._bindings):
             self.lookup(aor, now)
+
+    def _forget(self, binding: Binding) -> None:
+        self._count -= 1
+        uri = binding.contact.uri
+        key = (getattr(uri, "host", "").lower(), getattr(uri, "port", None))
+        if self._by_address.get(key) is binding:
+            del self._by_address[key]
 
 
 @implementer(IRequestRouter)
@@ -168,6 +215,10 @@ class Registrar:
         if not isinstance(to_uri, SIPURI) or not to_uri.user:
             self._answer(event, 404, "No user in To")
             return
+        if not self.serves(to_uri.host):
+            # RFC 3261 10.3 step 5: the AOR must be valid for the Request-URI's domain.
+            self._answer(event, 404, "Not a local address of record")
+            return
         if not self._authenticated(event, request, to_uri.user, now):
             return
         aor = address_of_record(to_uri)
@@ -216,26 +267,30 @@ class Registrar:
         RFC 3261 10.3 steps 6-8; returns the status sent when the request was refused.
         """
         header_expires = request.headers.get("Expires")
-        try:
-            default = int(header_expires) if header_expires is not None else self.default_expires
-        except ValueError:
+        default = _delta_seconds(header_expires) if header_expires is not None else (
+            self.default_expires)
+        if default is None:
             self._answer(event, 400, "Bad Expires")
             return 400
         raw_contacts = request.headers.get_all("Contact")
+        call_id, cseq = request.call_id, request.cseq.number
         if any(value.strip() == "*" for value in raw_contacts):
             if len(raw_contacts) != 1 or default != 0:
                 self._answer(event, 400, "Wildcard Contact needs Expires: 0 alone")
                 return 400
+            # RFC 3261 10.3 step 6: a wildcard older than a binding of the same call leg fails.
+            for binding in self.location.lookup(aor, now):
+                if binding.call_id == call_id and binding.cseq >= cseq:
+                    self._answer(event, 500, "Out of order REGISTER")
+                    return 500
             self.location.remove(aor)
             return None
         contacts = request.contacts
-        call_id, cseq = request.call_id, request.cseq.number
         changes = []
         for contact in contacts:
             expires_param = contact.param("expires")
-            try:
-                expires = int(expires_param) if expires_param not in (None, "") else default
-            except ValueError:
+            expires = _delta_seconds(expires_param) if expires_param not in (None, "") else default
+            if expires is None:
                 self._answer(event, 400, "Bad expires parameter")
                 return 400
             if 0 < expires < self.min_expires:
@@ -260,3 +315,13 @@ class Registrar:
             self.location.update(Binding(aor=aor, contact=contact, expires_at=now + expires,
                                          call_id=call_id, cseq=cseq, source=event.source, q=q))
         return None
+
+
+def _delta_seconds(text: str) -> int | None:
+    """
+    An Expires value (RFC 3261 20.19, delta-seconds: digits only), or None when malformed.
+    """
+    text = text.strip()
+    if not (text.isascii() and text.isdigit()) or len(text) > 10:
+        return None
+    return int(text)

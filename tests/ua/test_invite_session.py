@@ -1,0 +1,274 @@
+"""
+Tests for L{wcs_twisted.ua.invite_session}: two user agents on the in-memory network.
+"""
+
+from twisted.trial.unittest import SynchronousTestCase
+from zope.interface import implementer
+
+from wcs_twisted.interfaces import IInviteSessionObserver, IRequestRouter
+from wcs_twisted.sip.auth import DigestAuthenticator, DigestResult
+from wcs_twisted.sip.errors import RemoteProtocolError
+from wcs_twisted.sip.message import parse_message
+from wcs_twisted.sip.uri import SIPURI
+from wcs_twisted.testing.network import MemoryNetwork, build_memory_stack
+from wcs_twisted.ua.invite_session import InviteSession, InviteSessionState, SIPRequestFailed
+
+OFFER = b"v=0\r\no=- 1 1 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n"
+ANSWER = b"v=0\r\no=- 2 1 IN IP4 10.0.0.2\r\ns=-\r\nc=IN IP4 10.0.0.2\r\nt=0 0\r\nm=audio 5000 RTP/AVP 0\r\n"
+
+
+@implementer(IInviteSessionObserver)
+class Observer:
+    """
+    Records every callback; answers re-INVITEs and INFO as told.
+    """
+
+    def __init__(self):
+        self.events = []
+        self.reinvite_answer = ANSWER
+        self.refuse_reinvite = False
+
+    def names(self):
+        return [event[0] for event in self.events]
+
+    def provisional(self, session, response):
+        self.events.append(("provisional", response.status_code))
+
+    def answered(self, session, response):
+        self.events.append(("answered", response.status_code))
+
+    def confirmed(self, session):
+        self.events.append(("confirmed",))
+
+    def failed(self, session, status, reason, response):
+        self.events.append(("failed", status))
+
+    def terminated(self, session, reason, by_remote):
+        self.events.append(("terminated", reason, by_remote))
+
+    def offer_received(self, session, offer):
+        self.events.append(("offer", offer))
+        if self.refuse_reinvite:
+            raise RemoteProtocolError("no", 488)
+        return self.reinvite_answer
+
+    def info_received(self, session, request):
+        self.events.append(("info", request.body))
+        return 200
+
+    def refer_received(self, session, request, refer_to):
+        self.events.append(("refer", refer_to))
+        return 202
+
+    def notify_received(self, session, request):
+        self.events.append(("notify", request.body))
+
+    def message_received(self, session, request):
+        self.events.append(("message", request.body))
+
+
+@implementer(IRequestRouter)
+class Callee:
+    """
+    Takes INVITEs as InviteSessions, optionally demanding proxy digest first.
+    """
+
+    def __init__(self, core, clock, authenticator=None):
+        self.core = core
+        self.clock = clock
+        self.authenticator = authenticator
+        self.observer = Observer()
+        self.sessions = []
+
+    def accept_request(self, event):
+        if event.request.method != "INVITE":
+            return False
+        if self.authenticator is not None:
+            credentials = event.request.headers.get("Proxy-Authorization")
+            if credentials is None or self.authenticator.verify(
+                    credentials, "INVITE", {"alice": "pw"}.get,
+                    self.clock.seconds()) is not DigestResult.OK:
+                response = event.request.create_response(407, to_tag=self.core.new_tag())
+                for value in self.authenticator.challenge(self.clock.seconds()):
+                    response.headers.add("Proxy-Authenticate", value)
+                self.core.respond(event.transaction_key, response)
+                return True
+        self.sessions.append(InviteSession.incoming(self.core, self.clock, self.observer, event))
+        return True
+
+
+class InviteSessionTests(SynchronousTestCase):
+    """
+    RFC 3261 13-15 between our own UAC and UAS.
+    """
+
+    def setUp(self):
+        self.network = MemoryNetwork()
+        self.clock = self.network.clock
+        self.a, self.core_a = build_memory_stack(self.network, "10.0.0.1", seed=1)
+        self.b, self.core_b = build_memory_stack(self.network, "10.0.0.2", seed=2)
+        self.callee = Callee(self.core_b, self.clock)
+        self.core_b.add_router(self.callee)
+        self.caller = Observer()
+
+    def call(self, **kwargs):
+        session = InviteSession.outgoing(
+            self.core_a, self.clock, self.caller, SIPURI.parse("sip:alice@10.0.0.1"),
+            SIPURI.parse("sip:bob@10.0.0.2"), OFFER, **kwargs)
+        self.network.run()
+        return session
+
+    def established(self):
+        session = self.call()
+        incoming = self.callee.sessions[0]
+        incoming.ring()
+        self.network.run()
+        incoming.accept(ANSWER)
+        self.network.run()
+        return session, incoming
+
+    def test_call_answer_hangup(self):
+        """
+        INVITE, 180, 200, ACK, BYE: both sides see the call start and end (RFC 3261 13, 15).
+        """
+        session, incoming = self.established()
+        self.assertEqual(self.caller.names(), ["provisional", "answered"])
+        self.assertEqual(self.callee.observer.names(), ["confirmed"])
+        self.assertEqual((session.remote_sdp, incoming.remote_sdp), (ANSWER, OFFER))
+        self.assertEqual(session.state, InviteSessionState.CONFIRMED)
+        session.hang_up()
+        self.network.run()
+        self.assertEqual(self.callee.observer.events[-1],
+                         ("terminated", "Normal call clearing", True))
+        self.assertEqual(self.caller.events[-1], ("terminated", "Normal call clearing", False))
+        self.assertEqual(self.core_a.dialog_count() + self.core_b.dialog_count(), 0)
+
+    def test_cancel_before_answer(self):
+        """
+        RFC 3261 9: CANCEL after 180 gives 487 to the INVITE; the callee sees the cancel.
+        """
+        session = self.call()
+        self.callee.sessions[0].ring()
+        self.network.run()
+        session.cancel()
+        self.network.run()
+        self.assertEqual(self.caller.events[-1], ("failed", 487))
+        self.assertEqual(self.callee.observer.events[-1], ("terminated", "cancelled", True))
+
+    def test_busy(self):
+        """
+        A 486 reaches the caller as a failure with that status.
+        """
+        self.call()
+        self.callee.sessions[0].reject(486)
+        self.network.run()
+        self.assertEqual(self.caller.events, [("failed", 486)])
+
+    def test_reinvite_hold(self):
+        """
+        RFC 3261 14: a re-INVITE's offer reaches the peer, whose answer comes back in the 2xx.
+        """
+        session, incoming = self.established()
+        hold = OFFER.replace(b"RTP/AVP 0\r\n", b"RTP/AVP 0\r\na=sendonly\r\n")
+        done = session.reinvite(hold)
+        self.network.run()
+        self.assertEqual(self.successResultOf(done).status_code, 200)
+        self.assertEqual(self.callee.observer.events[-1], ("offer", hold))
+        self.assertEqual(incoming.remote_sdp, hold)
+        self.assertIsNone(incoming._remote_reinvite)
+
+    def test_refused_reinvite_keeps_call(self):
+        """
+        A 488 to a re-INVITE fails the request but not the call.
+        """
+        session, incoming = self.established()
+        self.callee.observer.refuse_reinvite = True
+        done = session.reinvite(OFFER)
+        self.network.run()
+        self.assertEqual(self.failureResultOf(done, SIPRequestFailed).value.status, 488)
+        self.assertEqual(session.state, InviteSessionState.CONFIRMED)
+
+    def test_info_and_message(self):
+        """
+        INFO and MESSAGE in the dialog reach the observer and get 200.
+        """
+        session, incoming = self.established()
+        info = session.request("INFO", b"Signal=5\r\nDuration=160\r\n", "application/dtmf-relay")
+        self.network.run()
+        self.assertEqual(self.successResultOf(info).status_code, 200)
+        self.assertEqual(self.callee.observer.events[-1],
+                         ("info", b"Signal=5\r\nDuration=160\r\n"))
+
+    def test_refer(self):
+        """
+        RFC 3515: a REFER is answered 202 and handed to the observer with its Refer-To.
+        """
+        session, incoming = self.established()
+        refer = session.request("REFER", headers=(("Refer-To", "<sip:carol@10.0.0.3>"),))
+        self.network.run()
+        self.assertEqual(self.successResultOf(refer).status_code, 202)
+        self.assertEqual(self.callee.observer.events[-1], ("refer", "<sip:carol@10.0.0.3>"))
+
+    def test_lost_200_is_retransmitted(self):
+        """
+        RFC 3261 13.3.1.4: the UAS resends its 2xx until the ACK arrives.
+        """
+        session = self.call()
+        dropped = []
+
+        def drop_first_ok(data, source, destination):
+            if data.startswith(b"SIP/2.0 200") and not dropped:
+                dropped.append(data)
+                return True
+            return False
+
+        self.network.drop = drop_first_ok
+        self.callee.sessions[0].accept(ANSWER)
+        self.network.run()
+        self.assertEqual(self.caller.names(), [])
+        self.clock.advance(0.5)
+        self.network.run()
+        self.assertEqual(self.caller.names(), ["answered"])
+        self.assertEqual(self.callee.observer.names(), ["confirmed"])
+
+    def test_no_ack_ends_call(self):
+        """
+        RFC 3261 13.3.1.4: no ACK within 64*T1 -> the UAS sends BYE.
+        """
+        self.call()
+        self.network.drop = lambda data, source, destination: data.startswith(b"ACK")
+        self.callee.sessions[0].accept(ANSWER)
+        self.network.run()
+        self.clock.pump([0.5] * 80)
+        self.network.run()
+        self.assertEqual(self.callee.observer.events[-1], ("terminated", "ACK timeout", False))
+        self.assertEqual(self.caller.events[-1], ("terminated", "Normal call clearing", True))
+
+    def test_proxy_authentication(self):
+        """
+        A 407 is answered once with Proxy-Authorization, and the call goes through.
+        """
+        self.callee.authenticator = DigestAuthenticator("10.0.0.2", b"s" * 32)
+        session = self.call(credentials=("alice", "pw"))
+        self.assertEqual(len(self.callee.sessions), 1)
+        self.assertEqual(session.state, InviteSessionState.CALLING)
+        invites = [parse_message(data) for _, _, data in self.network.delivered
+                   if data.startswith(b"INVITE")]
+        self.assertEqual([invite.cseq.number for invite in invites], [1, 2])
+
+    def test_wrong_proxy_password(self):
+        """
+        A second 407 for the same nonce fails the call with 407.
+        """
+        self.callee.authenticator = DigestAuthenticator("10.0.0.2", b"s" * 32)
+        self.call(credentials=("alice", "wrong"))
+        self.assertEqual(self.caller.events, [("failed", 407)])
+
+    def test_timeout(self):
+        """
+        An INVITE nobody answers fails with 408 after Timer B.
+        """
+        self.network.drop = lambda data, source, destination: True
+        self.call()
+        self.clock.pump([0.5] * 65)
+        self.assertEqual(self.caller.events, [("failed", 408)])
