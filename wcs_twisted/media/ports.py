@@ -15,9 +15,14 @@ from __future__ import annotations
 
 from collections import deque
 from types import TracebackType
-from typing import Optional
+from typing import Callable, Optional, TypeVar
 
 __all__ = ["PortPool", "PortPoolExhausted", "PortReservation"]
+
+T = TypeVar("T")
+
+#: How many pairs L{PortPool.bind} tries before giving up.
+BIND_ATTEMPTS = 32
 
 
 class PortPoolExhausted(RuntimeError):
@@ -131,6 +136,36 @@ class PortPool:
         port = self._free.popleft()
         self._in_use.add(port)
         return PortReservation(self, port)
+
+    def bind(
+        self,
+        bind: Callable[[PortReservation], T],
+        busy: tuple[type[BaseException], ...] = (OSError,),
+        attempts: int = BIND_ATTEMPTS,
+    ) -> tuple[PortReservation, T]:
+        """
+        Allocate pairs and call C{bind} with each until one binds: a pair
+        that raises one of C{busy} (a port another process holds) is released
+        to the back of the queue and the next one is tried.  C{bind} must
+        undo its own partial work before raising.  Any other error releases
+        the pair and propagates.
+
+        @raise PortPoolExhausted: if no pair is free.
+        @return: the reservation and what C{bind} returned.
+        """
+        last: Optional[BaseException] = None
+        for _ in range(min(attempts, self.capacity)):
+            reservation = self.allocate()
+            try:
+                return reservation, bind(reservation)
+            except busy as e:
+                last = e
+                reservation.release()
+            except BaseException:
+                reservation.release()
+                raise
+        assert last is not None
+        raise last
 
     def release(self, reservation: PortReservation) -> None:
         """

@@ -49,11 +49,6 @@ __all__ = ["RTPSession"]
 
 Address = tuple[str, int]
 
-#: Upper bound on bind attempts when ports of the range are taken by other
-#: processes.
-MAX_BIND_ATTEMPTS = 32
-
-
 class _RTCPProtocol(DatagramProtocol):
     """
     The RTCP port of an L{RTPSession}.
@@ -85,7 +80,7 @@ class RTPSession(DatagramProtocol):
     @ivar octets_sent: payload bytes sent (the SR octet count).
     @ivar packets_dropped: datagrams refused (wrong source, not RTP).
     @ivar rtcp_sent: RTCP compound packets sent.
-    @ivar rtcp_received: see above; the count is L{rtcp_packets_received}.
+    @ivar rtcp_packets_received: RTCP compound packets accepted.
     """
 
     log = Logger()
@@ -237,6 +232,9 @@ class RTPSession(DatagramProtocol):
 
     @property
     def on_hold(self) -> bool:
+        """
+        Whether L{hold} is in effect.
+        """
         return self._on_hold
 
     def start(self) -> None:
@@ -268,42 +266,26 @@ class RTPSession(DatagramProtocol):
 
     def _bind_from_pool(self) -> None:
         assert self._pool is not None
-        attempts = min(MAX_BIND_ATTEMPTS, self._pool.capacity)
-        last_error: Optional[CannotListenError] = None
-        for _ in range(attempts):
-            reservation = self._pool.allocate()
+
+        def bind(reservation: PortReservation):
             # RTCP first, with a protocol of its own per attempt: a port that
             # is given up detaches its protocol later, from the reactor.  The
             # RTP port (this object) is bound last, so it is never given up.
             rtcp_protocol = _RTCPProtocol(self)
-            rtcp_port = None
+            rtcp_port = self._reactor.listenUDP(
+                reservation.rtcp_port, rtcp_protocol, interface=self._local_host
+            )
             try:
-                rtcp_port = self._reactor.listenUDP(
-                    reservation.rtcp_port, rtcp_protocol, interface=self._local_host
-                )
                 rtp_port = self._reactor.listenUDP(
                     reservation.rtp_port, self, interface=self._local_host
                 )
-            except CannotListenError as e:
-                # Taken by another process: try the next pair; this one goes
-                # to the back of the queue.
-                last_error = e
-                if rtcp_port is not None:
-                    rtcp_port.stopListening()
-                reservation.release()
-                continue
             except BaseException:
-                if rtcp_port is not None:
-                    rtcp_port.stopListening()
-                reservation.release()
+                rtcp_port.stopListening()
                 raise
-            self._reservation = reservation
-            self._rtp_port = rtp_port
-            self._rtcp_port = rtcp_port
-            self._rtcp_protocol = rtcp_protocol
-            return
-        assert last_error is not None
-        raise last_error
+            return rtp_port, rtcp_port, rtcp_protocol
+
+        self._reservation, ports = self._pool.bind(bind, busy=(CannotListenError,))
+        self._rtp_port, self._rtcp_port, self._rtcp_protocol = ports
 
     def stop(self) -> defer.Deferred[None]:
         """
@@ -324,6 +306,9 @@ class RTPSession(DatagramProtocol):
             if self._started:
                 self._send_rtcp(bye=True)
         finally:
+            # The bridge may still relay into a stopped leg: make that a no-op.
+            self._send_addr = self._rtcp_send_addr = None
+            self._muted = False
             for port in (self._rtp_port, self._rtcp_port):
                 if port is not None:
                     waits.append(defer.maybeDeferred(port.stopListening))

@@ -262,7 +262,8 @@ class InviteSession:
             return False
         header = "WWW-Authenticate" if response.status_code == 401 else "Proxy-Authenticate"
         challenge = select_challenge(response.headers.get_all(header))
-        if challenge is None or (challenge.nonce == self._answered_nonce and not challenge.stale):
+        # Credentials refused once (a new challenge that is not stale) means they are wrong.
+        if challenge is None or (self._answered_nonce is not None and not challenge.stale):
             return False
         self._answered_nonce = challenge.nonce
         user, password = self.credentials

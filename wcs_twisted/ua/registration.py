@@ -169,7 +169,7 @@ class RegistrationClient:
         if challenge is None:
             self._failed(response.status_code, "Unsupported authentication challenge")
             return
-        if challenge.nonce == self._answered_nonce and not challenge.stale:
+        if self._sent_credentials and not challenge.stale:
             # The server refused our answer to this very nonce: the password is wrong.
             self._authentication_failed(response)
             return

@@ -1,0 +1,573 @@
+"""
+Tests for L{wcs_twisted.media.rtp}: the SIP leg's RTP session, on a fake UDP
+reactor and a L{Clock} (no sockets, no wall clock).
+"""
+
+import random
+
+from zope.interface.verify import verifyObject
+
+from twisted.internet.error import CannotListenError
+from twisted.internet.interfaces import IListeningPort, IReactorUDP, IUDPTransport
+from twisted.trial.unittest import SynchronousTestCase
+
+from tests.media.fakes import FakeUDPReactor
+from wcs_twisted.media import rtcp
+from wcs_twisted.media.ports import PortPool, PortPoolExhausted
+from wcs_twisted.media.rtp import RTPSession
+from wcs_twisted.media.rtp_packet import (
+    TelephoneEventSender,
+    build_rtp,
+    decode_telephone_event,
+    peek_header,
+)
+
+PEER = ("192.0.2.10", 4000)
+NAT = ("198.51.100.7", 61000)
+
+
+def rtp(seq=1, ts=160, ssrc=0xDEAD, pt=0, payload=b"\x7f" * 160, marker=False):
+    return build_rtp(pt, seq, ts, ssrc, payload, marker)
+
+
+class FakesTests(SynchronousTestCase):
+    """
+    The fakes used here provide the interfaces they claim.
+    """
+
+    def test_verify(self):
+        """
+        FakeUDPPort and FakeUDPReactor pass verifyObject.
+        """
+        reactor = FakeUDPReactor()
+        verifyObject(IReactorUDP, reactor)
+        port = reactor.listenUDP(0, RTPSession(reactor, "127.0.0.1"))
+        verifyObject(IUDPTransport, port)
+        verifyObject(IListeningPort, port)
+
+
+class SessionTestMixin:
+    def make(self, pool=None, **kw):
+        self.reactor = FakeUDPReactor()
+        self.pool = pool if pool is not None else PortPool(31000, 31009)
+        kw.setdefault("rng", random.Random(4))
+        session = RTPSession(self.reactor, "203.0.113.1", self.pool, **kw)
+        session.start()
+        self.addCleanup(session.stop)
+        self.received = []
+        session.packet_received = self.received.append
+        return session
+
+    def rtp_port(self, session):
+        return self.reactor.bound[session.local_address[1]]
+
+    def rtcp_port(self, session):
+        return self.reactor.bound[session.local_rtcp_port]
+
+
+class LifecycleTests(SessionTestMixin, SynchronousTestCase):
+    """
+    Binding from the port pool and giving ports back.
+    """
+
+    def test_binds_pair_from_pool(self):
+        """
+        start binds the even RTP port and RTCP on the next one, on the
+        configured address.
+        """
+        session = self.make()
+        self.assertEqual(session.local_address, ("203.0.113.1", 31000))
+        self.assertEqual(session.local_rtcp_port, 31001)
+        self.assertEqual(self.pool.in_use, 1)
+
+    def test_skips_ports_taken_elsewhere(self):
+        """
+        A pair another process holds is skipped and goes back to the pool.
+        """
+        reactor = FakeUDPReactor()
+        reactor.busy.add(31000)
+        pool = PortPool(31000, 31005)
+        session = RTPSession(reactor, "127.0.0.1", pool)
+        session.start()
+        self.assertEqual(session.local_address[1], 31002)
+        self.assertEqual(pool.in_use, 1)
+        self.assertNotIn(31001, reactor.bound)
+        session.stop()
+
+    def test_stop_releases_everything(self):
+        """
+        stop closes both ports, cancels the timer and frees the pair; a
+        second stop does nothing.
+        """
+        session = self.make()
+        d = session.stop()
+        self.successResultOf(d)
+        self.assertEqual(self.reactor.bound, {})
+        self.assertEqual(self.pool.in_use, 0)
+        self.assertEqual(self.reactor.getDelayedCalls(), [])
+        self.successResultOf(session.stop())
+        self.assertEqual(self.pool.in_use, 0)
+
+    def test_send_after_stop_is_noop(self):
+        """
+        Relaying into a stopped leg sends nothing and raises nothing.
+        """
+        session = self.make()
+        session.set_remote(*PEER)
+        port = self.rtp_port(session)
+        session.stop()
+        session.send_packet(bytearray(rtp()))
+        session.send_payload(b"x" * 160, 0)
+        self.assertEqual(port.written, [])
+
+    def test_exhausted_pool(self):
+        """
+        With no free pair, start raises PortPoolExhausted and binds nothing.
+        """
+        reactor = FakeUDPReactor()
+        pool = PortPool(31000, 31001)
+        held = pool.allocate()
+        session = RTPSession(reactor, "127.0.0.1", pool)
+        self.assertRaises(PortPoolExhausted, session.start)
+        self.assertEqual(reactor.bound, {})
+        held.release()
+
+    def test_all_pairs_busy(self):
+        """
+        When every pair is taken by others, start fails and holds no pair.
+        """
+        reactor = FakeUDPReactor()
+        reactor.busy.update({31000, 31002})
+        pool = PortPool(31000, 31003)
+        session = RTPSession(reactor, "127.0.0.1", pool)
+        self.assertRaises(CannotListenError, session.start)
+        self.assertEqual(pool.in_use, 0)
+
+    def test_stop_sends_bye(self):
+        """
+        stop ends with an RTCP BYE to the peer (RFC 3550 section 6.6).
+        """
+        session = self.make()
+        session.set_remote(*PEER)
+        rtcp_port = self.rtcp_port(session)
+        session.stop()
+        data, addr = rtcp_port.written[-1]
+        self.assertEqual(addr, (PEER[0], PEER[1] + 1))
+        self.assertEqual(rtcp.parse_compound(data)[-1].packet_type, rtcp.RTCP_BYE)
+
+
+class LatchingTests(SessionTestMixin, SynchronousTestCase):
+    """
+    Symmetric RTP (RFC 4961): send where the peer sends from, latch once.
+    """
+
+    def test_latches_onto_first_source(self):
+        """
+        The first packet's source replaces the SDP address for sending.
+        """
+        session = self.make()
+        session.set_remote(*PEER)
+        session.datagramReceived(rtp(), NAT)
+        self.assertTrue(session.latched)
+        session.send_packet(bytearray(rtp()))
+        self.assertEqual(self.rtp_port(session).written[-1][1], NAT)
+
+    def test_other_sources_refused_after_latch(self):
+        """
+        After latching, packets from any other address are dropped and not
+        delivered.
+        """
+        session = self.make()
+        session.set_remote(*PEER)
+        session.datagramReceived(rtp(seq=1), NAT)
+        session.datagramReceived(rtp(seq=2), ("203.0.113.66", 9))
+        self.assertEqual(len(self.received), 1)
+        self.assertEqual(session.packets_dropped, 1)
+        self.assertEqual(session.remote_address, NAT)
+
+    def test_same_sdp_keeps_latch(self):
+        """
+        The same SDP address again (a re-INVITE) keeps the latch.
+        """
+        session = self.make()
+        session.set_remote(*PEER)
+        session.datagramReceived(rtp(), NAT)
+        session.set_remote(*PEER)
+        self.assertEqual(session.remote_address, NAT)
+        self.assertTrue(session.latched)
+
+    def test_new_sdp_address_relatches(self):
+        """
+        A changed SDP address resets the latch; the next source latches.
+        """
+        session = self.make()
+        session.set_remote(*PEER)
+        session.datagramReceived(rtp(), NAT)
+        session.set_remote("192.0.2.99", 5000)
+        self.assertEqual(session.remote_address, ("192.0.2.99", 5000))
+        self.assertFalse(session.latched)
+        other = ("198.51.100.8", 1234)
+        session.datagramReceived(rtp(seq=2), other)
+        self.assertEqual(session.remote_address, other)
+
+    def test_latch_before_sdp(self):
+        """
+        Packets arriving before the peer's SDP (early media) latch too.
+        """
+        session = self.make()
+        session.datagramReceived(rtp(), NAT)
+        self.assertEqual(session.remote_address, NAT)
+
+    def test_garbage_does_not_latch(self):
+        """
+        Datagrams that are not RTP neither latch nor reach the bridge.
+        """
+        session = self.make()
+        session.set_remote(*PEER)
+        session.datagramReceived(b"\x00\x01hello", NAT)
+        session.datagramReceived(b"\x40" + rtp()[1:], NAT)
+        self.assertFalse(session.latched)
+        self.assertEqual(self.received, [])
+        self.assertEqual(session.packets_dropped, 2)
+
+    def test_short_datagram_from_peer_dropped(self):
+        """
+        A datagram shorter than an RTP header from the latched peer is dropped.
+        """
+        session = self.make()
+        session.datagramReceived(rtp(), NAT)
+        session.datagramReceived(b"\x80\x00", NAT)
+        self.assertEqual(len(self.received), 1)
+        self.assertEqual(session.packets_dropped, 1)
+
+
+class PacketPathTests(SessionTestMixin, SynchronousTestCase):
+    """
+    Receive and send paths, counters and hold.
+    """
+
+    def test_callback_gets_datagram_itself(self):
+        """
+        The bridge's callback receives the received bytes object, unchanged.
+        """
+        session = self.make()
+        data = rtp()
+        session.datagramReceived(data, PEER)
+        self.assertIs(self.received[0], data)
+        self.assertEqual((session.packets_received, session.octets_received), (1, len(data)))
+
+    def test_send_rewrites_onto_our_stream(self):
+        """
+        send_packet stamps our SSRC and continuous sequence numbers and
+        counts payload octets.
+        """
+        session = self.make()
+        session.set_remote(*PEER)
+        for seq in (100, 101):
+            session.send_packet(bytearray(rtp(seq=seq, ssrc=0x1111)))
+        headers = [peek_header(d) for d, _ in self.rtp_port(session).written]
+        self.assertEqual({h.ssrc for h in headers}, {session.ssrc})
+        self.assertEqual(headers[1].sequence_number, (headers[0].sequence_number + 1) & 0xFFFF)
+        self.assertEqual((session.packets_sent, session.octets_sent), (2, 320))
+
+    def test_no_remote_no_send(self):
+        """
+        Without a remote address nothing is sent.
+        """
+        session = self.make()
+        session.send_packet(bytearray(rtp()))
+        self.assertEqual(self.rtp_port(session).written, [])
+
+    def test_hold_and_resume(self):
+        """
+        On hold nothing is sent and received media is not delivered; after
+        resume both flow again, with no sequence gap in what we send.
+        """
+        session = self.make()
+        session.set_remote(*PEER)
+        session.send_packet(bytearray(rtp(seq=1)))
+        session.hold()
+        session.send_packet(bytearray(rtp(seq=2)))
+        session.datagramReceived(rtp(seq=2), PEER)
+        self.assertEqual(len(self.rtp_port(session).written), 1)
+        self.assertEqual(self.received, [])
+        session.resume()
+        session.send_packet(bytearray(rtp(seq=3)))
+        session.datagramReceived(rtp(seq=3), PEER)
+        written = [peek_header(d).sequence_number for d, _ in self.rtp_port(session).written]
+        self.assertEqual(written[1], (written[0] + 1) & 0xFFFF)
+        self.assertEqual(len(self.received), 1)
+
+    def test_send_payload(self):
+        """
+        send_payload builds packets one timestamp step apart.
+        """
+        session = self.make(clock_rate=8000, packet_interval=0.02)
+        session.set_remote(*PEER)
+        session.send_payload(b"a" * 160, 0, marker=True)
+        session.send_payload(b"b" * 160, 0)
+        first, second = (peek_header(d) for d, _ in self.rtp_port(session).written)
+        self.assertTrue(first.marker)
+        self.assertEqual((second.timestamp - first.timestamp) & 0xFFFFFFFF, 160)
+        self.assertEqual(second.sequence_number, (first.sequence_number + 1) & 0xFFFF)
+
+
+class RTCPTests(SessionTestMixin, SynchronousTestCase):
+    """
+    RTCP reports from the leg's one timer (RFC 3550 section 6).
+    """
+
+    def reports(self, session):
+        return [
+            (rtcp.parse_compound(d), a) for d, a in self.rtcp_port(session).written
+        ]
+
+    def test_receiver_report_then_sender_report(self):
+        """
+        With nothing sent the report is an RR with a block for the peer; once
+        media went out it is an SR carrying our counts; each is followed by
+        SDES CNAME and goes to RTP port + 1.
+        """
+        session = self.make(rtcp_interval=5.0)
+        session.set_remote(*PEER)
+        for seq in range(10, 20):
+            session.datagramReceived(rtp(seq=seq), PEER)
+        self.reactor.advance(7.5)
+        [(packets, addr)] = self.reports(session)
+        self.assertEqual(addr, (PEER[0], PEER[1] + 1))
+        self.assertEqual([p.packet_type for p in packets], [rtcp.RTCP_RR, rtcp.RTCP_SDES])
+        self.assertEqual(packets[0].reports[0].ssrc, 0xDEAD)
+        self.assertEqual(packets[0].reports[0].highest_sequence, 19)
+        session.send_packet(bytearray(rtp()))
+        self.reactor.advance(7.5)
+        sr = self.reports(session)[-1][0][0]
+        self.assertEqual(sr.packet_type, rtcp.RTCP_SR)
+        self.assertEqual(sr.ssrc, session.ssrc)
+
+    def test_interval_randomized(self):
+        """
+        Reports come every 0.5-1.5 times the interval, never per packet.
+        """
+        session = self.make(rtcp_interval=5.0)
+        session.set_remote(*PEER)
+        times = []
+        for step in range(600):
+            self.reactor.advance(0.1)
+            if len(self.rtcp_port(session).written) > len(times):
+                times.append(self.reactor.seconds())
+        gaps = [b - a for a, b in zip([0.0] + times, times)]
+        self.assertGreater(len(times), 7)
+        for gap in gaps:
+            self.assertTrue(2.5 - 0.11 <= gap <= 7.5 + 0.11, gaps)
+
+    def test_one_timer_per_leg(self):
+        """
+        A running leg with a watchdog has exactly one pending timer.
+        """
+        session = self.make()
+        session.watch_activity(10)
+        session.set_remote(*PEER)
+        for seq in range(50):
+            session.datagramReceived(rtp(seq=seq), PEER)
+        self.assertEqual(len(self.reactor.getDelayedCalls()), 1)
+
+    def test_incoming_sr_echoed(self):
+        """
+        An SR from the peer reaches rtcp_received and its NTP middle bits
+        come back as LSR in our next report.
+        """
+        session = self.make()
+        session.set_remote(*PEER)
+        seen = []
+        session.rtcp_received = seen.append
+        session.datagramReceived(rtp(), PEER)
+        sr = rtcp.build_sr(0xDEAD, 0x1111222233334444, 0, 1, 160)
+        self.reactor.advance(1)
+        session._rtcp_protocol.datagramReceived(sr, (PEER[0], PEER[1] + 1))
+        self.assertEqual(seen[0][0].packet_type, rtcp.RTCP_SR)
+        self.reactor.advance(10)
+        block = self.reports(session)[-1][0][0].reports[0]
+        self.assertEqual(block.lsr, 0x22223333)
+
+    def test_rtcp_latching(self):
+        """
+        RTCP is sent back to where the peer's RTCP comes from, latched once.
+        """
+        session = self.make()
+        session.set_remote(*PEER)
+        source = ("198.51.100.7", 61001)
+        session._rtcp_protocol.datagramReceived(rtcp.build_rr(1), source)
+        session._rtcp_protocol.datagramReceived(rtcp.build_rr(1), ("203.0.113.9", 7))
+        self.assertEqual(session.rtcp_packets_received, 1)
+        self.reactor.advance(10)
+        self.assertEqual(self.reports(session)[-1][1], source)
+
+    def test_rtcp_mux(self):
+        """
+        With rtcp-mux, RTCP arriving on the RTP port is demultiplexed by its
+        type (RFC 5761 section 4) and reports go out on the RTP port.
+        """
+        session = self.make(rtcp_mux=True)
+        session.set_remote(*PEER)
+        seen = []
+        session.rtcp_received = seen.append
+        session.datagramReceived(rtp(), PEER)
+        session.datagramReceived(rtcp.build_rr(0xDEAD), PEER)
+        self.assertEqual(len(seen), 1)
+        self.assertEqual(len(self.received), 1)
+        self.reactor.advance(10)
+        data, addr = self.rtp_port(session).written[-1]
+        self.assertEqual(addr, PEER)
+        self.assertEqual(rtcp.parse_compound(data)[0].packet_type, rtcp.RTCP_RR)
+
+
+class WatchdogTests(SessionTestMixin, SynchronousTestCase):
+    """
+    The RTP inactivity watchdog ("Failed by RTP activity").
+    """
+
+    def setUp(self):
+        self.session = self.make()
+        self.session.set_remote(*PEER)
+        self.lost = []
+        self.session.activity_lost = self.lost.append
+        self.seq = 0
+
+    def flow(self, seconds):
+        for _ in range(int(seconds / 0.02)):
+            self.seq += 1
+            self.session.datagramReceived(rtp(seq=self.seq), PEER)
+            self.reactor.advance(0.02)
+
+    def test_fires_once_after_timeout(self):
+        """
+        Silence for the timeout calls activity_lost once, within a fifth of
+        the timeout after it.
+        """
+        self.session.watch_activity(10)
+        self.flow(3)
+        silent_from = self.reactor.seconds()
+        while not self.lost and self.reactor.seconds() < 100:
+            self.reactor.advance(0.1)
+        self.assertEqual(self.lost, [self.session])
+        waited = self.reactor.seconds() - silent_from
+        self.assertTrue(10 <= waited <= 12.1, waited)
+        self.reactor.advance(60)
+        self.assertEqual(len(self.lost), 1)
+
+    def test_flowing_media_never_fires(self):
+        """
+        Continuous media keeps the watchdog quiet.
+        """
+        self.session.watch_activity(1)
+        self.flow(10)
+        self.assertEqual(self.lost, [])
+
+    def test_rearmed_after_media_returns(self):
+        """
+        After media comes back the watchdog can fire again.
+        """
+        self.session.watch_activity(2)
+        self.reactor.pump([0.1] * 30)
+        self.assertEqual(len(self.lost), 1)
+        self.flow(1)
+        self.reactor.pump([0.1] * 30)
+        self.assertEqual(len(self.lost), 2)
+
+    def test_paused_on_hold(self):
+        """
+        No loss is reported while on hold, and counting restarts at resume.
+        """
+        self.session.watch_activity(2)
+        self.session.hold()
+        self.reactor.advance(10)
+        self.assertEqual(self.lost, [])
+        self.session.resume()
+        self.reactor.advance(1.5)
+        self.assertEqual(self.lost, [])
+        self.reactor.advance(1)
+        self.assertEqual(len(self.lost), 1)
+
+    def test_disarm(self):
+        """
+        watch_activity(None) stops watching.
+        """
+        self.session.watch_activity(2)
+        self.session.watch_activity(None)
+        self.reactor.advance(10)
+        self.assertEqual(self.lost, [])
+
+
+class TelephoneEventTests(SessionTestMixin, SynchronousTestCase):
+    """
+    RFC 4733 digits in both directions.
+    """
+
+    def test_send_digit(self):
+        """
+        A 100 ms digit goes out at 20 ms pacing as 4 updates and 3 end
+        packets with one timestamp, marker first, in our sequence; relayed
+        audio during the event is held back without a sequence gap.
+        """
+        session = self.make()
+        session.set_remote(*PEER)
+        session.set_telephone_event(101)
+        session.send_packet(bytearray(rtp(seq=1)))
+        session.send_digit("5", duration=0.1)
+        for seq in range(2, 12):
+            self.reactor.advance(0.02)
+            session.send_packet(bytearray(rtp(seq=seq)))
+        written = [d for d, _ in self.rtp_port(session).written]
+        headers = [peek_header(d) for d in written]
+        events = [(h, decode_telephone_event(d[12:])) for h, d in zip(headers, written)
+                  if h.payload_type == 101]
+        self.assertEqual(len(events), 7)
+        self.assertEqual([h.marker for h, _ in events], [True] + [False] * 6)
+        self.assertEqual(len({h.timestamp for h, _ in events}), 1)
+        self.assertEqual([e.end for _, e in events], [False] * 4 + [True] * 3)
+        self.assertEqual({e.event for _, e in events}, {5})
+        seqs = [h.sequence_number for h in headers]
+        self.assertEqual(seqs, [(seqs[0] + i) & 0xFFFF for i in range(len(seqs))])
+        self.assertEqual(headers[-1].payload_type, 0)
+
+    def test_digits_queue(self):
+        """
+        Digits sent back to back go out one event after another.
+        """
+        session = self.make()
+        session.set_remote(*PEER)
+        session.set_telephone_event(101)
+        for digit in "12#":
+            session.send_digit(digit, duration=0.06)
+        self.reactor.pump([0.02] * 40)
+        events = [decode_telephone_event(d[12:]) for d, _ in self.rtp_port(session).written]
+        starts = [e.event for e in events if not e.end and e.duration == 160]
+        self.assertEqual(starts, [1, 2, 11])
+        self.assertEqual(self.reactor.getDelayedCalls()[0].func, session._tick)
+
+    def test_send_digit_needs_negotiation(self):
+        """
+        Without a negotiated telephone-event type, send_digit refuses.
+        """
+        session = self.make()
+        self.assertRaises(ValueError, session.send_digit, "1")
+        session.set_telephone_event(101)
+        self.assertRaises(ValueError, session.send_digit, "Z")
+
+    def test_receive_digit_once(self):
+        """
+        An event's packets, end retransmissions included, report the digit
+        once, and still reach the bridge.
+        """
+        session = self.make()
+        session.set_telephone_event(101)
+        digits = []
+        session.digit_received = digits.append
+        sender = TelephoneEventSender()
+        sender.start("9", 800, 4000)
+        seq = 0
+        while (p := sender.next_packet()) is not None:
+            seq += 1
+            session.datagramReceived(build_rtp(101, seq, p.timestamp, 7, p.payload, p.marker), PEER)
+        self.assertEqual(digits, ["9"])
+        self.assertEqual(len(self.received), 7)
