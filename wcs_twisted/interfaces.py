@@ -204,3 +204,128 @@ class IInviteSessionObserver(Interface):
         """
         A MESSAGE in the dialog.
         """
+
+
+class IMediaSessionObserver(Interface):
+    """
+    Who owns a media session (a call) and hears what happens to its media.
+    """
+
+    def media_connected(session):
+        """
+        Media flows: ICE + DTLS done (WebRTC) or the first RTP packet arrived (RTP).
+        """
+
+    def media_dtmf(session, digit):
+        """
+        A DTMF digit arrived on this leg as RFC 4733 telephone-event (reported once per digit).
+        """
+
+    def media_inactive(session):
+        """
+        No RTP for the configured time (WCS "Failed by RTP activity").
+        """
+
+    def media_failed(session, reason):
+        """
+        The leg cannot carry media any more (ICE consent lost, DTLS failure); C{reason} is one of
+        the WCS info strings, e.g. "Failed by ICE error", "Failed by DTLS error".
+        """
+
+
+class IMediaSession(Interface):
+    """
+    One leg's media, SDP in and out.  Implementations live in wcs_twisted.media; the call layer
+    only sees this.  SDP is text; codec names are "name/clock_rate[/channels]" as in rtpmap
+    (e.g. "opus/48000/2", "PCMU/8000").  Failures raise C{wcs_twisted.errors.MediaError}
+    whose C{info} is a WCS string such as "No common codecs"; the call layer turns it into FAILED
+    with that info.
+    """
+
+    kind = Attribute("'webrtc' (browser: ICE-lite, DTLS-SRTP) or 'rtp' (SIP peer: RTP/AVP).")
+    observer = Attribute("The IMediaSessionObserver told about media events (set by the owner).")
+    audio_codec = Attribute("Negotiated audio codec name once offer/answer is done, else None.")
+    video_codec = Attribute("Negotiated video codec name, or None (no video).")
+    local_sdp = Attribute("The last SDP we produced, or None.")
+
+    def offered_codecs(sdp):
+        """
+        The audio and video codec names an offer (or answer) lists, in its order of preference,
+        that this kind of leg can carry.
+
+        @return: (audio names, video names)
+        """
+
+    def create_offer(audio_codecs, video_codecs, direction):
+        """
+        Our offer, listing C{audio_codecs}/C{video_codecs} first (from the other leg, so both legs
+        can settle on one codec and relay), then whatever else we support.  Empty video list means
+        no m=video.  C{direction} is "sendrecv", "sendonly", "recvonly" or "inactive" (hold).
+        A later call makes a re-offer (same ports, version + 1).
+        """
+
+    def create_answer(offer, prefer_audio, prefer_video, direction):
+        """
+        Answer a remote offer, choosing the first codec of C{prefer_*} the offer allows, else
+        the offer's own first supported codec.
+
+        @raise MediaError: "No common codecs" (nothing the offer lists can be carried).
+        """
+
+    def set_remote_answer(answer):
+        """
+        Apply the peer's answer to our offer.
+
+        @raise MediaError: "No common codecs" or a malformed answer.
+        """
+
+    def set_direction(direction):
+        """
+        Pause or resume sending/receiving without new SDP (hold on the other leg).
+        """
+
+    def send_dtmf(digit, duration_ms):
+        """
+        Send one DTMF digit as RFC 4733 events on this leg (no-op with a log if none negotiated).
+        """
+
+    def close():
+        """
+        Stop media and release every port; returns a Deferred.  Closing twice is harmless.
+        """
+
+
+class IMediaBridge(Interface):
+    """
+    Two media sessions joined: payloads relayed when the codecs match, transcoded otherwise.
+    """
+
+    mode = Attribute("'relay' or 'transcode' (per direction it may differ; 'transcode' if any).")
+
+    def hold(held):
+        """
+        While C{held}, forward no media either way (the SIP side is on hold).
+        """
+
+    def close():
+        """
+        Unjoin the sessions (the sessions themselves are closed by their owner).
+        """
+
+
+class IMediaFactory(Interface):
+    """
+    What the call layer uses to make media: sessions and bridges.
+    """
+
+    def create_session(kind):
+        """
+        A new, unconnected media session of C{kind} ("webrtc" or "rtp") with ports reserved.
+
+        @raise MediaError: "No available ports" (the port pool is exhausted).
+        """
+
+    def bridge(a, b):
+        """
+        Join two negotiated sessions; returns an IMediaBridge.
+        """
