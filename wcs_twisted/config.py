@@ -153,6 +153,13 @@ def _transports(text: str) -> tuple[str, ...]:
     return names
 
 
+def _digest_algorithms(text: str) -> tuple[str, ...]:
+    names = tuple(part.upper() for part in _word_list(text))
+    if not names or any(name not in ("MD5", "SHA-256") for name in names):
+        raise ValueError(text)
+    return names
+
+
 def _activity(text: str) -> tuple[bool, int]:
     parts = [part.strip() for part in text.split(",")]
     if len(parts) == 1:
@@ -170,6 +177,7 @@ HOST = ValueType("a host name or IP address, or empty", _host)
 STRING = ValueType("text", _string)
 WORDS = ValueType("a comma-separated list", _word_list)
 TRANSPORTS = ValueType("a comma-separated list of udp, tcp, tls", _transports)
+DIGEST_ALGORITHMS = ValueType("a comma-separated list of MD5, SHA-256", _digest_algorithms)
 ACTIVITY = ValueType("true or false, optionally followed by ,SECONDS (e.g. true,60)", _activity)
 
 
@@ -232,6 +240,9 @@ KEYS: tuple[Key, ...] = (
         "Largest SIP message accepted on any transport, in bytes."),
     Key("sip_max_tcp_connections", "sip_max_tcp_connections", POSITIVE_INT, "1024",
         "Most simultaneous inbound SIP TCP/TLS connections."),
+    Key("sip_digest_algorithms", "sip_digest_algorithms", DIGEST_ALGORITHMS, "MD5,SHA-256",
+        "Digest algorithms the built-in registrar offers, one challenge each, in this order "
+        "(many phones and sipp answer only the first one they see)."),
     Key("sip_domain", "sip_domain", HOST, "",
         "Domain of the built-in registrar; empty means the public address."),
     Key("sip_local_domains", "sip_local_domains", WORDS, "",
@@ -303,6 +314,7 @@ class Settings:
     sip_t4_ms: int = 5000
     sip_max_message_size: int = 65536
     sip_max_tcp_connections: int = 1024
+    sip_digest_algorithms: tuple[str, ...] = ("MD5", "SHA-256")
     sip_domain: str = ""
     sip_local_domains: tuple[str, ...] = ()
     sip_outbound_proxy: str = ""

@@ -35,6 +35,7 @@ from wcs_twisted.transport.trace import MessageTrace
 from wcs_twisted.transport.udp import SIPDatagramProtocol
 from wcs_twisted.sip.auth import DigestAuthenticator
 from wcs_twisted.ua.core import UserAgentCore
+from wcs_twisted.ua.proxy import Proxy
 from wcs_twisted.ua.registrar import LocationService, Registrar
 from wcs_twisted.ua.registration import RegistrationClient
 from wcs_twisted.ua.sessions import SessionTable
@@ -181,13 +182,16 @@ class SIPStackService(Service):
     Stops the SIP stack's timer and open connections at shutdown.
     """
 
-    def __init__(self, stack: SIPStack, streams: list[SIPStreamTransport]) -> None:
+    def __init__(self, stack: SIPStack, streams: list[SIPStreamTransport], proxy=None) -> None:
         self.setName("sip-stack")
         self.stack = stack
         self.streams = streams
+        self.proxy = proxy
 
     def stopService(self):
         super().stopService()
+        if self.proxy is not None:
+            self.proxy.stop()
         for transports in self.streams:
             transports.close_all()
         self.stack.stop()
@@ -237,13 +241,19 @@ def build_sip(settings: Settings, reactor, metrics: ServerMetrics):
     core = UserAgentCore(stack, rng, timers)
     stack.user = core
     location = LocationService(on_change=metrics.registrations.labels(kind="local").set)
+    proxy = None
     if settings.enable_local_videochat:
         domains = local_domains(settings)
-        core.add_router(Registrar(
+        registrar = Registrar(
             core, location, reactor, domains, users=settings.sip_users,
-            authenticator=DigestAuthenticator(domains[0], os.urandom(32)),
-        ))
-    return stack, core, location
+            authenticator=DigestAuthenticator(domains[0], os.urandom(32),
+                                              algorithms=settings.sip_digest_algorithms),
+        )
+        core.add_router(registrar)
+        proxy = Proxy(core, location, reactor, registrar.serves, users=settings.sip_users,
+                      timers=timers, aliases=tuple(a for a in (
+                          settings.bind_address, settings.public_address) if a))
+    return stack, core, location, proxy
 
 
 def sip_listeners(settings: Settings, reactor, stack: SIPStack, metrics: ServerMetrics,
@@ -297,7 +307,7 @@ def build_service(settings: Settings, reactor, warnings=()) -> MultiService:
     root = OrderedMultiService()
     metrics = ServerMetrics()
     node_id = settings.node_id or f"{secrets.token_hex(4)}@{settings.advertised_address}"
-    stack, core, location = build_sip(settings, reactor, metrics)
+    stack, core, location, proxy = build_sip(settings, reactor, metrics)
     contact_params = {"wcs": secrets.token_hex(4)} if settings.sip_add_contact_id else None
     sessions = SessionTable(
         node_id, default_sip_port=settings.sip_port, on_change=metrics.sessions.set,
@@ -342,7 +352,10 @@ def build_service(settings: Settings, reactor, warnings=()) -> MultiService:
         JSONLogFileService(settings.log_json_file, globalLogPublisher).setServiceParent(root)
     for service in listeners:
         service.setServiceParent(root)
-    SIPStackService(stack, streams).setServiceParent(root)
+    if proxy is not None:
+        # After the call table's router (incoming calls for sessions) comes the proxy.
+        core.add_router(proxy)
+    SIPStackService(stack, streams, proxy).setServiceParent(root)
     # Added last, so it is stopped first: clients hear "going away" and SIP accounts unregister
     # while the stack and the listeners still run (OrderedMultiService waits for each).
     SessionShutdownService(signalling, reactor).setServiceParent(root)
@@ -353,6 +366,7 @@ def build_service(settings: Settings, reactor, warnings=()) -> MultiService:
     root.sip_stack = stack
     root.sip_core = core
     root.location = location
+    root.sip_proxy = proxy
     return root
 
 

@@ -55,7 +55,10 @@ class SIPAccountTests(SynchronousTestCase):
         """
         self.assertRaises(InvalidField, SIPAccount.from_fields,
                           {"sipLogin": "a", "sipDomain": "bad domain"})
-        self.assertRaises(InvalidField, SIPAccount.from_fields, {"sipLogin": "a", "sipPort": "0"})
+        self.assertRaises(InvalidField, SIPAccount.from_fields,
+                          {"sipLogin": "a", "sipPort": "70000"})
+        self.assertEqual(SIPAccount.from_fields({"sipLogin": "a", "sipPort": "0"}).port, 5060,
+                         "port 0 means the server's own port (WCS local mode)")
         self.assertRaises(InvalidField, SIPAccount.from_fields, {"sipLogin": "a", "sipPort": "x"})
 
 

@@ -235,6 +235,7 @@ class ProxyInterfaceTests(ProxyTestCase):
         branch = ProxyBranch(ResponseContext(self.proxy, event), request, PROXY)
         self.assertTrue(verifyObject(IClientTransactionOwner, branch))
         self.assertTrue(verifyObject(IRequestRouter, self.alice))
+        self.assertTrue(verifyObject(IClientTransactionOwner, Exchange(request)))
 
 
 class ForwardingTests(ProxyTestCase):
@@ -262,6 +263,20 @@ class ForwardingTests(ProxyTestCase):
         self.assertEqual(invite.max_forwards, 69)
         self.assertEqual(self.bob.requests[0].source, PROXY)
         self.assertEqual(self.proxy.forwarded, 1)
+
+    def test_preloaded_route_to_us(self):
+        """
+        16.4: an initial request with our URI as pre-loaded Route (an outbound proxy setting)
+        loses that Route and is proxied to the user's binding like any other.
+        """
+        request = self.alice.build("INVITE", f"sip:bob@{DOMAIN}", f"<sip:bob@{DOMAIN}>", "pre",
+                                   routes=["<sip:10.0.0.1;lr>"])
+        self.alice.send(request)
+        self.network.run()
+        invite = self.bob.last("INVITE").request
+        self.assertEqual(str(invite.uri), "sip:bob@10.0.0.3:5060")
+        self.assertEqual(invite.headers.get_all("Route"), [])
+        self.assertEqual(invite.headers.get_all("Record-Route"), [RECORD_ROUTE])
 
     def test_max_forwards_added_when_absent(self):
         """
@@ -445,6 +460,26 @@ class CancelTests(ProxyTestCase):
         self.assertEqual([cancel.method for cancel in self.bob.cancels], ["CANCEL"])
         self.assertEqual(self.bob.cancels[0].top_via.host, "10.0.0.1")
         self.assertEqual(invite.codes, [100, 180, 487])
+        self.assertEqual(len(self.proxy), 0)
+
+    def test_487_built_from_the_cancel(self):
+        """
+        A callee whose 487 copies the CANCEL's single Via (ours) still gets its 487 to the
+        caller, with the INVITE's Vias.
+        """
+        def sloppy_cancel(event):
+            response = event.request.create_response(487, to_tag=self.bob.tag)
+            response.headers.set("CSeq", f"{event.request.cseq.number} INVITE")
+            self.bob.core.respond(event.invite_key, response)
+
+        self.bob.script["INVITE"] = [180]
+        self.bob.cancel_received = sloppy_cancel
+        invite = self.alice.invite()
+        self.network.run()
+        self.alice.stack.cancel(invite.key)
+        self.network.run()
+        self.assertEqual(invite.codes, [100, 180, 487])
+        self.assertEqual([via.host for via in invite.final.vias], ["10.0.0.2"])
         self.assertEqual(len(self.proxy), 0)
 
     def test_cancel_before_any_provisional(self):

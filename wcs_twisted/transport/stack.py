@@ -75,6 +75,7 @@ class SIPStack:
         self._timer: IDelayedCall | None = None
         self._timer_deadline: float | None = None
         self._pumping = False
+        self._stopped = False
 
     # --- wiring ---------------------------------------------------------------------------
 
@@ -134,11 +135,8 @@ class SIPStack:
             changes["rport"] = str(source.port)
             changes.setdefault("received", source.host)
         if changes:
-            vias = request.headers.get_all("Via")
-            request.headers.remove("Via")
-            request.headers.add("Via", str(via.with_params(**changes)))
-            for value in vias[1:]:
-                request.headers.add("Via", value)
+            request.headers.pop_first("Via")
+            request.headers.prepend("Via", str(via.with_params(**changes)))
 
     def reject(self, data: bytes, source: SIPAddress, error: RemoteProtocolError) -> None:
         """
@@ -249,6 +247,8 @@ class SIPStack:
         self._resolve(destination.host).addCallbacks(resolved, failed)
 
     def _arm_timer(self) -> None:
+        if self._stopped:
+            return
         deadline = self.layer.get_timer()
         if deadline == self._timer_deadline and (self._timer is None or self._timer.active()):
             return
@@ -268,8 +268,12 @@ class SIPStack:
 
     def stop(self) -> None:
         """
-        Cancel the timer (on shutdown; transactions are abandoned).
+        Cancel the timer for good (on shutdown; transactions are abandoned).
+
+        Also when called from inside an event the stack is delivering: the pump that is
+        running must not arm a new timer after it.
         """
+        self._stopped = True
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
         self._timer = None

@@ -64,8 +64,10 @@ def read_port(fields: Mapping[str, Any], name: str, default: int) -> int:
         port = int(value)
     except (TypeError, ValueError):
         raise InvalidField(name, f"expected a port number, got {value!r}") from None
+    if port == 0:
+        return default  # WCS local mode: "set SIP Port to 0" means the server's own port
     if not 1 <= port <= 65535:
-        raise InvalidField(name, f"expected a port number from 1 to 65535, got {port}")
+        raise InvalidField(name, f"expected a port number from 0 to 65535, got {port}")
     return port
 
 

@@ -28,7 +28,13 @@ from wcs_twisted.sip.events import (
     TransactionTimedOut,
     TransportErrorOccurred,
 )
-from wcs_twisted.sip.message import Request, Response, new_tag, validate_request
+from wcs_twisted.sip.message import (
+    Request,
+    Response,
+    new_tag,
+    unsupported_options,
+    validate_request,
+)
 from wcs_twisted.sip.timers import DEFAULT_TIMERS, TimerValues
 
 #: Methods this user agent core understands (Allow header, RFC 3261 20.5).
@@ -146,20 +152,27 @@ class UserAgentCore:
 
     def _request(self, event: RequestReceived) -> None:
         request = event.request
-        status = validate_request(request, supported=SUPPORTED_OPTIONS)
+        status = validate_request(request)
         if status is not None:
             self._reject(event, status)
             return
+        # Require is for the UAS (RFC 3261 8.2.2.3); a proxy checks only Proxy-Require (16.3),
+        # so a request we cannot serve ourselves may still be proxied.
+        unsupported = unsupported_options(request, SUPPORTED_OPTIONS)
         to_tag = request.to.tag
-        if to_tag:
+        if to_tag and not unsupported:
             usage = self._dialogs.get((request.call_id, to_tag, request.from_.tag or ""))
             if usage is not None:
                 usage.request_received(event)
                 return
         for router in self.routers:
+            if unsupported and not getattr(router, "proxies_requests", False):
+                continue
             if router.accept_request(event):
                 return
-        if request.method == "OPTIONS" and not to_tag:
+        if unsupported:
+            self._reject(event, 420)
+        elif request.method == "OPTIONS" and not to_tag:
             self._answer_options(event)
         elif to_tag:
             self._reject(event, 481)  # RFC 3261 12.2.2: no matching dialog

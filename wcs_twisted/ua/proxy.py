@@ -81,6 +81,9 @@ class ProxyBranch:
 
     __slots__ = ("context", "request", "destination", "key", "state", "_timer_c", "_guard")
 
+    #: Takes requests whose Require we do not support: a proxy only checks Proxy-Require.
+    proxies_requests = True
+
     def __init__(self, context: "ResponseContext", request: Request, destination: SIPAddress):
         self.context = context
         self.request = request
@@ -144,9 +147,13 @@ class ResponseContext:
         RFC 3261 16.7: a response on one branch.
         """
         # The client transaction matched it by our Via (top); what goes upstream is the rest.
-        response.headers.pop_first("Via")
-        if "Via" not in response.headers:
-            return
+        headers = response.headers
+        headers.pop_first("Via")
+        if "Via" not in headers:
+            # A UAS that built its 487 from the CANCEL (which has only our Via), as simple
+            # scenarios do: the INVITE's own Vias are what the response needs upstream.
+            for value in self.request.headers.get_all("Via"):
+                headers.add("Via", value)
         code = response.status_code
         if code < 200:
             if branch.state is BranchState.CALLING:
@@ -412,17 +419,16 @@ class Proxy:
             if self.serves(uri.host):
                 if not uri.user:
                     return False  # the domain itself (OPTIONS pings): the core answers
-                return self._to_location(event, uri, request.headers.copy(), [])
+                return self._to_location(event, uri, request.headers.copy())
             if self.is_own_uri(uri):
                 return False
             self._deny(event, uri.host)
             return True
         routes = routes[ours:]
-        headers = self._without_routes(request.headers, routes) if (ours or strict) else (
-            request.headers.copy())
+        headers = self._without_routes(request.headers, routes)
         if not routes and not to_tag and uri.user and self.serves(uri.host):
             # A pre-loaded Route to us (outbound proxy) in front of a request for a local user.
-            return self._to_location(event, uri, headers, [])
+            return self._to_location(event, uri, headers)
         return self._to_next_hop(event, uri, headers, routes)
 
     def accept_ack(self, event) -> bool:
@@ -493,7 +499,7 @@ class Proxy:
 
     # --- forwarding ------------------------------------------------------------------------------
 
-    def _to_location(self, event, uri: SIPURI, headers, routes) -> bool:
+    def _to_location(self, event, uri: SIPURI, headers) -> bool:
         """
         16.5: the targets of a request for a local user are its live bindings.
         """

@@ -41,6 +41,9 @@ class ClientSession:
     custom: Any = field(default_factory=dict)
     registration: Any = None
     registered: bool = False
+    #: Names this session in our SIP contacts (URI parameter "wcs"), so INVITEs find it.
+    contact_id: str = field(default_factory=lambda: secrets.token_hex(6))
+    local_binding: Any = None
 
     def public_fields(self) -> dict[str, Any]:
         """
@@ -83,6 +86,8 @@ class SessionTable:
         self._on_registrations = on_registrations
         self._by_id: dict[str, ClientSession] = {}
         self._by_token: dict[str, ClientSession] = {}
+        #: Told session_opened(session) / session_closed(session) (the call table).
+        self.observers: list[Any] = []
         #: Unregistrations under way (shutdown waits for them, boundedly).
         self.unregistering: set = set()
 
@@ -123,6 +128,8 @@ class SessionTable:
             sip_login=account.login if account else None,
         )
         self._on_change(len(self._by_id))
+        for observer in self.observers:
+            observer.session_opened(session)
         if account is not None and account.register_required:
             self._register(session)
         return session
@@ -171,6 +178,8 @@ class SessionTable:
         if self._by_id.pop(session.session_id, None) is None:
             return
         self._by_token.pop(session.auth_token, None)
+        for observer in self.observers:
+            observer.session_closed(session)
         if session.registration is not None:
             stopping = session.registration.stop()
             if not stopping.called:
