@@ -72,8 +72,10 @@ class Signalling:
         server_address: Callable[[], str],
         ping_interval: float = 5.0,
         max_missed_pongs: int = 10,
+        calls=None,
     ) -> None:
         self.sessions = sessions
+        self.calls = calls
         self.clock = clock
         self.metrics = metrics
         self._server_address = server_address
@@ -85,6 +87,16 @@ class Signalling:
             "pong": self._on_pong,
             "ping": self._on_client_ping,
         }
+        if calls is not None:
+            self._handlers.update({
+                "call": self._call_method(calls.start_call),
+                "answer": self._call_method(calls.answer),
+                "hangup": self._call_method(calls.hang_up),
+                "hold": self._call_method(calls.hold),
+                "unhold": self._call_method(calls.unhold),
+                "sendDtmf": self._call_method(calls.send_dtmf),
+                "transfer": self._call_method(calls.transfer),
+            })
 
     # --- connection lifecycle -----------------------------------------------------------------
 
@@ -169,6 +181,19 @@ class Signalling:
         """
         SDK pings (pingInterval > 0) need no answer (spec section 3).
         """
+
+    @staticmethod
+    def _call_method(method):
+        """
+        A handler that passes the channel's session and the payload to a call-table method.
+        """
+
+        def handle(channel: Channel, payload: dict[str, Any] | None) -> None:
+            if channel.session is None:
+                raise DomainError("Session not ready")
+            method(channel.session, payload or {})
+
+        return handle
 
     def _on_connection(self, channel: Channel, payload: dict[str, Any] | None) -> None:
         if channel.session is not None:

@@ -506,7 +506,9 @@ class InviteSession:
                 self._ack_reinvite(request, response)
                 if response.body and self._is_sdp(response):
                     self.remote_sdp = response.body
-        if self.dialog is not None:
+        if self.dialog is not None and self.dialog.is_uac:
+            # Dialog.update_from_response follows responses a UAC receives; a UAS dialog's own
+            # requests only need the 481/408 rule below.
             self.dialog.update_from_response(response)
         if 200 <= status < 300:
             pending.done.callback(response)

@@ -1,0 +1,522 @@
+# -*- test-case-name: tests.ua.test_call -*-
+"""
+One WCS call: a B2BUA joining a WebRTC leg (the browser, through its WCS session) and a SIP leg
+(an InviteSession with an RTP media session), or a SIP leg alone for calls started over REST.
+
+The call owns both media sessions and the bridge between them, and is the single place where SIP
+outcomes become WCS statuses.  Re-INVITEs stay on the SIP leg: the browser gets exactly one
+setRemoteSDP per call (spec section 7), so hold, unhold and codec changes are re-bridged here.
+For an outgoing call the browser's answer is made once the SIP side has chosen its codec (183 or
+200 with SDP), so that both legs can use the same codec and the bridge relays instead of
+transcoding.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from wcs_twisted.errors import MediaError
+from wcs_twisted.interfaces import IInviteSessionObserver, IMediaSessionObserver
+from wcs_twisted.sip.errors import RemoteProtocolError
+from wcs_twisted.ua.call_events import (
+    FAILED_BY_ERROR,
+    FAILED_BY_RTP_ACTIVITY,
+    MESSAGE_FOR_STATUS,
+    NORMAL_CLEARING,
+    CallStatus,
+    TransferStatus,
+    status_for_failure,
+    status_for_provisional,
+    transfer_status_for_sipfrag,
+)
+from wcs_twisted.ua.invite_session import InviteSession, SIPRequestFailed
+
+#: DTMF digits the WCS API accepts.
+DTMF_DIGITS = frozenset("0123456789*#ABCDabcd")
+
+
+def dtmf_from_info(request) -> str | None:
+    """
+    The digit of an INFO carrying application/dtmf-relay ("Signal=5") or application/dtmf ("5").
+    """
+    media_type = (request.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+    body = request.body.decode("utf-8", "replace")
+    if media_type == "application/dtmf-relay":
+        for line in body.splitlines():
+            name, _, value = line.partition("=")
+            if name.strip().lower() == "signal" and value.strip()[:1] in DTMF_DIGITS:
+                return value.strip()[:1].upper()
+    elif media_type == "application/dtmf":
+        digit = body.strip()[:1]
+        if digit in DTMF_DIGITS:
+            return digit.upper()
+    return None
+
+
+def direction_of(sdp: bytes | None) -> str:
+    """
+    The audio direction an SDP asks for (sendrecv when unstated; c=0.0.0.0 counts as hold).
+    """
+    if not sdp:
+        return "sendrecv"
+    text = sdp.decode("utf-8", "replace")
+    for direction in ("sendonly", "recvonly", "inactive"):
+        if f"a={direction}" in text:
+            return direction
+    if "c=IN IP4 0.0.0.0" in text and "a=ice-ufrag" not in text:
+        return "sendonly"
+    return "sendrecv"
+
+
+_ANSWER_DIRECTION = {"sendonly": "recvonly", "recvonly": "sendonly", "inactive": "inactive",
+                     "sendrecv": "sendrecv"}
+
+
+@implementer(IInviteSessionObserver, IMediaSessionObserver)
+class Call:
+    """
+    A call and its WCS call object.
+    """
+
+    log = Logger()
+
+    def __init__(self, table, call_id: str, session, incoming: bool, fields: dict[str, Any]):
+        self.table = table
+        self.call_id = call_id
+        self.session = session
+        self.incoming = incoming
+        self.status = CallStatus.PENDING
+        self.sip_status: int | None = None
+        self.sip_message_raw: str | None = None
+        self.caller = fields.get("caller") or ""
+        self.callee = fields.get("callee") or ""
+        self.visible_name = fields.get("visibleName")
+        self.has_audio = bool(fields.get("hasAudio", True))
+        self.has_video = bool(fields.get("hasVideo", False))
+        self.custom = fields.get("custom") or {}
+        self.app_key = session.app_key if session is not None else fields.get("appKey",
+                                                                                "defaultApp")
+        self.extra: dict[str, Any] = {}
+        self.browser_sdp: str | None = None
+        self.sip_offer: bytes | None = None
+        self.sip: InviteSession | None = None
+        self.webrtc = None
+        self.rtp = None
+        self.bridge = None
+        self.browser_answered = False
+        self.hold_for_transfer = False
+        self.target: str | None = None
+        self.on_sip_dtmf: Callable[[str, str], None] | None = None
+        self._cancelled_by_us = False
+        self._held = False
+        self._sip_answer: bytes | None = None
+
+    # --- the WCS call object ------------------------------------------------------------------
+
+    def to_wcs(self) -> dict[str, Any]:
+        """
+        The call object with exactly the seed's fields (REST /call/find, status messages, hooks).
+        """
+        session = self.session
+        return {
+            "custom": self.custom,
+            "nodeId": self.table.node_id,
+            "appKey": self.app_key,
+            "sessionId": session.session_id if session is not None else None,
+            "callId": self.call_id,
+            "parentCallId": None,
+            "incoming": self.incoming,
+            "status": self.status.value,
+            "sipStatus": self.sip_status,
+            "rtmpUrl": self.extra.get("rtmpUrl"),
+            "rtmpStream": self.extra.get("rtmpStream"),
+            "streamName": self.extra.get("streamName"),
+            "rtmpStreamStatus": self.extra.get("rtmpStreamStatus"),
+            "caller": self.caller,
+            "callee": self.callee,
+            "hasAudio": self.has_audio,
+            "hasVideo": self.has_video,
+            "sdp": self.browser_sdp,
+            "visibleName": self.visible_name,
+            "inviteParameters": None,
+            "mediaProvider": "WebRTC",
+            "sipMessageRaw": self.sip_message_raw,
+            "isMsrp": False,
+            "target": self.target,
+            "holdForTransfer": self.hold_for_transfer,
+        }
+
+    def _send(self, name: str, data: list) -> None:
+        if self.session is not None:
+            self.session.connection.send_message(name, data)
+
+    def _set_status(self, status: CallStatus, sip_status: int | None = None,
+                    message=None, info: str | None = None) -> None:
+        if self.status.released:
+            return
+        self.status = status
+        if sip_status is not None:
+            self.sip_status = sip_status
+        if message is not None:
+            self.sip_message_raw = message.serialize().decode("utf-8", "replace")
+        body = self.to_wcs()
+        if info is not None:
+            body["info"] = info
+        self._send(MESSAGE_FOR_STATUS[status], [body])
+        self.table.status_changed(self, info)
+        if status.released:
+            self._release()
+
+    # --- outgoing (browser or REST -> SIP) ---------------------------------------------------------
+
+    def start_outgoing(self, browser_sdp: str | None, target_uri, from_uri, outbound_proxy: str,
+                       credentials: tuple[str, str] | None,
+                       extra_headers: tuple[tuple[str, str], ...] = ()) -> None:
+        """
+        Answer TRYING at once, then send the INVITE with an offer built from the browser's codecs.
+        """
+        self.browser_sdp = browser_sdp
+        self._set_status(CallStatus.TRYING)
+        try:
+            audio, video = [], []
+            if browser_sdp is not None:
+                self.webrtc = self.table.media.create_session("webrtc")
+                self.webrtc.observer = self
+                audio, video = self.webrtc.offered_codecs(browser_sdp)
+                if not audio and not video:
+                    raise MediaError("No common codecs")
+            self.rtp = self.table.media.create_session("rtp")
+            self.rtp.observer = self
+            offer = self.rtp.create_offer(audio, video if self.has_video else [],
+                                          "sendrecv" if self.has_audio else "recvonly")
+        except MediaError as error:
+            self.fail(error.info)
+            return
+        self.sip = InviteSession.outgoing(
+            self.table.core, self.table.clock, self, from_uri, target_uri,
+            offer.encode("utf-8"), outbound_proxy=outbound_proxy, credentials=credentials,
+            display_name=self.visible_name, extra_headers=extra_headers)
+
+    def provisional(self, session, response) -> None:
+        has_sdp = bool(response.body) and session.remote_sdp == response.body
+        if has_sdp and not self._apply_sip_answer(response.body):
+            return
+        self._set_status(status_for_provisional(response.status_code, has_sdp),
+                         response.status_code, response)
+
+    def answered(self, session, response) -> None:
+        if session.remote_sdp and not self._apply_sip_answer(session.remote_sdp):
+            return
+        if not self.browser_answered and self.webrtc is not None:
+            self.fail("No common codecs")
+            return
+        self._set_status(CallStatus.ESTABLISHED, response.status_code, response)
+
+    def _apply_sip_answer(self, sdp: bytes) -> bool:
+        """
+        Take the SIP side's answer (1xx or 2xx), answer the browser with the same codec, bridge.
+        """
+        try:
+            if sdp != self._sip_answer:
+                self.rtp.set_remote_answer(sdp.decode("utf-8", "replace"))
+                self._sip_answer = sdp
+            if self.webrtc is not None and not self.browser_answered:
+                answer = self.webrtc.create_answer(
+                    self.browser_sdp,
+                    [self.rtp.audio_codec] if self.rtp.audio_codec else [],
+                    [self.rtp.video_codec] if self.rtp.video_codec else [], "sendrecv")
+                self.browser_answered = True
+                self._send("setRemoteSDP", [self.call_id, answer, True])
+            self._bridge()
+        except MediaError as error:
+            self.sip.hang_up(reason=error.info)
+            self.fail(error.info)
+            return False
+        return True
+
+    def _bridge(self) -> None:
+        if self.bridge is None and self.webrtc is not None and self.rtp is not None:
+            self.bridge = self.table.media.bridge(self.webrtc, self.rtp)
+            self.bridge.hold(self._held)
+
+    def failed(self, session, status, reason, response) -> None:
+        call_status, info = status_for_failure(status, self._cancelled_by_us)
+        self.sip_message_raw = (response.serialize().decode("utf-8", "replace")
+                                if response is not None else None)
+        self._set_status(call_status, status, info=info if call_status is not CallStatus.BUSY
+                         else reason)
+
+    # --- incoming (SIP -> browser) ---------------------------------------------------------------
+
+    def start_incoming(self, sip: InviteSession) -> None:
+        """
+        Offer the browser the SIP caller's codecs first: setRemoteSDP, notifyIncomingCall, ring.
+        """
+        self.sip = sip
+        self.sip_offer = sip.remote_sdp
+        self.sip_message_raw = sip.invite.serialize().decode("utf-8", "replace")
+        try:
+            self.rtp = self.table.media.create_session("rtp")
+            self.rtp.observer = self
+            self.webrtc = self.table.media.create_session("webrtc")
+            self.webrtc.observer = self
+            if self.sip_offer:
+                audio, video = self.rtp.offered_codecs(self.sip_offer.decode("utf-8", "replace"))
+                if not audio and not video:
+                    raise MediaError("No common codecs")
+            else:
+                audio, video = [], []
+            self.has_video = bool(video)
+            offer = self.webrtc.create_offer(audio, video, "sendrecv")
+        except MediaError as error:
+            sip.reject(488, "Not Acceptable Here")
+            self.fail(error.info)
+            return
+        self._send("setRemoteSDP", [self.call_id, offer, False])
+        self.status = CallStatus.RING
+        self._send("notifyIncomingCall", [self.to_wcs()])
+        self._set_status(CallStatus.RING)
+        sip.ring()
+
+    def answer(self, browser_answer: str) -> None:
+        """
+        The browser answered: answer the SIP caller with the codec the browser chose.
+        """
+        if not self.incoming or self.status is not CallStatus.RING:
+            return
+        self.browser_sdp = browser_answer
+        try:
+            self.webrtc.set_remote_answer(browser_answer)
+            prefer_audio = [self.webrtc.audio_codec] if self.webrtc.audio_codec else []
+            prefer_video = [self.webrtc.video_codec] if self.webrtc.video_codec else []
+            if self.sip_offer:
+                sip_sdp = self.rtp.create_answer(self.sip_offer.decode("utf-8", "replace"),
+                                                 prefer_audio, prefer_video, "sendrecv")
+            else:
+                sip_sdp = self.rtp.create_offer(prefer_audio, prefer_video, "sendrecv")
+        except MediaError as error:
+            self.sip.reject(488, "Not Acceptable Here")
+            self.fail(error.info)
+            return
+        self.browser_answered = True
+        self.sip.accept(sip_sdp.encode("utf-8"))
+        if self.sip_offer:
+            self._bridge()
+        self._set_status(CallStatus.ESTABLISHED, 200)
+
+    def confirmed(self, session) -> None:
+        if not self.sip_offer and session.remote_sdp:
+            try:
+                self.rtp.set_remote_answer(session.remote_sdp.decode("utf-8", "replace"))
+                self._bridge()
+            except MediaError as error:
+                session.hang_up(reason=error.info)
+                self.fail(error.info)
+
+    # --- in the call ----------------------------------------------------------------------------
+
+    def terminated(self, session, reason, by_remote) -> None:
+        if reason == "cancelled":
+            reason = NORMAL_CLEARING
+        self._set_status(CallStatus.FINISH, info=reason)
+
+    def hang_up(self, reason: str = NORMAL_CLEARING) -> None:
+        """
+        The browser (or REST, or a closed session) ends the call: FINISH now, SIP cleanup after.
+        """
+        if self.status.released:
+            return
+        ringing = self.incoming and self.status is CallStatus.RING
+        self._set_status(CallStatus.FINISH, info=reason)
+        if self.sip is not None:
+            if ringing:
+                self.sip.reject(486 if reason == NORMAL_CLEARING else 480)
+            else:
+                self._cancelled_by_us = True
+                self.sip.hang_up(reason=reason)
+
+    def fail(self, info: str) -> None:
+        """
+        End the call as FAILED with a WCS info text, releasing the SIP leg however far it got.
+        """
+        if self.status.released:
+            return
+        self._set_status(CallStatus.FAILED, info=info)
+        if self.sip is not None:
+            self._cancelled_by_us = True
+            self.sip.hang_up(reason=info)
+
+    def hold(self, for_transfer: bool = False) -> None:
+        """
+        Put the SIP side on hold (re-INVITE sendonly); answer HOLD, or ESTABLISHED if refused.
+        """
+        if self.status is not CallStatus.ESTABLISHED:
+            if self.status is CallStatus.HOLD:
+                self._send("hold", [self.to_wcs()])
+            return
+        self.hold_for_transfer = for_transfer
+        self._reoffer("sendonly", held=True)
+
+    def unhold(self) -> None:
+        if self.status is not CallStatus.HOLD:
+            if self.status is CallStatus.ESTABLISHED:
+                self._send("talk", [self.to_wcs()])
+            return
+        self._reoffer("sendrecv", held=False)
+
+    def _reoffer(self, direction: str, held: bool) -> None:
+        try:
+            audio = [self.rtp.audio_codec] if self.rtp.audio_codec else []
+            video = [self.rtp.video_codec] if self.rtp.video_codec else []
+            offer = self.rtp.create_offer(audio, video, direction)
+        except MediaError as error:
+            self.log.warn("re-offer for {call_id} failed: {info}", call_id=self.call_id,
+                          info=error.info)
+            self._set_status(self.status)
+            return
+
+        def accepted(response) -> None:
+            if response.body:
+                try:
+                    self.rtp.set_remote_answer(response.body.decode("utf-8", "replace"))
+                except MediaError as error:
+                    self.log.warn("re-INVITE answer unusable: {info}", info=error.info)
+            self._held = held
+            if self.bridge is not None:
+                self.bridge.hold(held)
+            self._set_status(CallStatus.HOLD if held else CallStatus.ESTABLISHED, 200)
+
+        def refused(failure) -> None:
+            failure.trap(SIPRequestFailed)
+            self.log.info("re-INVITE of {call_id} refused: {status}", call_id=self.call_id,
+                          status=failure.value.status)
+            self._set_status(self.status)
+
+        self.sip.reinvite(offer.encode("utf-8")).addCallbacks(accepted, refused)
+
+    def offer_received(self, session, offer):
+        """
+        The SIP peer re-INVITEs (remote hold, codec change): answer on the SIP leg only.
+        """
+        if offer is None:
+            return None
+        text = offer.decode("utf-8", "replace")
+        remote_direction = direction_of(offer)
+        try:
+            answer = self.rtp.create_answer(
+                text, [self.rtp.audio_codec] if self.rtp.audio_codec else [],
+                [self.rtp.video_codec] if self.rtp.video_codec else [],
+                _ANSWER_DIRECTION[remote_direction])
+        except MediaError as error:
+            raise RemoteProtocolError(error.info, 488) from None
+        held = remote_direction != "sendrecv"
+        if held != self._held:
+            self._held = held
+            if self.bridge is not None:
+                self.bridge.hold(held)
+            self._set_status(CallStatus.HOLD if held else CallStatus.ESTABLISHED)
+        return answer.encode("utf-8")
+
+    def send_dtmf(self, digit: str, method: str) -> None:
+        """
+        DTMF towards the SIP side: RFC 4733 in RTP, or SIP INFO (dtmf-relay / dtmf).
+        """
+        if method == "RFC2833":
+            self.rtp.send_dtmf(digit, 160)
+            return
+        if method == "INFO":
+            body, content_type = f"Signal={digit}\r\nDuration=160\r\n", "application/dtmf-relay"
+        else:  # INFO_RELAY
+            body, content_type = digit, "application/dtmf"
+        done = self.sip.request("INFO", body.encode("ascii"), content_type)
+        done.addErrback(lambda failure: self.log.info(
+            "INFO DTMF on {call_id} refused: {error}", call_id=self.call_id,
+            error=failure.getErrorMessage()))
+
+    def info_received(self, session, request):
+        digit = dtmf_from_info(request)
+        if digit is not None:
+            self._dtmf_from_sip(digit, "INFO")
+            return 200
+        if b"picture_fast_update" in request.body:
+            return 200
+        return 415
+
+    def media_dtmf(self, session, digit) -> None:
+        if session is self.rtp:
+            self._dtmf_from_sip(digit, "RFC2833")
+
+    def _dtmf_from_sip(self, digit: str, method: str) -> None:
+        self.log.info("DTMF {digit} ({method}) from SIP on {call_id}", digit=digit,
+                      method=method, call_id=self.call_id)
+        self._send("notifyDtmfEvent", [{"callId": self.call_id, "dtmf": digit, "type": method}])
+        self.table.dtmf_received(self, digit, method)
+
+    def transfer(self, target_uri) -> None:
+        """
+        Blind transfer: REFER the SIP peer to C{target_uri} (RFC 3515).
+        """
+        self.target = str(target_uri)
+
+        def accepted(response) -> None:
+            self._transfer_status(TransferStatus.ACCEPTED)
+
+        def refused(failure) -> None:
+            failure.trap(SIPRequestFailed)
+            self._transfer_status(TransferStatus.FAILED, failure.value.status)
+
+        local = self.sip.dialog.local_uri if self.sip.dialog is not None else None
+        headers = [("Refer-To", f"<{target_uri}>")]
+        if local is not None:
+            headers.append(("Referred-By", str(local)))
+        self.sip.request("REFER", headers=tuple(headers)).addCallbacks(accepted, refused)
+
+    def _transfer_status(self, status: TransferStatus, sip_status: int | None = None) -> None:
+        body = self.to_wcs()
+        body["status"] = status.value
+        if sip_status is not None:
+            body["sipStatus"] = sip_status
+        self._send("notifyTransferEvent", [body])
+        self.table.transfer_changed(self, status)
+
+    def notify_received(self, session, request) -> None:
+        event = (request.headers.get("Event") or "").split(";")[0].strip().lower()
+        if event == "refer":
+            status = transfer_status_for_sipfrag(request.body)
+            if status is not None:
+                self._transfer_status(status)
+
+    def refer_received(self, session, request, refer_to):
+        self.log.info("REFER to {target} on {call_id}: declined (incoming transfer)",
+                      target=refer_to, call_id=self.call_id)
+        return 603
+
+    def message_received(self, session, request) -> None:
+        self.log.info("MESSAGE in call {call_id}", call_id=self.call_id)
+
+    # --- media events -----------------------------------------------------------------------
+
+    def media_connected(self, session) -> None:
+        self.log.debug("media connected on {kind} leg of {call_id}", kind=session.kind,
+                       call_id=self.call_id)
+
+    def media_inactive(self, session) -> None:
+        if self.status in (CallStatus.ESTABLISHED,) and not self._held:
+            self.fail(FAILED_BY_RTP_ACTIVITY)
+
+    def media_failed(self, session, reason) -> None:
+        self.fail(reason or FAILED_BY_ERROR)
+
+    # --- release ------------------------------------------------------------------------------
+
+    def _release(self) -> None:
+        if self.bridge is not None:
+            self.bridge.close()
+            self.bridge = None
+        for media in (self.webrtc, self.rtp):
+            if media is not None:
+                media.close()
+        self.table.released(self)

@@ -1,0 +1,345 @@
+# -*- test-case-name: tests.ua.test_call -*-
+"""
+All calls, and the call-control API the front-ends use (WebSocket messages, REST methods).
+
+It also takes incoming SIP INVITEs for WCS sessions (an IRequestRouter placed before the proxy):
+a session that registered upstream, or that is known in local mode, is reached by its contact
+(the C{wcs} URI parameter carries the session's contact id) or by its SIP login.  In local mode
+(WCS C{enable_local_videochat}) every session with a SIP login is bound in the built-in location
+service, so two browsers call each other through the built-in proxy with SIP inside.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable
+
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from wcs_twisted.interfaces import IRequestRouter
+from wcs_twisted.sip.errors import RemoteProtocolError
+from wcs_twisted.sip.headers import NameAddress
+from wcs_twisted.sip.uri import SIPURI
+from wcs_twisted.ua.account import SIPAccount, read_boolean, read_text
+from wcs_twisted.ua.call import DTMF_DIGITS, Call
+from wcs_twisted.ua.call_events import CallStatus, TransferStatus
+from wcs_twisted.ua.errors import Conflict, DomainError, InvalidField, NotFound
+from wcs_twisted.ua.invite_session import InviteSession
+from wcs_twisted.ua.registrar import Binding, address_of_record
+
+#: The contact URI parameter naming the WCS session an INVITE is for.
+CONTACT_PARAMETER = "wcs"
+
+DTMF_TYPES = ("RFC2833", "INFO", "INFO_RELAY")
+
+#: How long local-mode bindings live (they are removed when the session closes).
+LOCAL_BINDING_SECONDS = 10 * 365 * 24 * 3600
+
+
+@dataclass(frozen=True)
+class CallSettings:
+    """
+    What the call layer needs from the configuration.
+    """
+
+    local_domains: tuple[str, ...]
+    local_mode: bool = True
+    outbound_proxy: str = ""
+    transport: str = "udp"
+
+
+@implementer(IRequestRouter)
+class CallTable:
+    """
+    Calls by callId; the API of call control.
+    """
+
+    log = Logger()
+
+    def __init__(self, core, clock, media, sessions, location, settings: CallSettings,
+                 on_count: Callable[[int], None] = lambda count: None) -> None:
+        self.core = core
+        self.clock = clock
+        self.media = media
+        self.sessions = sessions
+        self.location = location
+        self.settings = settings
+        self.node_id = sessions.node_id
+        self._calls: dict[str, Call] = {}
+        self._on_count = on_count
+        self.observers: list[Any] = []
+        sessions.observers.append(self)
+
+    def __len__(self) -> int:
+        return len(self._calls)
+
+    def __iter__(self):
+        return iter(list(self._calls.values()))
+
+    # --- lookups ----------------------------------------------------------------------------
+
+    def get(self, call_id: str) -> Call:
+        try:
+            return self._calls[call_id]
+        except KeyError:
+            raise NotFound(f"Call {call_id} not found") from None
+
+    def _owned(self, session, fields: dict[str, Any]) -> Call:
+        call_id = read_text(fields, "callId")
+        if not call_id:
+            raise InvalidField("callId", "required")
+        call = self.get(call_id)
+        if session is not None and call.session is not session:
+            raise NotFound(f"Call {call_id} not found")
+        return call
+
+    def find(self, filters: dict[str, Any]) -> list[Call]:
+        """
+        Calls whose WCS object matches every given field.
+        """
+        found = []
+        for call in self._calls.values():
+            wcs = call.to_wcs()
+            if all(wcs.get(name) == value for name, value in filters.items()):
+                found.append(call)
+        return found
+
+    # --- starting calls ---------------------------------------------------------------------
+
+    def _primary_domain(self) -> str:
+        return self.settings.local_domains[0]
+
+    def is_local(self, host: str) -> bool:
+        return host.lower() in self.settings.local_domains
+
+    def target_uri(self, callee: str, account: SIPAccount) -> SIPURI:
+        """
+        The Request-URI for a callee as users type it: "1002", "1002@host", or a sip: URI.
+        """
+        text = callee.strip()
+        if not text.lower().startswith(("sip:", "sips:")):
+            text = f"sip:{text}" if "@" in text else \
+                f"sip:{text}@{account.domain or self._primary_domain()}"
+        try:
+            return SIPURI.parse(text)
+        except RemoteProtocolError as error:
+            raise InvalidField("callee", f"{callee!r} is not a SIP user or URI ({error})") from None
+
+    def _outbound_proxy(self, account: SIPAccount, target: SIPURI) -> str:
+        """
+        Where the INVITE goes first: ourselves (built-in proxy) for local users, the account's own
+        outbound proxy or server for others, else the configured default, else the target.
+        """
+        if self.settings.local_mode and self.is_local(target.host):
+            host, port = self.core.transport.local_address(self.settings.transport)
+            return f"{host}:{port}"
+        if account.outbound_proxy and not self.is_local(account.outbound_proxy.split(":")[0]):
+            if ":" in account.outbound_proxy or not account.port:
+                return account.outbound_proxy
+            return f"{account.outbound_proxy}:{account.port}"
+        if account.domain and not self.is_local(account.domain.split(":")[0]):
+            if ":" in account.domain or not account.port:
+                return account.domain
+            return f"{account.domain}:{account.port}"
+        return self.settings.outbound_proxy
+
+    def start_call(self, session, fields: dict[str, Any]) -> Call:
+        """
+        A browser's C{call}: validate, answer TRYING, INVITE the callee.
+        """
+        if session is None or session.account is None:
+            raise DomainError("SIP account required: connect with sipLogin to make calls")
+        call_id = read_text(fields, "callId") or str(uuid.uuid1())
+        if call_id in self._calls:
+            raise Conflict(f"Call {call_id} already exists")
+        callee = read_text(fields, "callee")
+        if not callee:
+            raise InvalidField("callee", "required")
+        sdp = read_text(fields, "sdp")
+        if not sdp:
+            raise InvalidField("sdp", "required: the browser's SDP offer")
+        account = session.account
+        target = self.target_uri(callee, account)
+        fields = dict(fields)
+        fields["hasAudio"] = read_boolean(fields, "hasAudio", True)
+        fields["hasVideo"] = read_boolean(fields, "hasVideo", False)
+        fields["caller"] = account.login
+        fields.setdefault("visibleName", account.visible_name or account.login)
+        call = Call(self, call_id, session, incoming=False, fields=fields)
+        self._add(call)
+        from_uri = SIPURI("sip", account.login, None,
+                          account.domain or self._primary_domain(), None)
+        credentials = ((account.authentication_name, account.password)
+                       if account.password else None)
+        call.start_outgoing(sdp, target, from_uri, self._outbound_proxy(account, target),
+                            credentials, self._sip_headers(fields))
+        return call
+
+    @staticmethod
+    def _sip_headers(fields: dict[str, Any]) -> tuple[tuple[str, str], ...]:
+        headers = fields.get("sipHeaders")
+        if not isinstance(headers, dict):
+            return ()
+        return tuple((str(name), str(value)) for name, value in headers.items()
+                     if str(name).lower().startswith("x-") and "\n" not in str(value))
+
+    def _add(self, call: Call) -> None:
+        self._calls[call.call_id] = call
+        self._on_count(len(self._calls))
+
+    # --- call control from a session -----------------------------------------------------------
+
+    def answer(self, session, fields: dict[str, Any]) -> None:
+        call = self._owned(session, fields)
+        sdp = read_text(fields, "sdp")
+        if not sdp:
+            raise InvalidField("sdp", "required: the browser's SDP answer")
+        call.answer(sdp)
+
+    def hang_up(self, session, fields: dict[str, Any]) -> None:
+        self._owned(session, fields).hang_up()
+
+    def hold(self, session, fields: dict[str, Any]) -> None:
+        self._owned(session, fields).hold(read_boolean(fields, "holdForTransfer", False))
+
+    def unhold(self, session, fields: dict[str, Any]) -> None:
+        self._owned(session, fields).unhold()
+
+    def send_dtmf(self, session, fields: dict[str, Any]) -> None:
+        call = self._owned(session, fields)
+        digits = read_text(fields, "dtmf")
+        method = (read_text(fields, "type") or "RFC2833").upper()
+        if not digits or any(digit not in DTMF_DIGITS for digit in digits):
+            raise InvalidField("dtmf", "expected digits 0-9, *, #, A-D")
+        if method not in DTMF_TYPES:
+            raise InvalidField("type", f"expected one of {', '.join(DTMF_TYPES)}")
+        if call.status not in (CallStatus.ESTABLISHED, CallStatus.HOLD):
+            raise DomainError("Call is not established")
+        for digit in digits:
+            call.send_dtmf(digit, method)
+
+    def transfer(self, session, fields: dict[str, Any]) -> None:
+        call = self._owned(session, fields)
+        target = read_text(fields, "target")
+        if not target:
+            raise InvalidField("target", "required")
+        if call.status not in (CallStatus.ESTABLISHED, CallStatus.HOLD):
+            raise DomainError("Call is not established")
+        account = session.account if session is not None else None
+        call.transfer(self.target_uri(target, account or SIPAccount(
+            "", "", "", self._primary_domain(), "", 0, False)))
+
+    # --- events from calls ---------------------------------------------------------------------
+
+    def status_changed(self, call: Call, info: str | None) -> None:
+        for observer in self.observers:
+            observer.call_status_changed(call, info)
+
+    def transfer_changed(self, call: Call, status: TransferStatus) -> None:
+        for observer in self.observers:
+            observer.call_transfer_changed(call, status)
+
+    def dtmf_received(self, call: Call, digit: str, method: str) -> None:
+        for observer in self.observers:
+            observer.call_dtmf_received(call, digit, method)
+
+    def released(self, call: Call) -> None:
+        if self._calls.pop(call.call_id, None) is not None:
+            self._on_count(len(self._calls))
+
+    # --- sessions -------------------------------------------------------------------------------
+
+    def session_opened(self, session) -> None:
+        """
+        Local mode: bind the session's SIP login in the built-in location service.
+        """
+        account = session.account
+        if account is None or not self.settings.local_mode or account.register_required:
+            return
+        domain = account.domain or self._primary_domain()
+        if not self.is_local(domain.split(":")[0]):
+            return
+        host, port = self.core.transport.local_address(self.settings.transport)
+        contact = SIPURI("sip", account.login, None, host, port,
+                         ((CONTACT_PARAMETER, session.contact_id),))
+        aor = address_of_record(SIPURI("sip", account.login, None, domain.split(":")[0], None))
+        self.location.update(Binding(
+            aor=aor, contact=NameAddress(None, contact),
+            expires_at=self.clock.seconds() + LOCAL_BINDING_SECONDS,
+            call_id=f"local-{session.contact_id}", cseq=1,
+            source=self._own_address(), q=1.0))
+        session.local_binding = (aor, str(contact))
+
+    def _own_address(self):
+        from wcs_twisted.sip.address import SIPAddress
+
+        host, port = self.core.transport.local_address(self.settings.transport)
+        return SIPAddress(self.settings.transport, host, port)
+
+    def session_closed(self, session) -> None:
+        """
+        A closed session hangs up its calls (BYE or CANCEL) and leaves the location service.
+        """
+        for call in list(self._calls.values()):
+            if call.session is session:
+                call.hang_up("Stopped by session disconnect")
+        binding = getattr(session, "local_binding", None)
+        if binding is not None:
+            self.location.remove(*binding)
+
+    # --- incoming INVITEs ------------------------------------------------------------------------
+
+    def _session_for(self, uri) -> Any:
+        """
+        The session an INVITE's Request-URI reaches: by our contact parameter, by a local-mode
+        binding of its AOR in the location service, or by an upstream-registered login.
+        """
+        if not isinstance(uri, SIPURI):
+            return None
+        contact_id = uri.param(CONTACT_PARAMETER)
+        if not contact_id and self.is_local(uri.host) and uri.user:
+            for binding in self.location.lookup(address_of_record(uri), self.clock.seconds()):
+                contact_uri = binding.contact.uri
+                if isinstance(contact_uri, SIPURI) and contact_uri.param(CONTACT_PARAMETER):
+                    contact_id = contact_uri.param(CONTACT_PARAMETER)
+                    break
+        for session in self.sessions:
+            if contact_id:
+                if session.contact_id == contact_id:
+                    return session
+            elif (session.account is not None and session.registered
+                  and session.account.login == uri.user):
+                return session
+        return None
+
+    def accept_request(self, event) -> bool:
+        request = event.request
+        if request.method != "INVITE" or request.to.tag:
+            return False
+        session = self._session_for(request.uri)
+        if session is None:
+            return False
+        caller = request.from_
+        fields = {
+            "caller": getattr(caller.uri, "user", None) or str(caller.uri),
+            "callee": session.account.login if session.account else "",
+            "visibleName": caller.display_name or getattr(caller.uri, "user", None),
+            "hasAudio": True,
+            "hasVideo": False,
+        }
+        call = Call(self, str(uuid.uuid1()), session, incoming=True, fields=fields)
+        self._add(call)
+        sip = InviteSession.incoming(self.core, self.clock, call, event,
+                                     protocol=self.settings.transport)
+        call.start_incoming(sip)
+        return True
+
+    def hang_up_all(self, reason: str) -> None:
+        for call in list(self._calls.values()):
+            call.hang_up(reason)
+
+
+def describe_calls(calls: Iterable[Call]) -> list[dict[str, Any]]:
+    return [call.to_wcs() for call in calls]
