@@ -19,6 +19,7 @@ from klein import Klein
 from twisted.logger import Logger
 from twisted.web.resource import IResource, Resource
 
+from wcs_twisted.rest.openapi import openapi_document
 from wcs_twisted.ua.errors import Conflict, DomainError, InvalidField, NotFound
 from wcs_twisted.ua.sessions import SessionTable
 
@@ -33,9 +34,10 @@ STATUS_BY_ERROR: tuple[tuple[type[DomainError], int], ...] = (
 _JSON = b"application/json; charset=utf-8"
 
 
-def _json_body(request, allowed: Iterable[str]) -> dict[str, Any]:
+def _json_body(request, allowed: Iterable[str] | None) -> dict[str, Any]:
     """
-    The request's JSON object, with every field checked against C{allowed}.
+    The request's JSON object, with every field checked against C{allowed} (None: the call
+    layer checks the fields itself).
 
     An empty body is an empty object (jQuery sends none for some calls).
     """
@@ -48,6 +50,8 @@ def _json_body(request, allowed: Iterable[str]) -> dict[str, Any]:
         raise InvalidField("body", f"not valid JSON ({error})") from None
     if not isinstance(body, dict):
         raise InvalidField("body", "expected a JSON object")
+    if allowed is None:
+        return body
     allowed = set(allowed)
     for name in body:
         if name not in allowed:
@@ -69,8 +73,53 @@ class RestAPI:
     app = Klein()
     log = Logger()
 
-    def __init__(self, sessions: SessionTable) -> None:
+    def __init__(self, sessions: SessionTable, calls=None) -> None:
         self.sessions = sessions
+        self.calls = calls
+
+    def _calls(self):
+        if self.calls is None:
+            raise DomainError("Calls are not available on this server")
+        return self.calls
+
+    # --- /call ------------------------------------------------------------------------------
+
+    @app.route("/call/startup", methods=["POST"])
+    def call_startup(self, request):
+        self._calls().start_rest_call(_json_body(request, None))
+        request.setResponseCode(200)
+        return b""
+
+    @app.route("/call/find", methods=["POST"])
+    def call_find(self, request):
+        found = self._calls().find(_json_body(request, None))
+        if not found:
+            raise NotFound("No call matches")
+        return _write_json(request, 200, [call.to_wcs() for call in found])
+
+    @app.route("/call/find_all", methods=["GET", "POST"])
+    def call_find_all(self, request):
+        _json_body(request, ())
+        found = self._calls().find({})
+        if not found:
+            raise NotFound("No calls")
+        return _write_json(request, 200, [call.to_wcs() for call in found])
+
+    @app.route("/call/terminate", methods=["POST"])
+    def call_terminate(self, request):
+        self._calls().terminate(_json_body(request, ("callId",)))
+        request.setResponseCode(200)
+        return b""
+
+    @app.route("/call/send_dtmf", methods=["POST"])
+    def call_send_dtmf(self, request):
+        self._calls().rest_send_dtmf(_json_body(request, ("callId", "dtmf", "type")))
+        request.setResponseCode(200)
+        return b""
+
+    @app.route("/openapi.json", methods=["GET"])
+    def openapi(self, request):
+        return _write_json(request, 200, openapi_document())
 
     @app.handle_errors(DomainError)
     def domain_error(self, request, failure):

@@ -13,7 +13,7 @@ transcoding.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
 from twisted.logger import Logger
 from zope.interface import implementer
@@ -109,7 +109,7 @@ class Call:
         self.browser_answered = False
         self.hold_for_transfer = False
         self.target: str | None = None
-        self.on_sip_dtmf: Callable[[str, str], None] | None = None
+        self.registration = None
         self._cancelled_by_us = False
         self._held = False
         self._sip_answer: bytes | None = None

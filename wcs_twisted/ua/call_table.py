@@ -70,6 +70,8 @@ class CallTable:
         self._calls: dict[str, Call] = {}
         self._on_count = on_count
         self.observers: list[Any] = []
+        #: Makes a RegistrationClient for REST calls with sipRegisterRequired (set by tap).
+        self.registration_factory = None
         sessions.observers.append(self)
 
     def __len__(self) -> int:
@@ -95,16 +97,34 @@ class CallTable:
             raise NotFound(f"Call {call_id} not found")
         return call
 
+    #: Call-object fields /call/find filters on.
+    FIND_FIELDS = frozenset({"callId", "callee", "caller", "status", "rtmpUrl", "rtmpStream",
+                             "streamName", "sessionId", "appKey", "incoming", "sipStatus",
+                             "visibleName", "parentCallId"})
+
     def find(self, filters: dict[str, Any]) -> list[Call]:
         """
-        Calls whose WCS object matches every given field.
+        Calls whose WCS object matches every given field (an empty filter matches all).
         """
+        for name in filters:
+            if name not in self.FIND_FIELDS:
+                raise InvalidField(name, f"cannot filter on it; expected one of "
+                                         f"{', '.join(sorted(self.FIND_FIELDS))}")
         found = []
         for call in self._calls.values():
             wcs = call.to_wcs()
             if all(wcs.get(name) == value for name, value in filters.items()):
                 found.append(call)
         return found
+
+    def terminate(self, fields: dict[str, Any]) -> None:
+        """
+        REST /call/terminate: hang up any call by id.
+        """
+        self._owned(None, fields).hang_up()
+
+    def rest_send_dtmf(self, fields: dict[str, Any]) -> None:
+        self.send_dtmf(None, fields)
 
     # --- starting calls ---------------------------------------------------------------------
 
@@ -177,6 +197,78 @@ class CallTable:
                             credentials, self._sip_headers(fields))
         return call
 
+    #: Fields /call/startup accepts (WCS REST API).
+    REST_STARTUP_FIELDS = frozenset({
+        "callId", "callee", "visibleName", "hasAudio", "hasVideo", "toStream", "rtmpUrl",
+        "rtmpStream", "sipLogin", "sipAuthenticationName", "sipPassword", "sipDomain",
+        "sipOutboundProxy", "sipProxy", "sipPort", "sipRegisterRequired", "appKey", "custom",
+        "sipHeaders",
+    })
+
+    def start_rest_call(self, fields: dict[str, Any]) -> Call:
+        """
+        A server-originated call (REST /call/startup): a SIP leg with no browser.
+
+        With C{hasAudio}/C{hasVideo} false the SIP side is offered recvonly.  The account is
+        registered first when C{sipRegisterRequired} is set.
+        """
+        for name in fields:
+            if name not in self.REST_STARTUP_FIELDS:
+                raise InvalidField(name, "unknown field")
+        account = SIPAccount.from_fields(fields)
+        if account is None:
+            raise InvalidField("sipLogin", "required")
+        callee = read_text(fields, "callee")
+        if not callee:
+            raise InvalidField("callee", "required")
+        call_id = read_text(fields, "callId") or str(uuid.uuid1())
+        if call_id in self._calls:
+            raise Conflict(f"Call {call_id} already exists")
+        rtmp = (read_text(fields, "rtmpUrl"), read_text(fields, "rtmpStream"))
+        if rtmp[0] and any((c.extra.get("rtmpUrl"), c.extra.get("rtmpStream")) == rtmp
+                           for c in self._calls.values()):
+            raise Conflict(f"RTMP stream {rtmp[1]} at {rtmp[0]} is already in use")
+        target = self.target_uri(callee, account)
+        values = dict(fields)
+        values["hasAudio"] = read_boolean(fields, "hasAudio", True)
+        values["hasVideo"] = read_boolean(fields, "hasVideo", False)
+        values["caller"] = account.login
+        values.setdefault("visibleName", account.visible_name or account.login)
+        call = Call(self, call_id, None, incoming=False, fields=values)
+        for name in ("toStream", "rtmpUrl", "rtmpStream"):
+            if fields.get(name):
+                call.extra[name if name != "toStream" else "streamName"] = read_text(fields, name)
+        if call.extra.get("rtmpUrl"):
+            call.extra["rtmpStreamStatus"] = "RTMP_STREAM_WAIT"
+        self._add(call)
+        from_uri = SIPURI("sip", account.login, None,
+                          account.domain or self._primary_domain(), None)
+        credentials = ((account.authentication_name, account.password)
+                       if account.password else None)
+
+        def dial() -> None:
+            call.start_outgoing(None, target, from_uri, self._outbound_proxy(account, target),
+                                credentials, self._sip_headers(fields))
+
+        if account.register_required and self.registration_factory is not None:
+            self._register_then(call, account, dial)
+        else:
+            dial()
+        return call
+
+    def _register_then(self, call: Call, account: SIPAccount, dial) -> None:
+        def changed(change) -> None:
+            state = change.state.value
+            if state == "REGISTERED" and call.status is CallStatus.PENDING:
+                dial()
+            elif state in ("FAILED", "AUTHENTICATION_FAIL"):
+                registration.stop()
+                call.fail(f"Registration failed: {change.reason}")
+
+        registration = self.registration_factory(account, changed)
+        call.registration = registration
+        registration.start()
+
     @staticmethod
     def _sip_headers(fields: dict[str, Any]) -> tuple[tuple[str, str], ...]:
         headers = fields.get("sipHeaders")
@@ -248,6 +340,9 @@ class CallTable:
     def released(self, call: Call) -> None:
         if self._calls.pop(call.call_id, None) is not None:
             self._on_count(len(self._calls))
+        registration = getattr(call, "registration", None)
+        if registration is not None:
+            registration.stop()
 
     # --- sessions -------------------------------------------------------------------------------
 

@@ -1,0 +1,113 @@
+"""
+Tests for the /call/* REST methods over an in-memory SIP network (StubTreq, no sockets).
+"""
+
+import json
+
+from treq.testing import StubTreq
+from twisted.trial.unittest import SynchronousTestCase
+
+from tests.rest.test_api import ADMIN, BASE
+from tests.ua.test_call import PEER_ANSWER, CallTestMixin
+from wcs_twisted.metrics import ServerMetrics
+from wcs_twisted.rest.api import RestAPI
+from wcs_twisted.rest.openapi import METHODS
+from wcs_twisted.rest.web import build_site
+
+STARTUP = {"callId": "r1", "callee": "bob@10.0.0.2", "sipLogin": "1001", "sipDomain": "10.0.0.1",
+           "sipPassword": "pw", "sipPort": "5060", "hasAudio": "true", "hasVideo": "false",
+           "sipRegisterRequired": "false", "toStream": "call_r1"}
+
+
+class RestCallTests(CallTestMixin, SynchronousTestCase):
+    """
+    The WCS REST call methods (seed 004).
+    """
+
+    def setUp(self):
+        super().setUp()
+        site = build_site(RestAPI(self.sessions, self.calls), ("admin", "admin"), ("*",),
+                          ServerMetrics(), [])
+        self.http = StubTreq(site.resource)
+
+    def post(self, path, body):
+        response = self.successResultOf(self.http.post(
+            BASE + path, data=json.dumps(body).encode(),
+            headers={**ADMIN, "Content-Type": "application/json"}))
+        content = self.successResultOf(self.http.content(response))
+        self.network.run()
+        return response.code, (json.loads(content) if content else None)
+
+    def test_startup_find_dtmf_terminate(self):
+        """
+        startup answers 200 with an empty body; find follows the call; terminate ends it; then 404.
+        """
+        code, body = self.post("/call/startup", STARTUP)
+        self.assertEqual((code, body), (200, None))
+        code, found = self.post("/call/find", {"callId": "r1"})
+        self.assertEqual((code, found[0]["status"], found[0]["streamName"]), (200, "TRYING", "call_r1"))
+        self.assertEqual(set(found[0]), {
+            "custom", "nodeId", "appKey", "sessionId", "callId", "parentCallId", "incoming",
+            "status", "sipStatus", "rtmpUrl", "rtmpStream", "streamName", "rtmpStreamStatus",
+            "caller", "callee", "hasAudio", "hasVideo", "sdp", "visibleName", "inviteParameters",
+            "mediaProvider", "sipMessageRaw", "isMsrp", "target", "holdForTransfer"})
+        self.phone.sessions[0].accept(PEER_ANSWER)
+        self.network.run()
+        code, found = self.post("/call/find", {"callId": "r1"})
+        self.assertEqual((found[0]["status"], found[0]["sipStatus"]), ("ESTABLISHED", 200))
+        code, _ = self.post("/call/send_dtmf", {"callId": "r1", "dtmf": "5", "type": "INFO"})
+        self.assertEqual(code, 200)
+        self.assertIn(("info", b"Signal=5\r\nDuration=160\r\n"), self.phone.observer.events)
+        code, all_calls = self.post("/call/find_all", {})
+        self.assertEqual(len(all_calls), 1)
+        code, _ = self.post("/call/terminate", {"callId": "r1"})
+        self.assertEqual(code, 200)
+        self.assertEqual(self.phone.observer.events[-1][0], "terminated")
+        self.assertEqual(self.post("/call/find", {"callId": "r1"})[0], 404)
+        self.assertEqual(self.post("/call/find_all", {})[0], 404)
+
+    def test_recvonly_when_no_audio(self):
+        """
+        hasAudio "false" offers the SIP side recvonly.
+        """
+        self.post("/call/startup", {**STARTUP, "hasAudio": "false"})
+        self.assertIn(b"a=recvonly", self.phone.sessions[0].remote_sdp)
+
+    def test_conflicts_and_bad_input(self):
+        """
+        A used callId is 409; bad logins, unknown fields and missing callee are 400.
+        """
+        self.assertEqual(self.post("/call/startup", STARTUP)[0], 200)
+        self.assertEqual(self.post("/call/startup", STARTUP)[0], 409)
+        code, body = self.post("/call/startup", {**STARTUP, "callId": "r2",
+                                                 "sipLogin": "bad login"})
+        self.assertEqual((code, body["field"]), (400, "sipLogin"))
+        code, body = self.post("/call/startup", {**STARTUP, "callId": "r3", "bogus": 1})
+        self.assertEqual((code, body["field"]), (400, "bogus"))
+        code, body = self.post("/call/startup", {k: v for k, v in STARTUP.items()
+                                                 if k != "callee"})
+        self.assertEqual((code, body["field"]), (400, "callee"))
+        self.assertEqual(self.post("/call/terminate", {"callId": "nope"})[0], 404)
+        self.assertEqual(self.post("/call/send_dtmf", {"callId": "nope", "dtmf": "1"})[0], 404)
+        self.assertEqual(self.post("/call/find", {"noSuchField": 1})[0], 400)
+
+    def test_rtmp_pair_conflict(self):
+        """
+        The same rtmpUrl + rtmpStream twice is 409.
+        """
+        rtmp = {"rtmpUrl": "rtmp://127.0.0.1/live", "rtmpStream": "s1"}
+        self.assertEqual(self.post("/call/startup", {**STARTUP, **rtmp})[0], 200)
+        self.assertEqual(self.post("/call/startup", {**STARTUP, **rtmp, "callId": "r9"})[0], 409)
+
+
+class OpenAPITests(SynchronousTestCase):
+    """
+    The OpenAPI document stays true to the routes.
+    """
+
+    def test_every_route_documented(self):
+        """
+        Every Klein route of RestAPI is a path of the OpenAPI table, and vice versa.
+        """
+        routes = {rule.rule for rule in RestAPI.app.url_map.iter_rules()} - {"/", "/<path:__rest__>"}
+        self.assertEqual(routes, set(METHODS))

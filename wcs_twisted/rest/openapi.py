@@ -1,0 +1,73 @@
+# -*- test-case-name: tests.rest.test_api -*-
+"""
+The OpenAPI 3 description of /rest-api/, served at /rest-api/openapi.json.
+
+One table (L{METHODS}) lists every REST method with its request fields and answers; a test checks
+that every Klein route of RestAPI appears here, so the document cannot fall behind the code.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+#: path -> (HTTP methods, summary, request fields {name: (json type, description)}, answers)
+METHODS: dict[str, tuple[tuple[str, ...], str, dict[str, tuple[str, str]], dict[str, str]]] = {
+    "/connection/find_all": (("get", "post"), "List connected sessions.", {},
+                             {"200": "Array of connection objects", "404": "None"}),
+    "/connection/find": (("post",), "Find sessions by field.", {
+        "sessionId": ("string", ""), "appKey": ("string", ""), "sipLogin": ("string", ""),
+        "clientVersion": ("string", "")}, {"200": "Array of connection objects",
+                                            "404": "No match"}),
+    "/connection/terminate": (("post",), "Close a session's WebSocket.",
+                              {"sessionId": ("string", "required")},
+                              {"200": "Closed", "404": "Unknown session"}),
+    "/call/startup": (("post",), "Start a server-originated SIP call (no browser).", {
+        "callId": ("string", "generated when absent"), "callee": ("string", "required"),
+        "visibleName": ("string", ""), "hasAudio": ("boolean", "or \"true\"/\"false\""),
+        "hasVideo": ("boolean", "or \"true\"/\"false\""),
+        "toStream": ("string", "publish the call's media as this stream"),
+        "rtmpUrl": ("string", "republish to RTMP"), "rtmpStream": ("string", ""),
+        "sipLogin": ("string", "required"), "sipAuthenticationName": ("string", ""),
+        "sipPassword": ("string", ""), "sipDomain": ("string", ""),
+        "sipOutboundProxy": ("string", ""), "sipPort": ("string", "number or string"),
+        "sipRegisterRequired": ("boolean", ""), "appKey": ("string", ""),
+        "custom": ("object", ""), "sipHeaders": ("object", "X- headers for the INVITE")},
+        {"200": "Accepted (empty body)", "400": "Invalid field", "409": "callId or RTMP in use"}),
+    "/call/find": (("post",), "Find calls by call-object field.", {
+        "callId": ("string", ""), "callee": ("string", ""), "caller": ("string", ""),
+        "status": ("string", ""), "rtmpUrl": ("string", "")},
+        {"200": "Array of call objects", "404": "No match (including ended calls)"}),
+    "/call/find_all": (("get", "post"), "List calls.", {},
+                       {"200": "Array of call objects", "404": "None"}),
+    "/call/terminate": (("post",), "Hang up a call.", {"callId": ("string", "required")},
+                        {"200": "Terminated", "404": "Unknown call"}),
+    "/call/send_dtmf": (("post",), "Send DTMF to the SIP side.", {
+        "callId": ("string", "required"), "dtmf": ("string", "digits 0-9 * # A-D"),
+        "type": ("string", "RFC2833 (default), INFO or INFO_RELAY")},
+        {"200": "Sent", "400": "Invalid digits or type", "404": "Unknown call"}),
+    "/openapi.json": (("get",), "This document.", {}, {"200": "OpenAPI 3 document"}),
+}
+
+
+def openapi_document() -> dict[str, Any]:
+    paths: dict[str, Any] = {}
+    for path, (methods, summary, fields, answers) in METHODS.items():
+        operation: dict[str, Any] = {
+            "summary": summary,
+            "responses": {code: {"description": text} for code, text in answers.items()},
+        }
+        if fields:
+            operation["requestBody"] = {"content": {"application/json": {"schema": {
+                "type": "object", "additionalProperties": False,
+                "properties": {name: {"type": kind, "description": text}
+                               for name, (kind, text) in fields.items()}}}}}
+        paths[path] = {method: operation for method in methods}
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": "wcs-twisted REST API", "version": "0.1.0",
+                 "description": "WCS-compatible call and session methods."},
+        "servers": [{"url": "/rest-api"}],
+        "components": {"securitySchemes": {"basic": {"type": "http", "scheme": "basic"}}},
+        "security": [{"basic": []}],
+        "paths": paths,
+    }
