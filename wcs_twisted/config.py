@@ -124,6 +124,13 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _non_negative_int(text: str) -> int:
+    value = int(text.strip())
+    if value < 0:
+        raise ValueError(text)
+    return value
+
+
 def _address(text: str) -> str:
     text = text.strip()
     if text:
@@ -172,6 +179,7 @@ def _activity(text: str) -> tuple[bool, int]:
 BOOLEAN = ValueType("true or false", _boolean)
 PORT = ValueType("a port number from 0 to 65535", _port)
 POSITIVE_INT = ValueType("a whole number above 0", _positive_int)
+NON_NEGATIVE_INT = ValueType("a whole number, 0 or above", _non_negative_int)
 ADDRESS = ValueType("an IPv4 or IPv6 address, or empty", _address)
 HOST = ValueType("a host name or IP address, or empty", _host)
 STRING = ValueType("text", _string)
@@ -225,6 +233,9 @@ KEYS: tuple[Key, ...] = (
         "Milliseconds between the server's WebSocket ping messages."),
     Key("keep_alive.probes", "keep_alive_probes", POSITIVE_INT, "10",
         "Consecutive unanswered pings after which the WebSocket is closed."),
+    Key("keep_alive.grace", "keep_alive_grace_s", NON_NEGATIVE_INT, "60",
+        "Seconds a session that connected with keepAlive keeps its registration and calls after "
+        "its WebSocket closes, waiting for a reconnect with its authToken; 0 turns this off."),
     Key("ws_max_message_size", "ws_max_message_size", POSITIVE_INT, "1048576",
         "Largest WebSocket message accepted, in bytes."),
     Key("sip_port", "sip_port", PORT, "5060",
@@ -305,6 +316,7 @@ class Settings:
     rest_cors_origins: tuple[str, ...] = ("*",)
     keep_alive_interval_ms: int = 5000
     keep_alive_probes: int = 10
+    keep_alive_grace_s: int = 60
     ws_max_message_size: int = 1048576
     sip_port: int = 5060
     sip_tls_port: int = 5061

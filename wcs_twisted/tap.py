@@ -160,9 +160,12 @@ class SessionShutdownService(Service):
     def stopService(self):
         super().stopService()
         sessions = self._signalling.sessions
-        if not self._signalling.channels and not sessions.unregistering:
+        if not self._signalling.channels and not sessions.unregistering and not len(sessions):
             return succeed(None)
         self._signalling.close_all()
+        for session in list(sessions):
+            # keepAlive sessions too: nobody will reconnect to a server that is going away.
+            sessions.close(session, "Server shutting down")
         done: Deferred = Deferred()
 
         def check() -> None:
@@ -314,6 +317,7 @@ def build_service(settings: Settings, reactor, warnings=()) -> MultiService:
         registration_factory=lambda account, on_change: RegistrationClient(
             core, reactor, account, on_change, contact_params=contact_params),
         on_registrations=metrics.registrations.labels(kind="upstream").set,
+        clock=reactor, keep_alive_grace=settings.keep_alive_grace_s,
     )
     signalling = Signalling(
         sessions, reactor, metrics,

@@ -42,7 +42,8 @@ class SignallingTests(SynchronousTestCase):
         self.clock = Clock()
         self.metrics = ServerMetrics()
         tokens = iter(f"token{n}" for n in range(100))
-        self.sessions = SessionTable("node@127.0.0.1", token_factory=lambda: next(tokens))
+        self.sessions = SessionTable("node@127.0.0.1", token_factory=lambda: next(tokens),
+                                     clock=self.clock, keep_alive_grace=60)
         self.signalling = Signalling(self.sessions, self.clock, self.metrics,
                                      server_address=lambda: "127.0.0.1:8080")
         self.socket = RecordingWebSocket()
@@ -178,3 +179,40 @@ class SignallingTests(SynchronousTestCase):
         self.assertIn('wcs_signalling_messages_total{direction="in",message="connection"} 1.0', text)
         self.assertIn('wcs_signalling_messages_total{direction="in",message="unknown"} 2.0', text)
         self.assertNotIn("whatever", text)
+
+    def test_keep_alive_reconnect_with_token(self):
+        """
+        A keepAlive session survives its socket for the grace period; a connection carrying its
+        authToken gets the original fields back (spec 8, "Connect with token").
+        """
+        self.send("connection", {"sipLogin": "alice", "keepAlive": True})
+        self.signalling.channel_closed(self.channel, "closed")
+        self.assertEqual(len(self.sessions), 1)
+        socket = RecordingWebSocket()
+        channel = self.signalling.channel_opened(socket, "127.0.0.1:40001")
+        raw = json.dumps({"message": "connection", "data": [{"authToken": "token0",
+                                                             "keepAlive": True}]}).encode()
+        self.signalling.message_received(channel, raw, False)
+        user_data = socket.sent[0]["data"][0]
+        self.assertEqual((user_data["sipLogin"], user_data["authToken"]), ("alice", "token0"))
+        self.assertEqual(len(self.sessions), 1)
+        self.clock.advance(120)
+        self.assertEqual(len(self.sessions), 1, "reattached sessions do not expire")
+
+    def test_keep_alive_grace_expires(self):
+        """
+        Nobody reconnects: the session closes when the grace period ends.
+        """
+        self.send("connection", {"sipLogin": "alice", "keepAlive": "true"})
+        self.signalling.channel_closed(self.channel, "closed")
+        self.clock.advance(59)
+        self.assertEqual(len(self.sessions), 1)
+        self.clock.advance(1)
+        self.assertEqual(len(self.sessions), 0)
+
+    def test_unknown_token_is_a_new_session(self):
+        """
+        An authToken nobody holds opens a fresh session.
+        """
+        self.send("connection", {"authToken": "stale"})
+        self.assertEqual(self.socket.sent[0]["data"][0]["authToken"], "token0")

@@ -116,7 +116,7 @@ class Signalling:
         if channel.keep_alive is not None and channel.keep_alive.running:
             channel.keep_alive.stop()
         if channel.session is not None:
-            self.sessions.close(channel.session, reason)
+            self.sessions.detach(channel.session, reason)
             channel.session = None
         self.log.debug("websocket {peer} closed: {reason}", peer=channel.peer, reason=reason)
 
@@ -198,6 +198,15 @@ class Signalling:
     def _on_connection(self, channel: Channel, payload: dict[str, Any] | None) -> None:
         if channel.session is not None:
             raise DomainError("Session already established")
+        token = (payload or {}).get("authToken")
+        if isinstance(token, str) and token:
+            session = self.sessions.reattach(token, channel)
+            if session is not None:
+                channel.session = session
+                self._send(channel, "getUserData", [session.public_fields()])
+                if session.registered:
+                    self._send(channel, "registered", [])
+                return
         session_id = f"/{channel.peer}/{self._server_address()}"
         session = self.sessions.open(channel, session_id, payload or {})
         channel.session = session

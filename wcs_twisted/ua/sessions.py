@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Mapping
 
 from twisted.logger import Logger
+from zope.interface import implementer
 
 from wcs_twisted.interfaces import IClientConnection
 from wcs_twisted.ua.account import SIPAccount, read_boolean, read_text
@@ -22,6 +23,23 @@ from wcs_twisted.ua.errors import InvalidField, NotFound
 
 #: Fields of the connection object never echoed back or shown over REST.
 SECRET_FIELDS = frozenset({"sipPassword"})
+
+
+@implementer(IClientConnection)
+class DetachedConnection:
+    """
+    Where a keep-alive session's messages go while its WebSocket is gone: nowhere.
+
+    The Web SDK keeps no call state across a reconnect, so nothing is queued.
+    """
+
+    peer = "detached"
+
+    def send_message(self, name: str, data: list) -> None:
+        pass
+
+    def close(self, code: int, reason: str) -> None:
+        pass
 
 
 @dataclass
@@ -44,6 +62,7 @@ class ClientSession:
     #: Names this session in our SIP contacts (URI parameter "wcs"), so INVITEs find it.
     contact_id: str = field(default_factory=lambda: secrets.token_hex(6))
     local_binding: Any = None
+    grace_timer: Any = None
 
     def public_fields(self) -> dict[str, Any]:
         """
@@ -77,7 +96,11 @@ class SessionTable:
         on_change: Callable[[int], None] = lambda count: None,
         registration_factory: Callable[..., Any] | None = None,
         on_registrations: Callable[[int], None] = lambda count: None,
+        clock=None,
+        keep_alive_grace: float = 0.0,
     ) -> None:
+        self.clock = clock
+        self.keep_alive_grace = keep_alive_grace
         self.node_id = node_id
         self._default_sip_port = default_sip_port
         self._token_factory = token_factory
@@ -178,6 +201,9 @@ class SessionTable:
         if self._by_id.pop(session.session_id, None) is None:
             return
         self._by_token.pop(session.auth_token, None)
+        if session.grace_timer is not None and session.grace_timer.active():
+            session.grace_timer.cancel()
+        session.grace_timer = None
         for observer in self.observers:
             observer.session_closed(session)
         if session.registration is not None:
@@ -191,6 +217,41 @@ class SessionTable:
         self.log.info("session {session_id} closed: {reason}",
                       session_id=session.session_id, reason=reason)
         self._on_change(len(self._by_id))
+
+    def detach(self, session: ClientSession, reason: str) -> bool:
+        """
+        The session's WebSocket closed.  A C{keepAlive} session keeps its registration and calls
+        for the grace period, waiting for a C{connection} with its authToken (the Phone demo's
+        "Connect with token"); any other session is closed.
+
+        @return: True if the session was kept.
+        """
+        if self._by_id.get(session.session_id) is not session:
+            return False
+        if not session.keep_alive or self.keep_alive_grace <= 0 or self.clock is None:
+            self.close(session, reason)
+            return False
+        session.connection = DetachedConnection()
+        session.grace_timer = self.clock.callLater(
+            self.keep_alive_grace, self.close, session, f"{reason}; keep-alive grace expired")
+        self.log.info("session {session_id} detached ({reason}); kept {grace}s for reconnect",
+                      session_id=session.session_id, reason=reason, grace=self.keep_alive_grace)
+        return True
+
+    def reattach(self, token: str, connection: IClientConnection) -> ClientSession | None:
+        """
+        A new WebSocket presents the authToken of a detached session: it gets the session back.
+        """
+        session = self._by_token.get(token)
+        if session is None or not isinstance(session.connection, DetachedConnection):
+            return None
+        timer = session.grace_timer
+        if timer is not None and timer.active():
+            timer.cancel()
+        session.grace_timer = None
+        session.connection = connection
+        self.log.info("session {session_id} reattached", session_id=session.session_id)
+        return session
 
     def get(self, session_id: str) -> ClientSession:
         """
