@@ -34,6 +34,9 @@ from wcs_twisted.transport.stream import SIPStreamTransport
 from wcs_twisted.transport.trace import MessageTrace
 from wcs_twisted.transport.udp import SIPDatagramProtocol
 from wcs_twisted.sip.auth import DigestAuthenticator
+from wcs_twisted.media.factory import MediaFactory
+from wcs_twisted.media.ports import PortPool
+from wcs_twisted.ua.call_table import CallSettings, CallTable
 from wcs_twisted.ua.core import UserAgentCore
 from wcs_twisted.ua.proxy import Proxy
 from wcs_twisted.ua.registrar import LocationService, Registrar
@@ -160,9 +163,13 @@ class SessionShutdownService(Service):
     def stopService(self):
         super().stopService()
         sessions = self._signalling.sessions
-        if not self._signalling.channels and not sessions.unregistering and not len(sessions):
+        calls = self._signalling.calls
+        if (not self._signalling.channels and not sessions.unregistering and not len(sessions)
+                and not (calls is not None and len(calls))):
             return succeed(None)
         self._signalling.close_all()
+        if self._signalling.calls is not None:
+            self._signalling.calls.hang_up_all("Server shutting down")
         for session in list(sessions):
             # keepAlive sessions too: nobody will reconnect to a server that is going away.
             sessions.close(session, "Server shutting down")
@@ -225,6 +232,16 @@ def local_domains(settings: Settings) -> list[str]:
     if settings.bind_address not in ("", "0.0.0.0", "::"):
         domains.append(settings.bind_address)
     return list(dict.fromkeys(domain.lower() for domain in domains if domain))
+
+
+def build_media(settings: Settings, reactor) -> MediaFactory:
+    """
+    The media factory: RTP ports from the configured range, SDP addresses, RTP inactivity.
+    """
+    detect, seconds = settings.rtp_activity_detecting
+    return MediaFactory(reactor, settings.advertised_address, settings.bind_address,
+                        PortPool(settings.media_port_from, settings.media_port_to),
+                        inactivity_timeout=seconds if detect else None)
 
 
 def build_sip(settings: Settings, reactor, metrics: ServerMetrics):
@@ -312,18 +329,31 @@ def build_service(settings: Settings, reactor, warnings=()) -> MultiService:
     node_id = settings.node_id or f"{secrets.token_hex(4)}@{settings.advertised_address}"
     stack, core, location, proxy = build_sip(settings, reactor, metrics)
     contact_params = {"wcs": secrets.token_hex(4)} if settings.sip_add_contact_id else None
+
+    def registration_factory(account, on_change) -> RegistrationClient:
+        return RegistrationClient(core, reactor, account, on_change, contact_params=contact_params)
+
     sessions = SessionTable(
         node_id, default_sip_port=settings.sip_port, on_change=metrics.sessions.set,
-        registration_factory=lambda account, on_change: RegistrationClient(
-            core, reactor, account, on_change, contact_params=contact_params),
+        registration_factory=registration_factory,
         on_registrations=metrics.registrations.labels(kind="upstream").set,
         clock=reactor, keep_alive_grace=settings.keep_alive_grace_s,
     )
+    calls = CallTable(
+        core, reactor, build_media(settings, reactor), sessions, location,
+        CallSettings(local_domains=tuple(local_domains(settings)),
+                     local_mode=settings.enable_local_videochat,
+                     outbound_proxy=settings.sip_outbound_proxy),
+        on_count=metrics.calls.set)
+    calls.registration_factory = registration_factory
+    # Incoming INVITEs for sessions come before the proxy (routers are tried in order).
+    core.add_router(calls)
     signalling = Signalling(
         sessions, reactor, metrics,
         server_address=lambda: f"{settings.advertised_address}:{settings.ws_port}",
         ping_interval=settings.keep_alive_interval_ms / 1000.0,
         max_missed_pongs=settings.keep_alive_probes,
+        calls=calls,
     )
     ws_factory = WCSServerFactory(signalling, reactor, settings.ws_max_message_size)
     listeners: list[ListenerService] = []
@@ -342,7 +372,7 @@ def build_service(settings: Settings, reactor, warnings=()) -> MultiService:
 
     credentials = None if settings.disable_rest_auth else (
         settings.rest_username, settings.rest_password)
-    site = build_site(RestAPI(sessions), credentials, settings.rest_cors_origins, metrics,
+    site = build_site(RestAPI(sessions, calls), credentials, settings.rest_cors_origins, metrics,
                       listeners)
     listener("ws", settings.ws_port, ws_factory)
     listener("http", settings.http_port, site)
@@ -371,6 +401,7 @@ def build_service(settings: Settings, reactor, warnings=()) -> MultiService:
     root.sip_core = core
     root.location = location
     root.sip_proxy = proxy
+    root.calls = calls
     return root
 
 

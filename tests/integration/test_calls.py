@@ -1,0 +1,187 @@
+"""
+WebRTC <-> SIP calls end to end: the real server, the WCS test client (aiortc as the browser) and
+baresip as the SIP phone, all on 127.0.0.1.  Media is checked by the tones that arrive.
+
+Run: .venv/bin/python -m twisted.trial --reactor=asyncio tests.integration.test_calls
+"""
+
+from __future__ import annotations
+
+import os
+
+from twisted.internet import defer, reactor
+from twisted.trial.unittest import SkipTest, TestCase
+
+from tests.integration import audio
+from tests.integration.peers import Baresip, free_port, require_binary
+from tests.integration.wcs_client import WCSClient
+from wcs_twisted.config import Settings
+from wcs_twisted.tap import build_service
+
+
+class CallTestCase(TestCase):
+    """
+    A real server per test (SIP, WebSocket and HTTP on port 0; media from a private range).
+    """
+
+    timeout = 40
+
+    @defer.inlineCallbacks
+    def setUp(self):
+        if reactor.__class__.__name__ != "AsyncioSelectorReactor":
+            raise SkipTest("needs --reactor=asyncio (aiortc)")
+        low = free_port(span=200)
+        settings = Settings(bind_address="127.0.0.1", ws_port=0, http_port=0, sip_port=0,
+                            media_port_from=low, media_port_to=low + 199,
+                            keep_alive_interval_ms=1000)
+        self.server = build_service(settings, reactor)
+        self.server.startService()
+        self.addCleanup(self._stop_server)
+        yield defer.gatherResults([l.when_ready() for l in self.server.listeners])
+        self.ws_url = f"ws://127.0.0.1:{self.server.getServiceNamed('ws').port.getHost().port}"
+        self.sip_port = self.server.getServiceNamed("sip-udp").port.getHost().port
+        self.base = self.mktemp()
+        os.makedirs(self.base)
+
+    def _stop_server(self):
+        if self.server.running:
+            return self.server.stopService()
+
+    def client(self, name):
+        client = WCSClient(self.ws_url, reactor, directory=os.path.join(self.base, name))
+        self.addCleanup(client.close)
+        return client
+
+    async def connect_local(self, name):
+        """
+        A Phone page in WCS local mode: domain and outbound proxy = the server, port 0.
+        """
+        client = self.client(name)
+        await client.connect(sipLogin=name, sipAuthenticationName=name, sipPassword="x",
+                             sipDomain="127.0.0.1", sipOutboundProxy="127.0.0.1", sipPort="0",
+                             sipRegisterRequired=False)
+        return client
+
+    async def baresip(self, name, tone_hz):
+        require_binary("baresip")
+        wav = audio.write_tone_wav(os.path.join(self.base, f"{name}.wav"), tone_hz, 30)
+        agent = Baresip(self.base, name, registrar=f"127.0.0.1:{self.sip_port}",
+                        password="x", tone_wav=wav)
+        self.addCleanup(agent.stop)
+        await agent.start()
+        return agent
+
+    def assertFrequency(self, path, expected):
+        measured = audio.dominant_frequency(path)
+        self.assertLess(abs(measured - expected), 10, f"{path}: {measured} Hz, not {expected}")
+
+
+class BrowserToPhoneTests(CallTestCase):
+    """
+    Client -> wcs -> baresip through the built-in registrar/proxy.
+    """
+
+    async def test_call_media_dtmf_hold_hangup(self):
+        """
+        Tones cross both ways, RFC2833 and INFO digits arrive, hold/unhold answer, BYE ends it.
+        """
+        bob = await self.baresip("bob", 1000)
+        alice = await self.connect_local("alice")
+        call_id = await alice.call("bob", tone_hz=440, codecs=["PCMU"])
+        await alice.wait_status(call_id, "ESTABLISHED", timeout=15)
+        await bob.wait_event("CALL_ESTABLISHED")
+        received = await alice.wait_audio(call_id, seconds=1.5, timeout=10)
+        self.assertFrequency(received, 1000)
+        await bob.wait_for_received_audio(1.5)
+        self.assertFrequency(bob.received_wav(), 440)
+        await alice.send_dtmf(call_id, "5", "RFC2833")
+        event = await bob.wait_event("CALL_DTMF_START")
+        self.assertEqual(event["param"], "5")
+        await alice.send_dtmf(call_id, "7", "INFO")
+        event = await bob.wait_event("CALL_DTMF_START")
+        self.assertEqual(event["param"], "7")
+        await alice.hold(call_id)
+        await alice.wait_status(call_id, "HOLD")
+        await alice.unhold(call_id)
+        await alice.wait_status(call_id, "ESTABLISHED")
+        await bob.hangup()
+        await alice.wait_status(call_id, "FINISH")
+        self.assertEqual(alice.violations, [])
+
+    async def test_opus_browser_transcoded_to_pcmu_phone(self):
+        """
+        Opus on the WebRTC leg, PCMU on the SIP leg: the tones still arrive at their frequency.
+        """
+        bob = await self.baresip("bob", 1000)
+        alice = await self.connect_local("alice")
+        call_id = await alice.call("bob", tone_hz=440, codecs=["opus"])
+        await alice.wait_status(call_id, "ESTABLISHED", timeout=15)
+        received = await alice.wait_audio(call_id, seconds=1.5, timeout=10)
+        self.assertFrequency(received, 1000)
+        await bob.wait_for_received_audio(1.5)
+        self.assertFrequency(bob.received_wav(), 440)
+        calls = self.server.calls
+        self.assertEqual([call.bridge.mode for call in calls], ["transcode"])
+
+    async def test_browser_hangup_and_socket_drop(self):
+        """
+        hangup gives FINISH and baresip hears BYE; a dropped socket hangs up too.
+        """
+        bob = await self.baresip("bob", 1000)
+        alice = await self.connect_local("alice")
+        call_id = await alice.call("bob", codecs=["PCMU"])
+        await alice.wait_status(call_id, "ESTABLISHED", timeout=15)
+        await bob.wait_event("CALL_ESTABLISHED")
+        await alice.hangup(call_id)
+        await alice.wait_status(call_id, "FINISH")
+        await bob.wait_event("CALL_CLOSED")
+        call_id = await alice.call("bob", codecs=["PCMU"])
+        await alice.wait_status(call_id, "ESTABLISHED", timeout=15)
+        await alice.close()
+        await bob.wait_event("CALL_CLOSED", timeout=5)
+
+
+class PhoneToBrowserTests(CallTestCase):
+    """
+    baresip -> wcs -> client.
+    """
+
+    async def test_incoming_call(self):
+        """
+        setRemoteSDP precedes notifyIncomingCall; answering carries media both ways.
+        """
+        alice = await self.connect_local("alice")
+        bob = await self.baresip("bob", 1000)
+        await bob.dial(f"sip:alice@127.0.0.1:{self.sip_port}")
+        call_id = await alice.wait_incoming_call(timeout=10)
+        await alice.answer(call_id, tone_hz=440)
+        await alice.wait_status(call_id, "ESTABLISHED", timeout=10)
+        await bob.wait_event("CALL_ESTABLISHED")
+        received = await alice.wait_audio(call_id, seconds=1.5, timeout=10)
+        self.assertFrequency(received, 1000)
+        await bob.hangup()
+        await alice.wait_status(call_id, "FINISH")
+        self.assertEqual(alice.violations, [])
+
+
+class BrowserToBrowserTests(CallTestCase):
+    """
+    Two clients in local mode, SIP inside.
+    """
+
+    async def test_local_call(self):
+        """
+        alice calls bob; both reach ESTABLISHED and hear each other's tone; hangup ends both.
+        """
+        alice = await self.connect_local("alice")
+        bob = await self.connect_local("bob")
+        call_id = await alice.call("bob", tone_hz=440)
+        incoming = await bob.wait_incoming_call(timeout=10)
+        await bob.answer(incoming, tone_hz=1000)
+        await alice.wait_status(call_id, "ESTABLISHED", timeout=10)
+        await bob.wait_status(incoming, "ESTABLISHED", timeout=10)
+        self.assertFrequency(await alice.wait_audio(call_id, seconds=1.5, timeout=10), 1000)
+        self.assertFrequency(await bob.wait_audio(incoming, seconds=1.5, timeout=10), 440)
+        await alice.hangup(call_id)
+        await bob.wait_status(incoming, "FINISH", timeout=5)
+        self.assertEqual(alice.violations + bob.violations, [])
