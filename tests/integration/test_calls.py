@@ -185,3 +185,27 @@ class BrowserToBrowserTests(CallTestCase):
         await alice.hangup(call_id)
         await bob.wait_status(incoming, "FINISH", timeout=5)
         self.assertEqual(alice.violations + bob.violations, [])
+
+
+class TransferTests(CallTestCase):
+    """
+    Blind transfer (spec 9.6) with REFER to a real phone.
+    """
+
+    async def test_transfer_to_third_phone(self):
+        """
+        alice transfers bob to carol: ACCEPTED, then COMPLETED from the NOTIFYs, carol rings.
+        """
+        bob = await self.baresip("bob", 1000)
+        carol = await self.baresip("carol", 700)
+        alice = await self.connect_local("alice")
+        call_id = await alice.call("bob", codecs=["PCMU"])
+        await alice.wait_status(call_id, "ESTABLISHED", timeout=15)
+        await bob.wait_event("CALL_ESTABLISHED")
+        await alice.hold_for_transfer(call_id)
+        await alice.wait_status(call_id, "HOLD")
+        await alice.transfer(call_id, "carol")
+        await alice.wait_transfer_status(call_id, "ACCEPTED", timeout=10)
+        await carol.wait_event("CALL_ESTABLISHED", timeout=10)
+        await alice.wait_transfer_status(call_id, "COMPLETED", timeout=10)
+        await alice.wait_status(call_id, "FINISH", timeout=10)

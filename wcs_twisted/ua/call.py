@@ -481,6 +481,9 @@ class Call:
             body["sipStatus"] = sip_status
         self._send("notifyTransferEvent", [body])
         self.table.transfer_changed(self, status)
+        if status is TransferStatus.COMPLETED:
+            # RFC 5589 6.1: the transferor ends its dialog once the transfer succeeded.
+            self.hang_up(NORMAL_CLEARING)
 
     def notify_received(self, session, request) -> None:
         event = (request.headers.get("Event") or "").split(";")[0].strip().lower()

@@ -320,8 +320,13 @@ class CallTable:
         if call.status not in (CallStatus.ESTABLISHED, CallStatus.HOLD):
             raise DomainError("Call is not established")
         account = session.account if session is not None else None
-        call.transfer(self.target_uri(target, account or SIPAccount(
-            "", "", "", self._primary_domain(), "", 0, False)))
+        uri = self.target_uri(target, account or SIPAccount(
+            "", "", "", self._primary_domain(), "", 0, False))
+        if self.is_local(uri.host) and uri.port is None:
+            # The transferee dials Refer-To itself: name our port, it may not be 5060.
+            host, port = self.core.transport.local_address(self.settings.transport)
+            uri = SIPURI(uri.scheme, uri.user, None, host, port, uri.params)
+        call.transfer(uri)
 
     # --- events from calls ---------------------------------------------------------------------
 
