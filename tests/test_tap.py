@@ -119,7 +119,7 @@ class ServiceTreeTests(SynchronousTestCase):
         """
         root = build_service(Settings(), Clock())
         names = [service.name for service in root]
-        self.assertEqual(names, ["ws", "http", "sip-udp", "sip-tcp", "sip-stack",
+        self.assertEqual(names, ["ws", "http", "sip-udp", "sip-tcp", "sip-stack", "rest-hooks",
                                  "session-shutdown"])
         self.assertFalse(root.running)
         for service in root.listeners:

@@ -16,12 +16,20 @@ import ipaddress
 import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
+from urllib.parse import urlsplit
 
 
 class ConfigError(Exception):
     """
     A configuration value is wrong; the message is one line meant for the operator.
     """
+
+
+#: REST hook methods the server calls (exact WCS spelling), for rest_hook_methods.<appKey>.
+HOOK_METHODS: tuple[str, ...] = (
+    "connect", "call", "answer", "hangup", "hold", "unhold", "transfer", "sendDtmf",
+    "ConnectionStatusEvent", "RegistrationStatusEvent", "CallStatusEvent", "TransferStatusEvent",
+)
 
 
 # --- Java properties syntax -------------------------------------------------------------------
@@ -167,6 +175,44 @@ def _digest_algorithms(text: str) -> tuple[str, ...]:
     return names
 
 
+def _choice(*names: str) -> Callable[[str], str]:
+    def convert(text: str) -> str:
+        value = text.strip().lower()
+        if value not in names:
+            raise ValueError(text)
+        return value
+
+    return convert
+
+
+def _http_url(text: str) -> str:
+    """
+    An absolute http(s) URL with a host, without a trailing slash (hook paths are appended).
+    """
+    text = text.strip()
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query \
+            or parts.fragment or any(char.isspace() for char in text):
+        raise ValueError(text)
+    if parts.port == 0:  # .port itself raises ValueError for a non-number or out of range
+        raise ValueError(text)
+    return text.rstrip("/")
+
+
+def _non_empty(text: str) -> str:
+    text = text.strip()
+    if not text:
+        raise ValueError(text)
+    return text
+
+
+def _hook_methods(text: str) -> tuple[str, ...]:
+    names = _word_list(text)
+    if not names or any(name not in HOOK_METHODS for name in names):
+        raise ValueError(text)
+    return names
+
+
 def _activity(text: str) -> tuple[bool, int]:
     parts = [part.strip() for part in text.split(",")]
     if len(parts) == 1:
@@ -187,6 +233,14 @@ WORDS = ValueType("a comma-separated list", _word_list)
 TRANSPORTS = ValueType("a comma-separated list of udp, tcp, tls", _transports)
 DIGEST_ALGORITHMS = ValueType("a comma-separated list of MD5, SHA-256", _digest_algorithms)
 ACTIVITY = ValueType("true or false, optionally followed by ,SECONDS (e.g. true,60)", _activity)
+HOOK_SIGNATURE = ValueType("hmac-sha256 or wcs-md5", _choice("hmac-sha256", "wcs-md5"))
+HOOK_UNAVAILABLE = ValueType("refuse or allow", _choice("refuse", "allow"))
+HTTP_URL = ValueType("an http:// or https:// URL with a host and no query", _http_url)
+NON_EMPTY = ValueType("non-empty text", _non_empty)
+HOOK_METHODS_LIST = ValueType(
+    "a comma-separated list of hook methods (connect, call, answer, hangup, hold, unhold, "
+    "transfer, sendDtmf, ConnectionStatusEvent, RegistrationStatusEvent, CallStatusEvent, "
+    "TransferStatusEvent)", _hook_methods)
 
 
 @dataclass(frozen=True)
@@ -229,6 +283,27 @@ KEYS: tuple[Key, ...] = (
     Key("rest_password", "rest_password", STRING, "admin", "Password for REST Basic auth."),
     Key("rest_cors_origins", "rest_cors_origins", WORDS, "*",
         "Origins allowed to call the REST API from a browser (CORS); * allows any."),
+    Key("disable_rest_requests", "disable_rest_requests", BOOLEAN, "false",
+        "Send no REST hooks to any backend, whatever rest_hook.<appKey> says (WCS key)."),
+    Key("rest_max_connections", "rest_max_connections", POSITIVE_INT, "200",
+        "Most REST hook requests in flight at once; more wait their turn, and status events "
+        "are dropped (logged) once as many again are waiting (WCS key)."),
+    Key("rest_hook_timeout", "rest_hook_timeout_ms", POSITIVE_INT, "5000",
+        "Milliseconds a REST hook may take, waiting for a free connection included, before it "
+        "counts as failed."),
+    Key("rest_hook_retries", "rest_hook_retries", NON_NEGATIVE_INT, "2",
+        "Extra attempts for a status event hook whose backend is unreachable, times out or "
+        "answers 5xx (never for connect or client actions, never after a 4xx)."),
+    Key("rest_hook_retry_delay", "rest_hook_retry_delay_ms", POSITIVE_INT, "500",
+        "Milliseconds before the first event retry; each further retry waits twice as long."),
+    Key("rest_hook_signature", "rest_hook_signature", HOOK_SIGNATURE, "hmac-sha256",
+        "How hooks are signed with rest_hook_secret.<appKey>: hmac-sha256 (X-WCS-Signature and "
+        "X-WCS-Timestamp headers) or wcs-md5 (Authorization: WCS <hmac-md5>); see "
+        "docs/rest-hooks.md."),
+    Key("rest_hook_unavailable_policy", "rest_hook_unavailable_policy", HOOK_UNAVAILABLE,
+        "refuse",
+        "What a connect does when its backend is unreachable, times out or answers 502/503/504: "
+        "refuse the session, or allow it unchanged."),
     Key("keep_alive.server_interval", "keep_alive_interval_ms", POSITIVE_INT, "5000",
         "Milliseconds between the server's WebSocket ping messages."),
     Key("keep_alive.probes", "keep_alive_probes", POSITIVE_INT, "10",
@@ -281,14 +356,53 @@ KEYS: tuple[Key, ...] = (
     Key("log_json_file", "log_json_file", STRING, "",
         "Also write every log event as one JSON object per line to this file (for log "
         "collectors); empty means off."),
+    Key("plugin_dirs", "plugin_dirs", WORDS, "",
+        "Extra folders of module drop-ins (one .py file per module, no __init__.py), "
+        "comma-separated; see docs/plugins.md."),
+    Key("modules_disabled", "modules_disabled", WORDS, "",
+        "Names of modules not to start, comma-separated (built-in or drop-in)."),
+    Key("call_log_file", "call_log_file", STRING, "",
+        "The call_log module also appends every call status change to this file as one JSON "
+        "object per line; empty means log events only."),
 )
 
 KEYS_BY_NAME: Mapping[str, Key] = {key.name: key for key in KEYS}
 
+
+@dataclass(frozen=True)
+class PrefixKey:
+    """
+    A family of keys named by a prefix and a user-chosen part (C{sip_user.alice=secret}); the
+    L{Settings} field it fills maps the part to the converted value.
+    """
+
+    prefix: str
+    attribute: str
+    type: ValueType
+    description: str
+
+
+PREFIX_KEY_SPECS: tuple[PrefixKey, ...] = (
+    PrefixKey("sip_user.", "sip_users", STRING,
+              "Digest users of the built-in registrar: sip_user.<login>=<password>."),
+    PrefixKey("rest_hook.", "rest_hook_urls", HTTP_URL,
+              "Backend of the application <name> (an appKey): rest_hook.<appKey>=<base URL>; "
+              "hooks are POSTed to <base URL>/<method>. An appKey with no entry uses the "
+              "defaultApp entry if there is one, else sends no hooks."),
+    PrefixKey("rest_hook_secret.", "rest_hook_secrets", NON_EMPTY,
+              "Shared secret signing the hooks of appKey <name> (see rest_hook_signature); "
+              "without one its hooks are unsigned."),
+    PrefixKey("rest_hook_username.", "rest_hook_usernames", STRING,
+              "HTTP Basic user for the backend of appKey <name> (WCS restUsername)."),
+    PrefixKey("rest_hook_password.", "rest_hook_passwords", STRING,
+              "HTTP Basic password for the backend of appKey <name> (WCS restPassword)."),
+    PrefixKey("rest_hook_methods.", "rest_hook_methods", HOOK_METHODS_LIST,
+              "The only hook methods called for appKey <name>, comma-separated; absent means "
+              "all of them."),
+)
+
 #: Keys whose name is a prefix followed by a user-chosen part, e.g. C{sip_user.alice=secret}.
-PREFIX_KEYS: Mapping[str, str] = {
-    "sip_user.": "Digest users of the built-in registrar: sip_user.<login>=<password>.",
-}
+PREFIX_KEYS: Mapping[str, str] = {spec.prefix: spec.description for spec in PREFIX_KEY_SPECS}
 
 
 def _defaults() -> dict[str, Any]:
@@ -314,6 +428,13 @@ class Settings:
     rest_username: str = "admin"
     rest_password: str = "admin"
     rest_cors_origins: tuple[str, ...] = ("*",)
+    disable_rest_requests: bool = False
+    rest_max_connections: int = 200
+    rest_hook_timeout_ms: int = 5000
+    rest_hook_retries: int = 2
+    rest_hook_retry_delay_ms: int = 500
+    rest_hook_signature: str = "hmac-sha256"
+    rest_hook_unavailable_policy: str = "refuse"
     keep_alive_interval_ms: int = 5000
     keep_alive_probes: int = 10
     keep_alive_grace_s: int = 60
@@ -339,7 +460,15 @@ class Settings:
     media_port_from: int = 31001
     media_port_to: int = 32000
     log_json_file: str = ""
+    plugin_dirs: tuple[str, ...] = ()
+    modules_disabled: tuple[str, ...] = ()
+    call_log_file: str = ""
     sip_users: Mapping[str, str] = field(default_factory=dict)
+    rest_hook_urls: Mapping[str, str] = field(default_factory=dict)
+    rest_hook_secrets: Mapping[str, str] = field(default_factory=dict)
+    rest_hook_usernames: Mapping[str, str] = field(default_factory=dict)
+    rest_hook_passwords: Mapping[str, str] = field(default_factory=dict)
+    rest_hook_methods: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     @property
     def tls_enabled(self) -> bool:
@@ -385,6 +514,28 @@ class Settings:
             raise ConfigError(
                 f"sip_t1={self.sip_t1_ms} is above sip_t2={self.sip_t2_ms}: expected T1 <= T2"
             )
+        for prefix, per_app in (("rest_hook_secret", self.rest_hook_secrets),
+                                ("rest_hook_username", self.rest_hook_usernames),
+                                ("rest_hook_password", self.rest_hook_passwords),
+                                ("rest_hook_methods", self.rest_hook_methods)):
+            for app_key in per_app:
+                if app_key not in self.rest_hook_urls:
+                    raise ConfigError(
+                        f"{prefix}.{app_key} is set but rest_hook.{app_key} is not: expected "
+                        f"a backend URL for appKey {app_key!r}"
+                    )
+        for app_key in self.rest_hook_passwords:
+            if app_key not in self.rest_hook_usernames:
+                raise ConfigError(
+                    f"rest_hook_password.{app_key} is set but rest_hook_username.{app_key} is "
+                    "not: expected both, or neither"
+                )
+        if self.rest_hook_signature == "wcs-md5" and self.rest_hook_usernames:
+            app_key = next(iter(self.rest_hook_usernames))
+            raise ConfigError(
+                f"rest_hook_username.{app_key} is set with rest_hook_signature=wcs-md5, which "
+                "takes the Authorization header itself: expected hmac-sha256, or no Basic auth"
+            )
         if bool(self.tls_private_key) and not self.tls_certificate:
             raise ConfigError(
                 f"tls_private_key={self.tls_private_key} is set but tls_certificate is empty: "
@@ -409,7 +560,7 @@ def settings_from_text(text: str, source: str = "<config>") -> LoadResult:
     @raise ConfigError: a value cannot be read, naming source, line, key, value and expectation.
     """
     values = _defaults()
-    users: dict[str, str] = {}
+    families: dict[str, dict[str, Any]] = {spec.attribute: {} for spec in PREFIX_KEY_SPECS}
     warnings: list[str] = []
     seen: dict[str, int] = {}
     for number, name, raw in parse_properties(text):
@@ -417,12 +568,17 @@ def settings_from_text(text: str, source: str = "<config>") -> LoadResult:
         if name in seen:
             warnings.append(f"{where}: key {name!r} repeats line {seen[name]}; the last one wins")
         seen[name] = number
-        prefix = next((p for p in PREFIX_KEYS if name.startswith(p)), None)
-        if prefix is not None:
-            user = name[len(prefix):]
-            if not user:
-                raise ConfigError(f"{where}: key {name!r} needs a name after {prefix!r}")
-            users[user] = raw
+        spec = next((p for p in PREFIX_KEY_SPECS if name.startswith(p.prefix)), None)
+        if spec is not None:
+            part = name[len(spec.prefix):]
+            if not part:
+                raise ConfigError(f"{where}: key {name!r} needs a name after {spec.prefix!r}")
+            try:
+                families[spec.attribute][part] = spec.type.convert(raw)
+            except ValueError:
+                raise ConfigError(
+                    f"{where}: {name}={raw!r} is not valid: expected {spec.type.expected}"
+                ) from None
             continue
         key = KEYS_BY_NAME.get(name)
         if key is None:
@@ -434,7 +590,7 @@ def settings_from_text(text: str, source: str = "<config>") -> LoadResult:
             raise ConfigError(
                 f"{where}: {name}={raw!r} is not valid: expected {key.type.expected}"
             ) from None
-    settings = Settings(**values, sip_users=users)
+    settings = Settings(**values, **families)
     settings.check()
     return LoadResult(settings, tuple(warnings))
 

@@ -329,3 +329,338 @@ class IMediaFactory(Interface):
         """
         Join two negotiated sessions; returns an IMediaBridge.
         """
+
+
+class IEventHooks(Interface):
+    """
+    The HTTP calls the server makes to an application's backend (WCS REST hooks, spec section 12).
+
+    Each appKey may have a backend; an appKey without one (and no defaultApp backend) gets no
+    calls, and every method below then answers at once with what it was given.  A slow or dead
+    backend never blocks the reactor: every call is asynchronous, bounded in time and in
+    concurrency.
+    """
+
+    def connect(fields):
+        """
+        Ask the backend whether a client's C{connection} may open (method C{connect}).
+
+        @param fields: the connection object, with C{nodeId}, C{appKey} and C{sessionId}.
+        @return: a Deferred firing with the connection fields to use (the backend may have
+            overwritten some and added C{restClientConfig}), or failing with
+            L{wcs_twisted.rest.hooks.HookRefused}, a C{DomainError} whose C{info} is the
+            backend's reason (or, when the backend is down and the policy refuses,
+            L{wcs_twisted.rest.hooks.HookUnavailable}).
+        """
+
+    def invoke(app_key, method, body, client_config=None):
+        """
+        Tell the backend about a client action before it is done (direct invocation: call,
+        answer, hangup, hold, unhold, transfer, sendDtmf).
+
+        @param client_config: the session's C{restClientConfig} from C{connect}, or None.
+        @return: a Deferred firing with the body to act on.  With C{restOnError} LOG and
+            C{restPolicy} NOTIFY (the defaults) it has already fired with C{body}: the action
+            never waits.  It fails with C{HookRefused} only when C{restOnError} is FAIL.
+        """
+
+    def event(app_key, method, body, client_config=None):
+        """
+        Report a status change (ConnectionStatusEvent, RegistrationStatusEvent, CallStatusEvent,
+        TransferStatusEvent); fire and forget, retried a bounded number of times.
+
+        @return: a Deferred firing with True once delivered, False if given up; it never fails.
+        """
+
+    def close():
+        """
+        Stop: cancel pending retries and requests in flight.  Returns a Deferred that fires once
+        they have all stopped.
+        """
+
+
+# --- modules and streams (docs/plugins.md) ------------------------------------------------------
+
+
+class ICallObserver(Interface):
+    """
+    Something told about every call's progress (the observers of L{wcs_twisted.ua.call_table}).
+
+    C{call} is the call layer's object: read C{call.call_id} and C{call.to_wcs()} (the WCS call
+    object, the same dict REST C{/call/find} returns) and treat the rest as private.
+    """
+
+    def call_status_changed(call, info):
+        """
+        The call reached a new WCS status (C{call.to_wcs()["status"]}: TRYING, RING, ESTABLISHED,
+        HOLD, FINISH, FAILED, BUSY...).
+
+        @param info: the WCS info text that went with it (e.g. "Normal call clearing"), or None.
+        """
+
+    def call_transfer_changed(call, status):
+        """
+        A transfer (REFER) of the call moved on; C{status.value} is the WCS transfer status.
+        """
+
+    def call_dtmf_received(call, digit, method):
+        """
+        A DTMF digit arrived from the SIP side; C{method} is "RFC2833" or "INFO".
+        """
+
+
+class IWcsModule(Interface):
+    """
+    A pluggable server module (recording, RTMP republishing, an audit log, ...).
+
+    A drop-in file in the C{wcs_plugins} package, or in a folder named by C{plugin_dirs}, creates
+    one object at module level that provides L{twisted.plugin.IPlugin} and this interface; the
+    server finds it with C{twisted.plugin.getPlugins}.  The module reaches the rest of the server
+    only through the L{IModuleContext} it is started with.
+    """
+
+    name = Attribute(
+        "Short unique name (letters, digits, '_'), used in logs and in modules_disabled.")
+
+    def start(context):
+        """
+        Start the module.  Called once, at server start, in name order.
+
+        @param context: what the module may use (L{IModuleContext}).
+        @return: None, or a L{Deferred} (or coroutine) that fires once started.  Raising, or a
+            failing Deferred, gets the module logged with its name and skipped; the server keeps
+            running and C{stop} is not called.
+        """
+
+    def stop():
+        """
+        Stop and release everything (files, sinks, stream observers, connections).  Called once
+        at shutdown, in reverse start order, if C{start} did not fail (also while a slow start is
+        still pending: its Deferred is cancelled first).
+
+        @return: None, or a L{Deferred} (or coroutine); a stop that takes too long is logged and
+            abandoned.
+        """
+
+
+class IModuleContext(Interface):
+    """
+    Everything an L{IWcsModule} may reach; given to C{start}, one context per module.
+    """
+
+    name = Attribute("The name of the module this context belongs to.")
+    settings = Attribute(
+        "The server's L{wcs_twisted.config.Settings}: frozen, so read-only by construction.")
+    clock = Attribute("An IReactorTime for timers and C{seconds()}; a task.Clock in tests.")
+    reactor = Attribute(
+        "The reactor, for modules that open connections (IReactorTCP...).  Never import "
+        "twisted.internet.reactor in a module.")
+    streams = Attribute("The server's L{IStreamRegistry}: named streams to publish or play.")
+    log = Attribute(
+        "A twisted.logger.Logger whose namespace names the module (wcs_plugins.<name>).")
+
+    def add_call_observer(observer):
+        """
+        Tell C{observer} about every call from now on, as an L{ICallObserver}; it may implement
+        only the methods it needs.  Its exceptions are logged with the module's name and never
+        reach the call layer.  Observers still registered when the module stops are removed.
+        """
+
+    def remove_call_observer(observer):
+        """
+        Stop telling C{observer} about calls; an observer that is not registered is ignored.
+        """
+
+
+class IStreamSource(Interface):
+    """
+    What feeds a named stream: a SIP call's media, a browser's WebRTC publish, a media file.
+
+    The source's owner publishes it (L{IStreamRegistry.publish}) and pushes each encoded packet
+    into the L{IStream} it gets back (C{stream.packet_received(...)}); the stream fans the packets
+    out to its sinks.
+    """
+
+    audio_codec = Attribute(
+        "The audio codec sent, as in rtpmap ('opus/48000/2', 'PCMU/8000'), or None.")
+    video_codec = Attribute("The video codec sent ('H264/90000', 'VP8/90000'), or None.")
+
+    def request_keyframe():
+        """
+        Ask the publisher for a video keyframe soon (RTCP PLI/FIR, SIP INFO
+        picture_fast_update).  The stream calls this when a video sink attaches or asks, at most
+        about every quarter second; a source without video ignores it.  Must not raise.
+        """
+
+    def stream_ended(reason):
+        """
+        The stream ended, whoever ended it (the owner, REST /stream/terminate, shutdown): stop
+        feeding it.  Called once, after the sinks were told.
+
+        @param reason: the WCS info text, e.g. "Stopped by publisher stop".
+        """
+
+
+class IStreamSink(Interface):
+    """
+    A consumer of a named stream: a WebRTC player, the recorder, an RTMP pusher, injection into
+    a call.
+
+    Sinks receive ENCODED packets, never decoded frames (relay first: a player that accepts the
+    source codec forwards the payload as it is).  A sink that needs samples or another codec
+    decodes or transcodes itself, and can compare C{codec_name} per packet to notice a change.
+    """
+
+    kinds = Attribute(
+        "The media the sink takes: a collection of 'audio' and/or 'video', read once at attach. "
+        "A sink taking 'video' makes the stream ask its source for a keyframe.")
+
+    def packet_received(kind, payload, codec_name, timestamp, marker):
+        """
+        One encoded media packet; runs for every packet, so it must be quick and never block.
+
+        @param kind: "audio" or "video" (only the kinds the sink takes).
+        @param payload: the RTP payload (no RTP header), L{bytes}; shared by every sink, so
+            never modified.
+        @param codec_name: as in rtpmap, e.g. "opus/48000/2", "H264/90000".
+        @param timestamp: the RTP timestamp, in units of the codec's clock rate, wrapping at
+            2**32 (RFC 3550 5.1).
+        @param marker: the RTP marker bit: last packet of a video frame, or first packet of a
+            talkspurt (RFC 3551 4.1).
+        """
+
+    def stream_ended(reason):
+        """
+        The stream's source ended; the sink is already detached and gets no more packets.  A
+        player reports STOPPED (or FAILED) with C{reason} as the info to its client.
+
+        @param reason: the WCS info text, e.g. "Stopped by publisher stop",
+            "Stopped by rest /terminate", "Failed by error" (this sink raised).
+        """
+
+
+class IStream(Interface):
+    """
+    One published stream, as L{IStreamRegistry.publish} returns it: one source, many sinks.
+    """
+
+    name = Attribute("The stream name (unique among published streams).")
+    source = Attribute("The L{IStreamSource} feeding it.")
+    sinks = Attribute("A tuple of the attached L{IStreamSink}s, in attach order.")
+    properties = Attribute(
+        "Dict of extra WCS stream-object fields given at publish (mediaSessionId, sessionId...).")
+    created = Attribute("Clock time (seconds) of publication.")
+    ended = Attribute("None while running; the end reason (WCS info text) once ended.")
+
+    def packet_received(kind, payload, codec_name, timestamp, marker):
+        """
+        Fan one encoded packet out to every sink taking C{kind} (called by the source's owner;
+        the arguments are as in L{IStreamSink.packet_received}).  A sink that raises is
+        detached and told "Failed by error"; the others still get the packet.
+        """
+
+    def attach(sink):
+        """
+        Add a sink; it gets the packets that arrive from now on.  A sink taking video makes the
+        stream ask the source for a keyframe.  Attaching an attached sink does nothing.
+
+        @raise wcs_twisted.errors.MediaError: "Stream not found" once the stream has ended.
+        """
+
+    def detach(sink):
+        """
+        Remove a sink (no C{stream_ended} call); it gets no further packet, even one being fanned
+        out right now.  Detaching a sink that is not attached does nothing.
+        """
+
+    def request_keyframe():
+        """
+        Ask the source for a keyframe (a sink saw loss); requests closer together than a quarter
+        second are merged into one.
+        """
+
+    def end(reason):
+        """
+        End the stream: it leaves the registry, every sink and then the source get
+        C{stream_ended(reason)}.  Ending an ended stream does nothing.
+        """
+
+    def describe():
+        """
+        The stream as a WCS stream object dict: C{properties} plus name, audioCodec, videoCodec
+        and createDate (milliseconds); what L{IStreamRegistry.find} filters match.
+        """
+
+
+class IStreamObserver(Interface):
+    """
+    Told when streams come and go (e.g. a recording module attaching to every call stream).
+    """
+
+    def stream_published(stream):
+        """
+        A stream (L{IStream}) was published.
+        """
+
+    def stream_unpublished(stream, reason):
+        """
+        A stream ended with the WCS info text C{reason}; its sinks were already told.
+        """
+
+
+class IStreamRegistry(Interface):
+    """
+    The server's named streams (media/streams.py): REST /stream/*, players, modules.
+    """
+
+    def publish(name, source, properties=None):
+        """
+        Publish C{source} under C{name}.
+
+        @param properties: extra WCS stream-object fields (mediaSessionId, sessionId, appKey...).
+        @return: the new L{IStream}; the source's owner feeds packets into it.
+        @raise wcs_twisted.errors.MediaError: "Stream name is already in use".
+        """
+
+    def unpublish(name, reason):
+        """
+        End the stream called C{name} (L{IStream.end}).  Owners that hold the stream should call
+        C{stream.end} instead, so a stale name never ends a newer stream of the same name.
+
+        @raise wcs_twisted.errors.MediaError: "Stream not found".
+        """
+
+    def get(name):
+        """
+        The L{IStream} published as C{name}, or None.
+        """
+
+    def find(filters):
+        """
+        The streams whose C{describe()} has every key of the mapping C{filters} with an equal
+        value, in publication order; empty filters match every stream.
+        """
+
+    def attach(name, sink):
+        """
+        Attach C{sink} to the stream called C{name} (L{IStream.attach}).
+
+        @return: the L{IStream}, so the sink can later C{request_keyframe} or C{detach}.
+        @raise wcs_twisted.errors.MediaError: "Stream not found".
+        """
+
+    def detach(name, sink):
+        """
+        Detach C{sink} from the stream called C{name}; unknown names and sinks are ignored.
+        """
+
+    def add_observer(observer):
+        """
+        Tell an L{IStreamObserver} about streams published and ended from now on; its
+        exceptions are logged and never reach the publisher.
+        """
+
+    def remove_observer(observer):
+        """
+        Stop telling C{observer}; one that is not registered is ignored.
+        """

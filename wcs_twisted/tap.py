@@ -25,6 +25,7 @@ from wcs_twisted.listeners import ListenerService
 from wcs_twisted.logs import JSONLogFileService
 from wcs_twisted.metrics import ServerMetrics
 from wcs_twisted.rest.api import RestAPI
+from wcs_twisted.rest.hooks import CallHookObserver, RestHooks, SessionHookObserver
 from wcs_twisted.rest.web import build_site
 from wcs_twisted.signalling.protocol import Signalling, WCSServerFactory
 from wcs_twisted.sip.timers import TimerValues
@@ -185,6 +186,20 @@ class SessionShutdownService(Service):
         deadline = self._clock.seconds() + self._grace
         self._clock.callLater(0.05, check)
         return done
+
+
+class HooksService(Service):
+    """
+    Cancels REST hook requests and retries at shutdown, after the sessions' last events.
+    """
+
+    def __init__(self, hooks: RestHooks) -> None:
+        self.setName("rest-hooks")
+        self.hooks = hooks
+
+    def stopService(self):
+        super().stopService()
+        return self.hooks.close()
 
 
 class SIPStackService(Service):
@@ -348,12 +363,16 @@ def build_service(settings: Settings, reactor, warnings=()) -> MultiService:
     calls.registration_factory = registration_factory
     # Incoming INVITEs for sessions come before the proxy (routers are tried in order).
     core.add_router(calls)
+    hooks = RestHooks(settings, reactor, node_id)
+    sessions.observers.append(SessionHookObserver(hooks))
+    calls.observers.append(CallHookObserver(hooks))
     signalling = Signalling(
         sessions, reactor, metrics,
         server_address=lambda: f"{settings.advertised_address}:{settings.ws_port}",
         ping_interval=settings.keep_alive_interval_ms / 1000.0,
         max_missed_pongs=settings.keep_alive_probes,
         calls=calls,
+        hooks=hooks,
     )
     ws_factory = WCSServerFactory(signalling, reactor, settings.ws_max_message_size)
     listeners: list[ListenerService] = []
@@ -390,6 +409,7 @@ def build_service(settings: Settings, reactor, warnings=()) -> MultiService:
         # After the call table's router (incoming calls for sessions) comes the proxy.
         core.add_router(proxy)
     SIPStackService(stack, streams, proxy).setServiceParent(root)
+    HooksService(hooks).setServiceParent(root)
     # Added last, so it is stopped first: clients hear "going away" and SIP accounts unregister
     # while the stack and the listeners still run (OrderedMultiService waits for each).
     SessionShutdownService(signalling, reactor).setServiceParent(root)

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
@@ -44,6 +45,7 @@ class Channel:
         self.missed_pongs = 0
         self.keep_alive: LoopingCall | None = None
         self.closing = False
+        self.connecting = False
 
     def send_message(self, name: str, data: list[Any]) -> None:
         if self.closing:
@@ -73,9 +75,11 @@ class Signalling:
         ping_interval: float = 5.0,
         max_missed_pongs: int = 10,
         calls=None,
+        hooks=None,
     ) -> None:
         self.sessions = sessions
         self.calls = calls
+        self.hooks = hooks
         self.clock = clock
         self.metrics = metrics
         self._server_address = server_address
@@ -89,13 +93,13 @@ class Signalling:
         }
         if calls is not None:
             self._handlers.update({
-                "call": self._call_method(calls.start_call),
-                "answer": self._call_method(calls.answer),
-                "hangup": self._call_method(calls.hang_up),
-                "hold": self._call_method(calls.hold),
-                "unhold": self._call_method(calls.unhold),
-                "sendDtmf": self._call_method(calls.send_dtmf),
-                "transfer": self._call_method(calls.transfer),
+                "call": self._call_method("call", calls.start_call),
+                "answer": self._call_method("answer", calls.answer),
+                "hangup": self._call_method("hangup", calls.hang_up),
+                "hold": self._call_method("hold", calls.hold),
+                "unhold": self._call_method("unhold", calls.unhold),
+                "sendDtmf": self._call_method("sendDtmf", calls.send_dtmf),
+                "transfer": self._call_method("transfer", calls.transfer),
             })
 
     # --- connection lifecycle -----------------------------------------------------------------
@@ -156,12 +160,26 @@ class Signalling:
             self._fail(channel, f"Unknown message {message.name!r}", message.name)
             return
         try:
-            handler(channel, message.payload)
+            result = handler(channel, message.payload)
         except DomainError as error:
             self._fail(channel, error.info, message.name)
         except Exception:
             self.log.failure("handling {name} from {peer}", name=message.name, peer=channel.peer)
             self._fail(channel, "Failed by error", message.name)
+        else:
+            if isinstance(result, Deferred):
+                result.addErrback(self._handler_failed, channel, message.name)
+
+    def _handler_failed(self, failure, channel: Channel, name: str) -> None:
+        """
+        A handler that waited (on a REST hook) failed later: same answers as a synchronous one.
+        """
+        if failure.check(DomainError):
+            self._fail(channel, failure.value.info, name)
+        else:
+            self.log.failure("handling {name} from {peer}", failure, name=name,
+                             peer=channel.peer)
+            self._fail(channel, "Failed by error", name)
 
     def _send(self, channel: Channel, name: str, data: list[Any]) -> None:
         self.metrics.messages.labels(direction="out", message=name).inc()
@@ -182,16 +200,22 @@ class Signalling:
         SDK pings (pingInterval > 0) need no answer (spec section 3).
         """
 
-    @staticmethod
-    def _call_method(method):
+    def _call_method(self, name: str, method):
         """
-        A handler that passes the channel's session and the payload to a call-table method.
+        A handler for a call action: the backend hears it first (WCS direct invocation; with
+        the default restOnError=LOG it does not wait), then the call table acts on it.
         """
 
-        def handle(channel: Channel, payload: dict[str, Any] | None) -> None:
-            if channel.session is None:
+        def handle(channel: Channel, payload: dict[str, Any] | None):
+            session = channel.session
+            if session is None:
                 raise DomainError("Session not ready")
-            method(channel.session, payload or {})
+            fields = payload or {}
+            if self.hooks is None:
+                return method(session, fields)
+            approved = self.hooks.invoke(session.app_key, name, fields,
+                                         session.fields.get("restClientConfig"))
+            return approved.addCallback(lambda body: method(session, dict(body)))
 
         return handle
 
@@ -208,7 +232,39 @@ class Signalling:
                     self._send(channel, "registered", [])
                 return
         session_id = f"/{channel.peer}/{self._server_address()}"
-        session = self.sessions.open(channel, session_id, payload or {})
+        fields = payload or {}
+        self.sessions.check_fields(fields)
+        if self.hooks is None:
+            self._open_session(channel, session_id, fields)
+            return None
+        if channel.connecting:
+            raise DomainError("Connection already in progress")
+        channel.connecting = True
+        asked = self.hooks.connect(dict(
+            fields, sessionId=session_id, nodeId=self.sessions.node_id,
+            appKey=fields.get("appKey") or "defaultApp"))
+
+        def allowed(result) -> None:
+            channel.connecting = False
+            if not channel.closing:
+                self._open_session(channel, session_id, dict(result))
+
+        def refused(failure) -> None:
+            channel.connecting = False
+            failure.trap(DomainError)
+            info = failure.value.info
+            self.log.info("connection from {peer} refused by the backend: {info}",
+                          peer=channel.peer, info=info)
+            self._send(channel, "fail", messages.fail(info, "ConnectionStatusEvent"))
+            for observer in self.sessions.observers:
+                if hasattr(observer, "session_refused"):
+                    observer.session_refused(fields, info)
+            channel.close(CLOSE_NORMAL, info)
+
+        return asked.addCallbacks(allowed, refused)
+
+    def _open_session(self, channel: Channel, session_id: str, fields: dict[str, Any]) -> None:
+        session = self.sessions.open(channel, session_id, fields)
         channel.session = session
         self._send(channel, "getUserData", [session.public_fields()])
 

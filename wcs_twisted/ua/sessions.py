@@ -120,6 +120,16 @@ class SessionTable:
     def __iter__(self) -> Iterator[ClientSession]:
         return iter(list(self._by_id.values()))
 
+    def check_fields(self, fields: Mapping[str, Any]) -> None:
+        """
+        Validate a connection object before anyone (a REST hook backend) sees it.
+
+        @raise InvalidField: naming the first bad field.
+        """
+        read_text(fields, "appKey")
+        SIPAccount.from_fields(fields, self._default_sip_port)
+        read_boolean(fields, "keepAlive", False)
+
     def open(self, connection: IClientConnection, session_id: str,
              fields: Mapping[str, Any]) -> ClientSession:
         """
@@ -173,6 +183,9 @@ class SessionTable:
 
         def changed(change) -> None:
             state = change.state.value
+            for observer in self.observers:
+                if hasattr(observer, "session_registration_changed"):
+                    observer.session_registration_changed(session, state, change.reason)
             if state == "REGISTERED":
                 if not session.registered:
                     session.registered = True
