@@ -120,6 +120,7 @@ class ServiceTreeTests(SynchronousTestCase):
         root = build_service(Settings(), Clock())
         names = [service.name for service in root]
         self.assertEqual(names, ["ws", "http", "sip-udp", "sip-tcp", "sip-stack", "rest-hooks",
+                                 "modules",
                                  "session-shutdown"])
         self.assertFalse(root.running)
         for service in root.listeners:

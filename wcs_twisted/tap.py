@@ -36,6 +36,8 @@ from wcs_twisted.transport.trace import MessageTrace
 from wcs_twisted.transport.udp import SIPDatagramProtocol
 from wcs_twisted.sip.auth import DigestAuthenticator
 from wcs_twisted.media.factory import MediaFactory
+from wcs_twisted.media.streams import StreamRegistry
+from wcs_twisted.modules import ModuleContext, ModuleService, discover_modules
 from wcs_twisted.media.ports import PortPool
 from wcs_twisted.ua.call_table import CallSettings, CallTable
 from wcs_twisted.ua.core import UserAgentCore
@@ -410,6 +412,14 @@ def build_service(settings: Settings, reactor, warnings=()) -> MultiService:
         core.add_router(proxy)
     SIPStackService(stack, streams, proxy).setServiceParent(root)
     HooksService(hooks).setServiceParent(root)
+    stream_registry = StreamRegistry(reactor)
+    modules = ModuleService(
+        discover_modules(settings.plugin_dirs, settings.modules_disabled),
+        lambda name: ModuleContext(name, settings=settings, reactor=reactor, calls=calls,
+                                   streams=stream_registry),
+        reactor)
+    # Started after the network, stopped before it: modules see the last calls end.
+    modules.setServiceParent(root)
     # Added last, so it is stopped first: clients hear "going away" and SIP accounts unregister
     # while the stack and the listeners still run (OrderedMultiService waits for each).
     SessionShutdownService(signalling, reactor).setServiceParent(root)
@@ -422,6 +432,8 @@ def build_service(settings: Settings, reactor, warnings=()) -> MultiService:
     root.location = location
     root.sip_proxy = proxy
     root.calls = calls
+    root.streams = stream_registry
+    root.modules = modules
     return root
 
 

@@ -1,0 +1,411 @@
+# -*- test-case-name: tests.test_modules -*-
+"""
+Pluggable modules: finding them, starting them with a context, stopping them.
+
+Modules (recording, RTMP republishing, the call audit log, third-party ones) are
+C{twisted.plugin} drop-ins providing L{IWcsModule}.  Built-in ones live in the C{wcs_plugins}
+package (the top-level C{plugins/} folder); a third party drops one .py file into a folder named by
+the C{plugin_dirs} setting, which is added to that package's path before discovery.  A drop-in
+that cannot be imported, that is not a valid module, or whose C{start} fails is logged with its
+name and skipped: one bad plugin never stops the server.
+
+A module sees the server only through its L{ModuleContext}.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import sys
+import types
+from typing import Any, Callable, Iterable, Optional, Sequence
+
+from twisted.application.service import Service
+from twisted.internet.defer import (
+    CancelledError,
+    Deferred,
+    TimeoutError,
+    maybeDeferred,
+    succeed,
+)
+from twisted.logger import Logger, globalLogPublisher
+from twisted.plugin import getPlugins
+from zope.interface import implementer
+from zope.interface.exceptions import Invalid
+from zope.interface.verify import verifyObject
+
+import wcs_twisted
+from wcs_twisted.interfaces import ICallObserver, IModuleContext, IWcsModule
+
+__all__ = [
+    "ModuleContext",
+    "ModuleService",
+    "PLUGIN_PACKAGE",
+    "add_plugin_dirs",
+    "discover_modules",
+    "plugin_package",
+]
+
+log = Logger()
+
+#: The plugin package every module drop-in belongs to (setup.py installs plugins/ under it).
+PLUGIN_PACKAGE = "wcs_plugins"
+
+#: Seconds a module's stop() may take before shutdown goes on without it.
+STOP_TIMEOUT = 10.0
+
+_CALL_EVENTS = ("call_status_changed", "call_transfer_changed", "call_dtmf_received")
+
+
+# --- discovery ------------------------------------------------------------------------------------
+
+
+def plugin_package() -> types.ModuleType:
+    """
+    The C{wcs_plugins} package.
+
+    Installed, it is a real package.  In a source checkout installed in editable "compat" mode only
+    the checkout root is on C{sys.path}, where the folder is called C{plugins}; it is then loaded
+    from there under its installed name, so discovery behaves the same either way.
+
+    @raise ImportError: neither exists (a broken installation).
+    """
+    try:
+        return importlib.import_module(PLUGIN_PACKAGE)
+    except ModuleNotFoundError as error:
+        if error.name != PLUGIN_PACKAGE:
+            raise
+    folder = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(wcs_twisted.__file__))),
+                          "plugins")
+    init = os.path.join(folder, "__init__.py")
+    if not os.path.isfile(init):
+        raise ImportError(f"the {PLUGIN_PACKAGE} plugin package is not installed "
+                          f"(and {folder} does not exist)")
+    spec = importlib.util.spec_from_file_location(PLUGIN_PACKAGE, init,
+                                                  submodule_search_locations=[folder])
+    package = importlib.util.module_from_spec(spec)
+    sys.modules[PLUGIN_PACKAGE] = package
+    try:
+        spec.loader.exec_module(package)
+    except BaseException:
+        del sys.modules[PLUGIN_PACKAGE]
+        raise
+    return package
+
+
+def add_plugin_dirs(package: types.ModuleType, folders: Iterable[str]) -> list[str]:
+    """
+    Make each folder part of C{package}'s path, so its .py files are drop-ins of that package.
+
+    @return: the absolute folders now searched, in the order given; a folder that does not exist
+        is logged and left out.
+    """
+    added = []
+    for folder in folders:
+        path = os.path.abspath(os.path.expanduser(folder))
+        if not os.path.isdir(path):
+            log.warn("plugin folder {folder} does not exist; no modules are loaded from it",
+                     folder=path)
+            continue
+        if path not in package.__path__:
+            package.__path__.append(path)
+        added.append(path)
+    return added
+
+
+def _culprit(failure, folders: Sequence[str]) -> str:
+    """
+    The drop-in file a discovery failure came from: the innermost traceback frame that runs a file
+    directly inside a plugin folder, else the file a SyntaxError names.
+    """
+    for frame in reversed(failure.frames):
+        filename = os.path.abspath(frame[1])
+        if os.path.dirname(filename) in folders:
+            return filename
+    filename = getattr(failure.value, "filename", None)
+    if isinstance(filename, str) and filename:
+        return os.path.abspath(filename)
+    return "<unknown plugin file>"
+
+
+def _load_plugins(package: types.ModuleType) -> list[Any]:
+    """
+    C{getPlugins(IWcsModule, package)}, naming the file of every drop-in that fails to load.
+
+    C{getPlugins} logs a failing drop-in as an anonymous traceback and goes on; the events it logs
+    while it runs are watched here and each failure gets a log line with the file's name.
+    """
+    failures: list = []
+
+    def watch(event: dict) -> None:
+        # twisted.plugin reports through the legacy log.err(): "failure" with "isError".
+        if event.get("isError") and event.get("failure") is not None:
+            failures.append(event["failure"])
+
+    # Files may have been added since the import system last listed these folders.
+    importlib.invalidate_caches()
+    globalLogPublisher.addObserver(watch)
+    try:
+        plugins = list(getPlugins(IWcsModule, package))
+    finally:
+        globalLogPublisher.removeObserver(watch)
+    folders = [os.path.abspath(path) for path in package.__path__]
+    for failure in failures:
+        log.error("module plugin {file} failed to load and is skipped: {error}",
+                  file=_culprit(failure, folders), error=failure.getErrorMessage())
+    return plugins
+
+
+def _origin(plugin: Any) -> str:
+    module = sys.modules.get(type(plugin).__module__)
+    return getattr(module, "__file__", None) or type(plugin).__module__
+
+
+def discover_modules(plugin_dirs: Iterable[str] = (), disabled: Iterable[str] = (),
+                     package: Optional[types.ModuleType] = None) -> list[Any]:
+    """
+    Every usable module: the built-in drop-ins plus those in C{plugin_dirs}.
+
+    Drop-ins that fail to import, objects that do not really provide L{IWcsModule}
+    (C{verifyObject}), a second module with a name already taken, and the modules named in
+    C{disabled} are logged and left out.
+
+    @return: the modules, sorted by name (the start order).
+    """
+    if package is None:
+        package = plugin_package()
+    add_plugin_dirs(package, plugin_dirs)
+    disabled = set(disabled)
+    modules: dict[str, Any] = {}
+    origins: dict[str, str] = {}
+    for plugin in _load_plugins(package):
+        try:
+            verifyObject(IWcsModule, plugin)
+            name = plugin.name
+            if not isinstance(name, str) or not name:
+                raise Invalid(f"its name is {name!r}, expected a non-empty string")
+        except Invalid as error:
+            log.error("module plugin {plugin!r} from {file} is not a valid IWcsModule and is "
+                      "skipped: {error}", plugin=plugin, file=_origin(plugin),
+                      error=" ".join(str(error).split()))
+            continue
+        if name in origins:
+            log.error("module {module} from {file} is skipped: {other} already provides a "
+                      "module of that name", module=name, file=_origin(plugin),
+                      other=origins[name])
+            continue
+        origins[name] = _origin(plugin)
+        if name in disabled:
+            log.info("module {module} is disabled (modules_disabled)", module=name)
+            continue
+        modules[name] = plugin
+    for name in sorted(disabled.difference(origins)):
+        log.warn("modules_disabled names {module}, which no plugin provides", module=name)
+    return [modules[name] for name in sorted(modules)]
+
+
+# --- what a module sees ---------------------------------------------------------------------------
+
+
+@implementer(ICallObserver)
+class _GuardedCallObserver:
+    """
+    Puts a module's call observer on the call table: only the methods it has are called, and its
+    exceptions are logged under the module's name instead of reaching the call layer.
+    """
+
+    def __init__(self, module: str, observer: Any, module_log: Logger) -> None:
+        self._module = module
+        self._observer = observer
+        self._log = module_log
+        self._methods = {name: getattr(observer, name, None) for name in _CALL_EVENTS}
+
+    def _deliver(self, name: str, *args: Any) -> None:
+        method = self._methods[name]
+        if method is None:
+            return
+        try:
+            method(*args)
+        except Exception:
+            self._log.failure("module {module}: {observer!r}.{method} failed",
+                              module=self._module, observer=self._observer, method=name)
+
+    def call_status_changed(self, call, info) -> None:
+        self._deliver("call_status_changed", call, info)
+
+    def call_transfer_changed(self, call, status) -> None:
+        self._deliver("call_transfer_changed", call, status)
+
+    def call_dtmf_received(self, call, digit, method) -> None:
+        self._deliver("call_dtmf_received", call, digit, method)
+
+
+@implementer(IModuleContext)
+class ModuleContext:
+    """
+    What one module may reach (L{IModuleContext}).
+
+    @param name: the module's name (for its log namespace and log lines).
+    @param settings: the server's frozen L{wcs_twisted.config.Settings}.
+    @param reactor: the reactor (connections, timers).
+    @param calls: the call table: anything with an C{observers} list whose members get
+        L{ICallObserver} calls (L{wcs_twisted.ua.call_table.CallTable}); None when the server has
+        none, and then observers get no events.
+    @param streams: the L{IStreamRegistry}.
+    @param clock: timers and time; the reactor unless given.
+    """
+
+    def __init__(self, name: str, *, settings, reactor, calls, streams, clock=None) -> None:
+        self.name = name
+        self.settings = settings
+        self.reactor = reactor
+        self.clock = reactor if clock is None else clock
+        self.streams = streams
+        self.log = Logger(namespace=f"{PLUGIN_PACKAGE}.{name}")
+        self._calls = calls
+        self._observers: dict[Any, _GuardedCallObserver] = {}
+
+    def add_call_observer(self, observer) -> None:
+        if observer in self._observers:
+            return
+        guard = _GuardedCallObserver(self.name, observer, self.log)
+        self._observers[observer] = guard
+        if self._calls is None:
+            self.log.warn("module {module}: this server has no call table; the observer gets "
+                          "no call events", module=self.name)
+            return
+        self._calls.observers.append(guard)
+
+    def remove_call_observer(self, observer) -> None:
+        guard = self._observers.pop(observer, None)
+        if guard is not None and self._calls is not None and guard in self._calls.observers:
+            self._calls.observers.remove(guard)
+
+    def close(self) -> None:
+        """
+        Undo what the module registered through this context (its module has stopped).
+        """
+        for observer in list(self._observers):
+            self.remove_call_observer(observer)
+
+
+# --- the service ----------------------------------------------------------------------------------
+
+
+class _Running:
+    """
+    A module whose start() was called and did not fail (yet).
+    """
+
+    def __init__(self, module: Any, context: ModuleContext) -> None:
+        self.module = module
+        self.context = context
+        self.starting: Optional[Deferred] = None
+        self.cancelled = False
+
+
+class ModuleService(Service):
+    """
+    Starts every module with its own context, and stops them in reverse order at shutdown.
+
+    A module whose start() raises or fails is logged with its name and skipped; the others start
+    anyway.  At shutdown each stop() is waited for (boundedly) before the previous module's; a stop
+    that fails or hangs is logged and shutdown goes on.
+
+    @param modules: L{IWcsModule} providers, in start order (from L{discover_modules}).
+    @param context_factory: makes the context for a module name, e.g.
+        C{lambda name: ModuleContext(name, settings=..., reactor=..., calls=..., streams=...)}.
+    @param clock: for the stop timeout.
+    """
+
+    log = Logger()
+
+    def __init__(self, modules: Iterable[Any], context_factory: Callable[[str], ModuleContext],
+                 clock, stop_timeout: float = STOP_TIMEOUT) -> None:
+        self.setName("modules")
+        self.modules = list(modules)
+        self._context_factory = context_factory
+        self._clock = clock
+        self._stop_timeout = stop_timeout
+        self._running: list[_Running] = []
+
+    @property
+    def running_modules(self) -> tuple[str, ...]:
+        """
+        Names of the modules started (or still starting), in start order.
+        """
+        return tuple(entry.module.name for entry in self._running)
+
+    def startService(self) -> None:
+        super().startService()
+        for module in self.modules:
+            self._start(module)
+
+    def _start(self, module: Any) -> None:
+        name = module.name
+        try:
+            context = self._context_factory(name)
+        except Exception:
+            self.log.failure("module {module}: no context could be made for it; skipped",
+                             module=name)
+            return
+        entry = _Running(module, context)
+        self._running.append(entry)
+        starting = maybeDeferred(module.start, context)
+        entry.starting = starting
+
+        def started(_: object) -> None:
+            entry.starting = None
+            self.log.info("module {module} started ({file})", module=name, file=_origin(module))
+
+        def failed(failure) -> None:
+            entry.starting = None
+            if entry.cancelled and failure.check(CancelledError):
+                self.log.info("module {module}: start cancelled by shutdown", module=name)
+                return
+            if entry in self._running:
+                self._running.remove(entry)
+            self.log.failure("module {module} ({file}) failed to start and is skipped",
+                             failure, module=name, file=_origin(module))
+            _close(context, name)
+
+        starting.addCallbacks(started, failed)
+
+    def stopService(self) -> Deferred:
+        super().stopService()
+        entries = list(reversed(self._running))
+        self._running = []
+        done: Deferred = succeed(None)
+        for entry in entries:
+            done.addCallback(lambda _, entry=entry: self._stop(entry))
+        return done
+
+    def _stop(self, entry: _Running) -> Deferred:
+        name = entry.module.name
+        if entry.starting is not None:
+            entry.cancelled = True
+            entry.starting.cancel()
+        stopping = maybeDeferred(entry.module.stop)
+        stopping.addTimeout(self._stop_timeout, self._clock)
+
+        def stopped(_: object) -> None:
+            self.log.info("module {module} stopped", module=name)
+
+        def failed(failure) -> None:
+            if failure.check(TimeoutError):
+                self.log.error("module {module} did not stop within {timeout} s; shutdown goes "
+                               "on without it", module=name, timeout=self._stop_timeout)
+            else:
+                self.log.failure("module {module} failed to stop", failure, module=name)
+
+        stopping.addCallbacks(stopped, failed)
+        stopping.addCallback(lambda _: _close(entry.context, name))
+        return stopping
+
+
+def _close(context: ModuleContext, name: str) -> None:
+    try:
+        context.close()
+    except Exception:
+        log.failure("module {module}: its context could not be closed", module=name)
