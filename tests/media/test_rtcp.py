@@ -125,3 +125,30 @@ class ReceptionStatisticsTests(SynchronousTestCase):
         stats.update(build_rtp(0, 500, 0, 2, b""), packets_received=300)
         block = stats.report_block(0.0)
         self.assertEqual((block.ssrc, block.packets_lost, block.highest_sequence), (2, 0, 500))
+
+
+class FeedbackTests(SynchronousTestCase):
+    """
+    Keyframe requests (RFC 4585, RFC 5104).
+    """
+
+    def test_pli(self):
+        """
+        build_pli makes an RR followed by a PSFB FMT 1 naming both SSRCs,
+        which is_keyframe_request recognises.
+        """
+        packets = rtcp.parse_compound(rtcp.build_pli(0x11, 0x22))
+        self.assertEqual([p.packet_type for p in packets], [rtcp.RTCP_RR, rtcp.RTCP_PSFB])
+        self.assertEqual((packets[1].count, packets[1].ssrc, packets[1].media_ssrc),
+                         (rtcp.PSFB_PLI, 0x11, 0x22))
+        self.assertTrue(rtcp.is_keyframe_request(packets))
+
+    def test_fir_and_others(self):
+        """
+        A FIR (FMT 4) is a keyframe request; a report or a NACK is not.
+        """
+        fir = bytes([0x84, 206, 0, 4]) + bytes(16)
+        nack = bytes([0x81, 205, 0, 3]) + bytes(12)
+        self.assertTrue(rtcp.is_keyframe_request(rtcp.parse_compound(fir)))
+        self.assertFalse(rtcp.is_keyframe_request(rtcp.parse_compound(nack)))
+        self.assertFalse(rtcp.is_keyframe_request(rtcp.parse_compound(rtcp.build_rr(1))))

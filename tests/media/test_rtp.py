@@ -571,3 +571,79 @@ class TelephoneEventTests(SessionTestMixin, SynchronousTestCase):
             session.datagramReceived(build_rtp(101, seq, p.timestamp, 7, p.payload, p.marker), PEER)
         self.assertEqual(digits, ["9"])
         self.assertEqual(len(self.received), 7)
+
+
+class DirectionTests(SessionTestMixin, SynchronousTestCase):
+    """
+    Each half of the stream paused on its own (RFC 3264 sendonly/recvonly),
+    and what the bridge reads from the leg.
+    """
+
+    def test_sendonly(self):
+        """
+        Sending but not receiving: what we send goes out, received media is
+        not delivered and the watchdog pauses.
+        """
+        session = self.make()
+        session.set_remote(*PEER)
+        lost = []
+        session.activity_lost = lost.append
+        session.watch_activity(1.0)
+        session.set_direction(True, False)
+        session.send_packet(bytearray(rtp(seq=1)))
+        session.datagramReceived(rtp(seq=1), PEER)
+        self.reactor.pump([0.1] * 30)
+        self.assertEqual(len(self.rtp_port(session).written), 1)
+        self.assertEqual((self.received, lost), ([], []))
+        self.assertFalse(session.on_hold)
+
+    def test_recvonly(self):
+        """
+        Receiving but not sending: received media is delivered, nothing goes
+        out (sequence kept gap-free for later).
+        """
+        session = self.make()
+        session.set_remote(*PEER)
+        session.set_direction(False, True)
+        session.send_packet(bytearray(rtp(seq=1)))
+        session.send_payload(b"x" * 160, 0)
+        session.datagramReceived(rtp(seq=1), PEER)
+        self.assertEqual(self.rtp_port(session).written, [])
+        self.assertEqual(len(self.received), 1)
+
+    def test_source_latched_callback(self):
+        """
+        source_latched is called once, with the peer's address, when the
+        first valid packet latches the session.
+        """
+        session = self.make()
+        latched = []
+        session.source_latched = latched.append
+        session.datagramReceived(rtp(seq=1), PEER)
+        session.datagramReceived(rtp(seq=2), PEER)
+        self.assertEqual(latched, [PEER])
+        self.assertEqual(session.remote_ssrc, 0xDEAD)
+
+    def test_send_rtcp(self):
+        """
+        send_rtcp writes a compound packet to the peer's RTCP address.
+        """
+        session = self.make()
+        session.set_remote(*PEER)
+        session.send_rtcp(rtcp.build_pli(session.ssrc, 5))
+        [(data, addr)] = self.rtcp_port(session).written
+        self.assertEqual(addr, (PEER[0], PEER[1] + 1))
+        self.assertTrue(rtcp.is_keyframe_request(rtcp.parse_compound(data)))
+
+    def test_telephone_event_receive_payload_type(self):
+        """
+        Received digits are recognised by the receive payload type when the
+        peer numbered telephone-event differently from our sending type.
+        """
+        session = self.make()
+        session.set_telephone_event(96, 8000, receive_payload_type=101)
+        digits = []
+        session.digit_received = digits.append
+        session.datagramReceived(rtp(seq=1, pt=96, payload=bytes([1, 0x8A, 0, 160])), PEER)
+        session.datagramReceived(rtp(seq=2, pt=101, ts=320, payload=bytes([2, 0x8A, 0, 160])), PEER)
+        self.assertEqual(digits, ["2"])

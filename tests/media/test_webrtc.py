@@ -291,3 +291,84 @@ class WebRTCTransportTests(SynchronousTestCase):
         self.successResultOf(self.transport.stop())
         self.transport.send_packet(bytearray(build_rtp(0, 5, 800, 77, b"\x01" * 160)))
         self.assertEqual(self.browser.replies(), [])
+
+    def sent_to_browser(self):
+        return [self.browser.dtls.rx_srtp.unprotect(d)
+                for d in self.browser.replies() if 127 < d[0] < 192 and not 191 < d[1] < 224]
+
+    def test_send_payload(self):
+        """
+        send_payload builds audio packets on our SSRC one timestamp step
+        apart (transcoder output).
+        """
+        self.connect()
+        self.browser.replies()
+        self.transport.send_payload(b"a" * 50, 111, marker=True)
+        self.transport.send_payload(b"b" * 50, 111)
+        first, second = (peek_header(p) for p in self.sent_to_browser())
+        self.assertEqual((first.payload_type, first.ssrc, first.marker), (111, self.transport.ssrc, True))
+        self.assertEqual((second.timestamp - first.timestamp) & 0xFFFFFFFF, 160)
+        self.assertEqual(second.sequence_number, (first.sequence_number + 1) & 0xFFFF)
+
+    def test_video_on_its_own_stream(self):
+        """
+        Video goes out on the video SSRC with its own sequence numbers,
+        bundled on the same port.
+        """
+        self.connect()
+        self.browser.replies()
+        self.transport.send_packet(bytearray(build_rtp(0, 5, 800, 77, b"\x01" * 160)))
+        self.transport.send_video_packet(bytearray(build_rtp(96, 9, 9000, 78, b"\x02" * 900)))
+        audio, video = (peek_header(p) for p in self.sent_to_browser())
+        self.assertEqual(audio.ssrc, self.transport.ssrc)
+        self.assertEqual((video.ssrc, video.payload_type), (self.transport.video_ssrc, 96))
+        self.assertNotEqual(self.transport.ssrc, self.transport.video_ssrc)
+
+    def test_send_digit_mutes_audio(self):
+        """
+        A digit goes out as RFC 4733 packets on the audio SSRC while relayed
+        audio is held back; audio then resumes with no sequence gap.
+        """
+        self.transport.set_telephone_event(101, 8000)
+        self.connect()
+        self.browser.replies()
+        self.transport.send_packet(bytearray(build_rtp(0, 1, 160, 7, b"\x01" * 160)))
+        self.transport.send_digit("1", duration=0.04)
+        self.transport.send_packet(bytearray(build_rtp(0, 2, 320, 7, b"\x01" * 160)))
+        self.reactor.pump([0.02] * 10)
+        self.transport.send_packet(bytearray(build_rtp(0, 3, 480, 7, b"\x01" * 160)))
+        headers = [peek_header(p) for p in self.sent_to_browser()]
+        self.assertEqual([h.payload_type for h in headers], [0, 101, 101, 101, 101, 0])
+        sequence = [h.sequence_number for h in headers]
+        self.assertEqual(sequence, [(sequence[0] + i) & 0xFFFF for i in range(6)])
+
+    def test_direction(self):
+        """
+        Not sending drops relayed and produced audio and video; not
+        receiving keeps media from the bridge; both resume.
+        """
+        self.connect()
+        self.browser.replies()
+        self.transport.set_direction(False, False)
+        self.transport.send_packet(bytearray(build_rtp(0, 1, 160, 7, b"\x01" * 160)))
+        self.transport.send_video_packet(bytearray(build_rtp(96, 1, 160, 7, b"\x01" * 160)))
+        self.transport.send_payload(b"x" * 20, 111)
+        self.browser.send_rtp(1)
+        self.assertEqual((self.sent_to_browser(), self.received), ([], []))
+        self.transport.set_direction(True, True)
+        self.transport.send_packet(bytearray(build_rtp(0, 2, 320, 7, b"\x01" * 160)))
+        self.browser.send_rtp(2)
+        self.assertEqual((len(self.sent_to_browser()), len(self.received)), (1, 1))
+
+    def test_telephone_event_receive_payload_type(self):
+        """
+        Digits are recognised by the receive payload type when the two
+        sides numbered telephone-event differently.
+        """
+        digits = []
+        self.transport.digit_received = digits.append
+        self.transport.set_telephone_event(96, 8000, receive_payload_type=126)
+        self.connect()
+        self.browser.send_rtp(1, 96, encode_telephone_event(1, True, 10, 800), ts=5)
+        self.browser.send_rtp(2, 126, encode_telephone_event(2, True, 10, 800), ts=6)
+        self.assertEqual(digits, ["2"])

@@ -22,7 +22,10 @@ from typing import Optional
 
 __all__ = [
     "NTP_EPOCH_OFFSET",
+    "PSFB_FIR",
+    "PSFB_PLI",
     "RTCP_BYE",
+    "RTCP_PSFB",
     "RTCP_RR",
     "RTCP_SDES",
     "RTCP_SR",
@@ -30,9 +33,11 @@ __all__ = [
     "ReceptionStatistics",
     "ReportBlock",
     "build_bye",
+    "build_pli",
     "build_rr",
     "build_sdes",
     "build_sr",
+    "is_keyframe_request",
     "ntp_timestamp",
     "parse_compound",
 ]
@@ -46,6 +51,10 @@ RTCP_RTPFB = 205
 RTCP_PSFB = 206
 
 SDES_CNAME = 1
+
+#: Payload-specific feedback message types (RFC 4585 6.3, RFC 5104 4.3.1).
+PSFB_PLI = 1
+PSFB_FIR = 4
 
 #: Seconds between the NTP epoch (1900) and the Unix epoch (1970).
 NTP_EPOCH_OFFSET = 2208988800
@@ -145,6 +154,26 @@ def build_sdes(ssrc: int, cname: bytes) -> bytes:
     # A null item ends the list, then pad the chunk to a 32-bit boundary.
     chunk += b"\x00" * (4 - len(chunk) % 4)
     return _header(1, RTCP_SDES, len(chunk)) + chunk
+
+
+def build_pli(ssrc: int, media_ssrc: int) -> bytes:
+    """
+    A Picture Loss Indication for C{media_ssrc} (RFC 4585 section 6.3.1),
+    preceded by an empty RR so that the datagram is a valid compound packet
+    (RFC 3550 section 6.1) for peers that did not negotiate reduced size.
+    """
+    body = _U32.pack(ssrc & 0xFFFFFFFF) + _U32.pack(media_ssrc & 0xFFFFFFFF)
+    return build_rr(ssrc) + _header(PSFB_PLI, RTCP_PSFB, len(body)) + body
+
+
+def is_keyframe_request(packets: list["RTCPPacket"]) -> bool:
+    """
+    Whether a parsed compound packet carries a PLI or a FIR (RFC 5104
+    section 4.3.1): the receiver wants a new key frame.
+    """
+    return any(
+        p.packet_type == RTCP_PSFB and p.count in (PSFB_PLI, PSFB_FIR) for p in packets
+    )
 
 
 def build_bye(ssrc: int) -> bytes:

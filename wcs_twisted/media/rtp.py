@@ -22,7 +22,6 @@ given) are injected; this module never touches the global reactor.
 from __future__ import annotations
 
 import random
-from collections import deque
 from typing import Callable, Optional
 
 from twisted.internet import defer
@@ -32,13 +31,11 @@ from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
 
 from wcs_twisted.media import rtcp
+from wcs_twisted.media._dtmf import TelephoneEventPacing
 from wcs_twisted.media.ports import PortPool, PortReservation
 from wcs_twisted.media.rtp_packet import (
     RTP_HEADER_SIZE,
     RTPRewriter,
-    TelephoneEvent,
-    TelephoneEventReceiver,
-    TelephoneEventSender,
     build_rtp,
     is_rtcp,
     is_rtp,
@@ -48,6 +45,7 @@ from wcs_twisted.media.rtp_packet import (
 __all__ = ["RTPSession"]
 
 Address = tuple[str, int]
+
 
 class _RTCPProtocol(DatagramProtocol):
     """
@@ -61,7 +59,7 @@ class _RTCPProtocol(DatagramProtocol):
         self._session._rtcp_datagram(data, addr)
 
 
-class RTPSession(DatagramProtocol):
+class RTPSession(TelephoneEventPacing, DatagramProtocol):
     """
     One RTP/RTCP session with a plain RTP peer.
 
@@ -74,6 +72,8 @@ class RTPSession(DatagramProtocol):
         for the watched time; re-armed when packets flow again.
     @ivar digit_received: called with each RFC 4733 DTMF digit received,
         once per event.
+    @ivar source_latched: called with the peer's address when the first
+        valid RTP packet latches the session (media is flowing).
     @ivar packets_received: RTP packets accepted from the peer.
     @ivar octets_received: bytes of those datagrams.
     @ivar packets_sent: RTP packets sent (relayed, built or telephone events).
@@ -91,6 +91,7 @@ class RTPSession(DatagramProtocol):
     rtcp_received: Optional[Callable[[list[rtcp.RTCPPacket]], None]] = None
     activity_lost: Optional[Callable[["RTPSession"], None]] = None
     digit_received: Optional[Callable[[str], None]] = None
+    source_latched: Optional[Callable[[Address], None]] = None
 
     def __init__(
         self,
@@ -157,8 +158,11 @@ class RTPSession(DatagramProtocol):
         self._rtcp_source_addr: Optional[Address] = None
         self._sdp_rtcp_addr: Optional[Address] = None
 
-        # send gating: hold or an RFC 4733 event in progress suppresses relay
-        self._on_hold = False
+        # Direction: _receiving off drops received media and pauses the
+        # watchdog; _sending off (or an RFC 4733 event in progress, see
+        # _muted) suppresses what we send.
+        self._receiving = True
+        self._sending = True
         self._muted = False
 
         # counters
@@ -183,16 +187,9 @@ class RTPSession(DatagramProtocol):
         self._watch_since = 0.0
         self._watch_fired = False
 
-        # the one timer of the leg (RTCP + watchdog), and the DTMF pacing timer
+        # the one timer of the leg (RTCP + watchdog); RFC 4733 pacing has its own
         self._tick_call: Optional[IDelayedCall] = None
-        self._dtmf_call: Optional[IDelayedCall] = None
-
-        # RFC 4733
-        self._te_pt = -1
-        self._te_receiver = TelephoneEventReceiver()
-        self._te_sender: Optional[TelephoneEventSender] = None
-        self._te_clock_rate = 8000
-        self._digits: deque[tuple[str, float]] = deque()
+        self._init_telephone_events()
 
     # -- lifecycle ------------------------------------------------------------
 
@@ -233,9 +230,9 @@ class RTPSession(DatagramProtocol):
     @property
     def on_hold(self) -> bool:
         """
-        Whether L{hold} is in effect.
+        Whether L{hold} is in effect (neither sending nor receiving).
         """
-        return self._on_hold
+        return not (self._sending or self._receiving)
 
     def start(self) -> None:
         """
@@ -297,10 +294,10 @@ class RTPSession(DatagramProtocol):
         if self._stopped:
             return defer.succeed(None)
         self._stopped = True
-        for call in (self._tick_call, self._dtmf_call):
-            if call is not None and call.active():
-                call.cancel()
-        self._tick_call = self._dtmf_call = None
+        if self._tick_call is not None and self._tick_call.active():
+            self._tick_call.cancel()
+        self._tick_call = None
+        self._cancel_digits()
         waits = []
         try:
             if self._started:
@@ -359,6 +356,8 @@ class RTPSession(DatagramProtocol):
         self.log.info(
             "RTP latched onto {source} (SDP said {sdp})", source=addr, sdp=self._sdp_addr
         )
+        if self.source_latched is not None:
+            self.source_latched(addr)
         return True
 
     # -- receive path ---------------------------------------------------------
@@ -376,20 +375,13 @@ class RTPSession(DatagramProtocol):
         self.packets_received += 1
         self.octets_received += len(data)
         self._last_received = data
-        if self._on_hold:
+        if not self._receiving:
             return
-        if (b1 & 0x7F) == self._te_pt:
+        if (b1 & 0x7F) == self._te_rx_pt:
             self._telephone_event(data)
         callback = self.packet_received
         if callback is not None:
             callback(data)
-
-    def _telephone_event(self, data: bytes) -> None:
-        event: Optional[TelephoneEvent] = self._te_receiver.receive_packet(data)
-        if event is not None and event.digit is not None:
-            self.log.debug("RFC 4733 digit {digit} received", digit=event.digit)
-            if self.digit_received is not None:
-                self.digit_received(event.digit)
 
     def _rtcp_datagram(self, data: bytes, addr: Address) -> None:
         if addr != self._rtcp_source_addr:
@@ -453,93 +445,63 @@ class RTPSession(DatagramProtocol):
         self.packets_sent += 1
         self.octets_sent += len(packet) - RTP_HEADER_SIZE
 
-    # -- hold --------------------------------------------------------------------
+    def send_rtcp(self, data: bytes) -> None:
+        """
+        Send one compound RTCP packet (a PLI, for instance) to the peer's
+        RTCP address.
+        """
+        addr = self._rtcp_send_addr
+        transport = self.transport if self.rtcp_mux else self._rtcp_protocol.transport
+        if addr is not None and transport is not None:
+            transport.write(data, addr)
+            self.rtcp_sent += 1
+
+    @property
+    def remote_ssrc(self) -> Optional[int]:
+        """
+        The SSRC of the latest RTP packet received, or C{None}.
+        """
+        last = self._last_received
+        return None if last is None else int.from_bytes(last[8:12], "big")
+
+    # -- direction and hold ------------------------------------------------------
+
+    def set_direction(self, sending: bool, receiving: bool) -> None:
+        """
+        Pause or resume each half of the stream: not sending drops what the
+        bridge relays and RFC 4733 events (sequence numbers stay gap-free);
+        not receiving drops received media and pauses the watchdog, which
+        counts afresh when receiving resumes.  RTCP carries on (RFC 3264
+        section 5.1).
+        """
+        if receiving and not self._receiving:
+            self._watch_since = self._clock.seconds()
+            self._watch_count = self.packets_received
+            self._watch_fired = False
+        self._receiving = receiving
+        self._sending = sending
+        self._update_muted()
 
     def hold(self) -> None:
         """
         Stop sending and ignore received media (RTCP carries on, RFC 3264
         section 5.1); the watchdog pauses.
         """
-        self._on_hold = True
-        self._muted = True
+        self.set_direction(False, False)
 
     def resume(self) -> None:
         """
         Undo L{hold}; the watchdog counts afresh from now.
         """
-        self._on_hold = False
-        self._muted = self._te_sender is not None and self._te_sender.active
-        self._watch_since = self._clock.seconds()
-        self._watch_count = self.packets_received
-        self._watch_fired = False
+        self.set_direction(True, True)
 
-    # -- RFC 4733 ------------------------------------------------------------------
+    # -- RFC 4733 (TelephoneEventPacing) ----------------------------------------------
 
-    def set_telephone_event(self, payload_type: Optional[int], clock_rate: int = 8000) -> None:
-        """
-        The negotiated telephone-event payload type (None: not negotiated).
-        """
-        self._te_pt = -1 if payload_type is None else payload_type
-        self._te_clock_rate = clock_rate
+    def _can_send_event(self) -> bool:
+        return self._send_addr is not None
 
-    def send_digit(self, digit: str, duration: float = 0.1) -> None:
-        """
-        Send one DTMF digit as RFC 4733 events, after any digits queued
-        before it; relayed audio is suppressed while an event is sent.
-
-        @raise ValueError: if telephone-event was not negotiated or the digit
-            is unknown.
-        """
-        if self._te_pt < 0:
-            raise ValueError("telephone-event was not negotiated")
-        # Validates the digit and duration now rather than when it is sent.
-        TelephoneEventSender().start(digit, max(1, round(duration * self._te_clock_rate)), 0)
-        self._digits.append((digit, duration))
-        if self._dtmf_call is None and not (self._te_sender and self._te_sender.active):
-            self._next_digit()
-
-    def _next_digit(self) -> None:
-        self._dtmf_call = None
-        if self._stopped:
-            return
-        if not self._digits:
-            self._te_sender = None
-            self._muted = self._on_hold
-            return
-        digit, duration = self._digits.popleft()
-        interval = round(self._te_clock_rate * self.packet_interval)
-        sender = self._te_sender = TelephoneEventSender(packet_interval=interval)
-        start = (self.rewriter.last_timestamp + self.rewriter.timestamp_step) & 0xFFFFFFFF
-        sender.start(digit, max(1, round(duration * self._te_clock_rate)), start)
-        self._muted = True
-        self._dtmf_step()
-
-    def _dtmf_step(self) -> None:
-        self._dtmf_call = None
-        sender = self._te_sender
-        if self._stopped or sender is None:
-            return
-        packet = sender.next_packet()
-        if packet is None:
-            # Event over: the media timeline continues after it, then the
-            # next queued digit follows one packet interval later.
-            self.rewriter.last_timestamp = (
-                sender.timestamp + sender.duration
-            ) & 0xFFFFFFFF
-            self._dtmf_call = self._clock.callLater(self.packet_interval, self._next_digit)
-            return
-        if self._send_addr is not None and not self._on_hold:
-            self._write(
-                build_rtp(
-                    self._te_pt,
-                    self.rewriter.allocate(),
-                    packet.timestamp,
-                    self.ssrc,
-                    packet.payload,
-                    packet.marker,
-                )
-            )
-        self._dtmf_call = self._clock.callLater(self.packet_interval, self._dtmf_step)
+    def _write_event(self, packet: bytes) -> None:
+        self._write(packet)
 
     # -- watchdog -----------------------------------------------------------------
 
@@ -558,7 +520,7 @@ class RTPSession(DatagramProtocol):
 
     def _check_activity(self, now: float) -> None:
         timeout = self._watch_timeout
-        if timeout is None or self._on_hold:
+        if timeout is None or not self._receiving:
             return
         if self.packets_received != self._watch_count:
             self._watch_count = self.packets_received

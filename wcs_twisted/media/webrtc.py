@@ -41,14 +41,11 @@ from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
 
 from wcs_twisted.media import rtcp
+from wcs_twisted.media._dtmf import TelephoneEventPacing
 from wcs_twisted.media.dtls import DTLSSRTPEndpoint, DTLSState, RTCCertificate
 from wcs_twisted.media.ice_lite import ICELiteAgent, candidate_priority
 from wcs_twisted.media.ports import PortPool, PortReservation
-from wcs_twisted.media.rtp_packet import (
-    RTP_HEADER_SIZE,
-    RTPRewriter,
-    TelephoneEventReceiver,
-)
+from wcs_twisted.media.rtp_packet import RTP_HEADER_SIZE, RTPRewriter, build_rtp
 
 __all__ = ["WebRTCLocalParameters", "WebRTCTransport", "RTCCertificate"]
 
@@ -86,9 +83,12 @@ class WebRTCLocalParameters:
         )
 
 
-class WebRTCTransport(DatagramProtocol):
+class WebRTCTransport(TelephoneEventPacing, DatagramProtocol):
     """
     One bundled, rtcp-muxed WebRTC transport towards a browser.
+
+    Audio goes out on L{ssrc} through L{rewriter}, video (bundled on the same
+    port, RFC 8843) on L{video_ssrc} through L{video_rewriter}.
 
     @ivar packet_received: called with each decrypted RTP packet (C{bytes}).
     @ivar rtcp_received: called with the parsed packets of each SRTCP
@@ -151,6 +151,16 @@ class WebRTCTransport(DatagramProtocol):
             initial_timestamp=self._rng.getrandbits(32),
             timestamp_step=max(1, round(clock_rate * packet_interval)),
         )
+        self.video_ssrc = self._rng.getrandbits(32)
+        while self.video_ssrc == self.ssrc:
+            self.video_ssrc = self._rng.getrandbits(32)
+        # 90 kHz video clock, 30 frames/s: the step used across a source switch.
+        self.video_rewriter = RTPRewriter(
+            self.video_ssrc,
+            initial_sequence_number=self._rng.getrandbits(15),
+            initial_timestamp=self._rng.getrandbits(32),
+            timestamp_step=3000,
+        )
         self.ice = ICELiteAgent(ice_ufrag, ice_pwd)
         self.dtls: Optional[DTLSSRTPEndpoint] = None
         self._early_dtls: deque[bytes] = deque(maxlen=EARLY_DTLS_LIMIT)
@@ -185,8 +195,11 @@ class WebRTCTransport(DatagramProtocol):
         self._tick_call: Optional[IDelayedCall] = None
         self._dtls_call: Optional[IDelayedCall] = None
 
-        self._te_pt = -1
-        self._te_receiver = TelephoneEventReceiver()
+        # direction (see set_direction) and RFC 4733
+        self._sending = True
+        self._receiving = True
+        self._muted = False
+        self._init_telephone_events()
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -252,6 +265,7 @@ class WebRTCTransport(DatagramProtocol):
             if call is not None and call.active():
                 call.cancel()
         self._tick_call = self._dtls_call = None
+        self._cancel_digits()
         try:
             if self.dtls is not None and self._selected is not None and self.transport:
                 for datagram in self.dtls.close():
@@ -289,12 +303,20 @@ class WebRTCTransport(DatagramProtocol):
         while self._early_dtls:
             self._dtls_datagram(self._early_dtls.popleft())
 
-    def set_telephone_event(self, payload_type: Optional[int]) -> None:
+    def set_direction(self, sending: bool, receiving: bool) -> None:
         """
-        The negotiated telephone-event payload type, whose digits are then
-        reported to L{digit_received} (None: not negotiated).
+        Pause or resume each half: not sending drops relayed and produced
+        media (audio sequence numbers stay gap-free); not receiving drops
+        decrypted media before the bridge sees it and pauses the media
+        watchdog.  ICE consent and RTCP carry on.
         """
-        self._te_pt = -1 if payload_type is None else payload_type
+        if receiving and not self._receiving:
+            self._watch_since = self._clock.seconds()
+            self._watch_count = self.packets_received
+            self._watch_fired = False
+        self._receiving = receiving
+        self._sending = sending
+        self._update_muted()
 
     # -- receive path ------------------------------------------------------------
 
@@ -317,7 +339,9 @@ class WebRTCTransport(DatagramProtocol):
             self.packets_received += 1
             self.octets_received += len(packet)
             self._last_received = packet
-            if (packet[1] & 0x7F) == self._te_pt:
+            if not self._receiving:
+                return
+            if (packet[1] & 0x7F) == self._te_rx_pt:
                 self._telephone_event(packet)
             callback = self.packet_received
             if callback is not None:
@@ -409,25 +433,60 @@ class WebRTCTransport(DatagramProtocol):
         if self.rtcp_received is not None:
             self.rtcp_received(packets)
 
-    def _telephone_event(self, packet: bytes) -> None:
-        event = self._te_receiver.receive_packet(packet)
-        if event is not None and event.digit is not None and self.digit_received:
-            self.digit_received(event.digit)
-
     # -- send path ---------------------------------------------------------------
 
     def send_packet(self, buf: bytearray) -> None:
         """
-        Rewrite the RTP packet in C{buf} onto our stream, protect and send it;
-        dropped until DTLS-SRTP is up.
+        Rewrite the audio RTP packet in C{buf} onto our audio stream, protect
+        and send it; dropped until DTLS-SRTP is up, and (sequence kept
+        gap-free) while sending is paused or an RFC 4733 event is sent.
         """
         tx = self._tx
         if tx is None:
+            return
+        if self._muted:
+            self.rewriter.skip()
             return
         self.rewriter.rewrite(buf)
         self.transport.write(tx.protect(bytes(buf)), self._selected)
         self.packets_sent += 1
         self.octets_sent += len(buf) - RTP_HEADER_SIZE
+
+    def send_video_packet(self, buf: bytearray) -> None:
+        """
+        Like L{send_packet}, onto the video stream (L{video_rewriter}).
+        """
+        tx = self._tx
+        if tx is None or not self._sending:
+            return
+        self.video_rewriter.rewrite(buf)
+        self.transport.write(tx.protect(bytes(buf)), self._selected)
+        self.packets_sent += 1
+        self.octets_sent += len(buf) - RTP_HEADER_SIZE
+
+    def send_payload(self, payload: bytes, payload_type: int, marker: bool = False) -> None:
+        """
+        Send one packet of locally produced audio (transcoder output): the
+        next sequence number, the timestamp one packet interval after the
+        last one.
+        """
+        tx = self._tx
+        if tx is None or self._muted:
+            return
+        rewriter = self.rewriter
+        seq = rewriter.allocate()
+        ts = (rewriter.last_timestamp + rewriter.timestamp_step) & 0xFFFFFFFF
+        rewriter.last_timestamp = ts
+        self._write_event(build_rtp(payload_type, seq, ts, self.ssrc, payload, marker))
+
+    def _can_send_event(self) -> bool:
+        return self._tx is not None and self._selected is not None
+
+    def _write_event(self, packet: bytes) -> None:
+        assert self._tx is not None
+        self.transport.write(self._tx.protect(packet), self._selected)
+        self.packets_sent += 1
+        self.octets_sent += len(packet) - RTP_HEADER_SIZE
 
     def send_rtcp(self, data: bytes) -> None:
         """
@@ -469,7 +528,7 @@ class WebRTCTransport(DatagramProtocol):
             return
         now = self._clock.seconds()
         lost = False
-        if self._watch_timeout is not None:
+        if self._watch_timeout is not None and self._receiving:
             if self.packets_received != self._watch_count:
                 self._watch_count = self.packets_received
                 self._watch_since = now

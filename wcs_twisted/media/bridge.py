@@ -1,0 +1,435 @@
+# -*- test-case-name: tests.media.test_bridge -*-
+"""
+Joins the two legs of a call: RELAY encoded packets when both legs settled
+on the same codec, TRANSCODE audio otherwise.
+
+A relayed packet costs a payload-type table lookup, a C{bytearray} copy of
+the datagram, an in-place header rewrite (payload type through the
+destination's map, our SSRC, continuous sequence numbers and timestamps, see
+L{RTPRewriter}) and the send - no parsing, no decoding, no logging.  That is
+what lets a core carry hundreds of relayed calls (docs/media.md).
+
+Transcoding decodes with PyAV (FFmpeg's G.711, G.722 and libopus), resamples
+with libswresample to the other leg's rate in 20 ms frames, and encodes; it is
+done inline on the reactor thread (~0.1-0.3 ms per packet, well below a
+thread hop's cost in latency and CPU).  Video is only ever relayed: with
+different video codecs on the two legs no video crosses.  Keyframe requests
+(RTCP PLI/FIR) from one leg's peer are passed to the other leg as a PLI, and
+L{MediaBridge.on_keyframe_request} tells the call layer, which owns SIP INFO
+C{picture_fast_update}.
+
+RFC 4733 telephone events are relayed with their payload type mapped when
+both legs negotiated them at the same clock rate as the relayed codec;
+otherwise (transcoding, or different rates) each event is re-sent on the
+other leg from its end packet, with its duration.  Either way the digit is
+carried once, by the media path; the call layer only reports C{media_dtmf}.
+"""
+
+from __future__ import annotations
+
+import fractions
+from collections import deque
+from typing import Callable, Optional
+
+import av
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from wcs_twisted.interfaces import IMediaBridge
+from wcs_twisted.media import rtcp
+from wcs_twisted.media.rtp_packet import decode_telephone_event, payload_bounds
+from wcs_twisted.media.session import PTIME, NegotiatedStream
+from wcs_twisted.sdp.session import Codec
+
+__all__ = ["AudioTranscoder", "MediaBridge", "can_relay", "can_transcode"]
+
+#: Encoding -> (FFmpeg codec, PCM sample rate of the codec).
+_AV_CODECS = {
+    "pcmu": ("pcm_mulaw", 8000),
+    "pcma": ("pcm_alaw", 8000),
+    "g722": ("g722", 16000),
+    "opus": ("libopus", 48000),
+}
+
+#: Opus bit rate for transcoded narrow-band speech (voice, 20 ms frames).
+OPUS_BIT_RATE = 32000
+
+#: Keyframe requests closer together than this are passed on once.
+KEYFRAME_REQUEST_INTERVAL = 0.25
+
+
+def can_transcode(codec: Codec) -> bool:
+    """
+    Whether the bridge can decode and encode C{codec}.
+    """
+    return codec.encoding in _AV_CODECS
+
+
+def can_relay(source: Codec, target: Codec) -> bool:
+    """
+    Whether packets of C{source} can go out as C{target} unchanged: same
+    encoding and clock rate (Opus carries its channel count in-band), and for
+    H.264 the same packetization mode (RFC 6184 section 8.2.2).
+    """
+    if source.encoding != target.encoding or source.clock_rate != target.clock_rate:
+        return False
+    if source.encoding == "h264":
+        return source.parameters.get("packetization-mode", "0") == target.parameters.get(
+            "packetization-mode", "0"
+        )
+    if source.encoding != "opus" and source.channel_count != target.channel_count:
+        return False
+    return True
+
+
+def _codec_context(encoding: str, mode: str) -> av.CodecContext:
+    name, rate = _AV_CODECS[encoding]
+    context = av.CodecContext.create(name, mode)
+    context.sample_rate = rate
+    context.layout = "mono"
+    context.format = "s16"
+    if mode == "w":
+        context.time_base = fractions.Fraction(1, rate)
+        if encoding == "opus":
+            context.bit_rate = OPUS_BIT_RATE
+            context.options = {"application": "voip"}
+    return context
+
+
+class AudioTranscoder:
+    """
+    One direction of audio transcoding: RTP payloads of C{source} in,
+    20 ms payloads of C{target} out through C{send(payload, payload_type)}.
+
+    Mono throughout: telephony is mono, and the Opus decoder downmixes a
+    stereo stream.  Nothing is buffered beyond what the resampler needs to
+    cut 20 ms frames, so the added latency is under one packet.
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        source: Codec,
+        target: Codec,
+        send: Callable[[bytes, int], None],
+        payload_type: Optional[int] = None,
+    ) -> None:
+        """
+        @param send: called with each encoded payload and the payload type.
+        @param payload_type: the payload type to send with (default: the
+            target codec's).
+        """
+        if not (can_transcode(source) and can_transcode(target)):
+            raise ValueError(f"cannot transcode {source.rtpmap} to {target.rtpmap}")
+        self.source = source
+        self.target = target
+        self._send = send
+        self._payload_type = target.payload_type if payload_type is None else payload_type
+        self._decoder = _codec_context(source.encoding, "r")
+        self._encoder = _codec_context(target.encoding, "w")
+        rate = _AV_CODECS[target.encoding][1]
+        self._resampler = av.AudioResampler(
+            format="s16", layout="mono", rate=rate, frame_size=rate * PTIME // 1000
+        )
+        self._pts = 0
+        self.packets_in = 0
+        self.packets_out = 0
+        self.errors = 0
+
+    def packet(self, data: bytes) -> None:
+        """
+        Transcode the payload of one RTP datagram and send what comes out.
+        """
+        self.packets_in += 1
+        try:
+            start, end = payload_bounds(data)
+            frames = self._decoder.decode(av.Packet(data[start:end]))
+        except (ValueError, av.FFmpegError):
+            self.errors += 1
+            return
+        for frame in frames:
+            self.frame(frame)
+
+    def frame(self, frame: av.AudioFrame) -> None:
+        """
+        Resample and encode decoded audio (also the way to feed generated
+        audio, a file or comfort noise, into a leg).
+        """
+        frame.pts = None
+        send, payload_type = self._send, self._payload_type
+        for chunk in self._resampler.resample(frame):
+            chunk.pts = self._pts
+            self._pts += chunk.samples
+            for encoded in self._encoder.encode(chunk):
+                self.packets_out += 1
+                send(bytes(encoded), payload_type)
+
+
+class _DigitRegenerator:
+    """
+    Carries RFC 4733 events across when they cannot be relayed: each event
+    is re-sent on the target leg once, when its first end packet arrives,
+    with the duration it had.
+    """
+
+    def __init__(self, source: NegotiatedStream, target) -> None:
+        assert source.telephone_event is not None
+        self._clock_rate = source.telephone_event.clock_rate
+        self._target = target
+        self._seen: deque[tuple[int, int]] = deque(maxlen=8)
+
+    def __call__(self, data: bytes) -> None:
+        try:
+            start, end = payload_bounds(data)
+            event = decode_telephone_event(data[start:end])
+        except (ValueError, IndexError):
+            return
+        if not event.end or event.digit is None:
+            return
+        key = (int.from_bytes(data[4:8], "big"), event.event)
+        if key in self._seen:
+            return
+        self._seen.append(key)
+        duration_ms = max(40, event.duration * 1000 // self._clock_rate)
+        self._target.send_dtmf(event.digit, duration_ms)
+
+
+class _LastPacket:
+    """
+    Keeps a reference to the last video packet relayed from one leg (for
+    the SSRC a keyframe request must name).
+    """
+
+    __slots__ = ("data",)
+
+    def __init__(self) -> None:
+        self.data: Optional[bytes] = None
+
+    @property
+    def ssrc(self) -> Optional[int]:
+        data = self.data
+        return None if data is None else int.from_bytes(data[8:12], "big")
+
+
+@implementer(IMediaBridge)
+class MediaBridge:
+    """
+    Two negotiated media sessions joined (see the module docstring).
+
+    Renegotiation of either leg (a re-INVITE changing the codec, say)
+    reconfigures the bridge: the sessions call L{session_changed}.
+
+    @ivar mode: C{"relay"} when audio crosses unchanged both ways,
+        C{"transcode"} when either direction transcodes, C{None} while the
+        legs have no audio to join.
+    @ivar modes: the mode of each direction, keyed C{"a->b"} and C{"b->a"}.
+    @ivar on_keyframe_request: called with the session whose peer should
+        produce a video key frame (for the call layer's SIP INFO
+        picture_fast_update), after a PLI was sent to it; or C{None}.
+    """
+
+    log = Logger()
+
+    def __init__(self, a, b, *, clock: Optional[IReactorTime] = None) -> None:
+        """
+        @param a: a negotiated media session of this package.
+        @param b: the other one.
+        @param clock: spaces keyframe requests; without it every request is
+            passed on.
+        """
+        if a is b:
+            raise ValueError("a media session cannot be bridged to itself")
+        for session in (a, b):
+            if session.bridge is not None:
+                raise ValueError(f"{session!r} is already bridged")
+        self.a = a
+        self.b = b
+        self.mode: Optional[str] = None
+        self.modes: dict[str, Optional[str]] = {"a->b": None, "b->a": None}
+        self.on_keyframe_request: Optional[Callable[[object], None]] = None
+        self.transcoders: dict[str, AudioTranscoder] = {}
+        self._clock = clock
+        self._held = False
+        self._closed = False
+        self._last_video = {id(a): _LastPacket(), id(b): _LastPacket()}
+        self._last_keyframe_request = {id(a): -1e9, id(b): -1e9}
+        a.bridge = self
+        b.bridge = self
+        self._configure()
+
+    @property
+    def held(self) -> bool:
+        """
+        Whether L{hold} is in effect.
+        """
+        return self._held
+
+    def hold(self, held: bool) -> None:
+        """
+        While C{held}, forward nothing either way (no media, no events; the
+        legs keep their ports, RTCP and ICE consent).
+        """
+        held = bool(held)
+        if held != self._held:
+            self._held = held
+            self._configure()
+
+    def close(self) -> None:
+        """
+        Unjoin the sessions; they stay open (their owner closes them).
+        """
+        if self._closed:
+            return
+        self._closed = True
+        for session in (self.a, self.b):
+            self._detach(session)
+            if session.bridge is self:
+                session.bridge = None
+        self.transcoders = {}
+
+    def session_changed(self, session) -> None:
+        """
+        A leg finished a new offer/answer exchange: rebuild the paths.
+        """
+        if not self._closed:
+            self._configure()
+
+    def request_keyframe(self, session) -> None:
+        """
+        Ask C{session}'s peer for a video key frame (RTCP PLI), e.g. when
+        the other side's peer asked for one through SIP INFO.
+        """
+        if session is not self.a and session is not self.b:
+            raise ValueError("not a leg of this bridge")
+        session.send_keyframe_request(self._last_video[id(session)].ssrc)
+
+    # -- wiring ---------------------------------------------------------------------------
+
+    @staticmethod
+    def _detach(session) -> None:
+        session.set_receivers(None, None)
+        session.set_feedback_receiver(None)
+        for kind in ("audio", "video"):
+            stream = getattr(session, kind)
+            if stream is not None:
+                session.rewriter(kind).set_payload_type_map(None)
+
+    def _configure(self) -> None:
+        a, b = self.a, self.b
+        self._detach(a)
+        self._detach(b)
+        self.transcoders = {}
+        if a.closed or b.closed:
+            self.mode = None
+            self.modes = {"a->b": None, "b->a": None}
+            return
+        routes = {
+            "a->b": self._direction(a, b, "a->b"),
+            "b->a": self._direction(b, a, "b->a"),
+        }
+        modes = self.modes = {key: mode for key, (mode, _, _) in routes.items()}
+        if "transcode" in modes.values():
+            self.mode = "transcode"
+        elif "relay" in modes.values():
+            self.mode = "relay"
+        else:
+            self.mode = None
+        self.log.info(
+            "Media bridge {a_kind}<->{b_kind}: {mode} ({a_codec} / {b_codec}, video "
+            "{a_video} / {b_video})",
+            a_kind=a.kind, b_kind=b.kind, mode=self.mode, a_codec=a.audio_codec,
+            b_codec=b.audio_codec, a_video=a.video_codec, b_video=b.video_codec,
+        )
+        if self._held:
+            return
+        _, audio_ab, video_ab = routes["a->b"]
+        _, audio_ba, video_ba = routes["b->a"]
+        a.set_receivers(audio_ab, video_ab)
+        b.set_receivers(audio_ba, video_ba)
+        a.set_feedback_receiver(lambda kind, packets: self._feedback(a, b, kind, packets))
+        b.set_feedback_receiver(lambda kind, packets: self._feedback(b, a, kind, packets))
+
+    def _direction(self, source, target, key: str):
+        """
+        The mode and the receive routes (payload type -> handler) for media
+        going from C{source} to C{target}.
+        """
+        audio_routes: dict[int, Callable[[bytes], None]] = {}
+        video_routes: dict[int, Callable[[bytes], None]] = {}
+        mode: Optional[str] = None
+        src, dst = source.audio, target.audio
+        if src is not None and dst is not None:
+            if can_relay(src.codec, dst.codec):
+                mode = "relay"
+                send = target.relay_sender("audio")
+                mapping = {src.receive_payload_type: dst.codec.payload_type}
+
+                def relay(data: bytes, send=send) -> None:
+                    send(bytearray(data))
+
+                audio_routes[src.receive_payload_type] = relay
+                if src.telephone_event is not None and dst.telephone_event is not None:
+                    assert src.telephone_event_receive_payload_type is not None
+                    mapping[src.telephone_event_receive_payload_type] = (
+                        dst.telephone_event.payload_type
+                    )
+                    audio_routes[src.telephone_event_receive_payload_type] = relay
+                target.rewriter("audio").set_payload_type_map(mapping)
+            elif can_transcode(src.codec) and can_transcode(dst.codec):
+                mode = "transcode"
+                transcoder = self.transcoders[key] = AudioTranscoder(
+                    src.codec, dst.codec, target.payload_sender()
+                )
+                audio_routes[src.receive_payload_type] = transcoder.packet
+            else:
+                self.log.warn(
+                    "No audio path from {source} to {target}",
+                    source=src.name, target=dst.name,
+                )
+            if (
+                mode is not None
+                and src.telephone_event is not None
+                and src.telephone_event_receive_payload_type not in audio_routes
+            ):
+                assert src.telephone_event_receive_payload_type is not None
+                audio_routes[src.telephone_event_receive_payload_type] = _DigitRegenerator(
+                    src, target
+                )
+        vsrc, vdst = source.video, target.video
+        if vsrc is not None and vdst is not None:
+            if can_relay(vsrc.codec, vdst.codec):
+                send_video = target.relay_sender("video")
+                last = self._last_video[id(source)]
+
+                def relay_video(data: bytes, send=send_video, last=last) -> None:
+                    last.data = data
+                    send(bytearray(data))
+
+                video_routes[vsrc.receive_payload_type] = relay_video
+                target.rewriter("video").set_payload_type_map(
+                    {vsrc.receive_payload_type: vdst.codec.payload_type}
+                )
+            else:
+                self.log.info(
+                    "Video not relayed: {source} and {target} differ",
+                    source=vsrc.name, target=vdst.name,
+                )
+        return mode, audio_routes, video_routes
+
+    def _feedback(self, session, other, kind: str, packets: list) -> None:
+        """
+        RTCP from C{session}'s peer: a keyframe request goes on to the
+        other leg as a PLI, and to the call layer's hook.
+        """
+        if not rtcp.is_keyframe_request(packets) or other.video is None:
+            return
+        if self._clock is not None:
+            now = self._clock.seconds()
+            if now - self._last_keyframe_request[id(other)] < KEYFRAME_REQUEST_INTERVAL:
+                return
+            self._last_keyframe_request[id(other)] = now
+        other.send_keyframe_request(self._last_video[id(other)].ssrc)
+        if self.on_keyframe_request is not None:
+            self.on_keyframe_request(other)

@@ -1,0 +1,109 @@
+# -*- test-case-name: tests.media.test_factory -*-
+"""
+The call layer's one entry to media (L{IMediaFactory}): it makes sessions of
+either kind on the configured addresses and port range, and bridges.
+
+Everything a leg needs that is shared per process lives here: the reactor,
+the port pool, the addresses, the inactivity timeout and the DTLS
+certificate.  A certificate costs a few milliseconds of CPU to generate and
+its fingerprint travels in every SDP, so one per process is enough (browsers
+do not pin it across calls); it is made on first use when none is given.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Optional
+
+from twisted.internet.interfaces import IReactorTime, IReactorUDP
+from zope.interface import implementer
+
+from wcs_twisted.errors import MediaError
+from wcs_twisted.interfaces import IMediaFactory
+from wcs_twisted.media.bridge import MediaBridge
+from wcs_twisted.media.dtls import RTCCertificate
+from wcs_twisted.media.ports import PortPool
+from wcs_twisted.media.session import CONNECT_TIMEOUT, RTPMediaSession, WebRTCMediaSession
+
+__all__ = ["MediaFactory", "process_certificate"]
+
+_certificate: Optional[RTCCertificate] = None
+
+
+def process_certificate() -> RTCCertificate:
+    """
+    The process-wide DTLS certificate, generated on first use.
+    """
+    global _certificate
+    if _certificate is None:
+        _certificate = RTCCertificate.generateCertificate()
+    return _certificate
+
+
+@implementer(IMediaFactory)
+class MediaFactory:
+    """
+    Makes L{WebRTCMediaSession}s, L{RTPMediaSession}s and L{MediaBridge}s.
+    """
+
+    def __init__(
+        self,
+        reactor: IReactorUDP,
+        public_address: str,
+        bind_address: str,
+        port_pool: PortPool,
+        certificate: Optional[RTCCertificate] = None,
+        inactivity_timeout: Optional[float] = None,
+        *,
+        clock: Optional[IReactorTime] = None,
+        connect_timeout: float = CONNECT_TIMEOUT,
+        rng: Optional[random.Random] = None,
+    ) -> None:
+        """
+        @param reactor: provides C{listenUDP} (and the clock unless given).
+        @param public_address: the address written in SDP (c=, candidates).
+        @param bind_address: the address media ports are bound to.
+        @param port_pool: the configured RTP port range.
+        @param certificate: the DTLS certificate; the process one if None.
+        @param inactivity_timeout: seconds without RTP before
+            C{media_inactive} (WCS "Failed by RTP activity"); None or 0 off.
+        """
+        self.reactor = reactor
+        self.clock: IReactorTime = clock if clock is not None else reactor  # type: ignore[assignment]
+        self.public_address = public_address
+        self.bind_address = bind_address
+        self.port_pool = port_pool
+        self.certificate = certificate if certificate is not None else process_certificate()
+        self.inactivity_timeout = inactivity_timeout
+        self.connect_timeout = connect_timeout
+        self._rng = rng
+
+    def create_session(self, kind: str):
+        """
+        A new session of C{kind} ("webrtc" or "rtp") with its ports bound.
+
+        @raise MediaError: "No available ports" when the range is used up.
+        @raise ValueError: for an unknown kind.
+        """
+        if kind == "webrtc":
+            return WebRTCMediaSession(
+                self.reactor, self.bind_address, self.public_address, self.port_pool,
+                self.certificate, clock=self.clock, inactivity_timeout=self.inactivity_timeout,
+                connect_timeout=self.connect_timeout, rng=self._rng,
+            ).start()
+        if kind == "rtp":
+            return RTPMediaSession(
+                self.reactor, self.bind_address, self.public_address, self.port_pool,
+                clock=self.clock, inactivity_timeout=self.inactivity_timeout, rng=self._rng,
+            ).start()
+        raise ValueError(f"unknown media session kind {kind!r}")
+
+    def bridge(self, a, b) -> MediaBridge:
+        """
+        Join two negotiated sessions.
+
+        @raise MediaError: if either session is closed.
+        """
+        if a.closed or b.closed:
+            raise MediaError("Media session closed")
+        return MediaBridge(a, b, clock=self.clock)
