@@ -459,6 +459,15 @@ class IModuleContext(Interface):
     log = Attribute(
         "A twisted.logger.Logger whose namespace names the module (wcs_plugins.<name>).")
 
+    services = Attribute(
+        "Shared dict of what modules provide to the front-ends, by name (see provide).")
+
+    def provide(name, service):
+        """
+        Offer C{service} under C{name} (e.g. "recorder", "rtmp") to the REST API until the
+        module stops.
+        """
+
     def add_call_observer(observer):
         """
         Tell C{observer} about every call from now on, as an L{ICallObserver}; it may implement

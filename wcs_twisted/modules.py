@@ -256,8 +256,12 @@ class ModuleContext:
     @param clock: timers and time; the reactor unless given.
     """
 
-    def __init__(self, name: str, *, settings, reactor, calls, streams, clock=None) -> None:
+    def __init__(self, name: str, *, settings, reactor, calls, streams, clock=None,
+                 services: dict[str, Any] | None = None) -> None:
         self.name = name
+        #: Shared by every module's context: what modules offer the front-ends (e.g. the REST
+        #: API's /recorder and /push methods look up "recorder" and "rtmp" here).
+        self.services = services if services is not None else {}
         self.settings = settings
         self.reactor = reactor
         self.clock = reactor if clock is None else clock
@@ -265,6 +269,7 @@ class ModuleContext:
         self.log = Logger(namespace=f"{PLUGIN_PACKAGE}.{name}")
         self._calls = calls
         self._observers: dict[Any, _GuardedCallObserver] = {}
+        self._provided: list[str] = []
 
     def add_call_observer(self, observer) -> None:
         if observer in self._observers:
@@ -282,12 +287,22 @@ class ModuleContext:
         if guard is not None and self._calls is not None and guard in self._calls.observers:
             self._calls.observers.remove(guard)
 
+    def provide(self, name: str, service: Any) -> None:
+        """
+        Offer C{service} under C{name} to the front-ends until the module stops.
+        """
+        self.services[name] = service
+        self._provided.append(name)
+
     def close(self) -> None:
         """
         Undo what the module registered through this context (its module has stopped).
         """
         for observer in list(self._observers):
             self.remove_call_observer(observer)
+        for name in self._provided:
+            self.services.pop(name, None)
+        self._provided = []
 
 
 # --- the service ----------------------------------------------------------------------------------

@@ -365,6 +365,9 @@ def build_service(settings: Settings, reactor, warnings=()) -> MultiService:
     calls.registration_factory = registration_factory
     # Incoming INVITEs for sessions come before the proxy (routers are tried in order).
     core.add_router(calls)
+    stream_registry = StreamRegistry(reactor)
+    #: What modules provide to the REST API (ModuleContext.provide), e.g. "recorder", "rtmp".
+    module_services: dict = {}
     hooks = RestHooks(settings, reactor, node_id)
     sessions.observers.append(SessionHookObserver(hooks))
     calls.observers.append(CallHookObserver(hooks))
@@ -412,11 +415,10 @@ def build_service(settings: Settings, reactor, warnings=()) -> MultiService:
         core.add_router(proxy)
     SIPStackService(stack, streams, proxy).setServiceParent(root)
     HooksService(hooks).setServiceParent(root)
-    stream_registry = StreamRegistry(reactor)
     modules = ModuleService(
         discover_modules(settings.plugin_dirs, settings.modules_disabled),
         lambda name: ModuleContext(name, settings=settings, reactor=reactor, calls=calls,
-                                   streams=stream_registry),
+                                   streams=stream_registry, services=module_services),
         reactor)
     # Started after the network, stopped before it: modules see the last calls end.
     modules.setServiceParent(root)
@@ -433,6 +435,7 @@ def build_service(settings: Settings, reactor, warnings=()) -> MultiService:
     root.sip_proxy = proxy
     root.calls = calls
     root.streams = stream_registry
+    root.module_services = module_services
     root.modules = modules
     return root
 
