@@ -32,6 +32,7 @@ setup(
         "test": [
             "playwright>=1.45",
             "numpy>=1.26",
+            "websockets>=13",
         ],
     },
     classifiers=[

@@ -152,9 +152,11 @@ class CallTable:
         Where the INVITE goes first: ourselves (built-in proxy) for local users, the account's own
         outbound proxy or server for others, else the configured default, else the target.
         """
-        if self.settings.local_mode and self.is_local(target.host):
-            host, port = self.core.transport.local_address(self.settings.transport)
+        host, port = self.core.transport.local_address(self.settings.transport)
+        if self.settings.local_mode and self.is_local(target.host) and target.port in (None, port):
             return f"{host}:{port}"
+        if self.is_local(target.host) and target.port not in (None, port):
+            return ""  # another process on one of our addresses: straight to it
         if account.outbound_proxy and not self.is_local(account.outbound_proxy.split(":")[0]):
             if ":" in account.outbound_proxy or not account.port:
                 return account.outbound_proxy
