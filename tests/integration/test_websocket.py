@@ -161,3 +161,64 @@ class RunningServerTests(TestCase):
         code, reason = yield client.factory.closed
         self.assertEqual((code, reason), (1000, "Server shutting down"))
         self.assertEqual(len(self.server.sessions), 0)
+
+
+class TLSListenerTests(TestCase):
+    """
+    With a certificate the server also serves wss:// and https://.
+    """
+
+    timeout = 20
+
+    @defer.inlineCallbacks
+    def test_wss_and_https(self):
+        """
+        A TLS WebSocket client gets getUserData; https /health answers ready.
+        """
+        import os
+
+        import twisted.test
+        from autobahn.twisted.websocket import connectWS
+        from twisted.internet import ssl
+        from twisted.web.iweb import IPolicyForHTTPS
+        from zope.interface import implementer
+
+        certificate = os.path.join(os.path.dirname(twisted.test.__file__), "server.pem")
+        settings = Settings(bind_address="127.0.0.1", ws_port=0, http_port=0, sip_port=0,
+                            wss_port=0, https_port=0, tls_certificate=certificate)
+        server = build_service(settings, reactor)
+        server.startService()
+        self.addCleanup(lambda: server.running and server.stopService())
+        yield defer.gatherResults([l.when_ready() for l in server.listeners])
+        wss_port = server.getServiceNamed("wss").port.getHost().port
+        https_port = server.getServiceNamed("https").port.getHost().port
+
+        factory = WebSocketClientFactory(f"wss://127.0.0.1:{wss_port}/", reactor=reactor)
+        factory.protocol = RecordingClient
+        factory.inbox = defer.DeferredQueue()
+        factory.opened = defer.Deferred()
+        factory.closed = defer.Deferred()
+        connector = connectWS(factory, ssl.ClientContextFactory())
+        self.addCleanup(connector.disconnect)
+        client = yield factory.opened
+        client.send("connection", {"sipLogin": "tls"})
+        while True:
+            message = yield factory.inbox.get()
+            if message["message"] == "getUserData":
+                break
+        self.assertEqual(message["data"][0]["sipLogin"], "tls")
+        client.sendClose(1000)
+        yield factory.closed
+
+        @implementer(IPolicyForHTTPS)
+        class TrustAnything:
+            def creatorForNetloc(self, hostname, port):
+                return ssl.CertificateOptions(verify=False)
+
+        agent = Agent(reactor, contextFactory=TrustAnything(),
+                      pool=HTTPConnectionPool(reactor, persistent=False))
+        response = yield HTTPClient(agent).get(f"https://127.0.0.1:{https_port}/health")
+        self.assertEqual(response.code, 200)
+        body = yield response.json()
+        self.assertEqual(set(body["listeners"]), {"ws", "http", "wss", "https", "sip-udp",
+                                                  "sip-tcp"})
