@@ -1,0 +1,1 @@
+"""Browser tests: the demo pages and the JS client in headless Chromium."""
