@@ -40,6 +40,7 @@ from wcs_twisted.media.streams import StreamRegistry
 from wcs_twisted.modules import ModuleContext, ModuleService, discover_modules
 from wcs_twisted.media.ports import PortPool
 from wcs_twisted.ua.call_table import CallSettings, CallTable
+from wcs_twisted.ua.stream_table import StreamTable
 from wcs_twisted.ua.core import UserAgentCore
 from wcs_twisted.ua.proxy import Proxy
 from wcs_twisted.ua.registrar import LocationService, Registrar
@@ -351,7 +352,8 @@ def build_service(settings: Settings, reactor, warnings=()) -> MultiService:
         return RegistrationClient(core, reactor, account, on_change, contact_params=contact_params)
 
     sessions = SessionTable(
-        node_id, default_sip_port=settings.sip_port, on_change=metrics.sessions.set,
+        node_id, default_sip_port=lambda: stack.local_address("udp")[1],
+        on_change=metrics.sessions.set,
         registration_factory=registration_factory,
         on_registrations=metrics.registrations.labels(kind="upstream").set,
         clock=reactor, keep_alive_grace=settings.keep_alive_grace_s,
@@ -366,6 +368,9 @@ def build_service(settings: Settings, reactor, warnings=()) -> MultiService:
     # Incoming INVITEs for sessions come before the proxy (routers are tried in order).
     core.add_router(calls)
     stream_registry = StreamRegistry(reactor)
+    # Browser publish/play, SIP calls as streams (toStream, sip_record_stream), /stream/*.
+    stream_table = StreamTable(stream_registry, calls.media, sessions, calls, clock=reactor,
+                               record_sip_calls=settings.sip_record_stream)
     #: What modules provide to the REST API (ModuleContext.provide), e.g. "recorder", "rtmp".
     module_services: dict = {}
     hooks = RestHooks(settings, reactor, node_id)
@@ -373,14 +378,24 @@ def build_service(settings: Settings, reactor, warnings=()) -> MultiService:
     calls.observers.append(CallHookObserver(hooks))
     signalling = Signalling(
         sessions, reactor, metrics,
-        server_address=lambda: f"{settings.advertised_address}:{settings.ws_port}",
+        server_address=lambda: f"{settings.advertised_address}:{bound_port('ws')}",
         ping_interval=settings.keep_alive_interval_ms / 1000.0,
         max_missed_pongs=settings.keep_alive_probes,
         calls=calls,
         hooks=hooks,
+        streams=stream_table,
     )
     ws_factory = WCSServerFactory(signalling, reactor, settings.ws_max_message_size)
     listeners: list[ListenerService] = []
+
+    def bound_port(name: str) -> int:
+        """
+        The port a listener really got (port 0 in the configuration means any).
+        """
+        for service in listeners:
+            if service.name == name and service.port is not None:
+                return service.port.getHost().port
+        return getattr(settings, f"{name}_port")
 
     def stop_on_bind_failure(message: str) -> None:
         log.critical("{message}; stopping", message=message)
@@ -396,8 +411,8 @@ def build_service(settings: Settings, reactor, warnings=()) -> MultiService:
 
     credentials = None if settings.disable_rest_auth else (
         settings.rest_username, settings.rest_password)
-    site = build_site(RestAPI(sessions, calls), credentials, settings.rest_cors_origins, metrics,
-                      listeners)
+    site = build_site(RestAPI(sessions, calls, stream_table), credentials,
+                      settings.rest_cors_origins, metrics, listeners)
     listener("ws", settings.ws_port, ws_factory)
     listener("http", settings.http_port, site)
     if settings.tls_enabled:
@@ -435,6 +450,7 @@ def build_service(settings: Settings, reactor, warnings=()) -> MultiService:
     root.sip_proxy = proxy
     root.calls = calls
     root.streams = stream_registry
+    root.stream_table = stream_table
     root.module_services = module_services
     root.modules = modules
     return root

@@ -209,3 +209,25 @@ class TransferTests(CallTestCase):
         await carol.wait_event("CALL_ESTABLISHED", timeout=10)
         await alice.wait_transfer_status(call_id, "COMPLETED", timeout=10)
         await alice.wait_status(call_id, "FINISH", timeout=10)
+
+    async def test_transfer_between_browsers(self):
+        """
+        In local mode alice transfers bob to carol: our leg for bob honours the REFER, carol's
+        tab rings, and once she answers bob hears her while alice's call finishes.
+        """
+        alice = await self.connect_local("alice")
+        bob = await self.connect_local("bob")
+        carol = await self.connect_local("carol")
+        call_id = await alice.call("bob", tone_hz=440)
+        bob_call = await bob.wait_incoming_call(timeout=10)
+        await bob.answer(bob_call, tone_hz=1000)
+        await alice.wait_status(call_id, "ESTABLISHED", timeout=10)
+        await alice.transfer(call_id, "carol")
+        carol_call = await carol.wait_incoming_call(timeout=10)
+        await carol.answer(carol_call, tone_hz=700)
+        await alice.wait_transfer_status(call_id, "COMPLETED", timeout=10)
+        await alice.wait_status(call_id, "FINISH", timeout=10)
+        self.assertFrequency(await carol.wait_audio(carol_call, seconds=1.5, timeout=10), 1000)
+        self.assertEqual({(call.call_id, call.status.value) for call in self.server.calls
+                          if call.call_id == bob_call}, {(bob_call, "ESTABLISHED")})
+        self.assertEqual(alice.violations + bob.violations + carol.violations, [])

@@ -21,6 +21,8 @@ from zope.interface import implementer
 from wcs_twisted.errors import MediaError
 from wcs_twisted.interfaces import IInviteSessionObserver, IMediaSessionObserver
 from wcs_twisted.sip.errors import RemoteProtocolError
+from wcs_twisted.sip.headers import NameAddress
+from wcs_twisted.sip.uri import SIPURI
 from wcs_twisted.ua.call_events import (
     FAILED_BY_ERROR,
     FAILED_BY_RTP_ACTIVITY,
@@ -110,9 +112,12 @@ class Call:
         self.hold_for_transfer = False
         self.target: str | None = None
         self.registration = None
+        self.account = None
         self._cancelled_by_us = False
         self._held = False
         self._sip_answer: bytes | None = None
+        self._referred: SIPURI | None = None
+        self._referred_leg: InviteSession | None = None
 
     # --- the WCS call object ------------------------------------------------------------------
 
@@ -493,9 +498,81 @@ class Call:
                 self._transfer_status(status)
 
     def refer_received(self, session, request, refer_to):
-        self.log.info("REFER to {target} on {call_id}: declined (incoming transfer)",
-                      target=refer_to, call_id=self.call_id)
-        return 603
+        """
+        The SIP peer transfers us (RFC 3515): call the target on the browser's behalf, and on
+        success move the browser's media to the new leg and drop the old one.
+        """
+        if session is not self.sip or self.status not in (CallStatus.ESTABLISHED,
+                                                          CallStatus.HOLD):
+            return 603
+        try:
+            target = NameAddress.parse(refer_to).uri
+        except RemoteProtocolError:
+            return 400
+        if not isinstance(target, SIPURI) or self._referred is not None:
+            return 400 if not isinstance(target, SIPURI) else 491
+        self.log.info("REFER of {call_id} to {target}: calling it", call_id=self.call_id,
+                      target=str(target))
+        self._referred = target
+        # After the 202 has gone (RFC 3515 2.4.4): progress NOTIFYs, then the new INVITE.
+        self.table.clock.callLater(0, self._call_refer_target, target)
+        return 202
+
+    def _call_refer_target(self, target: SIPURI) -> None:
+        self._notify_referrer(b"SIP/2.0 100 Trying", final=False)
+        try:
+            rtp = self.table.media.create_session("rtp")
+            rtp.observer = self
+            codec = (self.webrtc.audio_codec if self.webrtc is not None else None) or \
+                self.rtp.audio_codec
+            offer = rtp.create_offer([codec] if codec else [], [], "sendrecv")
+        except MediaError as error:
+            self._referred = None
+            self._notify_referrer(b"SIP/2.0 503 Service Unavailable", final=True)
+            self.log.warn("REFER target not called: {info}", info=error.info)
+            return
+        local = self.sip.dialog.local_uri.uri
+        self._referred_leg = InviteSession.outgoing(
+            self.table.core, self.table.clock, _ReferredLeg(self, rtp), local, target,
+            offer.encode("utf-8"), outbound_proxy=self.table.outbound_proxy_for(self, target))
+
+    def _refer_answered(self, leg, rtp, response) -> None:
+        try:
+            if leg.remote_sdp:
+                rtp.set_remote_answer(leg.remote_sdp.decode("utf-8", "replace"))
+        except MediaError as error:
+            leg.observer = _DETACHED
+            leg.hang_up(reason=error.info)
+            self._refer_failed(rtp, 488)
+            return
+        self._notify_referrer(b"SIP/2.0 200 OK", final=True)
+        old_sip, old_rtp = self.sip, self.rtp
+        old_sip.observer = _DETACHED
+        old_sip.hang_up(reason="Transferred")
+        if self.bridge is not None:
+            self.bridge.close()
+            self.bridge = None
+        old_rtp.close()
+        leg.observer = self
+        self.sip, self.rtp, self._referred = leg, rtp, None
+        self._sip_answer = leg.remote_sdp
+        self.callee = str(leg.request_uri)
+        self._bridge()
+        self._held = False
+        self._set_status(CallStatus.ESTABLISHED, response.status_code, response)
+
+    def _refer_failed(self, rtp, status: int) -> None:
+        rtp.close()
+        self._referred = None
+        self._notify_referrer(f"SIP/2.0 {status} Transfer failed".encode(), final=True)
+
+    def _notify_referrer(self, sipfrag: bytes, final: bool) -> None:
+        state = "terminated;reason=noresource" if final else "active;expires=60"
+        done = self.sip.request("NOTIFY", sipfrag, "message/sipfrag;version=2.0",
+                                headers=(("Event", "refer"), ("Subscription-State", state)))
+        done.addErrback(lambda failure: self.log.info(
+            "transfer NOTIFY on {call_id} refused: {error}", call_id=self.call_id,
+            error=failure.getErrorMessage()))
 
     def message_received(self, session, request) -> None:
         self.log.info("MESSAGE in call {call_id}", call_id=self.call_id)
@@ -523,3 +600,60 @@ class Call:
             if media is not None:
                 media.close()
         self.table.released(self)
+
+
+@implementer(IInviteSessionObserver)
+class _Detached:
+    """
+    The observer of a leg the call has let go of (after a transfer): hears nothing.
+    """
+
+    def provisional(self, session, response):
+        pass
+
+    def answered(self, session, response):
+        pass
+
+    def confirmed(self, session):
+        pass
+
+    def failed(self, session, status, reason, response):
+        pass
+
+    def terminated(self, session, reason, by_remote):
+        pass
+
+    def offer_received(self, session, offer):
+        return None
+
+    def info_received(self, session, request):
+        return 200
+
+    def refer_received(self, session, request, refer_to):
+        return 603
+
+    def notify_received(self, session, request):
+        pass
+
+    def message_received(self, session, request):
+        pass
+
+
+_DETACHED = _Detached()
+
+
+@implementer(IInviteSessionObserver)
+class _ReferredLeg(_Detached):
+    """
+    The new leg a REFER made us dial, until it answers (then the call takes it over).
+    """
+
+    def __init__(self, call: Call, rtp) -> None:
+        self.call = call
+        self.rtp = rtp
+
+    def answered(self, session, response):
+        self.call._refer_answered(session, self.rtp, response)
+
+    def failed(self, session, status, reason, response):
+        self.call._refer_failed(self.rtp, status)

@@ -167,6 +167,13 @@ class CallTable:
             return f"{account.domain}:{account.port}"
         return self.settings.outbound_proxy
 
+    def outbound_proxy_for(self, call: Call, target: SIPURI) -> str:
+        """
+        The first hop for a new leg of C{call} (a REFER target).
+        """
+        account = call.account or SIPAccount("", "", "", self._primary_domain(), "", 0, False)
+        return self._outbound_proxy(account, target)
+
     def start_call(self, session, fields: dict[str, Any]) -> Call:
         """
         A browser's C{call}: validate, answer TRYING, INVITE the callee.
@@ -190,6 +197,7 @@ class CallTable:
         fields["caller"] = account.login
         fields.setdefault("visibleName", account.visible_name or account.login)
         call = Call(self, call_id, session, incoming=False, fields=fields)
+        call.account = account
         self._add(call)
         from_uri = SIPURI("sip", account.login, None,
                           account.domain or self._primary_domain(), None)
@@ -237,6 +245,7 @@ class CallTable:
         values["caller"] = account.login
         values.setdefault("visibleName", account.visible_name or account.login)
         call = Call(self, call_id, None, incoming=False, fields=values)
+        call.account = account
         for name in ("toStream", "rtmpUrl", "rtmpStream"):
             if fields.get(name):
                 call.extra[name if name != "toStream" else "streamName"] = read_text(fields, name)
@@ -432,6 +441,7 @@ class CallTable:
             "hasVideo": False,
         }
         call = Call(self, str(uuid.uuid1()), session, incoming=True, fields=fields)
+        call.account = session.account
         self._add(call)
         sip = InviteSession.incoming(self.core, self.clock, call, event,
                                      protocol=self.settings.transport)

@@ -91,7 +91,7 @@ class SessionTable:
     def __init__(
         self,
         node_id: str,
-        default_sip_port: int = 5060,
+        default_sip_port: int | Callable[[], int] = 5060,
         token_factory: Callable[[], str] = lambda: secrets.token_hex(16),
         on_change: Callable[[int], None] = lambda count: None,
         registration_factory: Callable[..., Any] | None = None,
@@ -102,6 +102,7 @@ class SessionTable:
         self.clock = clock
         self.keep_alive_grace = keep_alive_grace
         self.node_id = node_id
+        #: The port "sipPort 0" stands for: an int, or a callable giving the bound SIP port.
         self._default_sip_port = default_sip_port
         self._token_factory = token_factory
         self._on_change = on_change
@@ -120,6 +121,10 @@ class SessionTable:
     def __iter__(self) -> Iterator[ClientSession]:
         return iter(list(self._by_id.values()))
 
+    def _sip_port(self) -> int:
+        port = self._default_sip_port
+        return port() if callable(port) else port
+
     def check_fields(self, fields: Mapping[str, Any]) -> None:
         """
         Validate a connection object before anyone (a REST hook backend) sees it.
@@ -127,7 +132,7 @@ class SessionTable:
         @raise InvalidField: naming the first bad field.
         """
         read_text(fields, "appKey")
-        SIPAccount.from_fields(fields, self._default_sip_port)
+        SIPAccount.from_fields(fields, self._sip_port())
         read_boolean(fields, "keepAlive", False)
 
     def open(self, connection: IClientConnection, session_id: str,
@@ -138,7 +143,7 @@ class SessionTable:
         @raise InvalidField: a field of the connection object is wrong.
         """
         app_key = read_text(fields, "appKey", "defaultApp") or "defaultApp"
-        account = SIPAccount.from_fields(fields, self._default_sip_port)
+        account = SIPAccount.from_fields(fields, self._sip_port())
         keep_alive = read_boolean(fields, "keepAlive", False)
         if session_id in self._by_id:
             raise InvalidField("sessionId", f"session {session_id} already exists")
