@@ -231,3 +231,66 @@ class TransferTests(CallTestCase):
         self.assertEqual({(call.call_id, call.status.value) for call in self.server.calls
                           if call.call_id == bob_call}, {(bob_call, "ESTABLISHED")})
         self.assertEqual(alice.violations + bob.violations + carol.violations, [])
+
+
+class ThroughKamailioTests(CallTestCase):
+    """
+    The session registers at a real Kamailio (digest) and calls go through it, both ways.
+    """
+
+    async def start_kamailio(self):
+        from tests.integration.peers import Kamailio
+
+        self.kamailio = Kamailio(self.base, users={"alice": "secret", "bob": "secret"})
+        self.addCleanup(self.kamailio.stop)
+        await self.kamailio.start()
+
+    async def registered_client(self):
+        client = self.client("alice")
+        await client.connect(sipLogin="alice", sipAuthenticationName="alice",
+                             sipPassword="secret", sipDomain="127.0.0.1",
+                             sipOutboundProxy="127.0.0.1", sipPort=str(self.kamailio.port),
+                             sipRegisterRequired=True)
+        await client.wait_registered(timeout=10)
+        return client
+
+    async def kamailio_baresip(self, name, tone_hz):
+        require_binary("baresip")
+        wav = audio.write_tone_wav(os.path.join(self.base, f"{name}.wav"), tone_hz, 30)
+        agent = Baresip(self.base, name, registrar=self.kamailio.address, password="secret",
+                        tone_wav=wav)
+        self.addCleanup(agent.stop)
+        await agent.start()
+        return agent
+
+    async def test_call_out_through_kamailio(self):
+        """
+        registered -> call bob at Kamailio (407 answered) -> tones both ways -> hangup.
+        """
+        await self.start_kamailio()
+        bob = await self.kamailio_baresip("bob", 1000)
+        alice = await self.registered_client()
+        call_id = await alice.call("bob", tone_hz=440, codecs=["PCMU"])
+        await alice.wait_status(call_id, "ESTABLISHED", timeout=15)
+        await bob.wait_event("CALL_ESTABLISHED")
+        self.assertFrequency(await alice.wait_audio(call_id, seconds=1.5, timeout=10), 1000)
+        await bob.wait_for_received_audio(1.5)
+        self.assertFrequency(bob.received_wav(), 440)
+        await alice.hangup(call_id)
+        await bob.wait_event("CALL_CLOSED")
+        self.assertEqual(alice.violations, [])
+
+    async def test_call_in_through_kamailio(self):
+        """
+        bob calls alice's registration at Kamailio; the session gets the call and answers.
+        """
+        await self.start_kamailio()
+        alice = await self.registered_client()
+        bob = await self.kamailio_baresip("bob", 1000)
+        await bob.dial(self.kamailio.user_uri("alice"))
+        call_id = await alice.wait_incoming_call(timeout=10)
+        await alice.answer(call_id, tone_hz=440)
+        await alice.wait_status(call_id, "ESTABLISHED", timeout=10)
+        self.assertFrequency(await alice.wait_audio(call_id, seconds=1.5, timeout=10), 1000)
+        await bob.hangup()
+        await alice.wait_status(call_id, "FINISH", timeout=10)

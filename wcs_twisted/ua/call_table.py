@@ -27,6 +27,7 @@ from wcs_twisted.ua.call import DTMF_DIGITS, Call
 from wcs_twisted.ua.call_events import CallStatus, TransferStatus
 from wcs_twisted.ua.errors import Conflict, DomainError, InvalidField, NotFound
 from wcs_twisted.ua.invite_session import InviteSession
+from wcs_twisted.ua.outbound import split_host_port
 from wcs_twisted.ua.registrar import Binding, address_of_record
 
 #: The contact URI parameter naming the WCS session an INVITE is for.
@@ -134,14 +135,40 @@ class CallTable:
     def is_local(self, host: str) -> bool:
         return host.lower() in self.settings.local_domains
 
+    def account_server(self, account: SIPAccount) -> str | None:
+        """
+        "host:port" of the SIP server an account belongs to, or None when that is this server
+        (WCS local mode: domain/outbound proxy = our address, port 0 or ours).
+        """
+        our_port = self.core.transport.local_address(self.settings.transport)[1]
+        text = account.outbound_proxy or account.domain
+        if not text:
+            return None
+        host, port = split_host_port(text)
+        port = port or account.port or None
+        if self.is_local(host) and port in (None, our_port):
+            return None
+        return f"{host}:{port}" if port else host
+
     def target_uri(self, callee: str, account: SIPAccount) -> SIPURI:
         """
         The Request-URI for a callee as users type it: "1002", "1002@host", or a sip: URI.
+
+        A bare user is placed in the account's domain, with the server's port when it is not
+        5060 (a proxy on another port takes a port-less URI as someone else's, RFC 3263).
         """
         text = callee.strip()
         if not text.lower().startswith(("sip:", "sips:")):
-            text = f"sip:{text}" if "@" in text else \
-                f"sip:{text}@{account.domain or self._primary_domain()}"
+            if "@" in text:
+                text = f"sip:{text}"
+            else:
+                domain = account.domain or self._primary_domain()
+                server = self.account_server(account)
+                if server is not None and ":" not in domain:
+                    port = split_host_port(server)[1]
+                    if port and port != 5060 and split_host_port(server)[0] == domain:
+                        domain = f"{domain}:{port}"
+                text = f"sip:{text}@{domain}"
         try:
             return SIPURI.parse(text)
         except RemoteProtocolError as error:
@@ -149,22 +176,18 @@ class CallTable:
 
     def _outbound_proxy(self, account: SIPAccount, target: SIPURI) -> str:
         """
-        Where the INVITE goes first: ourselves (built-in proxy) for local users, the account's own
-        outbound proxy or server for others, else the configured default, else the target.
+        Where the INVITE goes first: the account's own SIP server when it has one; for accounts
+        of this server (local mode), ourselves for local users, else straight to the target (or
+        the configured default outbound proxy).
         """
+        server = self.account_server(account)
+        if server is not None:
+            return server
         host, port = self.core.transport.local_address(self.settings.transport)
-        if self.settings.local_mode and self.is_local(target.host) and target.port in (None, port):
-            return f"{host}:{port}"
-        if self.is_local(target.host) and target.port not in (None, port):
+        if self.is_local(target.host):
+            if target.port in (None, port):
+                return f"{host}:{port}" if self.settings.local_mode else ""
             return ""  # another process on one of our addresses: straight to it
-        if account.outbound_proxy and not self.is_local(account.outbound_proxy.split(":")[0]):
-            if ":" in account.outbound_proxy or not account.port:
-                return account.outbound_proxy
-            return f"{account.outbound_proxy}:{account.port}"
-        if account.domain and not self.is_local(account.domain.split(":")[0]):
-            if ":" in account.domain or not account.port:
-                return account.domain
-            return f"{account.domain}:{account.port}"
         return self.settings.outbound_proxy
 
     def outbound_proxy_for(self, call: Call, target: SIPURI) -> str:
