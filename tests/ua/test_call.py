@@ -352,3 +352,29 @@ class LocalCallTests(CallTestMixin, SynchronousTestCase):
         self.network.run()
         self.assertEqual(self.statuses(bob_connection, bob_call)[-1], ("finish", "FINISH"))
         self.assertEqual(len(self.calls), 0)
+
+
+class KeyframeTests(CallTestMixin, SynchronousTestCase):
+    """
+    Key frame requests cross the B2BUA: RTCP PLI <-> SIP INFO picture_fast_update (RFC 5168).
+    """
+
+    def test_both_ways(self):
+        """
+        The browser's PLI becomes an INFO to the phone; the phone's INFO becomes a PLI request.
+        """
+        connection, session = self.connect("alice", "/a")
+        self.calls.start_call(session, {"callId": "c1", "callee": "bob@10.0.0.2",
+                                        "sdp": BROWSER_OFFER})
+        self.network.run()
+        self.phone.sessions[0].accept(PEER_ANSWER)
+        self.network.run()
+        call = self.calls.get("c1")
+        bridge = self.media.bridges[0]
+        bridge.on_keyframe_request(call.rtp)
+        self.network.run()
+        info = [event[1] for event in self.phone.observer.events if event[0] == "info"]
+        self.assertIn(b"picture_fast_update", info[-1])
+        self.phone.sessions[0].request("INFO", info[-1], "application/media_control+xml")
+        self.network.run()
+        self.assertEqual(bridge.keyframes_requested, [call.webrtc])

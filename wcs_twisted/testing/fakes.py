@@ -121,6 +121,11 @@ class FakeMediaBridge:
         self.mode = "relay" if a.audio_codec and a.audio_codec == b.audio_codec else "transcode"
         self.held = False
         self.closed = False
+        self.on_keyframe_request = None
+        self.keyframes_requested: list = []
+
+    def request_keyframe(self, session):
+        self.keyframes_requested.append(session)
 
     def hold(self, held):
         self.held = held

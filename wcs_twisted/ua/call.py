@@ -36,6 +36,11 @@ from wcs_twisted.ua.call_events import (
 )
 from wcs_twisted.ua.invite_session import InviteSession, SIPRequestFailed
 
+#: RFC 5168 body asking the SIP peer's encoder for a key frame.
+PICTURE_FAST_UPDATE = (b'<?xml version="1.0" encoding="utf-8" ?>'
+                       b"<media_control><vc_primitive><to_encoder><picture_fast_update/>"
+                       b"</to_encoder></vc_primitive></media_control>")
+
 #: DTMF digits the WCS API accepts.
 DTMF_DIGITS = frozenset("0123456789*#ABCDabcd")
 
@@ -245,7 +250,20 @@ class Call:
     def _bridge(self) -> None:
         if self.bridge is None and self.webrtc is not None and self.rtp is not None:
             self.bridge = self.table.media.bridge(self.webrtc, self.rtp)
+            self.bridge.on_keyframe_request = self._keyframe_requested
             self.bridge.hold(self._held)
+
+    def _keyframe_requested(self, leg) -> None:
+        """
+        The browser asked for a key frame (RTCP PLI/FIR) that the SIP side must make: SIP INFO
+        picture_fast_update (RFC 5168).
+        """
+        if leg is not self.rtp or self.sip is None or self.status.released:
+            return
+        done = self.sip.request("INFO", PICTURE_FAST_UPDATE, "application/media_control+xml")
+        done.addErrback(lambda failure: self.log.debug(
+            "picture_fast_update on {call_id} refused: {error}", call_id=self.call_id,
+            error=failure.getErrorMessage()))
 
     def failed(self, session, status, reason, response) -> None:
         call_status, info = status_for_failure(status, self._cancelled_by_us)
@@ -447,6 +465,8 @@ class Call:
             self._dtmf_from_sip(digit, "INFO")
             return 200
         if b"picture_fast_update" in request.body:
+            if self.bridge is not None and self.webrtc is not None:
+                self.bridge.request_keyframe(self.webrtc)
             return 200
         return 415
 
