@@ -364,6 +364,14 @@ KEYS: tuple[Key, ...] = (
     Key("call_log_file", "call_log_file", STRING, "",
         "The call_log module also appends every call status change to this file as one JSON "
         "object per line; empty means log events only."),
+    Key("record_dir", "record_dir", NON_EMPTY, "records",
+        "Folder the recording module writes its .mkv files to (WCS_HOME/records in WCS); "
+        "relative to the working directory."),
+    Key("record_file_template", "record_file_template", NON_EMPTY, "{streamName}-{startTime}",
+        "Recording file name: {streamName}, {startTime} (ms), {mediaSessionId}, {sessionId}, "
+        "{appKey}, {callId}; .mkv is added."),
+    Key("media_dir", "media_dir", NON_EMPTY, "media",
+        "Folder of the sound files that /push/sound_on plays (WCS_HOME/media in WCS)."),
 )
 
 KEYS_BY_NAME: Mapping[str, Key] = {key.name: key for key in KEYS}
@@ -463,6 +471,9 @@ class Settings:
     plugin_dirs: tuple[str, ...] = ()
     modules_disabled: tuple[str, ...] = ()
     call_log_file: str = ""
+    record_dir: str = "records"
+    record_file_template: str = "{streamName}-{startTime}"
+    media_dir: str = "media"
     sip_users: Mapping[str, str] = field(default_factory=dict)
     rest_hook_urls: Mapping[str, str] = field(default_factory=dict)
     rest_hook_secrets: Mapping[str, str] = field(default_factory=dict)

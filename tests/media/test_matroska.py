@@ -1,0 +1,79 @@
+"""
+Tests for L{wcs_twisted.media.matroska}: recordings written with PyAV.
+"""
+
+import os
+
+import av
+from twisted.trial.unittest import SynchronousTestCase
+
+from tests.modules_builtin.synthetic import h264_access_units, opus_tone, pcmu_tone
+from wcs_twisted.media.matroska import AUDIO_TRACKS, MatroskaWriter, VideoTrack
+
+
+def read_back(path):
+    """
+    (codec names, duration in seconds, decoded audio samples per stream index, video frames).
+    """
+    with av.open(path) as container:
+        codecs = [stream.codec_context.name for stream in container.streams]
+        duration = container.duration / 1e6 if container.duration else None
+        samples, frames = 0, 0
+        for frame in container.decode(*container.streams):
+            if isinstance(frame, av.AudioFrame):
+                samples += frame.samples
+            else:
+                frames += 1
+    return codecs, duration, samples, frames
+
+
+class MatroskaWriterTests(SynchronousTestCase):
+    """
+    Items in, a Matroska file out.
+    """
+
+    def setUp(self):
+        self.path = os.path.join(os.path.abspath(self.mktemp()), "sub", "call.mkv")
+
+    def test_pcmu_as_pcm_and_h264(self):
+        """
+        G.711 is stored as 16-bit PCM and H.264 as it came; durations come from the pts given.
+        """
+        writer = MatroskaWriter(self.path)
+        units = h264_access_units(50)
+        items = [("open", AUDIO_TRACKS["pcmu"], VideoTrack(320, 240))]
+        for index, payload in enumerate(pcmu_tone(2.0)):
+            items.append(("audio", payload, index * 160, 160))
+        for index, (data, keyframe) in enumerate(units):
+            items.append(("video", data, index * 3600, 3600, keyframe))
+        items.sort(key=lambda item: (item[2] / (8000 if item[0] == "audio" else 90000))
+                   if item[0] != "open" else -1)
+        writer.handle(items[:40])
+        writer.handle(items[40:] + [("close",)])
+        codecs, duration, samples, frames = read_back(self.path)
+        self.assertEqual(codecs, ["pcm_s16le", "h264"])
+        self.assertApproximates(duration, 2.0, 0.01)
+        self.assertEqual((samples, frames), (16000, 50))
+
+    def test_opus_audio_only(self):
+        """
+        Opus packets are stored as they are, with an OpusHead the decoder accepts.
+        """
+        writer = MatroskaWriter(self.path)
+        items = [("open", AUDIO_TRACKS["opus"], None)]
+        for index, payload in enumerate(opus_tone(1.0)):
+            items.append(("audio", payload, index * 960, 960))
+        items.append(("video", b"ignored", 0, 3600, True))
+        writer.handle(items + [("close",)])
+        codecs, duration, samples, frames = read_back(self.path)
+        self.assertEqual(codecs, ["opus"])
+        self.assertApproximates(duration, 1.0, 0.02)
+        self.assertEqual(frames, 0)
+        self.assertGreater(samples, 47000)
+
+    def test_close_without_open(self):
+        """
+        Closing a writer that never opened writes nothing.
+        """
+        MatroskaWriter(self.path).handle([("close",)])
+        self.assertFalse(os.path.exists(self.path))
