@@ -28,6 +28,9 @@ Modes:
   transcode  browser Opus <-> WebRTC leg <-> bridge (TRANSCODE) <-> RTP leg <-> phone PCMU
   rtp        phone PCMU <-> RTP leg <-> bridge (RELAY) <-> RTP leg <-> phone PCMU
 
+With --stream each call's SIP leg also feeds a named stream (what sip_record_stream does),
+with no sink attached: the cost of the stream tap on a bridged call.
+
     .venv/bin/python bench/media_calls.py --mode relay --calls 100 --seconds 15
     .venv/bin/python bench/media_calls.py --mode all --calls 50
 
@@ -120,6 +123,9 @@ def gateway_main(args: argparse.Namespace) -> None:
     phones = json.loads(args.phones)
     factory = MediaFactory(reactor, LOOPBACK, LOOPBACK,
                            PortPool(args.port_low, args.port_low + 8 * args.calls + 64))
+    from wcs_twisted.media.streams import StreamRegistry
+
+    registry = StreamRegistry(reactor)
     baseline_rss = rss_kib()
     legs: list = []
     calls: list[dict] = []
@@ -150,6 +156,10 @@ def gateway_main(args: argparse.Namespace) -> None:
             })
         bridge = factory.bridge(a, b)
         bridges.append(bridge)
+        if args.stream:
+            # The SIP leg also feeds a named stream (sip_record_stream), with no sink.
+            source = factory.stream_source(b)
+            source.start(registry.publish(f"call_{i}", source))
     modes = sorted({b.mode for b in bridges})
     sys.stdout.write(json.dumps({"calls": calls, "bridge_modes": modes}) + "\n")
     sys.stdout.flush()
@@ -342,7 +352,7 @@ def generator_main(args: argparse.Namespace) -> dict:
     child = subprocess.Popen(
         [sys.executable, os.path.abspath(__file__), "--role", "gateway", "--mode", args.mode,
          "--calls", str(args.calls), "--port-low", str(args.port_low),
-         "--gen-fingerprint", fingerprint,
+         "--gen-fingerprint", fingerprint, *(["--stream"] if args.stream else []),
          "--phones", json.dumps([p.transport.getHost().port for p in phones])],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=ROOT,
     )
@@ -435,6 +445,8 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=3.0)
     parser.add_argument("--port-low", type=int, default=46000)
     parser.add_argument("--json", action="store_true", help="also print the raw figures")
+    parser.add_argument("--stream", action="store_true",
+                        help="also publish each call's SIP leg as a named stream (no sinks)")
     parser.add_argument("--role", default="generator", choices=["generator", "gateway"],
                         help=argparse.SUPPRESS)
     parser.add_argument("--gen-fingerprint", default="", help=argparse.SUPPRESS)
@@ -452,7 +464,8 @@ def main() -> None:
             subprocess.run([sys.executable, os.path.abspath(__file__), "--mode", mode,
                             "--calls", str(args.calls), "--seconds", str(args.seconds),
                             "--warmup", str(args.warmup), "--port-low", str(args.port_low)]
-                           + (["--json"] if args.json else []), check=False)
+                           + (["--json"] if args.json else [])
+                           + (["--stream"] if args.stream else []), check=False)
         return
     result = generator_main(args)
     print(summarize(args.mode, args.calls, result), flush=True)

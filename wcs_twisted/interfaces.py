@@ -267,7 +267,8 @@ class IMediaSession(Interface):
     def create_answer(offer, prefer_audio, prefer_video, direction):
         """
         Answer a remote offer, choosing the first codec of C{prefer_*} the offer allows, else
-        the offer's own first supported codec.
+        the offer's own first supported codec.  C{prefer_video=None} answers an offered video
+        stream C{inactive}: nothing flows on it (a player of a stream that has no video).
 
         @raise MediaError: "No common codecs" (nothing the offer lists can be carried).
         """
@@ -301,6 +302,15 @@ class IMediaBridge(Interface):
     """
 
     mode = Attribute("'relay' or 'transcode' (per direction it may differ; 'transcode' if any).")
+    on_keyframe_request = Attribute(
+        "Callable(leg) set by the owner: the other leg asked for a key frame that C{leg}'s peer "
+        "must produce (the call sends SIP INFO picture_fast_update for the RTP leg).")
+
+    def request_keyframe(session):
+        """
+        Ask C{session}'s peer for a key frame (RTCP PLI), e.g. after a SIP INFO
+        picture_fast_update arrived on the other leg.
+        """
 
     def hold(held):
         """
@@ -672,4 +682,68 @@ class IStreamRegistry(Interface):
     def remove_observer(observer):
         """
         Stop telling C{observer}; one that is not registered is ignored.
+        """
+
+
+# --- media sessions as stream sources and sinks (media/stream_endpoints.py) ------------------------
+
+
+class IMediaStreamSource(IStreamSource):
+    """
+    The media a session receives from its peer (a SIP phone's RTP, a publishing browser's SRTP),
+    as the source of a named stream.  Made by L{IMediaStreams.stream_source}.
+    """
+
+    def start(stream):
+        """
+        Push every packet of the session's negotiated audio and video codecs into C{stream}
+        (the L{IStream} that publishing this source returned), from now until L{stop}.  The
+        session's relay to a bridged leg is not disturbed.
+        """
+
+    def stop():
+        """
+        Stop pushing packets; the session goes back to its plain receive path.  Called by
+        C{stream_ended}; stopping twice does nothing.
+        """
+
+
+class IMediaStreamSink(IStreamSink):
+    """
+    A named stream sent out on a session (a WebRTC player): payloads relayed when the stream's
+    codec is the one the session negotiated, audio transcoded when not, video dropped when not.
+    Made by L{IMediaStreams.stream_sink}.
+    """
+
+    def play(stream):
+        """
+        Attach to C{stream} (an L{IStream}); the peer's keyframe requests (RTCP PLI/FIR) go to it.
+
+        @raise wcs_twisted.errors.MediaError: "Stream not found" if it has ended.
+        """
+
+    def stop():
+        """
+        Detach from the stream (no C{on_ended} call); stopping twice does nothing.
+        """
+
+
+class IMediaStreams(Interface):
+    """
+    What joins media sessions to named streams; the media factory provides it next to
+    L{IMediaFactory}, so the call layer never touches packets.
+    """
+
+    def stream_source(session):
+        """
+        An L{IMediaStreamSource} over a negotiated session of this factory (nothing flows until
+        its C{start}).
+        """
+
+    def stream_sink(session, on_ended):
+        """
+        An L{IMediaStreamSink} sending a stream out on a negotiated session of this factory.
+
+        @param on_ended: called with the WCS info text when the stream ends under the sink (its
+            source stopped, REST terminate, or "Failed by error" when sending raised), or None.
         """

@@ -8,9 +8,12 @@ from twisted.internet.task import Clock
 from twisted.logger import LogLevel, capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 
+from tests.ua.test_stream_table import PUBLISH_OFFER, FakeStreamMedia
+from wcs_twisted.media.streams import StreamRegistry
 from wcs_twisted.metrics import ServerMetrics
 from wcs_twisted.signalling.protocol import CLOSE_GOING_AWAY, CLOSE_KEEP_ALIVE, Signalling
 from wcs_twisted.ua.sessions import SessionTable
+from wcs_twisted.ua.stream_table import StreamTable
 
 
 class RecordingWebSocket:
@@ -216,3 +219,44 @@ class SignallingTests(SynchronousTestCase):
         """
         self.send("connection", {"authToken": "stale"})
         self.assertEqual(self.socket.sent[0]["data"][0]["authToken"], "token0")
+
+
+class StreamHandlerTests(SynchronousTestCase):
+    """
+    The stream messages (spec 3, 9.8, 9.9) reach the stream table.
+    """
+
+    def setUp(self):
+        self.clock = Clock()
+        self.sessions = SessionTable("node@127.0.0.1", clock=self.clock)
+        self.streams = StreamTable(StreamRegistry(self.clock), FakeStreamMedia(), self.sessions,
+                                   clock=self.clock)
+        self.signalling = Signalling(self.sessions, self.clock, ServerMetrics(),
+                                     server_address=lambda: "127.0.0.1:8080",
+                                     streams=self.streams)
+        self.socket = RecordingWebSocket()
+        self.channel = self.signalling.channel_opened(self.socket, "127.0.0.1:40000")
+
+    def send(self, name, payload=None):
+        raw = json.dumps({"message": name, "data": [payload]}).encode()
+        self.signalling.message_received(self.channel, raw, False)
+
+    def test_stream_messages(self):
+        """
+        Before connection a stream message gets fail "Session not ready"; after it, playStream
+        of an unknown name is FAILED "Stream not found", and a publish then stop round-trips.
+        """
+        self.send("playStream", {"mediaSessionId": "m0", "name": "x"})
+        self.assertEqual(self.socket.sent[-1]["data"][0]["info"], "Session not ready")
+        self.send("connection", {})
+        self.send("playStream", {"mediaSessionId": "m1", "name": "x", "sdp": "v=0"})
+        self.assertEqual(self.socket.sent[-1]["message"], "notifyStreamStatusEvent")
+        self.assertEqual(self.socket.sent[-1]["data"][0]["info"], "Stream not found")
+        self.send("publishStream", {"mediaSessionId": "m2", "name": "cam", "sdp": PUBLISH_OFFER})
+        self.assertEqual(self.socket.names()[-2:], ["setRemoteSDP", "notifyStreamStatusEvent"])
+        self.send("unPublishStream", {"mediaSessionId": "m2", "name": "cam"})
+        self.assertEqual(self.socket.sent[-1]["data"][0]["status"], "UNPUBLISHED")
+        self.send("stopStream", {})
+        fail = self.socket.sent[-1]["data"][0]
+        self.assertEqual((self.socket.names()[-1], fail["apiMethod"], fail["info"]),
+                         ("fail", "stopStream", "MediaSessionId is null"))

@@ -142,10 +142,22 @@ class AudioTranscoder:
         """
         Transcode the payload of one RTP datagram and send what comes out.
         """
-        self.packets_in += 1
         try:
             start, end = payload_bounds(data)
-            frames = self._decoder.decode(av.Packet(data[start:end]))
+        except ValueError:
+            self.packets_in += 1
+            self.errors += 1
+            return
+        self.payload(data[start:end])
+
+    def payload(self, payload: bytes) -> None:
+        """
+        Transcode one encoded payload (no RTP header; a named stream's
+        packets come this way) and send what comes out.
+        """
+        self.packets_in += 1
+        try:
+            frames = self._decoder.decode(av.Packet(payload))
         except (ValueError, av.FFmpegError):
             self.errors += 1
             return

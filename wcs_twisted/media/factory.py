@@ -1,7 +1,9 @@
 # -*- test-case-name: tests.media.test_factory -*-
 """
 The call layer's one entry to media (L{IMediaFactory}): it makes sessions of
-either kind on the configured addresses and port range, and bridges.
+either kind on the configured addresses and port range, and bridges; and
+(L{IMediaStreams}) it turns sessions into the sources and sinks of named
+streams.
 
 Everything a leg needs that is shared per process lives here: the reactor,
 the port pool, the addresses, the inactivity timeout and the DTLS
@@ -19,11 +21,12 @@ from twisted.internet.interfaces import IReactorTime, IReactorUDP
 from zope.interface import implementer
 
 from wcs_twisted.errors import MediaError
-from wcs_twisted.interfaces import IMediaFactory
+from wcs_twisted.interfaces import IMediaFactory, IMediaStreams
 from wcs_twisted.media.bridge import MediaBridge
 from wcs_twisted.media.dtls import RTCCertificate
 from wcs_twisted.media.ports import PortPool
 from wcs_twisted.media.session import CONNECT_TIMEOUT, RTPMediaSession, WebRTCMediaSession
+from wcs_twisted.media.stream_endpoints import SessionSink, SessionSource
 
 __all__ = ["MediaFactory", "process_certificate"]
 
@@ -40,10 +43,11 @@ def process_certificate() -> RTCCertificate:
     return _certificate
 
 
-@implementer(IMediaFactory)
+@implementer(IMediaFactory, IMediaStreams)
 class MediaFactory:
     """
-    Makes L{WebRTCMediaSession}s, L{RTPMediaSession}s and L{MediaBridge}s.
+    Makes L{WebRTCMediaSession}s, L{RTPMediaSession}s and L{MediaBridge}s,
+    and stream sources and sinks over sessions.
     """
 
     def __init__(
@@ -107,3 +111,15 @@ class MediaFactory:
         if a.closed or b.closed:
             raise MediaError("Media session closed")
         return MediaBridge(a, b, clock=self.clock)
+
+    def stream_source(self, session) -> SessionSource:
+        """
+        C{session}'s received media as a stream source (see L{IMediaStreams}).
+        """
+        return SessionSource(session)
+
+    def stream_sink(self, session, on_ended=None) -> SessionSink:
+        """
+        A stream sink sending on C{session} (see L{IMediaStreams}).
+        """
+        return SessionSink(session, on_ended)

@@ -21,7 +21,7 @@ layer only uses the interface.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Optional, Sequence
 
 from twisted.internet import defer
@@ -330,6 +330,10 @@ class _MediaSession:
         self._failed = False
         #: The bridge joined to this leg (set and cleared by the bridge).
         self.bridge = None
+        # What received packets go to: the bridge's routes (payload type -> handler, per kind)
+        # and the stream taps (one handler per kind, see set_stream_tap).
+        self._routes: tuple = (None, None)
+        self._taps: tuple = (None, None)
 
     # -- IMediaSession ---------------------------------------------------------------
 
@@ -378,11 +382,14 @@ class _MediaSession:
         return self.local_sdp
 
     def create_answer(self, offer: str | bytes, prefer_audio: Sequence[str] = (),
-                      prefer_video: Sequence[str] = (), direction: str = "sendrecv") -> str:
+                      prefer_video: Optional[Sequence[str]] = (),
+                      direction: str = "sendrecv") -> str:
         """
         See L{IMediaSession.create_answer}.  The answer carries one codec per
         stream (and telephone-event at its clock rate), so the peer has no
-        other format to switch to.
+        other format to switch to.  With C{prefer_video=None} an offered
+        video stream is answered C{inactive} (a player of a stream without
+        video: nothing flows on it).
 
         @raise MediaError: "No common codecs" when the offer's audio has
             nothing we carry; "Malformed SDP: ..." when it does not parse.
@@ -409,7 +416,7 @@ class _MediaSession:
         )
         if video_media is not None:
             try:
-                video_choice = _choose(video_media.codecs, self.video_table, prefer_video)
+                video_choice = _choose(video_media.codecs, self.video_table, prefer_video or ())
             except SDPError:
                 video_choice = None
             if video_choice is not None:
@@ -420,9 +427,14 @@ class _MediaSession:
         audio = [local_audio] + [
             e for e in TELEPHONE_EVENTS if e.clock_rate == local_audio.clock_rate
         ]
-        self._negotiator.capabilities = self._capabilities(
-            audio, video, wanted, offer=False, remote=remote
-        )
+        capabilities = self._capabilities(audio, video, wanted, offer=False, remote=remote)
+        if prefer_video is None and video:
+            # Accepted but inactive, rather than rejected: some stacks (aiortc) refuse an
+            # answer whose port-0 m= line lacks ICE, DTLS and rtcp-mux attributes.
+            capabilities = replace(capabilities, media=tuple(
+                replace(m, direction=Direction.INACTIVE) if m.kind == "video" else m
+                for m in capabilities.media))
+        self._negotiator.capabilities = capabilities
         self._abandon_pending()
         try:
             self._negotiator.receive_offer(remote)
@@ -540,7 +552,9 @@ class _MediaSession:
         self._configure(negotiated, remote)
         self._apply_direction()
         if self.bridge is not None:
-            self.bridge.session_changed(self)
+            self.bridge.session_changed(self)  # which calls set_receivers, taps included
+        elif self._taps != (None, None):
+            self._install_receivers()
 
     def _configure(self, negotiated: list[NegotiatedMedia], remote: SessionDescription) -> None:
         raise NotImplementedError()
@@ -557,6 +571,41 @@ class _MediaSession:
         raise NotImplementedError()
 
     def _stop(self) -> defer.Deferred[None]:
+        raise NotImplementedError()
+
+    # -- received packets: bridge routes and stream taps ------------------------------------
+
+    def set_receivers(self, audio: Optional[dict[int, Callable[[bytes], None]]],
+                      video: Optional[dict[int, Callable[[bytes], None]]]) -> None:
+        """
+        Route received RTP of each kind by payload type (the bridge's
+        paths); C{None} for both detaches.  A stream tap stays in place.
+        """
+        self._routes = (audio, video)
+        self._install_receivers()
+
+    def set_stream_tap(self, audio: Optional[Callable[[bytes], None]],
+                       video: Optional[Callable[[bytes], None]]) -> None:
+        """
+        Also hand every received RTP packet of the negotiated audio (video)
+        codec to C{audio} (C{video}), unparsed, after the bridge's handler
+        for it: how a leg's media becomes a named stream.  Telephone events
+        and other formats are not tapped.  C{None} for both removes the tap;
+        without one the receive path is exactly the bridge's.
+        """
+        self._taps = (audio, video)
+        self._install_receivers()
+
+    def _install_receivers(self) -> None:
+        audio, video = self._routes
+        tap_audio, tap_video = self._taps
+        if tap_audio is not None and self.audio is not None:
+            audio = _with_tap(audio, self.audio.receive_payload_type, tap_audio)
+        if tap_video is not None and self.video is not None:
+            video = _with_tap(video, self.video.receive_payload_type, tap_video)
+        self._set_dispatch(audio, video)
+
+    def _set_dispatch(self, audio, video) -> None:
         raise NotImplementedError()
 
     # -- observer calls -------------------------------------------------------------------
@@ -581,6 +630,25 @@ class _MediaSession:
             self.log.info("{kind} media failed: {reason}", kind=self.kind, reason=reason)
             if self.observer is not None:
                 self.observer.media_failed(self, reason)
+
+
+def _with_tap(routes: Optional[dict[int, Callable[[bytes], None]]], payload_type: int,
+              tap: Callable[[bytes], None]) -> dict[int, Callable[[bytes], None]]:
+    """
+    C{routes} with C{tap} also called for C{payload_type} (after the route's
+    own handler, if any).
+    """
+    routes = dict(routes or {})
+    first = routes.get(payload_type)
+    if first is None:
+        routes[payload_type] = tap
+    else:
+        def both(data: bytes) -> None:
+            first(data)
+            tap(data)
+
+        routes[payload_type] = both
+    return routes
 
 
 def _bind(start: Callable[[], None]) -> None:
@@ -792,12 +860,9 @@ class WebRTCMediaSession(_MediaSession):
 
     # -- bridge-facing ----------------------------------------------------------------------
 
-    def set_receivers(self, audio: Optional[dict[int, Callable[[bytes], None]]],
+    def _set_dispatch(self, audio: Optional[dict[int, Callable[[bytes], None]]],
                       video: Optional[dict[int, Callable[[bytes], None]]]) -> None:
-        """
-        Route received RTP by payload type (audio and video share the port);
-        C{None} for both detaches.
-        """
+        # Audio and video share the port: one table by payload type.
         if not audio and not video:
             self.transport.packet_received = None
             return
@@ -990,11 +1055,9 @@ class RTPMediaSession(_MediaSession):
 
     # -- bridge-facing ----------------------------------------------------------------------
 
-    def set_receivers(self, audio: Optional[dict[int, Callable[[bytes], None]]],
+    def _set_dispatch(self, audio: Optional[dict[int, Callable[[bytes], None]]],
                       video: Optional[dict[int, Callable[[bytes], None]]]) -> None:
-        """
-        Route received RTP of each stream by payload type; C{None} detaches.
-        """
+        # One RTP session per stream, each with its own table.
         self.audio_rtp.packet_received = _dispatcher(audio)
         if self.video_rtp is not None:
             self.video_rtp.packet_received = _dispatcher(video)

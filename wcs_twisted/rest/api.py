@@ -73,9 +73,10 @@ class RestAPI:
     app = Klein()
     log = Logger()
 
-    def __init__(self, sessions: SessionTable, calls=None) -> None:
+    def __init__(self, sessions: SessionTable, calls=None, streams=None) -> None:
         self.sessions = sessions
         self.calls = calls
+        self.streams = streams
 
     def _calls(self):
         if self.calls is None:
@@ -114,6 +115,28 @@ class RestAPI:
     @app.route("/call/send_dtmf", methods=["POST"])
     def call_send_dtmf(self, request):
         self._calls().rest_send_dtmf(_json_body(request, ("callId", "dtmf", "type")))
+        request.setResponseCode(200)
+        return b""
+
+    # --- /stream ----------------------------------------------------------------------------
+
+    def _streams(self):
+        if self.streams is None:
+            raise DomainError("Streams are not available on this server")
+        return self.streams
+
+    @app.route("/stream/find", methods=["POST"])
+    def stream_find(self, request):
+        return _write_json(request, 200, self._streams().find(_json_body(request, None)))
+
+    @app.route("/stream/find_all", methods=["GET", "POST"])
+    def stream_find_all(self, request):
+        _json_body(request, ())
+        return _write_json(request, 200, self._streams().find({}))
+
+    @app.route("/stream/terminate", methods=["POST"])
+    def stream_terminate(self, request):
+        self._streams().terminate(_json_body(request, None))
         request.setResponseCode(200)
         return b""
 

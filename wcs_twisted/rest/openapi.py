@@ -45,8 +45,33 @@ METHODS: dict[str, tuple[tuple[str, ...], str, dict[str, tuple[str, str]], dict[
         "callId": ("string", "required"), "dtmf": ("string", "digits 0-9 * # A-D"),
         "type": ("string", "RFC2833 (default), INFO or INFO_RELAY")},
         {"200": "Sent", "400": "Invalid digits or type", "404": "Unknown call"}),
+    "/stream/find": (("post",), "Find streams (published, and played over the WebSocket).", {
+        "mediaSessionId": ("string", ""), "name": ("string", ""),
+        "published": ("boolean", "or \"true\"/\"false\""), "status": ("string", ""),
+        "sessionId": ("string", ""), "appKey": ("string", ""),
+        "mediaType": ("string", "publish or play"), "mediaProvider": ("string", ""),
+        "audioCodec": ("string", ""), "videoCodec": ("string", ""),
+        "display": ("array", "accepted; [\"metrics\"] adds nothing yet")},
+        {"200": "Array of stream objects", "404": "No match", "500": "Bad parameters"}),
+    "/stream/find_all": (("get", "post"), "List streams.", {},
+                         {"200": "Array of stream objects", "404": "None"}),
+    "/stream/terminate": (("post",), "Stop players and end published streams "
+                                     "(\"Stopped by rest /terminate\"); {} stops all.", {
+        "mediaSessionId": ("string", ""), "mediaSessionIds": ("array", "any of these ids"),
+        "name": ("string", ""), "published": ("boolean", "or \"true\"/\"false\""),
+        "status": ("string", ""), "sessionId": ("string", ""), "appKey": ("string", ""),
+        "mediaType": ("string", ""), "mediaProvider": ("string", ""),
+        "audioCodec": ("string", ""), "videoCodec": ("string", "")},
+        {"200": "Stopped", "404": "No match", "500": "Bad parameters"}),
     "/openapi.json": (("get",), "This document.", {}, {"200": "OpenAPI 3 document"}),
 }
+
+
+def _schema(kind: str, text: str) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": kind, "description": text}
+    if kind == "array":
+        schema["items"] = {"type": "string"}
+    return schema
 
 
 def openapi_document() -> dict[str, Any]:
@@ -59,7 +84,7 @@ def openapi_document() -> dict[str, Any]:
         if fields:
             operation["requestBody"] = {"content": {"application/json": {"schema": {
                 "type": "object", "additionalProperties": False,
-                "properties": {name: {"type": kind, "description": text}
+                "properties": {name: _schema(kind, text)
                                for name, (kind, text) in fields.items()}}}}}
         paths[path] = {method: operation for method in methods}
     return {

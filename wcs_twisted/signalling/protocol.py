@@ -76,9 +76,11 @@ class Signalling:
         max_missed_pongs: int = 10,
         calls=None,
         hooks=None,
+        streams=None,
     ) -> None:
         self.sessions = sessions
         self.calls = calls
+        self.streams = streams
         self.hooks = hooks
         self.clock = clock
         self.metrics = metrics
@@ -100,6 +102,14 @@ class Signalling:
                 "unhold": self._call_method("unhold", calls.unhold),
                 "sendDtmf": self._call_method("sendDtmf", calls.send_dtmf),
                 "transfer": self._call_method("transfer", calls.transfer),
+            })
+        if streams is not None:
+            # Stream actions are direct invocations too (spec 12), like the call ones.
+            self._handlers.update({
+                "publishStream": self._call_method("publishStream", streams.publish),
+                "unPublishStream": self._call_method("unPublishStream", streams.unpublish),
+                "playStream": self._call_method("playStream", streams.play),
+                "stopStream": self._call_method("stopStream", streams.stop),
             })
 
     # --- connection lifecycle -----------------------------------------------------------------
