@@ -248,7 +248,8 @@ class CallTable:
         for name in fields:
             if name not in self.REST_STARTUP_FIELDS:
                 raise InvalidField(name, "unknown field")
-        account = SIPAccount.from_fields(fields)
+        our_port = self.core.transport.local_address(self.settings.transport)[1]
+        account = SIPAccount.from_fields(fields, our_port)
         if account is None:
             raise InvalidField("sipLogin", "required")
         callee = read_text(fields, "callee")
