@@ -411,7 +411,7 @@ def build_service(settings: Settings, reactor, warnings=()) -> MultiService:
 
     credentials = None if settings.disable_rest_auth else (
         settings.rest_username, settings.rest_password)
-    site = build_site(RestAPI(sessions, calls, stream_table), credentials,
+    site = build_site(RestAPI(sessions, calls, stream_table, module_services), credentials,
                       settings.rest_cors_origins, metrics, listeners)
     listener("ws", settings.ws_port, ws_factory)
     listener("http", settings.http_port, site)

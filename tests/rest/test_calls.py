@@ -16,7 +16,28 @@ from wcs_twisted.rest.web import build_site
 
 STARTUP = {"callId": "r1", "callee": "bob@10.0.0.2", "sipLogin": "1001", "sipDomain": "10.0.0.1",
            "sipPassword": "pw", "sipPort": "5060", "hasAudio": "true", "hasVideo": "false",
-           "sipRegisterRequired": "false", "toStream": "call_r1"}
+           "sipRegisterRequired": "false"}
+
+
+class RecordingPushes:
+    """
+    Stands in for the RTMP module's service: records what REST asks of it.
+    """
+
+    def __init__(self):
+        self.started = []
+        self.terminated = []
+        self.on_status = None
+
+    def startup(self, stream, url, rtmp_stream=None, options=None, *, full_url=False,
+                wait_for_stream=False, on_status=None):
+        self.started.append((stream, url, rtmp_stream, wait_for_stream))
+        self.on_status = on_status
+        return {"mediaSessionId": "push-1", "streamName": f"rtmp_{stream}"}
+
+    def terminate(self, media_session_id):
+        self.terminated.append(media_session_id)
+        return {}
 
 
 class RestCallTests(CallTestMixin, SynchronousTestCase):
@@ -26,8 +47,9 @@ class RestCallTests(CallTestMixin, SynchronousTestCase):
 
     def setUp(self):
         super().setUp()
-        site = build_site(RestAPI(self.sessions, self.calls), ("admin", "admin"), ("*",),
-                          ServerMetrics(), [])
+        self.pushes = RecordingPushes()
+        site = build_site(RestAPI(self.sessions, self.calls, services={"rtmp": self.pushes}),
+                          ("admin", "admin"), ("*",), ServerMetrics(), [])
         self.http = StubTreq(site.resource)
 
     def post(self, path, body):
@@ -45,7 +67,7 @@ class RestCallTests(CallTestMixin, SynchronousTestCase):
         code, body = self.post("/call/startup", STARTUP)
         self.assertEqual((code, body), (200, None))
         code, found = self.post("/call/find", {"callId": "r1"})
-        self.assertEqual((code, found[0]["status"], found[0]["streamName"]), (200, "TRYING", "call_r1"))
+        self.assertEqual((code, found[0]["status"]), (200, "TRYING"))
         self.assertEqual(set(found[0]), {
             "custom", "nodeId", "appKey", "sessionId", "callId", "parentCallId", "incoming",
             "status", "sipStatus", "rtmpUrl", "rtmpStream", "streamName", "rtmpStreamStatus",
@@ -98,6 +120,19 @@ class RestCallTests(CallTestMixin, SynchronousTestCase):
         rtmp = {"rtmpUrl": "rtmp://127.0.0.1/live", "rtmpStream": "s1"}
         self.assertEqual(self.post("/call/startup", {**STARTUP, **rtmp})[0], 200)
         self.assertEqual(self.post("/call/startup", {**STARTUP, **rtmp, "callId": "r9"})[0], 409)
+
+    def test_rtmp_push_follows_the_call(self):
+        """
+        rtmpUrl pushes the call's stream (waiting for it); the push ends with the call.
+        """
+        rtmp = {"rtmpUrl": "rtmp://127.0.0.1/live", "rtmpStream": "s1"}
+        self.post("/call/startup", {**STARTUP, **rtmp})
+        self.assertEqual(self.pushes.started, [("call_r1", "rtmp://127.0.0.1/live", "s1", True)])
+        self.pushes.on_status("RTMP_STREAM_WAIT")
+        code, found = self.post("/call/find", {"callId": "r1"})
+        self.assertEqual(found[0]["rtmpStreamStatus"], "RTMP_STREAM_WAIT")
+        self.post("/call/terminate", {"callId": "r1"})
+        self.assertEqual(self.pushes.terminated, ["push-1"])
 
 
 class OpenAPITests(SynchronousTestCase):

@@ -63,6 +63,42 @@ METHODS: dict[str, tuple[tuple[str, ...], str, dict[str, tuple[str, str]], dict[
         "mediaType": ("string", ""), "mediaProvider": ("string", ""),
         "audioCodec": ("string", ""), "videoCodec": ("string", "")},
         {"200": "Stopped", "404": "No match", "500": "Bad parameters"}),
+    "/push/startup": (("post",), "Republish a stream to RTMP (AAC + H.264).", {
+        "streamName": ("string", "required"), "rtmpUrl": ("string", "required, rtmp://"),
+        "rtmpTransponderFullUrl": ("boolean", "the URL already names the RTMP stream"),
+        "rtmpTransponderStreamName": ("string", "default rtmp_<streamName>"),
+        "options": ("object", "{action: mute|sound_on, soundFile, loop}")},
+        {"200": "The push: mediaSessionId, streamName, rtmpUrl, status, ...",
+         "404": "No such stream or sound file", "409": "Stream + URL already pushed"}),
+    "/push/find": (("post",), "Find pushes.", {
+        "streamName": ("string", ""), "rtmpUrl": ("string", ""),
+        "mediaSessionId": ("string", ""), "status": ("string", "")},
+        {"200": "Array of pushes", "404": "No match"}),
+    "/push/find_all": (("get", "post"), "List pushes.", {},
+                       {"200": "Array of pushes", "404": "None"}),
+    "/push/terminate": (("post",), "Stop a push.", {"mediaSessionId": ("string", "required")},
+                        {"200": "Stopped", "404": "Unknown push"}),
+    "/push/mute": (("post",), "Send silence instead of the stream's audio.",
+                   {"mediaSessionId": ("string", "required")}, {"200": "Muted", "404": "Unknown"}),
+    "/push/unmute": (("post",), "Send the stream's audio again.",
+                     {"mediaSessionId": ("string", "required")},
+                     {"200": "Unmuted", "404": "Unknown"}),
+    "/push/sound_on": (("post",), "Replace the audio with a WAV file from media_dir.", {
+        "mediaSessionId": ("string", "required"), "soundFile": ("string", "required"),
+        "loop": ("boolean", "")}, {"200": "Playing", "400": "Bad file", "404": "Unknown"}),
+    "/push/sound_off": (("post",), "Back to the stream's audio.",
+                        {"mediaSessionId": ("string", "required")},
+                        {"200": "Stopped", "404": "Unknown"}),
+    "/recorder/startup": (("post",), "Record a stream (Matroska).", {
+        "mediaSessionId": ("string", "the stream's id"), "streamName": ("string", "or its name"),
+        "config": ("object", "{fileTemplate}")},
+        {"200": "fileName, mediaSessionId, streamName", "404": "No such stream",
+         "409": "Already recording"}),
+    "/recorder/terminate": (("post",), "Stop a recording; the file is completed.", {
+        "mediaSessionId": ("string", "or streamName"), "streamName": ("string", "")},
+        {"200": "Stopped", "404": "Unknown recording"}),
+    "/recorder/find_all": (("get", "post"), "List recordings.", {},
+                           {"200": "Array of {fileName, mediaSessionId}", "404": "None"}),
     "/openapi.json": (("get",), "This document.", {}, {"200": "OpenAPI 3 document"}),
 }
 
