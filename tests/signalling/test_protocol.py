@@ -260,3 +260,31 @@ class StreamHandlerTests(SynchronousTestCase):
         fail = self.socket.sent[-1]["data"][0]
         self.assertEqual((self.socket.names()[-1], fail["apiMethod"], fail["info"]),
                          ("fail", "stopStream", "MediaSessionId is null"))
+
+
+class VanishedWebSocket(RecordingWebSocket):
+    """
+    A socket whose TCP connection is gone before Autobahn said so.
+    """
+
+    def sendMessage(self, payload, isBinary=False):
+        from autobahn.exception import Disconnected
+
+        raise Disconnected("Attempt to send on a closed protocol")
+
+
+class VanishedPeerTests(SynchronousTestCase):
+    """
+    A ping or event for a peer that just vanished is dropped, not raised.
+    """
+
+    def test_ping_to_vanished_peer(self):
+        """
+        The keep-alive timer firing after the TCP connection died raises nothing.
+        """
+        clock = Clock()
+        signalling = Signalling(SessionTable("n"), clock, ServerMetrics(), lambda: "x:1")
+        channel = signalling.channel_opened(VanishedWebSocket(), "127.0.0.1:1")
+        clock.advance(5)
+        self.assertTrue(channel.closing)
+        clock.advance(5)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+from autobahn.exception import Disconnected
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
@@ -50,7 +51,12 @@ class Channel:
     def send_message(self, name: str, data: list[Any]) -> None:
         if self.closing:
             return
-        self.protocol.sendMessage(messages.encode(name, data), isBinary=False)
+        try:
+            self.protocol.sendMessage(messages.encode(name, data), isBinary=False)
+        except Disconnected:
+            # The TCP connection went away and Autobahn has not called onClose yet (a ping
+            # timer or a call event got here first): nothing to say to anyone.
+            self.closing = True
 
     def close(self, code: int, reason: str) -> None:
         if self.closing:
