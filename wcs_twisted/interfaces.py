@@ -747,3 +747,19 @@ class IMediaStreams(Interface):
         @param on_ended: called with the WCS info text when the stream ends under the sink (its
             source stopped, REST terminate, or "Failed by error" when sending raised), or None.
         """
+
+
+class IPausableBridge(Interface):
+    """
+    An L{IMediaBridge} that can stop the audio going into one of its legs, so that something
+    else is heard there: a named stream injected into a call (REST /call/inject_stream).
+    """
+
+    def pause_audio_to(session, paused):
+        """
+        While C{paused}, forward no audio (nor telephone events) from the other leg into
+        C{session}; video, RTCP and the other direction flow on.  The pause outlasts hold and
+        renegotiation; C{paused=False} restores the audio.
+
+        @raise ValueError: C{session} is not a leg of this bridge.
+        """

@@ -16,7 +16,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
 from tests.media.fakes import FakeUDPReactor
-from wcs_twisted.interfaces import IMediaBridge
+from wcs_twisted.interfaces import IMediaBridge, IPausableBridge
 from wcs_twisted.media import rtcp
 from wcs_twisted.media.bridge import AudioTranscoder, MediaBridge, can_relay
 from wcs_twisted.media.ports import PortPool
@@ -250,6 +250,33 @@ class RelayTests(SynchronousTestCase):
         self.bridge.hold(False)
         self.a.receive(build_rtp(0, 2, 320, 1, b"\xff" * 160))
         self.assertEqual(len(self.b.sent["audio"]), 1)
+
+    def test_pause_audio_to_one_leg(self):
+        """
+        pause_audio_to(b) stops a's audio and events reaching b (b's payload type map is
+        cleared for whatever plays into it) while b's audio still reaches a; it outlasts hold
+        and renegotiation, and pause_audio_to(b, False) restores the audio.
+        """
+        verifyObject(IPausableBridge, self.bridge)
+        self.bridge.pause_audio_to(self.b, True)
+        self.a.receive(build_rtp(0, 1, 160, 1, b"\xff" * 160))
+        self.a.receive(build_rtp(126, 2, 160, 1, encode_telephone_event(5), marker=True))
+        self.b.receive(build_rtp(0, 1, 160, 2, b"\xff" * 160))
+        self.assertEqual((len(self.a.sent["audio"]), self.b.sent["audio"]), (1, []))
+        self.assertEqual(self.b.digits, [])
+        self.bridge.hold(True)
+        self.bridge.hold(False)
+        self.b.renegotiate(stream("audio", Codec(96, "PCMU", 8000), TE8))
+        self.a.receive(build_rtp(0, 3, 480, 1, b"\xff" * 160))
+        self.assertEqual(self.b.sent["audio"], [])
+        # A packet sent into b by someone else keeps its payload type (no map applied).
+        self.b.relay_sender("audio")(bytearray(build_rtp(0, 1, 160, 7, b"\xff" * 160)))
+        self.assertEqual(peek_header(self.b.sent["audio"][0]).payload_type, 0)
+        self.bridge.pause_audio_to(self.b, False)
+        self.a.receive(build_rtp(0, 4, 640, 1, b"\xff" * 160))
+        self.assertEqual(peek_header(self.b.sent["audio"][-1]).payload_type, 96)
+        self.assertEqual(len(self.b.sent["audio"]), 2)
+        self.assertRaises(ValueError, self.bridge.pause_audio_to, FakeSession("rtp"), True)
 
     def test_close(self):
         """

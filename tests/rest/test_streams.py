@@ -1,5 +1,5 @@
 """
-Tests for the /stream/* REST methods (StubTreq, no sockets) over a StreamTable with fake media.
+Tests for the /stream/* and /call/inject_stream* REST methods (StubTreq, no sockets) over a StreamTable with fake media.
 """
 
 import json
@@ -8,7 +8,8 @@ from treq.testing import StubTreq
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests.rest.test_api import ADMIN, BASE
-from tests.ua.test_stream_table import StreamTableMixin, stream_events
+from tests.ua.test_call import CallTestMixin
+from tests.ua.test_stream_table import InjectionMixin, StreamTableMixin, stream_events
 from wcs_twisted.metrics import ServerMetrics
 from wcs_twisted.rest.api import RestAPI
 from wcs_twisted.rest.openapi import openapi_document
@@ -87,3 +88,45 @@ class RestStreamTests(StreamTableMixin, SynchronousTestCase):
         schema = paths["/stream/terminate"]["post"]["requestBody"]["content"][
             "application/json"]["schema"]
         self.assertEqual(schema["properties"]["mediaSessionIds"]["items"], {"type": "string"})
+
+
+class RestInjectionTests(InjectionMixin, CallTestMixin, SynchronousTestCase):
+    """
+    /call/inject_stream (older), /call/inject_stream/startup and /terminate (spec 11).
+    """
+
+    def setUp(self):
+        super().setUp()
+        site = build_site(RestAPI(self.sessions, self.calls, self.table), ("admin", "admin"),
+                          ("*",), ServerMetrics(), [])
+        self.http = StubTreq(site.resource)
+
+    request = RestStreamTests.request
+
+    def test_startup_and_terminate(self):
+        """
+        startup and the older path inject (200, empty body), terminate restores (200); 404 for
+        an unknown call or stream and for terminate without an injection, 400 for a missing
+        field; the methods are in the OpenAPI document.
+        """
+        call = self.browser_call()
+        self.inj_stream()
+        for path in ("/call/inject_stream/startup", "/call/inject_stream"):
+            self.assertEqual(self.request("POST", path, {"callId": "c1", "streamName": "inj"}),
+                             (200, None))
+            self.assertEqual(call.bridge.paused_into, [call.rtp])
+            self.assertEqual(self.request("POST", "/call/inject_stream/terminate",
+                                          {"callId": "c1"}), (200, None))
+            self.assertEqual(call.bridge.paused_into, [])
+        self.assertEqual(self.request("POST", "/call/inject_stream/terminate",
+                                      {"callId": "c1"})[0], 404)
+        self.assertEqual(self.request("POST", "/call/inject_stream/startup",
+                                      {"callId": "c9", "streamName": "inj"})[0], 404)
+        self.assertEqual(self.request("POST", "/call/inject_stream/startup",
+                                      {"callId": "c1", "streamName": "none"})[0], 404)
+        self.assertEqual(self.request("POST", "/call/inject_stream/startup",
+                                      {"callId": "c1"})[0], 400)
+        paths = openapi_document()["paths"]
+        for path in ("/call/inject_stream", "/call/inject_stream/startup",
+                     "/call/inject_stream/terminate"):
+            self.assertIn("post", paths[path])

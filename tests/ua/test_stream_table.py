@@ -17,11 +17,12 @@ from wcs_twisted.interfaces import (
     IMediaStreams,
     IMediaStreamSink,
     IMediaStreamSource,
+    IPausableBridge,
     IStreamObserver,
 )
 from wcs_twisted.media.streams import StreamRegistry
-from wcs_twisted.testing.fakes import FakeMediaFactory
-from wcs_twisted.ua.errors import DomainError, NotFound
+from wcs_twisted.testing.fakes import FakeMediaBridge, FakeMediaFactory
+from wcs_twisted.ua.errors import DomainError, InvalidField, NotFound
 from wcs_twisted.ua.sessions import SessionTable
 from wcs_twisted.ua.stream_table import BadParameters, StreamTable
 
@@ -602,3 +603,170 @@ class SIPCallStreamTests(CallTestMixin, SynchronousTestCase):
         self.network.run()
         self.assertEqual(call.status.value, "ESTABLISHED")
         self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+
+
+@implementer(IPausableBridge)
+class PausableFakeBridge(FakeMediaBridge):
+    """
+    The fake bridge, recording which legs get no audio from the other one.
+    """
+
+    def __init__(self, a, b):
+        super().__init__(a, b)
+        self.paused_into = []
+
+    def pause_audio_to(self, session, paused):
+        if session is not self.a and session is not self.b:
+            raise ValueError("not a leg of this bridge")
+        if paused and session not in self.paused_into:
+            self.paused_into.append(session)
+        elif not paused and session in self.paused_into:
+            self.paused_into.remove(session)
+
+
+class InjectionMixin:
+    """
+    A stream table over the in-memory SIP network whose calls get pausable fake bridges.
+    """
+
+    def setUp(self):
+        super().setUp()
+        self.registry = StreamRegistry(self.clock)
+        self.stream_media = FakeStreamMedia()
+        self.table = StreamTable(self.registry, self.stream_media, self.sessions, self.calls,
+                                 clock=self.clock)
+
+        def bridge(a, b):
+            made = PausableFakeBridge(a, b)
+            self.media.bridges.append(made)
+            return made
+
+        self.media.bridge = bridge
+
+    def browser_call(self, call_id="c1"):
+        """
+        An established browser call to the phone; returns the call.
+        """
+        connection, session = self.connect("alice", "/a")
+        self.calls.start_call(session, {"callId": call_id, "callee": "bob@10.0.0.2",
+                                        "sdp": BROWSER_OFFER})
+        self.network.run()
+        self.phone.sessions[-1].accept(PEER_ANSWER)
+        self.network.run()
+        return self.calls.get(call_id)
+
+    def inj_stream(self, name="inj"):
+        session = self.stream_media.create_session("webrtc")
+        session.audio_codec = "opus/48000/2"
+        source = FakeSource(session)
+        stream = self.registry.publish(name, source, {"mediaSessionId": f"src-{name}"})
+        source.start(stream)
+        return stream
+
+
+class InjectionTests(InjectionMixin, CallTestMixin, SynchronousTestCase):
+    """
+    StreamTable.inject / stop_injection (REST /call/inject_stream): a stream's audio replaces
+    the browser's towards the SIP party.
+    """
+
+    def test_inject_and_terminate(self):
+        """
+        inject plays the stream on the call's SIP leg and pauses the bridge's audio into that
+        leg; stop_injection detaches the sink and restores the browser's audio.
+        """
+        call = self.browser_call()
+        stream = self.inj_stream()
+        self.table.inject("c1", "inj")
+        [sink] = self.stream_media.sinks
+        self.assertIs(sink.session, call.rtp)
+        self.assertIs(sink.stream, stream)
+        self.assertEqual(call.bridge.paused_into, [call.rtp])
+        self.assertEqual(self.table.injected_stream("c1"), "inj")
+        stream.packet_received("audio", b"x", "opus/48000/2", 960, False)
+        self.assertEqual(sink.packets, [("audio", b"x", "opus/48000/2")])
+        self.table.stop_injection("c1")
+        self.assertIsNone(sink.stream)
+        stream.packet_received("audio", b"y", "opus/48000/2", 1920, False)
+        self.assertEqual(len(sink.packets), 1)
+        self.assertEqual(call.bridge.paused_into, [])
+        self.assertIsNone(self.table.injected_stream("c1"))
+        self.assertRaises(NotFound, self.table.stop_injection, "c1")
+
+    def test_unknown_call_or_stream(self):
+        """
+        An unknown call or stream is NotFound (404), a missing name InvalidField (400);
+        nothing is paused.
+        """
+        call = self.browser_call()
+        self.inj_stream()
+        self.assertRaises(NotFound, self.table.inject, "nope", "inj")
+        self.assertRaises(NotFound, self.table.inject, "c1", "nope")
+        self.assertRaises(InvalidField, self.table.inject, "c1", None)
+        self.assertRaises(InvalidField, self.table.inject, 5, "inj")
+        self.assertRaises(NotFound, self.table.stop_injection, "nope")
+        self.assertEqual((self.stream_media.sinks, call.bridge.paused_into), ([], []))
+
+    def test_second_injection_replaces_the_first(self):
+        """
+        Injecting another stream into a call that has one switches to it; the bridge stays
+        paused.
+        """
+        call = self.browser_call()
+        self.inj_stream("one")
+        second = self.inj_stream("two")
+        self.table.inject("c1", "one")
+        self.table.inject("c1", "two")
+        one, two = self.stream_media.sinks
+        self.assertEqual((one.stream, two.stream), (None, second))
+        self.assertEqual(call.bridge.paused_into, [call.rtp])
+        self.assertEqual(self.table.injected_stream("c1"), "two")
+
+    def test_stream_end_restores_browser_audio(self):
+        """
+        The injected stream ending restores the bridge; the call goes on.
+        """
+        call = self.browser_call()
+        stream = self.inj_stream()
+        self.table.inject("c1", "inj")
+        stream.end("Stopped by publisher stop")
+        self.assertEqual(call.bridge.paused_into, [])
+        self.assertIsNone(self.table.injected_stream("c1"))
+        self.assertEqual(call.status.value, "ESTABLISHED")
+
+    def test_call_end_stops_injection(self):
+        """
+        The call ending detaches the sink; the stream goes on for its other consumers.
+        """
+        self.browser_call()
+        stream = self.inj_stream()
+        self.table.inject("c1", "inj")
+        [sink] = self.stream_media.sinks
+        self.phone.sessions[0].hang_up()
+        self.network.run()
+        self.assertIsNone(sink.stream)
+        self.assertIsNone(self.table.injected_stream("c1"))
+        self.assertIsNone(stream.ended)
+        self.assertRaises(NotFound, self.table.inject, "c1", "inj")
+
+    def test_rest_call_without_bridge(self):
+        """
+        A REST call has no browser leg and no bridge: the stream is simply played on its SIP
+        leg; a call without negotiated SIP audio yet is refused (500).
+        """
+        self.calls.start_rest_call({
+            "callId": "r1", "callee": "bob@10.0.0.2", "sipLogin": "1001",
+            "sipDomain": "10.0.0.1", "sipPort": "5060"})
+        self.network.run()
+        self.inj_stream()
+        error = self.assertRaises(DomainError, self.table.inject, "r1", "inj")
+        self.assertNotIsInstance(error, NotFound)
+        self.phone.sessions[0].accept(PEER_ANSWER)
+        self.network.run()
+        call = self.calls.get("r1")
+        self.table.inject("r1", "inj")
+        [sink] = self.stream_media.sinks
+        self.assertIs(sink.session, call.rtp)
+        self.assertIsNone(call.bridge)
+        self.table.stop_injection("r1")
+        self.assertIsNone(sink.stream)

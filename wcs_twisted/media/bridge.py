@@ -36,7 +36,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from wcs_twisted.interfaces import IMediaBridge
+from wcs_twisted.interfaces import IMediaBridge, IPausableBridge
 from wcs_twisted.media import rtcp
 from wcs_twisted.media.rtp_packet import decode_telephone_event, payload_bounds
 from wcs_twisted.media.session import PTIME, NegotiatedStream
@@ -225,7 +225,7 @@ class _LastPacket:
         return None if data is None else int.from_bytes(data[8:12], "big")
 
 
-@implementer(IMediaBridge)
+@implementer(IMediaBridge, IPausableBridge)
 class MediaBridge:
     """
     Two negotiated media sessions joined (see the module docstring).
@@ -265,6 +265,8 @@ class MediaBridge:
         self._clock = clock
         self._held = False
         self._closed = False
+        #: ids of the legs that get no audio from the other one (L{pause_audio_to}).
+        self._paused_into: set[int] = set()
         self._last_video = {id(a): _LastPacket(), id(b): _LastPacket()}
         self._last_keyframe_request = {id(a): -1e9, id(b): -1e9}
         a.bridge = self
@@ -287,6 +289,24 @@ class MediaBridge:
         if held != self._held:
             self._held = held
             self._configure()
+
+    def pause_audio_to(self, session, paused: bool) -> None:
+        """
+        While C{paused}, forward no audio (nor telephone events) from the other
+        leg into C{session}, so that something else can be heard there (a
+        named stream injected into a call); video, RTCP and the other direction
+        flow on.  The pause outlasts hold and renegotiation.
+        """
+        if session is not self.a and session is not self.b:
+            raise ValueError("not a leg of this bridge")
+        key = id(session)
+        if bool(paused) != (key in self._paused_into):
+            if paused:
+                self._paused_into.add(key)
+            else:
+                self._paused_into.discard(key)
+            if not self._closed:
+                self._configure()
 
     def close(self) -> None:
         """
@@ -341,6 +361,13 @@ class MediaBridge:
             "a->b": self._direction(a, b, "a->b"),
             "b->a": self._direction(b, a, "b->a"),
         }
+        for key, target in (("a->b", b), ("b->a", a)):
+            if id(target) in self._paused_into and target.audio is not None:
+                # Whatever plays into the paused leg sends with that leg's own payload types.
+                target.rewriter("audio").set_payload_type_map(None)
+                self.transcoders.pop(key, None)
+                mode, _, video = routes[key]
+                routes[key] = (mode, {}, video)
         modes = self.modes = {key: mode for key, (mode, _, _) in routes.items()}
         if "transcode" in modes.values():
             self.mode = "transcode"

@@ -252,6 +252,21 @@ class RestAPI:
         request.setResponseCode(200)
         return b""
 
+    @app.route("/call/inject_stream", methods=["POST"])
+    @app.route("/call/inject_stream/startup", methods=["POST"])
+    def call_inject_stream(self, request):
+        body = _json_body(request, ("callId", "streamName"))
+        self._streams().inject(body.get("callId"), body.get("streamName"))
+        request.setResponseCode(200)
+        return b""
+
+    @app.route("/call/inject_stream/terminate", methods=["POST"])
+    def call_inject_stream_terminate(self, request):
+        body = _json_body(request, ("callId", "streamName"))
+        self._streams().stop_injection(body.get("callId"))
+        request.setResponseCode(200)
+        return b""
+
     # --- /stream ----------------------------------------------------------------------------
 
     def _streams(self):

@@ -45,6 +45,19 @@ METHODS: dict[str, tuple[tuple[str, ...], str, dict[str, tuple[str, str]], dict[
         "callId": ("string", "required"), "dtmf": ("string", "digits 0-9 * # A-D"),
         "type": ("string", "RFC2833 (default), INFO or INFO_RELAY")},
         {"200": "Sent", "400": "Invalid digits or type", "404": "Unknown call"}),
+    "/call/inject_stream/startup": (("post",), "Play a stream's audio to the SIP side instead of "
+                                    "the browser's.", {
+        "callId": ("string", "required"), "streamName": ("string", "required")},
+        {"200": "Injected (a call with a stream injected switches to this one)",
+         "400": "Missing field", "404": "Unknown call or stream",
+         "500": "The call has no SIP audio yet"}),
+    "/call/inject_stream": (("post",), "Older name of /call/inject_stream/startup.", {
+        "callId": ("string", "required"), "streamName": ("string", "required")},
+        {"200": "Injected", "400": "Missing field", "404": "Unknown call or stream",
+         "500": "The call has no SIP audio yet"}),
+    "/call/inject_stream/terminate": (("post",), "The SIP side hears the browser again.", {
+        "callId": ("string", "required"), "streamName": ("string", "ignored")},
+        {"200": "Stopped", "404": "Unknown call, or no stream injected"}),
     "/stream/find": (("post",), "Find streams (published, and played over the WebSocket).", {
         "mediaSessionId": ("string", ""), "name": ("string", ""),
         "published": ("boolean", "or \"true\"/\"false\""), "status": ("string", ""),

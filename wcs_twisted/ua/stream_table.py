@@ -13,6 +13,11 @@ C{call_<callId>} for every SIP call with C{sip_record_stream}) as soon as its SI
 negotiated media; the stream ends with the call.  A player is answered with the stream's own
 codec whenever its browser offers it, so the media layer relays payloads and transcodes only
 for a browser that cannot take them.
+
+A stream can also be injected into a call (REST /call/inject_stream): its audio is played into
+the call's SIP leg by a stream sink, and the call's bridge (when it has one) stops forwarding the
+browser's audio to that leg meanwhile.  Terminating the injection, the stream ending or the call
+ending gives the SIP party the browser's audio back.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from wcs_twisted.errors import MediaError
 from wcs_twisted.interfaces import (
     ICallObserver,
     IMediaSessionObserver,
+    IPausableBridge,
     IStreamObserver,
 )
 from wcs_twisted.ua.account import read_boolean, read_text
@@ -68,6 +74,7 @@ FAILED_BY_ERROR = "Failed by error"
 FAILED_BY_RTP_ACTIVITY = "Failed by RTP activity"
 #: Not a WCS text (WCS has no name check); says what was missing.
 STREAM_NAME_NULL = "Stream name is null"
+CALL_NOT_FOUND = "Call not found"
 
 
 class BadParameters(DomainError):
@@ -254,6 +261,48 @@ class Publisher(MediaStream):
         self.end(reason or FAILED_BY_ERROR)
 
 
+def _required_text(value, field: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise InvalidField(field, "required text")
+    return value
+
+
+class _Injection:
+    """
+    A stream played into a call's SIP leg, and the bridge paused for it (its audio into that
+    leg), if the call has one.
+    """
+
+    def __init__(self, media, stream_name: str) -> None:
+        self.media = media
+        self.stream_name = stream_name
+        self.sink = None
+        self.bridge = None
+
+    def bridge_changed(self, bridge) -> None:
+        """
+        Pause C{bridge} (the call's current one, or None) into the SIP leg, once.
+        """
+        if bridge is self.bridge:
+            return
+        self.restore()
+        pausable = IPausableBridge(bridge, None)
+        if pausable is not None:
+            pausable.pause_audio_to(self.media, True)
+            self.bridge = bridge
+
+    def restore(self) -> None:
+        """
+        Let the paused bridge's audio into the SIP leg again.
+        """
+        bridge, self.bridge = self.bridge, None
+        if bridge is not None:
+            try:
+                IPausableBridge(bridge).pause_audio_to(self.media, False)
+            except ValueError:
+                pass  # the bridge no longer joins this leg
+
+
 def _safely(method: Callable) -> Callable:
     """
     An observer method whose exceptions are logged and go no further (the call layer and the
@@ -306,6 +355,8 @@ class StreamTable:
         self._call_streams: dict[str, Any] = {}
         #: Calls whose stream could not be published or was terminated: never republished.
         self._call_streams_done: set[str] = set()
+        #: callId -> the stream injected into the call's SIP leg.
+        self._injections: dict[str, _Injection] = {}
         sessions.observers.append(self)
         if calls is not None:
             calls.observers.append(self)
@@ -558,6 +609,12 @@ class StreamTable:
     @_safely
     def call_status_changed(self, call, info) -> None:
         call_id = call.call_id
+        injection = self._injections.get(call_id)
+        if injection is not None:
+            if call.status.released:
+                self._end_injection(call_id)
+            else:
+                injection.bridge_changed(call.bridge)
         if call.status.released:
             self._call_streams_done.discard(call_id)
             stream = self._call_streams.pop(call_id, None)
@@ -601,6 +658,85 @@ class StreamTable:
 
     def call_transfer_changed(self, call, status) -> None:
         pass
+
+    # --- streams injected into calls (REST /call/inject_stream) ---------------------------------
+
+    def inject(self, call_id, stream_name) -> None:
+        """
+        REST /call/inject_stream/startup: the SIP party of call C{call_id} hears the audio of
+        stream C{stream_name} instead of the browser's (relayed when the stream's codec is the
+        leg's, transcoded otherwise).  A call that already has a stream injected switches to
+        the new one.
+
+        @raise InvalidField: a name is missing or not text (HTTP 400).
+        @raise NotFound: no such call (or it ended), or no such stream (HTTP 404).
+        @raise DomainError: the call's SIP leg has no audio yet (HTTP 500).
+        """
+        call_id = _required_text(call_id, "callId")
+        stream_name = _required_text(stream_name, "streamName")
+        call = self._live_call(call_id)
+        stream = self.registry.get(stream_name)
+        if stream is None:
+            raise NotFound(STREAM_NOT_FOUND)
+        media = call.rtp
+        if media is None or media.audio_codec is None:
+            raise DomainError(f"Call {call_id} has no SIP audio to inject into")
+        self._end_injection(call_id)
+        injection = _Injection(media, stream_name)
+
+        def ended(reason: str) -> None:
+            if self._injections.get(call_id) is injection:
+                self._end_injection(call_id)
+
+        injection.sink = sink = self.media.stream_sink(media, ended)
+        injection.bridge_changed(call.bridge)
+        try:
+            sink.play(stream)
+        except Exception:
+            injection.restore()
+            raise
+        self._injections[call_id] = injection
+        self.log.info("call {call_id}: stream {name} injected into the SIP leg",
+                      call_id=call_id, name=stream_name)
+
+    def stop_injection(self, call_id) -> None:
+        """
+        REST /call/inject_stream/terminate: the SIP party hears the browser again.
+
+        @raise NotFound: no such call, or no stream injected into it (HTTP 404).
+        """
+        call_id = _required_text(call_id, "callId")
+        self._live_call(call_id)
+        if not self._end_injection(call_id):
+            raise NotFound(f"No stream is injected into call {call_id}")
+
+    def injected_stream(self, call_id: str) -> str | None:
+        """
+        The name of the stream injected into call C{call_id}, or None.
+        """
+        injection = self._injections.get(call_id)
+        return None if injection is None else injection.stream_name
+
+    def _live_call(self, call_id: str):
+        call = None
+        if self.calls is not None:
+            try:
+                call = self.calls.get(call_id)
+            except NotFound:
+                call = None
+        if call is None or call.status.released:
+            raise NotFound(CALL_NOT_FOUND)
+        return call
+
+    def _end_injection(self, call_id: str) -> bool:
+        injection = self._injections.pop(call_id, None)
+        if injection is None:
+            return False
+        injection.sink.stop()
+        injection.restore()
+        self.log.info("call {call_id}: stream {name} no longer injected",
+                      call_id=call_id, name=injection.stream_name)
+        return True
 
     def call_dtmf_received(self, call, digit, method) -> None:
         pass
