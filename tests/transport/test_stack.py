@@ -148,3 +148,22 @@ class StackTests(SynchronousTestCase):
         self.core_a.send_request(request, self.b_address, owner)
         self.network.run()
         self.assertEqual(owner.responses[0].status_code, 405)
+
+    def test_stop_inside_an_event_leaves_no_timer(self):
+        """
+        A stack stopped by its user while it delivers an event (a service shutting down when
+        the last response arrives) arms no timer afterwards, though Timer K is due (17.1.2.2).
+        """
+        class StoppingOwner(RecordingOwner):
+            def response_received(owner, response):
+                super().response_received(response)
+                self.a.stop()
+
+        owner = StoppingOwner()
+        self.core_a.send_request(options_request(self.a, "10.0.0.2", self.a.generate_branch()),
+                                 self.b_address, owner)
+        self.network.run()
+        self.assertEqual([r.status_code for r in owner.responses], [200])
+        self.assertIsNotNone(self.a.layer.get_timer())  # Timer K is still pending in the layer
+        self.assertEqual([call for call in self.network.clock.getDelayedCalls()
+                          if call.func == self.a._timer_fired], [])

@@ -143,6 +143,33 @@ class InviteSessionTests(SynchronousTestCase):
         self.assertEqual(self.caller.events[-1], ("terminated", "Normal call clearing", False))
         self.assertEqual(self.core_a.dialog_count() + self.core_b.dialog_count(), 0)
 
+    def test_incoming_over_tcp_answers_with_a_tcp_contact(self):
+        """
+        RFC 3261 12.1.1 / 18.3: a UAS answering an INVITE that came over TCP gives a
+        transport=tcp Contact, so the caller's ACK and BYE come back over TCP, and its own BYE
+        leaves over TCP.
+        """
+        self.network.attach(self.a, "10.0.0.1", 5060, "tcp")
+        self.network.attach(self.b, "10.0.0.2", 5060, "tcp")
+        session = InviteSession.outgoing(
+            self.core_a, self.clock, self.caller, SIPURI.parse("sip:alice@10.0.0.1"),
+            SIPURI.parse("sip:bob@10.0.0.2;transport=tcp"), OFFER, protocol="tcp")
+        self.network.run()
+        incoming = self.callee.sessions[0]
+        incoming.accept(ANSWER)
+        self.network.run()
+        self.assertEqual(str(incoming.dialog.local_contact.uri),
+                         "sip:bob@10.0.0.2:5060;transport=tcp")
+        self.assertEqual(session.dialog.remote_target.transport, "tcp")
+        self.assertEqual(self.callee.observer.names(), ["confirmed"])
+        incoming.hang_up()
+        self.network.run()
+        bye = [(source, data) for source, destination, data in self.network.delivered
+               if data.startswith(b"BYE ")]
+        self.assertEqual([source.transport for source, _ in bye], ["tcp"])
+        self.assertIn(b"Via: SIP/2.0/TCP ", bye[0][1])
+        self.assertEqual(self.caller.events[-1], ("terminated", "Normal call clearing", True))
+
     def test_cancel_before_answer(self):
         """
         RFC 3261 9: CANCEL after 180 gives 487 to the INVITE; the callee sees the cancel.

@@ -107,6 +107,41 @@ class RegistrationTests(SynchronousTestCase):
         self.assertEqual(client.state, RegistrationState.UNREGISTERED)
         self.assertIsNone(client._timer)
 
+    def test_stop_fires_after_the_state_is_final(self):
+        """
+        10.2.2: whoever waits on stop() sees UNREGISTERED (and the last change reported) when
+        the Deferred fires, not the REGISTERED it had before the 200 to Expires: 0.
+        """
+        client = self.registration()
+        client.start()
+        self.network.run()
+        seen = []
+        client.stop().addCallback(
+            lambda _: seen.append((client.state, self.changes[-1].state)))
+        self.network.run()
+        self.assertEqual(seen, [(RegistrationState.UNREGISTERED,
+                                 RegistrationState.UNREGISTERED)])
+
+    def test_domain_with_port(self):
+        """
+        A sipDomain of "host:port" registers at that port, with the port in the Request-URI
+        and the address-of-record (10.2: the Request-URI names the registrar's domain).
+        """
+        server, server_core = build_memory_stack(self.network, "10.0.0.3", port=5070, seed=3)
+        location = LocationService()
+        server_core.add_router(Registrar(server_core, location, self.clock,
+                                         domains=["10.0.0.3"]))
+        client = self.registration(account=SIPAccount(
+            login="bob", authentication_name="bob", password="", domain="10.0.0.3:5070",
+            outbound_proxy="", port=5060, register_required=True), retry=False)
+        client.start()
+        self.network.run()
+        self.assertEqual(client.state, RegistrationState.REGISTERED)
+        first = parse_message(self.network.delivered[0][2])
+        self.assertEqual(str(first.uri), "sip:10.0.0.3:5070")
+        self.assertEqual(str(first.to.uri), "sip:bob@10.0.0.3:5070")
+        self.assertEqual(len(location.lookup("sip:bob@10.0.0.3", self.clock.seconds())), 1)
+
     def test_timeout_then_retry(self):
         """
         No answer: FAILED with 408 after Timer F, then a retry that succeeds once the path heals.

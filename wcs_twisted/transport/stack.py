@@ -35,6 +35,10 @@ class MessageSender(Protocol):
     def send(self, data: bytes, address: SIPAddress) -> None: ...
 
 
+#: How many host names the stack remembers as IP literals or not before starting over.
+MAX_CACHED_HOSTS = 4096
+
+
 def is_ip_literal(host: str) -> bool:
     try:
         ipaddress.ip_address(host)
@@ -71,6 +75,7 @@ class SIPStack:
         self.ports: dict[str, int] = {}
         self._resolve = resolve
         self._resolved: dict[str, str] = {"localhost": "127.0.0.1"}
+        self._literals: dict[str, bool] = {}
         self._on_bad_message = on_bad_message
         self._timer: IDelayedCall | None = None
         self._timer_deadline: float | None = None
@@ -218,7 +223,14 @@ class SIPStack:
             self.clock.callLater(0, self.transport_error, destination)
             return
         host = destination.host
-        if not is_ip_literal(host):
+        literal = self._literals.get(host)
+        if literal is None:
+            # ipaddress costs microseconds per call: remember the answer (bounded: hosts come
+            # from what peers write in Via and Contact).
+            if len(self._literals) >= MAX_CACHED_HOSTS:
+                self._literals.clear()
+            literal = self._literals[host] = is_ip_literal(host)
+        if not literal:
             resolved = self._resolved.get(host.lower())
             if resolved is None:
                 self._resolve_then_send(data, destination, sender)

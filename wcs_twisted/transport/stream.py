@@ -5,7 +5,8 @@ SIP over TCP and TLS (RFC 3261 18.3): framed by Content-Length, one connection p
 Inbound connections are registered under the peer's address so responses go back on the same
 connection; outbound messages to an address with no connection open one (queuing until it is up).
 The number of inbound connections is capped, and a peer that sends a message over the size caps
-or garbage that cannot be framed is answered (when possible) and disconnected.
+or garbage that cannot be framed is answered (when possible) and disconnected.  A double-CRLF
+keep-alive ping (RFC 5626 4.4.1) is answered with a single-CRLF pong.
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 
 from wcs_twisted.sip.errors import RemoteProtocolError
-from wcs_twisted.sip.framing import StreamFramer
+from wcs_twisted.sip.framing import PONG, StreamFramer
 from wcs_twisted.sip.address import SIPAddress
+from wcs_twisted.transport.trace import IN
 
 
 class SIPStreamProtocol(Protocol):
@@ -28,6 +30,9 @@ class SIPStreamProtocol(Protocol):
         self.transports = transports
         self.framer = StreamFramer(max_message_size=transports.max_message_size)
         self.address: SIPAddress | None = outbound_to
+        self.inbound = False
+        self.pongs_sent = 0
+        self._failed = False
 
     def connectionMade(self) -> None:
         peer = self.transport.getPeer()
@@ -40,18 +45,36 @@ class SIPStreamProtocol(Protocol):
         self.transports.connected(self)
 
     def dataReceived(self, data: bytes) -> None:
-        if self.address is None:
+        if self.address is None or self._failed:
             return
+        stack = self.transports.stack
+        framer = self.framer
+        # Traced per read: the framer hands over parsed messages, not their bytes.
+        stack.trace.record(IN, data, self.address)
         try:
-            self.framer.receive_data(data)
+            framer.receive_data(data)
             while True:
-                message = self.framer.next_message()
+                message = framer.next_message()
                 if message is None:
                     break
-                self.transports.stack.message_received(message, self.address)
+                stack.message_received(message, self.address)
         except RemoteProtocolError as error:
-            self.transports.stack.reject(data[:2048], self.address, error)
+            # The stream cannot be resynchronised (RFC 4475 3.1.2.3): answer if we can, close.
+            self._failed = True
+            stack.reject(data[:2048], self.address, error)
             self.transport.loseConnection()
+            return
+        finally:
+            self._answer_pings()
+
+    def _answer_pings(self) -> None:
+        """
+        RFC 5626 4.4.1: one CRLF pong for each double-CRLF ping the framer saw.
+        """
+        missing = self.framer.pings_received - self.pongs_sent
+        if missing > 0 and not self._failed:
+            self.pongs_sent += missing
+            self.transport.write(PONG * missing)
 
     def connectionLost(self, reason) -> None:
         if self.address is not None:
@@ -100,7 +123,7 @@ class SIPStreamTransport(Factory):
             protocol.send(data)
 
     def disconnected(self, protocol: SIPStreamProtocol) -> None:
-        if getattr(protocol, "inbound", False):
+        if protocol.inbound:
             self.inbound -= 1
         if self.connections.get(protocol.address) is protocol:
             del self.connections[protocol.address]

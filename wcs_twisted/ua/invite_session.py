@@ -75,6 +75,10 @@ class _PendingRequest:
         self.request = request
         self.done: Deferred = Deferred()
         self.authenticated = False
+        if request.method == "BYE":
+            # Nobody waits on a BYE: the call is over whatever the peer answers.
+            self.done.addErrback(lambda failure: session.log.debug(
+                "BYE answered {error}", error=failure.getErrorMessage()))
 
     def response_received(self, response: Response) -> None:
         if response.status_code < 200 or self.done.called:
@@ -297,11 +301,18 @@ class InviteSession:
     # === UAS =================================================================================
 
     @classmethod
-    def incoming(cls, core, clock, observer, event, protocol: str = "udp") -> "InviteSession":
+    def incoming(cls, core, clock, observer, event,
+                 protocol: str | None = None) -> "InviteSession":
         """
         Take an out-of-dialog INVITE (a RequestReceived event).  Nothing is answered yet; the
         layer already sent 100 Trying.
+
+        @param protocol: the transport of our Contact and of the requests we send in the
+            dialog; by default the one the INVITE arrived on, so a caller on TCP is not told
+            to reach us over UDP (which may not even be enabled).
         """
+        if protocol is None:
+            protocol = getattr(event.source, "transport", None) or "udp"
         session = cls(core, clock, observer, protocol)
         request = event.request
         session.invite = request

@@ -25,7 +25,13 @@ from wcs_twisted.sip.errors import LocalProtocolError, RemoteProtocolError
 from wcs_twisted.sip.message import Response, new_call_id, new_tag
 from wcs_twisted.sip.uri import SIPURI
 from wcs_twisted.ua.account import SIPAccount
-from wcs_twisted.ua.outbound import build_request, cnonce, contact_uri, next_hop
+from wcs_twisted.ua.outbound import (
+    build_request,
+    cnonce,
+    contact_uri,
+    next_hop,
+    split_host_port,
+)
 
 
 class RegistrationState(enum.Enum):
@@ -83,12 +89,13 @@ class RegistrationClient:
         self.protocol = protocol
         self.retry = retry
         self.state = RegistrationState.UNREGISTERED
-        domain = account.domain or account.outbound_proxy.split(":")[0]
-        self.registrar_uri = SIPURI("sip", None, None, domain, None)
-        self.aor = SIPURI("sip", account.login, None, domain, None)
-        self.destination = next_hop(SIPURI("sip", None, None, domain,
-                                           account.port if not account.outbound_proxy else None),
-                                    account.outbound_proxy, account.port)
+        # sipDomain may carry a port ("host:5070"); it then names where the registrar listens.
+        domain, domain_port = split_host_port(account.domain or account.outbound_proxy)
+        self.registrar_uri = SIPURI("sip", None, None, domain, domain_port)
+        self.aor = SIPURI("sip", account.login, None, domain, domain_port)
+        self.destination = next_hop(
+            SIPURI("sip", None, None, domain, domain_port or account.port),
+            account.outbound_proxy, account.port)
         self.contact = contact_uri(core.transport, protocol, account.login,
                                    **(contact_params or {}))
         self.call_id = new_call_id(core.random, core.transport.local_address(protocol)[0])
@@ -191,17 +198,17 @@ class RegistrationClient:
         self._answered_nonce = None
         self.log.info("REGISTER {aor}: credentials refused ({status})", aor=str(self.aor),
                       status=response.status_code)
-        self._finish_unregister()
         self._set(RegistrationState.AUTHENTICATION_FAIL, response.status_code,
                   f"{response.status_code} {response.reason}")
+        self._finish_unregister()
         self._schedule_retry()
 
     def _succeeded(self, response: Response) -> None:
         self._answered_nonce = None
         self._failures = 0
         if self._last_expires == 0:
-            self._finish_unregister()
             self._set(RegistrationState.UNREGISTERED, response.status_code, "Unregistered")
+            self._finish_unregister()
             return
         self.granted = self._granted_expiry(response)
         self._set(RegistrationState.REGISTERED, response.status_code,
@@ -235,8 +242,8 @@ class RegistrationClient:
         self.log.info("REGISTER {aor} failed: {status} {reason}", aor=str(self.aor),
                       status=status, reason=reason)
         self._answered_nonce = None
-        self._finish_unregister()
         self._set(RegistrationState.FAILED, status, f"{status} {reason}")
+        self._finish_unregister()
         self._schedule_retry()
 
     def _schedule_retry(self) -> None:
@@ -253,6 +260,7 @@ class RegistrationClient:
             self._send(self.expires, authorization=None)
 
     def _finish_unregister(self) -> None:
+        # Called after the state is set: whoever waits on stop() sees where it ended.
         if self._unregistering is not None:
             done, self._unregistering = self._unregistering, None
             done.callback(None)
