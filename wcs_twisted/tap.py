@@ -307,7 +307,7 @@ def sip_listeners(settings: Settings, reactor, stack: SIPStack, metrics: ServerM
         def listen_udp():
             port = reactor.listenUDP(settings.sip_port, datagrams,
                                      interface=settings.bind_address,
-                                     maxPacketSize=settings.sip_max_message_size)
+                                     maxPacketSize=settings.sip_max_message_size + 1)
             stack.add_transport("udp", datagrams, port.getHost().port)
             return port
 

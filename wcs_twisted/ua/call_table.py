@@ -467,8 +467,7 @@ class CallTable:
         call = Call(self, str(uuid.uuid1()), session, incoming=True, fields=fields)
         call.account = session.account
         self._add(call)
-        sip = InviteSession.incoming(self.core, self.clock, call, event,
-                                     protocol=self.settings.transport)
+        sip = InviteSession.incoming(self.core, self.clock, call, event)
         call.start_incoming(sip)
         return True
 

@@ -229,7 +229,7 @@ class Registrar:
         extra = [("Contact", str(binding.contact.with_params(expires=str(binding.expires_in(now)))))
                  for binding in bindings]
         extra.append(("Date", email.utils.formatdate(now, usegmt=True)))
-        self.log.info("REGISTER {aor}: {count} binding(s)", aor=aor, count=len(bindings))
+        self.log.debug("REGISTER {aor}: {count} binding(s)", aor=aor, count=len(bindings))
         self._answer(event, 200, None, extra)
 
     def _authenticated(self, event, request: Request, user: str, now: float) -> bool:
