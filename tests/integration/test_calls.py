@@ -294,3 +294,52 @@ class ThroughKamailioTests(CallTestCase):
         self.assertFrequency(await alice.wait_audio(call_id, seconds=1.5, timeout=10), 1000)
         await bob.hangup()
         await alice.wait_status(call_id, "FINISH", timeout=10)
+
+
+    async def test_two_sessions_through_kamailio(self):
+        """
+        alice and bob register at Kamailio; alice calls bob; both hear each other; hangup.
+        """
+        await self.start_kamailio()
+        alice = await self.registered_client()
+        bob = self.client("bob")
+        await bob.connect(sipLogin="bob", sipAuthenticationName="bob", sipPassword="secret",
+                          sipDomain="127.0.0.1", sipOutboundProxy="127.0.0.1",
+                          sipPort=str(self.kamailio.port), sipRegisterRequired=True)
+        await bob.wait_registered(timeout=10)
+        call_id = await alice.call("bob", tone_hz=440)
+        incoming = await bob.wait_incoming_call(timeout=10)
+        await bob.answer(incoming, tone_hz=1000)
+        await alice.wait_status(call_id, "ESTABLISHED", timeout=10)
+        self.assertFrequency(await alice.wait_audio(call_id, seconds=1.5, timeout=10), 1000)
+        self.assertFrequency(await bob.wait_audio(incoming, seconds=1.5, timeout=10), 440)
+        await alice.hangup(call_id)
+        await bob.wait_status(incoming, "FINISH", timeout=10)
+        self.assertEqual(alice.violations + bob.violations, [])
+
+
+class PhoneToPhoneTests(CallTestCase):
+    """
+    Two SIP phones (baresip) that know nothing of WebRTC register at the built-in registrar and
+    call each other through the built-in proxy.
+    """
+
+    async def test_baresip_pair_through_our_proxy(self):
+        """
+        Registered at us; alice calls bob: established, tones both ways, RFC 4733 DTMF, BYE.
+        """
+        alice = await self.baresip("alice", 440)
+        bob = await self.baresip("bob", 1000)
+        await alice.dial(f"sip:bob@127.0.0.1:{self.sip_port}")
+        await alice.wait_event("CALL_ESTABLISHED")
+        await bob.wait_event("CALL_ESTABLISHED")
+        await bob.wait_for_received_audio(1.5)
+        self.assertFrequency(bob.received_wav(), 440)
+        await alice.wait_for_received_audio(1.5)
+        self.assertFrequency(alice.received_wav(), 1000)
+        await alice.send_dtmf("9")
+        event = await bob.wait_event("CALL_DTMF_START")
+        self.assertEqual(event["param"], "9")
+        await alice.hangup()
+        await bob.wait_event("CALL_CLOSED")
+        self.assertEqual(len(self.server.location), 2, "both phones are still registered")
