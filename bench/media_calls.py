@@ -43,38 +43,25 @@ import argparse
 import json
 import os
 import platform
-import resource
 import struct
 import subprocess
 import sys
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
-
-LOOPBACK = "127.0.0.1"
-GEN_UFRAG = "genu"
-GEN_PWD = "generatorpassword0123456"
-PTIME = 0.02
-CONSENT_INTERVAL = 5.0
-
-
-def cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
-def rss_kib() -> int:
-    """
-    The current resident set size (not the peak), from /proc.
-    """
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
+from _common import (
+    CONSENT_INTERVAL,
+    GEN_PWD,
+    GEN_UFRAG,
+    LOOPBACK,
+    PTIME,
+    ROOT,
+    cpu_seconds,
+    ice_check,
+    opus_frames,
+    rss_kib,
+    send_command,
+    serve_control,
+)
 
 
 # -- SDP the generator's endpoints would send ------------------------------------------
@@ -113,8 +100,7 @@ def gateway_main(args: argparse.Namespace) -> None:
     from twisted.internet import asyncioreactor
 
     asyncioreactor.install()
-    from twisted.internet import reactor, stdio
-    from twisted.protocols.basic import LineReceiver
+    from twisted.internet import reactor
 
     from wcs_twisted.media.factory import MediaFactory, process_certificate
     from wcs_twisted.media.ports import PortPool
@@ -164,73 +150,33 @@ def gateway_main(args: argparse.Namespace) -> None:
     sys.stdout.write(json.dumps({"calls": calls, "bridge_modes": modes}) + "\n")
     sys.stdout.flush()
 
-    mark: dict = {}
-
     def totals():
         return (sum(leg.packets_received for leg in legs),
                 sum(leg.packets_sent for leg in legs),
                 sum(leg.packets_dropped for leg in legs))
 
-    class Control(LineReceiver):
-        delimiter = b"\n"
+    def report(mark: dict) -> dict:
+        received, sent, dropped = totals()
+        r0, s0, d0 = mark["totals"]
+        connected = sum(1 for leg in legs if getattr(leg, "state", "connected")
+                        == "connected")
+        return {
+            "cpu": cpu_seconds() - mark["cpu"],
+            "wall": time.monotonic() - mark["wall"],
+            "received": received - r0,
+            "sent": sent - s0,
+            "dropped": dropped - d0,
+            "rss_growth_kib": rss_kib() - baseline_rss,
+            "baseline_rss_kib": baseline_rss,
+            "connected_legs": f"{connected}/{len(legs)}",
+            "transcoder_errors": sum(t.errors for b in bridges
+                                     for t in b.transcoders.values()),
+        }
 
-        def lineReceived(self, line: bytes) -> None:
-            command = line.decode().strip()
-            if command == "mark":
-                mark.update(cpu=cpu_seconds(), wall=time.monotonic(), totals=totals())
-            elif command == "report":
-                received, sent, dropped = totals()
-                r0, s0, d0 = mark["totals"]
-                connected = sum(1 for leg in legs if getattr(leg, "state", "connected")
-                                == "connected")
-                self.sendLine(json.dumps({
-                    "cpu": cpu_seconds() - mark["cpu"],
-                    "wall": time.monotonic() - mark["wall"],
-                    "received": received - r0,
-                    "sent": sent - s0,
-                    "dropped": dropped - d0,
-                    "rss_growth_kib": rss_kib() - baseline_rss,
-                    "baseline_rss_kib": baseline_rss,
-                    "connected_legs": f"{connected}/{len(legs)}",
-                    "transcoder_errors": sum(t.errors for b in bridges
-                                             for t in b.transcoders.values()),
-                }).encode())
-            elif command == "quit":
-                reactor.stop()
-
-        def connectionLost(self, reason=None) -> None:
-            if reactor.running:
-                reactor.stop()
-
-    reactor.callWhenRunning(lambda: stdio.StandardIO(Control()))
-    reactor.run()
+    serve_control(reactor, totals, report)
 
 
 # -- load generator (this process) -------------------------------------------------------
-
-
-def opus_frames(count: int = 50) -> list[bytes]:
-    """
-    20 ms Opus frames of a 440 Hz tone, encoded once.
-    """
-    import fractions
-
-    import av
-    import numpy
-
-    encoder = av.CodecContext.create("libopus", "w")
-    encoder.sample_rate, encoder.layout, encoder.format = 48000, "mono", "s16"
-    encoder.time_base = fractions.Fraction(1, 48000)
-    encoder.bit_rate = 32000
-    frames = []
-    for i in range(count + 2):
-        t = (numpy.arange(960) + 960 * i) / 48000
-        pcm = (0.5 * 32767 * numpy.sin(2 * numpy.pi * 440 * t)).astype(numpy.int16)
-        frame = av.AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16", layout="mono")
-        frame.sample_rate = 48000
-        frame.pts = 960 * i
-        frames.extend(bytes(p) for p in encoder.encode(frame))
-    return frames[:count]
 
 
 def pcmu_frames(count: int = 50) -> list[bytes]:
@@ -293,13 +239,7 @@ def generator_main(args: argparse.Namespace) -> dict:
 
         def check(self):
             self.last_check = time.monotonic()
-            request = stun.Message(stun.Method.BINDING, stun.Class.REQUEST)
-            request.attributes["USERNAME"] = f"{self.call['ufrag']}:{GEN_UFRAG}"
-            request.attributes["PRIORITY"] = 1853824767
-            request.attributes["ICE-CONTROLLING"] = 12345
-            request.attributes["USE-CANDIDATE"] = None
-            request.add_message_integrity(self.call["pwd"].encode())
-            self.transport.write(bytes(request), self.dest)
+            self.transport.write(ice_check(self.call["ufrag"], self.call["pwd"]), self.dest)
             if not self.ready:
                 reactor.callLater(0.2, self.check)
 
@@ -381,8 +321,7 @@ def generator_main(args: argparse.Namespace) -> dict:
     result: dict = {"bridge_modes": setup["bridge_modes"]}
 
     def command(text):
-        child.stdin.write(text.encode() + b"\n")
-        child.stdin.flush()
+        send_command(child, text)
 
     def begin():
         result["endpoints_ready"] = f"{sum(e.ready for e in endpoints)}/{len(endpoints)}"

@@ -26,21 +26,15 @@ from typing import Callable, Optional
 
 from twisted.internet import defer
 from twisted.internet.error import CannotListenError
-from twisted.internet.interfaces import IDelayedCall, IReactorTime, IReactorUDP
+from twisted.internet.interfaces import IReactorTime, IReactorUDP
 from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
 
 from wcs_twisted.media import rtcp
 from wcs_twisted.media._dtmf import TelephoneEventPacing
+from wcs_twisted.media._leg import _MediaLeg
 from wcs_twisted.media.ports import PortPool, PortReservation
-from wcs_twisted.media.rtp_packet import (
-    RTP_HEADER_SIZE,
-    RTPRewriter,
-    build_rtp,
-    is_rtcp,
-    is_rtp,
-    peek_header,
-)
+from wcs_twisted.media.rtp_packet import RTP_HEADER_SIZE, is_rtcp, is_rtp, peek_header
 
 __all__ = ["RTPSession"]
 
@@ -59,7 +53,7 @@ class _RTCPProtocol(DatagramProtocol):
         self._session._rtcp_datagram(data, addr)
 
 
-class RTPSession(TelephoneEventPacing, DatagramProtocol):
+class RTPSession(_MediaLeg, TelephoneEventPacing, DatagramProtocol):
     """
     One RTP/RTCP session with a plain RTP peer.
 
@@ -124,23 +118,12 @@ class RTPSession(TelephoneEventPacing, DatagramProtocol):
         @param rng: randomness for SSRC, initial sequence/timestamp and the
             RTCP interval jitter.
         """
-        self._reactor = reactor
-        self._clock: IReactorTime = clock if clock is not None else reactor  # type: ignore[assignment]
-        self._local_host = local_host
-        self._pool = port_pool
-        self._rng = rng if rng is not None else random.SystemRandom()
-        self.clock_rate = clock_rate
-        self.packet_interval = packet_interval
-        self.rtcp_interval = rtcp_interval
-        self.rtcp_mux = rtcp_mux
-        self.ssrc = ssrc if ssrc is not None else self._rng.getrandbits(32)
-        self.cname = (cname or f"wcs-{self.ssrc:08x}").encode("utf-8")
-        self.rewriter = RTPRewriter(
-            self.ssrc,
-            initial_sequence_number=self._rng.getrandbits(15),
-            initial_timestamp=self._rng.getrandbits(32),
-            timestamp_step=max(1, round(clock_rate * packet_interval)),
+        self._init_leg(
+            reactor, local_host, port_pool, clock, clock_rate, packet_interval,
+            rtcp_interval, ssrc, cname, rng,
         )
+        self.clock_rate = clock_rate
+        self.rtcp_mux = rtcp_mux
 
         # ports
         self._reservation: Optional[PortReservation] = None
@@ -158,37 +141,11 @@ class RTPSession(TelephoneEventPacing, DatagramProtocol):
         self._rtcp_source_addr: Optional[Address] = None
         self._sdp_rtcp_addr: Optional[Address] = None
 
-        # Direction: _receiving off drops received media and pauses the
-        # watchdog; _sending off (or an RFC 4733 event in progress, see
-        # _muted) suppresses what we send.
-        self._receiving = True
-        self._sending = True
-        self._muted = False
-
-        # counters
-        self.packets_received = 0
-        self.octets_received = 0
-        self.packets_sent = 0
-        self.octets_sent = 0
-        self.packets_dropped = 0
-        self.rtcp_sent = 0
-        self.rtcp_packets_received = 0
-        self._last_received: Optional[bytes] = None
-
-        # RTCP state
-        self._stats = rtcp.ReceptionStatistics()
-        self._sent_at_last_report = 0
+        # direction, counters, RTCP statistics, watchdog, the leg's timer
+        # (RTCP + watchdog)
+        self._init_counters()
         self._next_rtcp: Optional[float] = None
         self.last_rtcp: Optional[list[rtcp.RTCPPacket]] = None
-
-        # watchdog state
-        self._watch_timeout: Optional[float] = None
-        self._watch_count = 0
-        self._watch_since = 0.0
-        self._watch_fired = False
-
-        # the one timer of the leg (RTCP + watchdog); RFC 4733 pacing has its own
-        self._tick_call: Optional[IDelayedCall] = None
         self._init_telephone_events()
 
     # -- lifecycle ------------------------------------------------------------
@@ -396,14 +353,8 @@ class RTPSession(TelephoneEventPacing, DatagramProtocol):
             self.log.debug("Bad RTCP from {source}: {error}", source=addr, error=e)
             self.packets_dropped += 1
             return
-        self.rtcp_packets_received += 1
         self.last_rtcp = packets
-        now = self._clock.seconds()
-        for packet in packets:
-            if packet.packet_type == rtcp.RTCP_SR:
-                self._stats.note_sender_report(packet, now)
-        if self.rtcp_received is not None:
-            self.rtcp_received(packets)
+        self._deliver_rtcp(packets)
 
     # -- send path ------------------------------------------------------------
 
@@ -433,11 +384,7 @@ class RTPSession(TelephoneEventPacing, DatagramProtocol):
         """
         if self._muted or self._send_addr is None:
             return
-        rewriter = self.rewriter
-        seq = rewriter.allocate()
-        ts = (rewriter.last_timestamp + rewriter.timestamp_step) & 0xFFFFFFFF
-        rewriter.last_timestamp = ts
-        self._write(build_rtp(payload_type, seq, ts, self.ssrc, payload, marker))
+        self._write(self._next_payload_packet(payload, payload_type, marker))
 
     def _write(self, packet: bytes) -> None:
         assert self._send_addr is not None
@@ -464,23 +411,7 @@ class RTPSession(TelephoneEventPacing, DatagramProtocol):
         last = self._last_received
         return None if last is None else int.from_bytes(last[8:12], "big")
 
-    # -- direction and hold ------------------------------------------------------
-
-    def set_direction(self, sending: bool, receiving: bool) -> None:
-        """
-        Pause or resume each half of the stream: not sending drops what the
-        bridge relays and RFC 4733 events (sequence numbers stay gap-free);
-        not receiving drops received media and pauses the watchdog, which
-        counts afresh when receiving resumes.  RTCP carries on (RFC 3264
-        section 5.1).
-        """
-        if receiving and not self._receiving:
-            self._watch_since = self._clock.seconds()
-            self._watch_count = self.packets_received
-            self._watch_fired = False
-        self._receiving = receiving
-        self._sending = sending
-        self._update_muted()
+    # -- hold (set_direction is in _MediaLeg) ----------------------------------
 
     def hold(self) -> None:
         """
@@ -503,54 +434,19 @@ class RTPSession(TelephoneEventPacing, DatagramProtocol):
     def _write_event(self, packet: bytes) -> None:
         self._write(packet)
 
-    # -- watchdog -----------------------------------------------------------------
-
-    def watch_activity(self, timeout: Optional[float]) -> None:
-        """
-        Call L{activity_lost} when no RTP arrives for C{timeout} seconds
-        (detected within a fifth of the timeout after it); C{None} stops
-        watching.  Counting starts now.
-        """
-        self._watch_timeout = timeout
-        self._watch_since = self._clock.seconds()
-        self._watch_count = self.packets_received
-        self._watch_fired = False
-        if self._started and not self._stopped:
-            self._schedule_tick()
+    # -- watchdog (watch_activity is in _MediaLeg) --------------------------------
 
     def _check_activity(self, now: float) -> None:
-        timeout = self._watch_timeout
-        if timeout is None or not self._receiving:
-            return
-        if self.packets_received != self._watch_count:
-            self._watch_count = self.packets_received
-            self._watch_since = now
-            self._watch_fired = False
-        elif not self._watch_fired and now - self._watch_since >= timeout:
-            self._watch_fired = True
+        if self._activity_stalled(now):
             self.log.info(
                 "No RTP from {source} for {timeout} s",
                 source=self._send_addr,
-                timeout=timeout,
+                timeout=self._watch_timeout,
             )
             if self.activity_lost is not None:
                 self.activity_lost(self)
 
     # -- the leg's timer: RTCP and watchdog -----------------------------------
-
-    def _rtcp_delay(self) -> float:
-        # RFC 3550 section 6.3.1: randomized over [0.5, 1.5] times the interval.
-        return self.rtcp_interval * (0.5 + self._rng.random())
-
-    def _schedule_tick(self) -> None:
-        if self._tick_call is not None and self._tick_call.active():
-            self._tick_call.cancel()
-        now = self._clock.seconds()
-        assert self._next_rtcp is not None
-        due = self._next_rtcp
-        if self._watch_timeout is not None:
-            due = min(due, now + max(self._watch_timeout / 5, 0.05))
-        self._tick_call = self._clock.callLater(max(0.0, due - now), self._tick)
 
     def _tick(self) -> None:
         self._tick_call = None
@@ -571,24 +467,7 @@ class RTPSession(TelephoneEventPacing, DatagramProtocol):
         transport = self.transport if self.rtcp_mux else self._rtcp_protocol.transport
         if addr is None or transport is None:
             return
-        now = self._clock.seconds()
-        if self._last_received is not None:
-            self._stats.update(self._last_received, self.packets_received)
-        block = self._stats.report_block(now)
-        reports = (block,) if block is not None else ()
-        if self.packets_sent != self._sent_at_last_report:
-            self._sent_at_last_report = self.packets_sent
-            report = rtcp.build_sr(
-                self.ssrc,
-                rtcp.ntp_timestamp(now),
-                self.rewriter.last_timestamp,
-                self.packets_sent,
-                self.octets_sent,
-                reports,
-            )
-        else:
-            report = rtcp.build_rr(self.ssrc, reports)
-        compound = report + rtcp.build_sdes(self.ssrc, self.cname)
+        compound = self._build_report(self._clock.seconds())
         if bye:
             compound += rtcp.build_bye(self.ssrc)
         transport.write(compound, addr)

@@ -42,10 +42,11 @@ from twisted.logger import Logger
 
 from wcs_twisted.media import rtcp
 from wcs_twisted.media._dtmf import TelephoneEventPacing
+from wcs_twisted.media._leg import _MediaLeg
 from wcs_twisted.media.dtls import DTLSSRTPEndpoint, DTLSState, RTCCertificate
 from wcs_twisted.media.ice_lite import ICELiteAgent, candidate_priority
 from wcs_twisted.media.ports import PortPool, PortReservation
-from wcs_twisted.media.rtp_packet import RTP_HEADER_SIZE, RTPRewriter, build_rtp
+from wcs_twisted.media.rtp_packet import RTP_HEADER_SIZE, RTPRewriter
 
 __all__ = ["WebRTCLocalParameters", "WebRTCTransport", "RTCCertificate"]
 
@@ -83,7 +84,7 @@ class WebRTCLocalParameters:
         )
 
 
-class WebRTCTransport(TelephoneEventPacing, DatagramProtocol):
+class WebRTCTransport(_MediaLeg, TelephoneEventPacing, DatagramProtocol):
     """
     One bundled, rtcp-muxed WebRTC transport towards a browser.
 
@@ -134,23 +135,12 @@ class WebRTCTransport(TelephoneEventPacing, DatagramProtocol):
         @param advertised_host: the address put in the candidate, when the
             bound one is not reachable as such (a public address before NAT).
         """
-        self._reactor = reactor
-        self._clock: IReactorTime = clock if clock is not None else reactor  # type: ignore[assignment]
-        self._local_host = local_host
+        self._init_leg(
+            reactor, local_host, port_pool, clock, clock_rate, packet_interval,
+            rtcp_interval, ssrc, cname, rng,
+        )
         self._advertised_host = advertised_host or local_host
         self._certificate = certificate
-        self._pool = port_pool
-        self._rng = rng if rng is not None else random.SystemRandom()
-        self.packet_interval = packet_interval
-        self.rtcp_interval = rtcp_interval
-        self.ssrc = ssrc if ssrc is not None else self._rng.getrandbits(32)
-        self.cname = (cname or f"wcs-{self.ssrc:08x}").encode("utf-8")
-        self.rewriter = RTPRewriter(
-            self.ssrc,
-            initial_sequence_number=self._rng.getrandbits(15),
-            initial_timestamp=self._rng.getrandbits(32),
-            timestamp_step=max(1, round(clock_rate * packet_interval)),
-        )
         self.video_ssrc = self._rng.getrandbits(32)
         while self.video_ssrc == self.ssrc:
             self.video_ssrc = self._rng.getrandbits(32)
@@ -176,29 +166,11 @@ class WebRTCTransport(TelephoneEventPacing, DatagramProtocol):
         self._rx: Optional[pylibsrtp.Session] = None
         self._tx: Optional[pylibsrtp.Session] = None
 
-        self.packets_received = 0
-        self.octets_received = 0
-        self.packets_sent = 0
-        self.octets_sent = 0
-        self.packets_dropped = 0
-        self.rtcp_sent = 0
-        self.rtcp_packets_received = 0
-        self._last_received: Optional[bytes] = None
-
-        self._stats = rtcp.ReceptionStatistics()
-        self._sent_at_last_report = 0
+        # direction (see set_direction), counters, RTCP statistics, watchdog,
+        # the leg's timer; then RFC 4733
+        self._init_counters()
         self._next_rtcp = 0.0
-        self._watch_timeout: Optional[float] = None
-        self._watch_count = 0
-        self._watch_since = 0.0
-        self._watch_fired = False
-        self._tick_call: Optional[IDelayedCall] = None
         self._dtls_call: Optional[IDelayedCall] = None
-
-        # direction (see set_direction) and RFC 4733
-        self._sending = True
-        self._receiving = True
-        self._muted = False
         self._init_telephone_events()
 
     # -- lifecycle ---------------------------------------------------------------
@@ -302,21 +274,6 @@ class WebRTCTransport(TelephoneEventPacing, DatagramProtocol):
             self._send_dtls(self.dtls.start())
         while self._early_dtls:
             self._dtls_datagram(self._early_dtls.popleft())
-
-    def set_direction(self, sending: bool, receiving: bool) -> None:
-        """
-        Pause or resume each half: not sending drops relayed and produced
-        media (audio sequence numbers stay gap-free); not receiving drops
-        decrypted media before the bridge sees it and pauses the media
-        watchdog.  ICE consent and RTCP carry on.
-        """
-        if receiving and not self._receiving:
-            self._watch_since = self._clock.seconds()
-            self._watch_count = self.packets_received
-            self._watch_fired = False
-        self._receiving = receiving
-        self._sending = sending
-        self._update_muted()
 
     # -- receive path ------------------------------------------------------------
 
@@ -425,13 +382,7 @@ class WebRTCTransport(TelephoneEventPacing, DatagramProtocol):
         except (pylibsrtp.Error, ValueError):
             self.packets_dropped += 1
             return
-        self.rtcp_packets_received += 1
-        now = self._clock.seconds()
-        for packet in packets:
-            if packet.packet_type == rtcp.RTCP_SR:
-                self._stats.note_sender_report(packet, now)
-        if self.rtcp_received is not None:
-            self.rtcp_received(packets)
+        self._deliver_rtcp(packets)
 
     # -- send path ---------------------------------------------------------------
 
@@ -473,11 +424,7 @@ class WebRTCTransport(TelephoneEventPacing, DatagramProtocol):
         tx = self._tx
         if tx is None or self._muted:
             return
-        rewriter = self.rewriter
-        seq = rewriter.allocate()
-        ts = (rewriter.last_timestamp + rewriter.timestamp_step) & 0xFFFFFFFF
-        rewriter.last_timestamp = ts
-        self._write_event(build_rtp(payload_type, seq, ts, self.ssrc, payload, marker))
+        self._write_event(self._next_payload_packet(payload, payload_type, marker))
 
     def _can_send_event(self) -> bool:
         return self._tx is not None and self._selected is not None
@@ -497,44 +444,17 @@ class WebRTCTransport(TelephoneEventPacing, DatagramProtocol):
             self.rtcp_sent += 1
 
     # -- the leg's timer: RTCP, media watchdog, ICE consent -----------------------
+    # (watch_activity and _schedule_tick are in _MediaLeg; ICE consent expiry
+    # is always watched, so the timer runs at least every 5 s)
 
-    def watch_activity(self, timeout: Optional[float]) -> None:
-        """
-        Call L{activity_lost} when no SRTP arrives for C{timeout} seconds;
-        C{None} stops that (ICE consent expiry is always watched).
-        """
-        self._watch_timeout = timeout
-        self._watch_since = self._clock.seconds()
-        self._watch_count = self.packets_received
-        self._watch_fired = False
-        if self._started and not self._stopped:
-            self._schedule_tick()
-
-    def _rtcp_delay(self) -> float:
-        return self.rtcp_interval * (0.5 + self._rng.random())
-
-    def _schedule_tick(self) -> None:
-        if self._tick_call is not None and self._tick_call.active():
-            self._tick_call.cancel()
-        now = self._clock.seconds()
-        due = min(self._next_rtcp, now + 5.0)
-        if self._watch_timeout is not None:
-            due = min(due, now + max(self._watch_timeout / 5, 0.05))
-        self._tick_call = self._clock.callLater(max(0.0, due - now), self._tick)
+    _max_tick_interval = 5.0
 
     def _tick(self) -> None:
         self._tick_call = None
         if self._stopped:
             return
         now = self._clock.seconds()
-        lost = False
-        if self._watch_timeout is not None and self._receiving:
-            if self.packets_received != self._watch_count:
-                self._watch_count = self.packets_received
-                self._watch_since = now
-                self._watch_fired = False
-            elif not self._watch_fired and now - self._watch_since >= self._watch_timeout:
-                self._watch_fired = lost = True
+        lost = self._activity_stalled(now)
         last_check = self.ice.last_check
         if (
             last_check is not None
@@ -557,19 +477,7 @@ class WebRTCTransport(TelephoneEventPacing, DatagramProtocol):
     def _send_report(self, now: float) -> None:
         if self._tx is None or self._selected is None:
             return
-        if self._last_received is not None:
-            self._stats.update(self._last_received, self.packets_received)
-        block = self._stats.report_block(now)
-        reports = (block,) if block is not None else ()
-        if self.packets_sent != self._sent_at_last_report:
-            self._sent_at_last_report = self.packets_sent
-            report = rtcp.build_sr(
-                self.ssrc, rtcp.ntp_timestamp(now), self.rewriter.last_timestamp,
-                self.packets_sent, self.octets_sent, reports,
-            )
-        else:
-            report = rtcp.build_rr(self.ssrc, reports)
-        self.send_rtcp(report + rtcp.build_sdes(self.ssrc, self.cname))
+        self.send_rtcp(self._build_report(now))
 
     def _set_state(self, state: str) -> None:
         if state != self.state:

@@ -252,6 +252,12 @@ class Transaction:
         "_scheduled",
     )
 
+    #: Whether the machine is an INVITE one (only INVITE) or a non-INVITE
+    #: one (anything but INVITE and ACK); set by the four concrete classes.
+    _invite = False
+    #: What the machine does with its request, for the error message.
+    _verb = "handle"
+
     def __init__(
         self,
         request: Request,
@@ -262,6 +268,9 @@ class Transaction:
         key: Optional[TransactionKey] = None,
         destination: Any = None,
     ) -> None:
+        method = request.method
+        if (method != "INVITE") if self._invite else (method in ("INVITE", "ACK")):
+            raise LocalProtocolError(f"{type(self).__name__} cannot {self._verb} {method}")
         self.request = request
         self.reliable = reliable
         self.timers = timers
@@ -275,6 +284,11 @@ class Transaction:
         self._timeout_timer = ""
         # Deadline last handed to a scheduler (TransactionLayer bookkeeping).
         self._scheduled: Optional[float] = None
+        self._begin(timers, now)
+
+    def _begin(self, timers: TimerValues, now: float) -> None:  # pragma: no cover
+        """Enter the initial state and start the initial timers."""
+        raise NotImplementedError
 
     def _make_key(self, request: Request) -> TransactionKey:  # pragma: no cover
         raise NotImplementedError
@@ -371,9 +385,10 @@ class Transaction:
 class _ClientTransaction(Transaction):
     __slots__ = ("_request_bytes",)
 
-    def __init__(self, request, reliable, timers, now, *, key=None, destination=None):
-        super().__init__(request, reliable, timers, now, key=key, destination=destination)
-        self._request_bytes = request.serialize()
+    _verb = "send"
+
+    def _begin(self, timers: TimerValues, now: float) -> None:
+        self._request_bytes = self.request.serialize()
         self._outgoing.append(self._request_bytes)
 
     def _make_key(self, request: Request) -> TransactionKey:
@@ -397,19 +412,10 @@ class ClientInviteTransaction(_ClientTransaction):
 
     __slots__ = ("ack", "_ack_bytes", "cancel_requested")
 
-    def __init__(
-        self,
-        request: Request,
-        reliable: bool,
-        timers: TimerValues,
-        now: float,
-        *,
-        key: Optional[TransactionKey] = None,
-        destination: Any = None,
-    ) -> None:
-        if request.method != "INVITE":
-            raise LocalProtocolError(f"ClientInviteTransaction cannot send {request.method}")
-        super().__init__(request, reliable, timers, now, key=key, destination=destination)
+    _invite = True
+
+    def _begin(self, timers: TimerValues, now: float) -> None:
+        super()._begin(timers, now)
         self.state = CALLING
         self.ack: Optional[Request] = None
         self._ack_bytes = b""
@@ -429,19 +435,15 @@ class ClientInviteTransaction(_ClientTransaction):
         code = response.status_code
         if state is CALLING or state is PROCEEDING:
             self._retransmit_at = None
+            self._timeout_at = None
+            self._events.append(ResponseReceived(response=response, transaction_key=self.key))
             if code < 200:
                 self.state = PROCEEDING
-                self._timeout_at = None
-                self._events.append(ResponseReceived(response=response, transaction_key=self.key))
             elif code < 300:
                 self.state = ACCEPTED
-                self._timeout_at = None
-                self._events.append(ResponseReceived(response=response, transaction_key=self.key))
                 self._start_timeout("M", self.timers.timer_m, now)
             else:
                 self.state = COMPLETED
-                self._timeout_at = None
-                self._events.append(ResponseReceived(response=response, transaction_key=self.key))
                 self.ack = build_ack(self.request, response)
                 self._ack_bytes = self.ack.serialize()
                 self._outgoing.append(self._ack_bytes)
@@ -463,19 +465,8 @@ class ClientNonInviteTransaction(_ClientTransaction):
 
     __slots__ = ()
 
-    def __init__(
-        self,
-        request: Request,
-        reliable: bool,
-        timers: TimerValues,
-        now: float,
-        *,
-        key: Optional[TransactionKey] = None,
-        destination: Any = None,
-    ) -> None:
-        if request.method in ("INVITE", "ACK"):
-            raise LocalProtocolError(f"ClientNonInviteTransaction cannot send {request.method}")
-        super().__init__(request, reliable, timers, now, key=key, destination=destination)
+    def _begin(self, timers: TimerValues, now: float) -> None:
+        super()._begin(timers, now)
         self.state = TRYING
         self._start_retransmissions(timers.timer_e, now)
         self._start_timeout("F", timers.timer_f, now)
@@ -508,8 +499,9 @@ class ClientNonInviteTransaction(_ClientTransaction):
 class _ServerTransaction(Transaction):
     __slots__ = ("last_response", "_response_bytes")
 
-    def __init__(self, request, reliable, timers, now, *, key=None, destination=None):
-        super().__init__(request, reliable, timers, now, key=key, destination=destination)
+    _verb = "serve"
+
+    def _begin(self, timers: TimerValues, now: float) -> None:
         self.last_response: Optional[Response] = None
         self._response_bytes = b""
 
@@ -543,6 +535,8 @@ class ServerInviteTransaction(_ServerTransaction):
 
     __slots__ = ()
 
+    _invite = True
+
     def __init__(
         self,
         request: Request,
@@ -554,10 +548,7 @@ class ServerInviteTransaction(_ServerTransaction):
         destination: Any = None,
         send_trying: bool = True,
     ) -> None:
-        if request.method != "INVITE":
-            raise LocalProtocolError(f"ServerInviteTransaction cannot serve {request.method}")
         super().__init__(request, reliable, timers, now, key=key, destination=destination)
-        self.state = PROCEEDING
         if send_trying:
             self._send_response(request.create_response(100))
 
@@ -587,6 +578,10 @@ class ServerInviteTransaction(_ServerTransaction):
             raise LocalProtocolError(
                 f"cannot send {code} on an INVITE server transaction in state {state.value}"
             )
+
+    def _begin(self, timers: TimerValues, now: float) -> None:
+        super()._begin(timers, now)
+        self.state = PROCEEDING
 
     def transport_error(self, now: float) -> None:
         """
@@ -637,19 +632,8 @@ class ServerNonInviteTransaction(_ServerTransaction):
 
     __slots__ = ()
 
-    def __init__(
-        self,
-        request: Request,
-        reliable: bool,
-        timers: TimerValues,
-        now: float,
-        *,
-        key: Optional[TransactionKey] = None,
-        destination: Any = None,
-    ) -> None:
-        if request.method in ("INVITE", "ACK"):
-            raise LocalProtocolError(f"ServerNonInviteTransaction cannot serve {request.method}")
-        super().__init__(request, reliable, timers, now, key=key, destination=destination)
+    def _begin(self, timers: TimerValues, now: float) -> None:
+        super()._begin(timers, now)
         self.state = TRYING
 
     def respond(self, response: Response, now: float) -> None:
