@@ -11,7 +11,6 @@ from wcs_twisted.sip.auth import DigestAuthenticator
 from wcs_twisted.sip.uri import SIPURI
 from wcs_twisted.testing.fakes import FakeMediaFactory
 from wcs_twisted.testing.network import MemoryNetwork, build_memory_stack
-from wcs_twisted.ua.call_events import CallStatus
 from wcs_twisted.ua.call_table import CallSettings, CallTable
 from wcs_twisted.ua.errors import DomainError, InvalidField
 from wcs_twisted.ua.invite_session import InviteSession

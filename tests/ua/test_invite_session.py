@@ -240,7 +240,7 @@ class InviteSessionTests(SynchronousTestCase):
         """
         RFC 3261 13.3.1.4: the UAS resends its 2xx until the ACK arrives.
         """
-        session = self.call()
+        self.call()
         dropped = []
 
         def drop_first_ok(data, source, destination):

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 
 from twisted.logger import Logger
 from zope.interface import implementer
@@ -474,7 +474,3 @@ class CallTable:
     def hang_up_all(self, reason: str) -> None:
         for call in list(self._calls.values()):
             call.hang_up(reason)
-
-
-def describe_calls(calls: Iterable[Call]) -> list[dict[str, Any]]:
-    return [call.to_wcs() for call in calls]

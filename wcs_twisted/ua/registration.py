@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Callable
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
@@ -275,10 +275,3 @@ class RegistrationClient:
         self.state = state
         if changed or state in (RegistrationState.FAILED, RegistrationState.AUTHENTICATION_FAIL):
             self.on_change(RegistrationChanged(state, status, reason))
-
-
-def describe(change: RegistrationChanged) -> dict[str, Any]:
-    """
-    The RegistrationStatusEvent fields of a change (status, info).
-    """
-    return {"status": change.state.value, "info": change.reason}
