@@ -7,7 +7,7 @@ from zope.interface import implementer
 
 from wcs_twisted.interfaces import IClientTransactionOwner
 from wcs_twisted.sip.headers import Headers
-from wcs_twisted.sip.message import Request, parse_message
+from wcs_twisted.sip.message import Request
 from wcs_twisted.sip.uri import SIPURI
 from wcs_twisted.testing.network import MemoryNetwork, build_memory_stack
 from wcs_twisted.sip.address import SIPAddress
