@@ -9,6 +9,8 @@ Run: .venv/bin/python -m twisted.trial --reactor=asyncio tests.integration.test_
 
 from __future__ import annotations
 
+from twisted.internet import reactor
+
 from tests.integration import audio
 from tests.integration.test_streams import StreamTestCase
 
@@ -35,6 +37,21 @@ class InjectionTests(StreamTestCase):
         at_700 = audio.goertzel_power(window, 700, rate)
         return (audio.dominant_frequency(path, start=end - 1.0, seconds=1.0),
                 at_440 / (at_440 + at_700 + 1e-12))
+
+    def sent_by_sip_leg(self, call_id):
+        """
+        (RTP packets the call's SIP leg has sent to baresip, now).
+        """
+        return (self.server.calls.get(call_id).rtp.audio_rtp.packets_sent, reactor.seconds())
+
+    def assertOneStreamRate(self, before, after):
+        """
+        Between C{before} and C{after} (L{sent_by_sip_leg}) the SIP leg sent one 20 ms
+        stream (about 50 packets a second), not the caller's and the injected interleaved
+        (about 100): a receiver may hide the interleaving, the packet count does not.
+        """
+        rate = (after[0] - before[0]) / (after[1] - before[1])
+        self.assertTrue(35 < rate < 70, f"{rate:.1f} packets/s to the SIP peer")
 
     def assertHeard(self, heard, expected):
         """
@@ -67,7 +84,9 @@ class InjectionTests(StreamTestCase):
         code, _ = await self.rest("/call/inject_stream/startup",
                                   {"callId": call_id, "streamName": "inj"})
         self.assertEqual(code, 200)
+        before = self.sent_by_sip_leg(call_id)
         self.assertHeard(await self.heard_next(bob), 700)
+        self.assertOneStreamRate(before, self.sent_by_sip_leg(call_id))
         self.assertEqual(self.server.stream_table.injected_stream(call_id), "inj")
 
         code, _ = await self.rest("/call/inject_stream/terminate", {"callId": call_id})

@@ -342,3 +342,104 @@ class ManyPlayersTests(StreamEndpointMixin, SynchronousTestCase):
         sink.play(stream)
         return stream, sink
 
+
+
+class InjectionIntoBridgedLegTests(StreamEndpointMixin, SynchronousTestCase):
+    """
+    A stream injected into a bridged SIP leg (REST /call/inject_stream): with the bridge's
+    audio into that leg paused, the SIP peer gets the injected packets only, as one stream.
+    """
+
+    BROWSER_PAYLOAD = b"\x11" * 160
+
+    def setUp(self):
+        super().setUp()
+        self.sip = self.session()
+        self.browser = self.session()
+        self.bridge = MediaBridge(self.browser, self.sip)
+        self.browser_seq = itertools.count(100)
+
+    def from_browser(self, count):
+        """
+        C{count} packets of the browser's audio, 20 ms apart, which the bridge relays (or
+        would relay) to the SIP leg.
+        """
+        for _ in range(count):
+            seq = next(self.browser_seq)
+            self.receive(self.browser, 0, seq, 160 * seq, self.BROWSER_PAYLOAD,
+                         leg=self.browser.audio_rtp)
+
+    def inject(self, codec, payload):
+        """
+        Play a stream of C{codec} into the SIP leg as the stream table does (sink, then the
+        bridge paused into the leg), and return a function pushing one packet of it.
+        """
+        source = SessionSource(self.session(audio=(codec,)))
+        stream = self.registry.publish("inj", source)
+        source.start(stream)
+        sink = SessionSink(self.sip)
+        self.bridge.pause_audio_to(self.sip, True)
+        sink.play(stream)
+        timestamps = itertools.count(5000, 160)
+
+        def push():
+            stream.packet_received("audio", payload, codec, next(timestamps), False)
+
+        return sink, push
+
+    def interleave(self, push, rounds):
+        """
+        Browser and injected packets alternating, as they arrive in a live call.
+        """
+        for _ in range(rounds):
+            self.from_browser(1)
+            push()
+
+    def assertOneStream(self, packets):
+        """
+        C{packets} are one RTP stream: the leg's SSRC, consecutive sequence numbers, one
+        packet interval between timestamps.
+        """
+        headers = [peek_header(p) for p in packets]
+        self.assertEqual({h.ssrc for h in headers}, {self.sip.audio_rtp.ssrc})
+        self.assertEqual({(b.sequence_number - a.sequence_number) & 0xFFFF
+                          for a, b in zip(headers, headers[1:])}, {1})
+        self.assertEqual({(b.timestamp - a.timestamp) & 0xFFFFFFFF
+                          for a, b in zip(headers, headers[1:])}, {160})
+
+    def check_injection(self, codec, payload, sent_payload):
+        """
+        Before injection the peer hears the browser; during it, only the stream (none of the
+        browser's packets, which keep arriving); after it, the browser again; all of it one
+        continuous stream.
+        """
+        self.from_browser(3)
+        sink, push = self.inject(codec, payload)
+        self.interleave(push, 10)
+        sink.stop()
+        self.bridge.pause_audio_to(self.sip, False)
+        self.from_browser(3)
+        packets = self.written(self.sip.audio_rtp)
+        contents = [bytes(p[12:]) for p in packets]
+        self.assertEqual(contents[:3], [self.BROWSER_PAYLOAD] * 3)
+        during = contents[3:-3]
+        self.assertEqual(during.count(self.BROWSER_PAYLOAD), 0)
+        if sent_payload is not None:
+            self.assertEqual(during, [sent_payload] * len(during))
+        self.assertGreaterEqual(len(during), 9)
+        self.assertEqual(contents[-3:], [self.BROWSER_PAYLOAD] * 3)
+        self.assertOneStream(packets)
+
+    def test_relayed_stream_replaces_the_browser(self):
+        """
+        A stream in the leg's codec (relayed): the peer gets each injected packet once and no
+        browser packet while it plays, on the leg's SSRC with no sequence or timestamp jump.
+        """
+        self.check_injection("PCMU/8000", b"\x22" * 160, b"\x22" * 160)
+
+    def test_transcoded_stream_replaces_the_browser(self):
+        """
+        A stream in another codec (PCMA, transcoded to PCMU): the peer gets the transcoded
+        packets only while it plays, as one continuous stream.
+        """
+        self.check_injection("PCMA/8000", b"\xd5" * 160, None)

@@ -31,7 +31,7 @@ from wcs_twisted.interfaces import IMediaStreamSink, IMediaStreamSource
 from wcs_twisted.media import rtcp
 from wcs_twisted.media.bridge import AudioTranscoder, can_transcode
 from wcs_twisted.media.rtp_packet import payload_bounds
-from wcs_twisted.media.session import AUDIO_CODECS, parse_codec_name
+from wcs_twisted.media.session import AUDIO_CODECS, PTIME, parse_codec_name
 
 __all__ = ["SessionSink", "SessionSource"]
 
@@ -128,6 +128,28 @@ class _Relay:
         buf = bytearray(_HEADER.pack(0x80, second, sequence_number, timestamp, self.ssrc))
         buf += payload
         self.send(buf)
+
+
+class _Paced:
+    """
+    Transcoder output onto a L{_Relay}: one packet interval of timestamp per payload.
+
+    Going through the relay (the session's rewriter) rather than the session's own payload
+    sender makes the transcoded packets a source of their own to the rewriter, so that when
+    the session's bridge relays into it again (an injection ending) the rewriter re-bases
+    the bridged source after the last packet sent: no jump in sequence numbers.
+    """
+
+    __slots__ = ("relay", "step", "timestamp")
+
+    def __init__(self, relay: _Relay, step: int) -> None:
+        self.relay = relay
+        self.step = step
+        self.timestamp = 0
+
+    def __call__(self, payload: bytes, payload_type: int) -> None:
+        self.timestamp = timestamp = (self.timestamp + self.step) & 0xFFFFFFFF
+        self.relay(payload, timestamp, False)
 
 
 def _drop(payload: bytes, timestamp: int, marker: bool) -> None:
@@ -232,7 +254,9 @@ class SessionSink:
             source = _local_audio_codec(name)
             if source is not None and can_transcode(source) and can_transcode(negotiated.codec):
                 transcoder = self.transcoders[name] = AudioTranscoder(
-                    source, negotiated.codec, session.payload_sender())
+                    source, negotiated.codec, _Paced(_Relay(
+                        session.relay_sender(kind), negotiated.codec.payload_type),
+                        negotiated.codec.clock_rate * PTIME // 1000))
                 self.log.info("stream {stream}: {source} transcoded to {target} for a player",
                               stream=getattr(self.stream, "name", None), source=name,
                               target=negotiated.name)
