@@ -21,6 +21,7 @@ from wcs_twisted.interfaces import ICallObserver, IModuleContext, IStreamSource,
 from wcs_twisted.media.streams import StreamRegistry
 from wcs_twisted.modules import (
     STOP_TIMEOUT,
+    defining_module,
     ModuleContext,
     ModuleService,
     add_plugin_dirs,
@@ -36,7 +37,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PLUGINS = os.path.join(ROOT, "plugins")
 
 #: What a drop-in may import at module level (docs/plugins.md, anchors 7.2.9).
-DROP_IN_IMPORTS = {"zope.interface", "twisted.plugin", "wcs_twisted.interfaces"}
+DROP_IN_IMPORTS = {"zope.interface", "twisted.plugin", "wcs_twisted.interfaces",
+                   "wcs_twisted.plugin_proxy"}
 
 #: A complete third-party drop-in, as docs/plugins.md shows one; NAME and BEHAVIOUR are filled in.
 DROP_IN = '''
@@ -115,7 +117,7 @@ def texts(events):
 
 
 def module_file(module):
-    return os.path.abspath(sys.modules[type(module).__module__].__file__)
+    return os.path.abspath(sys.modules[defining_module(module)].__file__)
 
 
 class FakeSessions:
@@ -227,7 +229,7 @@ class BuiltInModuleTests(SynchronousTestCase):
         for module in getPlugins(IWcsModule, plugin_package()):
             verifyObject(IWcsModule, module)
             self.assertTrue(IPlugin.providedBy(module))
-            found[type(module).__module__.rsplit(".", 1)[-1] + ".py"] = module.name
+            found[defining_module(module).rsplit(".", 1)[-1] + ".py"] = module.name
         self.assertEqual(sorted(found), self.built_in_files())
         self.assertIn("call_log", found.values())
 

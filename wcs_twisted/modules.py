@@ -157,9 +157,17 @@ def _load_plugins(package: types.ModuleType) -> list[Any]:
     return plugins
 
 
+def defining_module(plugin: Any) -> str:
+    """
+    The dotted name of the drop-in a module object comes from (a LazyModule says where it was
+    made; any other object's class tells).
+    """
+    return getattr(plugin, "drop_in", None) or type(plugin).__module__
+
+
 def _origin(plugin: Any) -> str:
-    module = sys.modules.get(type(plugin).__module__)
-    return getattr(module, "__file__", None) or type(plugin).__module__
+    name = defining_module(plugin)
+    return getattr(sys.modules.get(name), "__file__", None) or name
 
 
 def discover_modules(plugin_dirs: Iterable[str] = (), disabled: Iterable[str] = (),
