@@ -862,21 +862,8 @@ class WebRTCMediaSession(_MediaSession):
 
     def _set_dispatch(self, audio: Optional[dict[int, Callable[[bytes], None]]],
                       video: Optional[dict[int, Callable[[bytes], None]]]) -> None:
-        # Audio and video share the port: one table by payload type.
-        if not audio and not video:
-            self.transport.packet_received = None
-            return
-        table: list[Optional[Callable[[bytes], None]]] = [None] * 128
-        for routes in (video or {}, audio or {}):  # audio wins a (buggy) clash
-            for payload_type, handler in routes.items():
-                table[payload_type & 0x7F] = handler
-
-        def dispatch(data: bytes) -> None:
-            handler = table[data[1] & 0x7F]
-            if handler is not None:
-                handler(data)
-
-        self.transport.packet_received = dispatch
+        # Audio and video share the port: one table by payload type; audio wins a (buggy) clash.
+        self.transport.packet_received = _dispatcher({**(video or {}), **(audio or {})})
 
     def set_feedback_receiver(self, receiver: Optional[Callable[[str, list], None]]) -> None:
         """

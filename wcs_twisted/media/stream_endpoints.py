@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import itertools
 import struct
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 from twisted.logger import Logger
 from zope.interface import implementer
@@ -125,8 +125,9 @@ class _Relay:
     def __call__(self, payload: bytes, timestamp: int, marker: bool) -> None:
         self.sequence_number = sequence_number = (self.sequence_number + 1) & 0xFFFF
         second = (self.payload_type | 0x80) if marker else self.payload_type
-        buf = bytearray(_HEADER.pack(0x80, second, sequence_number, timestamp, self.ssrc))
-        buf += payload
+        buf = bytearray(12 + len(payload))
+        _HEADER.pack_into(buf, 0, 0x80, second, sequence_number, timestamp, self.ssrc)
+        buf[12:] = payload
         self.send(buf)
 
 
@@ -201,7 +202,8 @@ class SessionSink:
         # A sink takes at least one kind; with nothing negotiated it drops what it gets.
         self.kinds = tuple(kinds) or ("audio",)
         self.transcoders: dict[str, AudioTranscoder] = {}
-        self._paths: dict[str, dict[str, Callable[[bytes, int, bool], None]]] = {
+        #: kind -> codec name -> (the NegotiatedStream it was chosen for, the packet path).
+        self._paths: dict[str, dict[str, tuple[Any, Callable[[bytes, int, bool], None]]]] = {
             "audio": {}, "video": {}}
 
     def __repr__(self) -> str:
@@ -227,10 +229,13 @@ class SessionSink:
     def packet_received(self, kind: str, payload: bytes, codec_name: str, timestamp: int,
                         marker: bool) -> None:
         paths = self._paths[kind]
-        path = paths.get(codec_name)
-        if path is None:
-            path = paths[codec_name] = self._path(kind, codec_name)
-        path(payload, timestamp, marker)
+        cached = paths.get(codec_name)
+        negotiated = getattr(self.session, kind)
+        if cached is None or cached[0] is not negotiated:
+            # First packet of this codec, or the leg was renegotiated (a new NegotiatedStream):
+            # choose relay/transcode/drop again.
+            cached = paths[codec_name] = (negotiated, self._path(kind, codec_name))
+        cached[1](payload, timestamp, marker)
 
     def stream_ended(self, reason: str) -> None:
         self.stream = None

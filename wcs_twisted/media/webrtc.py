@@ -246,12 +246,13 @@ class WebRTCTransport(_MediaLeg, TelephoneEventPacing, DatagramProtocol):
             # The bridge may still relay into a stopped leg: make that a no-op.
             self._rx = self._tx = None
             port, self._port = self._port, None
+            # Unbind before the number goes back to the pool, whatever happens next.
+            stopped = (defer.succeed(None) if port is None
+                       else defer.maybeDeferred(port.stopListening))
             if self._reservation is not None:
                 self._reservation.release()
         self._set_state("closed")
-        if port is None:
-            return defer.succeed(None)
-        return defer.maybeDeferred(port.stopListening).addCallback(lambda _: None)
+        return stopped.addCallback(lambda _: None)
 
     def set_remote(
         self,

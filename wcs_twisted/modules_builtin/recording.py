@@ -225,6 +225,8 @@ class Recording:
         self._video_track: Optional[VideoTrack] = None
         self._video_clock: Optional[RtpClock] = None
         self._depacketizer = H264Depacketizer()
+        self._video_codec_seen: Optional[str] = None
+        self._video_recorded = False
         self._lost_seen = 0
         self._need_keyframe = True
         self._held_video: Optional[tuple] = None
@@ -297,9 +299,13 @@ class Recording:
 
     def _video_packet(self, payload: bytes, codec_name: str, timestamp: int, marker: bool,
                       now: float) -> None:
-        if not codec_name.upper().startswith("H264/"):
-            self._warn("video " + codec_name, "video codec {codec} is not recorded",
-                       codec=codec_name)
+        if codec_name != self._video_codec_seen:
+            self._video_codec_seen = codec_name
+            self._video_recorded = codec_name.upper().startswith("H264/")
+            if not self._video_recorded:
+                self._warn("video " + codec_name, "video codec {codec} is not recorded",
+                           codec=codec_name)
+        if not self._video_recorded:
             return
         for unit in self._depacketizer.feed(payload, timestamp, marker):
             self._access_unit(unit, now)

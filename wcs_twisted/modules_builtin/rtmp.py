@@ -308,6 +308,7 @@ class RtmpPush:
         self._timeline = MediaTimeline()
         self._audio_clock: Optional[RtpClock] = None
         self._audio_codec_name: Optional[str] = None
+        self._audio_rejected = False
         self._audio_codec = ("", 0)
         self._aac: Optional[AacEncoder] = None
         self._video_clock: Optional[RtpClock] = None
@@ -336,11 +337,15 @@ class RtmpPush:
                now: float) -> None:
         if codec_name != self._audio_codec_name:
             codec = codec_of(codec_name)
-            if codec[0] not in ("pcmu", "pcma", "opus"):
+            self._audio_codec_name = codec_name
+            self._audio_rejected = codec[0] not in ("pcmu", "pcma", "opus")
+            if self._audio_rejected:
                 return
             if codec != self._audio_codec:
                 self._audio_clock = RtpClock(codec[1] or 8000, self._timeline)
-            self._audio_codec_name, self._audio_codec = codec_name, codec
+            self._audio_codec = codec
+        elif self._audio_rejected:
+            return  # decided once for this codec, not per packet
         if self._aac is None:
             publisher.send_audio(0, aac_sequence_header(audio_specific_config()))
             self._aac = AacEncoder(lambda milliseconds, frame: publisher.send_audio(

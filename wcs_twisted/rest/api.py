@@ -223,7 +223,13 @@ class RestAPI:
         except DomainError:
             call.hang_up()
             raise
-        self._calls().observers.append(_EndPushWithCall(call, pushes, push["mediaSessionId"]))
+        def end_push(call) -> None:
+            try:
+                pushes.terminate(push["mediaSessionId"])
+            except DomainError:
+                pass  # it already ended with its stream
+
+        call.on_release.append(end_push)
 
     @app.route("/call/find", methods=["POST"])
     def call_find(self, request):
@@ -333,6 +339,8 @@ class RestAPI:
             raise InvalidField("sessionId", "required, as text")
         session = self.sessions.get(session_id)
         session.connection.close(1000, "Terminated by REST")
+        # A keepAlive session whose socket is already gone has nothing to close: end it here.
+        self.sessions.close(session, "Terminated by REST")
         request.setResponseCode(200)
         return b""
 
@@ -340,32 +348,6 @@ class RestAPI:
     def unknown_method(self, request):
         path = "/" + "/".join(segment.decode("utf-8", "replace") for segment in request.postpath)
         raise NotFound(f"No REST method {path}")
-
-
-class _EndPushWithCall:
-    """
-    Stops a /call/startup RTMP push if its call ends before its stream ever appeared.
-    """
-
-    def __init__(self, call, pushes, media_session_id: str) -> None:
-        self.call = call
-        self.pushes = pushes
-        self.media_session_id = media_session_id
-
-    def call_status_changed(self, call, info) -> None:
-        if call is not self.call or not call.status.released:
-            return
-        call.table.observers.remove(self)
-        try:
-            self.pushes.terminate(self.media_session_id)
-        except DomainError:
-            pass  # already ended with its stream
-
-    def call_transfer_changed(self, call, status) -> None:
-        pass
-
-    def call_dtmf_received(self, call, digit, method) -> None:
-        pass
 
 
 class RestGate(Resource):

@@ -49,7 +49,7 @@ def dtmf_from_info(request) -> str | None:
     """
     The digit of an INFO carrying application/dtmf-relay ("Signal=5") or application/dtmf ("5").
     """
-    media_type = (request.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+    media_type = request.media_type
     body = request.body.decode("utf-8", "replace")
     if media_type == "application/dtmf-relay":
         for line in body.splitlines():
@@ -118,6 +118,8 @@ class Call:
         self.target: str | None = None
         self.registration = None
         self.account = None
+        #: Called with the call once it is released (e.g. to stop its RTMP push).
+        self.on_release: list = []
         self._cancelled_by_us = False
         self._held = False
         self._sip_answer: bytes | None = None
@@ -557,6 +559,7 @@ class Call:
             offer.encode("utf-8"), outbound_proxy=self.table.outbound_proxy_for(self, target))
 
     def _refer_answered(self, leg, rtp, response) -> None:
+        self._referred_leg = None
         try:
             if leg.remote_sdp:
                 rtp.set_remote_answer(leg.remote_sdp.decode("utf-8", "replace"))
@@ -582,6 +585,7 @@ class Call:
         self._set_status(CallStatus.ESTABLISHED, response.status_code, response)
 
     def _refer_failed(self, rtp, status: int) -> None:
+        self._referred_leg = None
         rtp.close()
         self._referred = None
         self._notify_referrer(f"SIP/2.0 {status} Transfer failed".encode(), final=True)
@@ -619,6 +623,15 @@ class Call:
         for media in (self.webrtc, self.rtp):
             if media is not None:
                 media.close()
+        leg, self._referred_leg = self._referred_leg, None
+        if leg is not None:
+            # A REFER target still ringing when the call ended: it must not ring on alone.
+            leg.observer.rtp.close()
+            leg.observer = _DETACHED
+            leg.hang_up()
+        released, self.on_release = self.on_release, []
+        for callback in released:
+            callback(self)
         self.table.released(self)
 
 

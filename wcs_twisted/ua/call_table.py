@@ -366,23 +366,22 @@ class CallTable:
     # --- events from calls ---------------------------------------------------------------------
 
     def status_changed(self, call: Call, info: str | None) -> None:
-        for observer in self.observers:
+        for observer in list(self.observers):
             observer.call_status_changed(call, info)
 
     def transfer_changed(self, call: Call, status: TransferStatus) -> None:
-        for observer in self.observers:
+        for observer in list(self.observers):
             observer.call_transfer_changed(call, status)
 
     def dtmf_received(self, call: Call, digit: str, method: str) -> None:
-        for observer in self.observers:
+        for observer in list(self.observers):
             observer.call_dtmf_received(call, digit, method)
 
     def released(self, call: Call) -> None:
         if self._calls.pop(call.call_id, None) is not None:
             self._on_count(len(self._calls))
-        registration = getattr(call, "registration", None)
-        if registration is not None:
-            registration.stop()
+        if call.registration is not None:
+            call.registration.stop()
 
     # --- sessions -------------------------------------------------------------------------------
 

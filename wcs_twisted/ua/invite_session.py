@@ -650,10 +650,8 @@ class InviteSession:
         """
         Next hop of an in-dialog request: the first Route if any, else the Request-URI.
         """
-        routes = request.headers.get_all("Route")
-        if routes:
-            return next_hop(NameAddress.parse(routes[0]).uri)
-        return next_hop(request.uri)
+        routes = request.routes
+        return next_hop(routes[0].uri if routes else request.uri)
 
     def _send_ack(self, dialog: Dialog, cseq: int, body: bytes) -> None:
         ack = dialog.create_request("ACK", cseq=cseq, via=self._new_via(),
@@ -662,8 +660,7 @@ class InviteSession:
 
     @staticmethod
     def _is_sdp(message) -> bool:
-        content_type = message.headers.get("Content-Type") or ""
-        return content_type.split(";")[0].strip().lower() == "application/sdp"
+        return message.media_type == "application/sdp"
 
     def _end(self) -> None:
         self._ended = True
