@@ -209,6 +209,9 @@ class TransferTests(CallTestCase):
         await carol.wait_event("CALL_ESTABLISHED", timeout=10)
         await alice.wait_transfer_status(call_id, "COMPLETED", timeout=10)
         await alice.wait_status(call_id, "FINISH", timeout=10)
+        await carol.wait_for_received_audio(1.5)
+        self.assertFrequency(carol.received_wav(), 1000)  # bob, now talking to carol
+        self.assertEqual(alice.violations, [])
 
     async def test_transfer_between_browsers(self):
         """
@@ -228,6 +231,11 @@ class TransferTests(CallTestCase):
         await alice.wait_transfer_status(call_id, "COMPLETED", timeout=10)
         await alice.wait_status(call_id, "FINISH", timeout=10)
         self.assertFrequency(await carol.wait_audio(carol_call, seconds=1.5, timeout=10), 1000)
+        # bob's recording holds alice first; what he hears now is carol (700 Hz).
+        heard = bob._session_for(bob_call).recorder.duration
+        path = await bob.wait_audio(bob_call, seconds=heard + 1.5, timeout=10)
+        measured = audio.dominant_frequency(path, start=heard + 0.5, seconds=1.0)
+        self.assertLess(abs(measured - 700), 10, f"bob hears {measured} Hz after the transfer")
         self.assertEqual({(call.call_id, call.status.value) for call in self.server.calls
                           if call.call_id == bob_call}, {(bob_call, "ESTABLISHED")})
         self.assertEqual(alice.violations + bob.violations + carol.violations, [])

@@ -84,7 +84,7 @@ class HookedServerTests(TestCase):
         The backend's 403 reaches the client as a fail with its reason, then the socket closes.
         """
         client = self.client()
-        with self.assertRaises((WCSConnectionClosed, Exception)):
+        with self.assertRaises(WCSConnectionClosed):
             await client.connect(sipLogin="mallory")
         fails = [m["data"][0] for m in client.messages if m["message"] == "fail"]
         self.assertEqual(fails[0]["apiMethod"], "ConnectionStatusEvent")

@@ -237,6 +237,9 @@ class RtmpPushTests(TestCase):
         info = yield ffprobe(flv)
         self.assertEqual(info["codecs"], ["aac", "h264"])
         self.assert_duration(info["duration"], feed.elapsed)
+        wav = os.path.join(self.mktemp() + "-opus.wav")
+        yield decode_audio(flv, wav)
+        self.assertApproximates(audio.dominant_frequency(wav), 440.0, 2.0)
 
     @defer.inlineCallbacks
     def test_nginx_killed_and_restarted(self):

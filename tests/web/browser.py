@@ -237,19 +237,6 @@ class BrowserTestCase(TestCase):
 PACKETS_FLOWING = 25
 
 
-def calls_wired(server) -> str | None:
-    """
-    Why calls cannot work on this server yet, or None when the call layer and media are wired.
-    """
-    calls = getattr(server.signalling, "calls", None)
-    if calls is None:
-        return "calls are not wired into the server yet (Signalling has no CallTable in tap.py)"
-    media = getattr(calls, "media", None)
-    if media is None or type(media).__name__.startswith("Fake"):
-        return "the media layer (MediaFactory) is not wired into tap.py yet"
-    return None
-
-
 class PhoneTestCase(BrowserTestCase):
     """
     Helpers to drive the Phone page.
@@ -297,11 +284,3 @@ class PhoneTestCase(BrowserTestCase):
         return count
 
 
-def streams_wired(server) -> str | None:
-    """
-    Why streams cannot be played on this server yet, or None when they can.
-    """
-    handlers = getattr(server.signalling, "_handlers", {})
-    if "playStream" not in handlers:
-        return "the server has no playStream handler yet (streams are not wired in)"
-    return None

@@ -20,7 +20,7 @@ from twisted.web.static import File
 
 from tests.integration.peers import LOOPBACK, require_binary
 from tests.web.browser import (
-    PACKETS_FLOWING, BrowserTestCase, browser_test, calls_wired, streams_wired, wait_for,
+    PACKETS_FLOWING, BrowserTestCase, browser_test, wait_for,
 )
 
 SDK_PACKAGE = "@flashphoner/websdk@2.0.276"
@@ -185,9 +185,6 @@ class OfficialSDKTests(OfficialSDKTestCase):
         ESTABLISHED, audio received), hold and unhold, DTMF, hangup (FINISH on both), and no
         warning from the server at any step.
         """
-        reason = calls_wired(self.server)
-        if reason:
-            raise SkipTest(reason)
         alice = await self.sdk_tab("alice")
         bob = await self.sdk_tab("bob")
         self.assertEqual(await alice.evaluate("url => connect(url, 'alice')", self.ws_url),
@@ -231,9 +228,6 @@ class OfficialSDKTests(OfficialSDKTestCase):
         bob's SDK hangs up while ringing (the SDK sends hangup in RING): bob's call ends with
         FINISH and alice's SDK releases its call (BUSY, FAILED or FINISH).
         """
-        reason = calls_wired(self.server)
-        if reason:
-            raise SkipTest(reason)
         alice = await self.sdk_tab("alice")
         bob = await self.sdk_tab("bob")
         await alice.evaluate("url => connect(url, 'alice')", self.ws_url)
@@ -282,9 +276,6 @@ class OfficialSDKTests(OfficialSDKTestCase):
         the server's reason (only notifyStreamStatusEvent can tell it; a fail message only
         makes a session WARN and leaves the stream PENDING for ever).
         """
-        reason = streams_wired(self.server)
-        if reason:
-            raise SkipTest(reason)
         page = await self.sdk_tab("player")
         self.assertEqual(await page.evaluate(
             "url => new Promise((resolve) => {"

@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import os
 
-from twisted.trial.unittest import SkipTest
 
 from tests.integration import audio
 from tests.integration.peers import Baresip
 from tests.web.browser import (
-    PACKETS_FLOWING, PhoneTestCase, browser_test, calls_wired, closed_port, wait_for,
+    PACKETS_FLOWING, PhoneTestCase, browser_test, closed_port, wait_for,
 )
 
 class PhoneConnectionTests(PhoneTestCase):
@@ -111,9 +110,6 @@ class PhoneCallTests(PhoneTestCase):
         unhold reach HOLD and ESTABLISHED with media flowing again; alice's hangup gives FINISH
         on both tabs.
         """
-        reason = calls_wired(self.server)
-        if reason:
-            raise SkipTest(reason)
         alice = await self.phone("alice")
         bob = await self.phone("bob")
         await self.connect(alice, "alice")
@@ -173,9 +169,6 @@ class PhoneCallEndingTests(PhoneTestCase):
     timeout = 120
 
     async def ringing(self):
-        reason = calls_wired(self.server)
-        if reason:
-            raise SkipTest(reason)
         alice = await self.phone("alice")
         bob = await self.phone("bob")
         await self.connect(alice, "alice")
@@ -253,9 +246,6 @@ class PhoneToSIPPhoneTests(PhoneTestCase):
         tone, alice receives baresip's audio, a keypad digit arrives at baresip as an RFC 4733
         event, and alice's hangup closes baresip's call.
         """
-        reason = calls_wired(self.server)
-        if reason:
-            raise SkipTest(reason)
         bob = Baresip(self.mktemp(), "bob", registrar=f"127.0.0.1:{self.sip_port}",
                       tone_wav=audio.write_tone_wav(os.path.abspath("bob.wav"), 1000, 30))
         self.addCleanup(bob.stop)
