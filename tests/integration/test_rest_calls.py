@@ -16,7 +16,7 @@ from twisted.trial.unittest import SkipTest, TestCase
 from twisted.web.client import Agent, HTTPConnectionPool
 
 from tests.integration import audio
-from tests.integration.peers import Baresip, Kamailio, free_port, require_binary
+from tests.integration.peers import Baresip, Kamailio, free_port, poll, require_binary
 from wcs_twisted.config import Settings
 from wcs_twisted.tap import build_service
 
@@ -48,6 +48,9 @@ class RestCallTests(TestCase):
         self.http = HTTPClient(Agent(reactor, pool=HTTPConnectionPool(reactor, persistent=False)))
         self.rest = f"http://127.0.0.1:{self.server.getServiceNamed('http').port.getHost().port}"
         self.sip_port = self.server.getServiceNamed("sip-udp").port.getHost().port
+        self.trace = []
+        self.server.sip_stack.trace.observers.append(
+            lambda direction, data, address: self.trace.append((direction, data)))
 
     @defer.inlineCallbacks
     def post(self, path, body):
@@ -85,6 +88,14 @@ class RestCallTests(TestCase):
         code, _ = yield self.post("/call/send_dtmf", {"callId": startup["callId"], "dtmf": "3",
                                                       "type": "INFO_RELAY"})
         self.assertEqual(code, 200)
+        # baresip reports no event for application/dtmf: read the wire instead.
+        yield poll(lambda: any(direction == "out" and data.startswith(b"INFO ")
+                               and b"application/dtmf\r\n" in data and data.endswith(b"\r\n\r\n3")
+                               for direction, data in self.trace), 5.0, reactor,
+                   message=lambda: "no INFO application/dtmf with the digit went out")
+        yield poll(lambda: any(direction == "in" and data.startswith(b"SIP/2.0 200")
+                               and b" INFO\r\n" in data for direction, data in self.trace),
+                   5.0, reactor, message=lambda: "the INFO_RELAY INFO was not answered 200")
         code, _ = yield self.post("/call/terminate", {"callId": startup["callId"]})
         self.assertEqual(code, 200)
         yield bob.wait_event("CALL_CLOSED")
