@@ -496,9 +496,14 @@ class KamailioUserAgentTests(TestCase):
         Record-Routes; our route set keeps both in reverse order and the BYE follows them.
         """
         bob, session, observer, tone, received = yield self.call_bob("udp", "tcp")
-        self.assertEqual(len(session.dialog.route_set), 2)
+        routes = [str(route) for route in session.dialog.route_set]
+        self.assertEqual(len(routes), 2)
         session.hang_up()
         yield bob.wait_event("CALL_CLOSED", WAIT)
+        [(bye, address)] = self.sent_requests("BYE")
+        self.assertEqual(address, SIPAddress("udp", LOOPBACK, self.kamailio.port))
+        self.assertEqual(bye.headers.get_all("Route"), routes)
+        self.assertEqual(self.core.dialog_count(), 0)
 
     @defer.inlineCallbacks
     def test_reinvite_hold_through_kamailio(self):
