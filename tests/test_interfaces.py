@@ -7,7 +7,7 @@ from zope.interface.verify import verifyObject
 
 from tests.rest.test_api import ClosableConnection
 from tests.rest.test_web import StaticListener
-from tests.ua.test_sessions import SilentConnection
+from tests.gateway.test_sessions import SilentConnection
 from wcs_twisted.interfaces import IClientConnection, IListener
 from wcs_twisted.listeners import ListenerService
 from wcs_twisted.signalling.protocol import Channel

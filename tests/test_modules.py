@@ -29,9 +29,9 @@ from wcs_twisted.modules import (
     plugin_package,
 )
 from wcs_twisted.modules_builtin.call_log import CallLog
-from wcs_twisted.ua.call import Call
-from wcs_twisted.ua.call_events import CallStatus, TransferStatus
-from wcs_twisted.ua.call_table import CallSettings, CallTable
+from wcs_twisted.gateway.call import Call
+from wcs_twisted.gateway.call_events import CallStatus, TransferStatus
+from wcs_twisted.gateway.call_table import CallSettings, CallTable
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PLUGINS = os.path.join(ROOT, "plugins")

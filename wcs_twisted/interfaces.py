@@ -358,9 +358,9 @@ class IEventHooks(Interface):
         @param fields: the connection object, with C{nodeId}, C{appKey} and C{sessionId}.
         @return: a Deferred firing with the connection fields to use (the backend may have
             overwritten some and added C{restClientConfig}), or failing with
-            L{wcs_twisted.rest.hooks.HookRefused}, a C{DomainError} whose C{info} is the
+            L{wcs_twisted.backend.hooks.HookRefused}, a C{DomainError} whose C{info} is the
             backend's reason (or, when the backend is down and the policy refuses,
-            L{wcs_twisted.rest.hooks.HookUnavailable}).
+            L{wcs_twisted.backend.hooks.HookUnavailable}).
         """
 
     def invoke(app_key, method, body, client_config=None):
@@ -394,7 +394,7 @@ class IEventHooks(Interface):
 
 class ICallObserver(Interface):
     """
-    Something told about every call's progress (the observers of L{wcs_twisted.ua.call_table}).
+    Something told about every call's progress (the observers of L{wcs_twisted.gateway.call_table}).
 
     C{call} is the call layer's object: read C{call.call_id} and C{call.to_wcs()} (the WCS call
     object, the same dict REST C{/call/find} returns) and treat the rest as private.

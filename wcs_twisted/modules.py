@@ -258,7 +258,7 @@ class ModuleContext:
     @param settings: the server's frozen L{wcs_twisted.config.Settings}.
     @param reactor: the reactor (connections, timers).
     @param calls: the call table: anything with an C{observers} list whose members get
-        L{ICallObserver} calls (L{wcs_twisted.ua.call_table.CallTable}); None when the server has
+        L{ICallObserver} calls (L{wcs_twisted.gateway.call_table.CallTable}); None when the server has
         none, and then observers get no events.
     @param streams: the L{IStreamRegistry}.
     @param clock: timers and time; the reactor unless given.

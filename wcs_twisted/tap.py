@@ -25,7 +25,7 @@ from wcs_twisted.listeners import ListenerService
 from wcs_twisted.logs import JSONLogFileService
 from wcs_twisted.metrics import ServerMetrics
 from wcs_twisted.rest.api import RestAPI
-from wcs_twisted.rest.hooks import CallHookObserver, RestHooks, SessionHookObserver
+from wcs_twisted.backend.hooks import CallHookObserver, RestHooks, SessionHookObserver
 from wcs_twisted.rest.web import build_site
 from wcs_twisted.signalling.protocol import Signalling, WCSServerFactory
 from wcs_twisted.sip.timers import TimerValues
@@ -39,13 +39,13 @@ from wcs_twisted.media.factory import MediaFactory
 from wcs_twisted.media.streams import StreamRegistry
 from wcs_twisted.modules import ModuleContext, ModuleService, discover_modules
 from wcs_twisted.media.ports import PortPool
-from wcs_twisted.ua.call_table import CallSettings, CallTable
-from wcs_twisted.ua.stream_table import StreamTable
+from wcs_twisted.gateway.call_table import CallSettings, CallTable
+from wcs_twisted.gateway.stream_table import StreamTable
 from wcs_twisted.ua.core import UserAgentCore
 from wcs_twisted.ua.proxy import Proxy
 from wcs_twisted.ua.registrar import LocationService, Registrar
 from wcs_twisted.ua.registration import RegistrationClient
-from wcs_twisted.ua.sessions import SessionTable
+from wcs_twisted.gateway.sessions import SessionTable
 
 log = Logger()
 

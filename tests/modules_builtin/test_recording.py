@@ -33,7 +33,7 @@ from wcs_twisted.modules_builtin.recording import (
     SerialWorker,
     render_file_name,
 )
-from wcs_twisted.ua.errors import Conflict, InvalidField, NotFound
+from wcs_twisted.errors import Conflict, InvalidField, NotFound
 
 
 def synchronous(job):

@@ -40,7 +40,7 @@ from wcs_twisted.modules_builtin.rtmp import (
     RtmpStreamStatus,
 )
 from wcs_twisted.modules_builtin.rtmp_protocol import AUDIO, VIDEO
-from wcs_twisted.ua.errors import Conflict, InvalidField, NotFound
+from wcs_twisted.errors import Conflict, InvalidField, NotFound
 
 URL = "rtmp://127.0.0.1:1935/live"
 WAIT = RtmpStreamStatus.RTMP_STREAM_WAIT.value

@@ -13,7 +13,7 @@ from wcs_twisted.interfaces import IClientConnection
 from wcs_twisted.metrics import ServerMetrics
 from wcs_twisted.rest.api import RestAPI
 from wcs_twisted.rest.web import build_site
-from wcs_twisted.ua.sessions import SessionTable
+from wcs_twisted.gateway.sessions import SessionTable
 
 BASE = "http://wcs.test:8081/rest-api"
 ADMIN = {"Authorization": "Basic " + base64.b64encode(b"admin:admin").decode()}

@@ -8,7 +8,7 @@ from treq.testing import StubTreq
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests.rest.test_api import ADMIN, BASE
-from tests.ua.test_call import PEER_ANSWER, CallTestMixin
+from tests.gateway.test_call import PEER_ANSWER, CallTestMixin
 from wcs_twisted.metrics import ServerMetrics
 from wcs_twisted.rest.api import RestAPI
 from wcs_twisted.rest.openapi import METHODS

@@ -8,8 +8,8 @@ from treq.testing import StubTreq
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests.rest.test_api import ADMIN, BASE
-from tests.ua.test_call import CallTestMixin
-from tests.ua.test_stream_table import InjectionMixin, StreamTableMixin, stream_events
+from tests.gateway.test_call import CallTestMixin
+from tests.gateway.test_stream_table import InjectionMixin, StreamTableMixin, stream_events
 from wcs_twisted.metrics import ServerMetrics
 from wcs_twisted.rest.api import RestAPI
 from wcs_twisted.rest.openapi import openapi_document

@@ -12,7 +12,7 @@ from wcs_twisted.interfaces import IListener
 from wcs_twisted.metrics import ServerMetrics
 from wcs_twisted.rest.api import RestAPI
 from wcs_twisted.rest.web import build_site
-from wcs_twisted.ua.sessions import SessionTable
+from wcs_twisted.gateway.sessions import SessionTable
 
 
 @implementer(IListener)

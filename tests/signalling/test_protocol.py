@@ -8,12 +8,12 @@ from twisted.internet.task import Clock
 from twisted.logger import LogLevel, capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests.ua.test_stream_table import PUBLISH_OFFER, FakeStreamMedia
+from tests.gateway.test_stream_table import PUBLISH_OFFER, FakeStreamMedia
 from wcs_twisted.media.streams import StreamRegistry
 from wcs_twisted.metrics import ServerMetrics
 from wcs_twisted.signalling.protocol import CLOSE_GOING_AWAY, CLOSE_KEEP_ALIVE, Signalling
-from wcs_twisted.ua.sessions import SessionTable
-from wcs_twisted.ua.stream_table import StreamTable
+from wcs_twisted.gateway.sessions import SessionTable
+from wcs_twisted.gateway.stream_table import StreamTable
 
 
 class RecordingWebSocket:

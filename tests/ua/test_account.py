@@ -5,7 +5,7 @@ Tests for L{wcs_twisted.ua.account}: the WCS SIP account fields.
 from twisted.trial.unittest import SynchronousTestCase
 
 from wcs_twisted.ua.account import SIPAccount, read_boolean, read_port
-from wcs_twisted.ua.errors import InvalidField
+from wcs_twisted.errors import InvalidField
 
 
 class SIPAccountTests(SynchronousTestCase):

@@ -40,7 +40,7 @@ from wcs_twisted.media.depacketize import (
     opus_packet_samples,
     parse_sps,
 )
-from wcs_twisted.ua.errors import Conflict, InvalidField, NotFound
+from wcs_twisted.errors import Conflict, InvalidField, NotFound
 
 __all__ = [
     "DEFAULT_FILE_TEMPLATE",

@@ -58,7 +58,7 @@ from wcs_twisted.modules_builtin.rtmp_protocol import (
     avc_sequence_header,
     parse_rtmp_url,
 )
-from wcs_twisted.ua.errors import Conflict, InvalidField, NotFound
+from wcs_twisted.errors import Conflict, InvalidField, NotFound
 
 __all__ = ["RtmpModule", "RtmpPush", "RtmpService", "RtmpStreamStatus"]
 

@@ -21,8 +21,8 @@ from twisted.web.resource import IResource, Resource
 
 from wcs_twisted.rest.openapi import openapi_document
 from wcs_twisted.ua.account import read_boolean
-from wcs_twisted.ua.errors import Conflict, DomainError, InvalidField, NotFound
-from wcs_twisted.ua.sessions import SessionTable
+from wcs_twisted.errors import Conflict, DomainError, InvalidField, NotFound
+from wcs_twisted.gateway.sessions import SessionTable
 
 #: HTTP status for each domain error class; the most specific class wins.
 STATUS_BY_ERROR: tuple[tuple[type[DomainError], int], ...] = (

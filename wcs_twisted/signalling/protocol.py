@@ -23,8 +23,8 @@ from zope.interface import implementer
 from wcs_twisted.interfaces import IClientConnection
 from wcs_twisted.metrics import ServerMetrics
 from wcs_twisted.signalling import messages
-from wcs_twisted.ua.errors import DomainError
-from wcs_twisted.ua.sessions import ClientSession, SessionTable
+from wcs_twisted.errors import DomainError
+from wcs_twisted.gateway.sessions import ClientSession, SessionTable
 
 #: WebSocket close codes used here. Autobahn lets an application send only 1000 or 3000-4999,
 #: so the reason text says why (the SDK shows DISCONNECTED for any clean close).

@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from wcs_twisted.ua.errors import InvalidField
+from wcs_twisted.errors import InvalidField
 
 # RFC 3261 25.1: user = 1*( unreserved / escaped / user-unreserved )
 _USER = re.compile(r"(?:[A-Za-z0-9\-_.!~*'()&=+$,;?/]|%[0-9A-Fa-f]{2})+")

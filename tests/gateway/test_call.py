@@ -1,22 +1,22 @@
 """
-Tests for L{wcs_twisted.ua.call} and L{wcs_twisted.ua.call_table}: WCS calls over the in-memory
+Tests for L{wcs_twisted.gateway.call} and L{wcs_twisted.gateway.call_table}: WCS calls over the in-memory
 SIP network, with fake media sessions that negotiate real SDP.
 """
 
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests.ua.test_invite_session import Callee, Observer
-from tests.ua.test_sessions import RecordingConnection
+from tests.gateway.test_sessions import RecordingConnection
 from wcs_twisted.sip.auth import DigestAuthenticator
 from wcs_twisted.sip.uri import SIPURI
 from wcs_twisted.testing.fakes import FakeMediaFactory
 from wcs_twisted.testing.network import MemoryNetwork, build_memory_stack
-from wcs_twisted.ua.call_table import CallSettings, CallTable
-from wcs_twisted.ua.errors import DomainError, InvalidField
+from wcs_twisted.gateway.call_table import CallSettings, CallTable
+from wcs_twisted.errors import DomainError, InvalidField
 from wcs_twisted.ua.invite_session import InviteSession
 from wcs_twisted.ua.proxy import Proxy
 from wcs_twisted.ua.registrar import LocationService, Registrar
-from wcs_twisted.ua.sessions import SessionTable
+from wcs_twisted.gateway.sessions import SessionTable
 
 BROWSER_OFFER = (
     "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0\r\n"

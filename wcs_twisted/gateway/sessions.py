@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.ua.test_sessions -*-
+# -*- test-case-name: tests.gateway.test_sessions -*-
 """
 WCS client sessions: one per signalling connection that has sent C{connection}.
 
@@ -19,7 +19,7 @@ from zope.interface import implementer
 
 from wcs_twisted.interfaces import IClientConnection
 from wcs_twisted.ua.account import SIPAccount, read_boolean, read_text
-from wcs_twisted.ua.errors import InvalidField, NotFound
+from wcs_twisted.errors import InvalidField, NotFound
 
 #: Fields of the connection object never echoed back or shown over REST.
 SECRET_FIELDS = frozenset({"sipPassword"})

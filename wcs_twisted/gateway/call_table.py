@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.ua.test_call -*-
+# -*- test-case-name: tests.gateway.test_call -*-
 """
 All calls, and the call-control API the front-ends use (WebSocket messages, REST methods).
 
@@ -23,9 +23,9 @@ from wcs_twisted.sip.errors import RemoteProtocolError
 from wcs_twisted.sip.headers import NameAddress
 from wcs_twisted.sip.uri import SIPURI
 from wcs_twisted.ua.account import SIPAccount, read_boolean, read_text
-from wcs_twisted.ua.call import DTMF_DIGITS, Call
-from wcs_twisted.ua.call_events import CallStatus, TransferStatus
-from wcs_twisted.ua.errors import Conflict, DomainError, InvalidField, NotFound
+from wcs_twisted.gateway.call import DTMF_DIGITS, Call
+from wcs_twisted.gateway.call_events import CallStatus, TransferStatus
+from wcs_twisted.errors import Conflict, DomainError, InvalidField, NotFound
 from wcs_twisted.ua.invite_session import InviteSession
 from wcs_twisted.ua.outbound import split_host_port
 from wcs_twisted.ua.registrar import Binding, address_of_record

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.rest.test_hooks -*-
+# -*- test-case-name: tests.backend.test_hooks -*-
 """
 REST hooks: the HTTP calls the server makes to an application's backend (WCS spec section 12).
 
@@ -48,7 +48,7 @@ from zope.interface import implementer
 
 from wcs_twisted.config import Settings
 from wcs_twisted.interfaces import IEventHooks
-from wcs_twisted.ua.errors import DomainError
+from wcs_twisted.errors import DomainError
 
 DEFAULT_APP = "defaultApp"
 SIGNATURE_HEADER = "X-WCS-Signature"

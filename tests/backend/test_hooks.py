@@ -1,10 +1,10 @@
 """
-Tests for L{wcs_twisted.rest.hooks}: REST hooks sent to a real HTTP backend on loopback.
+Tests for L{wcs_twisted.backend.hooks}: REST hooks sent to a real HTTP backend on loopback.
 
 The backend is a twisted.web Site on 127.0.0.1, port 0, that records every request and checks
 signatures itself with the shared secret (the formats of docs/rest-hooks.md, recomputed here, not
 borrowed from the module under test).  Run with the asyncio reactor:
-C{python -m twisted.trial --reactor=asyncio tests.rest.test_hooks}.
+C{python -m twisted.trial --reactor=asyncio tests.backend.test_hooks}.
 """
 
 from __future__ import annotations
@@ -26,18 +26,18 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Site
 from zope.interface.verify import verifyObject
 
-from tests.ua.test_sessions import SilentConnection
+from tests.gateway.test_sessions import SilentConnection
 from wcs_twisted.config import Settings, settings_from_text
 from wcs_twisted.interfaces import IEventHooks
-from wcs_twisted.rest.hooks import (
+from wcs_twisted.backend.hooks import (
     CallHookObserver,
     HookRefused,
     HookUnavailable,
     RestHooks,
     SessionHookObserver,
 )
-from wcs_twisted.ua.call_events import TransferStatus
-from wcs_twisted.ua.sessions import ClientSession
+from wcs_twisted.gateway.call_events import TransferStatus
+from wcs_twisted.gateway.sessions import ClientSession
 
 SECRET = "s3cret-for-tests"
 CONNECTION = {
@@ -478,7 +478,7 @@ class RestHooksTests(HookTestMixin, TestCase):
         self.assertTrue((yield hooks.event("phone", "CallStatusEvent", {"callId": "c3"})))
         self.assertEqual(len(backend.requests), 5)
         mine = [event for event in events
-                if event.get("log_namespace", "").startswith("wcs_twisted.rest.hooks")
+                if event.get("log_namespace", "").startswith("wcs_twisted.backend.hooks")
                 and event["log_level"] in (LogLevel.warn, LogLevel.info)]
         self.assertEqual([(e["log_level"], e.get("count")) for e in mine],
                          [(LogLevel.warn, None), (LogLevel.info, 2)])
@@ -651,7 +651,7 @@ class RestHooksTests(HookTestMixin, TestCase):
 
 class Call:
     """
-    The part of L{wcs_twisted.ua.call.Call} the observer reads.
+    The part of L{wcs_twisted.gateway.call.Call} the observer reads.
     """
 
     def __init__(self, session, status="ESTABLISHED"):

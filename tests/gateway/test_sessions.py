@@ -1,5 +1,5 @@
 """
-Tests for L{wcs_twisted.ua.sessions}.
+Tests for L{wcs_twisted.gateway.sessions}.
 """
 
 from twisted.trial.unittest import SynchronousTestCase
@@ -10,8 +10,8 @@ from wcs_twisted.sip.auth import DigestAuthenticator
 from wcs_twisted.testing.network import MemoryNetwork, build_memory_stack
 from wcs_twisted.ua.registrar import LocationService, Registrar
 from wcs_twisted.ua.registration import RegistrationClient
-from wcs_twisted.ua.errors import InvalidField, NotFound
-from wcs_twisted.ua.sessions import SessionTable
+from wcs_twisted.errors import InvalidField, NotFound
+from wcs_twisted.gateway.sessions import SessionTable
 
 
 @implementer(IClientConnection)

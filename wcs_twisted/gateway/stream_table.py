@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.ua.test_stream_table -*-
+# -*- test-case-name: tests.gateway.test_stream_table -*-
 """
 Named streams as WCS clients and the REST API see them: browsers publishing and playing over the
 WebSocket, SIP calls captured as streams, and /stream/find, /find_all and /terminate.
@@ -36,7 +36,7 @@ from wcs_twisted.interfaces import (
     IStreamObserver,
 )
 from wcs_twisted.ua.account import read_boolean, read_text
-from wcs_twisted.ua.errors import DomainError, InvalidField, NotFound
+from wcs_twisted.errors import DomainError, InvalidField, NotFound
 
 __all__ = ["BadParameters", "Player", "Publisher", "StreamStatus", "StreamTable"]
 
@@ -328,9 +328,9 @@ class StreamTable:
     @param registry: the server's L{wcs_twisted.interfaces.IStreamRegistry}.
     @param media: the media factory (L{wcs_twisted.interfaces.IMediaFactory} and
         L{wcs_twisted.interfaces.IMediaStreams}).
-    @param sessions: the L{wcs_twisted.ua.sessions.SessionTable}; a closed session's streams
+    @param sessions: the L{wcs_twisted.gateway.sessions.SessionTable}; a closed session's streams
         stop.
-    @param calls: the L{wcs_twisted.ua.call_table.CallTable} whose SIP calls may become streams,
+    @param calls: the L{wcs_twisted.gateway.call_table.CallTable} whose SIP calls may become streams,
         or None.
     @param clock: an IReactorTime (createDate).
     @param record_sip_calls: WCS C{sip_record_stream}: every SIP call becomes a stream (named

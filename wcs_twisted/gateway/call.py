@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.ua.test_call -*-
+# -*- test-case-name: tests.gateway.test_call -*-
 """
 One WCS call: a B2BUA joining a WebRTC leg (the browser, through its WCS session) and a SIP leg
 (an InviteSession with an RTP media session), or a SIP leg alone for calls started over REST.
@@ -23,7 +23,7 @@ from wcs_twisted.interfaces import IInviteSessionObserver, IMediaSessionObserver
 from wcs_twisted.sip.errors import RemoteProtocolError
 from wcs_twisted.sip.headers import NameAddress
 from wcs_twisted.sip.uri import SIPURI
-from wcs_twisted.ua.call_events import (
+from wcs_twisted.gateway.call_events import (
     FAILED_BY_ERROR,
     FAILED_BY_RTP_ACTIVITY,
     MESSAGE_FOR_STATUS,

@@ -1,5 +1,5 @@
 """
-Tests for L{wcs_twisted.ua.stream_table}: WebSocket publish/play, SIP calls as streams and the
+Tests for L{wcs_twisted.gateway.stream_table}: WebSocket publish/play, SIP calls as streams and the
 /stream/* queries, over the real stream registry with fake media (SDP negotiated for real by
 L{wcs_twisted.testing.fakes}, no packets) and, for SIP calls, the in-memory SIP network.
 """
@@ -10,8 +10,8 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
-from tests.ua.test_call import BROWSER_OFFER, PEER_ANSWER, CallTestMixin
-from tests.ua.test_sessions import RecordingConnection
+from tests.gateway.test_call import BROWSER_OFFER, PEER_ANSWER, CallTestMixin
+from tests.gateway.test_sessions import RecordingConnection
 from wcs_twisted.interfaces import (
     ICallObserver,
     IMediaStreams,
@@ -22,9 +22,9 @@ from wcs_twisted.interfaces import (
 )
 from wcs_twisted.media.streams import StreamRegistry
 from wcs_twisted.testing.fakes import FakeMediaBridge, FakeMediaFactory
-from wcs_twisted.ua.errors import DomainError, InvalidField, NotFound
-from wcs_twisted.ua.sessions import SessionTable
-from wcs_twisted.ua.stream_table import BadParameters, StreamTable
+from wcs_twisted.errors import DomainError, InvalidField, NotFound
+from wcs_twisted.gateway.sessions import SessionTable
+from wcs_twisted.gateway.stream_table import BadParameters, StreamTable
 
 PLAY_OFFER = BROWSER_OFFER.replace("a=sendrecv", "a=recvonly")
 PUBLISH_OFFER = BROWSER_OFFER.replace("a=sendrecv", "a=sendonly")

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.ua.test_call -*-
+# -*- test-case-name: tests.gateway.test_call -*-
 """
 The call-control vocabulary shared by both legs and both front-ends: WCS call statuses, their
 info texts, and how SIP outcomes map onto them (spec sections 6.1 and 6.2).
