@@ -170,6 +170,29 @@ class InviteSessionTests(SynchronousTestCase):
         self.assertIn(b"Via: SIP/2.0/TCP ", bye[0][1])
         self.assertEqual(self.caller.events[-1], ("terminated", "Normal call clearing", True))
 
+    def test_display_name_with_quote_and_backslash_is_a_quoted_string(self):
+        """
+        RFC 3261 25.1: a display name holding C{"} or C{\\} goes out as quoted-pairs, so the
+        callee parses the From back to the same name instead of answering 400.
+        """
+        name = 'He said "hi" \\o/'
+        self.call(display_name=name)
+        invite = parse_message(next(data for _, _, data in self.network.delivered
+                                    if data.startswith(b"INVITE ")))
+        self.assertIn(b'From: "He said \\"hi\\" \\\\o/" <sip:alice@10.0.0.1>',
+                      bytes(invite))
+        self.assertEqual(invite.from_.display_name, name)
+        self.assertEqual(len(self.callee.sessions), 1)
+
+    def test_no_display_name_writes_a_bare_uri(self):
+        """
+        Without a display name the From is C{<uri>;tag=...}, with no empty quotes.
+        """
+        self.call()
+        invite = parse_message(next(data for _, _, data in self.network.delivered
+                                    if data.startswith(b"INVITE ")))
+        self.assertTrue(invite.headers.get("From").startswith("<sip:alice@10.0.0.1>;tag="))
+
     def test_cancel_before_answer(self):
         """
         RFC 3261 9: CANCEL after 180 gives 487 to the INVITE; the callee sees the cancel.

@@ -152,9 +152,9 @@ class InviteSession:
         session.credentials = credentials
         session.local_sdp = sdp
         local_host = core.transport.local_address(protocol)[0]
-        display = f'"{display_name}" ' if display_name else ""
-        session._from_value = f"{display}<{from_uri}>;tag={new_tag(core.random)}"
-        session._to_value = f"<{to_uri}>"
+        session._from = NameAddress(display_name or None, from_uri).with_tag(
+            new_tag(core.random))
+        session._to = NameAddress(None, to_uri)
         session._call_id = new_call_id(core.random, local_host)
         session._contact = NameAddress(None, contact_uri(core.transport, protocol, from_uri.user))
         session._cseq = 1
@@ -179,8 +179,8 @@ class InviteSession:
             extra.append(authorization)
         body = self.local_sdp or b""
         self.invite = build_request(
-            self.core.transport, "INVITE", self.request_uri, self._from_value, self._to_value,
-            self._call_id, self._cseq, self.protocol, contact=str(self._contact),
+            self.core.transport, "INVITE", self.request_uri, self._from, self._to,
+            self._call_id, self._cseq, self.protocol, contact=self._contact,
             extra_headers=tuple(extra), body=body,
             content_type="application/sdp" if body else None)
         self.invite_key = self.core.send_request(self.invite, self.destination, self)
@@ -643,8 +643,7 @@ class InviteSession:
     # === helpers ==============================================================================
 
     def _new_via(self) -> Via:
-        return Via.parse(via_value(self.core.transport, self.protocol,
-                                   self.core.transport.generate_branch()))
+        return via_value(self.core.transport, self.protocol, self.core.transport.generate_branch())
 
     def _destination_for(self, request: Request):
         """

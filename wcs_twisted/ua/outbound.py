@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from wcs_twisted.sip.headers import Headers
+from wcs_twisted.sip.headers import CSeq, Headers, NameAddress, Via
 from wcs_twisted.sip.message import Request
 from wcs_twisted.sip.uri import SIPURI
 from wcs_twisted.sip.address import DEFAULT_PORTS, SIPAddress
@@ -19,12 +19,19 @@ from wcs_twisted.sip.address import DEFAULT_PORTS, SIPAddress
 USER_AGENT = "wcs-twisted/0.1"
 
 
-def via_value(transport, protocol: str, branch: str) -> str:
+def host_text(host: str) -> str:
+    """
+    C{host} as written in a Via or URI: an IPv6 literal goes in brackets (RFC 3261 25.1).
+    """
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
+
+
+def via_value(transport, protocol: str, branch: str) -> Via:
     """
     Our Via for a request: sent-by from the stack, a fresh branch, and rport (RFC 3581).
     """
     host, port = transport.local_address(protocol)
-    return f"SIP/2.0/{protocol.upper()} {host}:{port};branch={branch};rport"
+    return Via(protocol.upper(), host_text(host), port, (("branch", branch), ("rport", None)))
 
 
 def contact_uri(transport, protocol: str, user: str | None, **params: str) -> SIPURI:
@@ -42,29 +49,32 @@ def build_request(
     transport,
     method: str,
     request_uri: SIPURI,
-    from_value: str,
-    to_value: str,
+    from_value: NameAddress,
+    to_value: NameAddress,
     call_id: str,
     cseq: int,
     protocol: str = "udp",
-    contact: str | None = None,
+    contact: NameAddress | None = None,
     extra_headers: tuple[tuple[str, str], ...] = (),
     body: bytes = b"",
     content_type: str | None = None,
 ) -> Request:
     """
     A complete out-of-dialog request with its own branch.
+
+    From, To and Contact are typed values, written once here, so a display name is always a
+    valid quoted-string (RFC 3261 25.1).
     """
     headers = Headers([
-        ("Via", via_value(transport, protocol, transport.generate_branch())),
+        ("Via", str(via_value(transport, protocol, transport.generate_branch()))),
         ("Max-Forwards", "70"),
-        ("From", from_value),
-        ("To", to_value),
+        ("From", str(from_value)),
+        ("To", str(to_value)),
         ("Call-ID", call_id),
-        ("CSeq", f"{cseq} {method}"),
+        ("CSeq", str(CSeq(cseq, method))),
     ])
     if contact is not None:
-        headers.add("Contact", contact)
+        headers.add("Contact", str(contact))
     headers.add("User-Agent", USER_AGENT)
     for name, value in extra_headers:
         headers.add(name, value)

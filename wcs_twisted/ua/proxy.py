@@ -33,6 +33,7 @@ from wcs_twisted.sip.headers import NameAddress, Via
 from wcs_twisted.sip.message import Request, Response
 from wcs_twisted.sip.timers import DEFAULT_TIMERS, TimerValues
 from wcs_twisted.sip.uri import SIPURI
+from wcs_twisted.ua.outbound import host_text, via_value
 from wcs_twisted.ua.registrar import LocationService, address_of_record
 
 #: Methods whose out-of-dialog requests we record-route (they create dialogs).
@@ -55,10 +56,6 @@ class BranchState(enum.Enum):
 
 def _strip_brackets(host: str) -> str:
     return host[1:-1] if host.startswith("[") else host
-
-
-def _host_text(host: str) -> str:
-    return f"[{host}]" if ":" in host and not host.startswith("[") else host
 
 
 def _is_ip_literal(host: str) -> bool:
@@ -457,7 +454,7 @@ class Proxy:
         # Retransmitted ACKs get the same branch (16.11): derive it from the incoming one.
         seed = f"{request.top_via.branch}|{request.cseq.number}".encode()
         branch = "z9hG4bK" + hashlib.blake2s(seed, digest_size=8).hexdigest()
-        headers.prepend("Via", self._via(destination.transport, branch))
+        headers.prepend("Via", str(via_value(self.transport, destination.transport, branch)))
         self.transport.send_message(Request("ACK", uri, headers, request.body), destination)
         self.forwarded += 1
         return True
@@ -551,7 +548,7 @@ class Proxy:
             if first is not None and not first.uri.has_param("lr"):
                 # 16.6 step 6: the next hop is a strict router: it gets the URI as R-URI.
                 headers.pop_first("Route")
-                headers.add("Route", f"<{uri}>")
+                headers.add("Route", str(NameAddress(None, uri)))
                 uri = first.uri
         self._forward(event, headers, [(uri, destination)])
         return True
@@ -580,7 +577,7 @@ class Proxy:
                     copy.prepend("Record-Route", self._record_route(inbound))  # RFC 5658
                 copy.prepend("Record-Route", self._record_route(outbound))
             branch = f"{self.transport.generate_branch()}-{loop_mark}"
-            copy.prepend("Via", self._via(outbound, branch))
+            copy.prepend("Via", str(via_value(self.transport, outbound, branch)))
             context.forward(Request(request.method, target, copy, request.body), destination)
 
     def relay(self, context: ResponseContext, response: Response) -> None:
@@ -718,10 +715,8 @@ class Proxy:
             return None
         return SIPAddress(transport, host, uri.port if uri.port is not None else default)
 
-    def _via(self, transport: str, branch: str) -> str:
-        host, port = self.transport.local_address(transport)
-        return f"SIP/2.0/{transport.upper()} {_host_text(host)}:{port};branch={branch};rport"
-
     def _record_route(self, transport: str) -> str:
         host, port = self.transport.local_address(transport)
-        return f"<sip:{_host_text(host)}:{port};transport={transport};lr>"
+        uri = SIPURI("sip", None, None, host_text(host), port,
+                     (("transport", transport), ("lr", None)))
+        return str(NameAddress(None, uri))

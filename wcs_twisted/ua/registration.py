@@ -22,6 +22,7 @@ from zope.interface import implementer
 from wcs_twisted.interfaces import IClientTransactionOwner
 from wcs_twisted.sip.auth import build_authorization, select_challenge
 from wcs_twisted.sip.errors import LocalProtocolError, RemoteProtocolError
+from wcs_twisted.sip.headers import NameAddress
 from wcs_twisted.sip.message import Response, new_call_id, new_tag
 from wcs_twisted.sip.uri import SIPURI
 from wcs_twisted.ua.account import SIPAccount
@@ -139,9 +140,10 @@ class RegistrationClient:
             extra.append(authorization)
         request = build_request(
             self.core.transport, "REGISTER", self.registrar_uri,
-            from_value=f"<{self.aor}>;tag={self.from_tag}", to_value=f"<{self.aor}>",
+            from_value=NameAddress(None, self.aor).with_tag(self.from_tag),
+            to_value=NameAddress(None, self.aor),
             call_id=self.call_id, cseq=self.cseq, protocol=self.protocol,
-            contact=f"<{self.contact}>", extra_headers=tuple(extra))
+            contact=NameAddress(None, self.contact), extra_headers=tuple(extra))
         if expires and self.state is not RegistrationState.REGISTERED:
             self._set(RegistrationState.REGISTERING, None, "Registering")
         self.core.send_request(request, self.destination, self)
