@@ -27,7 +27,7 @@ from wcs_twisted.media.rtp_packet import (
     peek_header,
 )
 from wcs_twisted.media.session import NegotiatedStream, RTPMediaSession
-from wcs_twisted.sdp.session import Codec
+from wcs_twisted.sdp.codecs import Codec
 
 PCMU = Codec(0, "PCMU", 8000)
 PCMA = Codec(8, "PCMA", 8000)

@@ -19,7 +19,8 @@ from wcs_twisted.media.dtls import DTLSState
 from wcs_twisted.media.ports import PortPool
 from wcs_twisted.media.rtp_packet import build_rtp, encode_telephone_event, peek_header
 from wcs_twisted.media.session import RTPMediaSession, WebRTCMediaSession
-from wcs_twisted.sdp.session import Direction, SessionDescription
+from wcs_twisted.sdp.fields import Direction
+from wcs_twisted.sdp.session import SessionDescription
 
 DATA = os.path.join(os.path.dirname(os.path.dirname(__file__)), "data", "sdp")
 PUBLIC = "198.51.100.1"

@@ -1,5 +1,5 @@
 """
-Tests for L{wcs_twisted.sdp.offer_answer}: answers computed from (offer,
+Tests for L{wcs_twisted.sdp.offer_answer} and L{wcs_twisted.sdp.codecs}: answers computed from (offer,
 local capabilities) tables, offers, reading a finished exchange, hold
 detection and the L{SDPNegotiator} state machine (RFC 3264).
 """
@@ -17,15 +17,15 @@ from wcs_twisted.sdp.offer_answer import (
     NegotiatorState,
     SDPNegotiator,
     answer_direction,
-    codecs_match,
     create_answer,
     create_offer,
-    find_common_codecs,
     is_hold,
     negotiate,
     negotiated_codecs,
 )
-from wcs_twisted.sdp.session import Attribute, Codec, Direction, SessionDescription
+from wcs_twisted.sdp.codecs import Codec, codecs_match, find_common_codecs
+from wcs_twisted.sdp.fields import Attribute, Direction
+from wcs_twisted.sdp.session import SessionDescription
 
 DATA = os.path.join(os.path.dirname(os.path.dirname(__file__)), "data", "sdp")
 

@@ -12,25 +12,23 @@ from textwrap import dedent
 from twisted.trial.unittest import SynchronousTestCase
 
 from wcs_twisted.sdp import errors, session
+from wcs_twisted.sdp.codecs import Codec, format_fmtp, parse_fmtp
 from wcs_twisted.sdp.errors import SDPError
-from wcs_twisted.sdp.session import (
+from wcs_twisted.sdp.fields import (
     Attribute,
     Bandwidth,
     Candidate,
-    Codec,
     Connection,
     Direction,
     Fingerprint,
     Group,
-    MediaDescription,
     Origin,
-    SessionDescription,
     SSRCAttribute,
     SSRCGroup,
     Timing,
-    format_fmtp,
-    parse_fmtp,
 )
+from wcs_twisted.sdp.media import MediaDescription
+from wcs_twisted.sdp.session import SessionDescription
 
 DATA = os.path.join(os.path.dirname(os.path.dirname(__file__)), "data", "sdp")
 CORPUS = sorted(name for name in os.listdir(DATA) if name.endswith(".sdp"))

@@ -40,7 +40,7 @@ from wcs_twisted.interfaces import IMediaBridge, IPausableBridge
 from wcs_twisted.media import rtcp
 from wcs_twisted.media.rtp_packet import decode_telephone_event, payload_bounds
 from wcs_twisted.media.session import PTIME, NegotiatedStream
-from wcs_twisted.sdp.session import Codec
+from wcs_twisted.sdp.codecs import Codec
 
 __all__ = ["AudioTranscoder", "MediaBridge", "can_relay", "can_transcode"]
 

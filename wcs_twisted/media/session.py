@@ -39,16 +39,16 @@ from wcs_twisted.media.rtp import RTPSession
 from wcs_twisted.media.rtp_packet import RTPRewriter
 from wcs_twisted.media.webrtc import WebRTCTransport
 from wcs_twisted.sdp.errors import NegotiatorStateError, NoCommonCodec, SDPError
+from wcs_twisted.sdp.codecs import SECONDARY_ENCODINGS, Codec, codecs_match
+from wcs_twisted.sdp.fields import Attribute, Direction
 from wcs_twisted.sdp.offer_answer import (
-    SECONDARY_ENCODINGS,
     LocalCapabilities,
     MediaCapability,
     NegotiatedMedia,
     NegotiatorState,
     SDPNegotiator,
-    codecs_match,
 )
-from wcs_twisted.sdp.session import Attribute, Codec, Direction, SessionDescription
+from wcs_twisted.sdp.session import SessionDescription
 
 __all__ = [
     "AUDIO_CODECS",

@@ -1,7 +1,9 @@
 """
-Sans-I/O SDP: parse and write session descriptions (L{session}) and run
-RFC 3264 offer/answer (L{offer_answer}).  Standard library only; nothing
-here imports the SIP package, Twisted networking or aiortc.
+Sans-I/O SDP: the values of single lines (L{fields}), payload formats and
+their matching rules (L{codecs}), media sections (L{media}), whole session
+descriptions parsed and written (L{session}), and RFC 3264 offer/answer
+(L{offer_answer}).  Standard library only; nothing here imports the SIP
+package, Twisted networking or aiortc.
 """
 
 __all__: list[str] = []

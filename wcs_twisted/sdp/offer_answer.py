@@ -35,19 +35,18 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, replace
-from typing import Sequence
 
-from wcs_twisted.sdp.errors import NegotiatorStateError, NoCommonCodec, SDPError
-from wcs_twisted.sdp.session import (
-    Attribute,
+from wcs_twisted.sdp.codecs import (
+    SECONDARY_ENCODINGS,
     Codec,
-    Connection,
-    Direction,
-    MediaDescription,
-    Origin,
-    SessionDescription,
-    Timing,
+    codecs_match,
+    find_common_codecs,
+    keep_payload_types,
 )
+from wcs_twisted.sdp.errors import NegotiatorStateError, NoCommonCodec, SDPError
+from wcs_twisted.sdp.fields import Attribute, Connection, Direction, Origin, Timing
+from wcs_twisted.sdp.media import MediaDescription
+from wcs_twisted.sdp.session import SessionDescription
 
 __all__ = [
     "LocalCapabilities",
@@ -58,21 +57,12 @@ __all__ = [
     "NoCommonCodec",
     "SDPNegotiator",
     "answer_direction",
-    "codecs_match",
     "create_answer",
     "create_offer",
-    "find_common_codecs",
     "is_hold",
     "negotiate",
     "negotiated_codecs",
 ]
-
-#: Formats that only make sense next to a real codec.
-SECONDARY_ENCODINGS = frozenset(
-    ("telephone-event", "cn", "rtx", "red", "ulpfec", "flexfec", "flexfec-03")
-)
-
-_DYNAMIC_PAYLOAD_TYPES = tuple(range(96, 128)) + tuple(range(35, 64))
 
 
 @dataclass(frozen=True)
@@ -215,215 +205,6 @@ class NegotiatedMedia:
                 return event
         return events[0] if events else None
 
-
-# -- codec matching ----------------------------------------------------------
-
-
-def _param(codec: Codec, name: str, default: str | None = None) -> str | None:
-    for key, value in codec.parameters.items():
-        if key.lower() == name:
-            return value
-    return default
-
-
-def _set_param(params: dict[str, str | None], name: str, value: str | None) -> None:
-    for key in list(params):
-        if key.lower() == name:
-            if value is None:
-                del params[key]
-            else:
-                params[key] = value
-            return
-    if value is not None:
-        params[name] = value
-
-
-def _bits(pattern: str) -> tuple[int, int]:
-    mask = value = 0
-    for char in pattern:
-        mask <<= 1
-        value <<= 1
-        if char != "x":
-            mask |= 1
-            if char == "1":
-                value |= 1
-    return mask, value
-
-
-# (profile_idc, profile-iop pattern, profile name): RFC 6184 table 5 and the
-# constraint flags of ITU-T H.264 A.2; "x" bits are not looked at.
-_H264_PROFILES = tuple(
-    (idc, *_bits(pattern), name)
-    for idc, pattern, name in (
-        (0x42, "x1xx0000", "constrained-baseline"),
-        (0x4D, "1xxx0000", "constrained-baseline"),
-        (0x58, "11xx0000", "constrained-baseline"),
-        (0x42, "x0xx0000", "baseline"),
-        (0x58, "10xx0000", "baseline"),
-        (0x4D, "0x0x0000", "main"),
-        (0x58, "00xx0000", "extended"),
-        (0x64, "00000000", "high"),
-        (0x64, "00001100", "constrained-high"),
-        (0x6E, "00000000", "high-10"),
-        (0x7A, "00000000", "high-422"),
-        (0xF4, "00000000", "high-444"),
-        (0x6E, "00010000", "high-10-intra"),
-        (0x7A, "00010000", "high-422-intra"),
-        (0xF4, "00010000", "high-444-intra"),
-        (0x2C, "00010000", "cavlc-444-intra"),
-    )
-)
-
-#: RFC 6184 section 8.1: profile-level-id absent means Baseline, level 1.0.
-_H264_DEFAULT_PROFILE_LEVEL_ID = "42000a"
-
-
-def _h264_profile_level(codec: Codec) -> tuple[str | None, int]:
-    """
-    The profile name and level_idc of an H.264 format, (None, 0) if the
-    profile-level-id is not six hex digits or names an unknown profile.
-    """
-    text = _param(codec, "profile-level-id", _H264_DEFAULT_PROFILE_LEVEL_ID) or ""
-    if len(text) != 6:
-        return None, 0
-    try:
-        number = int(text, 16)
-    except ValueError:
-        return None, 0
-    idc, iop, level = number >> 16, (number >> 8) & 0xFF, number & 0xFF
-    for profile_idc, mask, value, name in _H264_PROFILES:
-        if idc == profile_idc and iop & mask == value:
-            return name, level
-    return None, level
-
-
-def _h264_match(local: Codec, remote: Codec) -> bool:
-    if _param(local, "packetization-mode", "0") != _param(remote, "packetization-mode", "0"):
-        return False
-    local_profile, _ = _h264_profile_level(local)
-    remote_profile, _ = _h264_profile_level(remote)
-    if local_profile is None or remote_profile is None:
-        return (_param(local, "profile-level-id") or "").lower() == (
-            _param(remote, "profile-level-id") or ""
-        ).lower()
-    return local_profile == remote_profile
-
-
-def codecs_match(local: Codec, remote: Codec) -> bool:
-    """
-    Whether a local capability can serve an offered format: same encoding
-    name (case-insensitive), clock rate and channel count (Opus is always
-    stereo on the wire, RFC 7587), plus H.264 profile and
-    packetization-mode (RFC 6184 section 8.2.2) and VP9/AV1 profile.
-    """
-    encoding = local.encoding
-    if encoding != remote.encoding or local.clock_rate != remote.clock_rate:
-        return False
-    if encoding == "opus" or encoding in SECONDARY_ENCODINGS:
-        pass
-    elif local.channel_count != remote.channel_count:
-        return False
-    if encoding == "h264":
-        return _h264_match(local, remote)
-    if encoding == "vp9":
-        return _param(local, "profile-id", "0") == _param(remote, "profile-id", "0")
-    if encoding == "av1":
-        return _param(local, "profile", "0") == _param(remote, "profile", "0")
-    return True
-
-
-def _h264_answer_parameters(local: Codec, offered: Codec) -> dict[str, str | None]:
-    params = dict(local.parameters)
-    offered_id = _param(offered, "profile-level-id", _H264_DEFAULT_PROFILE_LEVEL_ID) or ""
-    local_id = _param(local, "profile-level-id", _H264_DEFAULT_PROFILE_LEVEL_ID) or ""
-    if len(offered_id) == 6 and len(local_id) == 6:
-        try:
-            offered_level = int(offered_id[4:], 16)
-            local_level = int(local_id[4:], 16)
-        except ValueError:
-            pass
-        else:
-            asymmetric = (
-                _param(local, "level-asymmetry-allowed") == "1"
-                and _param(offered, "level-asymmetry-allowed") == "1"
-            )
-            level = local_level if asymmetric else min(local_level, offered_level)
-            _set_param(params, "profile-level-id", f"{offered_id[:4]}{level:02x}")
-    _set_param(params, "packetization-mode", _param(offered, "packetization-mode"))
-    return params
-
-
-def _answer_codec(offered: Codec, local: Codec) -> Codec:
-    encoding = offered.encoding
-    if encoding == "h264":
-        params = _h264_answer_parameters(local, offered)
-    elif encoding in ("rtx", "red"):
-        params = dict(offered.parameters)
-    elif encoding == "telephone-event":
-        params = dict(local.parameters or offered.parameters)
-    else:
-        params = dict(local.parameters)
-    feedback = tuple(f for f in dict.fromkeys(offered.rtcp_fb) if f in local.rtcp_fb)
-    return Codec(
-        offered.payload_type,
-        offered.name,
-        offered.clock_rate,
-        offered.channels,
-        params,
-        feedback,
-    )
-
-
-def _references(codec: Codec) -> list[int] | None:
-    """
-    Payload types a secondary format refers to (rtx apt, red list).
-    """
-    if codec.encoding == "rtx":
-        apt = _param(codec, "apt")
-        return [int(apt)] if apt is not None and apt.isdigit() else []
-    if codec.encoding == "red" and len(codec.parameters) == 1:
-        (text,) = codec.parameters
-        pts = text.split("/")
-        if all(p.isdigit() for p in pts):
-            return [int(p) for p in pts]
-    return None
-
-
-def find_common_codecs(offered: Sequence[Codec], local: Sequence[Codec]) -> list[Codec]:
-    """
-    The answer's formats for one stream: the offered formats we support,
-    in the offerer's order and with its payload types.  Empty when no
-    real codec is common.
-    """
-    accepted: dict[int, Codec] = {}
-    for codec in offered:
-        if codec.encoding in SECONDARY_ENCODINGS:
-            continue
-        for candidate in local:
-            if codecs_match(candidate, codec):
-                accepted[codec.payload_type] = _answer_codec(codec, candidate)
-                break
-    if not accepted:
-        return []
-    primaries = set(accepted)
-    clock_rates = {c.clock_rate for c in accepted.values()}
-    for codec in offered:
-        if codec.encoding not in SECONDARY_ENCODINGS:
-            continue
-        local_codec = next((c for c in local if codecs_match(c, codec)), None)
-        if local_codec is None:
-            continue
-        references = _references(codec)
-        if references is not None:
-            if not references or not all(pt in primaries for pt in references):
-                continue
-        elif codec.encoding in ("telephone-event", "cn"):
-            if codec.clock_rate not in clock_rates:
-                continue
-        accepted[codec.payload_type] = _answer_codec(codec, local_codec)
-    return [accepted[c.payload_type] for c in offered if c.payload_type in accepted]
-
-
 def answer_direction(offered: Direction, local: Direction) -> Direction:
     """
     RFC 3264 section 6.1: sendonly is answered recvonly, recvonly sendonly,
@@ -485,77 +266,6 @@ def _rejected(media: MediaDescription) -> MediaDescription:
         rejected.add_attribute("mid", media.mid)
     return rejected
 
-
-def _free_payload_type(used: set[int]) -> int:
-    for payload_type in _DYNAMIC_PAYLOAD_TYPES:
-        if payload_type not in used:
-            return payload_type
-    raise ValueError("no free dynamic payload type")
-
-
-def _keep_payload_types(codecs: Sequence[Codec], previous: Sequence[Codec]) -> list[Codec]:
-    """
-    Renumber C{codecs} so that every format already in C{previous} keeps its
-    payload type (RFC 3264 section 8.3.2: a mapping must not change within
-    a session) and no new format takes a number already in use.
-    """
-    if not previous:
-        return list(codecs)
-    taken = {c.payload_type for c in previous}
-    used: set[int] = set()
-    mapping: dict[int, int] = {}
-    result: list[Codec | None] = []
-    for codec in codecs:
-        if _references(codec) is not None:
-            result.append(None)  # placed once the referenced types are known
-            continue
-        match = next(
-            (p for p in previous if p.payload_type not in used and codecs_match(codec, p)),
-            None,
-        )
-        if match is not None:
-            number = match.payload_type
-        elif codec.payload_type in taken or codec.payload_type in used:
-            number = _free_payload_type(taken | used)
-        else:
-            number = codec.payload_type
-        used.add(number)
-        mapping[codec.payload_type] = number
-        result.append(replace(codec, payload_type=number))
-    for position, codec in enumerate(codecs):
-        if result[position] is not None:
-            continue
-        params = dict(codec.parameters)
-        if codec.encoding == "rtx":
-            apt = int(_param(codec, "apt") or "0")
-            new_apt = mapping.get(apt, apt)
-            _set_param(params, "apt", str(new_apt))
-        else:
-            ((text, _),) = params.items()
-            del params[text]
-            params["/".join(str(mapping.get(int(p), int(p))) for p in text.split("/"))] = None
-        template = replace(codec, parameters=params)
-        match = next(
-            (
-                p
-                for p in previous
-                if p.payload_type not in used
-                and codecs_match(template, p)
-                and _references(p) == _references(template)
-            ),
-            None,
-        )
-        if match is not None:
-            number = match.payload_type
-        elif codec.payload_type in taken or codec.payload_type in used:
-            number = _free_payload_type(taken | used)
-        else:
-            number = codec.payload_type
-        used.add(number)
-        result[position] = replace(template, payload_type=number)
-    return [c for c in result if c is not None]
-
-
 def create_offer(
     capabilities: LocalCapabilities,
     *,
@@ -596,7 +306,7 @@ def create_offer(
         mid = old.mid if old is not None else None
         if mid is None and capabilities.bundle:
             mid = str(index)
-        codecs = _keep_payload_types(capability.codecs, old.codecs if old else [])
+        codecs = keep_payload_types(capability.codecs, old.codecs if old else [])
         offer.media.append(
             _media_for(
                 capability,
