@@ -1,21 +1,19 @@
 """
-Tests for L{wcs_twisted.sip.headers}.
+Tests for L{wcs_twisted.sip.header_fields} and L{wcs_twisted.sip.headers}.
 """
 
 from twisted.trial.unittest import SynchronousTestCase
 
 from wcs_twisted.sip.errors import LocalProtocolError, RemoteProtocolError
+from wcs_twisted.sip.header_fields import Headers, canonical_name, split_list
 from wcs_twisted.sip.headers import (
     CSeq,
-    Headers,
     NameAddress,
     Via,
-    canonical_name,
     format_auth_params,
     parse_auth_params,
     parse_params,
     quote_string,
-    split_list,
     unquote_string,
 )
 from wcs_twisted.sip.uri import AbsoluteURI, SIPURI

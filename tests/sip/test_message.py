@@ -8,7 +8,8 @@ import random
 from twisted.trial.unittest import SynchronousTestCase
 
 from wcs_twisted.sip.errors import LocalProtocolError, RemoteProtocolError, SIPError
-from wcs_twisted.sip.headers import CSeq, Headers, NameAddress, Via
+from wcs_twisted.sip.header_fields import Headers
+from wcs_twisted.sip.headers import CSeq, NameAddress, Via
 from wcs_twisted.sip.message import (
     MAGIC_COOKIE,
     REASON_PHRASES,

@@ -6,7 +6,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 
 from wcs_twisted.interfaces import IClientTransactionOwner
-from wcs_twisted.sip.headers import Headers
+from wcs_twisted.sip.header_fields import Headers
 from wcs_twisted.sip.message import Request
 from wcs_twisted.sip.uri import SIPURI
 from wcs_twisted.testing.network import MemoryNetwork, build_memory_stack

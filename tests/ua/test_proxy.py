@@ -17,7 +17,7 @@ from zope.interface.verify import verifyObject
 
 from wcs_twisted.interfaces import IClientTransactionOwner, IRequestRouter
 from wcs_twisted.sip.address import SIPAddress
-from wcs_twisted.sip.headers import Headers
+from wcs_twisted.sip.header_fields import Headers
 from wcs_twisted.sip.message import Request, parse_message
 from wcs_twisted.sip.timers import TimerValues
 from wcs_twisted.sip.uri import SIPURI

@@ -12,7 +12,8 @@ from zope.interface.verify import verifyObject
 from wcs_twisted.interfaces import IClientTransactionOwner, IRequestRouter
 from wcs_twisted.sip.address import SIPAddress
 from wcs_twisted.sip.auth import DigestAuthenticator, DigestChallenge, build_authorization
-from wcs_twisted.sip.headers import Headers, NameAddress
+from wcs_twisted.sip.header_fields import Headers
+from wcs_twisted.sip.headers import NameAddress
 from wcs_twisted.sip.message import Request
 from wcs_twisted.sip.uri import SIPURI
 from wcs_twisted.testing.network import MemoryNetwork, build_memory_stack

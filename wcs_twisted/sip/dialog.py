@@ -24,7 +24,8 @@ from dataclasses import dataclass
 from typing import Iterable, Optional, Tuple
 
 from wcs_twisted.sip.errors import LocalProtocolError, RemoteProtocolError
-from wcs_twisted.sip.headers import Headers, NameAddress, Via
+from wcs_twisted.sip.header_fields import Headers
+from wcs_twisted.sip.headers import NameAddress, Via
 from wcs_twisted.sip.message import RandomSource, Request, Response, initial_cseq, new_branch
 from wcs_twisted.sip.uri import URI, SIPURI
 

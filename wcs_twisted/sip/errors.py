@@ -34,7 +34,7 @@ class RemoteProtocolError(SIPError):
 
     @ivar status_hint: the SIP status code to answer a request with.
     @ivar headers: the header section read before the failure, as a
-        L{wcs_twisted.sip.headers.Headers}, or L{None} when the failure
+        L{wcs_twisted.sip.header_fields.Headers}, or L{None} when the failure
         happened before any header was read or was not raised by the parser.
     @ivar request_method: the method of the failed message when its start line
         looked like a request; L{None} for responses and unknown start lines.

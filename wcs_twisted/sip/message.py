@@ -29,13 +29,8 @@ from typing import Callable, Iterable, List, Optional, Tuple, Union
 
 from wcs_twisted.sip import grammar
 from wcs_twisted.sip.errors import LocalProtocolError, RemoteProtocolError
-from wcs_twisted.sip.headers import (
-    CSeq,
-    Headers,
-    NameAddress,
-    Via,
-    canonical_name,
-)
+from wcs_twisted.sip.header_fields import Headers, canonical_name
+from wcs_twisted.sip.headers import CSeq, NameAddress, Via
 from wcs_twisted.sip.uri import SUPPORTED_SCHEMES, URI, AbsoluteURI, SIPURI, parse_uri
 
 __all__ = [

@@ -49,7 +49,7 @@ from wcs_twisted.sip.events import (
     TransactionTimedOut,
     TransportErrorOccurred,
 )
-from wcs_twisted.sip.headers import Headers
+from wcs_twisted.sip.header_fields import Headers
 from wcs_twisted.sip.message import MAGIC_COOKIE, Request, Response
 from wcs_twisted.sip.timers import TimerValues
 

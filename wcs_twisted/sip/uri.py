@@ -160,7 +160,10 @@ def _parse_uri_headers(text: str, what: str) -> Tuple[Tuple[str, str], ...]:
     return tuple(headers)
 
 
-def _find_param(params: Params, name: str):
+def find_param(params: Params, name: str) -> Tuple[bool, Optional[str]]:
+    """
+    C{(found, value)} for parameter C{name}, case-insensitive; C{value} is None for a flag.
+    """
     lowered = name.lower()
     for key, value in params:
         if key.lower() == lowered:
@@ -271,11 +274,11 @@ class SIPURI:
         flag parameter, C{default} when absent.  Use L{has_param} to tell a
         flag from an absent parameter.
         """
-        found, value = _find_param(self.params, name)
+        found, value = find_param(self.params, name)
         return value if found else default
 
     def has_param(self, name: str) -> bool:
-        return _find_param(self.params, name)[0]
+        return find_param(self.params, name)[0]
 
     def with_params(self, **params) -> "SIPURI":
         """

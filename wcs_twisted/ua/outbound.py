@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from wcs_twisted.sip.headers import CSeq, Headers, NameAddress, Via
+from wcs_twisted.sip.header_fields import Headers
+from wcs_twisted.sip.headers import CSeq, NameAddress, Via
 from wcs_twisted.sip.message import Request
 from wcs_twisted.sip.uri import SIPURI
 from wcs_twisted.sip.address import DEFAULT_PORTS, SIPAddress
