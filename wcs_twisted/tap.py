@@ -43,7 +43,8 @@ from wcs_twisted.gateway.call_table import CallSettings, CallTable
 from wcs_twisted.gateway.stream_table import StreamTable
 from wcs_twisted.ua.core import UserAgentCore
 from wcs_twisted.ua.proxy import Proxy
-from wcs_twisted.ua.registrar import LocationService, Registrar
+from wcs_twisted.ua.location import LocationService
+from wcs_twisted.ua.registrar import Registrar
 from wcs_twisted.ua.registration import RegistrationClient
 from wcs_twisted.gateway.sessions import SessionTable
 

@@ -15,7 +15,8 @@ from wcs_twisted.gateway.call_table import CallSettings, CallTable
 from wcs_twisted.errors import DomainError, InvalidField
 from wcs_twisted.ua.invite_session import InviteSession
 from wcs_twisted.ua.proxy import Proxy
-from wcs_twisted.ua.registrar import LocationService, Registrar
+from wcs_twisted.ua.location import LocationService
+from wcs_twisted.ua.registrar import Registrar
 from wcs_twisted.gateway.sessions import SessionTable
 
 BROWSER_OFFER = (

@@ -8,7 +8,8 @@ from zope.interface import implementer
 from wcs_twisted.interfaces import IClientConnection
 from wcs_twisted.sip.auth import DigestAuthenticator
 from wcs_twisted.testing.network import MemoryNetwork, build_memory_stack
-from wcs_twisted.ua.registrar import LocationService, Registrar
+from wcs_twisted.ua.location import LocationService
+from wcs_twisted.ua.registrar import Registrar
 from wcs_twisted.ua.registration import RegistrationClient
 from wcs_twisted.errors import InvalidField, NotFound
 from wcs_twisted.gateway.sessions import SessionTable

@@ -23,7 +23,8 @@ from wcs_twisted.sip.timers import TimerValues
 from wcs_twisted.sip.uri import SIPURI
 from wcs_twisted.testing.network import MemoryNetwork, build_memory_stack
 from wcs_twisted.ua.proxy import Proxy, ProxyBranch, ResponseContext
-from wcs_twisted.ua.registrar import LocationService, Registrar
+from wcs_twisted.ua.location import LocationService
+from wcs_twisted.ua.registrar import Registrar
 
 DOMAIN = "example.test"
 PROXY = SIPAddress("udp", "10.0.0.1", 5060)

@@ -17,7 +17,8 @@ from wcs_twisted.sip.headers import NameAddress
 from wcs_twisted.sip.message import Request
 from wcs_twisted.sip.uri import SIPURI
 from wcs_twisted.testing.network import MemoryNetwork, build_memory_stack
-from wcs_twisted.ua.registrar import Binding, LocationService, Registrar, address_of_record
+from wcs_twisted.ua.location import Binding, LocationService, address_of_record
+from wcs_twisted.ua.registrar import Registrar
 
 REGISTRAR = SIPAddress("udp", "10.0.0.1", 5060)
 DOMAIN = "example.test"

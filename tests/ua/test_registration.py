@@ -8,7 +8,8 @@ from wcs_twisted.sip.auth import DigestAuthenticator
 from wcs_twisted.sip.message import parse_message
 from wcs_twisted.testing.network import MemoryNetwork, build_memory_stack
 from wcs_twisted.ua.account import SIPAccount
-from wcs_twisted.ua.registrar import LocationService, Registrar
+from wcs_twisted.ua.location import LocationService
+from wcs_twisted.ua.registrar import Registrar
 from wcs_twisted.ua.registration import RegistrationClient, RegistrationState
 
 

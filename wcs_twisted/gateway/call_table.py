@@ -28,7 +28,7 @@ from wcs_twisted.gateway.call_events import CallStatus, TransferStatus
 from wcs_twisted.errors import Conflict, DomainError, InvalidField, NotFound
 from wcs_twisted.ua.invite_session import InviteSession
 from wcs_twisted.ua.outbound import split_host_port
-from wcs_twisted.ua.registrar import Binding, address_of_record
+from wcs_twisted.ua.location import Binding, address_of_record
 
 #: The contact URI parameter naming the WCS session an INVITE is for.
 CONTACT_PARAMETER = "wcs"

@@ -34,7 +34,7 @@ from wcs_twisted.sip.message import Request, Response
 from wcs_twisted.sip.timers import DEFAULT_TIMERS, TimerValues
 from wcs_twisted.sip.uri import SIPURI
 from wcs_twisted.ua.outbound import host_text, via_value
-from wcs_twisted.ua.registrar import LocationService, address_of_record
+from wcs_twisted.ua.location import LocationService, address_of_record
 
 #: Methods whose out-of-dialog requests we record-route (they create dialogs).
 RECORD_ROUTE_METHODS = frozenset({"INVITE", "SUBSCRIBE", "REFER"})
