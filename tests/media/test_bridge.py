@@ -26,7 +26,8 @@ from wcs_twisted.media.rtp_packet import (
     encode_telephone_event,
     peek_header,
 )
-from wcs_twisted.media.session import NegotiatedStream, RTPMediaSession
+from wcs_twisted.media.rtp_session import RTPMediaSession
+from wcs_twisted.media.session import NegotiatedStream
 from wcs_twisted.sdp.codecs import Codec
 
 PCMU = Codec(0, "PCMU", 8000)

@@ -1,5 +1,5 @@
 """
-Tests for L{wcs_twisted.media.session}: the SDP each kind of leg produces for
+Tests for L{wcs_twisted.media.session}, L{wcs_twisted.media.webrtc_session} and L{wcs_twisted.media.rtp_session}: the SDP each kind of leg produces for
 real offers from tests/data/sdp/, and the media events it reports, on a fake
 UDP reactor (the WebRTC leg's peer is the in-memory browser of
 L{tests.media.test_webrtc}).
@@ -18,7 +18,8 @@ from wcs_twisted.interfaces import IMediaSession
 from wcs_twisted.media.dtls import DTLSState
 from wcs_twisted.media.ports import PortPool
 from wcs_twisted.media.rtp_packet import build_rtp, encode_telephone_event, peek_header
-from wcs_twisted.media.session import RTPMediaSession, WebRTCMediaSession
+from wcs_twisted.media.rtp_session import RTPMediaSession
+from wcs_twisted.media.webrtc_session import WebRTCMediaSession
 from wcs_twisted.sdp.fields import Direction
 from wcs_twisted.sdp.session import SessionDescription
 

@@ -24,7 +24,7 @@ from wcs_twisted.media.bridge import MediaBridge
 from wcs_twisted.media.factory import MediaFactory
 from wcs_twisted.media.ports import PortPool
 from wcs_twisted.media.rtp_packet import build_rtp, encode_telephone_event, peek_header
-from wcs_twisted.media.session import RTPMediaSession
+from wcs_twisted.media.rtp_session import RTPMediaSession
 from wcs_twisted.media.stream_endpoints import SessionSink, SessionSource
 from wcs_twisted.media.streams import StreamRegistry
 from wcs_twisted.sdp.session import SessionDescription

@@ -25,7 +25,9 @@ from wcs_twisted.interfaces import IMediaFactory, IMediaStreams
 from wcs_twisted.media.bridge import MediaBridge
 from wcs_twisted.media.dtls import RTCCertificate
 from wcs_twisted.media.ports import PortPool
-from wcs_twisted.media.session import CONNECT_TIMEOUT, RTPMediaSession, WebRTCMediaSession
+from wcs_twisted.media.rtp_session import RTPMediaSession
+from wcs_twisted.media.session import CONNECT_TIMEOUT
+from wcs_twisted.media.webrtc_session import WebRTCMediaSession
 from wcs_twisted.media.stream_endpoints import SessionSink, SessionSource
 
 __all__ = ["MediaFactory", "process_certificate"]

@@ -31,7 +31,8 @@ from wcs_twisted.interfaces import IMediaStreamSink, IMediaStreamSource
 from wcs_twisted.media import rtcp
 from wcs_twisted.media.bridge import AudioTranscoder, can_transcode
 from wcs_twisted.media.rtp_packet import payload_bounds
-from wcs_twisted.media.session import AUDIO_CODECS, PTIME, parse_codec_name
+from wcs_twisted.media.codecs import AUDIO_CODECS, parse_codec_name
+from wcs_twisted.media.session import PTIME
 
 __all__ = ["SessionSink", "SessionSource"]
 

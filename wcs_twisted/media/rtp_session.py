@@ -1,0 +1,228 @@
+# -*- test-case-name: tests.media.test_session -*-
+"""
+The SIP peer's leg: plain RTP/AVP SDP, one L{RTPSession} per m= line, behind
+L{IMediaSession}.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Callable, Optional
+
+from twisted.internet import defer
+from twisted.internet.interfaces import IReactorTime, IReactorUDP
+from zope.interface import implementer
+
+from wcs_twisted.errors import MediaError
+from wcs_twisted.interfaces import IMediaSession
+from wcs_twisted.media import rtcp
+from wcs_twisted.media.ports import PortPool
+from wcs_twisted.media.rtp import RTPSession
+from wcs_twisted.media.rtp_packet import RTPRewriter
+from wcs_twisted.media.session import (
+    PTIME,
+    RTP_PROTOS,
+    MediaSession,
+    bind_ports,
+    dispatcher,
+    drop,
+)
+from wcs_twisted.sdp.offer_answer import LocalCapabilities, MediaCapability, NegotiatedMedia
+
+__all__ = ["RTPMediaSession"]
+
+
+# -- the SIP peer's leg ---------------------------------------------------------------------
+
+
+@implementer(IMediaSession)
+class RTPMediaSession(MediaSession):
+    """
+    A SIP peer's leg: plain RTP/AVP, one L{RTPSession} (even RTP port, RTCP
+    on the next) per stream, c= from the configured public address, ptime
+    20, telephone-event at 8000 Hz (and 48000 Hz next to Opus).  Symmetric
+    RTP: the leg sends to the SDP address until the peer's first packet
+    latches it onto the packet's source.
+    """
+
+    kind = "rtp"
+
+    def __init__(
+        self,
+        reactor: IReactorUDP,
+        bind_address: str,
+        public_address: str,
+        port_pool: Optional[PortPool],
+        *,
+        clock: Optional[IReactorTime] = None,
+        inactivity_timeout: Optional[float] = None,
+        rng: Optional[random.Random] = None,
+    ) -> None:
+        clock = clock if clock is not None else reactor  # type: ignore[assignment]
+        super().__init__(clock, public_address, inactivity_timeout, rng)
+        self._reactor = reactor
+        self._bind_address = bind_address
+        self._pool = port_pool
+        self.audio_rtp = self._leg()
+        self.video_rtp: Optional[RTPSession] = None
+        self._watching = False
+
+    def _leg(self) -> RTPSession:
+        leg = RTPSession(self._reactor, self._bind_address, self._pool, clock=self._clock,
+                         rng=self._rng)
+        return leg
+
+    def start(self) -> "RTPMediaSession":
+        """
+        Bind the audio port pair.
+
+        @raise MediaError: "No available ports".
+        """
+        bind_ports(self.audio_rtp.start)
+        self.audio_rtp.source_latched = lambda addr: self._report_connected()
+        self.audio_rtp.activity_lost = self._report_inactive
+        self.audio_rtp.digit_received = self._report_digit
+        return self
+
+    @property
+    def local_address(self) -> tuple[str, int]:
+        """
+        The bound (host, audio RTP port).
+        """
+        return self.audio_rtp.local_address
+
+    def _accepts(self, proto: str) -> bool:
+        return proto.upper() in RTP_PROTOS
+
+    def _prepare_video(self) -> bool:
+        if self.video_rtp is None:
+            leg = self._leg()
+            try:
+                bind_ports(leg.start)
+            except MediaError:
+                self.log.warn("No port pair left for video: the call goes on audio-only")
+                return False
+            self.video_rtp = leg
+        return True
+
+    def _capabilities(self, audio, video, direction, offer, remote):
+        media = [MediaCapability(
+            "audio", tuple(audio), self.audio_rtp.local_address[1], direction, RTP_PROTOS,
+            ptime=PTIME, rtcp_mux=not offer,
+        )]
+        if video and self.video_rtp is not None:
+            media.append(MediaCapability(
+                "video", tuple(video), self.video_rtp.local_address[1], direction, RTP_PROTOS,
+                rtcp_mux=not offer,
+            ))
+        return LocalCapabilities(self._public_address, tuple(media))
+
+    def _configure(self, negotiated, remote):
+        audio = next((m for m in negotiated if m.kind == "audio" and not m.rejected), None)
+        video = next((m for m in negotiated if m.kind == "video" and not m.rejected), None)
+        if audio is not None:
+            self._point(self.audio_rtp, audio)
+            stream = self.audio
+            assert stream is not None
+            event = stream.telephone_event
+            self.audio_rtp.set_telephone_event(
+                None if event is None else event.payload_type,
+                stream.codec.clock_rate,
+                stream.telephone_event_receive_payload_type,
+            )
+            self.audio_rtp.clock_rate = stream.codec.clock_rate
+            self.audio_rtp.rewriter.timestamp_step = stream.samples_per_packet
+            if not self._watching:
+                self._watching = True
+                self.audio_rtp.watch_activity(self._inactivity_timeout)
+        if video is not None and self.video_rtp is not None:
+            self._point(self.video_rtp, video)
+            self.video_rtp.clock_rate = 90000
+            self.video_rtp.rewriter.timestamp_step = 3000
+        elif self.video_rtp is not None:
+            # Video rejected or dropped: give its ports back now.
+            self.video_rtp.stop()
+            self.video_rtp = None
+
+    @staticmethod
+    def _point(leg: RTPSession, media: NegotiatedMedia) -> None:
+        leg.rtcp_mux = media.rtcp_mux
+        address = media.remote_address
+        if address and address not in ("0.0.0.0", "::") and media.remote_port:
+            leg.set_remote(address, media.remote_port, media.remote_rtcp_port)
+
+    def _apply_direction(self):
+        direction = self._effective(self.audio)
+        self.audio_rtp.set_direction(direction.sends, direction.receives)
+        if self.video_rtp is not None:
+            direction = self._effective(self.video)
+            self.video_rtp.set_direction(direction.sends, direction.receives)
+
+    def _audio_transport(self):
+        return self.audio_rtp
+
+    def _stop(self):
+        legs = [self.audio_rtp] + ([self.video_rtp] if self.video_rtp is not None else [])
+        return defer.gatherResults([leg.stop() for leg in legs], consumeErrors=True).addCallback(
+            lambda _: None
+        )
+
+    # -- bridge-facing ----------------------------------------------------------------------
+
+    def _set_dispatch(self, audio: Optional[dict[int, Callable[[bytes], None]]],
+                      video: Optional[dict[int, Callable[[bytes], None]]]) -> None:
+        # One RTP session per stream, each with its own table.
+        self.audio_rtp.packet_received = dispatcher(audio)
+        if self.video_rtp is not None:
+            self.video_rtp.packet_received = dispatcher(video)
+
+    def set_feedback_receiver(self, receiver: Optional[Callable[[str, list], None]]) -> None:
+        """
+        Call C{receiver(kind, packets)} with each RTCP compound received on
+        either stream.
+        """
+        if receiver is None:
+            self.audio_rtp.rtcp_received = None
+            if self.video_rtp is not None:
+                self.video_rtp.rtcp_received = None
+            return
+        self.audio_rtp.rtcp_received = lambda packets: receiver("audio", packets)
+        if self.video_rtp is not None:
+            self.video_rtp.rtcp_received = lambda packets: receiver("video", packets)
+
+    def relay_sender(self, kind: str) -> Callable[[bytearray], None]:
+        """
+        The function that rewrites and sends one relayed packet of C{kind}.
+        """
+        if kind == "audio":
+            return self.audio_rtp.send_packet
+        if self.video_rtp is None:
+            return drop
+        return self.video_rtp.send_packet
+
+    def payload_sender(self) -> Callable[..., None]:
+        """
+        The function that sends one locally produced audio payload.
+        """
+        return self.audio_rtp.send_payload
+
+    def rewriter(self, kind: str) -> RTPRewriter:
+        """
+        The rewriter of our outgoing C{kind} stream.
+        """
+        if kind == "audio":
+            return self.audio_rtp.rewriter
+        assert self.video_rtp is not None
+        return self.video_rtp.rewriter
+
+    def send_keyframe_request(self, media_ssrc: Optional[int]) -> None:
+        """
+        Ask the SIP peer for a video key frame (RTCP PLI; the SIP INFO
+        picture_fast_update is the call layer's business).
+        """
+        leg = self.video_rtp
+        if leg is None or self.video is None:
+            return
+        if media_ssrc is None:
+            media_ssrc = leg.remote_ssrc or self.video.remote_ssrc or 0
+        leg.send_rtcp(rtcp.build_pli(leg.ssrc, media_ssrc))
