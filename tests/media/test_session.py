@@ -1,5 +1,6 @@
 """
-Tests for L{wcs_twisted.media.session}, L{wcs_twisted.media.webrtc_session} and L{wcs_twisted.media.rtp_session}: the SDP each kind of leg produces for
+Tests for L{wcs_twisted.media.session}, L{wcs_twisted.media.webrtc_session} and
+L{wcs_twisted.media.rtp_session}: the SDP each kind of leg produces for
 real offers from tests/data/sdp/, and the media events it reports, on a fake
 UDP reactor (the WebRTC leg's peer is the in-memory browser of
 L{tests.media.test_webrtc}).

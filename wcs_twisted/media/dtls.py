@@ -7,8 +7,9 @@ aioice queue, and then pushes every SRTP packet through that task too; the
 gateway instead feeds datagrams in from its own Twisted port and takes the two
 libsrtp sessions out once the handshake is done, so media never crosses an
 asyncio queue.  What is reused from aiortc: the certificate (one per process is
-enough), its OpenSSL context with the use_srtp extension, the SRTP profile
-table and the key/salt split of the exported keying material.
+enough) and the SRTP profile table are written here with aiortc's values, on
+the public APIs of cryptography, pyOpenSSL and pylibsrtp, so no private aiortc
+name is needed; only the public C{RTCDtlsFingerprint} value is aiortc's.
 
 Sans-I/O: L{DTLSSRTPEndpoint.receive} and L{DTLSSRTPEndpoint.handle_timeout}
 return the datagrams to send; L{DTLSSRTPEndpoint.timeout} says when to call
@@ -18,24 +19,151 @@ record boundaries (OpenSSL's memory BIO is a byte stream).
 
 from __future__ import annotations
 
+import datetime
 import enum
+import os
 import struct
+from dataclasses import dataclass
 from typing import Optional
 
-from aiortc.rtcdtlstransport import (
-    SRTP_PROFILES,
-    X509_DIGEST_ALGORITHMS,
-    RTCCertificate,
-    SRTPProtectionProfile,
-    certificate_digest,
-)
+import pylibsrtp
+from aiortc import RTCDtlsFingerprint
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
 from OpenSSL import SSL
 from pylibsrtp import Policy, Session
 
-__all__ = ["DTLSError", "DTLSSRTPEndpoint", "DTLSState", "MTU", "RTCCertificate", "split_records"]
+__all__ = [
+    "DTLSError",
+    "DTLSSRTPEndpoint",
+    "DTLSState",
+    "MTU",
+    "RTCCertificate",
+    "SRTPProtectionProfile",
+    "SRTP_PROFILES",
+    "split_records",
+]
 
 #: Largest DTLS datagram sent (fits any path MTU used by browsers).
 MTU = 1200
+
+#: Fingerprint hashes we write and check (RFC 8122 names).
+X509_DIGEST_ALGORITHMS = {
+    "sha-256": hashes.SHA256(),
+    "sha-384": hashes.SHA384(),
+    "sha-512": hashes.SHA512(),
+}
+
+#: Ciphers offered in the handshake: ECDSA certificates, as browsers use.
+_CIPHERS = (b"ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-ECDSA-CHACHA20-POLY1305:"
+            b"ECDHE-ECDSA-AES128-SHA:ECDHE-ECDSA-AES256-SHA")
+
+
+@dataclass(frozen=True)
+class SRTPProtectionProfile:
+    """
+    One RFC 5764 use_srtp profile: its libsrtp and OpenSSL names and key sizes.
+    """
+
+    libsrtp_profile: int
+    openssl_profile: bytes
+    key_length: int
+    salt_length: int
+
+    def get_key_and_salt(self, material: bytes, index: int) -> bytes:
+        """
+        Key and salt of side C{index} (0 client, 1 server) from the exported keying material,
+        laid out client key, server key, client salt, server salt (RFC 5764 section 4.2).
+        """
+        key_start = index * self.key_length
+        salt_start = 2 * self.key_length + index * self.salt_length
+        return (material[key_start:key_start + self.key_length]
+                + material[salt_start:salt_start + self.salt_length])
+
+
+def _available_profiles() -> list[SRTPProtectionProfile]:
+    # AES-GCM may be missing, depending on how libsrtp2 was built.
+    profiles = []
+    for libsrtp_name, key_length, salt_length in (
+        ("AEAD_AES_256_GCM", 32, 12),
+        ("AEAD_AES_128_GCM", 16, 12),
+        ("AES128_CM_SHA1_80", 16, 14),
+    ):
+        profile = SRTPProtectionProfile(getattr(Policy, "SRTP_PROFILE_" + libsrtp_name),
+                                        ("SRTP_" + libsrtp_name).encode(), key_length, salt_length)
+        try:
+            Policy(srtp_profile=profile.libsrtp_profile)
+        except pylibsrtp.Error:  # pragma: no cover
+            continue
+        profiles.append(profile)
+    return profiles
+
+
+#: The SRTP profiles this libsrtp supports, in our order of preference.
+SRTP_PROFILES: list[SRTPProtectionProfile] = _available_profiles()
+
+
+def certificate_digest(certificate: x509.Certificate, algorithm: str) -> str:
+    """
+    The RFC 8122 fingerprint of C{certificate}: upper-case hex pairs joined by colons.
+    """
+    text = certificate.fingerprint(X509_DIGEST_ALGORITHMS[algorithm]).hex().upper()
+    return ":".join(text[i:i + 2] for i in range(0, len(text), 2))
+
+
+class RTCCertificate:
+    """
+    A self-signed ECDSA certificate and its key (the W3C C{RTCCertificate}: one per process
+    is enough), and the DTLS context that presents it.
+    """
+
+    def __init__(self, key: ec.EllipticCurvePrivateKey, cert: x509.Certificate) -> None:
+        self.key = key
+        self.cert = cert
+
+    @classmethod
+    def generateCertificate(cls) -> "RTCCertificate":
+        """
+        A new P-256 key and a certificate for it, valid from yesterday for 30 days.
+        """
+        key = ec.generate_private_key(ec.SECP256R1())
+        name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, os.urandom(16).hex())])
+        now = datetime.datetime.now(tz=datetime.timezone.utc)
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(name)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=30))
+            .sign(key, hashes.SHA256())
+        )
+        return cls(key, cert)
+
+    def getFingerprints(self) -> list[RTCDtlsFingerprint]:
+        """
+        The certificate's fingerprint with each algorithm we support, for a=fingerprint.
+        """
+        return [RTCDtlsFingerprint(algorithm=algorithm,
+                                   value=certificate_digest(self.cert, algorithm))
+                for algorithm in X509_DIGEST_ALGORITHMS]
+
+    def ssl_context(self, srtp_profiles: list[SRTPProtectionProfile]) -> SSL.Context:
+        """
+        A DTLS context presenting this certificate, asking for the peer's (checked against
+        the SDP fingerprint after the handshake, not against a CA) and offering use_srtp.
+        """
+        context = SSL.Context(SSL.DTLS_METHOD)
+        context.set_options(SSL.OP_NO_TICKET)
+        context.set_verify(SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT,
+                           lambda *args: True)
+        context.use_certificate(self.cert)
+        context.use_privatekey(self.key)
+        context.set_cipher_list(_CIPHERS)
+        context.set_tlsext_use_srtp(b":".join(p.openssl_profile for p in srtp_profiles))
+        return context
 
 _RECORD_HEADER = struct.Struct("!BHHIHH")  # type, version, epoch, seq(48), length
 
@@ -111,7 +239,7 @@ class DTLSSRTPEndpoint:
         self.rx_srtp: Optional[Session] = None
         self.error: Optional[str] = None
         self._profiles = srtp_profiles or SRTP_PROFILES
-        self._ssl = SSL.Connection(certificate._create_ssl_context(srtp_profiles=self._profiles))
+        self._ssl = SSL.Connection(certificate.ssl_context(self._profiles))
         if role == "server":
             self._ssl.set_accept_state()
         else:
