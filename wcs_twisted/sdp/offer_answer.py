@@ -1,12 +1,14 @@
 # -*- test-case-name: tests.sdp.test_offer_answer -*-
+# Over 600 lines as one piece: the RFC 3264 functions and the negotiator that is their only driver.
 """
-RFC 3264 offer/answer: codec intersection, answers, and the negotiator
-state machine that carries one SIP dialog through its re-INVITEs.
+RFC 3264 offer/answer: offers, answers, and the negotiator state machine
+that carries one SIP dialog through its re-INVITEs (codec intersection is
+L{wcs_twisted.sdp.codecs}).
 
 The gateway has to answer SIP phones and browsers, make offers to them,
 and, on every re-INVITE (hold, unhold, codec change, offerless INVITE),
 know which SDP is in force.  The pure functions here (L{create_offer},
-L{create_answer}, L{negotiated_codecs}, L{is_hold}, L{find_common_codecs})
+L{create_answer}, L{negotiated_codecs}, L{is_hold})
 do the RFC work on L{SessionDescription} values without touching them;
 L{SDPNegotiator} is the PJSIP C{sdp_neg}-shaped machine (NULL,
 LOCAL_OFFER, REMOTE_OFFER, WAIT_NEGO, DONE) built on top of them.

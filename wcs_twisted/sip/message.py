@@ -1,4 +1,5 @@
 # -*- test-case-name: tests.sip.test_message -*-
+# Over 600 lines as one piece: parsing, serialising and RFC 3261 8.2 checks of the same two types.
 """
 SIP requests and responses: parsing a datagram into a message, serialising a
 message into bytes, and the message-level rules of RFC 3261 section 8.

@@ -1,4 +1,5 @@
 # -*- test-case-name: tests.sip.test_transaction -*-
+# Over 600 lines as one piece: the four RFC 3261 17 machines share one base and one timer model.
 """
 The four transaction state machines of RFC 3261 section 17, as corrected by
 RFC 6026 (the Accepted state for INVITE 2xx on both sides).

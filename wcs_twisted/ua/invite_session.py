@@ -1,4 +1,5 @@
 # -*- test-case-name: tests.ua.test_invite_session -*-
+# Over 600 lines as one piece: one INVITE dialog usage, UAC and UAS halves share every in-dialog path.
 """
 The INVITE session usage of a dialog (RFC 3261 13-15, RFC 6026), for both roles.
 

@@ -1,4 +1,5 @@
 # -*- test-case-name: tests.ua.test_proxy -*-
+# Over 600 lines as one piece: RFC 3261 16 routing, forking and response selection act on one context.
 """
 The built-in stateful proxy of local mode (RFC 3261 section 16).
 
