@@ -63,4 +63,5 @@ class EncodeTests(SynchronousTestCase):
         A fail carries status FAILED, info and apiMethod.
         """
         self.assertEqual(fail("Session not ready", "call"),
-                         [{"status": "FAILED", "info": "Session not ready", "apiMethod": "call"}])
+                         ("fail", [{"status": "FAILED", "info": "Session not ready",
+                                    "apiMethod": "call"}]))
