@@ -1,4 +1,5 @@
 # -*- test-case-name: tests.gateway.test_call -*-
+# ~700 lines: one B2BUA call's state machine (both legs, hold, DTMF, REFER both ways) reads as one.
 """
 One WCS call: a B2BUA joining a WebRTC leg (the browser, through its WCS session) and a SIP leg
 (an InviteSession with an RTP media session), or a SIP leg alone for calls started over REST.
