@@ -13,19 +13,61 @@ from zope.interface import Attribute, Interface
 
 class IClientConnection(Interface):
     """
-    One client's signalling channel (a WCS WebSocket), as the layers above the front-end see it.
+    One client's signalling channel, as the gateway sees it: what it tells the client, in typed
+    values.  The front-end (L{wcs_twisted.signalling}) turns each call into its wire message, so
+    the gateway never names a WCS message, a field order or a wire status.
+
+    C{call} arguments are the gateway's call objects and C{stream} arguments its stream objects:
+    both have C{to_wcs()}, the WCS object (the same dict REST shows).
     """
 
     peer = Attribute("Text naming the remote end, e.g. '127.0.0.1:53211', for logs and sessionId.")
 
-    def send_message(name, data):
+    def call_status(call, info):
         """
-        Send one WCS message.
+        The call reached C{call.status} (a L{wcs_twisted.gateway.call_events.CallStatus}); also
+        sent again, unchanged, to answer a hold/unhold that changed nothing.
 
-        @param name: the message name, e.g. C{"getUserData"}.
-        @type name: L{str}
-        @param data: the positional C{data} array; never L{None} (the SDK indexes it).
-        @type data: L{list}
+        @param info: the status info text (e.g. "Normal call clearing"), or None.
+        """
+
+    def incoming_call(call):
+        """
+        A SIP call arrived for this client (after its L{remote_sdp} offer).
+        """
+
+    def remote_sdp(media_id, sdp, is_answer):
+        """
+        The server's SDP for a call (C{media_id} is its callId) or a stream (its mediaSessionId).
+
+        @param is_answer: True for an answer to the client's offer, False for a server offer.
+        """
+
+    def stream_status(stream):
+        """
+        A stream of this client changed status (C{stream.to_wcs()["status"]}).
+        """
+
+    def dtmf(call_id, digit, method):
+        """
+        A DTMF digit arrived from the SIP side; C{method} is "RFC2833" or "INFO".
+        """
+
+    def transfer_status(call, status, sip_status):
+        """
+        A transfer of C{call} moved on.
+
+        @param status: a L{wcs_twisted.gateway.call_events.TransferStatus}.
+        @param sip_status: the SIP status that refused the REFER, or None.
+        """
+
+    def registration_status(state, info):
+        """
+        The client's SIP registration (sipRegisterRequired) changed.
+
+        @param state: a L{wcs_twisted.ua.registration.RegistrationState}: REGISTERED, or a
+            failure (FAILED, AUTHENTICATION_FAIL).
+        @param info: why it failed, or None.
         """
 
     def close(code, reason):

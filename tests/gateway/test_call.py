@@ -187,6 +187,22 @@ class OutgoingCallTests(CallTestMixin, SynchronousTestCase):
         self.assertRaises(InvalidField, self.calls.send_dtmf, session,
                           {"callId": "c1", "dtmf": "1", "type": "SMOKE"})
 
+    def test_transfer_refers_to_a_name_address(self):
+        """
+        transfer REFERs the phone with the target as a name-addr (RFC 3515) and reports
+        ACCEPTED on its 202 as a notifyTransferEvent carrying the call object.
+        """
+        connection, session = self.place_call()
+        self.phone.sessions[0].accept(PEER_ANSWER)
+        self.network.run()
+        self.calls.transfer(session, {"callId": "c1", "target": "carol@10.0.0.3"})
+        self.network.run()
+        refers = [event[1] for event in self.phone.observer.events if event[0] == "refer"]
+        self.assertEqual(refers, ["<sip:carol@10.0.0.3>"])
+        transfers = [data[0] for name, data in connection.messages
+                     if name == "notifyTransferEvent"]
+        self.assertEqual([(t["callId"], t["status"]) for t in transfers], [("c1", "ACCEPTED")])
+
     def test_dtmf_from_phone_reported(self):
         """
         An INFO dtmf-relay from the phone is reported to the session.

@@ -3,9 +3,8 @@ Tests for L{wcs_twisted.gateway.sessions}.
 """
 
 from twisted.trial.unittest import SynchronousTestCase
-from zope.interface import implementer
 
-from wcs_twisted.interfaces import IClientConnection
+from wcs_twisted.signalling.messages import ClientConnection
 from wcs_twisted.sip.auth import DigestAuthenticator
 from wcs_twisted.testing.network import MemoryNetwork, build_memory_stack
 from wcs_twisted.ua.location import LocationService
@@ -15,8 +14,7 @@ from wcs_twisted.errors import InvalidField, NotFound
 from wcs_twisted.gateway.sessions import SessionTable
 
 
-@implementer(IClientConnection)
-class SilentConnection:
+class SilentConnection(ClientConnection):
     """
     A connection that sends nowhere.
     """
@@ -74,10 +72,10 @@ class SessionTableTests(SynchronousTestCase):
         self.assertEqual(self.counts, [])
 
 
-@implementer(IClientConnection)
-class RecordingConnection:
+class RecordingConnection(ClientConnection):
     """
-    A connection that records messages and closes.
+    A connection that records the messages the gateway's events become (as the WebSocket
+    front-end encodes them, so tests read the wire protocol) and its close.
     """
 
     peer = "127.0.0.1:2"

@@ -172,9 +172,12 @@ class PlayTests(StreamTableMixin, SynchronousTestCase):
 
     def test_provides_observer_interfaces(self):
         """
-        The table is a call observer and a stream observer; the fakes match the interfaces.
+        The table and its call streams observe the registry, call streams and injections
+        observe calls; the fakes match the interfaces.
         """
-        verifyObject(ICallObserver, self.table)
+        verifyObject(ICallObserver, self.table.call_streams)
+        verifyObject(ICallObserver, self.table.injections)
+        verifyObject(IStreamObserver, self.table.call_streams)
         verifyObject(IStreamObserver, self.table)
         verifyObject(IMediaStreams, self.media)
         session = self.media.create_session("webrtc")
@@ -522,7 +525,7 @@ class SIPCallStreamTests(CallTestMixin, SynchronousTestCase):
         self.assertEqual((described["mediaSessionId"], described["callId"],
                           described["audioCodec"], described["published"]),
                          ("r1", "r1", "PCMA/8000", True))
-        self.assertIs(self.table.call_stream("r1"), stream)
+        self.assertIs(self.table.call_streams.get("r1"), stream)
         viewer = RecordingConnection()
         session = self.sessions.open(viewer, "/view", {})
         self.table.play(session, {"mediaSessionId": "v1", "name": "call_r1", "sdp": PLAY_OFFER})
@@ -531,14 +534,14 @@ class SIPCallStreamTests(CallTestMixin, SynchronousTestCase):
         self.assertEqual(stream.ended, "Stopped by publisher stop")
         self.assertIsNone(self.registry.get("call_r1"))
         self.assertEqual(stream_events(viewer)[-1], ("STOPPED", "Stopped by publisher stop"))
-        self.assertIsNone(self.table.call_stream("r1"))
+        self.assertIsNone(self.table.call_streams.get("r1"))
 
     def test_record_sip_calls_names_every_call(self):
         """
         With sip_record_stream every SIP call is a stream: a browser call too, named
         call_<callId>, shown as the call's streamName.
         """
-        self.table.record_sip_calls = True
+        self.table.call_streams.record_sip_calls = True
         connection, session = self.connect("alice", "/a")
         self.calls.start_call(session, {"callId": "c1", "callee": "bob@10.0.0.2",
                                         "sdp": BROWSER_OFFER})

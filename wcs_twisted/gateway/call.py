@@ -1,4 +1,5 @@
 # -*- test-case-name: tests.gateway.test_call -*-
+# ~700 lines: one B2BUA call's state machine (both legs, hold, DTMF, REFER both ways) reads as one.
 """
 One WCS call: a B2BUA joining a WebRTC leg (the browser, through its WCS session) and a SIP leg
 (an InviteSession with an RTP media session), or a SIP leg alone for calls started over REST.
@@ -26,7 +27,6 @@ from wcs_twisted.sip.uri import SIPURI
 from wcs_twisted.gateway.call_events import (
     FAILED_BY_ERROR,
     FAILED_BY_RTP_ACTIVITY,
-    MESSAGE_FOR_STATUS,
     NORMAL_CLEARING,
     CallStatus,
     TransferStatus,
@@ -106,6 +106,12 @@ class Call:
         self.custom = fields.get("custom") or {}
         self.app_key = session.app_key if session is not None else fields.get("appKey",
                                                                                 "defaultApp")
+        #: The stream the call's SIP media is published as (REST C{toStream}, a module, or
+        #: C{call_<callId>} with sip_record_stream), once named; see L{call_streams}.
+        self.stream_name: str | None = None
+        #: Call-object fields a module shows on this call (the RTMP push: rtmpUrl, rtmpStream,
+        #: rtmpStreamStatus): to_wcs() shows them over its own.  State a module does not show
+        #: stays in the module, keyed by callId and dropped from an L{on_release} callback.
         self.extra: dict[str, Any] = {}
         self.browser_sdp: str | None = None
         self.sip_offer: bytes | None = None
@@ -133,7 +139,7 @@ class Call:
         The call object with exactly the seed's fields (REST /call/find, status messages, hooks).
         """
         session = self.session
-        return {
+        wcs = {
             "custom": self.custom,
             "nodeId": self.table.node_id,
             "appKey": self.app_key,
@@ -143,10 +149,10 @@ class Call:
             "incoming": self.incoming,
             "status": self.status.value,
             "sipStatus": self.sip_status,
-            "rtmpUrl": self.extra.get("rtmpUrl"),
-            "rtmpStream": self.extra.get("rtmpStream"),
-            "streamName": self.extra.get("streamName"),
-            "rtmpStreamStatus": self.extra.get("rtmpStreamStatus"),
+            "rtmpUrl": None,
+            "rtmpStream": None,
+            "streamName": self.stream_name,
+            "rtmpStreamStatus": None,
             "caller": self.caller,
             "callee": self.callee,
             "hasAudio": self.has_audio,
@@ -160,10 +166,15 @@ class Call:
             "target": self.target,
             "holdForTransfer": self.hold_for_transfer,
         }
+        wcs.update(self.extra)
+        return wcs
 
-    def _send(self, name: str, data: list) -> None:
-        if self.session is not None:
-            self.session.connection.send_message(name, data)
+    @property
+    def _client(self):
+        """
+        The owning client's L{IClientConnection}, or None for a call started over REST.
+        """
+        return self.session.connection if self.session is not None else None
 
     def _set_status(self, status: CallStatus, sip_status: int | None = None,
                     message=None, info: str | None = None) -> None:
@@ -174,10 +185,8 @@ class Call:
             self.sip_status = sip_status
         if message is not None:
             self.sip_message_raw = message.serialize().decode("utf-8", "replace")
-        body = self.to_wcs()
-        if info is not None:
-            body["info"] = info
-        self._send(MESSAGE_FOR_STATUS[status], [body])
+        if self._client is not None:
+            self._client.call_status(self, info)
         self.table.status_changed(self, info)
         if status.released:
             self._release()
@@ -241,7 +250,8 @@ class Call:
                     [self.rtp.audio_codec] if self.rtp.audio_codec else [],
                     [self.rtp.video_codec] if self.rtp.video_codec else [], "sendrecv")
                 self.browser_answered = True
-                self._send("setRemoteSDP", [self.call_id, answer, True])
+                if self._client is not None:
+                    self._client.remote_sdp(self.call_id, answer, True)
             self._bridge()
         except MediaError as error:
             self.sip.hang_up(reason=error.info)
@@ -300,9 +310,10 @@ class Call:
             sip.reject(488, "Not Acceptable Here")
             self.fail(error.info)
             return
-        self._send("setRemoteSDP", [self.call_id, offer, False])
         self.status = CallStatus.RING
-        self._send("notifyIncomingCall", [self.to_wcs()])
+        if self._client is not None:
+            self._client.remote_sdp(self.call_id, offer, False)
+            self._client.incoming_call(self)
         self._set_status(CallStatus.RING)
         sip.ring()
 
@@ -379,16 +390,16 @@ class Call:
         Put the SIP side on hold (re-INVITE sendonly); answer HOLD, or ESTABLISHED if refused.
         """
         if self.status is not CallStatus.ESTABLISHED:
-            if self.status is CallStatus.HOLD:
-                self._send("hold", [self.to_wcs()])
+            if self.status is CallStatus.HOLD and self._client is not None:
+                self._client.call_status(self, None)
             return
         self.hold_for_transfer = for_transfer
         self._reoffer("sendonly", held=True)
 
     def unhold(self) -> None:
         if self.status is not CallStatus.HOLD:
-            if self.status is CallStatus.ESTABLISHED:
-                self._send("talk", [self.to_wcs()])
+            if self.status is CallStatus.ESTABLISHED and self._client is not None:
+                self._client.call_status(self, None)
             return
         self._reoffer("sendrecv", held=False)
 
@@ -479,7 +490,8 @@ class Call:
     def _dtmf_from_sip(self, digit: str, method: str) -> None:
         self.log.info("DTMF {digit} ({method}) from SIP on {call_id}", digit=digit,
                       method=method, call_id=self.call_id)
-        self._send("notifyDtmfEvent", [{"callId": self.call_id, "dtmf": digit, "type": method}])
+        if self._client is not None:
+            self._client.dtmf(self.call_id, digit, method)
         self.table.dtmf_received(self, digit, method)
 
     def transfer(self, target_uri) -> None:
@@ -496,17 +508,14 @@ class Call:
             self._transfer_status(TransferStatus.FAILED, failure.value.status)
 
         local = self.sip.dialog.local_uri if self.sip.dialog is not None else None
-        headers = [("Refer-To", f"<{target_uri}>")]
+        headers = [("Refer-To", str(NameAddress(None, target_uri)))]
         if local is not None:
             headers.append(("Referred-By", str(local)))
         self.sip.request("REFER", headers=tuple(headers)).addCallbacks(accepted, refused)
 
     def _transfer_status(self, status: TransferStatus, sip_status: int | None = None) -> None:
-        body = self.to_wcs()
-        body["status"] = status.value
-        if sip_status is not None:
-            body["sipStatus"] = sip_status
-        self._send("notifyTransferEvent", [body])
+        if self._client is not None:
+            self._client.transfer_status(self, status, sip_status)
         self.table.transfer_changed(self, status)
         if status is TransferStatus.COMPLETED:
             # RFC 5589 6.1: the transferor ends its dialog once the transfer succeeded.

@@ -1,7 +1,8 @@
 # -*- test-case-name: tests.gateway.test_call -*-
 """
 The call-control vocabulary shared by both legs and both front-ends: WCS call statuses, their
-info texts, and how SIP outcomes map onto them (spec sections 6.1 and 6.2).
+info texts, and how SIP outcomes map onto them (spec sections 6.1 and 6.2).  Which message
+carries a status on the WebSocket is the front-end's business (L{wcs_twisted.signalling.messages}).
 """
 
 from __future__ import annotations
@@ -34,19 +35,6 @@ class CallStatus(enum.Enum):
 
 
 RELEASED = frozenset({CallStatus.FINISH, CallStatus.FAILED, CallStatus.BUSY})
-
-#: The WebSocket message that carries each status (the SDK reads only obj.status).
-MESSAGE_FOR_STATUS = {
-    CallStatus.TRYING: "notifyTryingResponse",
-    CallStatus.RING: "ring",
-    CallStatus.RING_MEDIA: "ring",
-    CallStatus.SESSION_PROGRESS: "ring",
-    CallStatus.ESTABLISHED: "talk",
-    CallStatus.HOLD: "hold",
-    CallStatus.BUSY: "finish",
-    CallStatus.FINISH: "finish",
-    CallStatus.FAILED: "finish",
-}
 
 # CALL_STATUS_INFO texts (spec 6.1).
 NORMAL_CLEARING = "Normal call clearing"

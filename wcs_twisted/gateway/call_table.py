@@ -22,13 +22,15 @@ from wcs_twisted.interfaces import IRequestRouter
 from wcs_twisted.sip.errors import RemoteProtocolError
 from wcs_twisted.sip.headers import NameAddress
 from wcs_twisted.sip.uri import SIPURI
-from wcs_twisted.ua.account import SIPAccount, read_boolean, read_text
+from wcs_twisted.gateway.fields import account_from_fields, read_boolean, read_text
+from wcs_twisted.ua.account import SIPAccount
 from wcs_twisted.gateway.call import DTMF_DIGITS, Call
 from wcs_twisted.gateway.call_events import CallStatus, TransferStatus
 from wcs_twisted.errors import Conflict, DomainError, InvalidField, NotFound
 from wcs_twisted.ua.invite_session import InviteSession
 from wcs_twisted.ua.outbound import split_host_port
 from wcs_twisted.ua.location import Binding, address_of_record
+from wcs_twisted.ua.registration import RegistrationState
 
 #: The contact URI parameter naming the WCS session an INVITE is for.
 CONTACT_PARAMETER = "wcs"
@@ -197,37 +199,49 @@ class CallTable:
         account = call.account or SIPAccount("", "", "", self._primary_domain(), "", 0, False)
         return self._outbound_proxy(account, target)
 
+    def _new_outgoing(self, session, account: SIPAccount, fields: dict[str, Any]) -> tuple[Call, SIPURI]:
+        """
+        The one path of both outgoing starts: validate the call fields, make the call for
+        C{account} (not yet in the table) and its Request-URI.
+        """
+        callee = read_text(fields, "callee")
+        if not callee:
+            raise InvalidField("callee", "required")
+        call_id = read_text(fields, "callId") or str(uuid.uuid1())
+        if call_id in self._calls:
+            raise Conflict(f"Call {call_id} already exists")
+        target = self.target_uri(callee, account)
+        values = dict(fields)
+        values["hasAudio"] = read_boolean(fields, "hasAudio", True)
+        values["hasVideo"] = read_boolean(fields, "hasVideo", False)
+        values["caller"] = account.login
+        values.setdefault("visibleName", account.visible_name or account.login)
+        call = Call(self, call_id, session, incoming=False, fields=values)
+        call.account = account
+        return call, target
+
+    def _dial(self, call: Call, target: SIPURI, browser_sdp: str | None,
+              fields: dict[str, Any]) -> None:
+        account = call.account
+        from_uri = SIPURI("sip", account.login, None,
+                          account.domain or self._primary_domain(), None)
+        credentials = ((account.authentication_name, account.password)
+                       if account.password else None)
+        call.start_outgoing(browser_sdp, target, from_uri, self._outbound_proxy(account, target),
+                            credentials, self._sip_headers(fields))
+
     def start_call(self, session, fields: dict[str, Any]) -> Call:
         """
         A browser's C{call}: validate, answer TRYING, INVITE the callee.
         """
         if session is None or session.account is None:
             raise DomainError("SIP account required: connect with sipLogin to make calls")
-        call_id = read_text(fields, "callId") or str(uuid.uuid1())
-        if call_id in self._calls:
-            raise Conflict(f"Call {call_id} already exists")
-        callee = read_text(fields, "callee")
-        if not callee:
-            raise InvalidField("callee", "required")
+        call, target = self._new_outgoing(session, session.account, fields)
         sdp = read_text(fields, "sdp")
         if not sdp:
             raise InvalidField("sdp", "required: the browser's SDP offer")
-        account = session.account
-        target = self.target_uri(callee, account)
-        fields = dict(fields)
-        fields["hasAudio"] = read_boolean(fields, "hasAudio", True)
-        fields["hasVideo"] = read_boolean(fields, "hasVideo", False)
-        fields["caller"] = account.login
-        fields.setdefault("visibleName", account.visible_name or account.login)
-        call = Call(self, call_id, session, incoming=False, fields=fields)
-        call.account = account
         self._add(call)
-        from_uri = SIPURI("sip", account.login, None,
-                          account.domain or self._primary_domain(), None)
-        credentials = ((account.authentication_name, account.password)
-                       if account.password else None)
-        call.start_outgoing(sdp, target, from_uri, self._outbound_proxy(account, target),
-                            credentials, self._sip_headers(fields))
+        self._dial(call, target, sdp, fields)
         return call
 
     #: Fields /call/startup accepts (WCS REST API).
@@ -249,41 +263,25 @@ class CallTable:
             if name not in self.REST_STARTUP_FIELDS:
                 raise InvalidField(name, "unknown field")
         our_port = self.core.transport.local_address(self.settings.transport)[1]
-        account = SIPAccount.from_fields(fields, our_port)
+        account = account_from_fields(fields, our_port)
         if account is None:
             raise InvalidField("sipLogin", "required")
-        callee = read_text(fields, "callee")
-        if not callee:
-            raise InvalidField("callee", "required")
-        call_id = read_text(fields, "callId") or str(uuid.uuid1())
-        if call_id in self._calls:
-            raise Conflict(f"Call {call_id} already exists")
+        call, target = self._new_outgoing(None, account, fields)
         rtmp = (read_text(fields, "rtmpUrl"), read_text(fields, "rtmpStream"))
         if rtmp[0] and any((c.extra.get("rtmpUrl"), c.extra.get("rtmpStream")) == rtmp
                            for c in self._calls.values()):
             raise Conflict(f"RTMP stream {rtmp[1]} at {rtmp[0]} is already in use")
-        target = self.target_uri(callee, account)
-        values = dict(fields)
-        values["hasAudio"] = read_boolean(fields, "hasAudio", True)
-        values["hasVideo"] = read_boolean(fields, "hasVideo", False)
-        values["caller"] = account.login
-        values.setdefault("visibleName", account.visible_name or account.login)
-        call = Call(self, call_id, None, incoming=False, fields=values)
-        call.account = account
-        for name in ("toStream", "rtmpUrl", "rtmpStream"):
+        call.stream_name = read_text(fields, "toStream") or None
+        # The RTMP push's fields, shown on the call object (they move to the RTMP module).
+        for name in ("rtmpUrl", "rtmpStream"):
             if fields.get(name):
-                call.extra[name if name != "toStream" else "streamName"] = read_text(fields, name)
+                call.extra[name] = read_text(fields, name)
         if call.extra.get("rtmpUrl"):
             call.extra["rtmpStreamStatus"] = "RTMP_STREAM_WAIT"
         self._add(call)
-        from_uri = SIPURI("sip", account.login, None,
-                          account.domain or self._primary_domain(), None)
-        credentials = ((account.authentication_name, account.password)
-                       if account.password else None)
 
         def dial() -> None:
-            call.start_outgoing(None, target, from_uri, self._outbound_proxy(account, target),
-                                credentials, self._sip_headers(fields))
+            self._dial(call, target, None, fields)
 
         if account.register_required and self.registration_factory is not None:
             self._register_then(call, account, dial)
@@ -293,10 +291,10 @@ class CallTable:
 
     def _register_then(self, call: Call, account: SIPAccount, dial) -> None:
         def changed(change) -> None:
-            state = change.state.value
-            if state == "REGISTERED" and call.status is CallStatus.PENDING:
+            state = change.state
+            if state is RegistrationState.REGISTERED and call.status is CallStatus.PENDING:
                 dial()
-            elif state in ("FAILED", "AUTHENTICATION_FAIL"):
+            elif state in (RegistrationState.FAILED, RegistrationState.AUTHENTICATION_FAIL):
                 registration.stop()
                 call.fail(f"Registration failed: {change.reason}")
 

@@ -18,7 +18,9 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from wcs_twisted.interfaces import IClientConnection
-from wcs_twisted.ua.account import SIPAccount, read_boolean, read_text
+from wcs_twisted.ua.registration import RegistrationState
+from wcs_twisted.gateway.fields import account_from_fields, read_boolean, read_text
+from wcs_twisted.ua.account import SIPAccount
 from wcs_twisted.errors import InvalidField, NotFound
 
 #: Fields of the connection object never echoed back or shown over REST.
@@ -35,7 +37,25 @@ class DetachedConnection:
 
     peer = "detached"
 
-    def send_message(self, name: str, data: list) -> None:
+    def call_status(self, call, info) -> None:
+        pass
+
+    def incoming_call(self, call) -> None:
+        pass
+
+    def remote_sdp(self, media_id, sdp, is_answer) -> None:
+        pass
+
+    def stream_status(self, stream) -> None:
+        pass
+
+    def dtmf(self, call_id, digit, method) -> None:
+        pass
+
+    def transfer_status(self, call, status, sip_status) -> None:
+        pass
+
+    def registration_status(self, state, info) -> None:
         pass
 
     def close(self, code: int, reason: str) -> None:
@@ -132,7 +152,7 @@ class SessionTable:
         @raise InvalidField: naming the first bad field.
         """
         read_text(fields, "appKey")
-        SIPAccount.from_fields(fields, self._sip_port())
+        account_from_fields(fields, self._sip_port())
         read_boolean(fields, "keepAlive", False)
 
     def open(self, connection: IClientConnection, session_id: str,
@@ -143,7 +163,7 @@ class SessionTable:
         @raise InvalidField: a field of the connection object is wrong.
         """
         app_key = read_text(fields, "appKey", "defaultApp") or "defaultApp"
-        account = SIPAccount.from_fields(fields, self._sip_port())
+        account = account_from_fields(fields, self._sip_port())
         keep_alive = read_boolean(fields, "keepAlive", False)
         if session_id in self._by_id:
             raise InvalidField("sessionId", f"session {session_id} already exists")
@@ -176,34 +196,31 @@ class SessionTable:
         """
         Register the session's SIP account upstream (WCS sipRegisterRequired).
 
-        The client hears C{registered} only once registration succeeded (never otherwise: the SDK
-        refuses to create streams in REGISTERED state).  A failure is a C{fail} with apiMethod
-        RegistrationStatusEvent, then the socket is closed, the only way WebSDK 2.0 can show it.
+        The client hears REGISTERED only once registration succeeded (never otherwise: the SDK
+        refuses to create streams in REGISTERED state).  A failure is told, then the socket is
+        closed, the only way WebSDK 2.0 can show it.
         """
         if self._registration_factory is None:
-            session.connection.send_message("fail", [{
-                "apiMethod": "RegistrationStatusEvent", "status": "FAILED",
-                "info": "SIP registration is not available on this server"}])
+            session.connection.registration_status(
+                RegistrationState.FAILED, "SIP registration is not available on this server")
             return
 
         def changed(change) -> None:
-            state = change.state.value
+            state = change.state
             for observer in self.observers:
                 if hasattr(observer, "session_registration_changed"):
-                    observer.session_registration_changed(session, state, change.reason)
-            if state == "REGISTERED":
+                    observer.session_registration_changed(session, state.value, change.reason)
+            if state is RegistrationState.REGISTERED:
                 if not session.registered:
                     session.registered = True
                     self._registrations_changed()
-                    session.connection.send_message("registered", [])
-            elif state in ("FAILED", "AUTHENTICATION_FAIL"):
+                    session.connection.registration_status(state, None)
+            elif state in (RegistrationState.FAILED, RegistrationState.AUTHENTICATION_FAIL):
                 if session.registered:
                     session.registered = False
                     self._registrations_changed()
                 if session.session_id in self._by_id:
-                    session.connection.send_message("fail", [{
-                        "apiMethod": "RegistrationStatusEvent", "status": state,
-                        "info": change.reason}])
+                    session.connection.registration_status(state, change.reason)
                     session.connection.close(1000, f"SIP registration failed: {change.reason}")
 
         session.registration = self._registration_factory(session.account, changed)

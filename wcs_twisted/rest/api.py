@@ -20,7 +20,7 @@ from twisted.logger import Logger
 from twisted.web.resource import IResource, Resource
 
 from wcs_twisted.rest.openapi import openapi_document
-from wcs_twisted.ua.account import read_boolean
+from wcs_twisted.gateway.fields import read_boolean
 from wcs_twisted.errors import Conflict, DomainError, InvalidField, NotFound
 from wcs_twisted.gateway.sessions import SessionTable
 

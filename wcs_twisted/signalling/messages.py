@@ -1,10 +1,13 @@
 # -*- test-case-name: tests.signalling.test_messages -*-
 """
-The WCS WebSocket envelope, decoded and encoded without any I/O.
+The whole WCS WebSocket wire format, without any I/O: the envelope both ways, and every server
+message the gateway's typed events become (L{ClientConnection}).
 
 Clients send C{{"message": name, "data": [obj]}}; the server answers in the same shape and must
 always include a C{data} array, because the Web SDK indexes C{data[0]} of every message before it
-dispatches (spec section 1.2).
+dispatches (spec section 1.2).  The client messages' names are dispatched in
+L{wcs_twisted.signalling.protocol}; their fields are WCS field names shared with the REST API and
+read by the gateway's call and stream tables.
 """
 
 from __future__ import annotations
@@ -12,6 +15,10 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from typing import Any
+
+from zope.interface import implementer
+
+from wcs_twisted.interfaces import IClientConnection
 
 
 class MessageError(Exception):
@@ -69,12 +76,138 @@ def encode(name: str, data: list[Any]) -> bytes:
     return json.dumps({"message": name, "data": data}, separators=(",", ":")).encode("utf-8")
 
 
-def fail(info: str, api_method: str | None = None, **extra: Any) -> list[dict[str, Any]]:
+def fail(info: str, api_method: str | None = None) -> tuple[str, list[Any]]:
     """
-    The C{data} array of a C{fail} message.
+    C{fail}: a client message refused, naming the message (apiMethod) when known.
     """
     body: dict[str, Any] = {"status": "FAILED", "info": info}
     if api_method is not None:
         body["apiMethod"] = api_method
-    body.update(extra)
-    return [body]
+    return "fail", [body]
+
+
+# --- server messages: the gateway's typed events on the wire ----------------------------------
+
+#: The message that carries each call status (the SDK reads only obj.status; spec 6.2).
+MESSAGE_FOR_CALL_STATUS = {
+    "TRYING": "notifyTryingResponse",
+    "RING": "ring",
+    "RING_MEDIA": "ring",
+    "SESSION_PROGRESS": "ring",
+    "ESTABLISHED": "talk",
+    "HOLD": "hold",
+    "BUSY": "finish",
+    "FINISH": "finish",
+    "FAILED": "finish",
+}
+
+#: The apiMethod of a registration failure's C{fail} (WebSDK 2.0 shows it, then the close).
+REGISTRATION_STATUS_EVENT = "RegistrationStatusEvent"
+#: The apiMethod of a refused C{connection}.
+CONNECTION_STATUS_EVENT = "ConnectionStatusEvent"
+
+
+def call_status(call, info: str | None) -> tuple[str, list[Any]]:
+    """
+    C{notifyTryingResponse}/C{ring}/C{talk}/C{hold}/C{finish}: the call object, plus its info.
+    """
+    body = call.to_wcs()
+    if info is not None:
+        body["info"] = info
+    return MESSAGE_FOR_CALL_STATUS[body["status"]], [body]
+
+
+def incoming_call(call) -> tuple[str, list[Any]]:
+    """
+    C{notifyIncomingCall}: the call object (status RING).
+    """
+    return "notifyIncomingCall", [call.to_wcs()]
+
+
+def remote_sdp(media_id: str, sdp: str, is_answer: bool) -> tuple[str, list[Any]]:
+    """
+    C{setRemoteSDP[id, sdp, isAnswer]} for a call or a stream.
+    """
+    return "setRemoteSDP", [media_id, sdp, is_answer]
+
+
+def stream_status(stream) -> tuple[str, list[Any]]:
+    """
+    C{notifyStreamStatusEvent}: the stream object.
+    """
+    return "notifyStreamStatusEvent", [stream.to_wcs()]
+
+
+def dtmf(call_id: str, digit: str, method: str) -> tuple[str, list[Any]]:
+    """
+    C{notifyDtmfEvent}: a digit from the SIP side (the 2.0 SDK ignores it harmlessly).
+    """
+    return "notifyDtmfEvent", [{"callId": call_id, "dtmf": digit, "type": method}]
+
+
+def transfer_status(call, status, sip_status: int | None) -> tuple[str, list[Any]]:
+    """
+    C{notifyTransferEvent}: the call object with the transfer's status (spec 5.4).
+    """
+    body = call.to_wcs()
+    body["status"] = status.value
+    if sip_status is not None:
+        body["sipStatus"] = sip_status
+    return "notifyTransferEvent", [body]
+
+
+def registration_status(state, info: str | None) -> tuple[str, list[Any]]:
+    """
+    C{registered} on success; a failure is a C{fail} with apiMethod RegistrationStatusEvent.
+    """
+    if state.value == "REGISTERED":
+        return "registered", []
+    return "fail", [{"apiMethod": REGISTRATION_STATUS_EVENT, "status": state.value,
+                     "info": info}]
+
+
+def user_data(fields: dict[str, Any]) -> tuple[str, list[Any]]:
+    """
+    C{getUserData}: the connection object, answering C{connection}.
+    """
+    return "getUserData", [fields]
+
+
+PING = ("ping", [])
+
+
+@implementer(IClientConnection)
+class ClientConnection:
+    """
+    L{IClientConnection} by encoding: each typed event becomes its message, handed to
+    L{send_message}, which a subclass implements (the WebSocket channel, a test recorder).
+    """
+
+    peer = "unknown"
+
+    def send_message(self, name: str, data: list[Any]) -> None:
+        raise NotImplementedError()
+
+    def close(self, code: int, reason: str) -> None:
+        raise NotImplementedError()
+
+    def call_status(self, call, info):
+        self.send_message(*call_status(call, info))
+
+    def incoming_call(self, call):
+        self.send_message(*incoming_call(call))
+
+    def remote_sdp(self, media_id, sdp, is_answer):
+        self.send_message(*remote_sdp(media_id, sdp, is_answer))
+
+    def stream_status(self, stream):
+        self.send_message(*stream_status(stream))
+
+    def dtmf(self, call_id, digit, method):
+        self.send_message(*dtmf(call_id, digit, method))
+
+    def transfer_status(self, call, status, sip_status):
+        self.send_message(*transfer_status(call, status, sip_status))
+
+    def registration_status(self, state, info):
+        self.send_message(*registration_status(state, info))

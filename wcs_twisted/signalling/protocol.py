@@ -4,6 +4,8 @@ The WCS WebSocket front door: Autobahn plumbing around a table of message handle
 
 The Autobahn protocol class only forwards its callbacks; L{Signalling} owns the per-connection
 state (L{Channel}: keep-alive pings, the session) and a dispatch table keyed by message name.
+What goes on the wire is built in L{wcs_twisted.signalling.messages}; a L{Channel} is the
+gateway's L{wcs_twisted.interfaces.IClientConnection} by encoding there.
 Every failure to understand a client becomes a C{fail} message and a log line, never a dropped
 connection or a traceback.
 """
@@ -18,13 +20,11 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
-from zope.interface import implementer
-
-from wcs_twisted.interfaces import IClientConnection
 from wcs_twisted.metrics import ServerMetrics
 from wcs_twisted.signalling import messages
 from wcs_twisted.errors import DomainError
 from wcs_twisted.gateway.sessions import ClientSession, SessionTable
+from wcs_twisted.ua.registration import RegistrationState
 
 #: WebSocket close codes used here. Autobahn lets an application send only 1000 or 3000-4999,
 #: so the reason text says why (the SDK shows DISCONNECTED for any clean close).
@@ -33,8 +33,7 @@ CLOSE_GOING_AWAY = 1000
 CLOSE_KEEP_ALIVE = 4008
 
 
-@implementer(IClientConnection)
-class Channel:
+class Channel(messages.ClientConnection):
     """
     One WebSocket connection's state: who it is, its keep-alive, its session once connected.
     """
@@ -155,7 +154,7 @@ class Signalling:
             channel.close(CLOSE_KEEP_ALIVE, "Terminated by keep-alive")
             return
         channel.missed_pongs += 1
-        self._send(channel, "ping", [])
+        self._send(channel, *messages.PING)
 
     # --- messages -----------------------------------------------------------------------------
 
@@ -204,7 +203,7 @@ class Signalling:
     def _fail(self, channel: Channel, info: str, api_method: str | None = None) -> None:
         self.log.warn("websocket {peer}: {api_method} refused: {info}",
                       peer=channel.peer, api_method=api_method, info=info)
-        self._send(channel, "fail", messages.fail(info, api_method))
+        self._send(channel, *messages.fail(info, api_method))
 
     def _on_pong(self, channel: Channel, payload: dict[str, Any] | None) -> None:
         """
@@ -243,9 +242,10 @@ class Signalling:
             session = self.sessions.reattach(token, channel)
             if session is not None:
                 channel.session = session
-                self._send(channel, "getUserData", [session.public_fields()])
+                self._send(channel, *messages.user_data(session.public_fields()))
                 if session.registered:
-                    self._send(channel, "registered", [])
+                    self._send(channel, *messages.registration_status(
+                        RegistrationState.REGISTERED, None))
                 return
         session_id = f"/{channel.peer}/{self._server_address()}"
         fields = payload or {}
@@ -271,7 +271,7 @@ class Signalling:
             info = failure.value.info
             self.log.info("connection from {peer} refused by the backend: {info}",
                           peer=channel.peer, info=info)
-            self._send(channel, "fail", messages.fail(info, "ConnectionStatusEvent"))
+            self._send(channel, *messages.fail(info, messages.CONNECTION_STATUS_EVENT))
             for observer in self.sessions.observers:
                 if hasattr(observer, "session_refused"):
                     observer.session_refused(fields, info)
@@ -282,7 +282,7 @@ class Signalling:
     def _open_session(self, channel: Channel, session_id: str, fields: dict[str, Any]) -> None:
         session = self.sessions.open(channel, session_id, fields)
         channel.session = session
-        self._send(channel, "getUserData", [session.public_fields()])
+        self._send(channel, *messages.user_data(session.public_fields()))
 
 
 class WCSServerProtocol(WebSocketServerProtocol):

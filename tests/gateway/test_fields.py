@@ -1,14 +1,15 @@
 """
-Tests for L{wcs_twisted.ua.account}: the WCS SIP account fields.
+Tests for L{wcs_twisted.gateway.fields}: reading WCS fields and the SIP account in them.
 """
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from wcs_twisted.ua.account import SIPAccount, read_boolean, read_port
+from wcs_twisted.gateway.fields import account_from_fields, read_boolean, read_port
 from wcs_twisted.errors import InvalidField
+from wcs_twisted.ua.account import SIPAccount
 
 
-class SIPAccountTests(SynchronousTestCase):
+class AccountFieldsTests(SynchronousTestCase):
     """
     Reading sip* fields as the SDK and demo pages send them.
     """
@@ -17,7 +18,7 @@ class SIPAccountTests(SynchronousTestCase):
         """
         sipPort and sipRegisterRequired arrive as strings from the demos.
         """
-        account = SIPAccount.from_fields({
+        account = account_from_fields({
             "sipLogin": "1001", "sipPassword": "pw", "sipDomain": "pbx.example.com",
             "sipOutboundProxy": "10.0.0.1:5070", "sipPort": "5080",
             "sipRegisterRequired": "true"})
@@ -29,16 +30,16 @@ class SIPAccountTests(SynchronousTestCase):
         """
         A streaming-only session has no SIP account.
         """
-        self.assertIsNone(SIPAccount.from_fields({"appKey": "defaultApp"}))
+        self.assertIsNone(account_from_fields({"appKey": "defaultApp"}))
 
     def test_logins_sip_cannot_carry(self):
         """
         Spaces, angle brackets, quotes and @ are refused naming the field (RFC 3261 25.1).
         """
         for login in ("alice smith", "<alice>", 'al"ice', "alice@host"):
-            error = self.assertRaises(InvalidField, SIPAccount.from_fields, {"sipLogin": login})
+            error = self.assertRaises(InvalidField, account_from_fields, {"sipLogin": login})
             self.assertEqual(error.field, "sipLogin")
-        error = self.assertRaises(InvalidField, SIPAccount.from_fields,
+        error = self.assertRaises(InvalidField, account_from_fields,
                                   {"sipLogin": "ok", "sipAuthenticationName": "bad name"})
         self.assertEqual(error.field, "sipAuthenticationName")
 
@@ -46,20 +47,20 @@ class SIPAccountTests(SynchronousTestCase):
         """
         %-escapes and user-unreserved characters are valid user names.
         """
-        account = SIPAccount.from_fields({"sipLogin": "alice%20smith+1;x=y"})
+        account = account_from_fields({"sipLogin": "alice%20smith+1;x=y"})
         self.assertEqual(account.login, "alice%20smith+1;x=y")
 
     def test_bad_domain_and_port(self):
         """
         A domain with spaces and a port out of range are refused.
         """
-        self.assertRaises(InvalidField, SIPAccount.from_fields,
+        self.assertRaises(InvalidField, account_from_fields,
                           {"sipLogin": "a", "sipDomain": "bad domain"})
-        self.assertRaises(InvalidField, SIPAccount.from_fields,
+        self.assertRaises(InvalidField, account_from_fields,
                           {"sipLogin": "a", "sipPort": "70000"})
-        self.assertEqual(SIPAccount.from_fields({"sipLogin": "a", "sipPort": "0"}).port, 5060,
+        self.assertEqual(account_from_fields({"sipLogin": "a", "sipPort": "0"}).port, 5060,
                          "port 0 means the server's own port (WCS local mode)")
-        self.assertRaises(InvalidField, SIPAccount.from_fields, {"sipLogin": "a", "sipPort": "x"})
+        self.assertRaises(InvalidField, account_from_fields, {"sipLogin": "a", "sipPort": "x"})
 
 
 class FieldReaderTests(SynchronousTestCase):
