@@ -25,7 +25,8 @@ from wcs_twisted.listeners import ListenerService
 from wcs_twisted.logs import JSONLogFileService
 from wcs_twisted.metrics import ServerMetrics
 from wcs_twisted.rest.api import RestAPI
-from wcs_twisted.backend.hooks import CallHookObserver, RestHooks, SessionHookObserver
+from wcs_twisted.backend.hooks import RestHooks
+from wcs_twisted.backend.observers import CallHookObserver, SessionHookObserver
 from wcs_twisted.rest.web import build_site
 from wcs_twisted.signalling.protocol import Signalling, WCSServerFactory
 from wcs_twisted.sip.timers import TimerValues

@@ -24,7 +24,7 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.trial.unittest import TestCase
 from zope.interface import implementer
 
-from tests.integration.peers import LOOPBACK
+from tests.integration.peers import LOOPBACK, poll
 from wcs_twisted.interfaces import IClientTransactionOwner
 from wcs_twisted.sip.framing import StreamFramer
 from wcs_twisted.sip.message import parse_message
@@ -71,6 +71,10 @@ class SIPServer(Protocol):
 
     def connectionMade(self) -> None:
         self.framer = StreamFramer()
+        self.factory.open += 1
+
+    def connectionLost(self, reason) -> None:
+        self.factory.open -= 1
 
     def dataReceived(self, data: bytes) -> None:
         self.factory.received.append(data)
@@ -135,6 +139,8 @@ class OutboundTLSTests(TestCase):
         self.context = ServerContext(*self.server_certificate)
         factory = Factory.forProtocol(SIPServer)
         factory.received = []
+        factory.open = 0
+        self.server = factory
         self.received = factory.received
         self.port = reactor.listenSSL(0, factory, self.context, interface=LOOPBACK)
         self.addCleanup(self.port.stopListening)
@@ -154,6 +160,9 @@ class OutboundTLSTests(TestCase):
         def stop():
             stack.stop()
             transports.close_all()
+            # The TLS close handshake takes a turn or two of the reactor.
+            return poll(lambda: not transports.connections and not self.server.open, 5,
+                        self.reactor, 0.01)
         self.addCleanup(stop)
         return core
 
