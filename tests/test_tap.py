@@ -2,7 +2,6 @@
 Tests for L{wcs_twisted.tap}: options, the service tree, and twistd discovery.
 """
 
-import ast
 import os
 import subprocess
 import sys
@@ -16,7 +15,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 import twisted.test
 
-import wcs_twisted
+from tests.test_layering import ROOT, imports_of, python_files
 from wcs_twisted.config import ConfigError, Settings
 from wcs_twisted.listeners import ListenerService
 from wcs_twisted.services import SessionShutdownService
@@ -176,20 +175,10 @@ class PackagingTests(SynchronousTestCase):
         Every third-party package imported by wcs_twisted/ or plugins/ is a declared requirement
         of the installed distribution (setup.py install_requires).
         """
-        root = os.path.dirname(os.path.dirname(os.path.abspath(wcs_twisted.__file__)))
-        imported = set()
-        for folder in ("wcs_twisted", "plugins"):
-            for directory, _, files in os.walk(os.path.join(root, folder)):
-                for name in files:
-                    if not name.endswith(".py"):
-                        continue
-                    with open(os.path.join(directory, name), encoding="utf-8") as handle:
-                        tree = ast.parse(handle.read())
-                    for node in ast.walk(tree):
-                        if isinstance(node, ast.Import):
-                            imported.update(alias.name.split(".")[0] for alias in node.names)
-                        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
-                            imported.add(node.module.split(".")[0])
+        imported = {name.split(".")[0]
+                    for folder in ("wcs_twisted", "plugins")
+                    for path in python_files(os.path.join(ROOT, folder))
+                    for _, name in imports_of(path)}
         third_party = imported - set(sys.stdlib_module_names) - {"wcs_twisted", "wcs_plugins"}
         owners = metadata.packages_distributions()
         declared = {requirement.split(";")[0].split("[")[0].split(">")[0].split("=")[0]
@@ -197,8 +186,8 @@ class PackagingTests(SynchronousTestCase):
                     for requirement in metadata.requires("wcs-twisted") or ()
                     if "extra ==" not in requirement}
         undeclared = {module: owners.get(module) for module in third_party
-                      if not {dist.lower().replace("_", "-") for dist in owners.get(module, ())}
-                      & declared}
+                      if not {dist.lower().replace("_", "-") for dist in owners.get(module, ())
+                              if dist != "wcs-twisted"} & declared}
         self.assertEqual(undeclared, {})
 
     def test_twistd_knows_wcs_outside_the_checkout(self):

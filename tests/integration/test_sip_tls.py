@@ -25,7 +25,7 @@ from twisted.trial.unittest import TestCase
 from zope.interface import implementer
 
 from tests.integration.peers import LOOPBACK, poll
-from wcs_twisted.interfaces import IClientTransactionOwner
+from tests.integration.test_kamailio_ua import ResponseWaiter
 from wcs_twisted.sip.framing import StreamFramer
 from wcs_twisted.sip.message import parse_message
 from wcs_twisted.sip.transaction_layer import TransactionLayer
@@ -102,24 +102,6 @@ class ServerContext:
         return self.context
 
 
-@implementer(IClientTransactionOwner)
-class Owner:
-    """
-    One client transaction's outcome: the final status, or the failure reason.
-    """
-
-    def __init__(self) -> None:
-        self.done: defer.Deferred = defer.Deferred()
-
-    def response_received(self, response):
-        if response.status_code >= 200 and not self.done.called:
-            self.done.callback(response.status_code)
-
-    def transaction_failed(self, reason):
-        if not self.done.called:
-            self.done.callback(reason)
-
-
 class OutboundTLSTests(TestCase):
     """
     A request for a C{transport=tls} URI goes out over TLS, checked against the trusted CA.
@@ -166,7 +148,7 @@ class OutboundTLSTests(TestCase):
         self.addCleanup(stop)
         return core
 
-    def send_options(self, core: UserAgentCore, host: str) -> Owner:
+    def send_options(self, core: UserAgentCore, host: str) -> ResponseWaiter:
         """
         An OPTIONS to C{sip:probe@host:port;transport=tls}, routed by L{next_hop}.
         """
@@ -181,7 +163,7 @@ class OutboundTLSTests(TestCase):
             "Call-ID: tls-1@test\r\n"
             "CSeq: 1 OPTIONS\r\n"
             "Content-Length: 0\r\n\r\n").encode())
-        owner = Owner()
+        owner = ResponseWaiter()
         core.send_request(request, next_hop(uri), owner)
         return owner
 
