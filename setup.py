@@ -3,7 +3,46 @@ Packaging for wcs-twisted: the wcs_twisted package, the twistd drop-in (twisted/
 __init__.py there) and the module plugins (plugins/, installed as the package wcs_plugins).
 """
 
+import os
+
 from setuptools import find_packages, setup
+from setuptools.command.editable_wheel import editable_wheel
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+class PluginPath:
+    """
+    Wraps setuptools' editable strategy and adds a .pth line with the project root.
+
+    twistd finds C{twisted/plugins/wcs_plugin.py} only in a sys.path entry that holds it
+    (L{twisted.plugin.pluginPackagePaths} scans sys.path); the default editable install is an
+    import hook that adds no entry, which left C{twistd wcs} unknown outside the checkout.
+    """
+
+    def __init__(self, strategy) -> None:
+        self.strategy = strategy
+
+    def __call__(self, wheel, files, mapping) -> None:
+        self.strategy(wheel, files, mapping)
+        wheel.writestr("__editable__.wcs_twisted.twistd_plugins.pth", f"{HERE}\n".encode())
+
+    def __enter__(self):
+        self.strategy.__enter__()
+        return self
+
+    def __exit__(self, *exc_info):
+        return self.strategy.__exit__(*exc_info)
+
+
+class EditableWheel(editable_wheel):
+    """
+    C{pip install -e .} in any editable mode: also puts the twistd drop-in on sys.path.
+    """
+
+    def _select_strategy(self, name, tag, build_lib):
+        return PluginPath(super()._select_strategy(name, tag, build_lib))
+
 
 setup(
     name="wcs-twisted",
@@ -18,11 +57,16 @@ setup(
     package_dir={"wcs_plugins": "plugins"},
     package_data={"wcs_twisted": ["web/*", "web/**/*"]},
     include_package_data=True,
+    # Every third-party package imported by wcs_twisted/ or plugins/, by its distribution name
+    # (tests/test_tap.py checks the list against the imports).
     install_requires=[
         "twisted[tls]>=24.11.0",
         "autobahn>=24.4.2",
         "aiortc>=1.9.0",
+        "aioice>=0.9.0",
         "av>=12.0.0",
+        "pylibsrtp>=0.10.0",
+        "pyOpenSSL>=24.0.0",
         "zope.interface>=7.0",
         "treq>=24.9.1",
         "klein>=24.8.0",
@@ -33,8 +77,10 @@ setup(
             "playwright>=1.45",
             "numpy>=1.26",
             "websockets>=13",
+            "cryptography>=42.0.0",
         ],
     },
+    cmdclass={"editable_wheel": EditableWheel},
     classifiers=[
         "Framework :: Twisted",
         "Programming Language :: Python :: 3.11",

@@ -3,6 +3,9 @@ Tests for L{wcs_twisted.tap}: options, the service tree, and twistd discovery.
 """
 
 import os
+import subprocess
+import sys
+from importlib import metadata
 
 from twisted.application.service import IServiceMaker
 from twisted.internet.task import Clock
@@ -12,9 +15,11 @@ from twisted.trial.unittest import SynchronousTestCase
 
 import twisted.test
 
+from tests.test_layering import ROOT, imports_of, python_files
 from wcs_twisted.config import ConfigError, Settings
 from wcs_twisted.listeners import ListenerService
-from wcs_twisted.tap import Options, SessionShutdownService, build_service, ensure_asyncio_reactor
+from wcs_twisted.services import SessionShutdownService
+from wcs_twisted.tap import Options, build_service
 
 CERTIFICATE = os.path.join(os.path.dirname(twisted.test.__file__), "server.pem")
 
@@ -87,27 +92,6 @@ class OptionsTests(SynchronousTestCase):
         self.assertEqual(options["warnings"], (f"{path}:1: unknown key 'no_such_key' ignored",))
 
 
-class ReactorCheckTests(SynchronousTestCase):
-    """
-    aiortc needs asyncio: any other installed reactor is refused with a hint.
-    """
-
-    def test_other_reactor_refused(self):
-        """
-        A non-asyncio reactor gives a one-line message saying how to run the server.
-        """
-        error = self.assertRaises(
-            SystemExit, ensure_asyncio_reactor, {"twisted.internet.reactor": Clock()})
-        self.assertIn("twistd --reactor=asyncio -n wcs", str(error.code))
-        self.assertNotIn("\n", str(error.code))
-
-    def test_asyncio_reactor_accepted(self):
-        """
-        The asyncio reactor the tests run on passes the check.
-        """
-        ensure_asyncio_reactor()
-
-
 class ServiceTreeTests(SynchronousTestCase):
     """
     makeService builds the whole tree and starts nothing.
@@ -117,24 +101,35 @@ class ServiceTreeTests(SynchronousTestCase):
         """
         Without a certificate: ws and http listeners, then the session shutdown service.
         """
-        root = build_service(Settings(), Clock())
-        names = [service.name for service in root]
+        server = build_service(Settings(), Clock())
+        names = [service.name for service in server.service]
         self.assertEqual(names, ["ws", "http", "sip-udp", "sip-tcp", "sip-stack", "rest-hooks",
                                  "modules",
                                  "session-shutdown"])
-        self.assertFalse(root.running)
-        for service in root.listeners:
+        self.assertFalse(server.service.running)
+        for service in server.listeners:
             self.assertIsInstance(service, ListenerService)
             self.assertFalse(service.ready)
-        self.assertIsInstance(root.getServiceNamed("session-shutdown"), SessionShutdownService)
+        self.assertIsInstance(server.service.getServiceNamed("session-shutdown"),
+                              SessionShutdownService)
+
+    def test_parts_are_wired(self):
+        """
+        The handle's parts are the ones in the tree: the stack delivers to the UA core, and
+        the modules service is the tree's.
+        """
+        server = build_service(Settings(), Clock())
+        self.assertIs(server.sip_stack.user, server.sip_core)
+        self.assertIs(server.service.getServiceNamed("modules"), server.modules)
+        self.assertIs(server.signalling.calls, server.calls)
 
     def test_tls_listeners(self):
         """
         A certificate adds wss and https listeners.
         """
         settings = Settings(tls_certificate=CERTIFICATE)
-        root = build_service(settings, Clock())
-        self.assertEqual([listener.name for listener in root.listeners],
+        server = build_service(settings, Clock())
+        self.assertEqual([listener.name for listener in server.listeners],
                          ["ws", "http", "wss", "https", "sip-udp", "sip-tcp"])
         settings = Settings(tls_certificate=CERTIFICATE, sip_transports=("udp", "tcp", "tls"))
         self.assertEqual([listener.name for listener in build_service(settings, Clock()).listeners],
@@ -152,8 +147,8 @@ class ServiceTreeTests(SynchronousTestCase):
         """
         log_json_file adds the JSON log service first.
         """
-        root = build_service(Settings(log_json_file=self.mktemp()), Clock())
-        self.assertEqual(list(root)[0].name, "json-log")
+        server = build_service(Settings(log_json_file=self.mktemp()), Clock())
+        self.assertEqual(list(server.service)[0].name, "json-log")
 
 
 class PluginDiscoveryTests(SynchronousTestCase):
@@ -168,3 +163,42 @@ class PluginDiscoveryTests(SynchronousTestCase):
         makers = {maker.tapname: maker for maker in getPlugins(IServiceMaker)}
         self.assertIn("wcs", makers)
         self.assertIs(makers["wcs"].options, Options)
+
+
+class PackagingTests(SynchronousTestCase):
+    """
+    What C{pip install -e .} leaves behind: every import declared, C{twistd wcs} known anywhere.
+    """
+
+    def test_third_party_imports_are_declared(self):
+        """
+        Every third-party package imported by wcs_twisted/ or plugins/ is a declared requirement
+        of the installed distribution (setup.py install_requires).
+        """
+        imported = {name.split(".")[0]
+                    for folder in ("wcs_twisted", "plugins")
+                    for path in python_files(os.path.join(ROOT, folder))
+                    for _, name in imports_of(path)}
+        third_party = imported - set(sys.stdlib_module_names) - {"wcs_twisted", "wcs_plugins"}
+        owners = metadata.packages_distributions()
+        declared = {requirement.split(";")[0].split("[")[0].split(">")[0].split("=")[0]
+                    .split("<")[0].strip().lower().replace("_", "-")
+                    for requirement in metadata.requires("wcs-twisted") or ()
+                    if "extra ==" not in requirement}
+        undeclared = {module: owners.get(module) for module in third_party
+                      if not {dist.lower().replace("_", "-") for dist in owners.get(module, ())
+                              if dist != "wcs-twisted"} & declared}
+        self.assertEqual(undeclared, {})
+
+    def test_twistd_knows_wcs_outside_the_checkout(self):
+        """
+        C{twistd wcs --help} run from an unrelated directory finds the drop-in: the editable
+        install puts the project root on sys.path, where Twisted looks for twisted/plugins.
+        """
+        elsewhere = self.mktemp()
+        os.mkdir(elsewhere)
+        twistd = os.path.join(os.path.dirname(sys.executable), "twistd")
+        result = subprocess.run([twistd, "wcs", "--help"], cwd=elsewhere, capture_output=True,
+                                text=True, timeout=60, check=False)
+        self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
+        self.assertIn("--config", result.stdout)

@@ -2,9 +2,14 @@
 """
 C{twistd wcs}: command-line options and the one composition root of the server.
 
-L{makeService} reads the configuration, builds every object with its dependencies and returns the
-service tree; it starts nothing, so tests can inspect the tree.  This is the only module that
-touches the global reactor.
+L{build_service} reads the settings, builds every object with its dependencies and returns the
+L{Server}: the service tree plus a typed handle on the parts tests look into.  It starts nothing.
+This is the only module that touches the global reactor (in L{makeService}).
+
+Any reactor runs the server: nothing in it uses asyncio (C{media/} takes aiortc's certificate,
+SRTP profiles and aioice's STUN codec, never their asyncio tasks).  C{make run} and the test
+suite use C{--reactor=asyncio} because the suite's peers (aiortc's RTCPeerConnection,
+Playwright) need it, which makes it the reactor the server is tested on.
 """
 
 from __future__ import annotations
@@ -12,68 +17,51 @@ from __future__ import annotations
 import os
 import random
 import secrets
-import sys
+from dataclasses import dataclass
 
-from twisted.application.service import IService, MultiService, Service
-from twisted.internet.defer import Deferred, succeed
+from twisted.application.service import IService
 from twisted.internet.endpoints import quoteStringArgument, serverFromString
 from twisted.logger import Logger, globalLogPublisher
 from twisted.python import usage
 
+from wcs_twisted.backend.hooks import RestHooks
+from wcs_twisted.backend.observers import CallHookObserver, SessionHookObserver
 from wcs_twisted.config import ConfigError, Settings, load_settings
+from wcs_twisted.gateway.call_table import CallSettings, CallTable
+from wcs_twisted.gateway.sessions import SessionTable
+from wcs_twisted.gateway.stream_table import StreamTable
 from wcs_twisted.listeners import ListenerService
 from wcs_twisted.logs import JSONLogFileService
+from wcs_twisted.media.factory import MediaFactory
+from wcs_twisted.media.ports import PortPool
+from wcs_twisted.media.streams import StreamRegistry
 from wcs_twisted.metrics import ServerMetrics
+from wcs_twisted.modules import ModuleContext, ModuleService, discover_modules
 from wcs_twisted.rest.api import RestAPI
-from wcs_twisted.backend.hooks import CallHookObserver, RestHooks, SessionHookObserver
 from wcs_twisted.rest.web import build_site
+from wcs_twisted.services import (
+    HooksService,
+    OrderedMultiService,
+    SessionShutdownService,
+    SIPStackService,
+)
 from wcs_twisted.signalling.protocol import Signalling, WCSServerFactory
+from wcs_twisted.sip.auth import DigestAuthenticator
 from wcs_twisted.sip.timers import TimerValues
 from wcs_twisted.sip.transaction_layer import TransactionLayer
 from wcs_twisted.transport.stack import SIPStack
 from wcs_twisted.transport.stream import SIPStreamTransport
 from wcs_twisted.transport.trace import MessageTrace
 from wcs_twisted.transport.udp import SIPDatagramProtocol
-from wcs_twisted.sip.auth import DigestAuthenticator
-from wcs_twisted.media.factory import MediaFactory
-from wcs_twisted.media.streams import StreamRegistry
-from wcs_twisted.modules import ModuleContext, ModuleService, discover_modules
-from wcs_twisted.media.ports import PortPool
-from wcs_twisted.gateway.call_table import CallSettings, CallTable
-from wcs_twisted.gateway.stream_table import StreamTable
 from wcs_twisted.ua.core import UserAgentCore
 from wcs_twisted.ua.proxy import Proxy
 from wcs_twisted.ua.location import LocationService
 from wcs_twisted.ua.registrar import Registrar
 from wcs_twisted.ua.registration import RegistrationClient
-from wcs_twisted.gateway.sessions import SessionTable
 
 log = Logger()
 
 DEFAULT_CONFIG = os.path.join("etc", "wcs.properties")
-
-ASYNCIO_REACTOR_HINT = (
-    "needs Twisted's asyncio reactor (aiortc runs on asyncio): "
-    "run it as `twistd --reactor=asyncio -n wcs`"
-)
-
-
-def ensure_asyncio_reactor(modules=sys.modules) -> None:
-    """
-    Install the asyncio reactor if no reactor is installed yet; refuse any other reactor.
-
-    @raise SystemExit: another reactor is installed, with a one-line hint.
-    """
-    installed = modules.get("twisted.internet.reactor")
-    if installed is None:
-        from twisted.internet import asyncioreactor
-
-        asyncioreactor.install()
-        return
-    from twisted.internet.asyncioreactor import AsyncioSelectorReactor
-
-    if not isinstance(installed, AsyncioSelectorReactor):
-        raise SystemExit(f"wcs: {ASYNCIO_REACTOR_HINT} ({type(installed).__name__} is installed)")
 
 
 def _port_option(value: str) -> int:
@@ -117,7 +105,6 @@ class Options(usage.Options):
     }
 
     def postOptions(self) -> None:
-        ensure_asyncio_reactor()
         self["warnings"] = ()
         try:
             if self["config"] == DEFAULT_CONFIG and not os.path.exists(DEFAULT_CONFIG):
@@ -136,94 +123,6 @@ class Options(usage.Options):
             # One clear line for a user mistake, never a traceback or the whole usage text.
             raise SystemExit(f"wcs: {error}") from None
         self["settings"] = settings
-
-
-class OrderedMultiService(MultiService):
-    """
-    Stops its children one after another, last added first, each waiting for the one before.
-
-    Clients must hear "going away" and SIP accounts must unregister while the SIP stack and the
-    listeners are still up; Twisted's MultiService stops all children at once.
-    """
-
-    def stopService(self):
-        Service.stopService(self)
-        done = succeed(None)
-        for service in reversed(list(self)):
-            done.addCallback(lambda _, service=service: service.stopService())
-        return done
-
-
-class SessionShutdownService(Service):
-    """
-    On stop, closes every client session cleanly and waits (boundedly) for the close handshakes.
-    """
-
-    def __init__(self, signalling: Signalling, clock, grace: float = 2.0) -> None:
-        self.setName("session-shutdown")
-        self._signalling = signalling
-        self._clock = clock
-        self._grace = grace
-
-    def stopService(self):
-        super().stopService()
-        sessions = self._signalling.sessions
-        calls = self._signalling.calls
-        if (not self._signalling.channels and not sessions.unregistering and not len(sessions)
-                and not (calls is not None and len(calls))):
-            return succeed(None)
-        self._signalling.close_all()
-        if self._signalling.calls is not None:
-            self._signalling.calls.hang_up_all("Server shutting down")
-        for session in list(sessions):
-            # keepAlive sessions too: nobody will reconnect to a server that is going away.
-            sessions.close(session, "Server shutting down")
-        done: Deferred = Deferred()
-
-        def check() -> None:
-            idle = not self._signalling.channels and not sessions.unregistering
-            if idle or self._clock.seconds() >= deadline:
-                done.callback(None)
-            else:
-                self._clock.callLater(0.05, check)
-
-        deadline = self._clock.seconds() + self._grace
-        self._clock.callLater(0.05, check)
-        return done
-
-
-class HooksService(Service):
-    """
-    Cancels REST hook requests and retries at shutdown, after the sessions' last events.
-    """
-
-    def __init__(self, hooks: RestHooks) -> None:
-        self.setName("rest-hooks")
-        self.hooks = hooks
-
-    def stopService(self):
-        super().stopService()
-        return self.hooks.close()
-
-
-class SIPStackService(Service):
-    """
-    Stops the SIP stack's timer and open connections at shutdown.
-    """
-
-    def __init__(self, stack: SIPStack, streams: list[SIPStreamTransport], proxy=None) -> None:
-        self.setName("sip-stack")
-        self.stack = stack
-        self.streams = streams
-        self.proxy = proxy
-
-    def stopService(self):
-        super().stopService()
-        if self.proxy is not None:
-            self.proxy.stop()
-        for transports in self.streams:
-            transports.close_all()
-        self.stack.stop()
 
 
 def _stream_endpoint(reactor, settings: Settings, port: int, tls: bool):
@@ -278,7 +177,7 @@ def build_sip(settings: Settings, reactor, metrics: ServerMetrics):
             listener=f"sip-{transport}").inc(),
     )
     core = UserAgentCore(stack, rng, timers)
-    stack.user = core
+    stack.attach(core)
     location = LocationService(on_change=metrics.registrations.labels(kind="local").set)
     proxy = None
     if settings.enable_local_videochat:
@@ -337,9 +236,32 @@ def sip_listeners(settings: Settings, reactor, stack: SIPStack, metrics: ServerM
     return listeners, streams
 
 
-def build_service(settings: Settings, reactor, warnings=()) -> MultiService:
+@dataclass(frozen=True)
+class Server:
     """
-    The whole service tree for C{settings}, on C{reactor}; nothing is started.
+    What L{build_service} built: the service tree to run, and the parts tests look into.
+    """
+
+    service: OrderedMultiService
+    listeners: list[ListenerService]
+    metrics: ServerMetrics
+    sip_stack: SIPStack
+    sip_core: UserAgentCore
+    location: LocationService
+    sip_proxy: Proxy | None
+    sessions: SessionTable
+    calls: CallTable
+    streams: StreamRegistry
+    stream_table: StreamTable
+    signalling: Signalling
+    modules: ModuleService
+    #: What modules provide to the REST API (ModuleContext.provide), e.g. "recorder", "rtmp".
+    module_services: dict
+
+
+def build_service(settings: Settings, reactor, warnings=()) -> Server:
+    """
+    The whole server for C{settings}, on C{reactor}; nothing is started.
     """
     for warning in warnings:
         log.warn("configuration: {warning}", warning=warning)
@@ -365,6 +287,8 @@ def build_service(settings: Settings, reactor, warnings=()) -> MultiService:
                      local_mode=settings.enable_local_videochat,
                      outbound_proxy=settings.sip_outbound_proxy),
         on_count=metrics.calls.set)
+    # CallTable takes no registration factory in its constructor yet (REST calls register their
+    # own accounts): one explicit step until it does.
     calls.registration_factory = registration_factory
     # Incoming INVITEs for sessions come before the proxy (routers are tried in order).
     core.add_router(calls)
@@ -372,7 +296,6 @@ def build_service(settings: Settings, reactor, warnings=()) -> MultiService:
     # Browser publish/play, SIP calls as streams (toStream, sip_record_stream), /stream/*.
     stream_table = StreamTable(stream_registry, calls.media, sessions, calls, clock=reactor,
                                record_sip_calls=settings.sip_record_stream)
-    #: What modules provide to the REST API (ModuleContext.provide), e.g. "recorder", "rtmp".
     module_services: dict = {}
     hooks = RestHooks(settings, reactor, node_id)
     sessions.observers.append(SessionHookObserver(hooks))
@@ -441,20 +364,10 @@ def build_service(settings: Settings, reactor, warnings=()) -> MultiService:
     # Added last, so it is stopped first: clients hear "going away" and SIP accounts unregister
     # while the stack and the listeners still run (OrderedMultiService waits for each).
     SessionShutdownService(signalling, reactor).setServiceParent(root)
-    root.signalling = signalling
-    root.sessions = sessions
-    root.metrics = metrics
-    root.listeners = listeners
-    root.sip_stack = stack
-    root.sip_core = core
-    root.location = location
-    root.sip_proxy = proxy
-    root.calls = calls
-    root.streams = stream_registry
-    root.stream_table = stream_table
-    root.module_services = module_services
-    root.modules = modules
-    return root
+    return Server(service=root, listeners=listeners, metrics=metrics, sip_stack=stack,
+                  sip_core=core, location=location, sip_proxy=proxy, sessions=sessions,
+                  calls=calls, streams=stream_registry, stream_table=stream_table,
+                  signalling=signalling, modules=modules, module_services=module_services)
 
 
 def makeService(options: Options) -> IService:
@@ -464,6 +377,6 @@ def makeService(options: Options) -> IService:
     from twisted.internet import reactor
 
     try:
-        return build_service(options["settings"], reactor, options["warnings"])
+        return build_service(options["settings"], reactor, options["warnings"]).service
     except ConfigError as error:
         raise SystemExit(f"wcs: {error}") from None

@@ -29,13 +29,8 @@ from zope.interface.verify import verifyObject
 from tests.gateway.test_sessions import SilentConnection
 from wcs_twisted.config import Settings, settings_from_text
 from wcs_twisted.interfaces import IEventHooks
-from wcs_twisted.backend.hooks import (
-    CallHookObserver,
-    HookRefused,
-    HookUnavailable,
-    RestHooks,
-    SessionHookObserver,
-)
+from wcs_twisted.backend.hooks import HookRefused, HookUnavailable, RestHooks
+from wcs_twisted.backend.observers import CallHookObserver, SessionHookObserver
 from wcs_twisted.gateway.call_events import TransferStatus
 from wcs_twisted.gateway.sessions import ClientSession
 

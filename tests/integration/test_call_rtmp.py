@@ -45,12 +45,12 @@ class CallToRtmpTests(TestCase):
                             media_port_from=low, media_port_to=low + 99,
                             record_dir=os.path.join(self.base, "records"))
         self.server = build_service(settings, reactor)
-        self.server.startService()
-        self.addCleanup(lambda: self.server.running and self.server.stopService())
+        self.server.service.startService()
+        self.addCleanup(lambda: self.server.service.running and self.server.service.stopService())
         yield defer.gatherResults([l.when_ready() for l in self.server.listeners])
         self.http = HTTPClient(Agent(reactor, pool=HTTPConnectionPool(reactor, persistent=False)))
-        self.rest = f"http://127.0.0.1:{self.server.getServiceNamed('http').port.getHost().port}"
-        self.sip_port = self.server.getServiceNamed("sip-udp").port.getHost().port
+        self.rest = f"http://127.0.0.1:{self.server.service.getServiceNamed('http').port.getHost().port}"
+        self.sip_port = self.server.service.getServiceNamed("sip-udp").port.getHost().port
 
     @defer.inlineCallbacks
     def post(self, path, body):

@@ -35,17 +35,17 @@ class CallTestCase(TestCase):
                             media_port_from=low, media_port_to=low + 199,
                             keep_alive_interval_ms=1000)
         self.server = build_service(settings, reactor)
-        self.server.startService()
+        self.server.service.startService()
         self.addCleanup(self._stop_server)
         yield defer.gatherResults([l.when_ready() for l in self.server.listeners])
-        self.ws_url = f"ws://127.0.0.1:{self.server.getServiceNamed('ws').port.getHost().port}"
-        self.sip_port = self.server.getServiceNamed("sip-udp").port.getHost().port
+        self.ws_url = f"ws://127.0.0.1:{self.server.service.getServiceNamed('ws').port.getHost().port}"
+        self.sip_port = self.server.service.getServiceNamed("sip-udp").port.getHost().port
         self.base = self.mktemp()
         os.makedirs(self.base)
 
     def _stop_server(self):
-        if self.server.running:
-            return self.server.stopService()
+        if self.server.service.running:
+            return self.server.service.stopService()
 
     def client(self, name):
         client = WCSClient(self.ws_url, reactor, directory=os.path.join(self.base, name))

@@ -69,10 +69,10 @@ class HookedServerTests(TestCase):
                             rest_hook_urls={"defaultApp": url},
                             rest_hook_secrets={"defaultApp": SECRET})
         self.server = build_service(settings, reactor)
-        self.server.startService()
-        self.addCleanup(lambda: self.server.running and self.server.stopService())
+        self.server.service.startService()
+        self.addCleanup(lambda: self.server.service.running and self.server.service.stopService())
         yield defer.gatherResults([l.when_ready() for l in self.server.listeners])
-        self.url = f"ws://127.0.0.1:{self.server.getServiceNamed('ws').port.getHost().port}"
+        self.url = f"ws://127.0.0.1:{self.server.service.getServiceNamed('ws').port.getHost().port}"
 
     def client(self):
         client = WCSClient(self.url, reactor, directory=self.mktemp())

@@ -234,8 +234,8 @@ class KamailioUserAgentTests(TestCase):
         settings = Settings(bind_address=LOOPBACK, sip_port=0, ws_port=0, http_port=0,
                             enable_local_videochat=False, sip_transports=transports)
         self.root = build_service(settings, self.reactor)
-        self.root.startService()
-        self.addCleanup(self.root.stopService)
+        self.root.service.startService()
+        self.addCleanup(self.root.service.stopService)
         yield defer.gatherResults([listener.when_ready() for listener in self.root.listeners])
         self.core = self.root.sip_core
         self.stack = self.root.sip_stack

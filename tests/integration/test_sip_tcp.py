@@ -69,8 +69,8 @@ class SIPOverTCPTests(TestCase):
                             enable_local_videochat=False, sip_transports=("tcp",),
                             sip_max_message_size=4096)
         self.root = build_service(settings, reactor)
-        self.root.startService()
-        self.addCleanup(self.root.stopService)
+        self.root.service.startService()
+        self.addCleanup(self.root.service.stopService)
         yield defer.gatherResults([listener.when_ready() for listener in self.root.listeners])
         self.port = self.root.sip_stack.ports["tcp"]
 

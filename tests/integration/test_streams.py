@@ -42,14 +42,14 @@ class StreamTestCase(CallTestCase):
                             media_port_from=low, media_port_to=low + 199,
                             keep_alive_interval_ms=1000, **self.settings)
         self.server = build_service(settings, reactor)
-        self.server.startService()
+        self.server.service.startService()
         self.addCleanup(self._stop_server)
         yield defer.gatherResults([l.when_ready() for l in self.server.listeners])
-        self.ws_url = f"ws://127.0.0.1:{self.server.getServiceNamed('ws').port.getHost().port}"
-        self.sip_port = self.server.getServiceNamed("sip-udp").port.getHost().port
+        self.ws_url = f"ws://127.0.0.1:{self.server.service.getServiceNamed('ws').port.getHost().port}"
+        self.sip_port = self.server.service.getServiceNamed("sip-udp").port.getHost().port
         self.base = self.mktemp()
         os.makedirs(self.base)
-        http_port = self.server.getServiceNamed("http").port.getHost().port
+        http_port = self.server.service.getServiceNamed("http").port.getHost().port
         self.rest_url = f"http://127.0.0.1:{http_port}/rest-api"
         pool = HTTPConnectionPool(reactor, persistent=False)
         self.http = HTTPClient(Agent(reactor, pool=pool))

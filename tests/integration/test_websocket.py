@@ -54,15 +54,15 @@ class RunningServerTests(TestCase):
         settings = Settings(bind_address="127.0.0.1", ws_port=0, http_port=0, sip_port=0,
                             keep_alive_interval_ms=100, keep_alive_probes=3)
         self.server = build_service(settings, reactor)
-        self.server.startService()
+        self.server.service.startService()
         self.addCleanup(self.stop_server)
         yield defer.gatherResults([l.when_ready() for l in self.server.listeners])
-        self.ws_port = self.server.getServiceNamed("ws").port.getHost().port
-        self.http_port = self.server.getServiceNamed("http").port.getHost().port
+        self.ws_port = self.server.service.getServiceNamed("ws").port.getHost().port
+        self.http_port = self.server.service.getServiceNamed("http").port.getHost().port
 
     def stop_server(self):
-        if self.server.running:
-            return self.server.stopService()
+        if self.server.service.running:
+            return self.server.service.stopService()
 
     @defer.inlineCallbacks
     def connect(self, path="/"):
@@ -157,7 +157,7 @@ class RunningServerTests(TestCase):
         client = yield self.connect()
         client.send("connection", {})
         yield self.next_message(client, "getUserData")
-        yield self.server.stopService()
+        yield self.server.service.stopService()
         code, reason = yield client.factory.closed
         self.assertEqual((code, reason), (1000, "Server shutting down"))
         self.assertEqual(len(self.server.sessions), 0)
@@ -187,11 +187,11 @@ class TLSListenerTests(TestCase):
         settings = Settings(bind_address="127.0.0.1", ws_port=0, http_port=0, sip_port=0,
                             wss_port=0, https_port=0, tls_certificate=certificate)
         server = build_service(settings, reactor)
-        server.startService()
-        self.addCleanup(lambda: server.running and server.stopService())
+        server.service.startService()
+        self.addCleanup(lambda: server.service.running and server.service.stopService())
         yield defer.gatherResults([l.when_ready() for l in server.listeners])
-        wss_port = server.getServiceNamed("wss").port.getHost().port
-        https_port = server.getServiceNamed("https").port.getHost().port
+        wss_port = server.service.getServiceNamed("wss").port.getHost().port
+        https_port = server.service.getServiceNamed("https").port.getHost().port
 
         factory = WebSocketClientFactory(f"wss://127.0.0.1:{wss_port}/", reactor=reactor)
         factory.protocol = RecordingClient

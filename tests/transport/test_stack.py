@@ -167,3 +167,25 @@ class StackTests(SynchronousTestCase):
         self.assertIsNotNone(self.a.layer.get_timer())  # Timer K is still pending in the layer
         self.assertEqual([call for call in self.network.clock.getDelayedCalls()
                           if call.func == self.a._timer_fired], [])
+
+    def test_names_reach_a_sender_that_resolves_them(self):
+        """
+        A sender with C{resolves_names} (TLS: the certificate is checked against the name) gets
+        the host name as the transaction layer addressed it, not resolved by the stack.
+        """
+        class NamingSender:
+            resolves_names = True
+
+            def __init__(self):
+                self.sent = []
+
+            def send(self, data, address):
+                self.sent.append(address)
+
+        sender = NamingSender()
+        self.a.add_transport("tls", sender, 5061)
+        target = SIPAddress("tls", "sip.example.com", 5061)
+        self.core_a.send_request(options_request(self.a, "sip.example.com",
+                                                 self.a.generate_branch()),
+                                 target, RecordingOwner())
+        self.assertEqual(sender.sent, [target])

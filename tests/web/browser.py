@@ -148,11 +148,11 @@ class BrowserTestCase(TestCase):
         values = dict(bind_address=LOOPBACK, ws_port=0, http_port=0, sip_port=0)
         values.update(self.settings)
         self.server = build_service(Settings(**values), reactor)
-        self.server.startService()
+        self.server.service.startService()
         self.addCleanup(self._stop_server)
         await wait_for(defer.gatherResults([l.when_ready() for l in self.server.listeners]))
-        self.ws_port = self.server.getServiceNamed("ws").port.getHost().port
-        self.http_port = self.server.getServiceNamed("http").port.getHost().port
+        self.ws_port = self.server.service.getServiceNamed("ws").port.getHost().port
+        self.http_port = self.server.service.getServiceNamed("http").port.getHost().port
         self.sip_port = self.server.sip_stack.ports.get("udp")
         self.ws_url = f"ws://{LOOPBACK}:{self.ws_port}"
         self.http_url = f"http://{LOOPBACK}:{self.http_port}"
@@ -176,8 +176,8 @@ class BrowserTestCase(TestCase):
                 out.write("\n".join(self.console) + "\n")
 
     def _stop_server(self):
-        if self.server.running:
-            return self.server.stopService()
+        if self.server.service.running:
+            return self.server.service.stopService()
 
     @browser_test
     async def _stop_browser(self):

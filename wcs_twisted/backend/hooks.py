@@ -13,15 +13,15 @@ response bodies are size-capped, and event retries are few and spaced out, so a 
 backend costs timers and memory, never the reactor or other sessions.  Requests are signed
 (HMAC-SHA256 with a timestamp by default, or WCS's C{Authorization: WCS <hmac-md5>}); the formats
 are specified in docs/rest-hooks.md.
+
+This module is the client (policy, deadlines, retries); beside it: C{rules} (which backend, what
+restClientConfig says), C{signing} (the request headers), C{answer} (reading an answer) and
+C{observers} (gateway events turned into status-event hooks).
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import json
-from dataclasses import dataclass
 from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import Any, Mapping
 
@@ -31,44 +31,19 @@ from twisted.internet.defer import (
     Deferred,
     DeferredList,
     DeferredSemaphore,
-    TimeoutError,
     succeed,
 )
-from twisted.internet.protocol import Protocol
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
-from twisted.web.client import (
-    Agent,
-    HTTPConnectionPool,
-    ResponseDone,
-    ResponseFailed,
-)
-from twisted.web.http import PotentialDataLoss
+from twisted.web.client import Agent, HTTPConnectionPool
 from zope.interface import implementer
 
+from wcs_twisted.backend.answer import MAX_RESPONSE_BYTES, Answer, CappedBody, describe_failure
+from wcs_twisted.backend.rules import DEFAULT_APP, HookApp, HookRule
+from wcs_twisted.backend.signing import request_headers
 from wcs_twisted.config import Settings
-from wcs_twisted.interfaces import IEventHooks
 from wcs_twisted.errors import DomainError
-
-DEFAULT_APP = "defaultApp"
-SIGNATURE_HEADER = "X-WCS-Signature"
-TIMESTAMP_HEADER = "X-WCS-Timestamp"
-USER_AGENT = "wcs-twisted"
-
-#: Largest backend answer read; a bigger one counts as a failed hook.
-MAX_RESPONSE_BYTES = 1024 * 1024
-
-DIRECT_METHODS = ("call", "answer", "hangup", "hold", "unhold", "transfer", "sendDtmf")
-EVENT_METHODS = ("ConnectionStatusEvent", "RegistrationStatusEvent", "CallStatusEvent",
-                 "TransferStatusEvent")
-
-#: Fields the server owns: no backend answer overwrites them.
-SERVER_FIELDS = frozenset({"nodeId", "appKey", "sessionId", "authToken"})
-
-#: Answers meaning "the application behind me is down" (a proxy speaking), not "no".
-UNAVAILABLE_STATUSES = frozenset({502, 503, 504})
-
-_REASON_LIMIT = 200
+from wcs_twisted.interfaces import IEventHooks
 
 
 class HookRefused(DomainError):
@@ -98,218 +73,6 @@ class HooksClosed(Exception):
     """
     L{RestHooks.close} was called; no more requests are made.
     """
-
-
-class ResponseTooLarge(Exception):
-    """
-    A backend answer was longer than L{MAX_RESPONSE_BYTES}.
-    """
-
-
-# --- signatures ----------------------------------------------------------------------------------
-
-
-def hmac_sha256_signature(secret: bytes, timestamp: str, method: str, body: bytes) -> str:
-    """
-    The C{X-WCS-Signature} value: C{sha256=} and the hex HMAC-SHA256, keyed with the app's
-    secret, of C{<timestamp>.<method>.<body>} (timestamp as sent in C{X-WCS-Timestamp}, method
-    as in the URL, body the exact bytes sent).
-    """
-    message = timestamp.encode("ascii") + b"." + method.encode("ascii") + b"." + body
-    return "sha256=" + hmac.new(secret, message, hashlib.sha256).hexdigest()
-
-
-def wcs_md5_authorization(secret: bytes, body: bytes) -> str:
-    """
-    The C{Authorization} value of the WCS compatibility form: C{WCS } and the lower-case hex
-    HMAC-MD5, keyed with the app's secret, of the exact body bytes.
-    """
-    return "WCS " + hmac.new(secret, body, hashlib.md5).hexdigest()
-
-
-def basic_authorization(username: str, password: str) -> str:
-    """
-    An HTTP Basic C{Authorization} value (RFC 7617, UTF-8).
-    """
-    token = base64.b64encode(f"{username}:{password}".encode("utf-8")).decode("ascii")
-    return f"Basic {token}"
-
-
-# --- configuration -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class HookApp:
-    """
-    One application's backend, from C{rest_hook*.<appKey>} keys.
-    """
-
-    app_key: str
-    url: str
-    secret: bytes | None = None
-    username: str | None = None
-    password: str = ""
-    methods: frozenset[str] | None = None
-
-    def calls(self, method: str) -> bool:
-        return self.methods is None or method in self.methods
-
-
-def _names(value: Any) -> tuple[str, ...]:
-    """
-    A restClientConfig field list: "a,b" or ["a", "b"].
-    """
-    if isinstance(value, str):
-        return tuple(part.strip() for part in value.split(",") if part.strip())
-    if isinstance(value, (list, tuple)):
-        return tuple(str(part).strip() for part in value if str(part).strip())
-    return ()
-
-
-@dataclass(frozen=True)
-class HookRule:
-    """
-    What a session's C{restClientConfig} says about one method (spec section 12).
-    """
-
-    policy: str = "NOTIFY"
-    on_error: str = "LOG"
-    exclude: frozenset[str] = frozenset()
-    overwrite: tuple[str, ...] = ()
-
-    @classmethod
-    def for_method(cls, client_config: Any, method: str) -> "HookRule":
-        entry = client_config.get(method) if isinstance(client_config, Mapping) else None
-        if not isinstance(entry, Mapping):
-            return cls()
-        policy = str(entry.get("restPolicy") or "NOTIFY").upper()
-        on_error = str(entry.get("restOnError") or "LOG").upper()
-        return cls(
-            policy=policy if policy in ("NOTIFY", "OVERWRITE", "DISABLE") else "NOTIFY",
-            on_error="FAIL" if on_error == "FAIL" else "LOG",
-            exclude=frozenset(_names(entry.get("restExclude"))),
-            overwrite=_names(entry.get("restOverwrite")),
-        )
-
-    @property
-    def blocks(self) -> bool:
-        """
-        Whether the action must wait for the backend (its answer can change or stop it).
-        """
-        return self.on_error == "FAIL" or self.policy == "OVERWRITE"
-
-    def apply(self, target: dict[str, Any], answer: Any) -> None:
-        """
-        Copy the backend's values of the C{restOverwrite} fields into C{target} (OVERWRITE only).
-        """
-        if self.policy != "OVERWRITE" or not isinstance(answer, Mapping):
-            return
-        for name in self.overwrite:
-            if name in answer and name not in SERVER_FIELDS:
-                target[name] = answer[name]
-
-
-# --- one HTTP exchange ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Answer:
-    """
-    A backend's HTTP answer.
-    """
-
-    status: int
-    phrase: str
-    content: bytes
-
-    @property
-    def ok(self) -> bool:
-        return 200 <= self.status < 300
-
-    @property
-    def unavailable(self) -> bool:
-        return self.status in UNAVAILABLE_STATUSES
-
-    def document(self) -> Any:
-        """
-        The JSON answer, or None for an empty or unreadable body.
-        """
-        if not self.content.strip():
-            return None
-        try:
-            return json.loads(self.content)
-        except (UnicodeDecodeError, ValueError):
-            return None
-
-    def reason(self) -> str:
-        """
-        The backend's reason for a refusal, one line: a JSON C{info}/C{reason}/C{message}/
-        C{error} string, else a plain-text body, else the HTTP reason phrase.
-        """
-        text = None
-        document = self.document()
-        if isinstance(document, Mapping):
-            text = next((document[name] for name in ("info", "reason", "message", "error")
-                         if isinstance(document.get(name), str) and document[name].strip()), None)
-        elif isinstance(document, str):
-            text = document
-        elif document is None:
-            raw = self.content.decode("utf-8", "replace").strip()
-            if raw and not raw.startswith("<"):
-                text = raw
-        if not text:
-            text = self.phrase or f"HTTP {self.status}"
-        text = " ".join(text.split())
-        return text[:_REASON_LIMIT]
-
-
-class _CappedBody(Protocol):
-    """
-    Collects a response body up to a limit; past it, drops the connection.
-    """
-
-    def __init__(self, limit: int) -> None:
-        self._limit = limit
-        self._size = 0
-        self._chunks: list[bytes] = []
-        self.finished: Deferred[bytes] = Deferred(self._cancel)
-
-    def _cancel(self, finished: Deferred) -> None:
-        if self.transport is not None:
-            self.transport.stopProducing()
-
-    def dataReceived(self, data: bytes) -> None:
-        if self.finished.called:
-            return
-        self._size += len(data)
-        if self._size > self._limit:
-            self.finished.errback(ResponseTooLarge(f"answer longer than {self._limit} bytes"))
-            self.transport.stopProducing()
-            return
-        self._chunks.append(data)
-
-    def connectionLost(self, reason) -> None:
-        if self.finished.called:
-            return
-        if reason.check(ResponseDone, PotentialDataLoss):
-            self.finished.callback(b"".join(self._chunks))
-        else:
-            self.finished.errback(reason)
-
-
-def _describe(error: BaseException, timeout: float) -> str:
-    """
-    One line saying why a request failed, for the log.
-    """
-    if isinstance(error, TimeoutError):
-        return f"no answer within {timeout:g} s"
-    if isinstance(error, ResponseFailed) and error.reasons:
-        inner = error.reasons[0].value
-        return f"{type(error).__name__} ({type(inner).__name__}: {inner})"
-    return f"{type(error).__name__}: {error}".strip()
-
-
-# --- the hooks -----------------------------------------------------------------------------------
 
 
 @implementer(IEventHooks)
@@ -431,7 +194,7 @@ class RestHooks:
         try:
             answer = await self._attempt(app, "connect", payload)
         except Exception as error:
-            return self._connect_unavailable(app, fields, _describe(error, self._timeout))
+            return self._connect_unavailable(app, fields, describe_failure(error, self._timeout))
         if answer.unavailable:
             return self._connect_unavailable(app, fields, f"HTTP {answer.status} {answer.phrase}")
         if not answer.ok:
@@ -463,7 +226,7 @@ class RestHooks:
         try:
             answer = await self._attempt(app, method, payload)
         except Exception as error:
-            self._failed(app, method, _describe(error, self._timeout))
+            self._failed(app, method, describe_failure(error, self._timeout))
             if rule.on_error == "FAIL":
                 raise HookUnavailable(method) from None
             return result
@@ -496,7 +259,7 @@ class RestHooks:
             except Exception as error:
                 if self._closed:
                     return False
-                problem = _describe(error, self._timeout)
+                problem = describe_failure(error, self._timeout)
                 continue
             if answer.ok:
                 self._succeeded(app, method)
@@ -525,24 +288,6 @@ class RestHooks:
         return json.dumps(body, separators=(",", ":"), ensure_ascii=False,
                           default=str).encode("utf-8")
 
-    def _headers(self, app: HookApp, method: str, payload: bytes) -> dict[str, list[str]]:
-        headers = {
-            "Content-Type": ["application/json"],
-            "Accept": ["application/json"],
-            "User-Agent": [USER_AGENT],
-        }
-        if app.secret is not None:
-            if self._signature == "wcs-md5":
-                headers["Authorization"] = [wcs_md5_authorization(app.secret, payload)]
-            else:
-                timestamp = str(int(self._clock.seconds()))
-                headers[TIMESTAMP_HEADER] = [timestamp]
-                headers[SIGNATURE_HEADER] = [
-                    hmac_sha256_signature(app.secret, timestamp, method, payload)]
-        if app.username is not None:
-            headers["Authorization"] = [basic_authorization(app.username, app.password)]
-        return headers
-
     def _attempt(self, app: HookApp, method: str, payload: bytes) -> Deferred:
         """
         One POST, with the deadline covering the wait for a connection slot and the whole answer.
@@ -557,9 +302,10 @@ class RestHooks:
         try:
             response = await self._http.post(
                 f"{app.url}/{method}", data=payload,
-                headers=self._headers(app, method, payload),
+                headers=request_headers(app, method, payload, self._signature,
+                                        self._clock.seconds()),
                 allow_redirects=False, unbuffered=True)
-            body = _CappedBody(MAX_RESPONSE_BYTES)
+            body = CappedBody(MAX_RESPONSE_BYTES)
             response.deliverBody(body)
             content = await body.finished
             phrase = response.phrase
@@ -606,76 +352,3 @@ class RestHooks:
         if not failure.check(CancelledError, HooksClosed):
             self.log.failure("REST hook {method} failed unexpectedly", failure, method=method)
         return False
-
-
-# --- observers the composition root registers ----------------------------------------------------
-
-
-def _client_config(session: Any) -> Any:
-    fields = getattr(session, "fields", None)
-    return fields.get("restClientConfig") if isinstance(fields, Mapping) else None
-
-
-class CallHookObserver:
-    """
-    A CallTable observer turning call events into CallStatusEvent / TransferStatusEvent hooks.
-    """
-
-    def __init__(self, hooks: IEventHooks) -> None:
-        self.hooks = hooks
-
-    def call_status_changed(self, call, info: str | None) -> None:
-        body = call.to_wcs()
-        if info is not None:
-            body["info"] = info
-        self.hooks.event(call.app_key, "CallStatusEvent", body, _client_config(call.session))
-
-    def call_transfer_changed(self, call, status) -> None:
-        body = call.to_wcs()
-        body["status"] = getattr(status, "value", status)
-        self.hooks.event(call.app_key, "TransferStatusEvent", body, _client_config(call.session))
-
-    def call_dtmf_received(self, call, digit: str, method: str) -> None:
-        """
-        WCS has no hook for DTMF received from the SIP side, so nothing is sent.
-        """
-
-
-class SessionHookObserver:
-    """
-    A SessionTable observer sending ConnectionStatusEvent (and, when told, RegistrationStatusEvent)
-    hooks with the connection object.
-    """
-
-    def __init__(self, hooks: IEventHooks) -> None:
-        self.hooks = hooks
-
-    def _send(self, session, method: str, status: str, info: str | None) -> None:
-        body = session.public_fields()
-        body["status"] = status
-        if info is not None:
-            body["info"] = info
-        self.hooks.event(session.app_key, method, body, _client_config(session))
-
-    def session_opened(self, session) -> None:
-        self._send(session, "ConnectionStatusEvent", "ESTABLISHED", None)
-
-    def session_closed(self, session) -> None:
-        self._send(session, "ConnectionStatusEvent", "DISCONNECTED", None)
-
-    def session_registration_changed(self, session, status: str, info: str | None) -> None:
-        """
-        The SIP registration of a session changed (REGISTERED, UNREGISTERED, FAILED,
-        AUTHENTICATION_FAIL).
-        """
-        self._send(session, "RegistrationStatusEvent", status, info)
-
-    def session_refused(self, fields: Mapping[str, Any], info: str) -> None:
-        """
-        A connection that never became a session (connect refused): the short FAILED form.
-        """
-        app_key = str(fields.get("appKey") or DEFAULT_APP)
-        body = {name: fields[name] for name in ("nodeId", "sessionId")
-                if fields.get(name) is not None}
-        body.update(status="FAILED", info=info, appKey=app_key)
-        self.hooks.event(app_key, "ConnectionStatusEvent", body)

@@ -30,6 +30,9 @@ from wcs_twisted.transport.trace import BAD, IN, OUT, MessageTrace
 class MessageSender(Protocol):
     """
     What a transport adapter offers the stack: send bytes to an address it serves.
+
+    An adapter with a true C{resolves_names} attribute gets host names unresolved (TLS checks
+    the server certificate against the name).
     """
 
     def send(self, data: bytes, address: SIPAddress) -> None: ...
@@ -83,6 +86,13 @@ class SIPStack:
         self._stopped = False
 
     # --- wiring ---------------------------------------------------------------------------
+
+    def attach(self, user: ITransactionUser) -> None:
+        """
+        Deliver transaction events to C{user}: the one step after construction, because the
+        user (the UA core) sends through this stack and so is built after it.
+        """
+        self.user = user
 
     def add_transport(self, name: str, sender: MessageSender, port: int) -> None:
         """
@@ -221,6 +231,10 @@ class SIPStack:
             self.log.warn("no {transport} transport to send to {destination}",
                           transport=destination.transport, destination=str(destination))
             self.clock.callLater(0, self.transport_error, destination)
+            return
+        if getattr(sender, "resolves_names", False):
+            self.trace.record(OUT, data, destination)
+            sender.send(data, destination)
             return
         host = destination.host
         literal = self._literals.get(host)

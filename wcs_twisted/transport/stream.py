@@ -7,12 +7,17 @@ connection; outbound messages to an address with no connection open one (queuing
 The number of inbound connections is capped, and a peer that sends a message over the size caps
 or garbage that cannot be framed is answered (when possible) and disconnected.  A double-CRLF
 keep-alive ping (RFC 5626 4.4.1) is answered with a single-CRLF pong.
+
+Outbound TLS (RFC 3261 26.3.1, RFC 5922) connects to the host name the stack hands over unresolved:
+the name goes out as SNI and the server certificate must match it (or the IP literal) and chain to
+the configured trust root - the system's CA store when none is configured, never "trust anything".
 """
 
 from __future__ import annotations
 
-from twisted.internet.endpoints import TCP4ClientEndpoint
+from twisted.internet.endpoints import HostnameEndpoint, TCP4ClientEndpoint, wrapClientTLS
 from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.ssl import optionsForClientTLS
 from twisted.logger import Logger
 
 from wcs_twisted.sip.errors import RemoteProtocolError
@@ -84,21 +89,34 @@ class SIPStreamProtocol(Protocol):
         self.transport.write(data)
 
 
+#: Seconds an outbound connection (and its TLS handshake's TCP part) may take.
+CONNECT_TIMEOUT = 10
+
+
 class SIPStreamTransport(Factory):
     """
     The set of stream connections of one transport ("tcp" or "tls"), as a MessageSender.
+
+    @ivar resolves_names: a "tls" transport takes host names unresolved from the stack, since
+        the name is what the certificate is checked against.
     """
 
     log = Logger()
 
     def __init__(self, stack, reactor, name: str = "tcp", max_connections: int = 1024,
-                 max_message_size: int = 65536, connect=None) -> None:
+                 max_message_size: int = 65536, connect=None, trust_root=None) -> None:
+        """
+        @param trust_root: for "tls", the L{IOpenSSLTrustRoot} server certificates must chain
+            to; None means the platform's CA store.
+        """
         self.stack = stack
         self.reactor = reactor
         self.name = name
         self.max_connections = max_connections
         self.max_message_size = max_message_size
-        self._connect = connect or self._connect_tcp
+        self.trust_root = trust_root
+        self.resolves_names = name == "tls"
+        self._connect = connect or (self._connect_tls if name == "tls" else self._connect_tcp)
         self.connections: dict[SIPAddress, SIPStreamProtocol] = {}
         self._pending: dict[SIPAddress, list[bytes]] = {}
         self.inbound = 0
@@ -140,10 +158,22 @@ class SIPStreamTransport(Factory):
         self._pending[address] = [data]
         self._connect(address).addErrback(self._connect_failed, address)
 
+    def _outbound_factory(self, address: SIPAddress) -> Factory:
+        return Factory.forProtocol(lambda: SIPStreamProtocol(self, outbound_to=address))
+
     def _connect_tcp(self, address: SIPAddress):
-        endpoint = TCP4ClientEndpoint(self.reactor, address.host, address.port, timeout=10)
-        factory = Factory.forProtocol(lambda: SIPStreamProtocol(self, outbound_to=address))
-        return endpoint.connect(factory)
+        endpoint = TCP4ClientEndpoint(self.reactor, address.host, address.port,
+                                      timeout=CONNECT_TIMEOUT)
+        return endpoint.connect(self._outbound_factory(address))
+
+    def _connect_tls(self, address: SIPAddress):
+        """
+        TLS to C{address.host}: SNI and certificate check against that name (RFC 5922 7.2).
+        """
+        options = optionsForClientTLS(address.host, trustRoot=self.trust_root)
+        endpoint = wrapClientTLS(options, HostnameEndpoint(
+            self.reactor, address.host, address.port, timeout=CONNECT_TIMEOUT))
+        return endpoint.connect(self._outbound_factory(address))
 
     def _connect_failed(self, failure, address: SIPAddress) -> None:
         self._pending.pop(address, None)
