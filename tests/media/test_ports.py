@@ -2,6 +2,8 @@
 Tests for L{wcs_twisted.media.ports}.
 """
 
+import random
+
 from twisted.trial.unittest import SynchronousTestCase
 
 from wcs_twisted.media.ports import PortPool, PortPoolExhausted
@@ -19,7 +21,7 @@ class PortPoolTests(SynchronousTestCase):
         """
         pool = PortPool(31001, 31010)
         pairs = [pool.allocate() for _ in range(pool.capacity)]
-        self.assertEqual([r.rtp_port for r in pairs], [31002, 31004, 31006, 31008])
+        self.assertEqual(sorted(r.rtp_port for r in pairs), [31002, 31004, 31006, 31008])
         for r in pairs:
             self.assertEqual(r.rtcp_port, r.rtp_port + 1)
             self.assertLessEqual(r.rtcp_port, 31010)
@@ -75,14 +77,32 @@ class PortPoolTests(SynchronousTestCase):
         self.assertTrue(reservation.released)
         self.assertEqual(pool.available, 1)
 
-    def test_least_recently_used_first(self):
+    def test_random_order(self):
         """
-        A freed pair goes to the back of the queue, so it is not reused at once.
+        Pairs come out in no predictable order: the first pair of a fresh
+        pool varies, and successive pairs are not the next ports up (an
+        attacker cannot aim at the next call's ports).
         """
-        pool = PortPool(40000, 40005)
-        a = pool.allocate()
-        a.release()
-        self.assertEqual(pool.allocate().rtp_port, 40002)
+        firsts = {PortPool(40000, 40999, rng=random.Random(seed)).allocate().rtp_port
+                  for seed in range(20)}
+        self.assertGreater(len(firsts), 10)
+        pool = PortPool(40000, 40999, rng=random.Random(1))
+        ports = [pool.allocate().rtp_port for _ in range(10)]
+        steps = {b - a for a, b in zip(ports, ports[1:])}
+        self.assertNotEqual(steps, {2})
+
+    def test_never_hands_out_a_pair_in_use(self):
+        """
+        Every pair of the range is handed out exactly once while held; a
+        released pair is the only one that can come out next.
+        """
+        pool = PortPool(40000, 40099, rng=random.Random(2))
+        held = [pool.allocate() for _ in range(pool.capacity)]
+        ports = [r.rtp_port for r in held]
+        self.assertEqual(sorted(ports), list(range(40000, 40099, 2)))
+        held[17].release()
+        self.assertEqual(pool.allocate().rtp_port, ports[17])
+        self.assertRaises(PortPoolExhausted, pool.allocate)
 
     def test_foreign_reservation(self):
         """
@@ -119,7 +139,7 @@ class PortPoolBindTests(SynchronousTestCase):
         """
         Pairs whose bind reports "busy" are released and the next is tried.
         """
-        pool = PortPool(40000, 40005)
+        pool = PortPool(40000, 40005, rng=random.Random(3))
         tried = []
 
         def bind(reservation):
@@ -130,8 +150,10 @@ class PortPoolBindTests(SynchronousTestCase):
 
         reservation, result = pool.bind(bind)
         self.assertEqual((reservation.rtp_port, result), (40004, "bound"))
-        self.assertEqual(tried, [40000, 40002, 40004])
+        self.assertEqual(len(tried), len(set(tried)), "a busy pair is not tried twice")
+        self.assertEqual(tried[-1], 40004)
         self.assertEqual(pool.in_use, 1)
+        self.assertEqual(pool.available, 2)
 
     def test_other_errors_release_and_propagate(self):
         """
@@ -147,13 +169,35 @@ class PortPoolBindTests(SynchronousTestCase):
 
     def test_all_busy(self):
         """
-        When every pair is busy the last busy error is raised and nothing is held.
+        When every pair is busy, each is tried once, PortPoolExhausted says
+        so (chained to the last busy error) and nothing is held.
         """
         pool = PortPool(40000, 40003)
+        tried = []
 
         def bind(reservation):
+            tried.append(reservation.rtp_port)
             raise OSError(reservation.rtp_port)
 
-        error = self.assertRaises(OSError, pool.bind, bind)
-        self.assertEqual(error.args, (40002,))
+        error = self.assertRaises(PortPoolExhausted, pool.bind, bind)
+        self.assertEqual(sorted(tried), [40000, 40002])
+        self.assertIsInstance(error.__cause__, OSError)
+        self.assertIn("40000-40003", str(error))
+        self.assertIn("other processes", str(error))
+        self.assertEqual(pool.in_use, 0)
+
+    def test_attempts_bounded(self):
+        """
+        In a large range held mostly by others, bind gives up after its
+        attempts instead of walking the whole range.
+        """
+        pool = PortPool(40000, 49999)
+        tried = []
+
+        def bind(reservation):
+            tried.append(reservation.rtp_port)
+            raise OSError("in use")
+
+        self.assertRaises(PortPoolExhausted, pool.bind, bind, attempts=5)
+        self.assertEqual(len(tried), 5)
         self.assertEqual(pool.in_use, 0)

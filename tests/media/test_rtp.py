@@ -9,6 +9,7 @@ from zope.interface.verify import verifyObject
 
 from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IListeningPort, IReactorUDP, IUDPTransport
+from twisted.logger import Logger, LogLevel, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests.media.fakes import FakeUDPReactor
@@ -21,7 +22,11 @@ from wcs_twisted.media.rtp_packet import (
     decode_telephone_event,
     peek_header,
 )
+from wcs_twisted.media.rtp_source import expected_hosts, nat_suspected
 
+# Documentation addresses are not global: a peer whose SDP names one may be
+# behind NAT, so with no signalling source known the leg learns from any
+# source (see SourceLearningTests for the strict cases).
 PEER = ("192.0.2.10", 4000)
 NAT = ("198.51.100.7", 61000)
 
@@ -76,8 +81,10 @@ class LifecycleTests(SessionTestMixin, SynchronousTestCase):
         configured address.
         """
         session = self.make()
-        self.assertEqual(session.local_address, ("203.0.113.1", 31000))
-        self.assertEqual(session.local_rtcp_port, 31001)
+        host, port = session.local_address
+        self.assertEqual(host, "203.0.113.1")
+        self.assertTrue(31000 <= port < 31009 and port % 2 == 0, port)
+        self.assertEqual(session.local_rtcp_port, port + 1)
         self.assertEqual(self.pool.in_use, 1)
 
     def test_skips_ports_taken_elsewhere(self):
@@ -85,13 +92,13 @@ class LifecycleTests(SessionTestMixin, SynchronousTestCase):
         A pair another process holds is skipped and goes back to the pool.
         """
         reactor = FakeUDPReactor()
-        reactor.busy.add(31000)
+        reactor.busy.update({31000, 31002})
         pool = PortPool(31000, 31005)
         session = RTPSession(reactor, "127.0.0.1", pool)
         session.start()
-        self.assertEqual(session.local_address[1], 31002)
-        self.assertEqual(pool.in_use, 1)
-        self.assertNotIn(31001, reactor.bound)
+        self.assertEqual(session.local_address[1], 31004)
+        self.assertEqual((pool.in_use, pool.available), (1, 2))
+        self.assertEqual(sorted(reactor.bound), [31004, 31005])
         session.stop()
 
     def test_stop_releases_everything(self):
@@ -134,14 +141,17 @@ class LifecycleTests(SessionTestMixin, SynchronousTestCase):
 
     def test_all_pairs_busy(self):
         """
-        When every pair is taken by others, start fails and holds no pair.
+        When every pair is taken by others, start fails with
+        PortPoolExhausted and holds no pair.
         """
         reactor = FakeUDPReactor()
         reactor.busy.update({31000, 31002})
         pool = PortPool(31000, 31003)
         session = RTPSession(reactor, "127.0.0.1", pool)
-        self.assertRaises(CannotListenError, session.start)
+        error = self.assertRaises(PortPoolExhausted, session.start)
+        self.assertIsInstance(error.__cause__, CannotListenError)
         self.assertEqual(pool.in_use, 0)
+        self.assertEqual(reactor.bound, {})
 
     def test_stop_sends_bye(self):
         """
@@ -210,13 +220,16 @@ class LatchingTests(SessionTestMixin, SynchronousTestCase):
         session.datagramReceived(rtp(seq=2), other)
         self.assertEqual(session.remote_address, other)
 
-    def test_latch_before_sdp(self):
+    def test_nothing_learnt_before_sdp(self):
         """
-        Packets arriving before the peer's SDP (early media) latch too.
+        Before the peer's SDP says who it is, no source is learnt: packets
+        are refused (they are what a flood of the port range looks like).
         """
         session = self.make()
         session.datagramReceived(rtp(), NAT)
-        self.assertEqual(session.remote_address, NAT)
+        self.assertFalse(session.latched)
+        self.assertIsNone(session.remote_address)
+        self.assertEqual((self.received, session.packets_refused), ([], 1))
 
     def test_garbage_does_not_latch(self):
         """
@@ -235,6 +248,7 @@ class LatchingTests(SessionTestMixin, SynchronousTestCase):
         A datagram shorter than an RTP header from the latched peer is dropped.
         """
         session = self.make()
+        session.set_remote(*PEER)
         session.datagramReceived(rtp(), NAT)
         session.datagramReceived(b"\x80\x00", NAT)
         self.assertEqual(len(self.received), 1)
@@ -251,6 +265,7 @@ class PacketPathTests(SessionTestMixin, SynchronousTestCase):
         The bridge's callback receives the received bytes object, unchanged.
         """
         session = self.make()
+        session.set_remote(*PEER)
         data = rtp()
         session.datagramReceived(data, PEER)
         self.assertIs(self.received[0], data)
@@ -560,6 +575,7 @@ class TelephoneEventTests(SessionTestMixin, SynchronousTestCase):
         once, and still reach the bridge.
         """
         session = self.make()
+        session.set_remote(*PEER)
         session.set_telephone_event(101)
         digits = []
         session.digit_received = digits.append
@@ -617,6 +633,7 @@ class DirectionTests(SessionTestMixin, SynchronousTestCase):
         first valid packet latches the session.
         """
         session = self.make()
+        session.set_remote(*PEER)
         latched = []
         session.source_latched = latched.append
         session.datagramReceived(rtp(seq=1), PEER)
@@ -641,9 +658,233 @@ class DirectionTests(SessionTestMixin, SynchronousTestCase):
         peer numbered telephone-event differently from our sending type.
         """
         session = self.make()
+        session.set_remote(*PEER)
         session.set_telephone_event(96, 8000, receive_payload_type=101)
         digits = []
         session.digit_received = digits.append
         session.datagramReceived(rtp(seq=1, pt=96, payload=bytes([1, 0x8A, 0, 160])), PEER)
         session.datagramReceived(rtp(seq=2, pt=101, ts=320, payload=bytes([2, 0x8A, 0, 160])), PEER)
         self.assertEqual(digits, ["2"])
+
+
+# Global addresses (the fake reactor sends nothing anywhere): with them the
+# SDP address is trusted as it is, no NAT suspected.
+PHONE = ("1.2.3.4", 4000)
+ATTACKER = ("5.6.7.8", 4000)
+
+
+class SourcePolicyTests(SynchronousTestCase):
+    """
+    Which hosts a leg learns media from (L{wcs_twisted.media.rtp_source}).
+    """
+
+    def test_nat_suspected(self):
+        """
+        Only a global SDP address, or loopback while we listen on loopback, is
+        taken as where the packets come from; private, shared (CGNAT),
+        link-local, unspecified addresses and names may hide a NAT.
+        """
+        for host in ("1.2.3.4", "2001:4860::1", "::ffff:1.2.3.4"):
+            self.assertFalse(nat_suspected(host, "0.0.0.0"), host)
+        self.assertFalse(nat_suspected("127.0.0.1", "127.0.0.1"))
+        for host in ("10.1.2.3", "192.168.1.5", "100.64.0.9", "169.254.1.1", "fd00::5",
+                     "0.0.0.0", "phone.example.com"):
+            self.assertTrue(nat_suspected(host, "0.0.0.0"), host)
+        self.assertTrue(nat_suspected("127.0.0.1", "10.0.0.1"))
+
+    def test_expected_hosts(self):
+        """
+        The SDP host; plus the signalling source when it differs (NAT); any
+        host (None) when NAT is suspected and no signalling source is known.
+        """
+        self.assertEqual(expected_hosts("1.2.3.4", None, "0.0.0.0"), {"1.2.3.4"})
+        self.assertEqual(expected_hosts("1.2.3.4", "1.2.3.4", "0.0.0.0"), {"1.2.3.4"})
+        self.assertEqual(expected_hosts("192.168.1.5", "1.2.3.4", "0.0.0.0"),
+                         {"192.168.1.5", "1.2.3.4"})
+        self.assertEqual(expected_hosts("1.2.3.4", "5.6.7.9", "0.0.0.0"),
+                         {"1.2.3.4", "5.6.7.9"})
+        self.assertIsNone(expected_hosts("192.168.1.5", None, "0.0.0.0"))
+        self.assertEqual(expected_hosts("::ffff:1.2.3.4", None, "0.0.0.0"), {"1.2.3.4"})
+
+
+class SourceLearningTests(SessionTestMixin, SynchronousTestCase):
+    """
+    The source is learnt only from the expected peer, within a window after
+    its first packet, then locked (the CVE-2017-14099 "RTP bleed" set-up).
+    """
+
+    def test_flood_from_foreign_host_never_latches(self):
+        """
+        A flood from another host before and after the peer's first packet
+        is refused and counted; the leg latches onto the peer and keeps
+        sending to it, and only the peer's media reaches the bridge.
+        """
+        session = self.make()
+        session.set_remote(*PHONE)
+        for seq in range(100):
+            session.datagramReceived(rtp(seq=seq, ssrc=0xBAD), ATTACKER)
+        self.assertFalse(session.latched)
+        self.assertEqual(session.remote_address, PHONE)
+        session.datagramReceived(rtp(seq=1), PHONE)
+        for seq in range(100, 200):
+            session.datagramReceived(rtp(seq=seq, ssrc=0xBAD), (ATTACKER[0], 4000 + seq))
+            self.reactor.advance(0.05)
+        session.send_packet(bytearray(rtp()))
+        self.assertEqual(session.remote_address, PHONE)
+        self.assertEqual({a for _, a in self.rtp_port(session).written}, {PHONE})
+        self.assertEqual([peek_header(d).ssrc for d in self.received], [0xDEAD])
+        self.assertEqual((session.packets_refused, session.packets_dropped), (200, 200))
+
+    def test_nat_learnt_from_signalling_source(self):
+        """
+        A private SDP address with the signalling from a public host: the
+        NAT's public side (any port) is learnt, the foreign host is not.
+        """
+        session = self.make(signalling_source=PHONE[0])
+        session.set_remote("192.168.1.5", 4000)
+        session.datagramReceived(rtp(seq=1, ssrc=0xBAD), ATTACKER)
+        session.datagramReceived(rtp(seq=1), (PHONE[0], 61000))
+        self.assertEqual(session.remote_address, (PHONE[0], 61000))
+        self.assertEqual(session.expected_hosts, {"192.168.1.5", PHONE[0]})
+        self.assertEqual((len(self.received), session.packets_refused), (1, 1))
+
+    def test_signalling_source_with_the_sdp(self):
+        """
+        set_remote takes the signalling source of the message carrying the
+        SDP; a later set_remote without one keeps it.
+        """
+        session = self.make()
+        session.set_remote("10.0.0.7", 4000, signalling_source=PHONE[0])
+        session.set_remote("10.0.0.7", 4000)
+        session.datagramReceived(rtp(), (PHONE[0], 5555))
+        self.assertTrue(session.latched)
+
+    def test_private_sdp_without_signalling_source_learns_from_any(self):
+        """
+        NAT suspected but the signalling source unknown: nothing to check
+        against, so the first source latches (and then holds).
+        """
+        session = self.make()
+        session.set_remote("192.168.1.5", 4000)
+        self.assertIsNone(session.expected_hosts)
+        session.datagramReceived(rtp(seq=1), ATTACKER)
+        session.datagramReceived(rtp(seq=2), PHONE)
+        self.assertEqual(session.remote_address, ATTACKER)
+        self.assertEqual(session.packets_refused, 1)
+
+    def test_source_moves_within_window_then_locks(self):
+        """
+        Within the learning window after the first packet the source may
+        move to another port of an expected host (the NAT rebinds early);
+        after it, the source is locked: even the expected host's other ports
+        are refused.  source_latched is reported once.
+        """
+        session = self.make(learning_window=2.0)
+        session.set_remote(*PHONE)
+        latched = []
+        session.source_latched = latched.append
+        session.datagramReceived(rtp(seq=1), PHONE)
+        self.reactor.advance(1.9)
+        moved = (PHONE[0], 4010)
+        session.datagramReceived(rtp(seq=2), moved)
+        self.assertEqual(session.remote_address, moved)
+        self.reactor.advance(0.2)
+        session.datagramReceived(rtp(seq=3), (PHONE[0], 4020))
+        session.datagramReceived(rtp(seq=4), PHONE)
+        self.assertEqual(session.remote_address, moved)
+        self.assertEqual((latched, len(self.received), session.packets_refused),
+                         ([PHONE], 2, 2))
+
+    def test_window_starts_with_media(self):
+        """
+        The window opens at the peer's first packet, not at the SDP: a peer
+        that starts sending late (a call ringing for a minute) still latches.
+        """
+        session = self.make(learning_window=1.0)
+        session.set_remote(*PHONE)
+        self.reactor.advance(60)
+        session.datagramReceived(rtp(), PHONE)
+        self.assertTrue(session.latched)
+
+    def test_new_sdp_address_learns_anew(self):
+        """
+        A locked leg given a new SDP address (a re-INVITE moving the media)
+        learns from the new host only; the same address again keeps the lock.
+        """
+        session = self.make(learning_window=1.0)
+        session.set_remote(*PHONE)
+        session.datagramReceived(rtp(seq=1), PHONE)
+        self.reactor.advance(5)
+        session.set_remote(*PHONE)
+        session.datagramReceived(rtp(seq=2), (PHONE[0], 4444))
+        self.assertEqual(session.remote_address, PHONE)
+        other = ("9.9.9.9", 6000)
+        session.set_remote(*other)
+        session.datagramReceived(rtp(seq=3), PHONE)
+        self.assertFalse(session.latched)
+        session.datagramReceived(rtp(seq=4), other)
+        self.assertEqual(session.remote_address, other)
+
+    def test_rtcp_learnt_from_expected_peer(self):
+        """
+        RTCP from a foreign host is refused and never becomes where reports
+        go; the peer's RTCP is learnt, and locked once the window closed.
+        """
+        session = self.make(learning_window=1.0)
+        session.set_remote(*PHONE)
+        session._rtcp_protocol.datagramReceived(rtcp.build_rr(7), ATTACKER)
+        session.datagramReceived(rtp(), PHONE)
+        rtcp_source = (PHONE[0], 4001)
+        session._rtcp_protocol.datagramReceived(rtcp.build_rr(1), rtcp_source)
+        self.reactor.advance(2)
+        session._rtcp_protocol.datagramReceived(rtcp.build_rr(1), (PHONE[0], 4003))
+        self.reactor.advance(10)
+        self.assertEqual({a for _, a in self.rtcp_port(session).written}, {rtcp_source})
+        self.assertEqual((session.rtcp_packets_received, session.packets_refused), (1, 2))
+
+    def test_rtcp_mux_from_foreign_host_refused(self):
+        """
+        With rtcp-mux, RTCP arriving on the RTP port from a foreign host is
+        refused like its RTP.
+        """
+        session = self.make(rtcp_mux=True)
+        session.set_remote(*PHONE)
+        seen = []
+        session.rtcp_received = seen.append
+        session.datagramReceived(rtcp.build_rr(0xBAD), ATTACKER)
+        session.datagramReceived(rtp(), PHONE)
+        session.datagramReceived(rtcp.build_rr(0xDEAD), PHONE)
+        self.assertEqual((len(seen), session.packets_refused), (1, 1))
+
+    def test_loopback_peer_on_loopback(self):
+        """
+        Listening on loopback, a loopback SDP address is trusted as it is:
+        another loopback address (all of 127/8 reaches us) is refused.
+        """
+        self.reactor = FakeUDPReactor()
+        session = RTPSession(self.reactor, "127.0.0.1", PortPool(31000, 31009))
+        session.start()
+        self.addCleanup(session.stop)
+        session.set_remote("127.0.0.1", 4000)
+        session.datagramReceived(rtp(), ("127.0.0.2", 4000))
+        session.datagramReceived(rtp(), ("127.0.0.1", 4000))
+        self.assertEqual((session.remote_address, session.packets_refused),
+                         (("127.0.0.1", 4000), 1))
+
+    def test_refusals_logged_at_a_bounded_rate(self):
+        """
+        A flood gives one warning per interval, with the count since the
+        last one and the latest source as format fields, not one per packet.
+        """
+        session = self.make()
+        events = []
+        session.log = Logger(observer=events.append)
+        session.set_remote(*PHONE)
+        for seq in range(500):
+            session.datagramReceived(rtp(seq=seq), (ATTACKER[0], 4000 + seq))
+            self.reactor.advance(0.05)
+        warnings = [e for e in events if e["log_level"] == LogLevel.warn]
+        self.assertEqual([e["count"] for e in warnings], [1, 200, 200])
+        self.assertEqual(warnings[-1]["source"], (ATTACKER[0], 4400))
+        self.assertIn("5.6.7.8", formatEvent(warnings[0]))
+        self.assertEqual(session.packets_refused, 500)

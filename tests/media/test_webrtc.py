@@ -110,10 +110,11 @@ class WebRTCTransportTests(SynchronousTestCase):
         """
         params = self.transport.local_parameters
         self.assertTrue(params.ice_lite)
-        self.assertEqual(params.candidate_port, 31000)
-        self.assertEqual(params.candidate, "1 1 udp 2130706431 198.51.100.1 31000 typ host")
+        port = self.transport.local_address[1]
+        self.assertEqual((port % 2, params.candidate_port), (0, port))
+        self.assertEqual(params.candidate, f"1 1 udp 2130706431 198.51.100.1 {port} typ host")
         self.assertIn(("sha-256", fingerprints(SERVER_CERT)[0][1]), params.fingerprints)
-        self.assertNotIn(31001, self.reactor.bound)
+        self.assertNotIn(port + 1, self.reactor.bound)
 
     def test_handshake_connects(self):
         """

@@ -7,13 +7,18 @@ Every call leg takes an even RTP port with RTCP on the next odd one
 rejected, cancelled, failed half-way through setup.  A L{PortReservation} is
 the only way to hold a pair: releasing it is idempotent, so a second release
 (an errback after a normal close) can never free a pair that was meanwhile
-handed to another call.  Freed pairs go to the back of the queue so a port
-is not reused while stray packets of the previous call may still arrive.
+handed to another call.
+
+Pairs are drawn at random from the free ones: handed out in order, the next
+call's ports are predictable, and a flood aimed at them from anywhere races
+the real peer for the first packet (the CVE-2017-14099 "RTP bleed" set-up).
+A random free pair is also rarely the one just freed, so stray packets of
+the previous call seldom reach the next.
 """
 
 from __future__ import annotations
 
-from collections import deque
+import random
 from types import TracebackType
 from typing import Callable, Optional, TypeVar
 
@@ -83,10 +88,14 @@ class PortReservation:
 class PortPool:
     """
     Even RTP ports (with RTCP on port + 1) from the inclusive range
-    C{low}..C{high}.
+    C{low}..C{high}, handed out at random.
     """
 
-    def __init__(self, low: int, high: int) -> None:
+    def __init__(self, low: int, high: int, rng: Optional[random.Random] = None) -> None:
+        """
+        @param rng: chooses among the free pairs; a C{SystemRandom} unless
+            given (tests pass a seeded one).
+        """
         if not (0 < low <= high <= 65535):
             raise ValueError(f"invalid RTP port range {low}-{high}")
         first = low + (low & 1)
@@ -98,7 +107,10 @@ class PortPool:
         self.low = low
         self.high = high
         self._all = frozenset(ports)
-        self._free: deque[int] = deque(ports)
+        self._rng = rng if rng is not None else random.SystemRandom()
+        # The free pairs in no particular order: a random index is swapped
+        # with the last one and popped, so allocation is O(1).
+        self._free: list[int] = list(ports)
         self._in_use: set[int] = set()
 
     @property
@@ -124,16 +136,19 @@ class PortPool:
 
     def allocate(self) -> PortReservation:
         """
-        Take the least recently used free pair.
+        Take a free pair chosen at random.
 
         @raise PortPoolExhausted: if every pair is held.
         """
-        if not self._free:
+        free = self._free
+        if not free:
             raise PortPoolExhausted(
                 f"all {self.capacity} RTP port pairs of {self.low}-{self.high}"
                 " are in use"
             )
-        port = self._free.popleft()
+        index = self._rng.randrange(len(free))
+        free[index], free[-1] = free[-1], free[index]
+        port = free.pop()
         self._in_use.add(port)
         return PortReservation(self, port)
 
@@ -144,28 +159,39 @@ class PortPool:
         attempts: int = BIND_ATTEMPTS,
     ) -> tuple[PortReservation, T]:
         """
-        Allocate pairs and call C{bind} with each until one binds: a pair
-        that raises one of C{busy} (a port another process holds) is released
-        to the back of the queue and the next one is tried.  C{bind} must
-        undo its own partial work before raising.  Any other error releases
-        the pair and propagates.
+        Allocate pairs and call C{bind} with each until one binds, at most
+        C{attempts} times: a pair that raises one of C{busy} (a port another
+        process holds) is kept aside until this call ends, so each attempt
+        tries a different pair, then released.  C{bind} must undo its own
+        partial work before raising.  Any other error releases the pair and
+        propagates.
 
-        @raise PortPoolExhausted: if no pair is free.
+        @raise PortPoolExhausted: if no pair is free, or every pair tried was
+            busy (chained to the last busy error).
         @return: the reservation and what C{bind} returned.
         """
+        busy_pairs: list[PortReservation] = []
         last: Optional[BaseException] = None
-        for _ in range(min(attempts, self.capacity)):
-            reservation = self.allocate()
-            try:
-                return reservation, bind(reservation)
-            except busy as e:
-                last = e
+        try:
+            for _ in range(attempts):
+                if not self._free and busy_pairs:
+                    break
+                reservation = self.allocate()
+                try:
+                    return reservation, bind(reservation)
+                except busy as e:
+                    last = e
+                    busy_pairs.append(reservation)
+                except BaseException:
+                    reservation.release()
+                    raise
+            raise PortPoolExhausted(
+                f"no RTP port pair of {self.low}-{self.high} could be bound:"
+                f" {len(busy_pairs)} tried, all held by other processes"
+            ) from last
+        finally:
+            for reservation in busy_pairs:
                 reservation.release()
-            except BaseException:
-                reservation.release()
-                raise
-        assert last is not None
-        raise last
 
     def release(self, reservation: PortReservation) -> None:
         """

@@ -2,18 +2,25 @@
 """
 The SIP leg's media: plain RTP/AVP on a UDP port pair from the media range.
 
-A SIP peer behind NAT sends from an address its SDP does not name, so the
-session latches onto the source of the first valid packet and sends there
-(symmetric RTP, RFC 4961); it latches once, and only a new SDP address
-(L{RTPSession.set_remote}) starts a new latch, so a stray or hostile source
-cannot steal a running call.  RTCP runs on port + 1 (or on the RTP port with
-rtcp-mux, demultiplexed by RFC 5761), with one compound report every ~5 s.
+Where the leg accepts media from is security policy (docs/security.md, "RTP
+source learning"): latching onto the first packet from anywhere lets whoever
+floods the port range first take the call (CVE-2017-14099, "RTP bleed").  So
+the source is learnt only from the expected peer - the host its SDP names,
+or, when NAT is detected, the host its signalling came from - and only until
+a short learning window after the first packet closes; then it is locked.
+Everything else is dropped, counted (L{RTPSession.packets_refused}) and
+logged at a bounded rate.  Within those hosts the leg still sends where the
+peer sends from (symmetric RTP, RFC 4961), so a NATed port works.  RTCP runs
+on port + 1 (or on the RTP port with rtcp-mux, demultiplexed by RFC 5761),
+learnt by the same rule, with one compound report every ~5 s.
 
 One timer per leg serves both the RTCP schedule and the inactivity watchdog:
 the watchdog compares the packet counter between ticks, so the per-packet
 path only bumps counters and hands the datagram, unparsed, to the
-C{packet_received} slot.  Sending relays a C{bytearray} rewritten in place by
-an L{RTPRewriter}; nothing on either path allocates beyond the datagram.
+C{packet_received} slot; source checks run only for datagrams from another
+address than the learnt one (the cold path).  Sending relays a C{bytearray}
+rewritten in place by an L{RTPRewriter}; nothing on either path allocates
+beyond the datagram.
 
 The reactor (C{IReactorUDP}) and clock (C{IReactorTime}, the reactor unless
 given) are injected; this module never touches the global reactor.
@@ -35,11 +42,16 @@ from wcs_twisted.media._dtmf import TelephoneEventPacing
 from wcs_twisted.media._leg import _MediaLeg
 from wcs_twisted.media.ports import PortPool, PortReservation
 from wcs_twisted.media.rtp_packet import RTP_HEADER_SIZE, is_rtcp, is_rtp, peek_header
+from wcs_twisted.media.rtp_source import (
+    LEARNING_WINDOW,
+    REFUSAL_LOG_INTERVAL,
+    canonical_host,
+    expected_hosts,
+)
 
 __all__ = ["RTPSession"]
 
 Address = tuple[str, int]
-
 
 class _RTCPProtocol(DatagramProtocol):
     """
@@ -67,12 +79,16 @@ class RTPSession(_MediaLeg, TelephoneEventPacing, DatagramProtocol):
     @ivar digit_received: called with each RFC 4733 DTMF digit received,
         once per event.
     @ivar source_latched: called with the peer's address when the first
-        valid RTP packet latches the session (media is flowing).
+        valid RTP packet from it latches the session (media is flowing).
+    @ivar learning_window: seconds after that first packet during which the
+        source may move to another port of an expected host; then locked.
     @ivar packets_received: RTP packets accepted from the peer.
     @ivar octets_received: bytes of those datagrams.
     @ivar packets_sent: RTP packets sent (relayed, built or telephone events).
     @ivar octets_sent: payload bytes sent (the SR octet count).
-    @ivar packets_dropped: datagrams refused (wrong source, not RTP).
+    @ivar packets_dropped: datagrams dropped (not RTP/RTCP, or refused).
+    @ivar packets_refused: those of them (RTP or RTCP) refused for their
+        source: not the expected peer, or not the locked source.
     @ivar rtcp_sent: RTCP compound packets sent.
     @ivar rtcp_packets_received: RTCP compound packets accepted.
     """
@@ -101,6 +117,8 @@ class RTPSession(_MediaLeg, TelephoneEventPacing, DatagramProtocol):
         ssrc: Optional[int] = None,
         cname: Optional[str] = None,
         rng: Optional[random.Random] = None,
+        learning_window: float = LEARNING_WINDOW,
+        signalling_source: Optional[str] = None,
     ) -> None:
         """
         @param reactor: provides C{listenUDP}.
@@ -117,6 +135,9 @@ class RTPSession(_MediaLeg, TelephoneEventPacing, DatagramProtocol):
         @param cname: SDES CNAME; derived from the SSRC when not given.
         @param rng: randomness for SSRC, initial sequence/timestamp and the
             RTCP interval jitter.
+        @param learning_window: see the C{learning_window} attribute.
+        @param signalling_source: the host the peer's SIP messages come from,
+            when known; see L{set_remote}.
         """
         self._init_leg(
             reactor, local_host, port_pool, clock, clock_rate, packet_interval,
@@ -132,6 +153,16 @@ class RTPSession(_MediaLeg, TelephoneEventPacing, DatagramProtocol):
         self._rtcp_protocol = _RTCPProtocol(self)
         self._started = False
         self._stopped = False
+
+        # where media may come from (None: from anywhere, see expected_hosts;
+        # empty until the peer's SDP), the window, and refusal bookkeeping
+        self.learning_window = learning_window
+        self._signalling_source = signalling_source
+        self._expected: Optional[frozenset[str]] = frozenset()
+        self._learn_until: Optional[float] = None
+        self.packets_refused = 0
+        self._refusals_logged = 0
+        self._refusal_logged_at: Optional[float] = None
 
         # addresses: where we send, and the source we accept (None until latched)
         self._send_addr: Optional[Address] = None
@@ -183,6 +214,14 @@ class RTPSession(_MediaLeg, TelephoneEventPacing, DatagramProtocol):
         Whether the peer's source address was learnt from its packets.
         """
         return self._source_addr is not None
+
+    @property
+    def expected_hosts(self) -> Optional[frozenset[str]]:
+        """
+        The hosts media is learnt from (empty before the peer's SDP; C{None}
+        when NAT is suspected and no signalling source is known: any).
+        """
+        return self._expected
 
     @property
     def on_hold(self) -> bool:
@@ -273,36 +312,96 @@ class RTPSession(_MediaLeg, TelephoneEventPacing, DatagramProtocol):
             lambda _: None
         )
 
-    # -- remote address and latching -----------------------------------------
+    # -- remote address and source learning -----------------------------------
 
-    def set_remote(self, host: str, port: int, rtcp_port: Optional[int] = None) -> None:
+    def set_remote(
+        self,
+        host: str,
+        port: int,
+        rtcp_port: Optional[int] = None,
+        *,
+        signalling_source: Optional[str] = None,
+    ) -> None:
         """
-        Take the peer's address from its SDP (c=/m=, a=rtcp).  A changed
-        address replaces the latch, so the next packets may latch anew; the
-        same address again (a re-INVITE repeating the SDP) keeps it.
+        Take the peer's address from its SDP (c=/m=, a=rtcp), and with it
+        the hosts its media may come from (L{expected_hosts}).  A changed
+        address starts learning afresh, so the next packets from those hosts
+        latch; the same address again (a re-INVITE repeating the SDP) keeps
+        the learnt source.
+
+        @param signalling_source: the host the SDP's SIP message came from;
+            C{None} keeps the one already known.
         """
+        if signalling_source is not None:
+            self._signalling_source = signalling_source
+        self._expected = expected_hosts(host, self._signalling_source, self._local_host)
         addr = (host, port)
         rtcp_addr = (host, port if self.rtcp_mux else (rtcp_port or port + 1))
         if addr != self._sdp_addr:
             self._sdp_addr = addr
             self._source_addr = None
+            self._learn_until = None
             self._send_addr = addr
         if rtcp_addr != self._sdp_rtcp_addr:
             self._sdp_rtcp_addr = rtcp_addr
             self._rtcp_source_addr = None
             self._rtcp_send_addr = rtcp_addr
 
+    def _may_learn(self, addr: Address, learnt: Optional[Address]) -> bool:
+        """
+        Whether a datagram from C{addr} may become the source, replacing
+        C{learnt}: it comes from an expected host and nothing is learnt yet,
+        or the learning window is still open.  From anywhere (no expected
+        hosts known), only the first source is taken.
+        """
+        expected = self._expected
+        if expected is None:
+            return learnt is None
+        host = addr[0]
+        if host not in expected and canonical_host(host) not in expected:
+            return False
+        until = self._learn_until
+        return learnt is None or until is None or self._clock.seconds() < until
+
+    def _refuse(self, addr: Address, kind: str) -> None:
+        """
+        Count a datagram refused for its source and log, at most once per
+        L{REFUSAL_LOG_INTERVAL}, how many were refused since the last line.
+        """
+        self.packets_dropped += 1
+        self.packets_refused += 1
+        now = self._clock.seconds()
+        logged_at = self._refusal_logged_at
+        if logged_at is not None and now - logged_at < REFUSAL_LOG_INTERVAL:
+            return
+        self._refusal_logged_at = now
+        count = self.packets_refused - self._refusals_logged
+        self._refusals_logged = self.packets_refused
+        self.log.warn(
+            "Refused {count} {kind} datagram(s) on port {port} from sources other than"
+            " the peer, latest {source} (learnt {learnt}, expected hosts {expected},"
+            " SDP said {sdp})",
+            count=count, kind=kind, port=self._rtp_port.getHost().port if self._rtp_port else None,
+            source=addr, learnt=self._source_addr,
+            expected=None if self._expected is None else sorted(self._expected),
+            sdp=self._sdp_addr,
+        )
+
     def _accept(self, data: bytes, addr: Address) -> bool:
         """
         The cold path: a datagram too short for RTP, or from an address other
-        than the latched source (any datagram before latching).  Latch once
-        onto the first valid RTP source; refuse everything else.
+        than the learnt source.  Learn the source from the expected peer
+        (L{_may_learn}); refuse everything else.
         """
         if self.rtcp_mux and is_rtcp(data):
             self._rtcp_datagram(data, addr)
             return False
-        if self._source_addr is not None or not is_rtp(data):
+        if not is_rtp(data):
             self.packets_dropped += 1
+            return False
+        previous = self._source_addr
+        if not self._may_learn(addr, previous):
+            self._refuse(addr, "RTP")
             return False
         self._source_addr = addr
         self._send_addr = addr
@@ -310,6 +409,11 @@ class RTPSession(_MediaLeg, TelephoneEventPacing, DatagramProtocol):
         self._stats.restart(header.ssrc, header.sequence_number, self.packets_received)
         if self.rtcp_mux:
             self._rtcp_send_addr = addr
+        if previous is not None:
+            self.log.info("RTP source moved from {previous} to {source} while learning",
+                          previous=previous, source=addr)
+            return True
+        self._learn_until = self._clock.seconds() + self.learning_window
         self.log.info(
             "RTP latched onto {source} (SDP said {sdp})", source=addr, sdp=self._sdp_addr
         )
@@ -342,8 +446,11 @@ class RTPSession(_MediaLeg, TelephoneEventPacing, DatagramProtocol):
 
     def _rtcp_datagram(self, data: bytes, addr: Address) -> None:
         if addr != self._rtcp_source_addr:
-            if self._rtcp_source_addr is not None or not is_rtcp(data):
+            if not is_rtcp(data):
                 self.packets_dropped += 1
+                return
+            if not self._may_learn(addr, self._rtcp_source_addr):
+                self._refuse(addr, "RTCP")
                 return
             self._rtcp_source_addr = addr
             self._rtcp_send_addr = addr
