@@ -29,6 +29,7 @@ from wcs_twisted.modules import (
     plugin_package,
 )
 from wcs_twisted.modules_builtin.call_log import CallLog
+from tests.modules_builtin.contexts import module_context
 from wcs_twisted.gateway.call import Call
 from wcs_twisted.gateway.call_events import CallStatus, TransferStatus
 from wcs_twisted.gateway.call_table import CallSettings, CallTable
@@ -38,7 +39,7 @@ PLUGINS = os.path.join(ROOT, "plugins")
 
 #: What a drop-in may import at module level (docs/plugins.md, anchors 7.2.9).
 DROP_IN_IMPORTS = {"zope.interface", "twisted.plugin", "wcs_twisted.interfaces",
-                   "wcs_twisted.plugin_proxy"}
+                   "wcs_twisted.plugin_proxy", "wcs_twisted.toolkit.config"}
 
 #: A complete third-party drop-in, as docs/plugins.md shows one; NAME and BEHAVIOUR are filled in.
 DROP_IN = '''
@@ -671,10 +672,9 @@ class CallLogTests(SynchronousTestCase):
         self.table = call_table(self.clock)
         self.events = captured(self)
 
-    def start(self, **settings):
+    def start(self, **values):
         module = CallLog()
-        context = ModuleContext("call_log", settings=Settings(**settings), reactor=self.clock,
-                                calls=self.table, streams=StreamRegistry(self.clock))
+        context = module_context("call_log", self.clock, values=values, calls=self.table)
         module.start(context)
         self.addCleanup(module.stop)
         return module
@@ -764,7 +764,8 @@ class CallLogTests(SynchronousTestCase):
         it by name and the server goes on.
         """
         [plugin] = [module for module in discover_modules() if module.name == "call_log"]
-        settings = Settings(call_log_file=os.path.join(self.mktemp(), "missing", "calls.log"))
+        settings = Settings(module_values={
+            "call_log_file": os.path.join(self.mktemp(), "missing", "calls.log")})
         service = ModuleService([plugin], context_factory(self.clock, self.table, settings),
                                 self.clock)
         service.startService()
