@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_toolkit -*-
+# -*- test-case-name: tests.modules_builtin.test_recording -*-
 """
 Helpers for stream sinks (L{wcs_twisted.interfaces.IStreamSink}) that do slow work.
 
