@@ -9,13 +9,16 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from wcs_twisted.config import (
     KEYS,
+    NON_EMPTY,
     PREFIX_KEYS,
     ConfigError,
+    ModuleKey,
     Settings,
     load_settings,
-    parse_properties,
     settings_from_text,
 )
+from wcs_twisted.modules import declared_keys
+from wcs_twisted.properties import parse_properties
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -129,18 +132,69 @@ class SettingsTests(SynchronousTestCase):
         self.assertEqual(Settings(public_address="192.0.2.1").advertised_address, "192.0.2.1")
 
 
+class ModuleKeyTests(SynchronousTestCase):
+    """
+    Keys that modules declare are read, checked and warned about like core keys.
+    """
+
+    KEY = ModuleKey("greeting_text", NON_EMPTY, "hello", "What the greeter says.")
+
+    def test_declared_key_is_typed_and_kept(self):
+        """
+        A declared key's value lands in module_values; the default applies when it is absent.
+        """
+        loaded = settings_from_text("greeting_text= hi \n", module_keys=[self.KEY])
+        self.assertEqual(loaded.warnings, ())
+        self.assertEqual(loaded.settings.module_values, {"greeting_text": "hi"})
+        self.assertEqual(self.KEY.value(loaded.settings), "hi")
+        self.assertEqual(self.KEY.value(Settings()), "hello")
+
+    def test_bad_module_value_is_one_clear_line(self):
+        """
+        A bad value of a module key is refused like a core one.
+        """
+        error = self.assertRaises(ConfigError, settings_from_text, "greeting_text=\n", "f",
+                                  [self.KEY])
+        self.assertEqual(str(error), "f:1: greeting_text='' is not valid: expected non-empty text")
+
+    def test_undeclared_key_still_warns(self):
+        """
+        A key no module declares is unknown, whatever modules declare.
+        """
+        loaded = settings_from_text("greeting_txt=hi\n", "f", [self.KEY])
+        self.assertEqual(loaded.warnings, ("f:1: unknown key 'greeting_txt' ignored",))
+
+    def test_load_settings_knows_the_built_in_module_keys(self):
+        """
+        load_settings checks the keys of the modules it finds: record_dir is no unknown key,
+        and a bad value of it is an error.
+        """
+        path = self.mktemp()
+        with open(path, "w", encoding="utf-8") as handle:
+            handle.write("record_dir=/tmp/records\n")
+        loaded = load_settings(path)
+        self.assertEqual((loaded.warnings, loaded.settings.module_values),
+                         ((), {"record_dir": "/tmp/records"}))
+        with open(path, "w", encoding="utf-8") as handle:
+            handle.write("record_dir=\n")
+        self.assertRaises(ConfigError, load_settings, path)
+
+
 class ShippedFilesTests(SynchronousTestCase):
     """
-    etc/wcs.properties and docs/configuration.md stay true to L{KEYS}.
+    etc/wcs.properties and docs/configuration.md stay true to L{KEYS} and to the keys the
+    built-in modules declare.
     """
 
     def test_shipped_properties_load_cleanly(self):
         """
-        The shipped file has no unknown keys and equals the embedded defaults.
+        The shipped file has no unknown keys, equals the embedded core defaults, and sets every
+        built-in module key to its default.
         """
         loaded = load_settings(os.path.join(ROOT, "etc", "wcs.properties"))
         self.assertEqual(loaded.warnings, ())
-        self.assertEqual(loaded.settings, Settings())
+        module_defaults = {key.name: key.type.convert(key.default) for key in declared_keys()}
+        self.assertEqual(loaded.settings, Settings(module_values=module_defaults))
 
     def test_every_key_documented_with_its_default(self):
         """
@@ -148,7 +202,7 @@ class ShippedFilesTests(SynchronousTestCase):
         """
         with open(os.path.join(ROOT, "docs", "configuration.md"), encoding="utf-8") as handle:
             doc = handle.read()
-        for key in KEYS:
+        for key in KEYS + tuple(declared_keys()):
             default = f"`{key.default}`" if key.default else "(empty)"
             self.assertIsNotNone(
                 re.search(rf"^\| `{re.escape(key.name)}` \| {re.escape(default)} \|", doc, re.M),

@@ -58,6 +58,32 @@ RULES = (
 # aiortc/av/asyncio belong to media/ only (testing/ may fake them).
 MEDIA_ONLY = ("aiortc", "av", "asyncio")
 
+# Modules reach the system only through their context and the public toolkit (rule 6):
+# (package, the only wcs_twisted imports allowed, why).  plugins/ is the wcs_plugins package.
+MODULE_RULES = (
+    ("wcs_twisted.modules_builtin", ("wcs_twisted.interfaces", "wcs_twisted.errors",
+                                     "wcs_twisted.toolkit", "wcs_twisted.modules_builtin"),
+     "modules use only interfaces, errors and the toolkit"),
+    ("plugins", ("wcs_twisted.interfaces", "wcs_twisted.errors", "wcs_twisted.toolkit",
+                 "wcs_twisted.plugin_proxy"),
+     "drop-ins use only interfaces, errors, the toolkit and plugin_proxy"),
+)
+
+# A forbidden import for each rule, written into a probe file by the self-test.
+PROBES = {
+    "wcs_twisted.sip": "wcs_twisted.transport",
+    "wcs_twisted.sdp": "wcs_twisted.sip",
+    "wcs_twisted.transport": "wcs_twisted.ua",
+    "wcs_twisted.ua": "wcs_twisted.gateway",
+    "wcs_twisted.gateway": "wcs_twisted.media",
+    "wcs_twisted.backend": "wcs_twisted.rest",
+    "wcs_twisted.media": "wcs_twisted.sip",
+    "wcs_twisted.signalling": "wcs_twisted.media",
+    "wcs_twisted.rest": "wcs_twisted.signalling",
+    "wcs_twisted.modules_builtin": "wcs_twisted.media",
+    "plugins": "wcs_twisted.modules",
+}
+
 
 def imports_of(path, root=ROOT):
     """
@@ -99,11 +125,17 @@ class LayeringTests(SynchronousTestCase):
 
     def violations(self, root=ROOT):
         found = []
-        for path in python_files(os.path.join(root, "wcs_twisted")):
+        paths = [*python_files(os.path.join(root, "wcs_twisted")),
+                 *python_files(os.path.join(root, "plugins"))]
+        for path in paths:
             module = os.path.relpath(path, root)[:-3].replace(os.sep, ".")
             for lineno, name in imports_of(path, root):
                 for package, forbidden, why in RULES:
                     if matches(module, package) and any(matches(name, f) for f in forbidden):
+                        found.append(f"{module}:{lineno} imports {name} ({why})")
+                for package, allowed, why in MODULE_RULES:
+                    if (matches(module, package) and matches(name, "wcs_twisted")
+                            and not any(matches(name, a) for a in allowed)):
                         found.append(f"{module}:{lineno} imports {name} ({why})")
                 if (any(matches(name, m) for m in MEDIA_ONLY)
                         and not matches(module, "wcs_twisted.media")
@@ -137,6 +169,45 @@ class LayeringTests(SynchronousTestCase):
                       found)
         self.assertIn("wcs_twisted.sip._layering_probe:2 imports aiortc "
                       "(aiortc/av/asyncio: media/ only)", found)
+
+    def test_every_rule_catches_a_violation(self):
+        """
+        Each rule, the module rules included, reports a forbidden import in its package.
+        """
+        rules = [(package, why) for package, _, why in RULES + MODULE_RULES]
+        self.assertEqual(sorted(PROBES), sorted(package for package, _ in rules))
+        root = self.mktemp()
+        for package, _ in rules:
+            folder = os.path.join(root, *package.split("."))
+            os.makedirs(folder, exist_ok=True)
+            with open(os.path.join(folder, "_layering_probe.py"), "w",
+                      encoding="utf-8") as handle:
+                handle.write(f"import {PROBES[package]}\n")
+        found = self.violations(root)
+        for package, why in rules:
+            self.assertIn(f"{package}._layering_probe:1 imports {PROBES[package]} ({why})", found)
+
+    def test_modules_may_use_the_toolkit(self):
+        """
+        The module rules let interfaces, errors and the toolkit through, and a module's
+        siblings; plugin_proxy only to drop-ins.
+        """
+        root = self.mktemp()
+        os.makedirs(os.path.join(root, "wcs_twisted", "modules_builtin"))
+        os.makedirs(os.path.join(root, "plugins"))
+        allowed = ("import wcs_twisted.interfaces\nimport wcs_twisted.errors\n"
+                   "from wcs_twisted.toolkit.aac import AacEncoder\n")
+        with open(os.path.join(root, "wcs_twisted", "modules_builtin", "m.py"), "w",
+                  encoding="utf-8") as handle:
+            handle.write(allowed + "from wcs_twisted.modules_builtin.x import y\n"
+                         "from wcs_twisted.plugin_proxy import LazyModule\n")
+        with open(os.path.join(root, "plugins", "p.py"), "w", encoding="utf-8") as handle:
+            handle.write(allowed + "from wcs_twisted.plugin_proxy import LazyModule\n")
+        self.assertEqual(self.violations(root), [
+            "wcs_twisted.modules_builtin.m:5 imports wcs_twisted.plugin_proxy (modules use only "
+            "interfaces, errors and the toolkit)",
+            "wcs_twisted.modules_builtin.m:5 imports wcs_twisted.plugin_proxy.LazyModule "
+            "(modules use only interfaces, errors and the toolkit)"])
 
     def test_drop_ins_stay_light(self):
         """

@@ -3,16 +3,19 @@ Tests for L{wcs_twisted.modules}, the built-in drop-ins in plugins/ and the call
 """
 
 import ast
+import base64
 import json
 import os
 import sys
 
-from twisted.internet.defer import Deferred, fail
+from treq.client import HTTPClient
+from twisted.internet.defer import Deferred, fail, gatherResults, inlineCallbacks
 from twisted.internet.task import Clock
 from twisted.internet.testing import EventLoggingObserver
 from twisted.logger import formatEvent, globalLogPublisher
 from twisted.plugin import IPlugin, getPlugins
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+from twisted.web.client import Agent, HTTPConnectionPool
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
@@ -29,6 +32,7 @@ from wcs_twisted.modules import (
     plugin_package,
 )
 from wcs_twisted.modules_builtin.call_log import CallLog
+from tests.modules_builtin.contexts import module_context
 from wcs_twisted.gateway.call import Call
 from wcs_twisted.gateway.call_events import CallStatus, TransferStatus
 from wcs_twisted.gateway.call_table import CallSettings, CallTable
@@ -38,7 +42,7 @@ PLUGINS = os.path.join(ROOT, "plugins")
 
 #: What a drop-in may import at module level (docs/plugins.md, anchors 7.2.9).
 DROP_IN_IMPORTS = {"zope.interface", "twisted.plugin", "wcs_twisted.interfaces",
-                   "wcs_twisted.plugin_proxy"}
+                   "wcs_twisted.plugin_proxy", "wcs_twisted.toolkit.config"}
 
 #: A complete third-party drop-in, as docs/plugins.md shows one; NAME and BEHAVIOUR are filled in.
 DROP_IN = '''
@@ -671,10 +675,9 @@ class CallLogTests(SynchronousTestCase):
         self.table = call_table(self.clock)
         self.events = captured(self)
 
-    def start(self, **settings):
+    def start(self, **values):
         module = CallLog()
-        context = ModuleContext("call_log", settings=Settings(**settings), reactor=self.clock,
-                                calls=self.table, streams=StreamRegistry(self.clock))
+        context = module_context("call_log", self.clock, values=values, calls=self.table)
         module.start(context)
         self.addCleanup(module.stop)
         return module
@@ -764,7 +767,8 @@ class CallLogTests(SynchronousTestCase):
         it by name and the server goes on.
         """
         [plugin] = [module for module in discover_modules() if module.name == "call_log"]
-        settings = Settings(call_log_file=os.path.join(self.mktemp(), "missing", "calls.log"))
+        settings = Settings(module_values={
+            "call_log_file": os.path.join(self.mktemp(), "missing", "calls.log")})
         service = ModuleService([plugin], context_factory(self.clock, self.table, settings),
                                 self.clock)
         service.startService()
@@ -863,3 +867,93 @@ class DocumentedDropInTests(SynchronousTestCase):
         other = self.streams.publish("other", Source())
         self.successResultOf(self.service.stopService())
         self.assertEqual(other.sinks, ())
+
+
+#: A third-party drop-in that declares a config key and a REST method, as docs/plugins.md shows.
+REST_DROP_IN = '''
+from twisted.plugin import IPlugin
+from zope.interface import implementer
+
+from wcs_twisted.errors import InvalidField
+from wcs_twisted.interfaces import IWcsModule
+from wcs_twisted.toolkit.config import NON_EMPTY, ModuleKey
+
+
+@implementer(IPlugin, IWcsModule)
+class Greeter:
+    name = "rest_greeter"
+    config_keys = (ModuleKey("greeting_word", NON_EMPTY, "Hello", "What the greeter says."),)
+
+    def start(self, context):
+        word = context.setting("greeting_word")
+
+        def greet(body):
+            who = body.get("name")
+            if not isinstance(who, str) or not who:
+                raise InvalidField("name", "required, as text")
+            return {"greeting": word + ", " + who}
+
+        context.route("POST", "/greeter/greet", greet, fields={"name": ("string", "who")},
+                      summary="Greet someone.", answers={"200": "{greeting}"})
+
+    def stop(self):
+        pass
+
+
+greeter = Greeter()
+'''
+
+
+class ThirdPartyRestModuleTests(TestCase):
+    """
+    A drop-in in a temporary plugin folder adds a config key and a REST method to the whole
+    server, as a built-in module does.
+    """
+
+    @inlineCallbacks
+    def test_config_key_and_route_through_the_running_server(self):
+        """
+        The properties file names the folder and sets the drop-in's key; the running server's
+        REST site answers the drop-in's method with that value, behind Basic auth, with a JSON
+        error for a bad body, and lists the method in openapi.json.
+        """
+        from twisted.internet import reactor
+
+        from wcs_twisted.config import load_settings
+        from wcs_twisted.tap import build_service
+
+        folder = DropInFolder(self)
+        folder.write("wcs_test_rest_greeter", REST_DROP_IN)
+        config = self.mktemp()
+        with open(config, "w", encoding="utf-8") as handle:
+            handle.write(f"plugin_dirs={folder.path}\nip_local=127.0.0.1\nws.port=0\n"
+                         "http.port=0\nsip_port=0\ngreeting_word=Bonjour\n")
+        loaded = load_settings(config)
+        self.assertEqual(loaded.warnings, ())
+        server = build_service(loaded.settings, reactor)
+        server.service.startService()
+        self.addCleanup(lambda: server.service.running and server.service.stopService())
+        yield gatherResults([listener.when_ready() for listener in server.listeners])
+        self.assertIn("rest_greeter", server.modules.running_modules)
+        port = server.service.getServiceNamed("http").port.getHost().port
+        http = HTTPClient(Agent(reactor, pool=HTTPConnectionPool(reactor, persistent=False)))
+        base = f"http://127.0.0.1:{port}/rest-api"
+        auth = {b"Authorization": [b"Basic " + base64.b64encode(b"admin:admin")],
+                b"Content-Type": [b"application/json"]}
+
+        def post(body, headers=auth):
+            return http.post(base + "/greeter/greet", data=json.dumps(body).encode(),
+                             headers=headers)
+
+        response = yield post({"name": "Alice"})
+        self.assertEqual((response.code, (yield response.json())),
+                         (200, {"greeting": "Bonjour, Alice"}))
+        response = yield post({"nom": "Alice"})
+        self.assertEqual((response.code, (yield response.json())["field"]), (400, "nom"))
+        response = yield post({"name": "Alice"}, headers={})
+        self.assertEqual(response.code, 401)
+        yield response.content()
+        response = yield http.get(base + "/openapi.json", headers=auth)
+        document = yield response.json()
+        self.assertEqual(document["paths"]["/greeter/greet"]["post"]["summary"],
+                         "Greet someone.")

@@ -2,11 +2,12 @@
 """
 Typed, frozen settings read from a Java-properties file (WCS's flashphoner.properties syntax).
 
-Every key the server understands is declared once in L{KEYS} with its type, default and a one-line
-description; docs/configuration.md is checked against that table by a test.  A user mistake is a
-L{ConfigError} whose text is one line naming the key, the value and what was expected, so the
-command line can print it without a traceback.  Unknown keys are returned as warnings, not errors,
-so that a flashphoner.properties copied from WCS still starts.
+Every core key is declared once in L{KEYS} with its type, default and a one-line description;
+modules declare theirs as L{ModuleKey}s (C{IWcsModule.config_keys}), read from the same file and
+checked the same way.  docs/configuration.md and etc/wcs.properties are checked against both by a
+test.  A user mistake is a L{ConfigError} whose text is one line naming the key, the value and what
+was expected, so the command line can print it without a traceback.  Unknown keys are returned as
+warnings, not errors, so that a flashphoner.properties copied from WCS still starts.
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ import dataclasses
 import ipaddress
 import re
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 from urllib.parse import urlsplit
+
+from wcs_twisted.properties import parse_properties
 
 
 class ConfigError(Exception):
@@ -30,70 +33,6 @@ HOOK_METHODS: tuple[str, ...] = (
     "connect", "call", "answer", "hangup", "hold", "unhold", "transfer", "sendDtmf",
     "ConnectionStatusEvent", "RegistrationStatusEvent", "CallStatusEvent", "TransferStatusEvent",
 )
-
-
-# --- Java properties syntax -------------------------------------------------------------------
-
-_ESCAPES = {"t": "\t", "n": "\n", "r": "\r", "f": "\f"}
-
-
-def _logical_lines(text: str):
-    """
-    Yield (line number, logical line): comments dropped, backslash continuations joined.
-    """
-    pending: list[str] = []
-    start = 0
-    for number, raw in enumerate(text.splitlines(), 1):
-        line = raw.lstrip(" \t\f")
-        if not pending:
-            start = number
-            if not line or line[0] in "#!":
-                continue
-        trailing = len(line) - len(line.rstrip("\\"))
-        if trailing % 2 == 1:
-            pending.append(line[:-1])
-            continue
-        pending.append(line)
-        yield start, "".join(pending)
-        pending = []
-    if pending:
-        yield start, "".join(pending)
-
-
-def _unescape(text: str) -> str:
-    out: list[str] = []
-    index = 0
-    while index < len(text):
-        char = text[index]
-        if char == "\\" and index + 1 < len(text):
-            nxt = text[index + 1]
-            if nxt == "u" and re.fullmatch(r"[0-9a-fA-F]{4}", text[index + 2 : index + 6]):
-                out.append(chr(int(text[index + 2 : index + 6], 16)))
-                index += 6
-                continue
-            out.append(_ESCAPES.get(nxt, nxt))
-            index += 2
-            continue
-        out.append(char)
-        index += 1
-    return "".join(out)
-
-
-def parse_properties(text: str) -> list[tuple[int, str, str]]:
-    """
-    Parse Java-properties text into (line number, key, value) triples, in file order.
-
-    Separators are C{=}, C{:} or whitespace; values keep inner whitespace; C{\\uXXXX} and the usual
-    backslash escapes are decoded.
-    """
-    entries = []
-    for number, line in _logical_lines(text):
-        match = re.match(r"((?:\\.|[^=:\s\\])+)\s*[=:\s]?\s*(.*)$", line, re.S)
-        if match is None:
-            raise ConfigError(f"line {number}: cannot read {line!r} as key=value")
-        key, value = match.group(1), match.group(2)
-        entries.append((number, _unescape(key), _unescape(value.rstrip("\r\n"))))
-    return entries
 
 
 # --- value types ------------------------------------------------------------------------------
@@ -257,6 +196,27 @@ class Key:
     description: str
 
 
+@dataclass(frozen=True)
+class ModuleKey:
+    """
+    A configuration key a module declares (C{IWcsModule.config_keys}): in the same file as the
+    core keys, checked when it is loaded, read by the module with C{IModuleContext.setting}.
+    """
+
+    name: str
+    type: ValueType
+    default: str
+    description: str
+
+    def value(self, settings: "Settings") -> Any:
+        """
+        This key's value in C{settings}: the one the file gave, else the converted default.
+        """
+        if self.name in settings.module_values:
+            return settings.module_values[self.name]
+        return self.type.convert(self.default)
+
+
 # The order here is the order of docs/configuration.md.
 KEYS: tuple[Key, ...] = (
     Key("ip", "public_address", ADDRESS, "",
@@ -361,17 +321,6 @@ KEYS: tuple[Key, ...] = (
         "comma-separated; see docs/plugins.md."),
     Key("modules_disabled", "modules_disabled", WORDS, "",
         "Names of modules not to start, comma-separated (built-in or drop-in)."),
-    Key("call_log_file", "call_log_file", STRING, "",
-        "The call_log module also appends every call status change to this file as one JSON "
-        "object per line; empty means log events only."),
-    Key("record_dir", "record_dir", NON_EMPTY, "records",
-        "Folder the recording module writes its .mkv files to (WCS_HOME/records in WCS); "
-        "relative to the working directory."),
-    Key("record_file_template", "record_file_template", NON_EMPTY, "{streamName}-{startTime}",
-        "Recording file name: {streamName}, {startTime} (ms), {mediaSessionId}, {sessionId}, "
-        "{appKey}, {callId}; .mkv is added."),
-    Key("media_dir", "media_dir", NON_EMPTY, "media",
-        "Folder of the sound files that /push/sound_on plays (WCS_HOME/media in WCS)."),
 )
 
 KEYS_BY_NAME: Mapping[str, Key] = {key.name: key for key in KEYS}
@@ -470,16 +419,14 @@ class Settings:
     log_json_file: str = ""
     plugin_dirs: tuple[str, ...] = ()
     modules_disabled: tuple[str, ...] = ()
-    call_log_file: str = ""
-    record_dir: str = "records"
-    record_file_template: str = "{streamName}-{startTime}"
-    media_dir: str = "media"
     sip_users: Mapping[str, str] = field(default_factory=dict)
     rest_hook_urls: Mapping[str, str] = field(default_factory=dict)
     rest_hook_secrets: Mapping[str, str] = field(default_factory=dict)
     rest_hook_usernames: Mapping[str, str] = field(default_factory=dict)
     rest_hook_passwords: Mapping[str, str] = field(default_factory=dict)
     rest_hook_methods: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    #: Typed values of the module keys (L{ModuleKey}) the file sets, by key name.
+    module_values: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def tls_enabled(self) -> bool:
@@ -564,17 +511,35 @@ class LoadResult:
     warnings: tuple[str, ...]
 
 
-def settings_from_text(text: str, source: str = "<config>") -> LoadResult:
+def _convert(where: str, name: str, raw: str, value_type: ValueType) -> Any:
+    try:
+        return value_type.convert(raw)
+    except ValueError:
+        raise ConfigError(
+            f"{where}: {name}={raw!r} is not valid: expected {value_type.expected}"
+        ) from None
+
+
+def settings_from_text(text: str, source: str = "<config>",
+                       module_keys: Iterable[ModuleKey] = ()) -> LoadResult:
     """
     Read properties text into L{Settings}.
 
+    @param module_keys: the keys modules declare; any other key that is not a core key is
+        unknown (a warning).
     @raise ConfigError: a value cannot be read, naming source, line, key, value and expectation.
     """
     values = _defaults()
     families: dict[str, dict[str, Any]] = {spec.attribute: {} for spec in PREFIX_KEY_SPECS}
+    declared = {key.name: key for key in module_keys}
+    module_values: dict[str, Any] = {}
     warnings: list[str] = []
     seen: dict[str, int] = {}
-    for number, name, raw in parse_properties(text):
+    try:
+        entries = parse_properties(text)
+    except ValueError as error:
+        raise ConfigError(f"{source}: {error}") from None
+    for number, name, raw in entries:
         where = f"{source}:{number}"
         if name in seen:
             warnings.append(f"{where}: key {name!r} repeats line {seen[name]}; the last one wins")
@@ -584,32 +549,26 @@ def settings_from_text(text: str, source: str = "<config>") -> LoadResult:
             part = name[len(spec.prefix):]
             if not part:
                 raise ConfigError(f"{where}: key {name!r} needs a name after {spec.prefix!r}")
-            try:
-                families[spec.attribute][part] = spec.type.convert(raw)
-            except ValueError:
-                raise ConfigError(
-                    f"{where}: {name}={raw!r} is not valid: expected {spec.type.expected}"
-                ) from None
-            continue
-        key = KEYS_BY_NAME.get(name)
-        if key is None:
+            families[spec.attribute][part] = _convert(where, name, raw, spec.type)
+        elif name in KEYS_BY_NAME:
+            key = KEYS_BY_NAME[name]
+            values[key.attribute] = _convert(where, name, raw, key.type)
+        elif name in declared:
+            module_values[name] = _convert(where, name, raw, declared[name].type)
+        else:
             warnings.append(f"{where}: unknown key {name!r} ignored")
-            continue
-        try:
-            values[key.attribute] = key.type.convert(raw)
-        except ValueError:
-            raise ConfigError(
-                f"{where}: {name}={raw!r} is not valid: expected {key.type.expected}"
-            ) from None
-    settings = Settings(**values, **families)
+    settings = Settings(**values, **families, module_values=module_values)
     settings.check()
     return LoadResult(settings, tuple(warnings))
 
 
-def load_settings(path: str) -> LoadResult:
+def load_settings(path: str,
+                  module_keys: Iterable[ModuleKey] | None = None) -> LoadResult:
     """
     Read a properties file.
 
+    @param module_keys: the keys modules declare; None means those declared by every module
+        found (built-in, and in the file's C{plugin_dirs}, disabled ones included).
     @raise ConfigError: the file cannot be read or holds a bad value.
     """
     try:
@@ -619,4 +578,11 @@ def load_settings(path: str) -> LoadResult:
         raise ConfigError(f"cannot read configuration {path}: {error.strerror}") from None
     except UnicodeDecodeError:
         raise ConfigError(f"cannot read configuration {path}: expected UTF-8 text") from None
-    return settings_from_text(text, source=path)
+    if module_keys is None:
+        # Which modules exist depends on plugin_dirs, a core key of this very file.  Imported
+        # here because the module host reads these settings and so imports this file.
+        from wcs_twisted.modules import declared_keys
+
+        core = settings_from_text(text, path).settings
+        module_keys = declared_keys(core.plugin_dirs)
+    return settings_from_text(text, path, module_keys)

@@ -468,7 +468,13 @@ class IWcsModule(Interface):
     A drop-in file in the C{wcs_plugins} package, or in a folder named by C{plugin_dirs}, creates
     one object at module level that provides L{twisted.plugin.IPlugin} and this interface; the
     server finds it with C{twisted.plugin.getPlugins}.  The module reaches the rest of the server
-    only through the L{IModuleContext} it is started with.
+    only through the L{IModuleContext} it is started with, and imports from wcs-twisted only this
+    file, L{wcs_twisted.errors} and the public toolkit L{wcs_twisted.toolkit} (depacketizers, AAC,
+    Matroska writing, stream-sink helpers, config key types); the layering test holds it to that.
+
+    Optionally it has C{config_keys}: a tuple of L{wcs_twisted.toolkit.config.ModuleKey} (name,
+    type, default, description) read from the server's configuration file with the core keys,
+    checked when the file is loaded, read with L{IModuleContext.setting}.
     """
 
     name = Attribute(
@@ -512,12 +518,41 @@ class IModuleContext(Interface):
         "A twisted.logger.Logger whose namespace names the module (wcs_plugins.<name>).")
 
     services = Attribute(
-        "Shared dict of what modules provide to the front-ends, by name (see provide).")
+        "Shared dict of what modules provide to the front-ends and each other, by name (see "
+        "provide).")
+
+    def setting(name):
+        """
+        The typed value of one of the module's own C{config_keys}: the file's, else its default.
+
+        @raise KeyError: the module declares no such key.
+        """
 
     def provide(name, service):
         """
-        Offer C{service} under C{name} (e.g. "recorder", "rtmp") to the REST API until the
-        module stops.
+        Offer C{service} under C{name} (e.g. "recorder", "rtmp") until the module stops.
+        """
+
+    def route(methods, path, handler, fields=None, summary="", answers=None):
+        """
+        Serve a REST method at /rest-api/C{path} until the module stops, with the auth, CORS,
+        JSON errors and OpenAPI listing of the core methods.
+
+        @param methods: "POST", or a tuple such as ("GET", "POST").
+        @param handler: C{handler(body)} gets the request's JSON object and returns the JSON
+            document to answer with 200 (None: an empty 200); a
+            L{wcs_twisted.errors.DomainError} it raises becomes 400/404/409/500.
+        @param fields: C{{name: (json type, description)}}, the only fields a body may hold
+            (others are a 400); None lets the handler check them.
+        @param summary: one line, and C{answers} C{{"200": "...", "404": "..."}}, for OpenAPI.
+        @raise ValueError: the path is the server's own or another module's.
+        """
+
+    def extend_call_startup(hook):
+        """
+        Call C{hook(call, body)} for every call REST /call/startup starts (C{body}: its JSON
+        object) until the module stops; a L{wcs_twisted.errors.DomainError} it raises hangs the
+        call up and is the REST answer.
         """
 
     def add_call_observer(observer):

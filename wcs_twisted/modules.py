@@ -9,7 +9,9 @@ the C{plugin_dirs} setting, which is added to that package's path before discove
 that cannot be imported, that is not a valid module, or whose C{start} fails is logged with its
 name and skipped: one bad plugin never stops the server.
 
-A module sees the server only through its L{ModuleContext}.
+A module sees the server only through its L{ModuleContext}: it reads the configuration keys it
+declares (C{config_keys}) with C{setting}, adds REST methods with C{route}, and uses the public
+toolkit (L{wcs_twisted.toolkit}) for media work.
 """
 
 from __future__ import annotations
@@ -36,13 +38,17 @@ from zope.interface.exceptions import Invalid
 from zope.interface.verify import verifyObject
 
 import wcs_twisted
+from wcs_twisted.config import KEYS_BY_NAME, PREFIX_KEYS, ModuleKey
 from wcs_twisted.interfaces import ICallObserver, IModuleContext, IWcsModule
+from wcs_twisted.rest.routes import RestRoute, RouteTable
 
 __all__ = [
     "ModuleContext",
     "ModuleService",
     "PLUGIN_PACKAGE",
     "add_plugin_dirs",
+    "config_keys",
+    "declared_keys",
     "discover_modules",
     "plugin_package",
 ]
@@ -94,19 +100,21 @@ def plugin_package() -> types.ModuleType:
     return package
 
 
-def add_plugin_dirs(package: types.ModuleType, folders: Iterable[str]) -> list[str]:
+def add_plugin_dirs(package: types.ModuleType, folders: Iterable[str],
+                    report: bool = True) -> list[str]:
     """
     Make each folder part of C{package}'s path, so its .py files are drop-ins of that package.
 
     @return: the absolute folders now searched, in the order given; a folder that does not exist
-        is logged and left out.
+        is left out (and logged if C{report}).
     """
     added = []
     for folder in folders:
         path = os.path.abspath(os.path.expanduser(folder))
         if not os.path.isdir(path):
-            log.warn("plugin folder {folder} does not exist; no modules are loaded from it",
-                     folder=path)
+            if report:
+                    log.warn("plugin folder {folder} does not exist; no modules are loaded from "
+                         "it", folder=path)
             continue
         if path not in package.__path__:
             package.__path__.append(path)
@@ -129,9 +137,10 @@ def _culprit(failure, folders: Sequence[str]) -> str:
     return "<unknown plugin file>"
 
 
-def _load_plugins(package: types.ModuleType) -> list[Any]:
+def _load_plugins(package: types.ModuleType, report: bool = True) -> list[Any]:
     """
-    C{getPlugins(IWcsModule, package)}, naming the file of every drop-in that fails to load.
+    C{getPlugins(IWcsModule, package)}, naming the file of every drop-in that fails to load
+    (if C{report}).
 
     C{getPlugins} logs a failing drop-in as an anonymous traceback and goes on; the events it logs
     while it runs are watched here and each failure gets a log line with the file's name.
@@ -151,7 +160,7 @@ def _load_plugins(package: types.ModuleType) -> list[Any]:
     finally:
         globalLogPublisher.removeObserver(watch)
     folders = [os.path.abspath(path) for path in package.__path__]
-    for failure in failures:
+    for failure in failures if report else ():
         log.error("module plugin {file} failed to load and is skipped: {error}",
                   file=_culprit(failure, folders), error=failure.getErrorMessage())
     return plugins
@@ -170,14 +179,88 @@ def _origin(plugin: Any) -> str:
     return getattr(sys.modules.get(name), "__file__", None) or name
 
 
+def config_keys(plugin: Any) -> tuple[ModuleKey, ...]:
+    """
+    The configuration keys a module declares (C{config_keys}, optional: none if absent).
+    """
+    return tuple(getattr(plugin, "config_keys", ()))
+
+
+def _check(plugin: Any, key_owners: dict[str, str]) -> str:
+    """
+    The module's name, once it is known to really provide L{IWcsModule} with keys of its own.
+
+    @raise Invalid: it does not, saying why.
+    """
+    verifyObject(IWcsModule, plugin)
+    name = plugin.name
+    if not isinstance(name, str) or not name:
+        raise Invalid(f"its name is {name!r}, expected a non-empty string")
+    for key in config_keys(plugin):
+        if not isinstance(key, ModuleKey):
+            raise Invalid(f"its config_keys hold {key!r}, expected ModuleKey objects")
+        if key.name in KEYS_BY_NAME or any(key.name.startswith(p) for p in PREFIX_KEYS):
+            raise Invalid(f"its config key {key.name} is a core key")
+        if key_owners.get(key.name, name) != name:
+            raise Invalid(f"its config key {key.name} is declared by module "
+                          f"{key_owners[key.name]} too")
+        try:
+            key.type.convert(key.default)
+        except ValueError:
+            raise Invalid(f"the default {key.default!r} of its config key {key.name} is not "
+                          f"{key.type.expected}") from None
+    return name
+
+
+def _valid_modules(package: types.ModuleType, report: bool) -> dict[str, Any]:
+    """
+    Every module of the package's drop-ins by name, the invalid and the second of a name left
+    out (and logged if C{report}).
+    """
+    modules: dict[str, Any] = {}
+    key_owners: dict[str, str] = {}
+    for plugin in _load_plugins(package, report):
+        try:
+            name = _check(plugin, key_owners)
+        except Invalid as error:
+            if report:
+                log.error("module plugin {plugin!r} from {file} is not a valid IWcsModule and "
+                          "is skipped: {error}", plugin=plugin, file=_origin(plugin),
+                          error=" ".join(str(error).split()))
+            continue
+        if name in modules:
+            if report:
+                log.error("module {module} from {file} is skipped: {other} already provides a "
+                          "module of that name", module=name, file=_origin(plugin),
+                          other=_origin(modules[name]))
+            continue
+        modules[name] = plugin
+        key_owners.update((key.name, name) for key in config_keys(plugin))
+    return modules
+
+
+def declared_keys(plugin_dirs: Iterable[str] = (),
+                  package: Optional[types.ModuleType] = None) -> list[ModuleKey]:
+    """
+    The configuration keys of every module found (built-in and in C{plugin_dirs}, disabled
+    ones too: their keys are not typos), for the configuration loader.  Nothing is logged: the
+    discovery that starts the modules reports the broken ones.
+    """
+    if package is None:
+        package = plugin_package()
+    add_plugin_dirs(package, plugin_dirs, report=False)
+    modules = _valid_modules(package, report=False)
+    return [key for name in sorted(modules) for key in config_keys(modules[name])]
+
+
 def discover_modules(plugin_dirs: Iterable[str] = (), disabled: Iterable[str] = (),
                      package: Optional[types.ModuleType] = None) -> list[Any]:
     """
     Every usable module: the built-in drop-ins plus those in C{plugin_dirs}.
 
     Drop-ins that fail to import, objects that do not really provide L{IWcsModule}
-    (C{verifyObject}), a second module with a name already taken, and the modules named in
-    C{disabled} are logged and left out.
+    (C{verifyObject}) or declare config keys that are not theirs to declare, a second module
+    with a name already taken, and the modules named in C{disabled} are logged and left out.
 
     @return: the modules, sorted by name (the start order).
     """
@@ -185,32 +268,12 @@ def discover_modules(plugin_dirs: Iterable[str] = (), disabled: Iterable[str] = 
         package = plugin_package()
     add_plugin_dirs(package, plugin_dirs)
     disabled = set(disabled)
-    modules: dict[str, Any] = {}
-    origins: dict[str, str] = {}
-    for plugin in _load_plugins(package):
-        try:
-            verifyObject(IWcsModule, plugin)
-            name = plugin.name
-            if not isinstance(name, str) or not name:
-                raise Invalid(f"its name is {name!r}, expected a non-empty string")
-        except Invalid as error:
-            log.error("module plugin {plugin!r} from {file} is not a valid IWcsModule and is "
-                      "skipped: {error}", plugin=plugin, file=_origin(plugin),
-                      error=" ".join(str(error).split()))
-            continue
-        if name in origins:
-            log.error("module {module} from {file} is skipped: {other} already provides a "
-                      "module of that name", module=name, file=_origin(plugin),
-                      other=origins[name])
-            continue
-        origins[name] = _origin(plugin)
-        if name in disabled:
-            log.info("module {module} is disabled (modules_disabled)", module=name)
-            continue
-        modules[name] = plugin
-    for name in sorted(disabled.difference(origins)):
+    modules = _valid_modules(package, report=True)
+    for name in sorted(disabled.intersection(modules)):
+        log.info("module {module} is disabled (modules_disabled)", module=name)
+    for name in sorted(disabled.difference(modules)):
         log.warn("modules_disabled names {module}, which no plugin provides", module=name)
-    return [modules[name] for name in sorted(modules)]
+    return [modules[name] for name in sorted(modules) if name not in disabled]
 
 
 # --- what a module sees ---------------------------------------------------------------------------
@@ -262,14 +325,22 @@ class ModuleContext:
         none, and then observers get no events.
     @param streams: the L{IStreamRegistry}.
     @param clock: timers and time; the reactor unless given.
+    @param services: shared by every module's context and the REST API: what modules offer the
+        front-ends.
+    @param routes: the L{RouteTable} the REST API serves module methods from (one per server);
+        a context of its own when the server has no REST API.
+    @param keys: the L{ModuleKey}s the module declares (L{ModuleService} sets them from the
+        module's C{config_keys}).
     """
 
     def __init__(self, name: str, *, settings, reactor, calls, streams, clock=None,
-                 services: dict[str, Any] | None = None) -> None:
+                 services: dict[str, Any] | None = None,
+                 routes: RouteTable | None = None,
+                 keys: Iterable[ModuleKey] = ()) -> None:
         self.name = name
-        #: Shared by every module's context: what modules offer the front-ends (e.g. the REST
-        #: API's /recorder and /push methods look up "recorder" and "rtmp" here).
         self.services = services if services is not None else {}
+        self.routes = routes if routes is not None else RouteTable()
+        self.keys: dict[str, ModuleKey] = {key.name: key for key in keys}
         self.settings = settings
         self.reactor = reactor
         self.clock = reactor if clock is None else clock
@@ -278,6 +349,42 @@ class ModuleContext:
         self._calls = calls
         self._observers: dict[Any, _GuardedCallObserver] = {}
         self._provided: list[str] = []
+        self._routes: list[RestRoute] = []
+        self._call_startup: list[Callable] = []
+
+    def setting(self, name: str) -> Any:
+        """
+        The value of one of the module's own configuration keys: the file's, else the default.
+
+        @raise KeyError: the module does not declare C{name}.
+        """
+        key = self.keys.get(name)
+        if key is None:
+            raise KeyError(f"module {self.name} declares no config key {name!r}")
+        return key.value(self.settings)
+
+    def route(self, methods, path: str, handler: Callable[[dict], Any],
+              fields: Optional[dict[str, tuple[str, str]]] = None, summary: str = "",
+              answers: Optional[dict[str, str]] = None) -> None:
+        """
+        Serve C{handler} at /rest-api/C{path} until the module stops (L{RestRoute}).
+
+        @raise ValueError: the path is taken.
+        """
+        if isinstance(methods, str):
+            methods = (methods,)
+        route = RestRoute(tuple(method.upper() for method in methods), path, handler,
+                          fields, summary, dict(answers or {"200": "Done"}), self.name)
+        self.routes.add(route)
+        self._routes.append(route)
+
+    def extend_call_startup(self, hook: Callable[[Any, dict], None]) -> None:
+        """
+        Call C{hook(call, body)} for every call REST /call/startup starts, until the module
+        stops; a L{wcs_twisted.errors.DomainError} it raises hangs the call up and is the answer.
+        """
+        self.routes.add_call_startup(self.name, hook)
+        self._call_startup.append(hook)
 
     def add_call_observer(self, observer) -> None:
         if observer in self._observers:
@@ -311,6 +418,12 @@ class ModuleContext:
         for name in self._provided:
             self.services.pop(name, None)
         self._provided = []
+        if self._routes or self._call_startup:
+            for route in self._routes:
+                self.routes.remove(route)
+            for hook in self._call_startup:
+                self.routes.remove_call_startup(hook)
+        self._routes, self._call_startup = [], []
 
 
 # --- the service ----------------------------------------------------------------------------------
@@ -373,6 +486,7 @@ class ModuleService(Service):
             self.log.failure("module {module}: no context could be made for it; skipped",
                              module=name)
             return
+        context.keys = {key.name: key for key in config_keys(module)}
         entry = _Running(module, context)
         self._running.append(entry)
         starting = maybeDeferred(module.start, context)

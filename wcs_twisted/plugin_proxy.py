@@ -20,12 +20,16 @@ class LazyModule:
     Starts a new instance of the class named by C{implementation} (a dotted name), stops it.
 
     @param drop_in: the C{__name__} of the drop-in file, so logs name that file.
+    @param config_keys: the module's configuration keys (C{ModuleKey}s), known without importing
+        the implementation: the configuration is checked before any module starts.
     """
 
-    def __init__(self, name: str, implementation: str, drop_in: str) -> None:
+    def __init__(self, name: str, implementation: str, drop_in: str,
+                 config_keys: tuple = ()) -> None:
         self.name = name
         self.implementation = implementation
         self.drop_in = drop_in
+        self.config_keys = tuple(config_keys)
         self._running = None
 
     def start(self, context):

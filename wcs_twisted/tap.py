@@ -38,6 +38,7 @@ from wcs_twisted.media.streams import StreamRegistry
 from wcs_twisted.metrics import ServerMetrics
 from wcs_twisted.modules import ModuleContext, ModuleService, discover_modules
 from wcs_twisted.rest.api import RestAPI
+from wcs_twisted.rest.routes import RouteTable
 from wcs_twisted.rest.web import build_site
 from wcs_twisted.services import (
     HooksService,
@@ -297,6 +298,7 @@ def build_service(settings: Settings, reactor, warnings=()) -> Server:
     stream_table = StreamTable(stream_registry, calls.media, sessions, calls, clock=reactor,
                                record_sip_calls=settings.sip_record_stream)
     module_services: dict = {}
+    module_routes = RouteTable()
     hooks = RestHooks(settings, reactor, node_id)
     sessions.observers.append(SessionHookObserver(hooks))
     calls.observers.append(CallHookObserver(hooks))
@@ -335,7 +337,7 @@ def build_service(settings: Settings, reactor, warnings=()) -> Server:
 
     credentials = None if settings.disable_rest_auth else (
         settings.rest_username, settings.rest_password)
-    site = build_site(RestAPI(sessions, calls, stream_table, module_services), credentials,
+    site = build_site(RestAPI(sessions, calls, stream_table, module_services, module_routes), credentials,
                       settings.rest_cors_origins, metrics, listeners)
     listener("ws", settings.ws_port, ws_factory)
     listener("http", settings.http_port, site)
@@ -357,7 +359,8 @@ def build_service(settings: Settings, reactor, warnings=()) -> Server:
     modules = ModuleService(
         discover_modules(settings.plugin_dirs, settings.modules_disabled),
         lambda name: ModuleContext(name, settings=settings, reactor=reactor, calls=calls,
-                                   streams=stream_registry, services=module_services),
+                                   streams=stream_registry, services=module_services,
+                                   routes=module_routes),
         reactor)
     # Started after the network, stopped before it: modules see the last calls end.
     modules.setServiceParent(root)

@@ -43,7 +43,7 @@ class CallToRtmpTests(TestCase):
         low = free_port(span=100)
         settings = Settings(bind_address="127.0.0.1", ws_port=0, http_port=0, sip_port=0,
                             media_port_from=low, media_port_to=low + 99,
-                            record_dir=os.path.join(self.base, "records"))
+                            module_values={"record_dir": os.path.join(self.base, "records")})
         self.server = build_service(settings, reactor)
         self.server.service.startService()
         self.addCleanup(lambda: self.server.service.running and self.server.service.stopService())

@@ -27,7 +27,7 @@ from tests.modules_builtin.synthetic import (
     pcmu_tone,
 )
 from wcs_twisted.media.streams import StreamRegistry
-from wcs_twisted.modules_builtin.recording import RecordingService
+from wcs_twisted.modules_builtin.recorder import RecordingService
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -45,7 +45,7 @@ WRITER = textwrap.dedent("""
     from tests.modules_builtin.synthetic import (
         SyntheticFeed, SyntheticSource, h264_access_units, pcmu_tone)
     from wcs_twisted.media.streams import StreamRegistry
-    from wcs_twisted.modules_builtin.recording import RecordingService
+    from wcs_twisted.modules_builtin.recorder import RecordingService
 
     def main():
         streams = StreamRegistry(reactor)

@@ -32,7 +32,8 @@ from tests.modules_builtin.synthetic import (
     pcmu_tone,
 )
 from wcs_twisted.media.streams import StreamRegistry
-from wcs_twisted.modules_builtin.rtmp import RtmpService, RtmpStreamStatus
+from wcs_twisted.modules_builtin.rtmp import RtmpService
+from wcs_twisted.modules_builtin.rtmp_push import RtmpStreamStatus
 
 RTMP_MODULE = "/usr/lib/nginx/modules/ngx_rtmp_module.so"
 DURATION_TOLERANCE = 0.05

@@ -21,18 +21,13 @@ from tests.modules_builtin.synthetic import (
     opus_tone,
     pcmu_tone,
 )
-from wcs_twisted.config import Settings
 from wcs_twisted.interfaces import IStreamObserver, IStreamSink, IWcsModule
 from wcs_twisted.media.streams import StreamRegistry
-from wcs_twisted.modules import ModuleContext, plugin_package
-from wcs_twisted.modules_builtin.recording import (
-    KEYFRAME_RETRY,
-    TRACK_WAIT,
-    RecordingModule,
-    RecordingService,
-    SerialWorker,
-    render_file_name,
-)
+from wcs_twisted.modules import plugin_package
+from wcs_twisted.modules_builtin.recorder import RecordingModule, RecordingService
+from wcs_twisted.modules_builtin.recording import KEYFRAME_RETRY, TRACK_WAIT, render_file_name
+from wcs_twisted.toolkit.sinks import SerialWorker
+from tests.modules_builtin.contexts import module_context
 from wcs_twisted.errors import Conflict, InvalidField, NotFound
 
 
@@ -345,10 +340,8 @@ class RecordingModuleTests(SynchronousTestCase):
         """
         clock = Clock()
         folder = os.path.abspath(self.mktemp())
-        settings = Settings(record_dir=folder, record_file_template="{streamName}",
-                            sip_record_stream=True)
-        context = ModuleContext("recording", settings=settings, reactor=clock, calls=None,
-                                streams=StreamRegistry(clock))
+        context = module_context("recording", clock, sip_record_stream=True, values={
+            "record_dir": folder, "record_file_template": "{streamName}"})
         module = RecordingModule()
         verifyObject(IWcsModule, module)
         module.start(context)
@@ -363,8 +356,7 @@ class RecordingModuleTests(SynchronousTestCase):
         A configured template with an unknown field makes start() raise.
         """
         clock = Clock()
-        context = ModuleContext("recording", settings=Settings(record_file_template="{x}"),
-                                reactor=clock, calls=None, streams=StreamRegistry(clock))
+        context = module_context("recording", clock, values={"record_file_template": "{x}"})
         self.assertRaises(ValueError, RecordingModule().start, context)
 
     def test_drop_in(self):
@@ -375,9 +367,8 @@ class RecordingModuleTests(SynchronousTestCase):
         from wcs_plugins.wcs_recording import recording
 
         clock = Clock()
-        context = ModuleContext("recording",
-                                settings=Settings(record_dir=os.path.abspath(self.mktemp())),
-                                reactor=clock, calls=None, streams=StreamRegistry(clock))
+        context = module_context("recording", clock,
+                                 values={"record_dir": os.path.abspath(self.mktemp())})
         verifyObject(IWcsModule, recording)
         recording.start(context)
         self.assertIn("recorder", context.services)

@@ -28,17 +28,13 @@ from tests.modules_builtin.synthetic import (
     tone_samples,
 )
 from tests.modules_builtin.test_rtmp_protocol import ScriptedServer
-from wcs_twisted.config import Settings
 from wcs_twisted.interfaces import IStreamObserver, IStreamSink, IWcsModule
 from wcs_twisted.media.aac import audio_specific_config
 from wcs_twisted.media.streams import StreamRegistry
-from wcs_twisted.modules import ModuleContext, plugin_package
-from wcs_twisted.modules_builtin.rtmp import (
-    CLOSE_TIMEOUT,
-    RtmpModule,
-    RtmpService,
-    RtmpStreamStatus,
-)
+from wcs_twisted.modules import plugin_package
+from wcs_twisted.modules_builtin.rtmp import RtmpModule, RtmpService
+from wcs_twisted.modules_builtin.rtmp_push import CLOSE_TIMEOUT, RtmpStreamStatus
+from tests.modules_builtin.contexts import module_context
 from wcs_twisted.modules_builtin.rtmp_protocol import AUDIO, VIDEO
 from wcs_twisted.errors import Conflict, InvalidField, NotFound
 
@@ -431,8 +427,7 @@ class RtmpModuleTests(SynchronousTestCase):
     """
 
     def context(self, clock):
-        return ModuleContext("rtmp", settings=Settings(media_dir="sounds"), reactor=clock,
-                             calls=None, streams=StreamRegistry(clock))
+        return module_context("rtmp", clock, values={"media_dir": "sounds"})
 
     def test_module_provides_the_service(self):
         """

@@ -10,7 +10,9 @@ from twisted.trial.unittest import SynchronousTestCase
 from tests.rest.test_api import ADMIN, BASE
 from tests.gateway.test_call import PEER_ANSWER, CallTestMixin
 from wcs_twisted.metrics import ServerMetrics
+from wcs_twisted.modules_builtin.rtmp import push_call
 from wcs_twisted.rest.api import RestAPI
+from wcs_twisted.rest.routes import RouteTable
 from wcs_twisted.rest.openapi import METHODS
 from wcs_twisted.rest.web import build_site
 
@@ -21,7 +23,7 @@ STARTUP = {"callId": "r1", "callee": "bob@10.0.0.2", "sipLogin": "1001", "sipDom
 
 class RecordingPushes:
     """
-    Stands in for the RTMP module's service: records what REST asks of it.
+    Stands in for the RTMP module's service: records what /call/startup asks of it.
     """
 
     def __init__(self):
@@ -48,8 +50,12 @@ class RestCallTests(CallTestMixin, SynchronousTestCase):
     def setUp(self):
         super().setUp()
         self.pushes = RecordingPushes()
-        site = build_site(RestAPI(self.sessions, self.calls, services={"rtmp": self.pushes}),
+        routes = RouteTable()
+        site = build_site(RestAPI(self.sessions, self.calls, routes=routes),
                           ("admin", "admin"), ("*",), ServerMetrics(), [])
+        # What the rtmp module registers when it starts, over the stand-in service.
+        routes.add_call_startup(
+            "rtmp", lambda call, body: push_call(self.pushes, call, body))
         self.http = StubTreq(site.resource)
 
     def post(self, path, body):

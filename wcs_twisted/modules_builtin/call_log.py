@@ -8,7 +8,8 @@ info and, when a call ends, how long it was established.  With C{call_log_file} 
 record is appended to that file as one JSON object per line, flushed at once so the trail survives
 a crash.  DTMF digits are deliberately not logged: they are often PINs.
 
-It uses only its L{IModuleContext}: settings, clock, log and the call observer registration.
+It uses only its L{IModuleContext}: its C{call_log_file} setting (declared by its drop-in),
+clock, log and the call observer registration.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ class CallLog:
         self._established: dict[str, float] = {}
 
     def start(self, context) -> None:
-        path = context.settings.call_log_file
+        path = context.setting("call_log_file")
         if path:
             # An unwritable file fails the start: the module is then logged and skipped.
             self._file = open(path, "a", encoding="utf-8")

@@ -1,20 +1,17 @@
 # -*- test-case-name: tests.modules_builtin.test_recording -*-
 """
-The C{recording} module: named streams written to Matroska files that survive a crash.
+One recording: a named stream written to a Matroska file that survives a crash.
 
 A L{Recording} is a stream sink.  On the reactor thread it only turns RTP payloads into timed
 samples (H.264 access units rebuilt from RFC 6184 packets, timestamps from the RTP clocks on one
-timeline, see L{wcs_twisted.media.depacketize}); the file work (PyAV muxing, disk writes,
-L{wcs_twisted.media.matroska}) runs in the reactor's thread pool through a L{SerialWorker}, in
-order and with a bounded backlog, so a slow disk never stalls calls.
+timeline, see L{wcs_twisted.toolkit.depacketize}); the file work (PyAV muxing, disk writes,
+L{wcs_twisted.toolkit.matroska}) runs in the reactor's thread pool through a
+L{wcs_twisted.toolkit.sinks.SerialWorker}, in order and with a bounded backlog, so a slow disk never
+stalls calls.
 
 The container is Matroska written as it goes, a cluster flushed every second, so a server killed
 mid-call leaves a playable file.  Opus and H.264 are stored as they arrive; G.711 as the 16-bit
-PCM it decodes to.
-
-The service it offers the REST API as C{"recorder"}: L{RecordingService.startup},
-L{RecordingService.terminate}, L{RecordingService.find_all}.  With C{sip_record_stream=true}
-every SIP call stream (a stream published with a C{callId} property) is recorded.
+PCM it decodes to.  The module that makes recordings is L{wcs_twisted.modules_builtin.recorder}.
 """
 
 from __future__ import annotations
@@ -22,16 +19,14 @@ from __future__ import annotations
 import os
 import re
 import string
-import uuid
 from typing import Any, Callable, Optional
 
-from twisted.internet.defer import Deferred, DeferredList, succeed
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from wcs_twisted.interfaces import IStreamObserver, IStreamSink, IWcsModule
-from wcs_twisted.media.matroska import AUDIO_TRACKS, AudioTrack, MatroskaWriter, VideoTrack
-from wcs_twisted.media.depacketize import (
+from wcs_twisted.interfaces import IStreamSink
+from wcs_twisted.toolkit.depacketize import (
     H264Depacketizer,
     MediaTimeline,
     RtpClock,
@@ -40,14 +35,14 @@ from wcs_twisted.media.depacketize import (
     opus_packet_samples,
     parse_sps,
 )
-from wcs_twisted.errors import Conflict, InvalidField, NotFound
+from wcs_twisted.toolkit.matroska import AUDIO_TRACKS, AudioTrack, MatroskaWriter, VideoTrack
+from wcs_twisted.toolkit.sinks import MAX_BACKLOG, SerialWorker
 
 __all__ = [
     "DEFAULT_FILE_TEMPLATE",
+    "EXTENSION",
+    "TEMPLATE_FIELDS",
     "Recording",
-    "RecordingModule",
-    "RecordingService",
-    "SerialWorker",
     "is_sip_call_stream",
     "render_file_name",
 ]
@@ -66,8 +61,6 @@ TRACK_WAIT = 4.0
 #: How often a recording waiting for a keyframe asks the stream for one again.
 KEYFRAME_RETRY = 1.0
 
-#: Packets waiting for the writer thread beyond this many are dropped (about 20 s of media).
-MAX_BACKLOG = 2000
 
 
 def is_sip_call_stream(stream) -> bool:
@@ -107,83 +100,6 @@ def render_file_name(template: str, fields: dict[str, Any]) -> str:
     if not name.endswith(EXTENSION):
         name += EXTENSION
     return name
-
-
-# --- the worker ---------------------------------------------------------------------------------
-
-
-class SerialWorker:
-    """
-    Runs jobs in submission order on another thread: one batch at a time, bounded backlog.
-
-    @param run: runs a callable away from the reactor thread and returns a Deferred of its
-        result (C{deferToThreadPool} on the reactor's pool; a synchronous call in unit tests).
-    @param handle: called (on that thread) with each batch, a list of submitted items.
-    @param limit: items waiting beyond this are refused (L{submit} returns False).
-    """
-
-    def __init__(self, run: Callable[[Callable[[], Any]], Deferred],
-                 handle: Callable[[list], None], limit: int = MAX_BACKLOG) -> None:
-        self._run = run
-        self._handle = handle
-        self._limit = limit
-        self._queue: list = []
-        self._busy = False
-        self._idle: list[Deferred] = []
-        #: The failure of a batch, after which nothing more is run.
-        self.failure = None
-        #: Items refused because the backlog was full.
-        self.dropped = 0
-
-    def submit(self, item, force: bool = False) -> bool:
-        """
-        Queue C{item}; C{force} bypasses the backlog limit (for control items).
-
-        @return: False if it was refused (backlog full, or the worker failed).
-        """
-        if self.failure is not None:
-            return False
-        if not force and len(self._queue) >= self._limit:
-            self.dropped += 1
-            return False
-        self._queue.append(item)
-        if not self._busy:
-            self._next()
-        return True
-
-    def _next(self) -> None:
-        batch, self._queue = self._queue, []
-        self._busy = True
-        running = self._run(lambda: self._handle(batch))
-        running.addCallbacks(self._done, self._failed)
-
-    def _done(self, _: object) -> None:
-        self._busy = False
-        if self._queue:
-            self._next()
-        else:
-            self._fire_idle()
-
-    def _failed(self, failure) -> None:
-        self._busy = False
-        self.failure = failure
-        self._queue = []
-        self._fire_idle()
-
-    def _fire_idle(self) -> None:
-        waiters, self._idle = self._idle, []
-        for waiter in waiters:
-            waiter.callback(None)
-
-    def idle(self) -> Deferred:
-        """
-        A Deferred that fires once every submitted item has been handled (or the worker failed).
-        """
-        if not self._busy:
-            return succeed(None)
-        waiter: Deferred = Deferred()
-        self._idle.append(waiter)
-        return waiter
 
 
 # --- the sink -----------------------------------------------------------------------------------
@@ -459,225 +375,3 @@ class Recording:
             return
         self._warned.add(key)
         self._log.warn("recording {stream}: " + text, stream=self.stream.name, **fields)
-
-
-# --- the service --------------------------------------------------------------------------------
-
-
-@implementer(IStreamObserver)
-class RecordingService:
-    """
-    The C{"recorder"} service: REST /recorder/startup, /recorder/terminate, /recorder/find_all.
-
-    @param streams: the L{IStreamRegistry}.
-    @param clock: an IReactorTime (C{seconds()} gives C{startTime}).
-    @param record_dir: where files go (created when needed).
-    @param file_template: the default file name template (see L{render_file_name}).
-    @param run_in_thread: runs a callable off the reactor thread, returning a Deferred.
-    @param auto_record: record every SIP call stream (C{sip_record_stream}).
-    """
-
-    log = Logger()
-
-    def __init__(self, streams, clock, *, record_dir: str, file_template: str,
-                 run_in_thread: Callable[[Callable[[], Any]], Deferred],
-                 auto_record: bool = False, log: Optional[Logger] = None) -> None:
-        # A bad configured template fails the start.
-        render_file_name(file_template, dict.fromkeys(TEMPLATE_FIELDS, "x"))
-        self._streams = streams
-        self._clock = clock
-        self.record_dir = os.path.abspath(record_dir)
-        self.file_template = file_template
-        self._run_in_thread = run_in_thread
-        self.auto_record = auto_record
-        if log is not None:
-            self.log = log
-        self._recordings: dict[str, Recording] = {}
-        self._closing: set[Deferred] = set()
-        self._running = False
-
-    def start(self) -> None:
-        self._running = True
-        if self.auto_record:
-            self._streams.add_observer(self)
-            for stream in self._streams.find({}):
-                self.stream_published(stream)
-
-    def stop(self) -> Deferred:
-        """
-        Finish every recording; fires once every file is complete.
-        """
-        self._running = False
-        self._streams.remove_observer(self)
-        for recording in list(self._recordings.values()):
-            recording.finish("Requested stream shutdown")
-        return DeferredList(list(self._closing), consumeErrors=True)
-
-    # --- IStreamObserver --------------------------------------------------------------------------
-
-    def stream_published(self, stream) -> None:
-        if self._running and self.auto_record and is_sip_call_stream(stream) \
-                and self._recording_of(stream) is None:
-            try:
-                self._start(stream, None)
-            except Exception:
-                self.log.failure("could not start recording SIP call stream {stream}",
-                                 stream=stream.name)
-
-    def stream_unpublished(self, stream, reason) -> None:
-        """
-        Nothing to do: the recording, a sink of the stream, was told first.
-        """
-
-    # --- the API ----------------------------------------------------------------------------------
-
-    def startup(self, stream_name: Optional[str] = None, file_template: Optional[str] = None,
-                *, media_session_id: Optional[str] = None) -> dict[str, Any]:
-        """
-        Start recording a stream, named by C{stream_name} or by its C{media_session_id}.
-
-        @param file_template: this recording's file name template (REST
-            C{config.fileTemplate}); None for the configured one.
-        @return: the recording (L{Recording.describe}: C{fileName}, C{mediaSessionId},
-            C{streamName}, C{startTime}).
-        @raise NotFound: no such stream (404).
-        @raise Conflict: the stream is being recorded already (409).
-        @raise InvalidField: a bad template (400).
-        """
-        stream = self._find_stream(stream_name, media_session_id)
-        if self._recording_of(stream) is not None:
-            raise Conflict(f"stream {stream.name} is already being recorded")
-        return self._start(stream, file_template).describe()
-
-    def terminate(self, key: str) -> dict[str, Any]:
-        """
-        Stop a recording named by its C{mediaSessionId} or its stream's name; the file is
-        completed in the background (L{Recording.closed}).
-
-        @return: the recording's description.
-        @raise NotFound: no such recording (404).
-        """
-        recording = self.get(key)
-        if recording is None:
-            raise NotFound(f"no recording {key}")
-        recording.finish("Stopped by rest /terminate")
-        return recording.describe()
-
-    def find_all(self) -> list[dict[str, Any]]:
-        """
-        The recordings in progress (REST /recorder/find_all; empty means 404 there).
-        """
-        return [recording.describe() for recording in self._recordings.values()]
-
-    def get(self, key: str) -> Optional[Recording]:
-        """
-        The recording in progress whose C{mediaSessionId} or stream name is C{key}.
-        """
-        recording = self._recordings.get(key)
-        if recording is None:
-            recording = next((r for r in self._recordings.values() if r.stream.name == key),
-                             None)
-        return recording
-
-    # --- inside -----------------------------------------------------------------------------------
-
-    def _find_stream(self, stream_name: Optional[str], media_session_id: Optional[str]):
-        if stream_name:
-            stream = self._streams.get(stream_name)
-        elif media_session_id:
-            found = self._streams.find({"mediaSessionId": media_session_id})
-            stream = found[0] if found else None
-        else:
-            raise InvalidField("mediaSessionId", "a stream name or mediaSessionId is required")
-        if stream is None:
-            raise NotFound(f"stream {stream_name or media_session_id} not found")
-        return stream
-
-    def _recording_of(self, stream) -> Optional[Recording]:
-        return next((r for r in self._recordings.values() if r.stream is stream), None)
-
-    def _start(self, stream, file_template: Optional[str]) -> Recording:
-        properties = stream.properties
-        record_id = str(properties.get("mediaSessionId") or uuid.uuid4())
-        start_time = int(self._clock.seconds() * 1000)
-        fields = {
-            "streamName": stream.name,
-            "startTime": start_time,
-            "mediaSessionId": record_id,
-            "sessionId": properties.get("sessionId"),
-            "appKey": properties.get("appKey"),
-            "callId": properties.get("callId"),
-        }
-        try:
-            name = render_file_name(file_template or self.file_template, fields)
-        except ValueError as error:
-            raise InvalidField("fileTemplate", str(error)) from None
-        path = self._unique_path(name)
-        recording = Recording(
-            stream, record_id, path, start_time, self._clock,
-            lambda writer: SerialWorker(self._run_in_thread, writer.handle), self.log,
-            self._finished)
-        self._recordings[record_id] = recording
-        self._closing.add(recording.closed)
-        recording.closed.addBoth(self._closed, recording.closed)
-        try:
-            recording.start()
-        except Exception:
-            recording.finish("Failed by error")
-            raise
-        return recording
-
-    def _unique_path(self, name: str) -> str:
-        taken = {recording.path for recording in self._recordings.values()}
-        stem, extension = name[:-len(EXTENSION)], EXTENSION
-        path, number = os.path.join(self.record_dir, name), 1
-        while path in taken or os.path.exists(path):
-            path = os.path.join(self.record_dir, f"{stem}-{number}{extension}")
-            number += 1
-        return path
-
-    def _finished(self, recording: Recording) -> None:
-        if self._recordings.get(recording.record_id) is recording:
-            del self._recordings[recording.record_id]
-
-    def _closed(self, result, closed: Deferred):
-        self._closing.discard(closed)
-        return result
-
-
-# --- the module ---------------------------------------------------------------------------------
-
-
-@implementer(IWcsModule)
-class RecordingModule:
-    """
-    The C{recording} module: runs a L{RecordingService} and provides it as C{"recorder"}.
-    """
-
-    name = "recording"
-
-    def __init__(self) -> None:
-        self.service: Optional[RecordingService] = None
-
-    def start(self, context) -> None:
-        from twisted.internet.threads import deferToThreadPool
-
-        reactor = context.reactor
-        settings = context.settings
-        self.service = RecordingService(
-            context.streams, context.clock,
-            record_dir=settings.record_dir,
-            file_template=settings.record_file_template,
-            run_in_thread=lambda job: deferToThreadPool(reactor, reactor.getThreadPool(), job),
-            auto_record=settings.sip_record_stream,
-            log=context.log)
-        self.service.start()
-        context.provide("recorder", self.service)
-        context.log.info("recording to {folder}{auto}", folder=self.service.record_dir,
-                         auto=" (every SIP call stream)" if settings.sip_record_stream else "")
-
-    def stop(self) -> Deferred:
-        service, self.service = self.service, None
-        if service is None:
-            return succeed(None)
-        return service.stop()

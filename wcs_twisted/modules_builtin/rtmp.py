@@ -1,26 +1,16 @@
 # -*- test-case-name: tests.modules_builtin.test_rtmp -*-
 """
-The C{rtmp} module: republishing named streams to RTMP servers (WCS "transponders").
+The C{rtmp} module: named streams republished to RTMP servers (WCS "transponders"), on REST
+request (/push/*) or for a call started with C{rtmpUrl} (/call/startup).
 
-Each L{RtmpPush} is a stream sink that keeps one RTMP publishing session
-(L{rtmp_protocol.RtmpPublisher}) to a server.  Video goes out as it came, H.264 access units
-rebuilt from RTP (no transcoding); audio is decoded (G.711, Opus), resampled to 44.1 kHz mono and
-encoded to AAC with PyAV, because RTMP players need AAC.  Muting sends silence; C{sound_on}
-replaces the audio with a sound file until it ends (or loops).
-
-Every push reports WCS statuses: RTMP_STREAM_WAIT while it connects, RTMP_STREAM_ACTIVE once
-the server accepted the publish, RTMP_CONNECTION_LOST when an active session broke (it then
-reconnects with exponential backoff for as long as the stream lives), RTMP_CONNECTION_FAILED
-when it could not be established; a push that never got through gives up after a few attempts.
-
-Everything runs on the reactor thread and never blocks: the network is Twisted's, and the audio
-work per 20 ms packet is a decode, a resample and at most one AAC frame.  The service it offers
-the REST API as C{"rtmp"} is L{RtmpService}.
+L{RtmpService} keeps the pushes (L{wcs_twisted.modules_builtin.rtmp_push.RtmpPush}), including
+those waiting for their stream to be published; L{RtmpModule} runs it with its configuration keys,
+serves its REST methods and follows the calls REST starts with an C{rtmpUrl}, whose push status
+shows in the call object as C{rtmpStreamStatus}.
 """
 
 from __future__ import annotations
 
-import enum
 import os
 import uuid
 from typing import Any, Callable, Optional
@@ -29,50 +19,14 @@ from twisted.internet.defer import Deferred, DeferredList, succeed
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from wcs_twisted.interfaces import IStreamObserver, IStreamSink, IWcsModule
-from wcs_twisted.media.aac import (
-    AAC_CHANNELS,
-    AAC_RATE,
-    SAMPLE_BYTES,
-    AacEncoder,
-    audio_specific_config,
-    load_sound,
-)
-from wcs_twisted.media.depacketize import (
-    NAL_PPS,
-    NAL_SPS,
-    H264Depacketizer,
-    MediaTimeline,
-    RtpClock,
-    avc_decoder_configuration,
-    avcc,
-    codec_of,
-    parse_sps,
-)
-from wcs_twisted.modules_builtin.rtmp_protocol import (
-    RtmpPublisher,
-    RtmpTarget,
-    aac_frame,
-    aac_sequence_header,
-    avc_frame,
-    avc_sequence_header,
-    parse_rtmp_url,
-)
-from wcs_twisted.errors import Conflict, InvalidField, NotFound
+from wcs_twisted.errors import Conflict, DomainError, InvalidField, NotFound
+from wcs_twisted.interfaces import IStreamObserver, IWcsModule
+from wcs_twisted.modules_builtin.rtmp_protocol import RtmpPublisher, RtmpTarget, parse_rtmp_url
+from wcs_twisted.modules_builtin.rtmp_push import ACTIONS, RtmpPush, RtmpStreamStatus, Sound
+from wcs_twisted.toolkit.aac import load_sound
+from wcs_twisted.toolkit.fields import read_boolean
 
-__all__ = ["RtmpModule", "RtmpPush", "RtmpService", "RtmpStreamStatus"]
-
-
-class RtmpStreamStatus(str, enum.Enum):
-    """
-    The WCS C{rtmpStreamStatus} values (call object, /push/find).
-    """
-
-    RTMP_STREAM_WAIT = "RTMP_STREAM_WAIT"
-    RTMP_STREAM_ACTIVE = "RTMP_STREAM_ACTIVE"
-    RTMP_CONNECTION_LOST = "RTMP_CONNECTION_LOST"
-    RTMP_CONNECTION_FAILED = "RTMP_CONNECTION_FAILED"
-
+__all__ = ["RtmpModule", "RtmpService"]
 
 #: Reconnect backoff: first delay, and the longest (seconds).
 RECONNECT_DELAY = 1.0
@@ -82,357 +36,6 @@ MAX_FAILED_ATTEMPTS = 4
 #: Seconds to connect over TCP, and then to get the publish accepted.
 CONNECT_TIMEOUT = 10.0
 PUBLISH_TIMEOUT = 10.0
-#: Seconds between keyframe requests while waiting for one.
-KEYFRAME_RETRY = 1.0
-#: Seconds a closing session may take to flush before its connection is dropped.
-CLOSE_TIMEOUT = 2.0
-
-_ACTIONS = ("mute", "sound_on")
-
-
-class _Sound:
-    """
-    A sound being played instead of the stream's audio.
-    """
-
-    def __init__(self, name: str, samples: bytes, loop: bool) -> None:
-        self.name = name
-        self.samples = samples
-        self.loop = loop
-        self.position = 0
-
-    def take(self, size: int) -> tuple[bytes, bool]:
-        """
-        The next C{size} bytes (zero-padded past the end); and whether the sound is over.
-        """
-        out = bytearray()
-        while len(out) < size:
-            piece = self.samples[self.position:self.position + size - len(out)]
-            out += piece
-            self.position += len(piece)
-            if self.position >= len(self.samples):
-                if not self.loop:
-                    out += bytes(size - len(out))
-                    return bytes(out), True
-                self.position = 0
-        return bytes(out), False
-
-
-# --- one push -----------------------------------------------------------------------------------
-
-
-@implementer(IStreamSink)
-class RtmpPush:
-    """
-    One stream republished to one RTMP target (a WCS transponder); made by
-    L{RtmpService.startup}.
-    """
-
-    def __init__(self, service: "RtmpService", media_session_id: str, stream_name: str,
-                 rtmp_url: str, target: RtmpTarget, options: dict,
-                 on_status: Optional[Callable[[RtmpStreamStatus], None]]) -> None:
-        self.service = service
-        self.media_session_id = media_session_id
-        self.stream_name = stream_name
-        self.rtmp_url = rtmp_url
-        self.target = target
-        self.options = options
-        self.on_status = on_status
-        self.status = RtmpStreamStatus.RTMP_STREAM_WAIT
-        self.stream = None
-        self.kinds: tuple[str, ...] = ("audio", "video")
-        self.muted = False
-        self.sound: Optional[_Sound] = None
-        self.width = 0
-        self.height = 0
-        self.ended = False
-        self.was_active = False
-        self.failed_attempts = 0
-        self.attempts = 0
-        self._delay = service.reconnect_delay
-        self._publisher: Optional[RtmpPublisher] = None
-        self._connecting: Optional[Deferred] = None
-        self._retry = None
-        self._deadline = None
-        self._closed_waiters: list[Deferred] = []
-        self._reset_session()
-
-    def describe(self) -> dict[str, Any]:
-        """
-        The push as REST /push/startup and /push/find return it.
-        """
-        return {
-            "mediaSessionId": self.media_session_id,
-            "streamName": self.target.stream,
-            "localStreamName": self.stream_name,
-            "rtmpUrl": self.rtmp_url,
-            "width": self.width,
-            "height": self.height,
-            "muted": self.muted,
-            "soundEnabled": self.sound is not None,
-            "options": dict(self.options),
-            "status": self.status.value,
-        }
-
-    # --- life -------------------------------------------------------------------------------------
-
-    def attach(self, stream) -> None:
-        description = stream.describe()
-        video_name, _ = codec_of(description.get("videoCodec"))
-        self.kinds = ("audio", "video") if video_name == "h264" else ("audio",)
-        self.stream = stream
-        stream.attach(self)
-        self._connect()
-
-    def _connect(self) -> None:
-        self._retry = None
-        if self.ended:
-            return
-        self.attempts += 1
-        publisher = RtmpPublisher(self.target, self)
-        self._publisher = publisher
-        self._connecting = self.service.connect(self.target, publisher)
-        self._connecting.addErrback(self._connect_failed, publisher)
-        self._deadline = self.service.clock.callLater(
-            self.service.connect_timeout + self.service.publish_timeout, self._too_slow, publisher)
-
-    def _connect_failed(self, failure, publisher: RtmpPublisher) -> None:
-        if publisher is self._publisher:
-            self._publisher = None
-            self._attempt_failed(failure.getErrorMessage())
-
-    def _too_slow(self, publisher: RtmpPublisher) -> None:
-        self._deadline = None
-        if publisher is self._publisher and publisher.state != "publishing":
-            if self._connecting is not None and not self._connecting.called:
-                self._connecting.cancel()
-            else:
-                publisher.abort("no publish confirmation in time")
-
-    # --- RtmpPublisher owner ----------------------------------------------------------------------
-
-    def published(self, publisher: RtmpPublisher) -> None:
-        if publisher is not self._publisher:
-            return
-        self._cancel_deadline()
-        self.was_active = True
-        self.failed_attempts = 0
-        self._delay = self.service.reconnect_delay
-        self._reset_session()
-        metadata: dict[str, Any] = {"encoder": "wcs-twisted", "audiocodecid": 10.0,
-                                    "audiosamplerate": float(AAC_RATE), "audiosamplesize": 16.0,
-                                    "stereo": AAC_CHANNELS == 2}
-        if "video" in self.kinds:
-            metadata["videocodecid"] = 7.0
-            if self.width:
-                metadata.update(width=float(self.width), height=float(self.height))
-        publisher.send_metadata(metadata)
-        self.service.log.info("rtmp {id}: publishing {stream} to {url} as {name}",
-                              id=self.media_session_id, stream=self.stream_name,
-                              url=self.target.tc_url, name=self.target.stream)
-        self._set_status(RtmpStreamStatus.RTMP_STREAM_ACTIVE)
-        if self.stream is not None and "video" in self.kinds:
-            self.stream.request_keyframe()
-
-    def refused(self, publisher: RtmpPublisher, reason: str) -> None:
-        self.service.log.warn("rtmp {id}: {url} refused to publish {name}: {reason}",
-                              id=self.media_session_id, url=self.target.tc_url,
-                              name=self.target.stream, reason=reason)
-
-    def lost(self, publisher: RtmpPublisher, reason: str, was_publishing: bool) -> None:
-        waiters, self._closed_waiters = self._closed_waiters, []
-        for waiter in waiters:
-            waiter.callback(None)
-        if publisher is not self._publisher:
-            return
-        self._publisher = None
-        self._cancel_deadline()
-        if self.ended:
-            return
-        if was_publishing:
-            self.service.log.warn("rtmp {id}: connection to {url} lost: {reason}",
-                                  id=self.media_session_id, url=self.target.tc_url,
-                                  reason=reason)
-            self._set_status(RtmpStreamStatus.RTMP_CONNECTION_LOST)
-            self._schedule_retry()
-        else:
-            self._attempt_failed(reason)
-
-    def _attempt_failed(self, reason: str) -> None:
-        self._cancel_deadline()
-        if self.ended:
-            return
-        self.service.log.warn("rtmp {id}: could not publish to {url}: {reason}",
-                              id=self.media_session_id, url=self.target.tc_url, reason=reason)
-        if not self.was_active:
-            self.failed_attempts += 1
-            self._set_status(RtmpStreamStatus.RTMP_CONNECTION_FAILED)
-            if self.failed_attempts >= self.service.max_failed_attempts:
-                self.service.log.error("rtmp {id}: giving up on {url} after {count} attempts",
-                                       id=self.media_session_id, url=self.target.tc_url,
-                                       count=self.failed_attempts)
-                self.service._remove(self)
-                self.end()
-                return
-        self._schedule_retry()
-
-    def _schedule_retry(self) -> None:
-        if self.ended or self._retry is not None:
-            return
-        delay, self._delay = self._delay, min(self._delay * 2, self.service.max_reconnect_delay)
-        self._retry = self.service.clock.callLater(delay, self._connect)
-
-    def _set_status(self, status: RtmpStreamStatus) -> None:
-        if status is self.status:
-            return
-        self.status = status
-        if self.on_status is not None:
-            try:
-                self.on_status(status)
-            except Exception:
-                self.service.log.failure("rtmp {id}: status callback failed",
-                                         id=self.media_session_id)
-
-    def _cancel_deadline(self) -> None:
-        if self._deadline is not None and self._deadline.active():
-            self._deadline.cancel()
-        self._deadline = None
-
-    # --- media (reactor thread) -------------------------------------------------------------------
-
-    def _reset_session(self) -> None:
-        """
-        Fresh media state for a new RTMP session: timestamps from 0, headers sent again,
-        video from a keyframe.
-        """
-        self._timeline = MediaTimeline()
-        self._audio_clock: Optional[RtpClock] = None
-        self._audio_codec_name: Optional[str] = None
-        self._audio_rejected = False
-        self._audio_codec = ("", 0)
-        self._aac: Optional[AacEncoder] = None
-        self._video_clock: Optional[RtpClock] = None
-        self._depacketizer = H264Depacketizer()
-        self._lost_seen = 0
-        self._need_keyframe = True
-        self._parameter_sets: Optional[tuple[bytes, bytes]] = None
-        self._last_video_ms = -1
-        self._last_keyframe_request = float("-inf")
-
-    def packet_received(self, kind: str, payload: bytes, codec_name: str, timestamp: int,
-                        marker: bool) -> None:
-        publisher = self._publisher
-        if publisher is None or publisher.state != "publishing":
-            return
-        now = self.service.clock.seconds()
-        if publisher.congested:
-            self._need_keyframe = True
-            return
-        if kind == "audio":
-            self._audio(publisher, payload, codec_name, timestamp, now)
-        else:
-            self._video(publisher, payload, codec_name, timestamp, marker, now)
-
-    def _audio(self, publisher: RtmpPublisher, payload: bytes, codec_name: str, timestamp: int,
-               now: float) -> None:
-        if codec_name != self._audio_codec_name:
-            codec = codec_of(codec_name)
-            self._audio_codec_name = codec_name
-            self._audio_rejected = codec[0] not in ("pcmu", "pcma", "opus")
-            if self._audio_rejected:
-                return
-            if codec != self._audio_codec:
-                self._audio_clock = RtpClock(codec[1] or 8000, self._timeline)
-            self._audio_codec = codec
-        elif self._audio_rejected:
-            return  # decided once for this codec, not per packet
-        if self._aac is None:
-            publisher.send_audio(0, aac_sequence_header(audio_specific_config()))
-            self._aac = AacEncoder(lambda milliseconds, frame: publisher.send_audio(
-                milliseconds, aac_frame(frame)))
-        seconds = self._audio_clock.seconds(timestamp, now)
-        self._aac.audio(self._audio_codec[0], self._audio_codec[1], payload, seconds,
-                        self._replacement)
-
-    def _replacement(self, count: int) -> Optional[bytes]:
-        if self.sound is not None:
-            samples, over = self.sound.take(count * SAMPLE_BYTES)
-            if over:
-                self.service.log.info("rtmp {id}: sound {name} finished",
-                                      id=self.media_session_id, name=self.sound.name)
-                self.sound = None
-            return samples
-        if self.muted:
-            return bytes(count * SAMPLE_BYTES)
-        return None
-
-    def _video(self, publisher: RtmpPublisher, payload: bytes, codec_name: str, timestamp: int,
-               marker: bool, now: float) -> None:
-        if not codec_name.upper().startswith("H264/"):
-            return
-        for unit in self._depacketizer.feed(payload, timestamp, marker):
-            self._access_unit(publisher, unit, now)
-        if self._depacketizer.lost != self._lost_seen:
-            self._lost_seen = self._depacketizer.lost
-            self._need_keyframe = True
-
-    def _access_unit(self, publisher: RtmpPublisher, unit, now: float) -> None:
-        if self._need_keyframe:
-            if not unit.decodable_start:
-                if now - self._last_keyframe_request >= KEYFRAME_RETRY and self.stream:
-                    self._last_keyframe_request = now
-                    self.stream.request_keyframe()
-                return
-            self._need_keyframe = False
-        if self._video_clock is None:
-            self._video_clock = RtpClock(90000, self._timeline)
-        milliseconds = round(self._video_clock.seconds(unit.timestamp, now) * 1000)
-        milliseconds = max(milliseconds, self._last_video_ms)
-        self._last_video_ms = milliseconds
-        if unit.keyframe and (unit.sps, unit.pps) != self._parameter_sets:
-            try:
-                record = avc_decoder_configuration(unit.sps, unit.pps)
-                info = parse_sps(unit.sps)
-            except ValueError:
-                self._need_keyframe = True
-                return
-            self.width, self.height = info.width, info.height
-            self._parameter_sets = (unit.sps, unit.pps)
-            publisher.send_video(milliseconds, avc_sequence_header(record))
-        nals = [nal for nal in unit.nal_units if nal[0] & 0x1F not in (NAL_SPS, NAL_PPS)]
-        publisher.send_video(milliseconds, avc_frame(avcc(nals), unit.keyframe))
-
-    # --- the end ----------------------------------------------------------------------------------
-
-    def stream_ended(self, reason: str) -> None:
-        self.service._remove(self)
-        self.end()
-
-    def end(self) -> Deferred:
-        """
-        Stop for good: detach, cancel timers, close the RTMP session.  Fires once the connection
-        is closed.
-        """
-        self.ended = True
-        if self.stream is not None:
-            self.stream.detach(self)
-        if self._retry is not None and self._retry.active():
-            self._retry.cancel()
-        self._retry = None
-        self._cancel_deadline()
-        if self._connecting is not None and not self._connecting.called:
-            self._connecting.cancel()
-        publisher, self._publisher = self._publisher, None
-        if publisher is None or publisher.state == "closed" or publisher.transport is None:
-            return succeed(None)
-        closed: Deferred = Deferred()
-        self._closed_waiters.append(closed)
-        publisher.close("push terminated")
-        # A server that stops reading would keep a polite close waiting for ever.
-        abort = self.service.clock.callLater(CLOSE_TIMEOUT, publisher.abort,
-                                             "closing timed out")
-        closed.addBoth(lambda result: (abort.cancel() if abort.active() else None, result)[1])
-        return closed
 
 
 # --- the service --------------------------------------------------------------------------------
@@ -518,8 +121,8 @@ class RtmpService:
             raise Conflict(f"{target.tc_url}/{target.stream} is already being published")
         options = dict(options or {})
         action = options.get("action")
-        if action is not None and action not in _ACTIONS:
-            raise InvalidField("options", f"action must be one of {', '.join(_ACTIONS)}")
+        if action is not None and action not in ACTIONS:
+            raise InvalidField("options", f"action must be one of {', '.join(ACTIONS)}")
         sound = None
         if action == "sound_on":
             sound = self._sound(options.get("soundFile"), bool(options.get("loop", False)))
@@ -685,7 +288,7 @@ class RtmpService:
             if not self._waiting:
                 self._unobserve()
 
-    def _sound(self, sound_file: Any, loop: bool) -> _Sound:
+    def _sound(self, sound_file: Any, loop: bool) -> Sound:
         if not isinstance(sound_file, str) or not sound_file:
             raise InvalidField("soundFile", "a sound file name is required")
         base = os.path.realpath(self.media_dir)
@@ -698,7 +301,7 @@ class RtmpService:
             samples = load_sound(path)
         except ValueError as error:
             raise InvalidField("soundFile", str(error)) from None
-        return _Sound(sound_file, samples, loop)
+        return Sound(sound_file, samples, loop)
 
 
 # --- the module ---------------------------------------------------------------------------------
@@ -707,7 +310,9 @@ class RtmpService:
 @implementer(IWcsModule)
 class RtmpModule:
     """
-    The C{rtmp} module: runs an L{RtmpService} and provides it as C{"rtmp"}.
+    The C{rtmp} module: runs an L{RtmpService}, provides it as C{"rtmp"}, serves REST /push/*
+    and pushes the calls /call/startup starts with an C{rtmpUrl}.  Its config keys are declared by
+    its drop-in (plugins/wcs_rtmp.py).
     """
 
     name = "rtmp"
@@ -717,11 +322,124 @@ class RtmpModule:
 
     def start(self, context) -> None:
         self.service = RtmpService(context.streams, context.reactor, context.clock,
-                                   media_dir=context.settings.media_dir, log=context.log)
+                                   media_dir=context.setting("media_dir"), log=context.log)
         context.provide("rtmp", self.service)
+        _serve(context, self.service)
+        context.extend_call_startup(lambda call, body: push_call(self.service, call, body))
 
     def stop(self) -> Deferred:
         service, self.service = self.service, None
         if service is None:
             return succeed(None)
         return service.stop()
+
+
+def push_call(pushes: RtmpService, call, body: dict[str, Any]) -> None:
+    """
+    /call/startup with C{rtmpUrl}: the call's media becomes a stream that is pushed to RTMP as
+    soon as it exists; the push's status shows in the call object (C{rtmpStreamStatus}) and the
+    push ends with the call.
+
+    @raise DomainError: the push cannot start (the REST API hangs the call up and answers it).
+    """
+    rtmp_url = body.get("rtmpUrl")
+    if not rtmp_url:
+        return
+    name = call.extra.get("streamName") or f"call_{call.call_id}"
+    call.extra["streamName"] = name
+
+    def status(value) -> None:
+        call.extra["rtmpStreamStatus"] = getattr(value, "value", value)
+
+    push = pushes.startup(name, rtmp_url, body.get("rtmpStream"), wait_for_stream=True,
+                          on_status=status)
+
+    def end_push(call) -> None:
+        try:
+            pushes.terminate(push["mediaSessionId"])
+        except DomainError:
+            pass  # it already ended with its stream
+
+    call.on_release.append(end_push)
+
+
+def _serve(context, service: RtmpService) -> None:
+    """
+    REST /push/* over C{service}.
+    """
+
+    def startup(body: dict[str, Any]) -> dict[str, Any]:
+        stream = body.get("streamName")
+        url = body.get("rtmpUrl")
+        if not isinstance(stream, str) or not stream:
+            raise InvalidField("streamName", "required, as text")
+        if not isinstance(url, str) or not url:
+            raise InvalidField("rtmpUrl", "required, as text")
+        options = body.get("options")
+        if options is not None and not isinstance(options, dict):
+            raise InvalidField("options", "expected an object")
+        return service.startup(stream, url, body.get("rtmpTransponderStreamName"), options,
+                               full_url=read_boolean(body, "rtmpTransponderFullUrl", False))
+
+    def find(body: dict[str, Any]) -> list[dict[str, Any]]:
+        found = service.find(body)
+        if not found:
+            raise NotFound("No push matches")
+        return found
+
+    def find_all(body: dict[str, Any]) -> list[dict[str, Any]]:
+        found = service.find_all()
+        if not found:
+            raise NotFound("No pushes")
+        return found
+
+    def media_session_id(body: dict[str, Any]) -> str:
+        value = body.get("mediaSessionId")
+        if not isinstance(value, str) or not value:
+            raise InvalidField("mediaSessionId", "required, as text")
+        return value
+
+    def sound_on(body: dict[str, Any]) -> dict[str, Any]:
+        push = media_session_id(body)
+        sound = body.get("soundFile")
+        if not isinstance(sound, str) or not sound:
+            raise InvalidField("soundFile", "required, as text")
+        return service.sound_on(push, sound, read_boolean(body, "loop", False))
+
+    one_push = {"mediaSessionId": ("string", "required")}
+    context.route("POST", "/push/startup", startup,
+                  summary="Republish a stream to RTMP (AAC + H.264).",
+                  fields={"streamName": ("string", "required"),
+                          "rtmpUrl": ("string", "required, rtmp://"),
+                          "rtmpTransponderFullUrl": ("boolean",
+                                                     "the URL already names the RTMP stream"),
+                          "rtmpTransponderStreamName": ("string", "default rtmp_<streamName>"),
+                          "options": ("object", "{action: mute|sound_on, soundFile, loop}")},
+                  answers={"200": "The push: mediaSessionId, streamName, rtmpUrl, status, ...",
+                           "404": "No such stream or sound file",
+                           "409": "Stream + URL already pushed"})
+    context.route("POST", "/push/find", find, summary="Find pushes.",
+                  fields={"streamName": ("string", ""), "rtmpUrl": ("string", ""),
+                          "mediaSessionId": ("string", ""), "status": ("string", "")},
+                  answers={"200": "Array of pushes", "404": "No match"})
+    context.route(("GET", "POST"), "/push/find_all", find_all, summary="List pushes.",
+                  fields={}, answers={"200": "Array of pushes", "404": "None"})
+    context.route("POST", "/push/terminate",
+                  lambda body: service.terminate(media_session_id(body)),
+                  summary="Stop a push.", fields=one_push,
+                  answers={"200": "Stopped", "404": "Unknown push"})
+    context.route("POST", "/push/mute", lambda body: service.mute(media_session_id(body)),
+                  summary="Send silence instead of the stream's audio.", fields=one_push,
+                  answers={"200": "Muted", "404": "Unknown"})
+    context.route("POST", "/push/unmute", lambda body: service.unmute(media_session_id(body)),
+                  summary="Send the stream's audio again.", fields=one_push,
+                  answers={"200": "Unmuted", "404": "Unknown"})
+    context.route("POST", "/push/sound_on", sound_on,
+                  summary="Replace the audio with a WAV file from media_dir.",
+                  fields={"mediaSessionId": ("string", "required"),
+                          "soundFile": ("string", "required"), "loop": ("boolean", "")},
+                  answers={"200": "Playing", "400": "Bad file", "404": "Unknown"})
+    context.route("POST", "/push/sound_off",
+                  lambda body: service.sound_off(media_session_id(body)),
+                  summary="Back to the stream's audio.", fields=one_push,
+                  answers={"200": "Stopped", "404": "Unknown"})

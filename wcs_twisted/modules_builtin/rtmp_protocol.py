@@ -1,4 +1,5 @@
 # -*- test-case-name: tests.modules_builtin.test_rtmp_protocol -*-
+# Over 600 lines: one concept, the publishing side of RTMP (URL, AMF0, chunks, protocol, FLV tags).
 """
 An RTMP publishing client on Twisted: handshake, chunk streams, AMF0 commands, FLV media tags.
 

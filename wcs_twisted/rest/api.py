@@ -3,7 +3,8 @@
 The WCS REST API under /rest-api/: a Klein app bound to an instance.
 
 Routes decode JSON, call the session/call layer and encode JSON; domain errors become HTTP codes in
-one place (L{RestAPI.domain_error}).  L{RestGate} wraps the Klein resource with what every method
+one place (L{RestAPI.domain_error}).  Modules add their own methods (L{wcs_twisted.rest.routes}),
+served here the same way.  L{RestGate} wraps the Klein resource with what every method
 shares: CORS (the demo pages call from another origin), HTTP Basic auth in production mode, and
 JSON error bodies.
 """
@@ -19,9 +20,9 @@ from klein import Klein
 from twisted.logger import Logger
 from twisted.web.resource import IResource, Resource
 
-from wcs_twisted.rest.openapi import openapi_document
-from wcs_twisted.gateway.fields import read_boolean
 from wcs_twisted.errors import Conflict, DomainError, InvalidField, NotFound
+from wcs_twisted.rest.openapi import METHODS, openapi_document
+from wcs_twisted.rest.routes import RouteTable
 from wcs_twisted.gateway.sessions import SessionTable
 
 #: HTTP status for each domain error class; the most specific class wins.
@@ -33,6 +34,9 @@ STATUS_BY_ERROR: tuple[tuple[type[DomainError], int], ...] = (
 )
 
 _JSON = b"application/json; charset=utf-8"
+
+#: The paths RestAPI serves itself (the OpenAPI table lists each; a test checks it).
+CORE_PATHS = frozenset(METHODS)
 
 
 def _json_body(request, allowed: Iterable[str] | None) -> dict[str, Any]:
@@ -75,118 +79,16 @@ class RestAPI:
     log = Logger()
 
     def __init__(self, sessions: SessionTable, calls=None, streams=None,
-                 services: dict | None = None) -> None:
+                 services: dict | None = None, routes: RouteTable | None = None) -> None:
         self.sessions = sessions
         self.calls = calls
         self.streams = streams
-        #: What modules provide (ModuleContext.provide): "recorder", "rtmp".
+        #: What modules offer the front-ends (ModuleContext.provide), shared with their contexts.
         self.services = services if services is not None else {}
-
-    def _service(self, name: str, what: str):
-        service = self.services.get(name)
-        if service is None:
-            raise NotFound(f"{what} is not available: the {name} module is not running")
-        return service
-
-    # --- /push (RTMP republishing module) --------------------------------------------------------
-
-    @app.route("/push/startup", methods=["POST"])
-    def push_startup(self, request):
-        body = _json_body(request, ("streamName", "rtmpUrl", "rtmpTransponderFullUrl",
-                                    "rtmpTransponderStreamName", "options"))
-        stream = body.get("streamName")
-        url = body.get("rtmpUrl")
-        if not isinstance(stream, str) or not stream:
-            raise InvalidField("streamName", "required, as text")
-        if not isinstance(url, str) or not url:
-            raise InvalidField("rtmpUrl", "required, as text")
-        options = body.get("options")
-        if options is not None and not isinstance(options, dict):
-            raise InvalidField("options", "expected an object")
-        push = self._service("rtmp", "RTMP republishing").startup(
-            stream, url, body.get("rtmpTransponderStreamName"), options,
-            full_url=read_boolean(body, "rtmpTransponderFullUrl", False))
-        return _write_json(request, 200, push)
-
-    @app.route("/push/find", methods=["POST"])
-    def push_find(self, request):
-        body = _json_body(request, ("streamName", "rtmpUrl", "mediaSessionId", "status"))
-        found = self._service("rtmp", "RTMP republishing").find(body)
-        if not found:
-            raise NotFound("No push matches")
-        return _write_json(request, 200, found)
-
-    @app.route("/push/find_all", methods=["GET", "POST"])
-    def push_find_all(self, request):
-        _json_body(request, ())
-        found = self._service("rtmp", "RTMP republishing").find_all()
-        if not found:
-            raise NotFound("No pushes")
-        return _write_json(request, 200, found)
-
-    def _push_action(self, request, action: str, *extra: str):
-        body = _json_body(request, ("mediaSessionId",) + extra)
-        media_session_id = body.get("mediaSessionId")
-        if not isinstance(media_session_id, str) or not media_session_id:
-            raise InvalidField("mediaSessionId", "required, as text")
-        service = self._service("rtmp", "RTMP republishing")
-        if action == "sound_on":
-            sound = body.get("soundFile")
-            if not isinstance(sound, str) or not sound:
-                raise InvalidField("soundFile", "required, as text")
-            result = service.sound_on(media_session_id, sound, read_boolean(body, "loop", False))
-        else:
-            result = getattr(service, action)(media_session_id)
-        return _write_json(request, 200, result)
-
-    @app.route("/push/terminate", methods=["POST"])
-    def push_terminate(self, request):
-        return self._push_action(request, "terminate")
-
-    @app.route("/push/mute", methods=["POST"])
-    def push_mute(self, request):
-        return self._push_action(request, "mute")
-
-    @app.route("/push/unmute", methods=["POST"])
-    def push_unmute(self, request):
-        return self._push_action(request, "unmute")
-
-    @app.route("/push/sound_on", methods=["POST"])
-    def push_sound_on(self, request):
-        return self._push_action(request, "sound_on", "soundFile", "loop")
-
-    @app.route("/push/sound_off", methods=["POST"])
-    def push_sound_off(self, request):
-        return self._push_action(request, "sound_off")
-
-    # --- /recorder (recording module) --------------------------------------------------------------
-
-    @app.route("/recorder/startup", methods=["POST"])
-    def recorder_startup(self, request):
-        body = _json_body(request, ("mediaSessionId", "streamName", "config"))
-        config = body.get("config") or {}
-        if not isinstance(config, dict):
-            raise InvalidField("config", "expected an object")
-        recording = self._service("recorder", "Recording").startup(
-            body.get("streamName"), config.get("fileTemplate"),
-            media_session_id=body.get("mediaSessionId"))
-        return _write_json(request, 200, recording)
-
-    @app.route("/recorder/terminate", methods=["POST"])
-    def recorder_terminate(self, request):
-        body = _json_body(request, ("mediaSessionId", "streamName"))
-        key = body.get("mediaSessionId") or body.get("streamName")
-        if not isinstance(key, str) or not key:
-            raise InvalidField("mediaSessionId", "required, as text")
-        return _write_json(request, 200, self._service("recorder", "Recording").terminate(key))
-
-    @app.route("/recorder/find_all", methods=["GET", "POST"])
-    def recorder_find_all(self, request):
-        _json_body(request, ())
-        found = self._service("recorder", "Recording").find_all()
-        if not found:
-            raise NotFound("No recordings")
-        return _write_json(request, 200, found)
+        #: The methods and /call/startup hooks modules add (ModuleContext.route); the composition
+        #: root gives the REST API and every module context the same table.
+        self.routes = routes if routes is not None else RouteTable()
+        self.routes.reserved = CORE_PATHS
 
     def _calls(self):
         if self.calls is None:
@@ -198,38 +100,14 @@ class RestAPI:
     @app.route("/call/startup", methods=["POST"])
     def call_startup(self, request):
         body = _json_body(request, None)
-        rtmp_url = body.get("rtmpUrl")
-        pushes = self._service("rtmp", "RTMP republishing") if rtmp_url else None
         call = self._calls().start_rest_call(body)
-        if pushes is not None:
-            self._push_call(call, pushes, rtmp_url, body.get("rtmpStream"))
-        request.setResponseCode(200)
-        return b""
-
-    def _push_call(self, call, pushes, rtmp_url: str, rtmp_stream) -> None:
-        """
-        /call/startup with rtmpUrl: the call's media becomes a stream that is pushed to RTMP as
-        soon as it exists; the push's status shows in the call object (rtmpStreamStatus).
-        """
-        name = call.extra.get("streamName") or f"call_{call.call_id}"
-        call.extra["streamName"] = name
-
-        def status(value) -> None:
-            call.extra["rtmpStreamStatus"] = getattr(value, "value", value)
-
         try:
-            push = pushes.startup(name, rtmp_url, rtmp_stream, wait_for_stream=True,
-                                  on_status=status)
+            self.routes.call_started(call, body)
         except DomainError:
             call.hang_up()
             raise
-        def end_push(call) -> None:
-            try:
-                pushes.terminate(push["mediaSessionId"])
-            except DomainError:
-                pass  # it already ended with its stream
-
-        call.on_release.append(end_push)
+        request.setResponseCode(200)
+        return b""
 
     @app.route("/call/find", methods=["POST"])
     def call_find(self, request):
@@ -297,7 +175,7 @@ class RestAPI:
 
     @app.route("/openapi.json", methods=["GET"])
     def openapi(self, request):
-        return _write_json(request, 200, openapi_document())
+        return _write_json(request, 200, openapi_document(self.routes))
 
     @app.handle_errors(DomainError)
     def domain_error(self, request, failure):
@@ -345,9 +223,20 @@ class RestAPI:
         return b""
 
     @app.route("/", branch=True, methods=["GET", "POST", "PUT", "DELETE", "PATCH"])
-    def unknown_method(self, request):
+    def module_method(self, request):
+        """
+        A method a module added (L{RouteTable}); any other path is 404.
+        """
         path = "/" + "/".join(segment.decode("utf-8", "replace") for segment in request.postpath)
-        raise NotFound(f"No REST method {path}")
+        route = self.routes.get(path)
+        if route is None or request.method.decode("ascii", "replace") not in route.methods:
+            raise NotFound(f"No REST method {path}")
+        body = _json_body(request, route.fields)
+        document = route.handler(body)
+        if document is None:
+            request.setResponseCode(200)
+            return b""
+        return _write_json(request, 200, document)
 
 
 class RestGate(Resource):

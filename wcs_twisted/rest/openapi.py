@@ -2,13 +2,17 @@
 """
 The OpenAPI 3 description of /rest-api/, served at /rest-api/openapi.json.
 
-One table (L{METHODS}) lists every REST method with its request fields and answers; a test checks
-that every Klein route of RestAPI appears here, so the document cannot fall behind the code.
+One table (L{METHODS}) lists every core REST method with its request fields and answers; a test
+checks that every Klein route of RestAPI appears here, so the document cannot fall behind the code.
+The methods modules add describe themselves (L{wcs_twisted.rest.routes.RestRoute}) and are listed
+with them.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterable
+
+from wcs_twisted.rest.routes import RestRoute
 
 #: path -> (HTTP methods, summary, request fields {name: (json type, description)}, answers)
 METHODS: dict[str, tuple[tuple[str, ...], str, dict[str, tuple[str, str]], dict[str, str]]] = {
@@ -76,42 +80,6 @@ METHODS: dict[str, tuple[tuple[str, ...], str, dict[str, tuple[str, str]], dict[
         "mediaType": ("string", ""), "mediaProvider": ("string", ""),
         "audioCodec": ("string", ""), "videoCodec": ("string", "")},
         {"200": "Stopped", "404": "No match", "500": "Bad parameters"}),
-    "/push/startup": (("post",), "Republish a stream to RTMP (AAC + H.264).", {
-        "streamName": ("string", "required"), "rtmpUrl": ("string", "required, rtmp://"),
-        "rtmpTransponderFullUrl": ("boolean", "the URL already names the RTMP stream"),
-        "rtmpTransponderStreamName": ("string", "default rtmp_<streamName>"),
-        "options": ("object", "{action: mute|sound_on, soundFile, loop}")},
-        {"200": "The push: mediaSessionId, streamName, rtmpUrl, status, ...",
-         "404": "No such stream or sound file", "409": "Stream + URL already pushed"}),
-    "/push/find": (("post",), "Find pushes.", {
-        "streamName": ("string", ""), "rtmpUrl": ("string", ""),
-        "mediaSessionId": ("string", ""), "status": ("string", "")},
-        {"200": "Array of pushes", "404": "No match"}),
-    "/push/find_all": (("get", "post"), "List pushes.", {},
-                       {"200": "Array of pushes", "404": "None"}),
-    "/push/terminate": (("post",), "Stop a push.", {"mediaSessionId": ("string", "required")},
-                        {"200": "Stopped", "404": "Unknown push"}),
-    "/push/mute": (("post",), "Send silence instead of the stream's audio.",
-                   {"mediaSessionId": ("string", "required")}, {"200": "Muted", "404": "Unknown"}),
-    "/push/unmute": (("post",), "Send the stream's audio again.",
-                     {"mediaSessionId": ("string", "required")},
-                     {"200": "Unmuted", "404": "Unknown"}),
-    "/push/sound_on": (("post",), "Replace the audio with a WAV file from media_dir.", {
-        "mediaSessionId": ("string", "required"), "soundFile": ("string", "required"),
-        "loop": ("boolean", "")}, {"200": "Playing", "400": "Bad file", "404": "Unknown"}),
-    "/push/sound_off": (("post",), "Back to the stream's audio.",
-                        {"mediaSessionId": ("string", "required")},
-                        {"200": "Stopped", "404": "Unknown"}),
-    "/recorder/startup": (("post",), "Record a stream (Matroska).", {
-        "mediaSessionId": ("string", "the stream's id"), "streamName": ("string", "or its name"),
-        "config": ("object", "{fileTemplate}")},
-        {"200": "fileName, mediaSessionId, streamName", "404": "No such stream",
-         "409": "Already recording"}),
-    "/recorder/terminate": (("post",), "Stop a recording; the file is completed.", {
-        "mediaSessionId": ("string", "or streamName"), "streamName": ("string", "")},
-        {"200": "Stopped", "404": "Unknown recording"}),
-    "/recorder/find_all": (("get", "post"), "List recordings.", {},
-                           {"200": "Array of {fileName, mediaSessionId}", "404": "None"}),
     "/openapi.json": (("get",), "This document.", {}, {"200": "OpenAPI 3 document"}),
 }
 
@@ -123,9 +91,16 @@ def _schema(kind: str, text: str) -> dict[str, Any]:
     return schema
 
 
-def openapi_document() -> dict[str, Any]:
+def openapi_document(module_routes: Iterable[RestRoute] = ()) -> dict[str, Any]:
+    """
+    The document: the core methods, then those modules added.
+    """
+    described = dict(METHODS)
+    for route in module_routes:
+        described[route.path] = (tuple(method.lower() for method in route.methods),
+                                 route.summary, dict(route.fields or {}), dict(route.answers))
     paths: dict[str, Any] = {}
-    for path, (methods, summary, fields, answers) in METHODS.items():
+    for path, (methods, summary, fields, answers) in described.items():
         operation: dict[str, Any] = {
             "summary": summary,
             "responses": {code: {"description": text} for code, text in answers.items()},
