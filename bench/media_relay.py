@@ -1,6 +1,8 @@
 """
 Benchmark: CPU per relayed media packet in the gateway.
 
+(One file over 600 lines: the server child, the load generator and the report are one experiment.)
+
 The gateway runs in a child process with N calls set up; a load generator in
 this process plays both ends of every call (a "browser" and a "phone"), sending
 one 20 ms audio packet (160 bytes of PCMU payload) per direction per call every

@@ -1,6 +1,8 @@
 """
 Benchmark: the SIP path of the server (built-in registrar and proxy) against real sipp.
 
+(One file over 600 lines: the server child, the sipp scenarios and the ladder are one experiment.)
+
 The server runs as it is deployed, C{twistd --reactor=asyncio -n wcs --config FILE}, in a child
 process (SIP over UDP on 127.0.0.1, local mode on, its log written to a file).  For each scenario
 sipp offers a fixed rate for a fixed time (C{-r RATE -m SECONDS*RATE}); the rate goes up step by

@@ -2,6 +2,9 @@
 """
 Every zope.interface contract of wcs-twisted, in one place.
 
+(Over 600 lines on purpose: the contracts between layers are read together, and one file keeps
+them from drifting into the packages they are meant to keep apart.)
+
 Layers meet only through these: the call layer sees a signalling connection as an
 L{IClientConnection}, the operations endpoints see listeners as L{IListener}, and so on.  Each
 production implementation and each test fake is checked with C{verifyObject} in

@@ -1,4 +1,5 @@
 // wcs.js: a small browser client for the WCS WebSocket protocol (wcs-twisted's own code).
+// (Over 600 lines on purpose: one ES module the pages import whole, with no build step.)
 //
 // Written for the demo pages of wcs-twisted; the API follows the spirit of the Flashphoner
 // WCS Web SDK (sessions, calls and streams with status events) so that users of that SDK
