@@ -1386,7 +1386,10 @@ class WCSClient:
     # -- server messages ----------------------------------------------------
 
     def _handle_ping(self, name, data):
-        if not self._closed:
+        # A ping can arrive after this side began its closing handshake (onClose not yet run):
+        # the SDK does not answer then either, and Autobahn would raise Disconnected.
+        if not self._closed and self._protocol is not None and \
+                self._protocol.state == self._protocol.STATE_OPEN:
             self._send("pong", None)
 
     def _handle_user_data(self, name, data):
