@@ -12,14 +12,16 @@ service, so two browsers call each other through the built-in proxy with SIP ins
 from __future__ import annotations
 
 import re
+import traceback
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from twisted.logger import Logger, LogLevel
+from twisted.logger import Logger
 from zope.interface import implementer
 
 from wcs_twisted.interfaces import IRequestRouter
+from wcs_twisted.sdp.errors import SDPError
 from wcs_twisted.sip.errors import RemoteProtocolError
 from wcs_twisted.sip.headers import NameAddress
 from wcs_twisted.sip.uri import SIPURI
@@ -271,14 +273,17 @@ class CallTable:
         except DomainError as error:
             call.fail(error.info)
             raise
+        except SDPError as error:
+            self.log.info("call {call_id}: unusable SDP offer: {error}", call_id=call.call_id,
+                          error=str(error))
+            call.fail(f"Bad SDP: {error}")
         except Exception as error:
-            # Whatever broke (a malformed SDP the media layer chokes on...), the call ends and
-            # gives back its ports now, not when the session closes.  One line per failure:
-            # a client can cause these at will, so the traceback is kept for debug only.
+            # Whatever else broke, the call ends and gives back its ports now, not when the
+            # session closes.  One line per failure: a client may be able to cause these at
+            # will, so the traceback is kept for debug only.
             self.log.warn("call {call_id} failed while being set up: {error}",
                           call_id=call.call_id, error=repr(error))
-            self.log.failure("setting up call {call_id}", call_id=call.call_id,
-                             level=LogLevel.debug)
+            self.log.debug("{traceback}", traceback=traceback.format_exc())
             call.fail(FAILED_BY_ERROR)
 
     def _foreign_hops(self, account: SIPAccount, target: SIPURI) -> list[Destination]:
