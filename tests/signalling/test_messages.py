@@ -55,6 +55,14 @@ class EncodeTests(SynchronousTestCase):
     Server messages always carry a data array.
     """
 
+    def test_nesting_bomb(self):
+        """
+        "[" * 1000 (RecursionError inside json) is a malformed message like any other.
+        """
+        for raw in (b"[" * 1000, b'{"message": "x", "data": [' + b"[" * 5000 + b"]"):
+            error = self.assertRaises(MessageError, decode, raw)
+            self.assertIn("nested too deeply", error.info)
+
     def test_encode(self):
         """
         The name and the data array are both present.

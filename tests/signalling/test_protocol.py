@@ -141,6 +141,28 @@ class SignallingTests(SynchronousTestCase):
         self.assertIsNone(self.socket.closed)
         self.assertEqual(sum(1 for e in events if e["log_level"] == LogLevel.warn), 3)
 
+    def test_connect_hook_approval_marks_the_session(self):
+        """
+        A session a backend's connect hook approved is marked so (its calls are vouched
+        for); with no backend for its appKey it is not.
+        """
+        from twisted.internet.defer import succeed
+
+        class Hooks:
+            def app_for(self, app_key, method):
+                return object() if app_key == "gated" else None
+
+            def connect(self, fields):
+                return succeed(dict(fields))
+
+        self.signalling.hooks = Hooks()
+        self.send("connection", {"appKey": "gated"})
+        other = self.signalling.channel_opened(RecordingWebSocket(), "127.0.0.1:40001")
+        self.signalling.message_received(other, json.dumps(
+            {"message": "connection", "data": [{"appKey": "open"}]}).encode(), False)
+        self.assertEqual(sorted((s.app_key, s.approved_by_backend) for s in self.sessions),
+                         [("gated", True), ("open", False)])
+
     def test_unexpected_error_is_contained(self):
         """
         A bug in a handler becomes a fail and a logged failure, not a dropped connection.

@@ -19,7 +19,7 @@ from typing import Any
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from wcs_twisted.errors import MediaError
+from wcs_twisted.errors import DomainError, MediaError
 from wcs_twisted.interfaces import IInviteSessionObserver, IMediaSessionObserver
 from wcs_twisted.sip.errors import RemoteProtocolError
 from wcs_twisted.sip.headers import NameAddress
@@ -542,6 +542,10 @@ class Call:
             return 400
         if not isinstance(target, SIPURI) or self._referred is not None:
             return 400 if not isinstance(target, SIPURI) else 491
+        try:
+            self.table.check_refer_target(self, target)
+        except DomainError:
+            return 403  # the refusal is logged by the table
         self.log.info("REFER of {call_id} to {target}: calling it", call_id=self.call_id,
                       target=str(target))
         self._referred = target

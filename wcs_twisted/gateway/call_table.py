@@ -11,21 +11,25 @@ service, so two browsers call each other through the built-in proxy with SIP ins
 
 from __future__ import annotations
 
+import re
+import traceback
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from twisted.logger import Logger
 from zope.interface import implementer
 
 from wcs_twisted.interfaces import IRequestRouter
+from wcs_twisted.sdp.errors import SDPError
 from wcs_twisted.sip.errors import RemoteProtocolError
 from wcs_twisted.sip.headers import NameAddress
 from wcs_twisted.sip.uri import SIPURI
 from wcs_twisted.gateway.fields import account_from_fields, read_boolean, read_text
 from wcs_twisted.ua.account import SIPAccount
 from wcs_twisted.gateway.call import DTMF_DIGITS, Call
-from wcs_twisted.gateway.call_events import CallStatus, TransferStatus
+from wcs_twisted.gateway.call_policy import CallPolicy, CallRefused, Destination
+from wcs_twisted.gateway.call_events import FAILED_BY_ERROR, CallStatus, TransferStatus
 from wcs_twisted.errors import Conflict, DomainError, InvalidField, NotFound
 from wcs_twisted.ua.invite_session import InviteSession
 from wcs_twisted.ua.outbound import split_host_port
@@ -40,6 +44,14 @@ DTMF_TYPES = ("RFC2833", "INFO", "INFO_RELAY")
 #: How long local-mode bindings live (they are removed when the session closes).
 LOCAL_BINDING_SECONDS = 10 * 365 * 24 * 3600
 
+#: The transport parameter of a session's local-mode contact (RFC 7118: reached over WebSocket).
+#: It also keeps the contact from naming this stack's own SIP address, so the proxy forks to it
+#: alongside the login's other bindings.
+SESSION_CONTACT_TRANSPORT = "ws"
+
+# RFC 3261 25.1 token: an extension header's name.
+_TOKEN = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+")
+
 
 @dataclass(frozen=True)
 class CallSettings:
@@ -51,6 +63,16 @@ class CallSettings:
     local_mode: bool = True
     outbound_proxy: str = ""
     transport: str = "udp"
+    #: Who may call where, and how many calls at once (docs/security.md).
+    policy: CallPolicy = field(default_factory=CallPolicy)
+
+
+def _check_text(name: str, value: str | None) -> None:
+    """
+    Refuse a value that would split a SIP header (CR, LF, or another control character).
+    """
+    if value and any(ord(char) < 32 or ord(char) == 127 for char in value):
+        raise InvalidField(name, "control characters (CR, LF, ...) are not allowed")
 
 
 @implementer(IRequestRouter)
@@ -192,12 +214,25 @@ class CallTable:
             return ""  # another process on one of our addresses: straight to it
         return self.settings.outbound_proxy
 
+    def _call_account(self, call: Call) -> SIPAccount:
+        return call.account or SIPAccount("", "", "", self._primary_domain(), "", 0, False)
+
     def outbound_proxy_for(self, call: Call, target: SIPURI) -> str:
         """
         The first hop for a new leg of C{call} (a REFER target).
         """
-        account = call.account or SIPAccount("", "", "", self._primary_domain(), "", 0, False)
-        return self._outbound_proxy(account, target)
+        return self._outbound_proxy(self._call_account(call), target)
+
+    def check_refer_target(self, call: Call, target: SIPURI) -> None:
+        """
+        A SIP peer REFERs C{call} to C{target}: we would dial it on the session's behalf, so
+        the session's policy applies (a REST call's is the operator's: not checked).
+
+        @raise CallRefused: the session may not call C{target}.
+        """
+        if call.session is not None:
+            self.check_session_call(call.session, target, self._call_account(call),
+                                    new_call=False)
 
     def _new_outgoing(self, session, account: SIPAccount, fields: dict[str, Any]) -> tuple[Call, SIPURI]:
         """
@@ -215,7 +250,11 @@ class CallTable:
         values["hasAudio"] = read_boolean(fields, "hasAudio", True)
         values["hasVideo"] = read_boolean(fields, "hasVideo", False)
         values["caller"] = account.login
-        values.setdefault("visibleName", account.visible_name or account.login)
+        visible_name = read_text(fields, "visibleName")
+        values["visibleName"] = (visible_name if visible_name is not None
+                                 else account.visible_name or account.login)
+        _check_text("visibleName", values["visibleName"])
+        self._sip_headers(fields)
         call = Call(self, call_id, session, incoming=False, fields=values)
         call.account = account
         return call, target
@@ -227,12 +266,71 @@ class CallTable:
                           account.domain or self._primary_domain(), None)
         credentials = ((account.authentication_name, account.password)
                        if account.password else None)
-        call.start_outgoing(browser_sdp, target, from_uri, self._outbound_proxy(account, target),
-                            credentials, self._sip_headers(fields))
+        try:
+            call.start_outgoing(browser_sdp, target, from_uri,
+                                self._outbound_proxy(account, target), credentials,
+                                self._sip_headers(fields))
+        except DomainError as error:
+            call.fail(error.info)
+            raise
+        except SDPError as error:
+            self.log.info("call {call_id}: unusable SDP offer: {error}", call_id=call.call_id,
+                          error=str(error))
+            call.fail(f"Bad SDP: {error}")
+        except Exception as error:
+            # Whatever else broke, the call ends and gives back its ports now, not when the
+            # session closes.  One line per failure: a client may be able to cause these at
+            # will, so the traceback is kept for debug only.
+            self.log.warn("call {call_id} failed while being set up: {error}",
+                          call_id=call.call_id, error=repr(error))
+            self.log.debug("{traceback}", traceback=traceback.format_exc())
+            call.fail(FAILED_BY_ERROR)
+
+    def _foreign_hops(self, account: SIPAccount, target: SIPURI) -> list[Destination]:
+        """
+        The SIP destinations a call would reach that are not this server: its first hop and
+        the Request-URI's host (a first hop the operator configured, sip_outbound_proxy, is
+        the operator's own choice and not listed).
+        """
+        port = self.core.transport.local_address(self.settings.transport)[1]
+        hops = []
+        first = self._outbound_proxy(account, target)
+        if first and first != self.settings.outbound_proxy:
+            hops.append(Destination.parse(first))
+        hops.append(Destination(target.host.strip("[]").lower(), target.port))
+        foreign = []
+        for hop in hops:
+            if self.is_local(hop.host) and hop.port in (None, port):
+                continue
+            if hop not in foreign:
+                foreign.append(hop)
+        return foreign
+
+    def check_session_call(self, session, target: SIPURI, account: SIPAccount | None = None,
+                           new_call: bool = True) -> None:
+        """
+        Refuse (L{CallRefused}, logged) a call the policy does not let C{session} make: a new
+        call (counted against its caps), or the leg a REFER asks for (C{new_call} false).
+        """
+        account = account or session.account
+        try:
+            if new_call:
+                self.settings.policy.check_count(session, self._calls.values())
+            via_account_server = (session.registered
+                                  and self.account_server(account) is not None
+                                  and self._outbound_proxy(account, target)
+                                  == self.account_server(account))
+            self.settings.policy.check_call(
+                session, self._foreign_hops(account, target), via_account_server)
+        except CallRefused as refusal:
+            self.log.warn("call from session {session_id} ({address}) to {target} refused: "
+                          "{info}", session_id=session.session_id, address=session.address,
+                          target=str(target), info=refusal.info)
+            raise
 
     def start_call(self, session, fields: dict[str, Any]) -> Call:
         """
-        A browser's C{call}: validate, answer TRYING, INVITE the callee.
+        A browser's C{call}: validate, check the policy, answer TRYING, INVITE the callee.
         """
         if session is None or session.account is None:
             raise DomainError("SIP account required: connect with sipLogin to make calls")
@@ -240,6 +338,7 @@ class CallTable:
         sdp = read_text(fields, "sdp")
         if not sdp:
             raise InvalidField("sdp", "required: the browser's SDP offer")
+        self.check_session_call(session, target)
         self._add(call)
         self._dial(call, target, sdp, fields)
         return call
@@ -304,11 +403,25 @@ class CallTable:
 
     @staticmethod
     def _sip_headers(fields: dict[str, Any]) -> tuple[tuple[str, str], ...]:
+        """
+        The C{X-} headers a call adds to its INVITE (others are ignored, as by WCS).
+
+        @raise InvalidField: a name that is not a SIP token, or a value that would split the
+            header.
+        """
         headers = fields.get("sipHeaders")
         if not isinstance(headers, dict):
             return ()
-        return tuple((str(name), str(value)) for name, value in headers.items()
-                     if str(name).lower().startswith("x-") and "\n" not in str(value))
+        chosen = []
+        for name, value in headers.items():
+            name, value = str(name), str(value)
+            if not name.lower().startswith("x-"):
+                continue
+            if not _TOKEN.fullmatch(name):
+                raise InvalidField("sipHeaders", f"{name!r} is not a SIP header name")
+            _check_text("sipHeaders", value)
+            chosen.append((name, value))
+        return tuple(chosen)
 
     def _add(self, call: Call) -> None:
         self._calls[call.call_id] = call
@@ -383,19 +496,48 @@ class CallTable:
 
     # --- sessions -------------------------------------------------------------------------------
 
+    def _binds_locally(self, account: SIPAccount | None) -> bool:
+        """
+        Whether a session with C{account} is bound in the built-in location service.
+        """
+        if account is None or not self.settings.local_mode or account.register_required:
+            return False
+        domain = account.domain or self._primary_domain()
+        return self.is_local(split_host_port(domain)[0])
+
+    def login_proven(self, account: SIPAccount) -> bool:
+        """
+        Before a session opens: a local login that has credentials at the built-in registrar
+        must be proven with its password, as a REGISTER would be, or it is not bound at all
+        (it would take that user's incoming calls).
+
+        @return: whether the session proved credentials.
+        @raise DomainError: the password is missing or wrong.
+        """
+        if not self._binds_locally(account):
+            return False
+        try:
+            return self.settings.policy.login_proven(
+                account.login, account.authentication_name, account.password)
+        except DomainError as refusal:
+            self.log.warn("local login {login} refused: {info}", login=account.login,
+                          info=refusal.info)
+            raise
+
     def session_opened(self, session) -> None:
         """
-        Local mode: bind the session's SIP login in the built-in location service.
+        Local mode: bind the session's SIP login in the built-in location service, as one more
+        contact of its address of record (RFC 3261 10: a phone registered as the same user
+        keeps its binding, and incoming calls fork to both).
         """
         account = session.account
-        if account is None or not self.settings.local_mode or account.register_required:
+        if not self._binds_locally(account):
             return
         domain = account.domain or self._primary_domain()
-        if not self.is_local(domain.split(":")[0]):
-            return
         host, port = self.core.transport.local_address(self.settings.transport)
         contact = SIPURI("sip", account.login, None, host, port,
-                         ((CONTACT_PARAMETER, session.contact_id),))
+                         (("transport", SESSION_CONTACT_TRANSPORT),
+                          (CONTACT_PARAMETER, session.contact_id)))
         aor = address_of_record(SIPURI("sip", account.login, None, domain.split(":")[0], None))
         self.location.update(Binding(
             aor=aor, contact=NameAddress(None, contact),
@@ -434,9 +576,13 @@ class CallTable:
         if not contact_id and self.is_local(uri.host) and uri.user:
             for binding in self.location.lookup(address_of_record(uri), self.clock.seconds()):
                 contact_uri = binding.contact.uri
-                if isinstance(contact_uri, SIPURI) and contact_uri.param(CONTACT_PARAMETER):
-                    contact_id = contact_uri.param(CONTACT_PARAMETER)
-                    break
+                session_contact = (isinstance(contact_uri, SIPURI)
+                                   and contact_uri.param(CONTACT_PARAMETER))
+                if not session_contact:
+                    # The user has another binding (a phone): the proxy forks to every
+                    # binding, this session's contact included; never take the call alone.
+                    return None
+                contact_id = contact_id or session_contact
         for session in self.sessions:
             if contact_id:
                 if session.contact_id == contact_id:
@@ -448,8 +594,10 @@ class CallTable:
 
     def accept_request(self, event) -> bool:
         request = event.request
-        if request.method != "INVITE" or request.to.tag:
+        if request.to.tag:
             return False
+        if request.method != "INVITE":
+            return self._refuse_non_invite(event)
         session = self._session_for(request.uri)
         if session is None:
             return False
@@ -466,6 +614,21 @@ class CallTable:
         self._add(call)
         sip = InviteSession.incoming(self.core, self.clock, call, event)
         call.start_incoming(sip)
+        return True
+
+    def _refuse_non_invite(self, event) -> bool:
+        """
+        A session's contact takes calls only: another request forked to it (a MESSAGE, an
+        OPTIONS) is answered 405 here, instead of being routed back to its address of record.
+        """
+        uri = event.request.uri
+        contact_id = uri.param(CONTACT_PARAMETER) if isinstance(uri, SIPURI) else None
+        if not contact_id or not any(session.contact_id == contact_id
+                                     for session in self.sessions):
+            return False
+        response = event.request.create_response(405, to_tag=self.core.new_tag())
+        response.headers.add("Allow", "INVITE, ACK, CANCEL, BYE, INFO, REFER, NOTIFY")
+        self.core.respond(event.transaction_key, response)
         return True
 
     def hang_up_all(self, reason: str) -> None:

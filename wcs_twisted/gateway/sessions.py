@@ -27,6 +27,14 @@ from wcs_twisted.errors import InvalidField, NotFound
 SECRET_FIELDS = frozenset({"sipPassword"})
 
 
+def client_address(peer: str) -> str:
+    """
+    The IP address in a connection's C{host:port} peer text.
+    """
+    host, colon, port = peer.rpartition(":")
+    return host.strip("[]") if colon and port.isdigit() else peer
+
+
 @implementer(IClientConnection)
 class DetachedConnection:
     """
@@ -83,6 +91,12 @@ class ClientSession:
     contact_id: str = field(default_factory=lambda: secrets.token_hex(6))
     local_binding: Any = None
     grace_timer: Any = None
+    #: The client's IP address (per-address call caps).
+    address: str = ""
+    #: The application backend's C{connect} hook approved this session (WCS's gate).
+    approved_by_backend: bool = False
+    #: The session gave the password of a local login that has credentials.
+    credentials_proven: bool = False
 
     def public_fields(self) -> dict[str, Any]:
         """
@@ -156,17 +170,28 @@ class SessionTable:
         read_boolean(fields, "keepAlive", False)
 
     def open(self, connection: IClientConnection, session_id: str,
-             fields: Mapping[str, Any]) -> ClientSession:
+             fields: Mapping[str, Any], approved_by_backend: bool = False) -> ClientSession:
         """
         Create the session for a C{connection} message.
 
+        Observers with C{login_proven(account)} (the call table) first check a SIP login that
+        will be bound locally; one that refuses raises and no session is made.
+
+        @param approved_by_backend: a backend's C{connect} hook approved the fields.
         @raise InvalidField: a field of the connection object is wrong.
+        @raise DomainError: the login has credentials the session did not prove.
         """
         app_key = read_text(fields, "appKey", "defaultApp") or "defaultApp"
         account = account_from_fields(fields, self._sip_port())
         keep_alive = read_boolean(fields, "keepAlive", False)
         if session_id in self._by_id:
             raise InvalidField("sessionId", f"session {session_id} already exists")
+        proven = False
+        if account is not None:
+            for observer in self.observers:
+                check = getattr(observer, "login_proven", None)
+                if check is not None and check(account):
+                    proven = True
         session = ClientSession(
             session_id=session_id,
             auth_token=self._token_factory(),
@@ -177,6 +202,9 @@ class SessionTable:
             account=account,
             keep_alive=keep_alive,
             custom=fields.get("custom") or {},
+            address=client_address(connection.peer),
+            approved_by_backend=approved_by_backend,
+            credentials_proven=proven,
         )
         self._by_id[session_id] = session
         self._by_token[session.auth_token] = session

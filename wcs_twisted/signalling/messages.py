@@ -54,6 +54,9 @@ def decode(raw: bytes) -> ClientMessage:
         raise MessageError("Malformed message: not UTF-8 text") from None
     except json.JSONDecodeError as error:
         raise MessageError(f"Malformed JSON: {error.msg} at position {error.pos}") from None
+    except RecursionError:
+        # "[" * 1000 and the like: refused like any malformed text, the connection stays.
+        raise MessageError("Malformed JSON: nested too deeply") from None
     if not isinstance(document, dict):
         raise MessageError("Malformed message: expected a JSON object")
     name = document.get("message")

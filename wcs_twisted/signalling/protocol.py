@@ -256,14 +256,16 @@ class Signalling:
         if channel.connecting:
             raise DomainError("Connection already in progress")
         channel.connecting = True
+        app_key = fields.get("appKey") or "defaultApp"
+        # Whether a backend decides (and so vouches for the session's calls: WCS's gate).
+        gated = self.hooks.app_for(app_key, "connect") is not None
         asked = self.hooks.connect(dict(
-            fields, sessionId=session_id, nodeId=self.sessions.node_id,
-            appKey=fields.get("appKey") or "defaultApp"))
+            fields, sessionId=session_id, nodeId=self.sessions.node_id, appKey=app_key))
 
         def allowed(result) -> None:
             channel.connecting = False
             if not channel.closing:
-                self._open_session(channel, session_id, dict(result))
+                self._open_session(channel, session_id, dict(result), approved=gated)
 
         def refused(failure) -> None:
             channel.connecting = False
@@ -279,8 +281,9 @@ class Signalling:
 
         return asked.addCallbacks(allowed, refused)
 
-    def _open_session(self, channel: Channel, session_id: str, fields: dict[str, Any]) -> None:
-        session = self.sessions.open(channel, session_id, fields)
+    def _open_session(self, channel: Channel, session_id: str, fields: dict[str, Any],
+                      approved: bool = False) -> None:
+        session = self.sessions.open(channel, session_id, fields, approved_by_backend=approved)
         channel.session = session
         self._send(channel, *messages.user_data(session.public_fields()))
 
