@@ -174,6 +174,7 @@ DIGEST_ALGORITHMS = ValueType("a comma-separated list of MD5, SHA-256", _digest_
 ACTIVITY = ValueType("true or false, optionally followed by ,SECONDS (e.g. true,60)", _activity)
 HOOK_SIGNATURE = ValueType("hmac-sha256 or wcs-md5", _choice("hmac-sha256", "wcs-md5"))
 HOOK_UNAVAILABLE = ValueType("refuse or allow", _choice("refuse", "allow"))
+CALL_ANONYMOUS = ValueType("auto, any, local or none", _choice("auto", "any", "local", "none"))
 HTTP_URL = ValueType("an http:// or https:// URL with a host and no query", _http_url)
 NON_EMPTY = ValueType("non-empty text", _non_empty)
 HOOK_METHODS_LIST = ValueType(
@@ -300,6 +301,14 @@ KEYS: tuple[Key, ...] = (
     Key("enable_local_videochat", "enable_local_videochat", BOOLEAN, "true",
         "Local mode: the built-in registrar/proxy connects calls between local users, so no "
         "external SIP server is needed (WCS key)."),
+    Key("call_allowed_destinations", "call_allowed_destinations", WORDS, "",
+        "Hosts or host:port patterns (* and ? wildcards) that sessions' calls may reach besides this server, comma-separated; when set, every session stays inside it (docs/security.md)."),
+    Key("call_anonymous", "call_anonymous", CALL_ANONYMOUS, "auto",
+        "What sessions that no connect hook approved and that proved no credentials may call: any, local (local users only) or none; auto is any when every listener is on loopback, local otherwise."),
+    Key("max_calls_per_session", "max_calls_per_session", NON_NEGATIVE_INT, "10",
+        "Concurrent calls per WebSocket session; 0 means no cap."),
+    Key("max_calls_per_address", "max_calls_per_address", NON_NEGATIVE_INT, "50",
+        "Concurrent session calls per client IP address; 0 means no cap (raise it behind a reverse proxy, where clients share one address)."),
     Key("sip_add_contact_id", "sip_add_contact_id", BOOLEAN, "false",
         "Add a contact id parameter to the Contact of REGISTER and INVITE (WCS key)."),
     Key("sip_single_route_only", "sip_single_route_only", BOOLEAN, "false",
@@ -409,6 +418,10 @@ class Settings:
     sip_local_domains: tuple[str, ...] = ()
     sip_outbound_proxy: str = ""
     enable_local_videochat: bool = True
+    call_allowed_destinations: tuple[str, ...] = ()
+    call_anonymous: str = "auto"
+    max_calls_per_session: int = 10
+    max_calls_per_address: int = 50
     sip_add_contact_id: bool = False
     sip_single_route_only: bool = False
     sip_record_stream: bool = False

@@ -427,6 +427,13 @@ class IEventHooks(Interface):
         @return: a Deferred firing with True once delivered, False if given up; it never fails.
         """
 
+    def app_for(app_key, method):
+        """
+        The backend that hears C{method} for C{app_key} (its own, else the default app's), or
+        None when no backend does; signalling asks it whether a C{connect} hook vouched for a
+        session (docs/security.md).
+        """
+
     def close():
         """
         Stop: cancel pending retries and requests in flight.  Returns a Deferred that fires once

@@ -14,6 +14,7 @@ Playwright) need it, which makes it the reactor the server is tested on.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import random
 import secrets
@@ -27,6 +28,7 @@ from twisted.python import usage
 from wcs_twisted.backend.hooks import RestHooks
 from wcs_twisted.backend.observers import CallHookObserver, SessionHookObserver
 from wcs_twisted.config import ConfigError, Settings, load_settings
+from wcs_twisted.gateway.call_policy import CallPolicy
 from wcs_twisted.gateway.call_table import CallSettings, CallTable
 from wcs_twisted.gateway.sessions import SessionTable
 from wcs_twisted.gateway.stream_table import StreamTable
@@ -140,6 +142,19 @@ def _stream_endpoint(reactor, settings: Settings, port: int, tls: bool):
             f"tls_certificate={settings.tls_certificate!r} / tls_private_key="
             f"{settings.tls_private_key!r} cannot be loaded ({error}): expected PEM files "
             "holding a certificate and its private key") from None
+
+
+def call_policy(settings: Settings) -> CallPolicy:
+    """
+    Who may call where (docs/security.md): the server counts as exposed unless it binds loopback.
+    """
+    return CallPolicy(
+        allowed_destinations=settings.call_allowed_destinations,
+        anonymous_calls=settings.call_anonymous,
+        exposed=not ipaddress.ip_address(settings.bind_address or "0.0.0.0").is_loopback,
+        local_users=settings.sip_users,
+        max_calls_per_session=settings.max_calls_per_session,
+        max_calls_per_address=settings.max_calls_per_address)
 
 
 def local_domains(settings: Settings) -> list[str]:
@@ -286,7 +301,8 @@ def build_service(settings: Settings, reactor, warnings=()) -> Server:
         core, reactor, build_media(settings, reactor), sessions, location,
         CallSettings(local_domains=tuple(local_domains(settings)),
                      local_mode=settings.enable_local_videochat,
-                     outbound_proxy=settings.sip_outbound_proxy),
+                     outbound_proxy=settings.sip_outbound_proxy,
+                     policy=call_policy(settings)),
         on_count=metrics.calls.set)
     # CallTable takes no registration factory in its constructor yet (REST calls register their
     # own accounts): one explicit step until it does.

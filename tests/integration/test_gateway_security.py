@@ -87,11 +87,12 @@ class GatewaySecurityTestCase(TestCase):
         low = free_port(span=40)
         settings = Settings(bind_address="127.0.0.1", ws_port=0, http_port=0, sip_port=0,
                             media_port_from=low, media_port_to=low + 39, **self.settings)
-        self.server = build_service(settings, reactor)
+        self.built = build_service(settings, reactor)
+        self.server = self.built.service
         self.server.startService()
         self.addCleanup(self._stop_server)
-        yield defer.gatherResults([l.when_ready() for l in self.server.listeners])
-        self.calls = self.server.signalling.calls
+        yield defer.gatherResults([l.when_ready() for l in self.built.listeners])
+        self.calls = self.built.signalling.calls
         self.set_policy(**self.policy)
         self.ws_port = self.server.getServiceNamed("ws").port.getHost().port
         self.sip_port = self.server.getServiceNamed("sip-udp").port.getHost().port
@@ -324,7 +325,7 @@ class CallHijackTests(GatewaySecurityTestCase):
         yield self.phone.start()
 
     def aor_contacts(self):
-        return sorted(str(binding.contact.uri) for binding in self.server.location.lookup(
+        return sorted(str(binding.contact.uri) for binding in self.built.location.lookup(
             "sip:alice@127.0.0.1", reactor.seconds()))
 
     @defer.inlineCallbacks
