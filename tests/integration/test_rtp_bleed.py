@@ -14,12 +14,10 @@ import json
 import os
 import sys
 
-from tests.integration import audio
 from tests.integration.peers import PeerProcess, poll
 from tests.integration.test_calls import CallTestCase
 
 ATTACKER_HOST = "127.0.0.2"
-ATTACKER_TONE_HZ = 2500
 
 #: The attacker, run as its own process so its flood costs the server's reactor nothing but
 #: the datagrams: RTP (PCMU, a 2500 Hz tone) to every even port of the range and RTCP to every
@@ -147,20 +145,14 @@ class RTPBleedTests(CallTestCase):
             self.assertEqual(leg.remote_address[0], "127.0.0.1")
             self.refused.append(getattr(leg, "packets_refused", 0))
 
-    def assertHears(self, path, expected, who):
-        measured = audio.dominant_frequency(path)
-        self.assertLess(abs(measured - expected), 10,
-                        f"{who} hears {measured} Hz, not {expected} Hz"
-                        f" (the attacker sends {ATTACKER_TONE_HZ} Hz)")
-
     async def call_out(self, alice, bob):
         call_id = await alice.call("bob", tone_hz=440, codecs=["PCMU"])
         await alice.wait_status(call_id, "ESTABLISHED", timeout=15)
         await bob.wait_event("CALL_ESTABLISHED")
         received = await alice.wait_audio(call_id, seconds=1.5, timeout=10)
         self.assertNotHijacked()
-        self.assertHears(received, 1000, "alice")
-        self.assertHears(await bob.wait_for_received_audio(1.5), 440, "bob")
+        self.assertFrequency(received, 1000)
+        self.assertFrequency(await bob.wait_for_received_audio(1.5), 440)
         await alice.hangup(call_id)
         await bob.wait_event("CALL_CLOSED")
 
@@ -172,7 +164,7 @@ class RTPBleedTests(CallTestCase):
         await bob.wait_event("CALL_ESTABLISHED")
         received = await alice.wait_audio(incoming, seconds=1.5, timeout=10)
         self.assertNotHijacked()
-        self.assertHears(received, 1000, "alice")
+        self.assertFrequency(received, 1000)
         await bob.hangup()
         await alice.wait_status(incoming, "FINISH")
 

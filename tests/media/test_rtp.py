@@ -772,18 +772,20 @@ class SourceLearningTests(SessionTestMixin, SynchronousTestCase):
         self.assertEqual(session.remote_address, ATTACKER)
         self.assertEqual(session.packets_refused, 1)
 
-    def test_source_moves_within_window_then_locks(self):
+    def test_stream_moves_within_window_then_locks(self):
         """
-        Within the learning window after the first packet the source may
-        move to another port of an expected host (the NAT rebinds early);
-        after it, the source is locked: even the expected host's other ports
-        are refused.  source_latched is reported once.
+        Within the learning window after the first packet, the peer's stream
+        (same SSRC) may move to another port of an expected host (a NAT that
+        rebinds early); another stream from that host may not.  After the
+        window the source is locked: even the same stream on another port is
+        refused.  source_latched is reported once.
         """
         session = self.make(learning_window=2.0)
         session.set_remote(*PHONE)
         latched = []
         session.source_latched = latched.append
         session.datagramReceived(rtp(seq=1), PHONE)
+        session.datagramReceived(rtp(seq=9, ssrc=0xBAD), (PHONE[0], 4002))
         self.reactor.advance(1.9)
         moved = (PHONE[0], 4010)
         session.datagramReceived(rtp(seq=2), moved)
@@ -793,7 +795,18 @@ class SourceLearningTests(SessionTestMixin, SynchronousTestCase):
         session.datagramReceived(rtp(seq=4), PHONE)
         self.assertEqual(session.remote_address, moved)
         self.assertEqual((latched, len(self.received), session.packets_refused),
-                         ([PHONE], 2, 2))
+                         ([PHONE], 2, 3))
+
+    def test_no_moves_when_learning_from_any_host(self):
+        """
+        Learning from any host (NAT suspected, no signalling source), the
+        first source holds even within the window.
+        """
+        session = self.make()
+        session.set_remote("192.168.1.5", 4000)
+        session.datagramReceived(rtp(seq=1), PHONE)
+        session.datagramReceived(rtp(seq=2), (PHONE[0], 4010))
+        self.assertEqual(session.remote_address, PHONE)
 
     def test_window_starts_with_media(self):
         """
@@ -828,15 +841,14 @@ class SourceLearningTests(SessionTestMixin, SynchronousTestCase):
     def test_rtcp_learnt_from_expected_peer(self):
         """
         RTCP from a foreign host is refused and never becomes where reports
-        go; the peer's RTCP is learnt, and locked once the window closed.
+        go; the peer's first RTCP source is learnt and held.
         """
-        session = self.make(learning_window=1.0)
+        session = self.make()
         session.set_remote(*PHONE)
         session._rtcp_protocol.datagramReceived(rtcp.build_rr(7), ATTACKER)
         session.datagramReceived(rtp(), PHONE)
         rtcp_source = (PHONE[0], 4001)
         session._rtcp_protocol.datagramReceived(rtcp.build_rr(1), rtcp_source)
-        self.reactor.advance(2)
         session._rtcp_protocol.datagramReceived(rtcp.build_rr(1), (PHONE[0], 4003))
         self.reactor.advance(10)
         self.assertEqual({a for _, a in self.rtcp_port(session).written}, {rtcp_source})

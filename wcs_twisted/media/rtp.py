@@ -6,13 +6,13 @@ Where the leg accepts media from is security policy (docs/security.md, "RTP
 source learning"): latching onto the first packet from anywhere lets whoever
 floods the port range first take the call (CVE-2017-14099, "RTP bleed").  So
 the source is learnt only from the expected peer - the host its SDP names,
-or, when NAT is detected, the host its signalling came from - and only until
-a short learning window after the first packet closes; then it is locked.
-Everything else is dropped, counted (L{RTPSession.packets_refused}) and
-logged at a bounded rate.  Within those hosts the leg still sends where the
-peer sends from (symmetric RTP, RFC 4961), so a NATed port works.  RTCP runs
-on port + 1 (or on the RTP port with rtcp-mux, demultiplexed by RFC 5761),
-learnt by the same rule, with one compound report every ~5 s.
+or, when NAT is detected, the host its signalling came from.  The leg sends
+where the peer's first packet came from (symmetric RTP, RFC 4961, so a NATed
+port works); for a short learning window the peer's stream may still move to
+another port, then the source is locked.  Everything else is dropped, counted
+(L{RTPSession.packets_refused}) and logged at a bounded rate.  RTCP runs on
+port + 1 (or on the RTP port with rtcp-mux, demultiplexed by RFC 5761),
+learnt once from the expected hosts, with one compound report every ~5 s.
 
 One timer per leg serves both the RTCP schedule and the inactivity watchdog:
 the watchdog compares the packet counter between ticks, so the per-packet
@@ -81,7 +81,8 @@ class RTPSession(_MediaLeg, TelephoneEventPacing, DatagramProtocol):
     @ivar source_latched: called with the peer's address when the first
         valid RTP packet from it latches the session (media is flowing).
     @ivar learning_window: seconds after that first packet during which the
-        source may move to another port of an expected host; then locked.
+        source may move to another port of an expected host if the packets
+        carry the same stream (SSRC) on; then it is locked.
     @ivar packets_received: RTP packets accepted from the peer.
     @ivar octets_received: bytes of those datagrams.
     @ivar packets_sent: RTP packets sent (relayed, built or telephone events).
@@ -347,21 +348,30 @@ class RTPSession(_MediaLeg, TelephoneEventPacing, DatagramProtocol):
             self._rtcp_source_addr = None
             self._rtcp_send_addr = rtcp_addr
 
-    def _may_learn(self, addr: Address, learnt: Optional[Address]) -> bool:
+    def _expected_host(self, host: str) -> bool:
         """
-        Whether a datagram from C{addr} may become the source, replacing
-        C{learnt}: it comes from an expected host and nothing is learnt yet,
-        or the learning window is still open.  From anywhere (no expected
-        hosts known), only the first source is taken.
+        Whether media may be learnt from C{host} (any host when none is known,
+        see L{expected_hosts}; none before the peer's SDP).
         """
         expected = self._expected
-        if expected is None:
-            return learnt is None
-        host = addr[0]
-        if host not in expected and canonical_host(host) not in expected:
-            return False
+        return expected is None or host in expected or canonical_host(host) in expected
+
+    def _moves(self, data: bytes) -> bool:
+        """
+        Whether an RTP packet from another port than the learnt source may move
+        the source there: within the learning window, and only if it carries
+        the learnt stream on (same SSRC), as a NAT that rebinds early does;
+        never when learning from any host.
+        """
         until = self._learn_until
-        return learnt is None or until is None or self._clock.seconds() < until
+        last = self._last_received
+        return (
+            self._expected is not None
+            and until is not None
+            and last is not None
+            and self._clock.seconds() < until
+            and data[8:12] == last[8:12]
+        )
 
     def _refuse(self, addr: Address, kind: str) -> None:
         """
@@ -390,8 +400,8 @@ class RTPSession(_MediaLeg, TelephoneEventPacing, DatagramProtocol):
     def _accept(self, data: bytes, addr: Address) -> bool:
         """
         The cold path: a datagram too short for RTP, or from an address other
-        than the learnt source.  Learn the source from the expected peer
-        (L{_may_learn}); refuse everything else.
+        than the learnt source.  Learn the source from the expected peer,
+        let it move only while learning (L{_moves}); refuse everything else.
         """
         if self.rtcp_mux and is_rtcp(data):
             self._rtcp_datagram(data, addr)
@@ -400,7 +410,7 @@ class RTPSession(_MediaLeg, TelephoneEventPacing, DatagramProtocol):
             self.packets_dropped += 1
             return False
         previous = self._source_addr
-        if not self._may_learn(addr, previous):
+        if not self._expected_host(addr[0]) or (previous is not None and not self._moves(data)):
             self._refuse(addr, "RTP")
             return False
         self._source_addr = addr
@@ -449,7 +459,7 @@ class RTPSession(_MediaLeg, TelephoneEventPacing, DatagramProtocol):
             if not is_rtcp(data):
                 self.packets_dropped += 1
                 return
-            if not self._may_learn(addr, self._rtcp_source_addr):
+            if self._rtcp_source_addr is not None or not self._expected_host(addr[0]):
                 self._refuse(addr, "RTCP")
                 return
             self._rtcp_source_addr = addr

@@ -23,8 +23,8 @@ __all__ = [
     "nat_suspected",
 ]
 
-#: Seconds after the peer's first packet during which its source may still
-#: move between the expected hosts' ports; then the source is locked.
+#: Seconds after the peer's first packet during which its stream may still
+#: move to another port of the expected hosts; then the source is locked.
 LEARNING_WINDOW = 3.0
 
 #: At most one log line per this many seconds about refused datagrams.
