@@ -21,19 +21,22 @@ from __future__ import annotations
 import enum
 import hashlib
 import ipaddress
+import os
 import zlib
-from typing import Any, Callable, Container, Iterable
+from typing import Any, Callable, Container, Iterable, Mapping
 
 from twisted.logger import Logger
 from zope.interface import implementer
 
 from wcs_twisted.interfaces import IClientTransactionOwner, IRequestRouter
 from wcs_twisted.sip.address import DEFAULT_PORTS, SIPAddress
+from wcs_twisted.sip.auth import DigestAuthenticator
 from wcs_twisted.sip.errors import LocalProtocolError, RemoteProtocolError
 from wcs_twisted.sip.headers import NameAddress, Via
 from wcs_twisted.sip.message import Request, Response
 from wcs_twisted.sip.timers import DEFAULT_TIMERS, TimerValues
 from wcs_twisted.sip.uri import SIPURI
+from wcs_twisted.ua.authentication import UserAuthentication
 from wcs_twisted.ua.outbound import host_text, via_value
 from wcs_twisted.ua.location import LocationService, address_of_record
 
@@ -43,6 +46,14 @@ RECORD_ROUTE_METHODS = frozenset({"INVITE", "SUBSCRIBE", "REFER"})
 _PREFERRED_4XX = frozenset({401, 407, 415, 420, 484})
 #: How many refused foreign domains are remembered so each is logged once.
 _MAX_LOGGED_DOMAINS = 1024
+#: Proxied requests in progress at once (the default of L{Proxy}'s C{max_pending}).
+MAX_PENDING = 10000
+#: Client transactions without any response yet to one destination (the default of L{Proxy}'s
+#: C{max_unanswered}): each retransmits up to 7 (INVITE) or 11 times, so this bounds what a
+#: flood of requests for a silent contact makes us send to it.
+MAX_UNANSWERED = 32
+#: Seconds a client refused with 503 is asked to wait.
+RETRY_AFTER = 5
 
 
 class BranchState(enum.Enum):
@@ -77,7 +88,8 @@ class ProxyBranch:
     @ivar key: its client transaction key.
     """
 
-    __slots__ = ("context", "request", "destination", "key", "state", "_timer_c", "_guard")
+    __slots__ = ("context", "request", "destination", "key", "state", "unanswered", "_timer_c",
+                 "_guard")
 
     #: Takes requests whose Require we do not support: a proxy only checks Proxy-Require.
     proxies_requests = True
@@ -88,15 +100,26 @@ class ProxyBranch:
         self.destination = destination
         self.key: Any = None
         self.state = BranchState.CALLING
+        #: Whether its client transaction is still retransmitting to a silent destination:
+        #: from sending until the first response or the transaction's failure (not until the
+        #: branch is given up: a cancelled INVITE keeps retransmitting until Timer B).
+        self.unanswered = True
         self._timer_c = None
         self._guard = None
 
     def response_received(self, response: Response) -> None:
+        self._answered()
         self.context.branch_response(self, response)
 
     def transaction_failed(self, reason: str) -> None:
+        self._answered()
         # RFC 3261 16.7 (timeout: as if 408) and 16.9 (transport error: as if 503).
         self.context.branch_failed(self, 408 if reason == "timeout" else 503)
+
+    def _answered(self) -> None:
+        if self.unanswered:
+            self.unanswered = False
+            self.context.proxy.unanswered_done(self.destination)
 
     def stop_timers(self) -> None:
         for call in (self._timer_c, self._guard):
@@ -134,6 +157,7 @@ class ResponseContext:
         branch = ProxyBranch(self, request, destination)
         self.branches.append(branch)
         proxy = self.proxy
+        proxy.unanswered_started(destination)
         branch.key = proxy.core.send_request(request, destination, branch)
         proxy.forwarded += 1
         if self.is_invite and branch.state is not BranchState.COMPLETED:
@@ -341,6 +365,9 @@ class Proxy:
         timers: TimerValues = DEFAULT_TIMERS,
         aliases: Iterable[str] = (),
         record_route: bool = True,
+        authenticator: DigestAuthenticator | None = None,
+        max_pending: int = MAX_PENDING,
+        max_unanswered: int = MAX_UNANSWERED,
     ) -> None:
         """
         @param core: the L{UserAgentCore}; its C{transport} is the stack.
@@ -348,6 +375,15 @@ class Proxy:
         @param clock: C{IReactorTime} for Timer C and C{now}.
         @param serves: C{host -> bool}, the local domains (C{Registrar.serves}).
         @param users: configured user names; one of them with no binding gets 480, not 404.
+            A mapping name -> password also says who must authenticate: an initial request
+            whose From is such a local user is challenged (407) before it is proxied, as
+            Kamailio's C{proxy_authorize} does, so nobody can send as them without the password.
+        @param authenticator: the digest nonce issuer for those challenges (share the
+            registrar's for one realm and one nonce table); by default one of our own, with the
+            stack's host as realm and a random secret.
+        @param max_pending: proxied requests in progress at once; beyond, 503.
+        @param max_unanswered: client transactions without any response yet to one
+            destination; a request whose every target is at this bound is answered 503.
         @param timers: the stack's timer values (Timer C, and 64*T1 to wait for a 487).
         @param aliases: other host names or addresses that mean this server in Route headers
             (the bind address, a public address...); the stack's advertised host always does.
@@ -370,6 +406,15 @@ class Proxy:
         self.relay_denied = 0
         self._contexts: set[ResponseContext] = set()
         self._denied_domains: set[str] = set()
+        self.max_pending = max_pending
+        self.max_unanswered = max_unanswered
+        self._unanswered: dict[SIPAddress, int] = {}
+        self._saturated: set[Any] = set()  # destinations (or "pending") refused, logged once
+        self.authentication = None
+        if isinstance(users, Mapping) and any(password is not None for password in users.values()):
+            self.authentication = UserAuthentication(
+                core, clock, authenticator or DigestAuthenticator(host, os.urandom(32)), users,
+                proxy=True)
 
     def __len__(self) -> int:
         """
@@ -389,6 +434,30 @@ class Proxy:
         for context in list(self._contexts):
             context.stop()
         self._contexts.clear()
+        self._unanswered.clear()
+        self._saturated.clear()
+
+    # --- fan-out bounds ------------------------------------------------------------------------
+
+    def unanswered_started(self, destination: SIPAddress) -> None:
+        self._unanswered[destination] = self._unanswered.get(destination, 0) + 1
+
+    def unanswered_done(self, destination: SIPAddress) -> None:
+        count = self._unanswered.get(destination, 0) - 1
+        if count > 0:
+            self._unanswered[destination] = count
+        else:
+            self._unanswered.pop(destination, None)
+        if count < self.max_unanswered:
+            self._saturated.discard(destination)
+
+    def _saturated_once(self, what, text: str, **fields) -> None:
+        """
+        Log a refusal for C{what} (a destination, or "pending") once until it clears.
+        """
+        if what not in self._saturated:
+            self._saturated.add(what)
+            self.log.info(text + "; answering 503 until it clears", **fields)
 
     # --- IRequestRouter ------------------------------------------------------------------------
 
@@ -559,6 +628,25 @@ class Proxy:
         16.6 for each target: copy, Request-URI, Max-Forwards, Record-Route, Via, send.
         """
         request: Request = event.request
+        if len(self._contexts) >= self.max_pending:
+            self._saturated_once("pending", "{count} proxied requests in progress",
+                                 count=len(self._contexts))
+            self._refuse(event, 503, "Too many requests in progress",
+                         [("Retry-After", str(RETRY_AFTER))])
+            return
+        if len(self._contexts) < self.max_pending // 2:
+            self._saturated.discard("pending")
+        open_targets = [(target, destination) for target, destination in targets
+                        if self._unanswered.get(destination, 0) < self.max_unanswered]
+        if not open_targets:
+            destination = targets[0][1]
+            self._saturated_once(destination, "{count} requests to {destination} without any "
+                                 "response", count=self._unanswered.get(destination, 0),
+                                 destination=str(destination))
+            self._refuse(event, 503, "Destination not answering",
+                         [("Retry-After", str(RETRY_AFTER))])
+            return
+        targets = open_targets
         max_forwards = request.max_forwards
         headers.set("Max-Forwards", str(max_forwards - 1) if max_forwards is not None else "70")
         context = ResponseContext(self, event)
@@ -611,6 +699,32 @@ class Proxy:
         if required:
             self._refuse(event, 420, "Bad Extension", [("Unsupported", ", ".join(required))])
             return False
+        return self._authorized(event, headers)
+
+    def _authorized(self, event, headers) -> bool:
+        """
+        RFC 3261 22.3: an initial request From a local user who has a password must carry
+        that user's credentials; they are consumed here (not forwarded).  In-dialog requests,
+        ACK and CANCEL (which cannot be challenged, 22.1) pass.
+        """
+        authentication = self.authentication
+        request: Request = event.request
+        if (authentication is None or request.method in ("ACK", "CANCEL")
+                or request.to.tag is not None):
+            return True
+        sender = request.from_.uri
+        user = getattr(sender, "user", None)
+        if not (isinstance(sender, SIPURI) and self.serves(sender.host)
+                and authentication.has_password(user)):
+            return True
+        if not authentication.check(event, user):
+            self.refused += 1
+            return False
+        used = authentication.credentials(request)
+        others = [value for value in headers.get_all("Proxy-Authorization") if value != used]
+        headers.remove("Proxy-Authorization")
+        for value in others:
+            headers.add("Proxy-Authorization", value)
         return True
 
     def _loop_mark(self, request: Request) -> str:
