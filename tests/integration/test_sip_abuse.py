@@ -22,7 +22,7 @@ from wcs_twisted.config import Settings
 from wcs_twisted.sip.auth import DigestChallenge, build_authorization
 from wcs_twisted.sip.message import Request, Response, parse_message
 from wcs_twisted.tap import build_service
-from wcs_twisted.ua.proxy import MAX_UNANSWERED
+from wcs_twisted.ua.proxy_bounds import MAX_UNANSWERED
 
 USERS = {"alice": "alicepw", "bob": "bobpw"}
 _branches = itertools.count(1)

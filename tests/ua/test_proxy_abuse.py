@@ -17,7 +17,8 @@ from wcs_twisted.sip.auth import DigestAuthenticator, DigestChallenge, build_aut
 from wcs_twisted.sip.headers import NameAddress
 from wcs_twisted.sip.message import Request, parse_message
 from wcs_twisted.ua.location import Binding
-from wcs_twisted.ua.proxy import MAX_UNANSWERED, Proxy
+from wcs_twisted.ua.proxy import Proxy
+from wcs_twisted.ua.proxy_bounds import MAX_UNANSWERED
 
 SILENT = SIPAddress("udp", "10.0.0.9", 5060)  # no stack there: nothing ever answers
 
@@ -224,7 +225,7 @@ class FanOutTests(ProxyTestCase):
         A CANCEL right after each INVITE does not free its slot: the cancelled INVITE keeps
         retransmitting until Timer B, so it still counts.
         """
-        self.proxy.max_unanswered = 4
+        self.proxy.bounds.max_unanswered = 4
         for exchange in self.flood(4):
             self.alice.stack.cancel(exchange.key)
         self.network.run()
@@ -262,7 +263,7 @@ class FanOutTests(ProxyTestCase):
         """
         Beyond max_pending proxied requests in progress (ringing calls here), 503.
         """
-        self.proxy.max_pending = 3
+        self.proxy.bounds.max_pending = 3
         self.bob.script["INVITE"] = [180]
         calls = [self.alice.invite(call_id=f"p{n}") for n in range(4)]
         self.network.run()

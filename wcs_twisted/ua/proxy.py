@@ -38,6 +38,7 @@ from wcs_twisted.sip.timers import DEFAULT_TIMERS, TimerValues
 from wcs_twisted.sip.uri import SIPURI
 from wcs_twisted.ua.authentication import UserAuthentication
 from wcs_twisted.ua.outbound import host_text, via_value
+from wcs_twisted.ua.proxy_bounds import MAX_PENDING, MAX_UNANSWERED, RETRY_AFTER, ForwardingBounds
 from wcs_twisted.ua.location import LocationService, address_of_record
 
 #: Methods whose out-of-dialog requests we record-route (they create dialogs).
@@ -46,14 +47,6 @@ RECORD_ROUTE_METHODS = frozenset({"INVITE", "SUBSCRIBE", "REFER"})
 _PREFERRED_4XX = frozenset({401, 407, 415, 420, 484})
 #: How many refused foreign domains are remembered so each is logged once.
 _MAX_LOGGED_DOMAINS = 1024
-#: Proxied requests in progress at once (the default of L{Proxy}'s C{max_pending}).
-MAX_PENDING = 10000
-#: Client transactions without any response yet to one destination (the default of L{Proxy}'s
-#: C{max_unanswered}): each retransmits up to 7 (INVITE) or 11 times, so this bounds what a
-#: flood of requests for a silent contact makes us send to it.
-MAX_UNANSWERED = 32
-#: Seconds a client refused with 503 is asked to wait.
-RETRY_AFTER = 5
 
 
 class BranchState(enum.Enum):
@@ -119,7 +112,7 @@ class ProxyBranch:
     def _answered(self) -> None:
         if self.unanswered:
             self.unanswered = False
-            self.context.proxy.unanswered_done(self.destination)
+            self.context.proxy.bounds.answered(self.destination)
 
     def stop_timers(self) -> None:
         for call in (self._timer_c, self._guard):
@@ -157,7 +150,7 @@ class ResponseContext:
         branch = ProxyBranch(self, request, destination)
         self.branches.append(branch)
         proxy = self.proxy
-        proxy.unanswered_started(destination)
+        proxy.bounds.started(destination)
         branch.key = proxy.core.send_request(request, destination, branch)
         proxy.forwarded += 1
         if self.is_invite and branch.state is not BranchState.COMPLETED:
@@ -406,10 +399,7 @@ class Proxy:
         self.relay_denied = 0
         self._contexts: set[ResponseContext] = set()
         self._denied_domains: set[str] = set()
-        self.max_pending = max_pending
-        self.max_unanswered = max_unanswered
-        self._unanswered: dict[SIPAddress, int] = {}
-        self._saturated: set[Any] = set()  # destinations (or "pending") refused, logged once
+        self.bounds = ForwardingBounds(max_pending, max_unanswered)
         self.authentication = None
         if isinstance(users, Mapping) and any(password is not None for password in users.values()):
             self.authentication = UserAuthentication(
@@ -434,30 +424,7 @@ class Proxy:
         for context in list(self._contexts):
             context.stop()
         self._contexts.clear()
-        self._unanswered.clear()
-        self._saturated.clear()
-
-    # --- fan-out bounds ------------------------------------------------------------------------
-
-    def unanswered_started(self, destination: SIPAddress) -> None:
-        self._unanswered[destination] = self._unanswered.get(destination, 0) + 1
-
-    def unanswered_done(self, destination: SIPAddress) -> None:
-        count = self._unanswered.get(destination, 0) - 1
-        if count > 0:
-            self._unanswered[destination] = count
-        else:
-            self._unanswered.pop(destination, None)
-        if count < self.max_unanswered:
-            self._saturated.discard(destination)
-
-    def _saturated_once(self, what, text: str, **fields) -> None:
-        """
-        Log a refusal for C{what} (a destination, or "pending") once until it clears.
-        """
-        if what not in self._saturated:
-            self._saturated.add(what)
-            self.log.info(text + "; answering 503 until it clears", **fields)
+        self.bounds.clear()
 
     # --- IRequestRouter ------------------------------------------------------------------------
 
@@ -628,25 +595,10 @@ class Proxy:
         16.6 for each target: copy, Request-URI, Max-Forwards, Record-Route, Via, send.
         """
         request: Request = event.request
-        if len(self._contexts) >= self.max_pending:
-            self._saturated_once("pending", "{count} proxied requests in progress",
-                                 count=len(self._contexts))
-            self._refuse(event, 503, "Too many requests in progress",
-                         [("Retry-After", str(RETRY_AFTER))])
+        targets, refusal = self.bounds.admit(len(self._contexts), targets)
+        if refusal is not None:
+            self._refuse(event, 503, refusal, [("Retry-After", str(RETRY_AFTER))])
             return
-        if len(self._contexts) < self.max_pending // 2:
-            self._saturated.discard("pending")
-        open_targets = [(target, destination) for target, destination in targets
-                        if self._unanswered.get(destination, 0) < self.max_unanswered]
-        if not open_targets:
-            destination = targets[0][1]
-            self._saturated_once(destination, "{count} requests to {destination} without any "
-                                 "response", count=self._unanswered.get(destination, 0),
-                                 destination=str(destination))
-            self._refuse(event, 503, "Destination not answering",
-                         [("Retry-After", str(RETRY_AFTER))])
-            return
-        targets = open_targets
         max_forwards = request.max_forwards
         headers.set("Max-Forwards", str(max_forwards - 1) if max_forwards is not None else "70")
         context = ResponseContext(self, event)
