@@ -213,11 +213,6 @@ class SIPAbuseTests(TestCase):
         response = yield self.final(self.attacker, "after")
         self.assertEqual(response.status_code, 200)
 
-    def disconnect(self, client):
-        if not client.closed.called:
-            client.transport.loseConnection()
-        return client.closed
-
     @defer.inlineCallbacks
     def test_cancel_of_invite_with_malformed_to_over_tcp(self):
         """
@@ -227,7 +222,8 @@ class SIPAbuseTests(TestCase):
         client = Client()
         tcp_port = self.root.sip_stack.ports["tcp"]
         yield connectProtocol(TCP4ClientEndpoint(self.reactor, LOOPBACK, tcp_port), client)
-        self.addCleanup(self.disconnect, client)
+        self.addCleanup(lambda: client.closed)  # cleanups run last first: close, then wait
+        self.addCleanup(client.transport.loseConnection)
 
         def tcp(text):
             return text.replace(b"SIP/2.0/UDP", b"SIP/2.0/TCP")
