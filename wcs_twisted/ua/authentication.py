@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.ua.test_authentication -*-
+# -*- test-case-name: tests.ua.test_proxy_abuse,tests.ua.test_registrar -*-
 """
 Digest authentication of requests by the local users' passwords (RFC 3261 22.2 and 22.3).
 
