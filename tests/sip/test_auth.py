@@ -16,6 +16,7 @@ from wcs_twisted.sip.auth import (
     select_challenge,
 )
 from wcs_twisted.sip.errors import LocalProtocolError, RemoteProtocolError
+from wcs_twisted.sip.uri import SIPURI
 
 SECRET = b"0123456789abcdef0123456789abcdef"
 PASSWORDS = {"alice": "wonderland", "bob": "builder"}
@@ -299,6 +300,29 @@ class DigestAuthenticatorTests(SynchronousTestCase):
         first = DigestChallenge.parse(self.authenticator.challenge(1.0)[0]).nonce
         second = DigestChallenge.parse(self.authenticator.challenge(1.0)[0]).nonce
         self.assertNotEqual(first, second)
+
+    def test_non_utf8_parameter_malformed(self) -> None:
+        """
+        A parameter holding bytes that were not UTF-8 (kept as surrogates by the parser) is
+        MALFORMED: the digest cannot be computed over it, and it must not raise.
+        """
+        value = self.answer().replace('uri="sip:atlanta.com"', 'uri="sip:atlanta.com\udcff"')
+        self.assertIs(self.verify(value), DigestResult.MALFORMED)
+        with self.assertRaises(RemoteProtocolError):
+            DigestCredentials.parse(value)
+
+    def test_uri_must_name_the_request_uri(self) -> None:
+        """
+        RFC 2617 3.2.2.5: given the Request-URI, credentials for another URI are
+        URI_MISMATCH; an equivalent URI (RFC 3261 19.1.4) passes.
+        """
+        value = self.answer()
+        result = self.authenticator.verify(value, "REGISTER", PASSWORDS.get, 0.0,
+                                           request_uri=SIPURI.parse("sip:biloxi.com"))
+        self.assertIs(result, DigestResult.URI_MISMATCH)
+        result = self.authenticator.verify(value, "REGISTER", PASSWORDS.get, 0.0,
+                                           request_uri=SIPURI.parse("sip:ATLANTA.com"))
+        self.assertIs(result, DigestResult.OK)
 
     def test_valid_credentials(self) -> None:
         """

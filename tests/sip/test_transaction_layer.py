@@ -237,6 +237,26 @@ class ServerSideTests(SynchronousTestCase):
         self.layer.respond(event.invite_key, make_response(request, 487), now=1.1)
         self.assertEqual([m.status_code for m, _ in sent(self.layer)], [487])
 
+    def test_cancel_for_invite_with_malformed_to(self) -> None:
+        """
+        A CANCEL matching an INVITE whose To is malformed (its 400 copied that To) gets 200
+        like any other; reading the INVITE's last response for its tag must not raise.
+        """
+        text = (b"INVITE sip:bob@192.0.2.2 SIP/2.0\r\n"
+                b"Via: SIP/2.0/UDP 192.0.2.1:5060;branch=" + BRANCH.encode() + b"\r\n"
+                b"From: <sip:alice@192.0.2.1>;tag=a\r\n"
+                b"To: <sip:bob@192.0.2.2\r\n"
+                b"Call-ID: broken-to\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n")
+        self.layer.datagram_received(text, CLIENT, False, now=0.0)
+        [event] = events(self.layer)
+        self.layer.respond(event.transaction_key,
+                           event.request.create_response(400, to_tag="t"), now=0.0)
+        self.layer.messages_to_send()
+        cancel = text.replace(b"INVITE sip", b"CANCEL sip").replace(b"1 INVITE", b"1 CANCEL")
+        self.layer.datagram_received(cancel, CLIENT, False, now=0.1)
+        self.assertEqual([(m.status_code, m.cseq.method) for m, _ in sent(self.layer)],
+                         [(200, "CANCEL")])
+
     def test_cancel_retransmission(self) -> None:
         """
         A retransmitted CANCEL gets the same 200 from the CANCEL's server

@@ -2,12 +2,14 @@
 Tests for L{wcs_twisted.ua.core.UserAgentCore}: how requests are routed and refused.
 """
 
+from twisted.logger import LogLevel, capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 
 from tests.transport.test_stack import RecordingOwner, options_request
 from wcs_twisted.interfaces import IRequestRouter
 from wcs_twisted.sip.address import SIPAddress
+from wcs_twisted.sip.errors import RemoteProtocolError
 from wcs_twisted.testing.network import MemoryNetwork, build_memory_stack
 
 
@@ -88,3 +90,36 @@ class UserAgentCoreTests(SynchronousTestCase):
         response = owner.responses[-1]
         self.assertEqual(response.status_code, 420)
         self.assertEqual(response.headers.get_all("Unsupported"), ["100rel", "foo"])
+
+    def test_ack_without_to_dropped_quietly(self):
+        """
+        An ACK without To (no answer is possible) is dropped with one log line, not a
+        critical traceback per datagram (log amplification).
+        """
+        text = (b"ACK sip:b@10.0.0.2 SIP/2.0\r\n"
+                b"Via: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKnoto\r\n"
+                b"From: <sip:a@10.0.0.1>;tag=a\r\nCall-ID: no-to\r\nCSeq: 1 ACK\r\n"
+                b"Content-Length: 0\r\n\r\n")
+        with capturedLogs() as logged:
+            for _ in range(3):
+                self.b.data_received(text, SIPAddress("udp", "10.0.0.1", 5060))
+        self.assertEqual([event.get("log_failure") for event in logged], [None] * 3)
+        self.assertTrue(all(event["log_level"] is LogLevel.info for event in logged))
+
+    def test_late_header_error_answered_400(self):
+        """
+        A router that finds a malformed header only when it reads it (RemoteProtocolError)
+        makes the core answer 400 with one log line, not a traceback.
+        """
+
+        @implementer(IRequestRouter)
+        class Strict:
+            def accept_request(self, event):
+                raise RemoteProtocolError("malformed Refer-To", 400)
+
+        self.core_b.routers.insert(0, Strict())
+        with capturedLogs() as logged:
+            owner = self.send(self.request("MESSAGE"))
+        self.assertEqual([r.status_code for r in owner.responses], [400])
+        self.assertEqual(owner.responses[0].reason, "malformed Refer-To")
+        self.assertEqual([event.get("log_failure") for event in logged], [None])

@@ -5,6 +5,7 @@ service, with a client stack sending hand-built REGISTERs over a L{MemoryNetwork
 
 from __future__ import annotations
 
+from twisted.logger import capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
@@ -371,6 +372,101 @@ class DigestRegisterTests(RegistrarTestCase):
         self.assertEqual(exchange.final.status_code, 400)
 
 
+class RegisterInputTests(RegistrarTestCase):
+    """
+    Malformed REGISTERs get the right status and one log line, never a traceback, and a
+    client cannot grow the location service without end.
+    """
+
+    users = {"alice": "secret"}
+
+    def answer(self, challenge_response, uri=f"sip:{DOMAIN}"):
+        challenge = DigestChallenge.parse(
+            challenge_response.headers.get_all("WWW-Authenticate")[-1])
+        return build_authorization(challenge, "REGISTER", uri, "alice", "secret",
+                                   cnonce="c0ffee")
+
+    def test_q_out_of_range(self):
+        """
+        RFC 3261 20.10: q is 0 to 1 with up to three decimals; 7.5, nan, inf, -1 and 1e0 are
+        refused with 400 and register nothing (the 200 it used to get ranked them first).
+        """
+        self.registrar.authentication = None
+        for q in ("7.5", "nan", "inf", "-1", "1e0", "1.0001", "abc"):
+            exchange = self.register(contacts=(f"<sip:alice@10.0.0.2:5060>;q={q}",))
+            self.assertEqual(exchange.final.status_code, 400, q)
+            self.assertEqual(exchange.final.reason, "Bad q parameter")
+        self.assertEqual(self.bindings(), [])
+        exchange = self.register(contacts=("<sip:alice@10.0.0.2:5060>;q=0.5",
+                                           "<sip:alice@10.0.0.3:5060>;q=1.000"))
+        self.assertEqual(exchange.final.status_code, 200)
+        self.assertEqual([binding.q for binding in self.bindings()], [1.0, 0.5])
+
+    def test_digest_uri_not_utf8(self):
+        """
+        A byte that is not UTF-8 in the digest uri is 400, with one log line and no traceback.
+        """
+        first = self.register()
+        value = self.answer(first.final).replace(f'uri="sip:{DOMAIN}"',
+                                                 f'uri="sip:{DOMAIN}\udcff"')
+        with capturedLogs() as events:
+            exchange = self.register(authorization=value)
+        self.assertEqual(exchange.final.status_code, 400)
+        self.assertEqual(self.bindings(), [])
+        self.assertEqual([event.get("log_failure") for event in events], [None])
+        self.assertEqual(len(events), 1)
+
+    def test_digest_uri_other_than_request_uri(self):
+        """
+        RFC 2617 3.2.2.5 / RFC 7616 3.4.6: credentials computed for another URI (a digest
+        captured elsewhere) are refused with 400, however right the digest is.
+        """
+        first = self.register()
+        other = self.answer(first.final, uri="sip:elsewhere.test")
+        exchange = self.register(authorization=other)
+        self.assertEqual(exchange.final.status_code, 400)
+        self.assertEqual(exchange.final.reason, "Digest uri is not the Request-URI")
+        self.assertEqual(self.bindings(), [])
+
+    def test_digest_uri_equivalent(self):
+        """
+        19.1.4: a digest uri that differs from the Request-URI only in host case passes.
+        """
+        first = self.register()
+        exchange = self.register(authorization=self.answer(first.final,
+                                                           uri="sip:EXAMPLE.test"))
+        self.assertEqual(exchange.final.status_code, 200)
+
+    def test_contacts_per_aor_capped(self):
+        """
+        Beyond max_contacts live contacts for one AOR, a REGISTER adding more gets 503 with
+        Retry-After; refreshing an existing contact still works.
+        """
+        self.registrar.authentication = None
+        self.registrar.max_contacts = 2
+        contacts = [f"<sip:alice@10.0.1.{n}:5060>" for n in range(3)]
+        self.assertEqual(self.register(contacts=contacts[:2]).final.status_code, 200)
+        refused = self.register(contacts=contacts[2:])
+        self.assertEqual(refused.final.status_code, 503)
+        self.assertIsNotNone(refused.final.headers.get("Retry-After"))
+        self.assertEqual(len(self.bindings()), 2)
+        self.assertEqual(self.register(contacts=contacts[:1]).final.status_code, 200)
+
+    def test_bindings_capped(self):
+        """
+        Beyond max_bindings in the whole location service, a new binding gets 503.
+        """
+        self.registrar.authentication = None
+        self.registrar.max_bindings = 3
+        for n in range(3):
+            exchange = self.register(user=f"u{n}", contacts=(f"<sip:u{n}@10.0.0.2>",),
+                                     call_id=f"c{n}")
+            self.assertEqual(exchange.final.status_code, 200)
+        exchange = self.register(user="u3", contacts=("<sip:u3@10.0.0.2>",), call_id="c3")
+        self.assertEqual(exchange.final.status_code, 503)
+        self.assertEqual(len(self.location), 3)
+
+
 class LocationServiceTests(SynchronousTestCase):
     """
     The in-memory location service on its own.
@@ -428,3 +524,22 @@ class LocationServiceTests(SynchronousTestCase):
         location.purge(20)
         self.assertEqual(len(location), 1)
         self.assertEqual(location.lookup("sip:a@x", 20), [])
+
+    def test_known_bounded(self):
+        """
+        The AORs remembered as known (480 rather than 404) are capped: registering ever new
+        names forgets the oldest, while a refreshed one stays.
+        """
+        location = LocationService(max_known=3)
+        for name in ("a", "b", "c"):
+            location.update(self.binding(f"sip:{name}@x", f"sip:{name}@1.1.1.1", 10))
+        location.update(self.binding("sip:a@x", "sip:a@1.1.1.1", 20))
+        location.update(self.binding("sip:d@x", "sip:d@1.1.1.1", 10))
+        self.assertEqual([location.known(f"sip:{name}@x") for name in "abcd"],
+                         [True, False, True, True])
+        for n in range(100):
+            location.update(self.binding(f"sip:n{n}@x", f"sip:n{n}@1.1.1.1", 10))
+            location.remove(f"sip:n{n}@x")
+        self.assertEqual(len(location._known), 3)
+        self.assertTrue(location.known("sip:n99@x"))
+        self.assertFalse(location.known("sip:a@x"))

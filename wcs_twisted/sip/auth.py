@@ -32,6 +32,7 @@ from typing import Callable, Iterable, Optional
 
 from wcs_twisted.sip.errors import LocalProtocolError, RemoteProtocolError
 from wcs_twisted.sip.headers import parse_auth_params
+from wcs_twisted.sip.uri import parse_uri
 
 __all__ = [
     "SUPPORTED_ALGORITHMS",
@@ -220,6 +221,14 @@ class DigestCredentials:
             or C{qop} present without C{nc} and C{cnonce}.
         """
         params = _parse_digest(value)
+        for name, item in params.items():
+            if not item.isascii():
+                try:
+                    item.encode("utf-8")
+                except UnicodeEncodeError:
+                    # Bytes that were not UTF-8 on the wire (kept as surrogates): the digest
+                    # could not even be computed over them.
+                    raise RemoteProtocolError(f"digest {name} is not UTF-8", 400) from None
         try:
             username = params["username"]
             realm = params["realm"]
@@ -343,6 +352,20 @@ def select_challenge(values: Iterable[str]) -> Optional[DigestChallenge]:
     return best
 
 
+def _same_uri(text: str, request_uri) -> bool:
+    """
+    Whether a digest C{uri} names C{request_uri}: the same text, or an equivalent URI
+    (RFC 3261 19.1.4), since a proxy's serialisation may differ from the client's.
+    """
+    if text == str(request_uri):
+        return True
+    try:
+        parsed = parse_uri(text)
+    except RemoteProtocolError:
+        return False
+    return parsed.is_equivalent(request_uri)
+
+
 class DigestResult(enum.Enum):
     """Outcome of L{DigestAuthenticator.verify}."""
 
@@ -357,6 +380,9 @@ class DigestResult(enum.Enum):
     REPLAY = "replay"
     #: The header is not valid Digest credentials (answer 400).
     MALFORMED = "malformed"
+    #: The credentials' C{uri} is not the Request-URI: they were made for another request
+    #: (RFC 2617 3.2.2.5, RFC 7616 3.4.6: answer 400).
+    URI_MISMATCH = "uri-mismatch"
 
 
 _NONCE_PAYLOAD = struct.Struct(">qI")
@@ -466,6 +492,7 @@ class DigestAuthenticator:
         password_lookup: Callable[[str], Optional[str]],
         now: float,
         body: bytes = b"",
+        request_uri: Optional[object] = None,
     ) -> DigestResult:
         """
         Check an C{Authorization} (or C{Proxy-Authorization}) header value.
@@ -473,11 +500,16 @@ class DigestAuthenticator:
         @param method: the request method (covered by the digest).
         @param password_lookup: C{username -> password or None}.
         @param body: the request body, needed only for C{qop=auth-int}.
+        @param request_uri: the request's Request-URI (a parsed URI); when given, credentials
+            whose C{uri} does not name it are L{DigestResult.URI_MISMATCH}, so a digest
+            captured from one request cannot authorise another.
         """
         try:
             creds = DigestCredentials.parse(authorization)
         except RemoteProtocolError:
             return DigestResult.MALFORMED
+        if request_uri is not None and not _same_uri(creds.uri, request_uri):
+            return DigestResult.URI_MISMATCH
         nc_value = 0
         if creds.qop is not None:
             if creds.qop not in ("auth", "auth-int"):

@@ -379,8 +379,7 @@ class TransactionLayer:
         else:
             # Reuse the INVITE's To tag when it already chose one (9.2);
             # create_response keeps a tag the CANCEL's To already has.
-            last = invite.last_response
-            to_tag = last.to.tag if last is not None else None
+            to_tag = _to_tag(invite.last_response)
             transaction.respond(request.create_response(200, to_tag=to_tag), now)
             if invite.state is PROCEEDING:
                 self._events.append(
@@ -389,3 +388,16 @@ class TransactionLayer:
                     )
                 )
         self._collect(transaction)
+
+
+def _to_tag(response: Optional[Response]) -> Optional[str]:
+    """
+    The To tag of the INVITE's last response, or None; a To that does not parse (the INVITE's
+    own malformed To copied into its 400) has no tag to reuse, and must not stop the CANCEL.
+    """
+    if response is None:
+        return None
+    try:
+        return response.to.tag
+    except RemoteProtocolError:
+        return None

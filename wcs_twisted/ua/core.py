@@ -19,6 +19,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from wcs_twisted.interfaces import ISIPTransport, ITransactionUser
+from wcs_twisted.sip.errors import LocalProtocolError, RemoteProtocolError
 from wcs_twisted.sip.events import (
     AckReceived,
     CancelReceived,
@@ -111,8 +112,27 @@ class UserAgentCore:
 
     def event_received(self, event) -> None:
         handler = self._HANDLERS.get(type(event))
-        if handler is not None:
+        if handler is None:
+            return
+        try:
             handler(self, event)
+        except RemoteProtocolError as error:
+            # A header some owner read only now is malformed: one line and a 400 (when it is a
+            # request that may still be answered), never a traceback per message.
+            self._malformed(event, error)
+
+    def _malformed(self, event, error: RemoteProtocolError) -> None:
+        request = getattr(event, "request", None)
+        self.log.info("SIP {method} from {source} dropped: {reason}",
+                      method=getattr(request, "method", type(event).__name__),
+                      source=str(getattr(event, "source", "")), reason=str(error))
+        if isinstance(event, RequestReceived):
+            try:
+                self.respond(event.transaction_key, request.create_response(
+                    400, str(error)[:100].replace("\r", " ").replace("\n", " "),
+                    to_tag=self.new_tag()))
+            except LocalProtocolError:
+                pass  # already answered before the error
 
     def _response(self, event: ResponseReceived) -> None:
         owner = self._clients.get(event.transaction_key)
@@ -140,6 +160,10 @@ class UserAgentCore:
 
     def _ack(self, event: AckReceived) -> None:
         request = event.request
+        if validate_request(request) is not None:
+            # No answer is possible (RFC 3261 17.1.1.3): drop it, with one line.
+            self.log.info("SIP ACK from {source} dropped: malformed", source=str(event.source))
+            return
         to_tag = request.to.tag or ""
         owner = self._ack_owners.get((request.call_id, to_tag))
         if owner is not None:

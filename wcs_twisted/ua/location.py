@@ -16,6 +16,9 @@ from wcs_twisted.sip.headers import NameAddress
 
 __all__ = ["Binding", "LocationService", "address_of_record"]
 
+#: AORs remembered as known (the default of L{LocationService}'s C{max_known}).
+MAX_KNOWN = 10000
+
 
 def address_of_record(uri) -> str:
     """
@@ -58,10 +61,17 @@ class LocationService:
     sent where that contact's REGISTER came from (NAT).
     """
 
-    def __init__(self, on_change: Callable[[int], None] = lambda count: None) -> None:
+    def __init__(self, on_change: Callable[[int], None] = lambda count: None,
+                 max_known: int = MAX_KNOWN) -> None:
+        """
+        @param max_known: how many AORs that once registered are remembered (for 480 rather
+            than 404); the oldest is forgotten first, so a client registering ever new names
+            cannot grow the table.
+        """
         self._bindings: dict[str, dict[str, Binding]] = {}
         self._count = 0
-        self._known: set[str] = set()
+        self._known: dict[str, None] = {}  # insertion-ordered: the oldest is forgotten first
+        self._max_known = max_known
         self._by_address: dict[tuple[str, int | None], Binding] = {}
         self._on_change = on_change
 
@@ -112,7 +122,12 @@ class LocationService:
             self._forget(previous)
         contacts[binding.contact_key] = binding
         self._count += 1
-        self._known.add(binding.aor)
+        known = self._known
+        if binding.aor in known:
+            del known[binding.aor]  # refreshed: now the newest
+        elif len(known) >= self._max_known:
+            del known[next(iter(known))]
+        known[binding.aor] = None
         uri = binding.contact.uri
         host = getattr(uri, "host", None)
         if host:

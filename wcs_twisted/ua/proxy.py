@@ -21,20 +21,24 @@ from __future__ import annotations
 import enum
 import hashlib
 import ipaddress
+import os
 import zlib
-from typing import Any, Callable, Container, Iterable
+from typing import Any, Callable, Container, Iterable, Mapping
 
 from twisted.logger import Logger
 from zope.interface import implementer
 
 from wcs_twisted.interfaces import IClientTransactionOwner, IRequestRouter
 from wcs_twisted.sip.address import DEFAULT_PORTS, SIPAddress
+from wcs_twisted.sip.auth import DigestAuthenticator
 from wcs_twisted.sip.errors import LocalProtocolError, RemoteProtocolError
 from wcs_twisted.sip.headers import NameAddress, Via
 from wcs_twisted.sip.message import Request, Response
 from wcs_twisted.sip.timers import DEFAULT_TIMERS, TimerValues
 from wcs_twisted.sip.uri import SIPURI
+from wcs_twisted.ua.authentication import UserAuthentication
 from wcs_twisted.ua.outbound import host_text, via_value
+from wcs_twisted.ua.proxy_bounds import MAX_PENDING, MAX_UNANSWERED, RETRY_AFTER, ForwardingBounds
 from wcs_twisted.ua.location import LocationService, address_of_record
 
 #: Methods whose out-of-dialog requests we record-route (they create dialogs).
@@ -77,7 +81,8 @@ class ProxyBranch:
     @ivar key: its client transaction key.
     """
 
-    __slots__ = ("context", "request", "destination", "key", "state", "_timer_c", "_guard")
+    __slots__ = ("context", "request", "destination", "key", "state", "unanswered", "_timer_c",
+                 "_guard")
 
     #: Takes requests whose Require we do not support: a proxy only checks Proxy-Require.
     proxies_requests = True
@@ -88,15 +93,26 @@ class ProxyBranch:
         self.destination = destination
         self.key: Any = None
         self.state = BranchState.CALLING
+        #: Whether its client transaction is still retransmitting to a silent destination:
+        #: from sending until the first response or the transaction's failure (not until the
+        #: branch is given up: a cancelled INVITE keeps retransmitting until Timer B).
+        self.unanswered = True
         self._timer_c = None
         self._guard = None
 
     def response_received(self, response: Response) -> None:
+        self._answered()
         self.context.branch_response(self, response)
 
     def transaction_failed(self, reason: str) -> None:
+        self._answered()
         # RFC 3261 16.7 (timeout: as if 408) and 16.9 (transport error: as if 503).
         self.context.branch_failed(self, 408 if reason == "timeout" else 503)
+
+    def _answered(self) -> None:
+        if self.unanswered:
+            self.unanswered = False
+            self.context.proxy.bounds.answered(self.destination)
 
     def stop_timers(self) -> None:
         for call in (self._timer_c, self._guard):
@@ -134,6 +150,7 @@ class ResponseContext:
         branch = ProxyBranch(self, request, destination)
         self.branches.append(branch)
         proxy = self.proxy
+        proxy.bounds.started(destination)
         branch.key = proxy.core.send_request(request, destination, branch)
         proxy.forwarded += 1
         if self.is_invite and branch.state is not BranchState.COMPLETED:
@@ -341,6 +358,9 @@ class Proxy:
         timers: TimerValues = DEFAULT_TIMERS,
         aliases: Iterable[str] = (),
         record_route: bool = True,
+        authenticator: DigestAuthenticator | None = None,
+        max_pending: int = MAX_PENDING,
+        max_unanswered: int = MAX_UNANSWERED,
     ) -> None:
         """
         @param core: the L{UserAgentCore}; its C{transport} is the stack.
@@ -348,6 +368,15 @@ class Proxy:
         @param clock: C{IReactorTime} for Timer C and C{now}.
         @param serves: C{host -> bool}, the local domains (C{Registrar.serves}).
         @param users: configured user names; one of them with no binding gets 480, not 404.
+            A mapping name -> password also says who must authenticate: an initial request
+            whose From is such a local user is challenged (407) before it is proxied, as
+            Kamailio's C{proxy_authorize} does, so nobody can send as them without the password.
+        @param authenticator: the digest nonce issuer for those challenges (share the
+            registrar's for one realm and one nonce table); by default one of our own, with the
+            stack's host as realm and a random secret.
+        @param max_pending: proxied requests in progress at once; beyond, 503.
+        @param max_unanswered: client transactions without any response yet to one
+            destination; a request whose every target is at this bound is answered 503.
         @param timers: the stack's timer values (Timer C, and 64*T1 to wait for a 487).
         @param aliases: other host names or addresses that mean this server in Route headers
             (the bind address, a public address...); the stack's advertised host always does.
@@ -370,6 +399,12 @@ class Proxy:
         self.relay_denied = 0
         self._contexts: set[ResponseContext] = set()
         self._denied_domains: set[str] = set()
+        self.bounds = ForwardingBounds(max_pending, max_unanswered)
+        self.authentication = None
+        if isinstance(users, Mapping) and any(password is not None for password in users.values()):
+            self.authentication = UserAuthentication(
+                core, clock, authenticator or DigestAuthenticator(host, os.urandom(32)), users,
+                proxy=True)
 
     def __len__(self) -> int:
         """
@@ -389,6 +424,7 @@ class Proxy:
         for context in list(self._contexts):
             context.stop()
         self._contexts.clear()
+        self.bounds.clear()
 
     # --- IRequestRouter ------------------------------------------------------------------------
 
@@ -559,6 +595,10 @@ class Proxy:
         16.6 for each target: copy, Request-URI, Max-Forwards, Record-Route, Via, send.
         """
         request: Request = event.request
+        targets, refusal = self.bounds.admit(len(self._contexts), targets)
+        if refusal is not None:
+            self._refuse(event, 503, refusal, [("Retry-After", str(RETRY_AFTER))])
+            return
         max_forwards = request.max_forwards
         headers.set("Max-Forwards", str(max_forwards - 1) if max_forwards is not None else "70")
         context = ResponseContext(self, event)
@@ -611,6 +651,32 @@ class Proxy:
         if required:
             self._refuse(event, 420, "Bad Extension", [("Unsupported", ", ".join(required))])
             return False
+        return self._authorized(event, headers)
+
+    def _authorized(self, event, headers) -> bool:
+        """
+        RFC 3261 22.3: an initial request From a local user who has a password must carry
+        that user's credentials; they are consumed here (not forwarded).  In-dialog requests,
+        ACK and CANCEL (which cannot be challenged, 22.1) pass.
+        """
+        authentication = self.authentication
+        request: Request = event.request
+        if (authentication is None or request.method in ("ACK", "CANCEL")
+                or request.to.tag is not None):
+            return True
+        sender = request.from_.uri
+        user = getattr(sender, "user", None)
+        if not (isinstance(sender, SIPURI) and self.serves(sender.host)
+                and authentication.has_password(user)):
+            return True
+        if not authentication.check(event, user):
+            self.refused += 1
+            return False
+        used = authentication.credentials(request)
+        others = [value for value in headers.get_all("Proxy-Authorization") if value != used]
+        headers.remove("Proxy-Authorization")
+        for value in others:
+            headers.add("Proxy-Authorization", value)
         return True
 
     def _loop_mark(self, request: Request) -> str:

@@ -10,17 +10,27 @@ are configured every REGISTER must authenticate as the user it registers.
 from __future__ import annotations
 
 import email.utils
+import re
 from typing import Iterable, Mapping
 
 from twisted.logger import Logger
 from zope.interface import implementer
 
 from wcs_twisted.interfaces import IRequestRouter
-from wcs_twisted.sip.auth import DigestAuthenticator, DigestCredentials, DigestResult
+from wcs_twisted.sip.auth import DigestAuthenticator
 from wcs_twisted.sip.errors import RemoteProtocolError
 from wcs_twisted.sip.message import Request
 from wcs_twisted.sip.uri import SIPURI
+from wcs_twisted.ua.authentication import UserAuthentication
 from wcs_twisted.ua.location import Binding, LocationService, address_of_record
+
+#: Live contacts per address of record (the default of L{Registrar}'s C{max_contacts}).
+MAX_CONTACTS = 16
+#: Live bindings in all (the default of L{Registrar}'s C{max_bindings}).
+MAX_BINDINGS = 10000
+#: Seconds a refused client is asked to wait (Retry-After of a 503).
+RETRY_AFTER = 30
+_QVALUE = re.compile(r"0(\.[0-9]{0,3})?|1(\.0{0,3})?")
 
 
 @implementer(IRequestRouter)
@@ -42,16 +52,30 @@ class Registrar:
         min_expires: int = 60,
         max_expires: int = 3600,
         default_expires: int = 3600,
+        max_contacts: int = MAX_CONTACTS,
+        max_bindings: int = MAX_BINDINGS,
     ) -> None:
+        """
+        @param max_contacts: live contacts one address of record may have; a REGISTER that
+            would add more is answered 503 (Kamailio's registrar C{max_contacts}).
+        @param max_bindings: live bindings in the whole location service above which a
+            REGISTER that adds one is answered 503: an open registrar cannot be made to grow
+            without end.
+        """
         self.core = core
         self.location = location
         self.clock = clock
         self.domains = {domain.lower() for domain in domains}
         self.users = dict(users or {})
         self.authenticator = authenticator if self.users else None
+        self.authentication = (
+            UserAuthentication(core, clock, self.authenticator, self.users, proxy=False)
+            if self.authenticator is not None else None)
         self.min_expires = min_expires
         self.max_expires = max_expires
         self.default_expires = default_expires
+        self.max_contacts = max_contacts
+        self.max_bindings = max_bindings
 
     def serves(self, host: str) -> bool:
         return host.lower() in self.domains
@@ -88,7 +112,7 @@ class Registrar:
             # RFC 3261 10.3 step 5: the AOR must be valid for the Request-URI's domain.
             self._answer(event, 404, "Not a local address of record")
             return
-        if not self._authenticated(event, request, to_uri.user, now):
+        if not self._authenticated(event, to_uri.user):
             return
         aor = address_of_record(to_uri)
         status = self._apply_contacts(event, request, aor, now)
@@ -101,35 +125,10 @@ class Registrar:
         self.log.debug("REGISTER {aor}: {count} binding(s)", aor=aor, count=len(bindings))
         self._answer(event, 200, None, extra)
 
-    def _authenticated(self, event, request: Request, user: str, now: float) -> bool:
-        if self.authenticator is None:
+    def _authenticated(self, event, user: str) -> bool:
+        if self.authentication is None:
             return True
-        authorization = request.headers.get("Authorization")
-        if authorization is None:
-            self._challenge(event, now, stale=False)
-            return False
-        result = self.authenticator.verify(authorization, "REGISTER", self.users.get, now)
-        if result is DigestResult.OK:
-            username = DigestCredentials.parse(authorization).username
-            if username != user:
-                self.log.info("REGISTER as {user} authenticated as {username}: 403",
-                              user=user, username=username)
-                self._answer(event, 403, "Authenticated user does not match To")
-                return False
-            return True
-        if result in (DigestResult.STALE, DigestResult.REPLAY):
-            self._challenge(event, now, stale=True)
-        elif result is DigestResult.MALFORMED:
-            self._answer(event, 400, "Malformed Authorization")
-        else:
-            self.log.info("REGISTER {user} from {source}: wrong credentials", user=user,
-                          source=str(event.source))
-            self._answer(event, 403, "Wrong credentials")
-        return False
-
-    def _challenge(self, event, now: float, stale: bool) -> None:
-        self._answer(event, 401, None, [
-            ("WWW-Authenticate", value) for value in self.authenticator.challenge(now, stale)])
+        return self.authentication.check(event, user)
 
     def _apply_contacts(self, event, request: Request, aor: str, now: float) -> int | None:
         """
@@ -166,21 +165,31 @@ class Registrar:
                 self._answer(event, 423, None, [("Min-Expires", str(self.min_expires))])
                 return 423
             expires = min(expires, self.max_expires)
+            q = _qvalue(contact.param("q"))
+            if q is None:
+                self._answer(event, 400, "Bad q parameter")
+                return 400
             key = str(contact.uri)
             existing = self.location.find(aor, key)
             if existing is not None and existing.call_id == call_id and existing.cseq >= cseq:
                 self._answer(event, 500, "Out of order REGISTER")
                 return 500
-            changes.append((key, contact, expires))
-        for key, contact, expires in changes:
+            changes.append((key, contact, expires, q, existing is not None))
+        added = sum(1 for *_, expires, _, known in changes if expires and not known)
+        if added:
+            live = len(self.location.lookup(aor, now))
+            if live + added > self.max_contacts or len(self.location) + added > self.max_bindings:
+                self.log.info("REGISTER {aor} from {source}: {live} live contact(s) for it, "
+                              "{total} in all; {added} more refused with 503", aor=aor,
+                              source=str(event.source), live=live, total=len(self.location),
+                              added=added)
+                self._answer(event, 503, "Too many registered contacts",
+                             [("Retry-After", str(RETRY_AFTER))])
+                return 503
+        for key, contact, expires, q, _ in changes:
             if expires == 0:
                 self.location.remove(aor, key)
                 continue
-            q_text = contact.param("q")
-            try:
-                q = float(q_text) if q_text else 1.0
-            except ValueError:
-                q = 1.0
             self.location.update(Binding(aor=aor, contact=contact, expires_at=now + expires,
                                          call_id=call_id, cseq=cseq, source=event.source, q=q))
         return None
@@ -194,3 +203,15 @@ def _delta_seconds(text: str) -> int | None:
     if not (text.isascii() and text.isdigit()) or len(text) > 10:
         return None
     return int(text)
+
+
+def _qvalue(text: str | None) -> float | None:
+    """
+    A Contact q (RFC 3261 20.10: "0" to "1" with up to three decimals; absent means 1), or
+    None when it is anything else (7.5, nan, inf, -1, 1e0).
+    """
+    if not text:
+        return 1.0
+    if not _QVALUE.fullmatch(text):
+        return None
+    return float(text)
