@@ -322,6 +322,18 @@ KEYS: tuple[Key, ...] = (
         "End a call with 'Failed by RTP activity' after this many seconds without RTP (WCS key)."),
     Key("media_port_from", "media_port_from", PORT, "31001", "First port of the RTP port range."),
     Key("media_port_to", "media_port_to", PORT, "32000", "Last port of the RTP port range."),
+    Key("rtp_learning_window_ms", "rtp_learning_window_ms", NON_NEGATIVE_INT, "3000",
+        "Milliseconds after a SIP leg's first RTP packet during which its source may still move with the same stream (SSRC); then it is locked (docs/security.md)."),
+    Key("sip_max_contacts_per_aor", "sip_max_contacts_per_aor", POSITIVE_INT, "16",
+        "Live contacts one address of record may register at the built-in registrar; a REGISTER adding more gets 503."),
+    Key("sip_max_bindings", "sip_max_bindings", POSITIVE_INT, "10000",
+        "Live registrations in total at the built-in registrar; a REGISTER adding one beyond gets 503."),
+    Key("sip_max_known_aors", "sip_max_known_aors", POSITIVE_INT, "10000",
+        "Addresses of record remembered as once registered (480 rather than 404); the oldest are forgotten first."),
+    Key("sip_proxy_max_pending", "sip_proxy_max_pending", POSITIVE_INT, "10000",
+        "Requests the built-in proxy forwards at once; beyond, 503 with Retry-After."),
+    Key("sip_proxy_max_unanswered", "sip_proxy_max_unanswered", POSITIVE_INT, "32",
+        "Requests the built-in proxy has forwarded to one destination without any response yet; beyond, 503 (bounds the retransmissions a silent contact gets)."),
     Key("log_json_file", "log_json_file", STRING, "",
         "Also write every log event as one JSON object per line to this file (for log "
         "collectors); empty means off."),
@@ -429,6 +441,12 @@ class Settings:
     rtp_activity_detecting: tuple[bool, int] = (True, 60)
     media_port_from: int = 31001
     media_port_to: int = 32000
+    rtp_learning_window_ms: int = 3000
+    sip_max_contacts_per_aor: int = 16
+    sip_max_bindings: int = 10000
+    sip_max_known_aors: int = 10000
+    sip_proxy_max_pending: int = 10000
+    sip_proxy_max_unanswered: int = 32
     log_json_file: str = ""
     plugin_dirs: tuple[str, ...] = ()
     modules_disabled: tuple[str, ...] = ()

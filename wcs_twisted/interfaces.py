@@ -289,6 +289,9 @@ class IMediaSession(Interface):
 
     kind = Attribute("'webrtc' (browser: ICE-lite, DTLS-SRTP) or 'rtp' (SIP peer: RTP/AVP).")
     observer = Attribute("The IMediaSessionObserver told about media events (set by the owner).")
+    signalling_source = Attribute(
+        "The IP address the peer's SIP comes from, or None; set by the call layer before the "
+        "peer's SDP so that an RTP leg under NAT accepts media from there (docs/security.md).")
     audio_codec = Attribute("Negotiated audio codec name once offer/answer is done, else None.")
     video_codec = Attribute("Negotiated video codec name, or None (no video).")
     local_sdp = Attribute("The last SDP we produced, or None.")

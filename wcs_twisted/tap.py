@@ -175,7 +175,8 @@ def build_media(settings: Settings, reactor) -> MediaFactory:
     detect, seconds = settings.rtp_activity_detecting
     return MediaFactory(reactor, settings.advertised_address, settings.bind_address,
                         PortPool(settings.media_port_from, settings.media_port_to),
-                        inactivity_timeout=seconds if detect else None)
+                        inactivity_timeout=seconds if detect else None,
+                        rtp_learning_window=settings.rtp_learning_window_ms / 1000.0)
 
 
 def build_sip(settings: Settings, reactor, metrics: ServerMetrics):
@@ -194,7 +195,8 @@ def build_sip(settings: Settings, reactor, metrics: ServerMetrics):
     )
     core = UserAgentCore(stack, rng, timers)
     stack.attach(core)
-    location = LocationService(on_change=metrics.registrations.labels(kind="local").set)
+    location = LocationService(on_change=metrics.registrations.labels(kind="local").set,
+                               max_known=settings.sip_max_known_aors)
     proxy = None
     if settings.enable_local_videochat:
         domains = local_domains(settings)
@@ -202,11 +204,17 @@ def build_sip(settings: Settings, reactor, metrics: ServerMetrics):
             core, location, reactor, domains, users=settings.sip_users,
             authenticator=DigestAuthenticator(domains[0], os.urandom(32),
                                               algorithms=settings.sip_digest_algorithms),
+            max_contacts=settings.sip_max_contacts_per_aor,
+            max_bindings=settings.sip_max_bindings,
         )
         core.add_router(registrar)
         proxy = Proxy(core, location, reactor, registrar.serves, users=settings.sip_users,
                       timers=timers, aliases=tuple(a for a in (
-                          settings.bind_address, settings.public_address) if a))
+                          settings.bind_address, settings.public_address) if a),
+                      # One realm and nonce table for REGISTER and proxied requests.
+                      authenticator=registrar.authenticator,
+                      max_pending=settings.sip_proxy_max_pending,
+                      max_unanswered=settings.sip_proxy_max_unanswered)
     return stack, core, location, proxy
 
 

@@ -80,6 +80,14 @@ class OutgoingCallTests(CallTestMixin, SynchronousTestCase):
         self.network.run()
         return connection, session
 
+    def test_rtp_leg_knows_where_the_peer_signals_from(self):
+        """
+        The SIP leg's media session learns the next hop's address before the answer's SDP, so
+        that under NAT it accepts media from there and from nowhere else (docs/security.md).
+        """
+        self.place_call()
+        self.assertEqual(self.calls.get("c1").rtp.signalling_source, "10.0.0.2")
+
     def test_trying_ring_talk_finish(self):
         """
         TRYING at once, RING on 180, one setRemoteSDP then ESTABLISHED on 200, FINISH on BYE.
@@ -279,6 +287,17 @@ class IncomingCallTests(CallTestMixin, SynchronousTestCase):
             SIPURI.parse(f"sip:{login}@10.0.0.1"), PEER_OFFER)
         self.network.run()
         return leg, caller
+
+    def test_rtp_leg_knows_where_the_caller_signals_from(self):
+        """
+        The SIP leg's media session of an incoming call learns the INVITE's source address.
+        """
+        connection, session = self.connect("alice", "/a")
+        self.phone_calls()
+        call_id = connection.messages[0][1][0]
+        source = self.calls.get(call_id).rtp.signalling_source
+        self.assertIsNotNone(source)
+        self.assertEqual(source, self.calls.get(call_id).sip.peer_address.host)
 
     def test_set_remote_sdp_then_incoming_then_ring(self):
         """

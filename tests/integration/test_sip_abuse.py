@@ -84,8 +84,8 @@ class SIPAbuseTests(TestCase):
                             enable_local_videochat=True, sip_transports=("udp", "tcp"),
                             sip_users=USERS)
         self.root = build_service(settings, reactor)
-        self.root.startService()
-        self.addCleanup(self.root.stopService)
+        self.root.service.startService()
+        self.addCleanup(self.root.service.stopService)
         yield defer.gatherResults([listener.when_ready() for listener in self.root.listeners])
         self.port = self.root.sip_stack.ports["udp"]
         self.bob = self.phone()

@@ -220,6 +220,8 @@ class Call:
             self.table.core, self.table.clock, self, from_uri, target_uri,
             offer.encode("utf-8"), outbound_proxy=outbound_proxy, credentials=credentials,
             display_name=self.visible_name, extra_headers=extra_headers)
+        # Under NAT the peer's media comes from where its SIP does (docs/security.md).
+        self.rtp.signalling_source = self.sip.peer_host
 
     def provisional(self, session, response) -> None:
         has_sdp = bool(response.body) and session.remote_sdp == response.body
@@ -296,6 +298,7 @@ class Call:
         try:
             self.rtp = self.table.media.create_session("rtp")
             self.rtp.observer = self
+            self.rtp.signalling_source = sip.peer_host
             self.webrtc = self.table.media.create_session("webrtc")
             self.webrtc.observer = self
             if self.sip_offer:
@@ -570,6 +573,7 @@ class Call:
         self._referred_leg = InviteSession.outgoing(
             self.table.core, self.table.clock, _ReferredLeg(self, rtp), local, target,
             offer.encode("utf-8"), outbound_proxy=self.table.outbound_proxy_for(self, target))
+        rtp.signalling_source = self._referred_leg.peer_host
 
     def _refer_answered(self, leg, rtp, response) -> None:
         self._referred_leg = None

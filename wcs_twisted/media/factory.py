@@ -22,6 +22,7 @@ from zope.interface import implementer
 
 from wcs_twisted.errors import MediaError
 from wcs_twisted.interfaces import IMediaFactory, IMediaStreams
+from wcs_twisted.media.rtp_source import LEARNING_WINDOW
 from wcs_twisted.media.bridge import MediaBridge
 from wcs_twisted.media.dtls import RTCCertificate
 from wcs_twisted.media.ports import PortPool
@@ -64,6 +65,7 @@ class MediaFactory:
         clock: Optional[IReactorTime] = None,
         connect_timeout: float = CONNECT_TIMEOUT,
         rng: Optional[random.Random] = None,
+        rtp_learning_window: float = LEARNING_WINDOW,
     ) -> None:
         """
         @param reactor: provides C{listenUDP} (and the clock unless given).
@@ -73,6 +75,8 @@ class MediaFactory:
         @param certificate: the DTLS certificate; the process one if None.
         @param inactivity_timeout: seconds without RTP before
             C{media_inactive} (WCS "Failed by RTP activity"); None or 0 off.
+        @param rtp_learning_window: seconds after a SIP leg's first packet during which its
+            source may still move with the same stream (docs/security.md).
         """
         self.reactor = reactor
         self.clock: IReactorTime = clock if clock is not None else reactor  # type: ignore[assignment]
@@ -82,6 +86,7 @@ class MediaFactory:
         self.certificate = certificate if certificate is not None else process_certificate()
         self.inactivity_timeout = inactivity_timeout
         self.connect_timeout = connect_timeout
+        self.rtp_learning_window = rtp_learning_window
         self._rng = rng
 
     def create_session(self, kind: str):
@@ -101,6 +106,7 @@ class MediaFactory:
             return RTPMediaSession(
                 self.reactor, self.bind_address, self.public_address, self.port_pool,
                 clock=self.clock, inactivity_timeout=self.inactivity_timeout, rng=self._rng,
+                learning_window=self.rtp_learning_window,
             ).start()
         raise ValueError(f"unknown media session kind {kind!r}")
 

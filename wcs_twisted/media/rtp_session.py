@@ -18,6 +18,7 @@ from wcs_twisted.interfaces import IMediaSession
 from wcs_twisted.media import rtcp
 from wcs_twisted.media.ports import PortPool
 from wcs_twisted.media.rtp import RTPSession
+from wcs_twisted.media.rtp_source import LEARNING_WINDOW
 from wcs_twisted.media.rtp_packet import RTPRewriter
 from wcs_twisted.media.session import (
     PTIME,
@@ -57,19 +58,21 @@ class RTPMediaSession(MediaSession):
         clock: Optional[IReactorTime] = None,
         inactivity_timeout: Optional[float] = None,
         rng: Optional[random.Random] = None,
+        learning_window: float = LEARNING_WINDOW,
     ) -> None:
         clock = clock if clock is not None else reactor  # type: ignore[assignment]
         super().__init__(clock, public_address, inactivity_timeout, rng)
         self._reactor = reactor
         self._bind_address = bind_address
         self._pool = port_pool
+        self._learning_window = learning_window
         self.audio_rtp = self._leg()
         self.video_rtp: Optional[RTPSession] = None
         self._watching = False
 
     def _leg(self) -> RTPSession:
         leg = RTPSession(self._reactor, self._bind_address, self._pool, clock=self._clock,
-                         rng=self._rng)
+                         rng=self._rng, learning_window=self._learning_window)
         return leg
 
     def start(self) -> "RTPMediaSession":
@@ -144,12 +147,12 @@ class RTPMediaSession(MediaSession):
             self.video_rtp.stop()
             self.video_rtp = None
 
-    @staticmethod
-    def _point(leg: RTPSession, media: NegotiatedMedia) -> None:
+    def _point(self, leg: RTPSession, media: NegotiatedMedia) -> None:
         leg.rtcp_mux = media.rtcp_mux
         address = media.remote_address
         if address and address not in ("0.0.0.0", "::") and media.remote_port:
-            leg.set_remote(address, media.remote_port, media.remote_rtcp_port)
+            leg.set_remote(address, media.remote_port, media.remote_rtcp_port,
+                           signalling_source=self.signalling_source)
 
     def _apply_direction(self):
         direction = self._effective(self.audio)

@@ -205,6 +205,9 @@ class MediaSession:
         self._inactivity_timeout = inactivity_timeout or None
         self._rng = rng if rng is not None else random.SystemRandom()
         self.observer = None
+        #: The host the peer's SIP messages come from (an IP literal), set by the call layer
+        #: before the peer's SDP: under NAT, media is accepted from there too (docs/security.md).
+        self.signalling_source: str | None = None
         self.audio_codec: Optional[str] = None
         self.video_codec: Optional[str] = None
         self.local_sdp: Optional[str] = None

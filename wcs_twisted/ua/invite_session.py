@@ -14,6 +14,7 @@ MESSAGE and UPDATE.  What happens is reported to one L{IInviteSessionObserver}.
 from __future__ import annotations
 
 import enum
+import ipaddress
 from typing import Any, Callable
 
 from twisted.internet.defer import Deferred, fail
@@ -111,6 +112,9 @@ class InviteSession:
         self.invite: Request | None = None
         self.invite_key = None
         self.destination = None
+        #: Where the peer's SIP messages come from: the INVITE's source (UAS), or the next hop
+        #: the INVITE went to (UAC).
+        self.peer_address = None
         self.final_status: int | None = None
         self.local_sdp: bytes | None = None
         self.remote_sdp: bytes | None = None
@@ -161,7 +165,7 @@ class InviteSession:
         session._cseq = 1
         session._extra = extra_headers
         session.request_uri = to_uri
-        session.destination = next_hop(to_uri, outbound_proxy)
+        session.destination = session.peer_address = next_hop(to_uri, outbound_proxy)
         session.state = InviteSessionState.CALLING
         session._send_invite(authorization=None)
         return session
@@ -299,6 +303,20 @@ class InviteSession:
             self._cancel_requested = True
             self.core.transport.cancel(self.invite_key)
 
+    @property
+    def peer_host(self) -> str | None:
+        """
+        The IP address the peer's signalling comes from, or None when it is only known by name.
+        """
+        host = getattr(self.peer_address, "host", None)
+        if not host:
+            return None
+        try:
+            ipaddress.ip_address(host.strip("[]"))
+        except ValueError:
+            return None
+        return host.strip("[]")
+
     # === UAS =================================================================================
 
     @classmethod
@@ -318,6 +336,7 @@ class InviteSession:
         request = event.request
         session.invite = request
         session._server_key = event.transaction_key
+        session.peer_address = event.source
         session._reliable = event.reliable
         local_tag = new_tag(core.random)
         contact = NameAddress(None, contact_uri(core.transport, protocol,
