@@ -1,4 +1,5 @@
 # -*- test-case-name: tests.test_config -*-
+# Over 600 lines: most of it is the KEYS table, one row of data per core setting.
 """
 Typed, frozen settings read from a Java-properties file (WCS's flashphoner.properties syntax).
 
