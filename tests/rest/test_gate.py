@@ -141,3 +141,25 @@ class GateTests(SynchronousTestCase):
             response, _ = self.request("GET", "/connection/find_all", {})
             self.assertEqual(response.code, 401)
         self.assertEqual(len(self.throttle), 0)
+
+
+class LoopbackHostsTests(SynchronousTestCase):
+    """
+    A loopback server with a published login answers only to loopback host names.
+    """
+
+    def test_rebound_name_refused(self):
+        """
+        A request for a name that is not loopback (a DNS-rebinding page, same-origin to
+        itself) is 403; loopback names and a request without Host are served.
+        """
+        site = build_site(RestAPI(SessionTable("n")), ("admin", "admin"), (), ServerMetrics(),
+                          [], None, loopback_hosts_only=True)
+        http = StubTreq(site.resource)
+        auth = basic("admin", "admin")
+        for host, code in (("rebind.evil.test:8081", 403), ("localhost:8081", 404),
+                           ("127.0.0.1:8081", 404), ("[::1]:8081", 404)):
+            headers = {"Host": host, "Origin": f"http://{host}", "Authorization": auth}
+            response = self.successResultOf(http.get(
+                "http://127.0.0.1:8081/rest-api/connection/find_all", headers=headers))
+            self.assertEqual(response.code, code, host)

@@ -22,7 +22,7 @@ from twisted.logger import Logger
 
 from wcs_twisted.config import PUBLISHED_PASSWORDS, ConfigError, Settings
 
-__all__ = ["LOOPBACK_PASSWORD", "PASSWORD_FILE", "rest_credentials"]
+__all__ = ["LOOPBACK_PASSWORD", "PASSWORD_FILE", "published_login", "rest_credentials"]
 
 log = Logger()
 
@@ -50,6 +50,15 @@ def rest_credentials(settings: Settings) -> tuple[str, str] | None:
     if settings.loopback_only:
         return settings.rest_username, LOOPBACK_PASSWORD
     return settings.rest_username, _stored_password(settings.state_dir, settings.rest_username)
+
+
+def published_login(settings: Settings) -> bool:
+    """
+    Whether anyone may know the REST login (admin/admin, or none): then the server binds
+    loopback only, and must also refuse host names that are not loopback (DNS rebinding).
+    """
+    return settings.disable_rest_auth or not settings.rest_password \
+        or settings.rest_password in PUBLISHED_PASSWORDS
 
 
 def _stored_password(state_dir: str, user: str) -> str:

@@ -95,8 +95,15 @@ class RestGate(Resource):
     log = Logger()
 
     def __init__(self, wrapped: IResource, credentials: tuple[str, str] | None,
-                 origins: OriginPolicy, throttle: FailureThrottle | None) -> None:
+                 origins: OriginPolicy, throttle: FailureThrottle | None,
+                 loopback_hosts_only: bool = False) -> None:
+        """
+        @param loopback_hosts_only: refuse requests whose Host is not a loopback name: a
+            server on loopback with a published login (or none) would otherwise obey any web
+            site whose name the attacker re-points at 127.0.0.1 (DNS rebinding).
+        """
         super().__init__()
+        self._loopback_hosts_only = loopback_hosts_only
         self._wrapped = wrapped
         self._credentials = credentials
         self._origins = origins
@@ -119,7 +126,17 @@ class RestGate(Resource):
         password_ok = hmac.compare_digest(password, want_password)
         return user_ok and password_ok
 
+    def _host_refused(self, request) -> bool:
+        host = request.getHeader(b"host")
+        if not self._loopback_hosts_only or host is None:
+            return False
+        hostname = urlsplit("//" + host.decode("latin-1")).hostname or ""
+        return not _is_loopback(hostname)
+
     def render(self, request):
+        if self._host_refused(request):
+            return _answer(request, 403, {"error": "This server answers only to loopback names "
+                                                   "while it has no rest_password of its own"})
         origin = request.getHeader(b"origin")
         if origin is not None:
             host = request.getHeader(b"host")

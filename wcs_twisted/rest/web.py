@@ -79,15 +79,18 @@ class StaticFiles(File):
 
 def build_site(rest: RestAPI, credentials: tuple[str, str] | None,
                cors_origins: tuple[str, ...], metrics: ServerMetrics,
-               listeners: Sequence[IListener], throttle: FailureThrottle | None = None) -> Site:
+               listeners: Sequence[IListener], throttle: FailureThrottle | None = None,
+               loopback_hosts_only: bool = False) -> Site:
     """
     Assemble the resource tree of the HTTP port.
 
     @param throttle: failed-login throttling for /rest-api/; None: none.
+    @param loopback_hosts_only: see L{RestGate}.
     """
     root = StaticFiles(WEB_ROOT)
     root.putChild(b"rest-api", RestGate(rest.app.resource(), credentials,
-                                        OriginPolicy(cors_origins), throttle))
+                                        OriginPolicy(cors_origins), throttle,
+                                        loopback_hosts_only))
     root.putChild(b"health", HealthResource(listeners))
     root.putChild(b"metrics", MetricsResource(metrics))
     site = Site(root)
