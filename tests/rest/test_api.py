@@ -130,6 +130,14 @@ class ConnectionMethodsTests(RestTestMixin, SynchronousTestCase):
         self.assertEqual((response.code, body), (500, {"error": "Internal server error"}))
         self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
 
+    def test_unrouted_http_method_is_json(self):
+        """
+        An HTTP method no route takes (TRACE) is a JSON 405, not the router's HTML page.
+        """
+        response, body = self.call("TRACE", "/call/find")
+        self.assertEqual(response.code, 405)
+        self.assertIn("not allowed", body["error"])
+
     def test_path_not_text(self):
         """
         A path segment with NUL or bytes that are not UTF-8 is a JSON 400.

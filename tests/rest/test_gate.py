@@ -39,7 +39,8 @@ class OriginPolicyTests(SynchronousTestCase):
         self.assertTrue(policy.allows("http://127.0.0.1:9", "gw.example.com:8081"))
         self.assertTrue(policy.allows("http://[::1]:9", "gw.example.com:8081"))
         for origin in ("http://evil.test", "http://gw.example.com:8082", "null",
-                       "http://gw.example.com:8081.evil.test", "http://x:bad", "file://"):
+                       "http://gw.example.com:8081.evil.test", "http://x:bad", "file://",
+                       "http://[::1", "http://a.test/path"):
             self.assertFalse(policy.allows(origin, "gw.example.com:8081"), origin)
         self.assertFalse(policy.allows("http://evil.test", None))
 
@@ -157,7 +158,7 @@ class LoopbackHostsTests(SynchronousTestCase):
                           [], None, loopback_hosts_only=True)
         http = StubTreq(site.resource)
         auth = basic("admin", "admin")
-        for host, code in (("rebind.evil.test:8081", 403), ("localhost:8081", 404),
+        for host, code in (("rebind.evil.test:8081", 403), ("[::1", 403), ("localhost:8081", 404),
                            ("127.0.0.1:8081", 404), ("[::1]:8081", 404)):
             headers = {"Host": host, "Origin": f"http://{host}", "Authorization": auth}
             response = self.successResultOf(http.get(

@@ -44,6 +44,13 @@ def _is_loopback(hostname: str) -> bool:
         return False
 
 
+def _is_text(segment: bytes) -> bool:
+    try:
+        return "\x00" not in segment.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+
+
 class OriginPolicy:
     """
     Which browser origins may call: the same origin, loopback pages and the C{listed} ones; or,
@@ -64,8 +71,8 @@ class OriginPolicy:
         origin = origin.lower()
         if origin in self._listed:
             return True
-        parts = urlsplit(origin)
         try:
+            parts = urlsplit(origin)
             hostname = parts.hostname
             parts.port  # a malformed port raises ValueError
         except ValueError:
@@ -130,7 +137,10 @@ class RestGate(Resource):
         host = request.getHeader(b"host")
         if not self._loopback_hosts_only or host is None:
             return False
-        hostname = urlsplit("//" + host.decode("latin-1")).hostname or ""
+        try:
+            hostname = urlsplit("//" + host.decode("latin-1")).hostname or ""
+        except ValueError:  # "[::1" and the like
+            return True
         return not _is_loopback(hostname)
 
     def render(self, request):
@@ -155,13 +165,8 @@ class RestGate(Resource):
             request.setHeader(b"access-control-max-age", b"600")
             request.setResponseCode(204)
             return b""
-        for segment in request.postpath:
-            try:
-                text = segment.decode("utf-8")
-            except UnicodeDecodeError:
-                text = "\x00"
-            if "\x00" in text:
-                return _answer(request, 400, {"error": "path: expected UTF-8 text without NUL"})
+        if not all(map(_is_text, request.postpath)):
+            return _answer(request, 400, {"error": "path: expected UTF-8 text without NUL"})
         if self._credentials is None:
             return self._wrapped.render(request)
         if request.getHeader(b"authorization") is None:
