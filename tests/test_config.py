@@ -103,8 +103,38 @@ class SettingsTests(SynchronousTestCase):
         """
         for line in ("disable_rest_auth=maybe", "ip=not-an-ip", "keep_alive.probes=0",
                      "sip_transports=udp,sctp", "rtp_activity_detecting=true,x",
-                     "http.port=70000", "sip_domain=bad domain"):
+                     "http.port=70000", "sip_domain=bad domain",
+                     "rest_cors_origins=*,http://a.test", "rest_cors_origins=http://a.test/path",
+                     "rest_cors_origins=a.test", "rest_cors_origins=http://a.test:99999"):
             self.assertRaises(ConfigError, settings_from_text, line)
+
+    def test_origins(self):
+        """
+        rest_cors_origins is * alone or origins as browsers send them, lower-cased.
+        """
+        self.assertEqual(settings_from_text("rest_cors_origins=*").settings.rest_cors_origins,
+                         ("*",))
+        self.assertEqual(settings_from_text(
+            "rest_cors_origins=https://App.example.com, http://x.test:8080"
+        ).settings.rest_cors_origins, ("https://app.example.com", "http://x.test:8080"))
+
+    def test_published_password_refused_off_loopback(self):
+        """
+        rest_password=admin is refused when other hosts can reach the server (one line naming
+        both keys), and allowed on loopback or with auth disabled.
+        """
+        error = self.assertRaises(ConfigError, settings_from_text,
+                                  "ip_local=0.0.0.0\nrest_password=admin\n")
+        self.assertIn("rest_password=admin", str(error))
+        self.assertIn("ip_local=0.0.0.0", str(error))
+        self.assertRaises(ConfigError, settings_from_text, "ip_local=\nrest_password=admin\n")
+        for text in ("ip_local=127.0.0.1\nrest_password=admin\n",
+                     "ip_local=::1\nrest_password=admin\n",
+                     "rest_password=admin\ndisable_rest_auth=true\n"):
+            settings_from_text(text)
+        self.assertRaises(ConfigError, Settings(bind_address="127.0.0.1",
+                                                rest_password="admin").replace,
+                          bind_address="0.0.0.0")
 
     def test_cross_key_rules(self):
         """

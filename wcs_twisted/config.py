@@ -1,5 +1,5 @@
 # -*- test-case-name: tests.test_config -*-
-# Over 600 lines: most of it is the KEYS table, one row of data per core setting.
+# Over 600 lines as one piece: every core key declared once (KEYS), its types, and the one Settings.
 """
 Typed, frozen settings read from a Java-properties file (WCS's flashphoner.properties syntax).
 
@@ -34,6 +34,11 @@ HOOK_METHODS: tuple[str, ...] = (
     "connect", "call", "answer", "hangup", "hold", "unhold", "transfer", "sendDtmf",
     "ConnectionStatusEvent", "RegistrationStatusEvent", "CallStatusEvent", "TransferStatusEvent",
 )
+
+
+#: Passwords anyone can look up (the former default, the WCS examples'); refused for REST on a
+#: listener other hosts can reach.
+PUBLISHED_PASSWORDS = frozenset({"admin"})
 
 
 # --- value types ------------------------------------------------------------------------------
@@ -139,6 +144,22 @@ def _http_url(text: str) -> str:
     return text.rstrip("/")
 
 
+def _origins(text: str) -> tuple[str, ...]:
+    """
+    C{*} alone, or origins as a browser sends them (C{scheme://host[:port]}, no path).
+    """
+    origins = tuple(origin.lower() for origin in _word_list(text))
+    if origins == ("*",):
+        return origins
+    for origin in origins:
+        parts = urlsplit(origin)
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.path \
+                or parts.query or parts.fragment or parts.username is not None:
+            raise ValueError(text)
+        parts.port  # raises ValueError for a non-number or out of range
+    return origins
+
+
 def _non_empty(text: str) -> str:
     text = text.strip()
     if not text:
@@ -178,6 +199,8 @@ HOOK_UNAVAILABLE = ValueType("refuse or allow", _choice("refuse", "allow"))
 CALL_ANONYMOUS = ValueType("auto, any, local or none", _choice("auto", "any", "local", "none"))
 HTTP_URL = ValueType("an http:// or https:// URL with a host and no query", _http_url)
 NON_EMPTY = ValueType("non-empty text", _non_empty)
+ORIGINS = ValueType("* alone, or a comma-separated list of origins like https://app.example.com",
+                    _origins)
 HOOK_METHODS_LIST = ValueType(
     "a comma-separated list of hook methods (connect, call, answer, hangup, hold, unhold, "
     "transfer, sendDtmf, ConnectionStatusEvent, RegistrationStatusEvent, CallStatusEvent, "
@@ -242,9 +265,22 @@ KEYS: tuple[Key, ...] = (
     Key("disable_rest_auth", "disable_rest_auth", BOOLEAN, "false",
         "Serve /rest-api/ without HTTP Basic authentication (development only)."),
     Key("rest_username", "rest_username", STRING, "admin", "User name for REST Basic auth."),
-    Key("rest_password", "rest_password", STRING, "admin", "Password for REST Basic auth."),
-    Key("rest_cors_origins", "rest_cors_origins", WORDS, "*",
-        "Origins allowed to call the REST API from a browser (CORS); * allows any."),
+    Key("rest_password", "rest_password", STRING, "",
+        "Password for REST Basic auth. Empty: admin while the HTTP listener binds a loopback "
+        "address only, else one generated at first start into <state_dir>/rest-password. "
+        "admin on a non-loopback address is refused at start."),
+    Key("rest_cors_origins", "rest_cors_origins", ORIGINS, "",
+        "Origins of other sites whose pages may call the REST API (CORS, with credentials), "
+        "besides same-origin and loopback pages; requests from any other page are refused "
+        "(403). * lets any page call, without credentials, and refuses none."),
+    Key("rest_auth_max_failures", "rest_auth_max_failures", NON_NEGATIVE_INT, "10",
+        "Failed REST logins one client address (an IPv6 /64) may make within "
+        "rest_auth_failure_window; after that it is answered 429 for that window. 0: no limit."),
+    Key("rest_auth_failure_window", "rest_auth_failure_window_s", POSITIVE_INT, "60",
+        "Seconds over which failed REST logins are counted, and how long a client address "
+        "that made too many is answered 429."),
+    Key("state_dir", "state_dir", STRING, "var",
+        "Directory for files the server writes itself (rest-password); created with mode 0700."),
     Key("disable_rest_requests", "disable_rest_requests", BOOLEAN, "false",
         "Send no REST hooks to any backend, whatever rest_hook.<appKey> says (WCS key)."),
     Key("rest_max_connections", "rest_max_connections", POSITIVE_INT, "200",
@@ -405,8 +441,11 @@ class Settings:
     tls_private_key: str = ""
     disable_rest_auth: bool = False
     rest_username: str = "admin"
-    rest_password: str = "admin"
-    rest_cors_origins: tuple[str, ...] = ("*",)
+    rest_password: str = ""
+    rest_cors_origins: tuple[str, ...] = ()
+    rest_auth_max_failures: int = 10
+    rest_auth_failure_window_s: int = 60
+    state_dir: str = "var"
     disable_rest_requests: bool = False
     rest_max_connections: int = 200
     rest_hook_timeout_ms: int = 5000
@@ -478,6 +517,13 @@ class Settings:
             return self.bind_address
         return "127.0.0.1"
 
+    @property
+    def loopback_only(self) -> bool:
+        """
+        Whether every listener binds a loopback address, so only this host can reach them.
+        """
+        return bool(self.bind_address) and ipaddress.ip_address(self.bind_address).is_loopback
+
     def replace(self, **changes: Any) -> "Settings":
         """
         A copy with some fields changed (command-line overrides), checked again.
@@ -525,6 +571,13 @@ class Settings:
             raise ConfigError(
                 f"rest_hook_username.{app_key} is set with rest_hook_signature=wcs-md5, which "
                 "takes the Authorization header itself: expected hmac-sha256, or no Basic auth"
+            )
+        if self.rest_password in PUBLISHED_PASSWORDS and not self.disable_rest_auth \
+                and not self.loopback_only:
+            raise ConfigError(
+                f"rest_password={self.rest_password} is a published default and ip_local="
+                f"{self.bind_address or '(any)'} is reachable from other hosts: expected another "
+                "password, or none to have one generated in state_dir"
             )
         if bool(self.tls_private_key) and not self.tls_certificate:
             raise ConfigError(

@@ -40,7 +40,9 @@ from wcs_twisted.media.streams import StreamRegistry
 from wcs_twisted.metrics import ServerMetrics
 from wcs_twisted.modules import ModuleContext, ModuleService, discover_modules
 from wcs_twisted.rest.api import RestAPI
+from wcs_twisted.rest.credentials import published_login, rest_credentials
 from wcs_twisted.rest.routes import RouteTable
+from wcs_twisted.rest.throttle import FailureThrottle
 from wcs_twisted.rest.web import build_site
 from wcs_twisted.services import (
     HooksService,
@@ -359,10 +361,11 @@ def build_service(settings: Settings, reactor, warnings=()) -> Server:
                                          on_error=counter.inc,
                                          on_bind_failure=stop_on_bind_failure))
 
-    credentials = None if settings.disable_rest_auth else (
-        settings.rest_username, settings.rest_password)
-    site = build_site(RestAPI(sessions, calls, stream_table, module_services, module_routes), credentials,
-                      settings.rest_cors_origins, metrics, listeners)
+    site = build_site(RestAPI(sessions, calls, stream_table, module_services, module_routes),
+                      rest_credentials(settings), settings.rest_cors_origins, metrics, listeners,
+                      FailureThrottle(reactor, settings.rest_auth_max_failures,
+                                      settings.rest_auth_failure_window_s),
+                      loopback_hosts_only=settings.loopback_only and published_login(settings))
     listener("ws", settings.ws_port, ws_factory)
     listener("http", settings.http_port, site)
     if settings.tls_enabled:

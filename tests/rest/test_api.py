@@ -43,13 +43,15 @@ class RestTestMixin:
     """
 
     credentials = ("admin", "admin")
+    cors_origins = ("http://pages.test",)
 
     def setUp(self):
         self.sessions = SessionTable("node@127.0.0.1", token_factory=lambda: "tok")
         self.connection = ClosableConnection()
         self.sessions.open(self.connection, "/127.0.0.1:50000/127.0.0.1:8080",
                            {"sipLogin": "alice", "sipPassword": "pw", "appKey": "defaultApp"})
-        site = build_site(RestAPI(self.sessions), self.credentials, ("*",), ServerMetrics(), [])
+        site = build_site(RestAPI(self.sessions), self.credentials, self.cors_origins,
+                          ServerMetrics(), [])
         self.http = StubTreq(site.resource)
 
     def call(self, method, path, body=None, headers=ADMIN, raw=None):
@@ -109,6 +111,41 @@ class ConnectionMethodsTests(RestTestMixin, SynchronousTestCase):
         self.assertEqual((response.code, body["field"]), (400, "bogus"))
         response, body = self.call("POST", "/connection/terminate", {"sessionId": 5})
         self.assertEqual((response.code, body["field"]), (400, "sessionId"))
+
+    def test_hostile_bodies(self):
+        """
+        Bodies that break a naive JSON decoder (deep nesting, a huge integer, bytes that are not
+        UTF-8) are a JSON 400 naming the body, never a 500 page.
+        """
+        for raw in (b"[" * 1000, b"{\"a\":" * 5000, b"1" * 5000, b"\xff\xfe{}", b"\x00"):
+            response, body = self.call("POST", "/connection/find", raw=raw)
+            self.assertEqual((response.code, body["field"]), (400, "body"), raw[:10])
+
+    def test_unexpected_error_is_json(self):
+        """
+        A bug in a method is a JSON 500 without its traceback; the traceback is logged.
+        """
+        self.sessions.get = lambda session_id: 1 / 0
+        response, body = self.call("POST", "/connection/terminate", {"sessionId": "x"})
+        self.assertEqual((response.code, body), (500, {"error": "Internal server error"}))
+        self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
+
+    def test_unrouted_http_method_is_json(self):
+        """
+        An HTTP method no route takes (TRACE) is a JSON 405, not the router's HTML page.
+        """
+        response, body = self.call("TRACE", "/call/find")
+        self.assertEqual(response.code, 405)
+        self.assertIn("not allowed", body["error"])
+
+    def test_path_not_text(self):
+        """
+        A path segment with NUL or bytes that are not UTF-8 is a JSON 400.
+        """
+        for path in ("/call/%00find", "/call/%ff"):
+            response, body = self.call("POST", path, {})
+            self.assertEqual(response.code, 400, path)
+            self.assertIn("path", body["error"])
 
     def test_unknown_method(self):
         """

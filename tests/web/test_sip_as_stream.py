@@ -36,7 +36,8 @@ class SIPAsStreamTests(PhoneTestCase):
         await self.wait_status(page, "#callStatus", "FAILED")
         message = await page.inner_text("#callMessage")
         self.assertIn("the REST user or password is wrong (HTTP 401)", message)
-        self.assertIn("admin / admin", message)
+        self.assertIn("admin / admin only on a loopback-only server", message)
+        self.assertIn("var/rest-password", message)
         self.assertTrue(await page.is_enabled("#startBtn"))
         await self.screenshot(page, "sip-as-stream-rest-401")
 

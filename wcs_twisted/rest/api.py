@@ -4,21 +4,18 @@ The WCS REST API under /rest-api/: a Klein app bound to an instance.
 
 Routes decode JSON, call the session/call layer and encode JSON; domain errors become HTTP codes in
 one place (L{RestAPI.domain_error}).  Modules add their own methods (L{wcs_twisted.rest.routes}),
-served here the same way.  L{RestGate} wraps the Klein resource with what every method
-shares: CORS (the demo pages call from another origin), HTTP Basic auth in production mode, and
-JSON error bodies.
+served here the same way.  L{wcs_twisted.rest.gate.RestGate} stands in front with what every
+method shares (origin policy, throttling, auth).  Every answer is JSON, errors included: no input
+reaches a traceback page.
 """
 
 from __future__ import annotations
 
-import base64
-import hmac
 import json
 from typing import Any, Iterable
 
 from klein import Klein
 from twisted.logger import Logger
-from twisted.web.resource import IResource, Resource
 
 from wcs_twisted.errors import Conflict, DomainError, InvalidField, NotFound
 from wcs_twisted.rest.openapi import METHODS, openapi_document
@@ -51,7 +48,9 @@ def _json_body(request, allowed: Iterable[str] | None) -> dict[str, Any]:
         return {}
     try:
         body = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+    except RecursionError:
+        raise InvalidField("body", "not valid JSON (nested too deeply)") from None
+    except ValueError as error:  # JSONDecodeError, UnicodeDecodeError, over-long integers
         raise InvalidField("body", f"not valid JSON ({error})") from None
     if not isinstance(body, dict):
         raise InvalidField("body", "expected a JSON object")
@@ -188,6 +187,21 @@ class RestAPI:
             body["field"] = error.field
         return _write_json(request, status, body)
 
+    @app.handle_errors(Exception)
+    def unexpected_error(self, request, failure):
+        """
+        Routing errors (405) keep their status; anything else is a bug, logged with its
+        traceback and answered 500 without it.
+        """
+        error = failure.value
+        # Klein's router raises werkzeug's HTTPException (a code and a description); werkzeug is
+        # Klein's dependency, not ours, so it is recognised by shape.
+        if isinstance(getattr(error, "code", None), int) and hasattr(error, "get_response"):
+            return _write_json(request, error.code, {"error": error.description})
+        self.log.failure("REST {method} {path} failed", failure, method=request.method.decode(
+            "latin-1"), path=request.path.decode("utf-8", "replace"))
+        return _write_json(request, 500, {"error": "Internal server error"})
+
     # --- /connection ------------------------------------------------------------------------
 
     @app.route("/connection/find_all", methods=["GET", "POST"])
@@ -237,68 +251,3 @@ class RestAPI:
             request.setResponseCode(200)
             return b""
         return _write_json(request, 200, document)
-
-
-class RestGate(Resource):
-    """
-    CORS, Basic auth and JSON errors in front of the REST resource.
-    """
-
-    isLeaf = True
-    log = Logger()
-
-    def __init__(self, wrapped: IResource, credentials: tuple[str, str] | None,
-                 cors_origins: tuple[str, ...] = ("*",)) -> None:
-        super().__init__()
-        self._wrapped = wrapped
-        self._credentials = credentials
-        self._cors_origins = cors_origins
-
-    def _cors(self, request) -> None:
-        origin = request.getHeader(b"origin")
-        if origin is None:
-            return
-        if "*" in self._cors_origins:
-            allowed = origin
-        elif origin.decode("latin-1") in self._cors_origins:
-            allowed = origin
-        else:
-            return
-        request.setHeader(b"access-control-allow-origin", allowed)
-        request.setHeader(b"vary", b"Origin")
-        request.setHeader(b"access-control-allow-credentials", b"true")
-
-    def _authorized(self, request) -> bool:
-        if self._credentials is None:
-            return True
-        header = request.getHeader(b"authorization") or b""
-        scheme, _, encoded = header.partition(b" ")
-        if scheme.lower() != b"basic":
-            return False
-        try:
-            user, _, password = base64.b64decode(encoded.strip(), validate=True).partition(b":")
-        except ValueError:
-            return False
-        want_user, want_password = (part.encode("utf-8") for part in self._credentials)
-        # Compare both parts, always, so timing does not reveal which was wrong.
-        user_ok = hmac.compare_digest(user, want_user)
-        password_ok = hmac.compare_digest(password, want_password)
-        return user_ok and password_ok
-
-    def render(self, request):
-        self._cors(request)
-        if request.method == b"OPTIONS":
-            request.setHeader(b"access-control-allow-methods", b"GET, POST, OPTIONS")
-            requested = request.getHeader(b"access-control-request-headers")
-            request.setHeader(b"access-control-allow-headers",
-                              requested or b"content-type, authorization")
-            request.setHeader(b"access-control-max-age", b"600")
-            request.setResponseCode(204)
-            return b""
-        if not self._authorized(request):
-            self.log.info("REST {path}: 401 from {client}",
-                          path=request.path.decode("utf-8", "replace"),
-                          client=request.getClientAddress())
-            request.setHeader(b"www-authenticate", b'Basic realm="wcs", charset="UTF-8"')
-            return _write_json(request, 401, {"error": "Authentication required"})
-        return self._wrapped.render(request)

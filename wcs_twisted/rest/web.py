@@ -15,7 +15,9 @@ from twisted.web.static import File
 
 from wcs_twisted.interfaces import IListener
 from wcs_twisted.metrics import ServerMetrics
-from wcs_twisted.rest.api import RestAPI, RestGate
+from wcs_twisted.rest.api import RestAPI
+from wcs_twisted.rest.gate import OriginPolicy, RestGate
+from wcs_twisted.rest.throttle import FailureThrottle
 
 WEB_ROOT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "web")
 
@@ -60,14 +62,35 @@ class MetricsResource(Resource):
         return self._metrics.render()
 
 
+class StaticFiles(File):
+    """
+    The web pages; a path that cannot name a file (NUL, not UTF-8) is 404, not a traceback.
+    """
+
+    def getChild(self, path: bytes, request):
+        if b"\x00" in path:
+            return self.childNotFound
+        try:
+            path.decode("utf-8")
+        except UnicodeDecodeError:
+            return self.childNotFound
+        return super().getChild(path, request)
+
+
 def build_site(rest: RestAPI, credentials: tuple[str, str] | None,
                cors_origins: tuple[str, ...], metrics: ServerMetrics,
-               listeners: Sequence[IListener]) -> Site:
+               listeners: Sequence[IListener], throttle: FailureThrottle | None = None,
+               loopback_hosts_only: bool = False) -> Site:
     """
     Assemble the resource tree of the HTTP port.
+
+    @param throttle: failed-login throttling for /rest-api/; None: none.
+    @param loopback_hosts_only: see L{RestGate}.
     """
-    root = File(WEB_ROOT)
-    root.putChild(b"rest-api", RestGate(rest.app.resource(), credentials, cors_origins))
+    root = StaticFiles(WEB_ROOT)
+    root.putChild(b"rest-api", RestGate(rest.app.resource(), credentials,
+                                        OriginPolicy(cors_origins), throttle,
+                                        loopback_hosts_only))
     root.putChild(b"health", HealthResource(listeners))
     root.putChild(b"metrics", MetricsResource(metrics))
     site = Site(root)

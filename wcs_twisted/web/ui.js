@@ -175,7 +175,8 @@ export async function rest(base, user, password, path, body) {
     let message = `${path} failed: HTTP ${response.status} ${detail}`;
     if (response.status === 401) {
       message = `${path} refused: the REST user or password is wrong (HTTP 401). ` +
-                "The server's defaults are admin / admin (rest_username, rest_password).";
+                "The login is admin / admin only on a loopback-only server; otherwise see " +
+                "rest_password or the server's var/rest-password.";
     }
     throw new RestError(response.status, message, parsed);
   }
