@@ -561,11 +561,15 @@ class IModuleContext(Interface):
         @raise ValueError: the path is the server's own or another module's.
         """
 
-    def extend_call_startup(hook):
+    def extend_call_startup(hook, fields=()):
         """
         Call C{hook(call, body)} for every call REST /call/startup starts (C{body}: its JSON
         object) until the module stops; a L{wcs_twisted.errors.DomainError} it raises hangs the
         call up and is the REST answer.
+
+        @param fields: the /call/startup fields the hook serves (e.g. C{("rtmpUrl",)}); a
+            request that sets one while no running module serves it is refused with 404 before
+            any call starts, instead of the field being silently ignored.
         """
 
     def add_call_observer(observer):

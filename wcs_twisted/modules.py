@@ -378,12 +378,14 @@ class ModuleContext:
         self.routes.add(route)
         self._routes.append(route)
 
-    def extend_call_startup(self, hook: Callable[[Any, dict], None]) -> None:
+    def extend_call_startup(self, hook: Callable[[Any, dict], None],
+                            fields: Iterable[str] = ()) -> None:
         """
         Call C{hook(call, body)} for every call REST /call/startup starts, until the module
         stops; a L{wcs_twisted.errors.DomainError} it raises hangs the call up and is the answer.
+        C{fields} are the /call/startup fields it serves (L{IModuleContext.extend_call_startup}).
         """
-        self.routes.add_call_startup(self.name, hook)
+        self.routes.add_call_startup(self.name, hook, fields)
         self._call_startup.append(hook)
 
     def add_call_observer(self, observer) -> None:

@@ -50,12 +50,12 @@ class RestCallTests(CallTestMixin, SynchronousTestCase):
     def setUp(self):
         super().setUp()
         self.pushes = RecordingPushes()
-        routes = RouteTable()
+        self.routes = routes = RouteTable()
         site = build_site(RestAPI(self.sessions, self.calls, routes=routes),
                           ("admin", "admin"), ("*",), ServerMetrics(), [])
         # What the rtmp module registers when it starts, over the stand-in service.
-        routes.add_call_startup(
-            "rtmp", lambda call, body: push_call(self.pushes, call, body))
+        self.push_hook = lambda call, body: push_call(self.pushes, call, body)
+        routes.add_call_startup("rtmp", self.push_hook, ("rtmpUrl", "rtmpStream"))
         self.http = StubTreq(site.resource)
 
     def post(self, path, body):
@@ -118,6 +118,19 @@ class RestCallTests(CallTestMixin, SynchronousTestCase):
         self.assertEqual(self.post("/call/terminate", {"callId": "nope"})[0], 404)
         self.assertEqual(self.post("/call/send_dtmf", {"callId": "nope", "dtmf": "1"})[0], 404)
         self.assertEqual(self.post("/call/find", {"noSuchField": 1})[0], 400)
+
+    def test_rtmp_without_the_module_is_refused(self):
+        """
+        With no running module serving rtmpUrl (the rtmp module disabled), /call/startup with it
+        answers 404 naming the field and starts no call, instead of ignoring the field.
+        """
+        self.routes.remove_call_startup(self.push_hook)
+        rtmp = {"rtmpUrl": "rtmp://127.0.0.1/live", "rtmpStream": "s1"}
+        code, body = self.post("/call/startup", {**STARTUP, **rtmp})
+        self.assertEqual(code, 404)
+        self.assertIn("rtmpUrl", json.dumps(body))
+        self.assertEqual(self.post("/call/find_all", {})[0], 404)
+        self.assertEqual(self.post("/call/startup", STARTUP)[0], 200)
 
     def test_rtmp_pair_conflict(self):
         """

@@ -325,7 +325,8 @@ class RtmpModule:
                                    media_dir=context.setting("media_dir"), log=context.log)
         context.provide("rtmp", self.service)
         _serve(context, self.service)
-        context.extend_call_startup(lambda call, body: push_call(self.service, call, body))
+        context.extend_call_startup(lambda call, body: push_call(self.service, call, body),
+                                    fields=("rtmpUrl", "rtmpStream"))
 
     def stop(self) -> Deferred:
         service, self.service = self.service, None

@@ -32,6 +32,10 @@ STATUS_BY_ERROR: tuple[tuple[type[DomainError], int], ...] = (
 
 _JSON = b"application/json; charset=utf-8"
 
+#: /call/startup fields of the WCS API that a module carries out (the rtmp module: push the
+#: call to RTMP); refused when no running module serves them, never silently ignored.
+MODULE_CALL_FIELDS = ("rtmpUrl",)
+
 #: The paths RestAPI serves itself (the OpenAPI table lists each; a test checks it).
 CORE_PATHS = frozenset(METHODS)
 
@@ -99,6 +103,9 @@ class RestAPI:
     @app.route("/call/startup", methods=["POST"])
     def call_startup(self, request):
         body = _json_body(request, None)
+        for name in MODULE_CALL_FIELDS:
+            if body.get(name) and not self.routes.serves_call_field(name):
+                raise NotFound(f"{name}: no running module serves it (is it disabled?)")
         call = self._calls().start_rest_call(body)
         try:
             self.routes.call_started(call, body)

@@ -12,7 +12,7 @@ and returns what to answer.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Optional
+from typing import Any, Callable, Iterable, Mapping, Optional
 
 __all__ = ["RestRoute", "RouteTable"]
 
@@ -54,6 +54,7 @@ class RouteTable:
         self.reserved: frozenset[str] = frozenset()
         self._routes: dict[str, RestRoute] = {}
         self._call_startup: list[tuple[str, Callable[[Any, dict[str, Any]], None]]] = []
+        self._served_fields: list[tuple[Callable[..., None], frozenset[str]]] = []
 
     def add(self, route: RestRoute) -> None:
         """
@@ -78,11 +79,20 @@ class RouteTable:
     def __iter__(self):
         return iter(sorted(self._routes.values(), key=lambda route: route.path))
 
-    def add_call_startup(self, module: str, hook: Callable[[Any, dict[str, Any]], None]) -> None:
+    def add_call_startup(self, module: str, hook: Callable[[Any, dict[str, Any]], None],
+                         fields: Iterable[str] = ()) -> None:
         self._call_startup.append((module, hook))
+        self._served_fields.append((hook, frozenset(fields)))
 
     def remove_call_startup(self, hook: Callable[[Any, dict[str, Any]], None]) -> None:
         self._call_startup = [entry for entry in self._call_startup if entry[1] is not hook]
+        self._served_fields = [entry for entry in self._served_fields if entry[0] is not hook]
+
+    def serves_call_field(self, name: str) -> bool:
+        """
+        Whether a running module's /call/startup hook serves the field C{name}.
+        """
+        return any(name in fields for _, fields in self._served_fields)
 
     def call_started(self, call, body: dict[str, Any]) -> None:
         """
