@@ -42,7 +42,7 @@ class LocalModeServer:
         self.stack = SIPStack(TransactionLayer(), reactor, rng, advertised_host=LOOPBACK,
                               trace=MessageTrace(log_messages=False))
         self.core = UserAgentCore(self.stack, rng)
-        self.stack.user = self.core
+        self.stack.attach(self.core)
         self.location = LocationService()
         domains = [LOOPBACK, "localhost"]
         # sipp (and other RFC 2617 clients) answer the first challenge only and know only

@@ -84,5 +84,5 @@ def build_memory_stack(network: MemoryNetwork, host: str, port: int = 5060, seed
                      trace=MessageTrace(log_messages=False))
     network.attach(stack, host, port)
     core = UserAgentCore(stack, rng, layer.timers)
-    stack.user = core
+    stack.attach(core)
     return stack, core
