@@ -112,7 +112,11 @@ class KeepAliveGraceTests(CallTestMixin, SynchronousTestCase):
         self.sessions.clock = self.clock
         self.sessions.keep_alive_grace = 60
 
-    def established(self):
+    def established(self, media_up=True):
+        """
+        A call of a keepAlive session, answered by the phone; its browser media connected
+        unless C{media_up} is false.
+        """
         connection, session = self.connect("alice", "/a")
         session.keep_alive = True
         self.calls.start_call(session, {"callId": "c1", "callee": "bob@10.0.0.2",
@@ -121,7 +125,8 @@ class KeepAliveGraceTests(CallTestMixin, SynchronousTestCase):
         self.phone.sessions[0].accept(PEER_ANSWER)
         self.network.run()
         call = self.calls.get("c1")
-        call.media_connected(call.webrtc)
+        if media_up:
+            call.media_connected(call.webrtc)
         return connection, session, call
 
     def test_consent_lost_in_grace_keeps_the_call(self):
@@ -220,14 +225,7 @@ class KeepAliveGraceTests(CallTestMixin, SynchronousTestCase):
         Only media that was up is waited for: a browser leg that never connected (its answer
         went to a dead socket) fails the call even in the grace.
         """
-        connection, session = self.connect("alice", "/a")
-        session.keep_alive = True
-        self.calls.start_call(session, {"callId": "c1", "callee": "bob@10.0.0.2",
-                                        "sdp": BROWSER_OFFER})
-        self.network.run()
-        self.phone.sessions[0].accept(PEER_ANSWER)
-        self.network.run()
-        call = self.calls.get("c1")
+        connection, session, call = self.established(media_up=False)
         self.sessions.detach(session, "socket lost")
         call.media_failed(call.webrtc, FAILED_BY_ICE)
         self.network.run()
