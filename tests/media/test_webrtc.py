@@ -250,6 +250,23 @@ class WebRTCTransportTests(SynchronousTestCase):
         self.browser.send_rtp(9)
         self.assertEqual(self.received, [])
 
+    def test_consent_regained_by_a_check(self):
+        """
+        After consent expired, the browser's next valid check (its peer connection survived,
+        perhaps from a new address) gives consent back: connected again, media flows both
+        ways with the same keys.
+        """
+        self.connect()
+        self.reactor.pump([1.0] * 35)
+        self.assertEqual(self.states, ["connected", "failed"])
+        self.browser.check()
+        self.assertEqual(self.states, ["connected", "failed", "connected"])
+        self.browser.send_rtp(9)
+        self.assertEqual(len(self.received), 1)
+        before = len(self.port.written)
+        self.transport.send_payload(b"\x00" * 160, 0)
+        self.assertEqual(len(self.port.written), before + 1)
+
     def test_consent_refreshed_by_checks(self):
         """
         Regular checks keep consent alive.
@@ -373,3 +390,35 @@ class WebRTCTransportTests(SynchronousTestCase):
         self.browser.send_rtp(1, 96, encode_telephone_event(1, True, 10, 800), ts=5)
         self.browser.send_rtp(2, 126, encode_telephone_event(2, True, 10, 800), ts=6)
         self.assertEqual(digits, ["2"])
+
+
+class WebRTCSessionConsentTests(SynchronousTestCase):
+    """
+    The browser leg (L{wcs_twisted.media.webrtc_session}) reports consent lost, then
+    regained, then lost again.
+    """
+
+    def test_regained_then_lost_again(self):
+        """
+        Consent regained reports media_connected again, and a second expiry is reported as
+        a failure again (the call decides each time: gateway/call_timers.py).
+        """
+        # test_session imports this module: import its helpers once both are loaded.
+        from tests.media.test_session import BIND, PUBLIC, Observer, browser_offer
+        from wcs_twisted.media.webrtc_session import WebRTCMediaSession
+
+        reactor, observer = FakeUDPReactor(), Observer()
+        session = WebRTCMediaSession(reactor, BIND, PUBLIC, PortPool(31000, 31019),
+                                     SERVER_CERT, rng=random.Random(5),
+                                     ).start()
+        session.observer = observer
+        self.addCleanup(session.close)
+        session.create_answer(browser_offer(), ["PCMU/8000"], [], "sendrecv")
+        browser = Browser(self, session.transport, reactor.bound[session.local_address[1]])
+        browser.connect()
+        reactor.pump([1.0] * 35)
+        browser.check()
+        reactor.pump([1.0] * 35)
+        self.assertEqual(observer.events, [
+            ("connected",), ("failed", "Failed by ICE error"), ("connected",),
+            ("failed", "Failed by ICE error")])

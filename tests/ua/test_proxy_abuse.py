@@ -174,6 +174,12 @@ class FanOutTests(ProxyTestCase):
 
     def setUp(self):
         super().setUp()
+        self.setUp_dave()
+
+    def setUp_dave(self):
+        """
+        Bind dave, whose contact never answers.
+        """
         self.location.update(Binding(
             aor=f"sip:dave@{DOMAIN}", contact=NameAddress.parse("<sip:dave@10.0.0.9>"),
             expires_at=3600, call_id="d", cseq=1, source=SILENT))
@@ -210,10 +216,14 @@ class FanOutTests(ProxyTestCase):
     def test_slots_free_after_timeout(self):
         """
         Once the silent transactions time out (Timer B), new requests are forwarded again.
+        The timeouts also removed the silent binding (unregister on failure): dave registers
+        again first.
         """
         self.flood(MAX_UNANSWERED + 1)
         self.clock.pump([0.5] * 70)
         self.network.run()
+        self.assertEqual(self.location.lookup(f"sip:dave@{DOMAIN}", self.clock.seconds()), [])
+        self.setUp_dave()
         [exchange] = self.flood(1)
         self.assertNotEqual(exchange.codes[-1:], [503])
         self.assertEqual(len({m.top_via.branch for m in self.sent_to_silent()

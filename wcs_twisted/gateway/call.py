@@ -28,12 +28,14 @@ from wcs_twisted.gateway.call_events import (
     FAILED_BY_ERROR,
     FAILED_BY_RTP_ACTIVITY,
     NORMAL_CLEARING,
+    UNANSWERED,
     CallStatus,
     TransferStatus,
     status_for_failure,
     status_for_provisional,
     transfer_status_for_sipfrag,
 )
+from wcs_twisted.gateway.call_timers import CallTimers
 from wcs_twisted.ua.invite_session import InviteSession, SIPRequestFailed
 
 #: RFC 5168 body asking the SIP peer's encoder for a key frame.
@@ -83,7 +85,7 @@ _ANSWER_DIRECTION = {"sendonly": "recvonly", "recvonly": "sendonly", "inactive":
 
 
 @implementer(IInviteSessionObserver, IMediaSessionObserver)
-class Call:
+class Call(CallTimers):
     """
     A call and its WCS call object.
     """
@@ -131,6 +133,7 @@ class Call:
         self._sip_answer: bytes | None = None
         self._referred: SIPURI | None = None
         self._referred_leg: InviteSession | None = None
+        self._init_timers()
 
     # --- the WCS call object ------------------------------------------------------------------
 
@@ -185,6 +188,8 @@ class Call:
             self.sip_status = sip_status
         if message is not None:
             self.sip_message_raw = message.serialize().decode("utf-8", "replace")
+        if status not in UNANSWERED:
+            self._stop_ring_timer()
         if self._client is not None:
             self._client.call_status(self, info)
         self.table.status_changed(self, info)
@@ -220,6 +225,7 @@ class Call:
             self.table.core, self.table.clock, self, from_uri, target_uri,
             offer.encode("utf-8"), outbound_proxy=outbound_proxy, credentials=credentials,
             display_name=self.visible_name, extra_headers=extra_headers)
+        self._start_ring_timer()
         # Under NAT the peer's media comes from where its SIP does (docs/security.md).
         self.rtp.signalling_source = self.sip.peer_host
 
@@ -319,6 +325,7 @@ class Call:
             self._client.incoming_call(self)
         self._set_status(CallStatus.RING)
         sip.ring()
+        self._start_ring_timer()
 
     def answer(self, browser_answer: str) -> None:
         """
@@ -623,17 +630,24 @@ class Call:
     def media_connected(self, session) -> None:
         self.log.debug("media connected on {kind} leg of {call_id}", kind=session.kind,
                        call_id=self.call_id)
+        if session is self.webrtc:
+            self._browser_media_connected()
 
     def media_inactive(self, session) -> None:
+        if self._waits_for_browser(session):
+            return
         if self.status in (CallStatus.ESTABLISHED,) and not self._held:
             self.fail(FAILED_BY_RTP_ACTIVITY)
 
     def media_failed(self, session, reason) -> None:
+        if self._waits_for_browser(session, reason or FAILED_BY_ERROR):
+            return
         self.fail(reason or FAILED_BY_ERROR)
 
     # --- release ------------------------------------------------------------------------------
 
     def _release(self) -> None:
+        self._stop_timers()
         if self.bridge is not None:
             self.bridge.close()
             self.bridge = None

@@ -35,6 +35,9 @@ class CallStatus(enum.Enum):
 
 
 RELEASED = frozenset({CallStatus.FINISH, CallStatus.FAILED, CallStatus.BUSY})
+#: Statuses of a call not answered yet: the ring timeout runs while the call is in one.
+UNANSWERED = frozenset({CallStatus.PENDING, CallStatus.TRYING, CallStatus.RING,
+                        CallStatus.RING_MEDIA, CallStatus.SESSION_PROGRESS})
 
 # CALL_STATUS_INFO texts (spec 6.1).
 NORMAL_CLEARING = "Normal call clearing"
@@ -43,6 +46,8 @@ NO_COMMON_CODECS = "No common codecs"
 FAILED_BY_REQUEST_TIMEOUT = "Failed by request timeout"
 FAILED_BY_ERROR = "Failed by error"
 FAILED_BY_SESSION_CREATION = "Failed by session creation"
+#: Ours, in WCS's "Failed by ..." style: nobody answered within the ring timeout.
+FAILED_BY_RING_TIMEOUT = "Failed by ring timeout"
 
 #: SIP final statuses that mean "busy" (spec 6.2: 486, 600).
 BUSY_STATUSES = frozenset({486, 600})

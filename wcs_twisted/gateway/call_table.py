@@ -65,6 +65,8 @@ class CallSettings:
     transport: str = "udp"
     #: Who may call where, and how many calls at once (docs/security.md).
     policy: CallPolicy = field(default_factory=CallPolicy)
+    #: Seconds a call may ring unanswered before it is given up (sip_ring_timeout); 0: no bound.
+    ring_timeout: float = 60.0
 
 
 def _check_text(name: str, value: str | None) -> None:
@@ -562,6 +564,14 @@ class CallTable:
         binding = getattr(session, "local_binding", None)
         if binding is not None:
             self.location.remove(*binding)
+
+    def session_reattached(self, session) -> None:
+        """
+        A keepAlive session's client is back: its calls check their browser media.
+        """
+        for call in list(self._calls.values()):
+            if call.session is session:
+                call.session_reattached()
 
     # --- incoming INVITEs ------------------------------------------------------------------------
 

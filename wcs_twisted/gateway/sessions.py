@@ -98,6 +98,13 @@ class ClientSession:
     #: The session gave the password of a local login that has credentials.
     credentials_proven: bool = False
 
+    @property
+    def detached(self) -> bool:
+        """
+        Whether the session waits, in its keep-alive grace, for its client to reconnect.
+        """
+        return isinstance(self.connection, DetachedConnection)
+
     def public_fields(self) -> dict[str, Any]:
         """
         The connection object as WCS shows it (getUserData, REST, hooks): the client's fields
@@ -314,6 +321,10 @@ class SessionTable:
         session.grace_timer = None
         session.connection = connection
         self.log.info("session {session_id} reattached", session_id=session.session_id)
+        for observer in self.observers:
+            reattached = getattr(observer, "session_reattached", None)
+            if reattached is not None:
+                reattached(session)
         return session
 
     def get(self, session_id: str) -> ClientSession:

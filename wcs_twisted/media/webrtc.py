@@ -165,6 +165,8 @@ class WebRTCTransport(_MediaLeg, TelephoneEventPacing, DatagramProtocol):
         self._selected: Optional[Address] = None
         self._rx: Optional[pylibsrtp.Session] = None
         self._tx: Optional[pylibsrtp.Session] = None
+        #: The SRTP sessions (rx, tx) put aside while ICE consent is lost (RFC 7675).
+        self._keys_without_consent: Optional[tuple] = None
 
         # direction (see set_direction), counters, RTCP statistics, watchdog,
         # the leg's timer; then RFC 4733
@@ -244,7 +246,7 @@ class WebRTCTransport(_MediaLeg, TelephoneEventPacing, DatagramProtocol):
                     self.transport.write(datagram, self._selected)
         finally:
             # The bridge may still relay into a stopped leg: make that a no-op.
-            self._rx = self._tx = None
+            self._rx = self._tx = self._keys_without_consent = None
             port, self._port = self._port, None
             # Unbind before the number goes back to the pool, whatever happens next.
             stopped = (defer.succeed(None) if port is None
@@ -315,6 +317,10 @@ class WebRTCTransport(_MediaLeg, TelephoneEventPacing, DatagramProtocol):
             result = self.ice.receive(data, addr, self._clock.seconds())
             if result.response is not None and self.transport is not None:
                 self.transport.write(result.response, addr)
+            if result.authenticated and self._keys_without_consent is not None:
+                (self._rx, self._tx), self._keys_without_consent = self._keys_without_consent, None
+                self.log.info("ICE consent regained from {address}", address=addr)
+                self._set_state("connected")
             if result.selected_changed:
                 self._selected = self.ice.selected
                 self.log.info("ICE selected {address}", address=self._selected)
@@ -463,6 +469,10 @@ class WebRTCTransport(_MediaLeg, TelephoneEventPacing, DatagramProtocol):
             and self.state == "connected"
         ):
             self.log.info("ICE consent expired for {address}", address=self._selected)
+            # Stop the media (RFC 7675 5.1) but keep the keys: the browser's next valid check
+            # gives consent back and resumes it (its peer connection may outlive a network
+            # change; the gateway decides whether the call waits for that).
+            self._keys_without_consent = (self._rx, self._tx)
             self._rx = self._tx = None
             self._set_state("failed")
             lost = True

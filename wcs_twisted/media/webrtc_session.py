@@ -204,6 +204,10 @@ class WebRTCMediaSession(MediaSession):
     def _state_changed(self, state: str) -> None:
         if state == "connected":
             self._cancel_connect_timer()
+            if self._failed:
+                # ICE consent regained after it expired: the leg works again, and a later
+                # failure or silence must be reported again.
+                self._failed = self._connected = False
             self._report_connected()
         elif state == "failed":
             self._cancel_connect_timer()

@@ -39,7 +39,7 @@ from wcs_twisted.sip.uri import SIPURI
 from wcs_twisted.ua.authentication import UserAuthentication
 from wcs_twisted.ua.outbound import host_text, via_value
 from wcs_twisted.ua.proxy_bounds import MAX_PENDING, MAX_UNANSWERED, RETRY_AFTER, ForwardingBounds
-from wcs_twisted.ua.location import LocationService, address_of_record
+from wcs_twisted.ua.location import Binding, LocationService, address_of_record
 
 #: Methods whose out-of-dialog requests we record-route (they create dialogs).
 RECORD_ROUTE_METHODS = frozenset({"INVITE", "SUBSCRIBE", "REFER"})
@@ -82,13 +82,16 @@ class ProxyBranch:
     """
 
     __slots__ = ("context", "request", "destination", "key", "state", "unanswered", "_timer_c",
-                 "_guard")
+                 "_guard", "binding")
 
     #: Takes requests whose Require we do not support: a proxy only checks Proxy-Require.
     proxies_requests = True
 
-    def __init__(self, context: "ResponseContext", request: Request, destination: SIPAddress):
+    def __init__(self, context: "ResponseContext", request: Request, destination: SIPAddress,
+                 binding: Binding | None = None):
         self.context = context
+        #: The location binding this branch goes to (a request for a local user), or None.
+        self.binding = binding
         self.request = request
         self.destination = destination
         self.key: Any = None
@@ -105,7 +108,10 @@ class ProxyBranch:
         self.context.branch_response(self, response)
 
     def transaction_failed(self, reason: str) -> None:
+        never_answered = self.unanswered
         self._answered()
+        if never_answered and self.binding is not None:
+            self.context.proxy.binding_failed(self.binding, self.request.method, reason)
         # RFC 3261 16.7 (timeout: as if 408) and 16.9 (transport error: as if 503).
         self.context.branch_failed(self, 408 if reason == "timeout" else 503)
 
@@ -143,11 +149,12 @@ class ResponseContext:
 
     # --- branches --------------------------------------------------------------------------
 
-    def forward(self, request: Request, destination: SIPAddress) -> None:
+    def forward(self, request: Request, destination: SIPAddress,
+                binding: Binding | None = None) -> None:
         """
         Send one branch through a client transaction (16.6 step 10) and start its Timer C (11).
         """
-        branch = ProxyBranch(self, request, destination)
+        branch = ProxyBranch(self, request, destination, binding)
         self.branches.append(branch)
         proxy = self.proxy
         proxy.bounds.started(destination)
@@ -343,6 +350,7 @@ class Proxy:
     @ivar relayed_responses: responses sent upstream (relayed or chosen as best).
     @ivar refused: requests the proxy answered itself (403, 404, 420, 480, 482, 483, 503).
     @ivar relay_denied: of those, requests for foreign domains (403).
+    @ivar unregistered: bindings removed because a request to them got no response at all.
     """
 
     log = Logger()
@@ -397,6 +405,7 @@ class Proxy:
         self.relayed_responses = 0
         self.refused = 0
         self.relay_denied = 0
+        self.unregistered = 0
         self._contexts: set[ResponseContext] = set()
         self._denied_domains: set[str] = set()
         self.bounds = ForwardingBounds(max_pending, max_unanswered)
@@ -415,7 +424,24 @@ class Proxy:
     def statistics(self) -> dict[str, int]:
         return {"forwarded": self.forwarded, "relayed_responses": self.relayed_responses,
                 "refused": self.refused, "relay_denied": self.relay_denied,
-                "pending": len(self._contexts)}
+                "unregistered": self.unregistered, "pending": len(self._contexts)}
+
+    def binding_failed(self, binding: Binding, method: str, reason: str) -> None:
+        """
+        A request sent to C{binding} got no response at all (Timer B/F, or a transport error,
+        RFC 3261 8.1.3.1 / 18.4): the phone behind it is gone, so its binding goes now rather
+        than at its expiry, as Kamailio's "unregister on failure" does.  A binding refreshed
+        since (a new REGISTER) speaks for itself and stays; one that answered anything stays.
+        """
+        if self.location.find(binding.aor, binding.contact_key) is not binding:
+            return
+        if binding.source is not None and self._is_own_destination(binding.source):
+            return  # a contact of this very stack (a WCS session): its owner removes it
+        self.location.remove(binding.aor, binding.contact_key)
+        self.unregistered += 1
+        self.log.info("binding {contact} of {aor} removed: {method} to it got no response "
+                      "({reason})", contact=binding.contact_key, aor=binding.aor,
+                      method=method, reason=reason)
 
     def stop(self) -> None:
         """
@@ -552,10 +578,13 @@ class Proxy:
             else:
                 self._refuse(event, 404, "Not Found")
             return True
-        self._forward(event, headers, [
-            (binding.contact.uri if not binding.contact.uri.headers
-             else binding.contact.uri.without_headers(), binding.source)
-            for binding in targets])
+        forwarded, bindings = [], {}
+        for binding in targets:
+            uri = binding.contact.uri
+            uri = uri.without_headers() if uri.headers else uri
+            forwarded.append((uri, binding.source))
+            bindings[(str(uri), binding.source)] = binding
+        self._forward(event, headers, forwarded, bindings)
         return True
 
     def _to_next_hop(self, event, uri: SIPURI, headers, routes: list[str]) -> bool:
@@ -590,9 +619,13 @@ class Proxy:
         self._forward(event, headers, [(uri, destination)])
         return True
 
-    def _forward(self, event, headers, targets: list[tuple[SIPURI, SIPAddress]]) -> None:
+    def _forward(self, event, headers, targets: list[tuple[SIPURI, SIPAddress]],
+                 bindings: Mapping[tuple[str, SIPAddress], Binding] | None = None) -> None:
         """
         16.6 for each target: copy, Request-URI, Max-Forwards, Record-Route, Via, send.
+
+        @param bindings: the location binding of each target by C{(str(uri), destination)},
+            for a request to a local user (a binding that never answers is removed).
         """
         request: Request = event.request
         targets, refusal = self.bounds.admit(len(self._contexts), targets)
@@ -619,7 +652,9 @@ class Proxy:
                 copy.prepend("Record-Route", self._record_route(outbound))
             branch = f"{self.transport.generate_branch()}-{loop_mark}"
             copy.prepend("Via", str(via_value(self.transport, outbound, branch)))
-            context.forward(Request(request.method, target, copy, request.body), destination)
+            binding = bindings.get((str(target), destination)) if bindings else None
+            context.forward(Request(request.method, target, copy, request.body), destination,
+                            binding)
 
     def relay(self, context: ResponseContext, response: Response) -> None:
         """
