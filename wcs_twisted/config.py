@@ -346,6 +346,8 @@ KEYS: tuple[Key, ...] = (
         "Concurrent calls per WebSocket session; 0 means no cap."),
     Key("max_calls_per_address", "max_calls_per_address", NON_NEGATIVE_INT, "50",
         "Concurrent session calls per client IP address; 0 means no cap (raise it behind a reverse proxy, where clients share one address)."),
+    Key("sip_ring_timeout", "sip_ring_timeout_s", NON_NEGATIVE_INT, "60",
+        "Seconds a call may ring unanswered before it is given up (CANCEL, or 480 to the caller); 0: no bound."),
     Key("sip_add_contact_id", "sip_add_contact_id", BOOLEAN, "false",
         "Add a contact id parameter to the Contact of REGISTER and INVITE (WCS key)."),
     Key("sip_single_route_only", "sip_single_route_only", BOOLEAN, "false",
@@ -474,6 +476,7 @@ class Settings:
     call_anonymous: str = "auto"
     max_calls_per_session: int = 10
     max_calls_per_address: int = 50
+    sip_ring_timeout_s: int = 60
     sip_add_contact_id: bool = False
     sip_single_route_only: bool = False
     sip_record_stream: bool = False

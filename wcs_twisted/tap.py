@@ -312,7 +312,8 @@ def build_service(settings: Settings, reactor, warnings=()) -> Server:
         CallSettings(local_domains=tuple(local_domains(settings)),
                      local_mode=settings.enable_local_videochat,
                      outbound_proxy=settings.sip_outbound_proxy,
-                     policy=call_policy(settings)),
+                     policy=call_policy(settings),
+                     ring_timeout=settings.sip_ring_timeout_s),
         on_count=metrics.calls.set)
     # CallTable takes no registration factory in its constructor yet (REST calls register their
     # own accounts): one explicit step until it does.
