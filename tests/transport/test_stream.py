@@ -268,18 +268,20 @@ class KeepAliveTests(StreamTestCase):
 
 class ConnectionCapTests(StreamTestCase):
     """
-    Floods of inbound connections are bounded.
+    Floods of inbound connections are bounded, and cannot lock new clients out.
     """
 
     max_connections = 2
 
     def test_connection_over_the_cap_refused(self):
         """
-        The connection over the cap is closed at once and counted; the others still work, and
-        a slot freed by a close is usable again.
+        When every connection has spoken, the one over the cap is closed at once and counted;
+        the others still work, and a slot freed by a close is usable again.
         """
         first = self.accept(IPv4Address("TCP", "10.0.0.9", 40001))
         second = self.accept(IPv4Address("TCP", "10.0.0.9", 40002))
+        first[0].dataReceived(options(1))
+        second[0].dataReceived(options(2))
         protocol, transport = self.accept(IPv4Address("TCP", "10.0.0.9", 40003))
         self.assertTrue(transport.disconnecting)
         self.assertEqual((self.transports.refused, self.transports.inbound), (1, 2))
@@ -287,12 +289,104 @@ class ConnectionCapTests(StreamTestCase):
         self.assertEqual(transport.value(), b"")
         protocol.connectionLost(Failure(ConnectionDone()))
         self.assertEqual(self.transports.inbound, 2)
-        first[0].dataReceived(options())
-        self.assertEqual(statuses(first[1].value()), [200])
+        first[0].dataReceived(options(3))
+        self.assertEqual(statuses(first[1].value()), [200, 200])
         self.lose(*second)
         self.assertEqual(self.transports.inbound, 1)
         fourth = self.accept(IPv4Address("TCP", "10.0.0.9", 40004))
         self.assertFalse(fourth[1].disconnecting)
+
+    def test_silent_connection_makes_room(self):
+        """
+        With the cap reached by connections that never sent a message, a new client is
+        admitted and the oldest silent connection is closed (the idle-connection lock-out).
+        """
+        silent = [self.accept(IPv4Address("TCP", "10.0.0.66", 40000 + n)) for n in range(2)]
+        protocol, transport = self.accept(IPv4Address("TCP", "10.0.0.9", 41000))
+        self.assertFalse(transport.disconnecting)
+        self.assertEqual([t.disconnecting for _, t in silent], [True, False])
+        self.assertEqual((self.transports.evicted, self.transports.inbound), (1, 2))
+        self.lose(*silent[0])
+        self.assertEqual(self.transports.inbound, 2)
+        protocol.dataReceived(options())
+        self.assertEqual(statuses(transport.value()), [200])
+
+
+class PerSourceCapTests(StreamTestCase):
+    """
+    One address cannot hold more than its share of connections.
+    """
+
+    max_connections = 100
+
+    def setUp(self):
+        super().setUp()
+        self.transports.max_connections_per_source = 2
+
+    def test_per_source_cap(self):
+        """
+        The third connection from one address is refused; another address is still admitted,
+        and a closed connection gives its address a slot back.
+        """
+        first = self.accept(IPv4Address("TCP", "10.0.0.66", 40001))
+        self.accept(IPv4Address("TCP", "10.0.0.66", 40002))
+        _, third = self.accept(IPv4Address("TCP", "10.0.0.66", 40003))
+        self.assertTrue(third.disconnecting)
+        _, other = self.accept(IPv4Address("TCP", "10.0.0.9", 40001))
+        self.assertFalse(other.disconnecting)
+        self.lose(*first)
+        _, again = self.accept(IPv4Address("TCP", "10.0.0.66", 40004))
+        self.assertFalse(again.disconnecting)
+        self.assertEqual(self.transports.refused, 1)
+
+
+class IdleTimeoutTests(StreamTestCase):
+    """
+    Connections that carry nothing are closed; those with traffic stay.
+    """
+
+    def setUp(self):
+        super().setUp()
+        self.transports.first_message_timeout = 10
+        self.transports.idle_timeout = 60
+
+    def test_silent_connection_closed(self):
+        """
+        A connection that sends no whole message within the first-message timeout is closed,
+        keep-alive pings or not.
+        """
+        protocol, transport = self.accept()
+        self.reactor.advance(5)
+        protocol.dataReceived(PING)
+        self.reactor.advance(4.9)
+        self.assertFalse(transport.disconnecting)
+        self.reactor.advance(0.2)
+        self.assertTrue(transport.disconnecting)
+        self.assertEqual(self.transports.timed_out, 1)
+
+    def test_keepalives_keep_a_used_connection(self):
+        """
+        After a message, RFC 5626 keep-alives count as traffic: the connection stays for as
+        long as they come, and is closed one idle timeout after the last one.
+        """
+        protocol, transport = self.accept()
+        protocol.dataReceived(options())
+        for _ in range(5):
+            self.reactor.advance(50)
+            protocol.dataReceived(PING)
+        self.assertFalse(transport.disconnecting)
+        self.reactor.advance(59)
+        self.assertFalse(transport.disconnecting)
+        self.reactor.advance(1.5)
+        self.assertTrue(transport.disconnecting)
+
+    def test_closed_connection_leaves_no_timer(self):
+        """
+        A connection that is lost cancels its idle timer.
+        """
+        protocol, transport = self.accept()
+        self.lose(protocol, transport)
+        self.assertEqual(self.reactor.getDelayedCalls(), [])
 
 
 class OutboundTests(StreamTestCase):
@@ -339,6 +433,21 @@ class OutboundTests(StreamTestCase):
         self.assertEqual([owner.failures for owner in owners], [["transport"], ["transport"]])
         self.send_options(3)
         self.assertEqual(len(self.reactor.tcpClients), 2)
+
+    def test_outbound_connection_only_idles_out(self):
+        """
+        A connection we opened has no first-message timeout (we speak first); it is closed
+        after the idle timeout with nothing received.
+        """
+        self.transports.first_message_timeout, self.transports.idle_timeout = 1, 60
+        self.send_options(1)
+        [(_, _, factory, _, _)] = self.reactor.tcpClients
+        transport = StringTransport(peerAddress=IPv4Address("TCP", "10.0.0.50", 5060))
+        factory.buildProtocol(None).makeConnection(transport)
+        self.reactor.advance(59)
+        self.assertFalse(transport.disconnecting)
+        self.reactor.advance(1)
+        self.assertTrue(transport.disconnecting)
 
     def test_connection_lost_is_a_transport_error(self):
         """

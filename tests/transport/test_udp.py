@@ -7,10 +7,12 @@ from __future__ import annotations
 import random
 import socket
 
+from twisted.internet import defer
 from twisted.internet.address import IPv4Address
+from twisted.internet.protocol import DatagramProtocol
 from twisted.internet.interfaces import IUDPTransport
 from twisted.internet.task import Clock
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
@@ -20,7 +22,8 @@ from wcs_twisted.sip.message import parse_message
 from wcs_twisted.sip.transaction_layer import TransactionLayer
 from wcs_twisted.transport.stack import SIPStack
 from wcs_twisted.transport.trace import BAD, IN, MessageTrace
-from wcs_twisted.transport.udp import SIPDatagramProtocol
+from wcs_twisted.transport.udp import SIPDatagramProtocol, listen_udp
+from tests.integration.peers import poll
 from wcs_twisted.ua.core import UserAgentCore
 
 PEER = ("10.0.0.9", 5070)
@@ -254,3 +257,84 @@ class SIPDatagramProtocolTests(SynchronousTestCase):
         protocol = SIPDatagramProtocol(self.stack)
         protocol.send(b"data", SIPAddress("udp", "10.0.0.50", 5060))
         self.assertEqual(self.transport.written, [])
+
+
+class ICMPErrorTests(TestCase):
+    """
+    RFC 3261 18.4 / 17.1.4 on a real loopback socket: an ICMP port unreachable ends the
+    client transaction at once, not after Timer F.  The stack runs on a Clock that never
+    moves, so only the ICMP error can end it.
+    """
+
+    timeout = 5
+
+    def setUp(self):
+        from twisted.internet import reactor
+
+        self.reactor = reactor
+        self.clock = Clock()
+        self.stack = SIPStack(TransactionLayer(), self.clock, random.Random(1), "127.0.0.1")
+        self.core = UserAgentCore(self.stack, random.Random(2))
+        self.stack.attach(self.core)
+        self.protocol = SIPDatagramProtocol(self.stack)
+        self.port = listen_udp(reactor, 0, self.protocol, "127.0.0.1")
+        self.stack.add_transport("udp", self.protocol, self.port.getHost().port)
+        self.addCleanup(self.stack.stop)
+        self.addCleanup(self.port.stopListening)
+
+    def closed_port(self) -> int:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.bind(("127.0.0.1", 0))
+            return probe.getsockname()[1]
+
+    def send_options(self, port: int, number: int = 1):
+        @implementer(IClientTransactionOwner)
+        class Owner:
+            failures: list[str] = []
+            responses: list = []
+
+            def response_received(self, response):
+                self.responses.append(response)
+
+            def transaction_failed(self, reason):
+                self.failures.append(reason)
+
+        owner = Owner()
+        owner.failures, owner.responses = [], []
+        request = parse_message(options(branch=f"z9hG4bKicmp{number}",
+                                        call_id=f"icmp-{number}@test"))
+        request.headers.set("Via", f"SIP/2.0/UDP 127.0.0.1:{self.port.getHost().port};"
+                            f"branch=z9hG4bKicmp{number};rport")
+        self.core.send_request(request, SIPAddress("udp", "127.0.0.1", port), owner)
+        return owner
+
+    @defer.inlineCallbacks
+    def test_port_unreachable_is_a_transport_error(self):
+        """
+        An OPTIONS to a closed UDP port fails with "transport" within a second of real time.
+        """
+        owner = self.send_options(self.closed_port())
+        yield poll(lambda: owner.failures, 1.0, self.reactor, 0.01,
+                   message=lambda: "no transport error within 1 s")
+        self.assertEqual(owner.failures, ["transport"])
+        self.assertEqual(len(self.stack.layer), 0)
+
+    @defer.inlineCallbacks
+    def test_other_destinations_still_reached(self):
+        """
+        The pending ICMP error of one destination does not cost the next datagram to another
+        (Linux makes that send fail; the port reads the error and sends again).
+        """
+        received = []
+
+        class Peer(DatagramProtocol):
+            def datagramReceived(self, data, addr):
+                received.append(data)
+
+        peer = self.reactor.listenUDP(0, Peer(), interface="127.0.0.1")
+        self.addCleanup(peer.stopListening)
+        failed = self.send_options(self.closed_port(), 1)
+        self.send_options(peer.getHost().port, 2)
+        yield poll(lambda: received and failed.failures, 1.0, self.reactor, 0.01,
+                   message=lambda: f"received {len(received)}, failures {failed.failures}")
+        self.assertIn(b"z9hG4bKicmp2", received[0])

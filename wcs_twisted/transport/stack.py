@@ -2,16 +2,19 @@
 """
 The SIP stack on a reactor: the sans-I/O transaction layer driven by sockets and one timer.
 
-Transports hand received bytes here; this module parses them once, applies the server transport
-rules of RFC 3261 18.2.1 / RFC 3581 (received, rport), feeds the transaction layer, then drains
-what the layer wants sent (to the transport named in each destination) and the events for the
-transaction user.  It keeps exactly one DelayedCall: the layer's earliest deadline.
+Transports hand received bytes here; this module admits them (a per-source rate limit before the
+parse, load shedding before a new INVITE or REGISTER gets a transaction: see
+L{wcs_twisted.transport.admission}), parses them once, applies the server transport rules of
+RFC 3261 18.2.1 / RFC 3581 (received, rport), feeds the transaction layer, then drains what the
+layer wants sent (to the transport named in each destination) and the events for the transaction
+user.  It keeps one DelayedCall for the layer's earliest deadline, and while it listens, the
+reactor-lag tick.
 """
 
 from __future__ import annotations
 
 import ipaddress
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Iterable, Protocol
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -21,9 +24,16 @@ from zope.interface import implementer
 from wcs_twisted.interfaces import ISIPTransport, ITransactionUser
 from wcs_twisted.sip.errors import RemoteProtocolError
 from wcs_twisted.sip.events import MessageDiscarded
-from wcs_twisted.sip.message import Request, Response, error_response, parse_message
+from wcs_twisted.sip.message import Request, Response, error_response, new_tag, parse_message
+from wcs_twisted.sip.transaction import server_key
 from wcs_twisted.sip.transaction_layer import TransactionLayer, generate_branch
 from wcs_twisted.sip.address import SIPAddress
+from wcs_twisted.transport.admission import (
+    LOOPBACK_NETWORKS,
+    LoadShedding,
+    ReactorLag,
+    SourceRateLimit,
+)
 from wcs_twisted.transport.trace import BAD, IN, OUT, MessageTrace
 
 
@@ -40,6 +50,10 @@ class MessageSender(Protocol):
 
 #: How many host names the stack remembers as IP literals or not before starting over.
 MAX_CACHED_HOSTS = 4096
+
+#: New requests refused with 503 when the server is overloaded; in-dialog requests, ACK, CANCEL
+#: and responses always go through, so the calls already accepted can finish.
+SHED_METHODS = frozenset({"INVITE", "REGISTER"})
 
 
 def is_ip_literal(host: str) -> bool:
@@ -67,7 +81,25 @@ class SIPStack:
         trace: MessageTrace | None = None,
         resolve: Callable[[str], Deferred] | None = None,
         on_bad_message: Callable[[str], None] = lambda transport: None,
+        *,
+        source_rate: float = 100.0,
+        source_burst: float = 200.0,
+        source_exempt: Iterable[str] = LOOPBACK_NETWORKS,
+        max_transactions: int = 50000,
+        max_lag: float = 0.3,
+        retry_after: int = 5,
     ) -> None:
+        """
+        @param source_rate: requests per second one source IP may send (a token bucket of
+            C{source_burst}); beyond it UDP requests are dropped unanswered and stream requests
+            answered 503.  0 turns the limit off.
+        @param source_exempt: networks the rate limit leaves alone.
+        @param max_transactions: live transactions over which new INVITEs and REGISTERs are
+            answered 503 (0: no bound).
+        @param max_lag: seconds late the reactor may run (two ticks in a row) before new INVITEs
+            and REGISTERs are answered 503 (0: not measured).
+        @param retry_after: seconds in the Retry-After of those 503s.
+        """
         self.layer = layer
         self.clock = clock
         self.random = random
@@ -84,6 +116,10 @@ class SIPStack:
         self._timer_deadline: float | None = None
         self._pumping = False
         self._stopped = False
+        self.rate_limit = SourceRateLimit(source_rate, source_burst, source_exempt)
+        self.load = LoadShedding(ReactorLag(clock, max_lag=max_lag), max_transactions,
+                                 retry_after)
+        self._listeners = 0
 
     # --- wiring ---------------------------------------------------------------------------
 
@@ -101,6 +137,19 @@ class SIPStack:
         self.transports[name] = sender
         self.ports[name] = port
 
+    def listening_started(self) -> None:
+        """
+        A listener of this stack is up: measure reactor lag while any is.
+        """
+        self._listeners += 1
+        if not self._stopped:
+            self.load.lag.start()
+
+    def listening_stopped(self) -> None:
+        self._listeners = max(0, self._listeners - 1)
+        if not self._listeners:
+            self.load.lag.stop()
+
     def local_address(self, transport: str) -> tuple[str, int]:
         return self.advertised_host, self.ports.get(transport, 5060)
 
@@ -112,17 +161,37 @@ class SIPStack:
     def data_received(self, data: bytes, source: SIPAddress) -> None:
         """
         One complete message (a datagram, or what a stream framer delimited) from C{source}.
+
+        A request over its source's rate is dropped before it is parsed: answering a datagram
+        flood would amplify it, and its source may be spoofed.
         """
         self.trace.record(IN, data, source)
+        if not data.startswith(b"SIP/") and not self.rate_limit.allow(source.host,
+                                                                       self.clock.seconds()):
+            return
         try:
             message = parse_message(data)
         except RemoteProtocolError as error:
             self.reject(data, source, error)
             return
-        self.message_received(message, source)
+        self._receive(message, source)
 
     def message_received(self, message: Request | Response, source: SIPAddress) -> None:
+        """
+        One parsed message from a stream C{source}; a request over its source's rate is
+        answered 503 (the connection proves the address, and the client will not retransmit).
+        """
+        if isinstance(message, Request) and not self.rate_limit.allow(source.host,
+                                                                      self.clock.seconds()):
+            if message.method != "ACK":
+                self._refuse(message, source, "rate limited")
+            return
+        self._receive(message, source)
+
+    def _receive(self, message: Request | Response, source: SIPAddress) -> None:
         if isinstance(message, Request):
+            if message.method in SHED_METHODS and self._shed(message, source):
+                return
             try:
                 self._stamp_received(message, source)
             except RemoteProtocolError as error:
@@ -131,11 +200,43 @@ class SIPStack:
         self.layer.message_received(message, source, source.reliable, self.clock.seconds())
         self._pump()
 
+    def _shed(self, request: Request, source: SIPAddress) -> bool:
+        """
+        Refuse a new INVITE or REGISTER statelessly while overloaded (RFC 3261 21.5.4): not a
+        request within a dialog, nor a retransmission of one that already has a transaction.
+        """
+        reason = self.load.overloaded(len(self.layer))
+        if reason is None:
+            return False
+        try:
+            if request.to.tag is not None or self.layer.get_transaction(server_key(request)):
+                return False
+        except RemoteProtocolError:
+            return False  # the transaction layer reports it
+        self.load.shed += 1
+        self._refuse(request, source, reason)
+        return True
+
+    def _refuse(self, request: Request, source: SIPAddress, reason: str) -> None:
+        """
+        Answer 503 with Retry-After outside any transaction (a retransmission gets another).
+        """
+        self.log.debug("SIP {method} from {source} refused: {reason}", method=request.method,
+                       source=str(source), reason=reason)
+        response = request.create_response(503, to_tag=new_tag(self.random))
+        response.headers.set("Retry-After", str(self.load.retry_after))
+        self._send(response.serialize(), source)
+
     def transport_error(self, destination: SIPAddress) -> None:
         """
-        A connection to C{destination} failed or was lost (RFC 3261 18.4).
+        A connection to C{destination} failed or was lost, or an ICMP error came back from it
+        (RFC 3261 18.4).  Transactions that named the host (the stack resolved it) fail too.
         """
-        self.layer.transport_error(destination, self.clock.seconds())
+        now = self.clock.seconds()
+        self.layer.transport_error(destination, now)
+        for name, address in list(self._resolved.items()):
+            if address == destination.host and name != destination.host:
+                self.layer.transport_error(destination._replace(host=name), now)
         self._pump()
 
     def _stamp_received(self, request: Request, source: SIPAddress) -> None:
@@ -300,6 +401,7 @@ class SIPStack:
         running must not arm a new timer after it.
         """
         self._stopped = True
+        self.load.lag.stop()
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
         self._timer = None

@@ -4,9 +4,15 @@ SIP over TCP and TLS (RFC 3261 18.3): framed by Content-Length, one connection p
 
 Inbound connections are registered under the peer's address so responses go back on the same
 connection; outbound messages to an address with no connection open one (queuing until it is up).
-The number of inbound connections is capped, and a peer that sends a message over the size caps
-or garbage that cannot be framed is answered (when possible) and disconnected.  A double-CRLF
-keep-alive ping (RFC 5626 4.4.1) is answered with a single-CRLF pong.
+A peer that sends a message over the size caps or garbage that cannot be framed is answered (when
+possible) and disconnected.  A double-CRLF keep-alive ping (RFC 5626 4.4.1) is answered with a
+single-CRLF pong.
+
+Idle connections must not lock clients out (a thousand silent sockets once did): inbound
+connections are capped in all and per source address; a connection that has not sent a whole
+SIP message within C{first_message_timeout} is closed, and so is one that has received nothing
+(keep-alives count) for C{idle_timeout}; when the cap is reached, the oldest connection that
+has not spoken yet makes room for the new one.
 
 Outbound TLS (RFC 3261 26.3.1, RFC 5922) connects to the host name the stack hands over unresolved:
 the name goes out as SNI and the server certificate must match it (or the IP literal) and chain to
@@ -38,6 +44,10 @@ class SIPStreamProtocol(Protocol):
         self.inbound = False
         self.pongs_sent = 0
         self._failed = False
+        # An outbound connection is ours: only the idle timeout applies to it.
+        self.spoken = outbound_to is not None
+        self.last_received = 0.0
+        self._idle_call = None
 
     def connectionMade(self) -> None:
         peer = self.transport.getPeer()
@@ -47,13 +57,42 @@ class SIPStreamProtocol(Protocol):
                 self.transport.loseConnection()
                 self.address = None
                 return
+        self.last_received = self.transports.reactor.seconds()
+        self._watch()
         self.transports.connected(self)
+
+    def _watch(self) -> None:
+        """
+        (Re)arm the one idle timer: the first-message timeout, then the idle timeout.
+        """
+        transports = self.transports
+        delay = transports.idle_timeout if self.spoken else transports.first_message_timeout
+        if self._idle_call is not None and self._idle_call.active():
+            self._idle_call.cancel()
+        self._idle_call = None
+        if delay > 0:
+            self._idle_call = transports.reactor.callLater(delay, self._idle_check)
+
+    def _idle_check(self) -> None:
+        self._idle_call = None
+        transports = self.transports
+        if self.spoken:
+            quiet = transports.reactor.seconds() - self.last_received
+            if quiet < transports.idle_timeout:
+                self._idle_call = transports.reactor.callLater(transports.idle_timeout - quiet,
+                                                               self._idle_check)
+                return
+        transports.timed_out += 1
+        transports.log.debug("closing idle SIP {name} connection {address}",
+                             name=transports.name, address=str(self.address))
+        self.transport.loseConnection()
 
     def dataReceived(self, data: bytes) -> None:
         if self.address is None or self._failed:
             return
         stack = self.transports.stack
         framer = self.framer
+        self.last_received = stack.clock.seconds()
         # Traced per read: the framer hands over parsed messages, not their bytes.
         stack.trace.record(IN, data, self.address)
         try:
@@ -62,6 +101,10 @@ class SIPStreamProtocol(Protocol):
                 message = framer.next_message()
                 if message is None:
                     break
+                if not self.spoken:
+                    self.spoken = True
+                    self.transports.spoke(self)
+                    self._watch()
                 stack.message_received(message, self.address)
         except RemoteProtocolError as error:
             # The stream cannot be resynchronised (RFC 4475 3.1.2.3): answer if we can, close.
@@ -82,6 +125,9 @@ class SIPStreamProtocol(Protocol):
             self.transport.write(PONG * missing)
 
     def connectionLost(self, reason) -> None:
+        if self._idle_call is not None and self._idle_call.active():
+            self._idle_call.cancel()
+        self._idle_call = None
         if self.address is not None:
             self.transports.disconnected(self)
 
@@ -104,15 +150,25 @@ class SIPStreamTransport(Factory):
     log = Logger()
 
     def __init__(self, stack, reactor, name: str = "tcp", max_connections: int = 1024,
-                 max_message_size: int = 65536, connect=None, trust_root=None) -> None:
+                 max_message_size: int = 65536, connect=None, trust_root=None, *,
+                 max_connections_per_source: int = 64, first_message_timeout: float = 10.0,
+                 idle_timeout: float = 3600.0) -> None:
         """
         @param trust_root: for "tls", the L{IOpenSSLTrustRoot} server certificates must chain
             to; None means the platform's CA store.
+        @param max_connections_per_source: inbound connections one IP address may hold.
+        @param first_message_timeout: seconds a new inbound connection (TLS handshake included)
+            has to send a whole SIP message before it is closed; 0 for no limit.
+        @param idle_timeout: seconds a connection may receive nothing, keep-alives included,
+            before it is closed; 0 for no limit.
         """
         self.stack = stack
         self.reactor = reactor
         self.name = name
         self.max_connections = max_connections
+        self.max_connections_per_source = max_connections_per_source
+        self.first_message_timeout = first_message_timeout
+        self.idle_timeout = idle_timeout
         self.max_message_size = max_message_size
         self.trust_root = trust_root
         self.resolves_names = name == "tls"
@@ -121,19 +177,66 @@ class SIPStreamTransport(Factory):
         self._pending: dict[SIPAddress, list[bytes]] = {}
         self.inbound = 0
         self.refused = 0
+        self.timed_out = 0
+        self.evicted = 0
+        self._per_source: dict[str, int] = {}
+        # Inbound connections that have not sent a whole message yet, oldest first.
+        self._silent: dict[SIPStreamProtocol, None] = {}
+
+    def startFactory(self) -> None:
+        self.stack.listening_started()
+
+    def stopFactory(self) -> None:
+        self.stack.listening_stopped()
 
     def buildProtocol(self, addr) -> SIPStreamProtocol:
         return SIPStreamProtocol(self)
 
     def accept(self, protocol: SIPStreamProtocol) -> bool:
+        """
+        Admit an inbound connection within the caps, or refuse it (counted, logged at debug: a
+        flood must not become a flood of log lines).
+        """
+        host = protocol.address.host
+        if self._per_source.get(host, 0) >= self.max_connections_per_source:
+            return self._refuse(protocol, "from that address")
         if self.inbound >= self.max_connections:
-            self.refused += 1
-            self.log.warn("refusing SIP {name} connection from {address}: {count} open",
-                          name=self.name, address=str(protocol.address), count=self.inbound)
-            return False
+            if not self._silent:
+                return self._refuse(protocol, "in all")
+            oldest = next(iter(self._silent))
+            self._uncount(oldest)
+            self.evicted += 1
+            oldest.transport.loseConnection()
         self.inbound += 1
+        self._per_source[host] = self._per_source.get(host, 0) + 1
+        self._silent[protocol] = None
         protocol.inbound = True
         return True
+
+    def _refuse(self, protocol: SIPStreamProtocol, scope: str) -> bool:
+        self.refused += 1
+        self.log.debug("refusing SIP {name} connection from {address}: too many {scope}",
+                       name=self.name, address=str(protocol.address), scope=scope)
+        return False
+
+    def _uncount(self, protocol: SIPStreamProtocol) -> None:
+        if not protocol.inbound:
+            return
+        protocol.inbound = False
+        self.inbound -= 1
+        self._silent.pop(protocol, None)
+        host = protocol.address.host
+        left = self._per_source.get(host, 1) - 1
+        if left > 0:
+            self._per_source[host] = left
+        else:
+            self._per_source.pop(host, None)
+
+    def spoke(self, protocol: SIPStreamProtocol) -> None:
+        """
+        C{protocol} delivered its first whole message: it may no longer be evicted.
+        """
+        self._silent.pop(protocol, None)
 
     def connected(self, protocol: SIPStreamProtocol) -> None:
         self.connections[protocol.address] = protocol
@@ -141,8 +244,7 @@ class SIPStreamTransport(Factory):
             protocol.send(data)
 
     def disconnected(self, protocol: SIPStreamProtocol) -> None:
-        if protocol.inbound:
-            self.inbound -= 1
+        self._uncount(protocol)
         if self.connections.get(protocol.address) is protocol:
             del self.connections[protocol.address]
         self.stack.transport_error(protocol.address)

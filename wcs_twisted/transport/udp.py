@@ -7,12 +7,21 @@ that filled the socket's read buffer and so may have been cut short, is answered
 Large (RFC 3261 21.5.14) when its header section can be read.  The socket's receive buffer is
 raised (to what the kernel allows) so a burst of requests during a pause of the process is
 queued instead of dropped, which would cost the peers a retransmission each.
+
+An ICMP error (port or host unreachable) for a datagram we sent ends the transactions sending to
+that address at once (RFC 3261 18.4, 17.1.4) instead of after Timer B/F (32 s).  Twisted reports
+ICMP errors only on connected UDP sockets, so L{listen_udp} opens a port that asks Linux for them
+on its unconnected socket (C{IP_RECVERR}) and reads them, with the address they concern, from the
+socket's error queue.
 """
 
 from __future__ import annotations
 
+import errno
 import socket
+import struct
 
+from twisted.internet import udp
 from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
 
@@ -25,6 +34,80 @@ RECEIVE_BUFFER_SIZE = 4 * 1024 * 1024
 
 #: How far into an oversize datagram we look for the end of its header section.
 MAX_HEADER_SCAN = 16384
+
+
+#: Linux socket options (not in Python's socket module before 3.12): queue ICMP errors.
+IP_RECVERR = 11
+IPV6_RECVERR = 25
+
+#: struct sock_extended_err (linux/errqueue.h): ee_errno, ee_origin, ee_type, ee_code, pad,
+#: ee_info, ee_data.
+_EXTENDED_ERROR = struct.Struct("=IBBBBII")
+
+#: How many queued errors one read drains at most (each is one ICMP message).
+MAX_ERRORS_PER_READ = 64
+
+_log = Logger()
+
+
+class ErrorQueuePort(udp.Port):
+    """
+    A UDP port that hands ICMP errors for its datagrams to its protocol's C{icmp_error}.
+
+    With C{IP_RECVERR} the kernel also makes the next C{sendto} fail with the pending error
+    (and not send): a send that fails so drains the queue and is tried once more.
+    """
+
+    def createInternetSocket(self):
+        sock = super().createInternetSocket()
+        level, option = ((socket.IPPROTO_IPV6, IPV6_RECVERR)
+                         if self.addressFamily == socket.AF_INET6
+                         else (socket.IPPROTO_IP, IP_RECVERR))
+        try:
+            sock.setsockopt(level, option, 1)
+        except OSError:
+            pass  # not Linux: ICMP errors stay unseen, as with a plain port
+        return sock
+
+    def doRead(self) -> None:
+        super().doRead()
+        self.read_errors()
+
+    def write(self, datagram: bytes, addr=None):
+        try:
+            return self.socket.sendto(datagram, addr)
+        except ConnectionRefusedError:
+            self.read_errors()
+        except OSError:
+            pass
+        return super().write(datagram, addr)  # Twisted's own retries and error mapping
+
+    def read_errors(self) -> None:
+        """
+        Drain the socket's error queue, reporting each ICMP error with its destination.
+        """
+        for _ in range(MAX_ERRORS_PER_READ):
+            try:
+                _, ancillary, _, address = self.socket.recvmsg(1, 512, socket.MSG_ERRQUEUE)
+            except OSError:
+                return  # empty (EAGAIN), or no error queue on this platform
+            for _, _, data in ancillary:
+                if len(data) >= _EXTENDED_ERROR.size and address:
+                    code = _EXTENDED_ERROR.unpack_from(data)[0]
+                    try:
+                        self.protocol.icmp_error(address[0], address[1], code)
+                    except Exception:
+                        _log.failure("SIP UDP: reporting an ICMP error failed")
+
+
+def listen_udp(reactor, port: int, protocol: "SIPDatagramProtocol", interface: str = "",
+               maxPacketSize: int = 8192) -> ErrorQueuePort:
+    """
+    C{reactor.listenUDP}, with a port that reports ICMP errors (L{ErrorQueuePort}).
+    """
+    listening = ErrorQueuePort(port, protocol, interface, maxPacketSize, reactor)
+    listening.startListening()
+    return listening
 
 
 def oversize_error(data: bytes) -> RemoteProtocolError:
@@ -61,6 +144,7 @@ class SIPDatagramProtocol(DatagramProtocol):
         self.receive_buffer_size = receive_buffer_size
 
     def startProtocol(self) -> None:
+        self.stack.listening_started()
         sock = getattr(self.transport, "socket", None)
         if sock is None or not self.receive_buffer_size:
             return
@@ -68,6 +152,17 @@ class SIPDatagramProtocol(DatagramProtocol):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.receive_buffer_size)
         except OSError as error:
             self.log.info("SIP UDP receive buffer left as it is: {error}", error=str(error))
+
+    def stopProtocol(self) -> None:
+        self.stack.listening_stopped()
+
+    def icmp_error(self, host: str, port: int, code: int) -> None:
+        """
+        A datagram to C{host}:C{port} came back as an ICMP error: a transport error there.
+        """
+        self.log.info("SIP UDP to {host}:{port}: {error}", host=host, port=port,
+                      error=errno.errorcode.get(code, str(code)))
+        self.stack.transport_error(SIPAddress(self.transport_name, host, port))
 
     def datagramReceived(self, data: bytes, addr) -> None:
         if not data.strip(b"\r\n\x00 "):

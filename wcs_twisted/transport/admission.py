@@ -1,0 +1,171 @@
+# -*- test-case-name: tests.transport.test_admission -*-
+"""
+Admission of SIP requests before they cost a parse or a transaction: a per-source rate limit
+(Kamailio's pike) and load shedding when the process is overloaded.
+
+A flood from one address must not starve the others, and a server over its capacity must refuse
+new work cheaply instead of letting every transaction retransmit (the collapse of a loaded UDP
+proxy).  Both decisions are made per message with no I/O; the stack applies them.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Iterable
+
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+
+#: Addresses a rate limit leaves alone unless told otherwise: local processes (a proxy or test
+#: tool on the same host) are as trusted as the server itself.
+LOOPBACK_NETWORKS = ("127.0.0.0/8", "::1/128")
+
+#: Marks an exempt source in the bucket table.
+_EXEMPT = None
+
+
+class SourceRateLimit:
+    """
+    One token bucket per source IP address: C{rate} requests per second, bursts of C{burst}.
+
+    The table is bounded by C{max_sources}: when it is full, buckets that have refilled (their
+    source has been quiet long enough to be forgotten without changing any answer) are dropped,
+    then the oldest half if that was not enough.
+
+    @ivar limited: requests refused so far.
+    """
+
+    def __init__(self, rate: float = 100.0, burst: float = 200.0,
+                 exempt: Iterable[str] = LOOPBACK_NETWORKS, max_sources: int = 65536) -> None:
+        """
+        @param rate: requests per second per source; 0 turns the limit off.
+        @param exempt: networks (CIDR or single addresses) never limited.
+        """
+        self.rate = rate
+        self.burst = max(burst, 1.0)
+        self.exempt = tuple(ipaddress.ip_network(network, strict=False) for network in exempt)
+        self.max_sources = max_sources
+        self.limited = 0
+        self._buckets: dict[str, list[float] | None] = {}
+
+    def __len__(self) -> int:
+        return len(self._buckets)
+
+    def allow(self, host: str, now: float) -> bool:
+        """
+        Take one token from C{host}'s bucket; False when it has none left.
+        """
+        if self.rate <= 0:
+            return True
+        buckets = self._buckets
+        bucket = buckets.get(host, False)
+        if bucket is _EXEMPT:
+            return True
+        if bucket is False:
+            if len(buckets) >= self.max_sources:
+                self._expire(now)
+            if self._is_exempt(host):
+                buckets[host] = _EXEMPT
+                return True
+            buckets[host] = [self.burst - 1.0, now]
+            return True
+        tokens = bucket[0] + (now - bucket[1]) * self.rate
+        if tokens > self.burst:
+            tokens = self.burst
+        bucket[1] = now
+        if tokens < 1.0:
+            bucket[0] = tokens
+            self.limited += 1
+            return False
+        bucket[0] = tokens - 1.0
+        return True
+
+    def _is_exempt(self, host: str) -> bool:
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            return False
+        return any(address in network for network in self.exempt)
+
+    def _expire(self, now: float) -> None:
+        full = self.burst
+        rate = self.rate
+        self._buckets = {
+            host: bucket for host, bucket in self._buckets.items()
+            if bucket is not _EXEMPT and bucket[0] + (now - bucket[1]) * rate < full
+        }
+        if len(self._buckets) >= self.max_sources:
+            keep = list(self._buckets.items())[len(self._buckets) // 2:]
+            self._buckets = dict(keep)
+
+
+class ReactorLag:
+    """
+    A periodic tick on C{clock}; how late it runs is how late the reactor runs everything else.
+
+    The reactor is C{lagging} after two ticks in a row were late by more than C{max_lag}: one
+    late tick is a pause (a GC, a slow callback), two are a backlog.
+    """
+
+    def __init__(self, clock: IReactorTime, interval: float = 0.1, max_lag: float = 0.3) -> None:
+        self.clock = clock
+        self.interval = interval
+        self.max_lag = max_lag
+        self.lag = 0.0
+        self.lagging = False
+        self._call: IDelayedCall | None = None
+        self._due = 0.0
+
+    @property
+    def running(self) -> bool:
+        return self._call is not None
+
+    def start(self) -> None:
+        if self._call is None and self.max_lag > 0:
+            self._schedule()
+
+    def stop(self) -> None:
+        if self._call is not None and self._call.active():
+            self._call.cancel()
+        self._call = None
+        self.lag = 0.0
+        self.lagging = False
+
+    def _schedule(self) -> None:
+        self._due = self.clock.seconds() + self.interval
+        self._call = self.clock.callLater(self.interval, self._tick)
+
+    def _tick(self) -> None:
+        lag = self.clock.seconds() - self._due
+        self.lagging = lag > self.max_lag and self.lag > self.max_lag
+        self.lag = lag
+        self._schedule()
+
+
+class LoadShedding:
+    """
+    Whether new work is refused now: the reactor lags, or the transactions alive are over
+    C{max_transactions} (each holds memory until its Timer J/K/L ends, up to 32 s).
+
+    @ivar shed: requests refused so far.
+    """
+
+    def __init__(self, lag: ReactorLag, max_transactions: int = 50000,
+                 retry_after: int = 5) -> None:
+        """
+        @param max_transactions: 0 turns the bound off.
+        @param retry_after: seconds in the Retry-After of the 503 (RFC 3261 21.5.4).
+        """
+        self.lag = lag
+        self.max_transactions = max_transactions
+        self.retry_after = retry_after
+        self.shed = 0
+
+    def overloaded(self, transactions: int) -> str | None:
+        """
+        Why new requests are refused now, or None.
+        """
+        if self.lag.lagging:
+            return f"reactor {self.lag.lag * 1000:.0f} ms late"
+        if self.max_transactions and transactions >= self.max_transactions:
+            return f"{transactions} transactions"
+        return None
