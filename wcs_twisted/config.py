@@ -324,6 +324,24 @@ KEYS: tuple[Key, ...] = (
         "Largest SIP message accepted on any transport, in bytes."),
     Key("sip_max_tcp_connections", "sip_max_tcp_connections", POSITIVE_INT, "1024",
         "Most simultaneous inbound SIP TCP/TLS connections."),
+    Key("sip_rate_limit", "sip_rate_limit", NON_NEGATIVE_INT, "100",
+        "SIP requests per second one source IP may send (token bucket); beyond it UDP requests are dropped, TCP/TLS ones get 503; 0 turns the limit off."),
+    Key("sip_rate_limit_burst", "sip_rate_limit_burst", POSITIVE_INT, "200",
+        "SIP requests a source may send at once before sip_rate_limit applies."),
+    Key("sip_rate_limit_exempt", "sip_rate_limit_exempt", WORDS, "127.0.0.0/8,::1/128",
+        "Networks (address/prefix) never rate limited, comma-separated: e.g. a SIP proxy in front that sends everyone's traffic."),
+    Key("sip_max_transactions", "sip_max_transactions", NON_NEGATIVE_INT, "50000",
+        "Live SIP transactions over which new INVITEs and REGISTERs are answered 503 statelessly; 0: no bound."),
+    Key("sip_max_reactor_lag_ms", "sip_max_reactor_lag_ms", NON_NEGATIVE_INT, "300",
+        "Reactor lag (two ticks in a row) over which new INVITEs and REGISTERs are answered 503; 0: off."),
+    Key("sip_overload_retry_after", "sip_overload_retry_after", POSITIVE_INT, "5",
+        "Retry-After seconds of the 503s sent when shedding load or rate limiting."),
+    Key("sip_max_tcp_connections_per_source", "sip_max_tcp_connections_per_source", POSITIVE_INT, "64",
+        "Inbound SIP TCP/TLS connections one IP address may hold."),
+    Key("sip_tcp_first_message_timeout", "sip_tcp_first_message_timeout", NON_NEGATIVE_INT, "10",
+        "Seconds a new inbound SIP TCP/TLS connection (handshake included) has to send a whole SIP message; 0: no limit."),
+    Key("sip_tcp_idle_timeout", "sip_tcp_idle_timeout", NON_NEGATIVE_INT, "3600",
+        "Seconds a SIP TCP/TLS connection may receive nothing (keep-alives count) before it is closed; 0: no limit."),
     Key("sip_digest_algorithms", "sip_digest_algorithms", DIGEST_ALGORITHMS, "MD5,SHA-256",
         "Digest algorithms the built-in registrar offers, one challenge each, in this order "
         "(many phones and sipp answer only the first one they see)."),
@@ -467,6 +485,15 @@ class Settings:
     sip_t4_ms: int = 5000
     sip_max_message_size: int = 65536
     sip_max_tcp_connections: int = 1024
+    sip_rate_limit: int = 100
+    sip_rate_limit_burst: int = 200
+    sip_rate_limit_exempt: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
+    sip_max_transactions: int = 50000
+    sip_max_reactor_lag_ms: int = 300
+    sip_overload_retry_after: int = 5
+    sip_max_tcp_connections_per_source: int = 64
+    sip_tcp_first_message_timeout: int = 10
+    sip_tcp_idle_timeout: int = 3600
     sip_digest_algorithms: tuple[str, ...] = ("MD5", "SHA-256")
     sip_domain: str = ""
     sip_local_domains: tuple[str, ...] = ()

@@ -58,6 +58,7 @@ from wcs_twisted.transport.stack import SIPStack
 from wcs_twisted.transport.stream import SIPStreamTransport
 from wcs_twisted.transport.trace import MessageTrace
 from wcs_twisted.transport.udp import SIPDatagramProtocol
+from wcs_twisted.transport.udp import listen_udp as listen_sip_udp
 from wcs_twisted.ua.core import UserAgentCore
 from wcs_twisted.ua.proxy import Proxy
 from wcs_twisted.ua.location import LocationService
@@ -194,6 +195,11 @@ def build_sip(settings: Settings, reactor, metrics: ServerMetrics):
         resolve=lambda host: reactor.resolve(host),
         on_bad_message=lambda transport: metrics.listener_errors.labels(
             listener=f"sip-{transport}").inc(),
+        source_rate=settings.sip_rate_limit, source_burst=settings.sip_rate_limit_burst,
+        source_exempt=settings.sip_rate_limit_exempt,
+        max_transactions=settings.sip_max_transactions,
+        max_lag=settings.sip_max_reactor_lag_ms / 1000.0,
+        retry_after=settings.sip_overload_retry_after,
     )
     core = UserAgentCore(stack, rng, timers)
     stack.attach(core)
@@ -231,9 +237,10 @@ def sip_listeners(settings: Settings, reactor, stack: SIPStack, metrics: ServerM
         datagrams = SIPDatagramProtocol(stack, settings.sip_max_message_size)
 
         def listen_udp():
-            port = reactor.listenUDP(settings.sip_port, datagrams,
-                                     interface=settings.bind_address,
-                                     maxPacketSize=settings.sip_max_message_size + 1)
+            # A port that reads ICMP errors, so a dead destination fails at once (RFC 3261 18.4).
+            port = listen_sip_udp(reactor, settings.sip_port, datagrams,
+                                  interface=settings.bind_address,
+                                  maxPacketSize=settings.sip_max_message_size + 1)
             stack.add_transport("udp", datagrams, port.getHost().port)
             return port
 
@@ -243,8 +250,11 @@ def sip_listeners(settings: Settings, reactor, stack: SIPStack, metrics: ServerM
     for name in ("tcp", "tls"):
         if name not in settings.sip_transports or (name == "tls" and not settings.tls_enabled):
             continue
-        transports = SIPStreamTransport(stack, reactor, name, settings.sip_max_tcp_connections,
-                                        settings.sip_max_message_size)
+        transports = SIPStreamTransport(
+            stack, reactor, name, settings.sip_max_tcp_connections, settings.sip_max_message_size,
+            max_connections_per_source=settings.sip_max_tcp_connections_per_source,
+            first_message_timeout=settings.sip_tcp_first_message_timeout,
+            idle_timeout=settings.sip_tcp_idle_timeout)
         streams.append(transports)
         port_number = settings.sip_port if name == "tcp" else settings.sip_tls_port
         endpoint = _stream_endpoint(reactor, settings, port_number, tls=name == "tls")
