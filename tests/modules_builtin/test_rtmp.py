@@ -32,7 +32,7 @@ from wcs_twisted.interfaces import IStreamObserver, IStreamSink, IWcsModule
 from wcs_twisted.media.aac import audio_specific_config
 from wcs_twisted.media.streams import StreamRegistry
 from wcs_twisted.modules import plugin_package
-from wcs_twisted.modules_builtin.rtmp import RtmpModule, RtmpService
+from wcs_twisted.modules_builtin.rtmp import RtmpModule, RtmpService, push_call
 from wcs_twisted.modules_builtin.rtmp_push import CLOSE_TIMEOUT, RtmpStreamStatus
 from tests.modules_builtin.contexts import module_context
 from wcs_twisted.modules_builtin.rtmp_protocol import AUDIO, VIDEO
@@ -87,6 +87,17 @@ class Connections:
 
     def refuse(self, index=-1):
         self.attempts[index][2].errback(ConnectionRefusedError("refused"))
+
+
+class CallStub:
+    """
+    What push_call needs of a call.
+    """
+
+    def __init__(self, call_id):
+        self.call_id = call_id
+        self.extra = {}
+        self.on_release = []
 
 
 class RtmpServiceTests(SynchronousTestCase):
@@ -157,6 +168,38 @@ class RtmpServiceTests(SynchronousTestCase):
         [(target, _, _)] = self.connections.attempts
         self.assertEqual((target.host, target.port, target.app, target.stream),
                          ("127.0.0.1", 1935, "live", "rtmp_s1"))
+
+    def test_stream_name_prefix(self):
+        """
+        The RTMP name is the prefix (rtmp_transponder_stream_name_prefix) before the local
+        name; an empty prefix keeps the name; an explicit rtmpTransponderStreamName is as is.
+        """
+        self.publish()
+        self.service.stream_name_prefix = ""
+        self.assertEqual(self.start()["streamName"], "s1")
+        self.service.stream_name_prefix = "out-"
+        self.assertEqual(self.service.startup("s1", URL + "2")["streamName"], "out-s1")
+        self.assertEqual(self.service.startup("s1", URL + "3", "given")["streamName"], "given")
+        self.assertEqual([target.stream for target, _, _ in self.connections.attempts],
+                         ["s1", "out-s1", "given"])
+
+    def test_call_push_prefixes_rtmp_stream(self):
+        """
+        /call/startup's rtmpStream is pushed with the prefix (the URL the official SIP-as-RTMP
+        pages print: <rtmpUrl>/rtmp_<rtmpStream>); without one, the call's stream is named as
+        /push/startup names it; the push waits for the call's stream and ends with the call.
+        """
+        calls = [CallStub("c1"), CallStub("c2")]
+        push_call(self.service, calls[0], {"rtmpUrl": URL, "rtmpStream": "room"})
+        push_call(self.service, calls[1], {"rtmpUrl": URL})
+        self.assertEqual(sorted(push["streamName"] for push in self.service.find_all()),
+                         ["rtmp_call_c2", "rtmp_room"])
+        for call in calls:
+            for release in call.on_release:
+                release(call)
+        self.assertEqual(self.service.find_all(), [])
+        with self.assertRaises(InvalidField):
+            push_call(self.service, CallStub("c3"), {"rtmpUrl": URL, "rtmpStream": 5})
 
     def test_errors(self):
         """
@@ -440,6 +483,19 @@ class RtmpModuleTests(SynchronousTestCase):
         module.start(context)
         self.assertEqual(context.services["rtmp"].media_dir, os.path.abspath("sounds"))
         self.successResultOf(module.stop())
+
+    def test_stream_name_prefix_key(self):
+        """
+        rtmp_transponder_stream_name_prefix is the module's key: rtmp_ by default (WCS's), any
+        text (empty included) when configured.
+        """
+        for values, prefix in (({}, "rtmp_"), ({"rtmp_transponder_stream_name_prefix": ""}, ""),
+                               ({"rtmp_transponder_stream_name_prefix": "wcs_"}, "wcs_")):
+            context = module_context("rtmp", Clock(), values=values)
+            module = RtmpModule()
+            module.start(context)
+            self.assertEqual(context.services["rtmp"].stream_name_prefix, prefix)
+            self.successResultOf(module.stop())
 
     def test_drop_in(self):
         """

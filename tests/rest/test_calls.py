@@ -41,6 +41,10 @@ class RecordingPushes:
         self.terminated.append(media_session_id)
         return {}
 
+    @staticmethod
+    def rtmp_name(name):
+        return "rtmp_" + name
+
 
 class RestCallTests(CallTestMixin, SynchronousTestCase):
     """
@@ -142,11 +146,12 @@ class RestCallTests(CallTestMixin, SynchronousTestCase):
 
     def test_rtmp_push_follows_the_call(self):
         """
-        rtmpUrl pushes the call's stream (waiting for it); the push ends with the call.
+        rtmpUrl pushes the call's stream (waiting for it) as the prefixed rtmpStream, the name
+        the official pages print; the push ends with the call.
         """
         rtmp = {"rtmpUrl": "rtmp://127.0.0.1/live", "rtmpStream": "s1"}
         self.post("/call/startup", {**STARTUP, **rtmp})
-        self.assertEqual(self.pushes.started, [("call_r1", "rtmp://127.0.0.1/live", "s1", True)])
+        self.assertEqual(self.pushes.started, [("call_r1", "rtmp://127.0.0.1/live", "rtmp_s1", True)])
         self.pushes.on_status("RTMP_STREAM_WAIT")
         code, found = self.post("/call/find", {"callId": "r1"})
         self.assertEqual(found[0]["rtmpStreamStatus"], "RTMP_STREAM_WAIT")

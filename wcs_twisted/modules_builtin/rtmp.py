@@ -36,6 +36,10 @@ MAX_FAILED_ATTEMPTS = 4
 #: Seconds to connect over TCP, and then to get the publish accepted.
 CONNECT_TIMEOUT = 10.0
 PUBLISH_TIMEOUT = 10.0
+#: What WCS puts before a stream's name on the RTMP server (its
+#: C{rtmp_transponder_stream_name_prefix}): /push/startup answers C{streamName: "rtmp_<name>"}
+#: and every official SIP-as-RTMP page prints C{<rtmpUrl>/rtmp_<rtmpStream>} as the URL to play.
+STREAM_NAME_PREFIX = "rtmp_"
 
 
 # --- the service --------------------------------------------------------------------------------
@@ -50,6 +54,7 @@ class RtmpService:
     @param reactor: for TCP connections.
     @param clock: timers (the reactor unless given).
     @param media_dir: the folder C{sound_on} files are read from.
+    @param stream_name_prefix: put before a local name to make the RTMP stream's name.
     @param connect: C{connect(target, protocol)} opens a TCP connection to C{target.host} and
         C{target.port} for C{protocol} and returns a Deferred; by default a
         C{HostnameEndpoint} on C{reactor} with C{connect_timeout}.
@@ -58,6 +63,7 @@ class RtmpService:
     log = Logger()
 
     def __init__(self, streams, reactor, clock=None, *, media_dir: str = "media",
+                 stream_name_prefix: str = STREAM_NAME_PREFIX,
                  reconnect_delay: float = RECONNECT_DELAY,
                  max_reconnect_delay: float = MAX_RECONNECT_DELAY,
                  max_failed_attempts: int = MAX_FAILED_ATTEMPTS,
@@ -70,6 +76,7 @@ class RtmpService:
         self.clock = reactor if clock is None else clock
         self.connect = connect if connect is not None else self._tcp_connect
         self.media_dir = os.path.abspath(media_dir)
+        self.stream_name_prefix = stream_name_prefix
         self.reconnect_delay = reconnect_delay
         self.max_reconnect_delay = max_reconnect_delay
         self.max_failed_attempts = max_failed_attempts
@@ -91,8 +98,8 @@ class RtmpService:
         """
         Republish the stream C{stream_name} to C{rtmp_url}.
 
-        @param rtmp_stream_name: the stream name on the RTMP server; None means
-            C{"rtmp_" + stream_name}, or with C{full_url} the last segment of C{rtmp_url}.
+        @param rtmp_stream_name: the stream name on the RTMP server, as is; None means
+            L{rtmp_name}C{(stream_name)}, or with C{full_url} the last segment of C{rtmp_url}.
         @param options: WCS push options: C{{"action": "mute"}} starts muted,
             C{{"action": "sound_on", "soundFile": "x.wav", "loop": false}} starts with a sound.
         @param wait_for_stream: the stream may not be published yet (a SIP call not answered
@@ -111,7 +118,7 @@ class RtmpService:
         if full_url:
             name = None
         else:
-            name = rtmp_stream_name or "rtmp_" + stream_name
+            name = rtmp_stream_name or self.rtmp_name(stream_name)
         try:
             target = parse_rtmp_url(rtmp_url, name)
         except ValueError as error:
@@ -140,6 +147,13 @@ class RtmpService:
         else:
             push.attach(stream)
         return push.describe()
+
+    def rtmp_name(self, name: str) -> str:
+        """
+        The RTMP server's name for the local (or the caller's) stream name C{name}: with the
+        prefix (C{rtmp_transponder_stream_name_prefix}).
+        """
+        return self.stream_name_prefix + name
 
     def find(self, filters: dict[str, Any]) -> list[dict[str, Any]]:
         """
@@ -322,7 +336,10 @@ class RtmpModule:
 
     def start(self, context) -> None:
         self.service = RtmpService(context.streams, context.reactor, context.clock,
-                                   media_dir=context.setting("media_dir"), log=context.log)
+                                   media_dir=context.setting("media_dir"),
+                                   stream_name_prefix=context.setting(
+                                       "rtmp_transponder_stream_name_prefix"),
+                                   log=context.log)
         context.provide("rtmp", self.service)
         _serve(context, self.service)
         context.extend_call_startup(lambda call, body: push_call(self.service, call, body),
@@ -339,7 +356,8 @@ def push_call(pushes: RtmpService, call, body: dict[str, Any]) -> None:
     """
     /call/startup with C{rtmpUrl}: the call's media becomes a stream that is pushed to RTMP as
     soon as it exists; the push's status shows in the call object (C{rtmpStreamStatus}) and the
-    push ends with the call.
+    push ends with the call.  The RTMP name is the prefixed C{rtmpStream} (the URL the official
+    pages print), else the prefixed name of the call's stream, as /push/startup names it.
 
     @raise DomainError: the push cannot start (the REST API hangs the call up and answers it).
     """
@@ -352,8 +370,11 @@ def push_call(pushes: RtmpService, call, body: dict[str, Any]) -> None:
     def status(value) -> None:
         call.extra["rtmpStreamStatus"] = getattr(value, "value", value)
 
-    push = pushes.startup(name, rtmp_url, body.get("rtmpStream"), wait_for_stream=True,
-                          on_status=status)
+    rtmp_stream = body.get("rtmpStream")
+    if rtmp_stream is not None and not isinstance(rtmp_stream, str):
+        raise InvalidField("rtmpStream", "expected text")
+    push = pushes.startup(name, rtmp_url, pushes.rtmp_name(rtmp_stream) if rtmp_stream else None,
+                          wait_for_stream=True, on_status=status)
 
     def end_push(call) -> None:
         try:
@@ -414,7 +435,9 @@ def _serve(context, service: RtmpService) -> None:
                           "rtmpUrl": ("string", "required, rtmp://"),
                           "rtmpTransponderFullUrl": ("boolean",
                                                      "the URL already names the RTMP stream"),
-                          "rtmpTransponderStreamName": ("string", "default rtmp_<streamName>"),
+                          "rtmpTransponderStreamName": (
+                              "string", "as is; default <rtmp_transponder_stream_name_prefix>"
+                                        "<streamName>"),
                           "options": ("object", "{action: mute|sound_on, soundFile, loop}")},
                   answers={"200": "The push: mediaSessionId, streamName, rtmpUrl, status, ...",
                            "404": "No such stream or sound file",

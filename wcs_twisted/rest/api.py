@@ -40,7 +40,7 @@ MODULE_CALL_FIELDS = ("rtmpUrl",)
 CORE_PATHS = frozenset(METHODS)
 
 
-def _json_body(request, allowed: Iterable[str] | None) -> dict[str, Any]:
+def json_body(request, allowed: Iterable[str] | None) -> dict[str, Any]:
     """
     The request's JSON object, with every field checked against C{allowed} (None: the call
     layer checks the fields itself).
@@ -67,10 +67,39 @@ def _json_body(request, allowed: Iterable[str] | None) -> dict[str, Any]:
     return body
 
 
-def _write_json(request, status: int, document: Any) -> bytes:
+def write_json(request, status: int, document: Any) -> bytes:
     request.setResponseCode(status)
     request.setHeader(b"content-type", _JSON)
     return json.dumps(document).encode("utf-8")
+
+
+def domain_error_answer(request, error: DomainError, log: Logger) -> bytes:
+    """
+    The JSON answer to a domain error: the status of L{STATUS_BY_ERROR}, the error's text and,
+    for a refused field, its name.
+    """
+    status = next(code for cls, code in STATUS_BY_ERROR if isinstance(error, cls))
+    log.info("REST {method} {path}: {status} {info}", method=request.method.decode(),
+             path=request.path.decode("utf-8", "replace"), status=status, info=error.info)
+    body = {"error": error.info}
+    if isinstance(error, InvalidField):
+        body["field"] = error.field
+    return write_json(request, status, body)
+
+
+def unexpected_error_answer(request, failure, log: Logger) -> bytes:
+    """
+    Routing errors (405) keep their status; anything else is a bug, logged with its traceback
+    and answered 500 without it.
+    """
+    error = failure.value
+    # Klein's router raises werkzeug's HTTPException (a code and a description); werkzeug is
+    # Klein's dependency, not ours, so it is recognised by shape.
+    if isinstance(getattr(error, "code", None), int) and hasattr(error, "get_response"):
+        return write_json(request, error.code, {"error": error.description})
+    log.failure("REST {method} {path} failed", failure, method=request.method.decode(
+        "latin-1"), path=request.path.decode("utf-8", "replace"))
+    return write_json(request, 500, {"error": "Internal server error"})
 
 
 class RestAPI:
@@ -93,66 +122,76 @@ class RestAPI:
         self.routes = routes if routes is not None else RouteTable()
         self.routes.reserved = CORE_PATHS
 
-    def _calls(self):
+    def require_calls(self):
         if self.calls is None:
             raise DomainError("Calls are not available on this server")
         return self.calls
 
     # --- /call ------------------------------------------------------------------------------
 
-    @app.route("/call/startup", methods=["POST"])
-    def call_startup(self, request):
-        body = _json_body(request, None)
+    def start_call(self, body: dict[str, Any]):
+        """
+        Start a server-originated call and run the modules' /call/startup hooks on it (the
+        modern /call/startup and the legacy /RESTCall/call both come here).
+
+        @return: the call.
+        @raise DomainError: a field is refused, or a hook refused the call (it is hung up).
+        """
         for name in MODULE_CALL_FIELDS:
             if body.get(name) and not self.routes.serves_call_field(name):
                 raise NotFound(f"{name}: no running module serves it (is it disabled?)")
-        call = self._calls().start_rest_call(body)
+        call = self.require_calls().start_rest_call(body)
         try:
             self.routes.call_started(call, body)
         except DomainError:
             call.hang_up()
             raise
+        return call
+
+    @app.route("/call/startup", methods=["POST"])
+    def call_startup(self, request):
+        self.start_call(json_body(request, None))
         request.setResponseCode(200)
         return b""
 
     @app.route("/call/find", methods=["POST"])
     def call_find(self, request):
-        found = self._calls().find(_json_body(request, None))
+        found = self.require_calls().find(json_body(request, None))
         if not found:
             raise NotFound("No call matches")
-        return _write_json(request, 200, [call.to_wcs() for call in found])
+        return write_json(request, 200, [call.to_wcs() for call in found])
 
     @app.route("/call/find_all", methods=["GET", "POST"])
     def call_find_all(self, request):
-        _json_body(request, ())
-        found = self._calls().find({})
+        json_body(request, ())
+        found = self.require_calls().find({})
         if not found:
             raise NotFound("No calls")
-        return _write_json(request, 200, [call.to_wcs() for call in found])
+        return write_json(request, 200, [call.to_wcs() for call in found])
 
     @app.route("/call/terminate", methods=["POST"])
     def call_terminate(self, request):
-        self._calls().terminate(_json_body(request, ("callId",)))
+        self.require_calls().terminate(json_body(request, ("callId",)))
         request.setResponseCode(200)
         return b""
 
     @app.route("/call/send_dtmf", methods=["POST"])
     def call_send_dtmf(self, request):
-        self._calls().rest_send_dtmf(_json_body(request, ("callId", "dtmf", "type")))
+        self.require_calls().rest_send_dtmf(json_body(request, ("callId", "dtmf", "type")))
         request.setResponseCode(200)
         return b""
 
     @app.route("/call/inject_stream", methods=["POST"])
     @app.route("/call/inject_stream/startup", methods=["POST"])
     def call_inject_stream(self, request):
-        body = _json_body(request, ("callId", "streamName"))
+        body = json_body(request, ("callId", "streamName"))
         self._streams().inject(body.get("callId"), body.get("streamName"))
         request.setResponseCode(200)
         return b""
 
     @app.route("/call/inject_stream/terminate", methods=["POST"])
     def call_inject_stream_terminate(self, request):
-        body = _json_body(request, ("callId", "streamName"))
+        body = json_body(request, ("callId", "streamName"))
         self._streams().stop_injection(body.get("callId"))
         request.setResponseCode(200)
         return b""
@@ -166,73 +205,55 @@ class RestAPI:
 
     @app.route("/stream/find", methods=["POST"])
     def stream_find(self, request):
-        return _write_json(request, 200, self._streams().find(_json_body(request, None)))
+        return write_json(request, 200, self._streams().find(json_body(request, None)))
 
     @app.route("/stream/find_all", methods=["GET", "POST"])
     def stream_find_all(self, request):
-        _json_body(request, ())
-        return _write_json(request, 200, self._streams().find({}))
+        json_body(request, ())
+        return write_json(request, 200, self._streams().find({}))
 
     @app.route("/stream/terminate", methods=["POST"])
     def stream_terminate(self, request):
-        self._streams().terminate(_json_body(request, None))
+        self._streams().terminate(json_body(request, None))
         request.setResponseCode(200)
         return b""
 
     @app.route("/openapi.json", methods=["GET"])
     def openapi(self, request):
-        return _write_json(request, 200, openapi_document(self.routes))
+        return write_json(request, 200, openapi_document(self.routes))
 
     @app.handle_errors(DomainError)
     def domain_error(self, request, failure):
-        error = failure.value
-        status = next(code for cls, code in STATUS_BY_ERROR if isinstance(error, cls))
-        self.log.info("REST {method} {path}: {status} {info}", method=request.method.decode(),
-                      path=request.path.decode("utf-8", "replace"), status=status, info=error.info)
-        body = {"error": error.info}
-        if isinstance(error, InvalidField):
-            body["field"] = error.field
-        return _write_json(request, status, body)
+        return domain_error_answer(request, failure.value, self.log)
 
     @app.handle_errors(Exception)
     def unexpected_error(self, request, failure):
-        """
-        Routing errors (405) keep their status; anything else is a bug, logged with its
-        traceback and answered 500 without it.
-        """
-        error = failure.value
-        # Klein's router raises werkzeug's HTTPException (a code and a description); werkzeug is
-        # Klein's dependency, not ours, so it is recognised by shape.
-        if isinstance(getattr(error, "code", None), int) and hasattr(error, "get_response"):
-            return _write_json(request, error.code, {"error": error.description})
-        self.log.failure("REST {method} {path} failed", failure, method=request.method.decode(
-            "latin-1"), path=request.path.decode("utf-8", "replace"))
-        return _write_json(request, 500, {"error": "Internal server error"})
+        return unexpected_error_answer(request, failure, self.log)
 
     # --- /connection ------------------------------------------------------------------------
 
     @app.route("/connection/find_all", methods=["GET", "POST"])
     def connection_find_all(self, request):
-        _json_body(request, ())
+        json_body(request, ())
         found = [session.public_fields() for session in self.sessions]
         if not found:
             raise NotFound("No connections")
-        return _write_json(request, 200, found)
+        return write_json(request, 200, found)
 
     @app.route("/connection/find", methods=["POST"])
     def connection_find(self, request):
-        body = _json_body(request, ("sessionId", "appKey", "sipLogin", "clientVersion"))
+        body = json_body(request, ("sessionId", "appKey", "sipLogin", "clientVersion"))
         found = [
             fields for fields in (session.public_fields() for session in self.sessions)
             if all(fields.get(name) == value for name, value in body.items())
         ]
         if not found:
             raise NotFound("No connection matches")
-        return _write_json(request, 200, found)
+        return write_json(request, 200, found)
 
     @app.route("/connection/terminate", methods=["POST"])
     def connection_terminate(self, request):
-        body = _json_body(request, ("sessionId",))
+        body = json_body(request, ("sessionId",))
         session_id = body.get("sessionId")
         if not isinstance(session_id, str):
             raise InvalidField("sessionId", "required, as text")
@@ -252,9 +273,9 @@ class RestAPI:
         route = self.routes.get(path)
         if route is None or request.method.decode("ascii", "replace") not in route.methods:
             raise NotFound(f"No REST method {path}")
-        body = _json_body(request, route.fields)
+        body = json_body(request, route.fields)
         document = route.handler(body)
         if document is None:
             request.setResponseCode(200)
             return b""
-        return _write_json(request, 200, document)
+        return write_json(request, 200, document)

@@ -1,6 +1,7 @@
 # -*- test-case-name: tests.rest.test_web -*-
 """
-The HTTP site on http.port: /rest-api/ (guarded), /health, /metrics and the static web pages.
+The HTTP site on http.port: /rest-api/ and the legacy /RESTCall/ (both guarded), /health,
+/metrics and the static web pages.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from wcs_twisted.interfaces import IListener
 from wcs_twisted.metrics import ServerMetrics
 from wcs_twisted.rest.api import RestAPI
 from wcs_twisted.rest.gate import OriginPolicy, RestGate
+from wcs_twisted.rest.legacy import LegacyCallAPI
 from wcs_twisted.rest.throttle import FailureThrottle
 
 WEB_ROOT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "web")
@@ -88,9 +90,12 @@ def build_site(rest: RestAPI, credentials: tuple[str, str] | None,
     @param loopback_hosts_only: see L{RestGate}.
     """
     root = StaticFiles(WEB_ROOT)
-    root.putChild(b"rest-api", RestGate(rest.app.resource(), credentials,
-                                        OriginPolicy(cors_origins), throttle,
-                                        loopback_hosts_only))
+    origins = OriginPolicy(cors_origins)
+    # The legacy API shares the gate's policy, login and throttle: it starts the same calls.
+    for path, resource in ((b"rest-api", rest.app.resource()),
+                           (b"RESTCall", LegacyCallAPI(rest).app.resource())):
+        root.putChild(path, RestGate(resource, credentials, origins, throttle,
+                                     loopback_hosts_only))
     root.putChild(b"health", HealthResource(listeners))
     root.putChild(b"metrics", MetricsResource(metrics))
     site = Site(root)
