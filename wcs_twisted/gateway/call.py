@@ -133,6 +133,9 @@ class Call(CallTimers):
         self._sip_answer: bytes | None = None
         self._referred: SIPURI | None = None
         self._referred_leg: InviteSession | None = None
+        #: Our REFER awaits its final response; NOTIFY statuses wait in the list meanwhile.
+        self._refer_pending = False
+        self._early_transfer_statuses: list[TransferStatus] = []
         self._init_timers()
 
     # --- the WCS call object ------------------------------------------------------------------
@@ -506,15 +509,28 @@ class Call(CallTimers):
 
     def transfer(self, target_uri) -> None:
         """
-        Blind transfer: REFER the SIP peer to C{target_uri} (RFC 3515).
+        Transfer the SIP peer to C{target_uri} with REFER (RFC 3515): blind, or attended when
+        the URI carries a Replaces header (RFC 5589 7).
+
+        A NOTIFY may overtake the 202 (RFC 3515 2.4.4 allows it, and our own record-routing
+        proxy gives the REFER an extra hop): its statuses wait for the 202, so the client
+        always hears ACCEPTED first (spec 9.6).
         """
         self.target = str(target_uri)
+        self._refer_pending = True
+        self._early_transfer_statuses = []
 
         def accepted(response) -> None:
+            self._refer_pending = False
             self._transfer_status(TransferStatus.ACCEPTED)
+            early, self._early_transfer_statuses = self._early_transfer_statuses, []
+            for status in early:
+                self._transfer_status(status)
 
         def refused(failure) -> None:
             failure.trap(SIPRequestFailed)
+            self._refer_pending = False
+            self._early_transfer_statuses = []
             self._transfer_status(TransferStatus.FAILED, failure.value.status)
 
         local = self.sip.dialog.local_uri if self.sip.dialog is not None else None
@@ -524,6 +540,8 @@ class Call(CallTimers):
         self.sip.request("REFER", headers=tuple(headers)).addCallbacks(accepted, refused)
 
     def _transfer_status(self, status: TransferStatus, sip_status: int | None = None) -> None:
+        if self.status.released:
+            return
         if self._client is not None:
             self._client.transfer_status(self, status, sip_status)
         self.table.transfer_changed(self, status)
@@ -535,7 +553,11 @@ class Call(CallTimers):
         event = (request.headers.get("Event") or "").split(";")[0].strip().lower()
         if event == "refer":
             status = transfer_status_for_sipfrag(request.body)
-            if status is not None:
+            if status is None:
+                return
+            if self._refer_pending:
+                self._early_transfer_statuses.append(status)
+            else:
                 self._transfer_status(status)
 
     def refer_received(self, session, request, refer_to):
