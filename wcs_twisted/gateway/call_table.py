@@ -1,4 +1,5 @@
 # -*- test-case-name: tests.gateway.test_call -*-
+# Over 600 lines: the one call-control API (WS and REST) plus incoming-INVITE routing, which share the call table.
 """
 All calls, and the call-control API the front-ends use (WebSocket messages, REST methods).
 
