@@ -30,7 +30,11 @@ from tests.gateway.test_sessions import SilentConnection
 from wcs_twisted.config import Settings, settings_from_text
 from wcs_twisted.interfaces import IEventHooks
 from wcs_twisted.backend.hooks import HookRefused, HookUnavailable, RestHooks
-from wcs_twisted.backend.observers import CallHookObserver, SessionHookObserver
+from wcs_twisted.backend.observers import (
+    CallHookObserver,
+    SessionHookObserver,
+    StreamHookObserver,
+)
 from wcs_twisted.gateway.call_events import TransferStatus
 from wcs_twisted.gateway.sessions import ClientSession
 
@@ -716,6 +720,46 @@ class ObserverTests(HookTestMixin, TestCase):
         self.assertEqual((transfer.method, transfer.json),
                          ("TransferStatusEvent", dict(call.to_wcs(), status="ACCEPTED",
                                                       nodeId="node-1@127.0.0.1")))
+
+    @inlineCallbacks
+    def test_incoming_invocations(self):
+        """
+        call_offered sends OnCallEvent with the call object and fires with the backend's
+        answer; transfer_requested sends OnTransferEvent with status PENDING and the target,
+        and a refusal under restOnError FAIL fails it with HookRefused.
+        """
+        backend = self.start_backend()
+        observer = CallHookObserver(self.make_hooks())
+        session = self.session({"restClientConfig": {"OnTransferEvent": {"restOnError":
+                                                                          "FAIL"}}})
+        yield observer.call_offered(Call(session))
+        backend.answer("OnTransferEvent", (403, b"No transfers\n"))
+        refused = observer.transfer_requested(Call(session), "sip:carol@127.0.0.1")
+        yield self.assertFailure(refused, HookRefused)
+        offered, transfer = backend.requests
+        self.assertEqual((offered.method, offered.json["callId"]), ("OnCallEvent", "c1"))
+        self.assertEqual((transfer.method, transfer.json["status"], transfer.json["target"]),
+                         ("OnTransferEvent", "PENDING", "sip:carol@127.0.0.1"))
+
+    @inlineCallbacks
+    def test_stream_status_event(self):
+        """
+        A stream's status change sends StreamStatusEvent with the stream object.
+        """
+        backend = self.start_backend()
+        session = self.session()
+
+        class Stream:
+            def to_wcs(self):
+                return {"mediaSessionId": "m1", "name": "s", "status": "PUBLISHING"}
+
+        stream = Stream()
+        stream.session = session
+        StreamHookObserver(self.make_hooks()).stream_status_changed(stream)
+        yield backend.wait_for(1)
+        [event] = backend.requests
+        self.assertEqual((event.method, event.json["status"], event.json["appKey"]),
+                         ("StreamStatusEvent", "PUBLISHING", "phone"))
 
     @inlineCallbacks
     def test_session_rest_client_config_applies_to_events(self):

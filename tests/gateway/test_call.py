@@ -62,6 +62,16 @@ class CallTestMixin:
             "sipPort": "0"})
         return connection, session
 
+    def place_call(self):
+        """
+        alice's browser calls the phone as c1; the phone has the INVITE, unanswered.
+        """
+        connection, session = self.connect("alice", "/a")
+        self.calls.start_call(session, {"callId": "c1", "callee": "bob@10.0.0.2",
+                                        "sdp": BROWSER_OFFER, "hasAudio": "true"})
+        self.network.run()
+        return connection, session
+
     def statuses(self, connection, call_id=None):
         return [(name, data[0]["status"]) for name, data in connection.messages
                 if name in ("notifyTryingResponse", "ring", "talk", "hold", "finish")
@@ -72,13 +82,6 @@ class OutgoingCallTests(CallTestMixin, SynchronousTestCase):
     """
     Browser -> SIP phone (spec 9.2).
     """
-
-    def place_call(self):
-        connection, session = self.connect("alice", "/a")
-        self.calls.start_call(session, {"callId": "c1", "callee": "bob@10.0.0.2",
-                                        "sdp": BROWSER_OFFER, "hasAudio": "true"})
-        self.network.run()
-        return connection, session
 
     def test_rtp_leg_knows_where_the_peer_signals_from(self):
         """

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+from twisted.internet.defer import Deferred
+
 from wcs_twisted.backend.rules import DEFAULT_APP
 from wcs_twisted.interfaces import IEventHooks
 
@@ -37,6 +39,27 @@ class CallHookObserver:
         body = call.to_wcs()
         body["status"] = getattr(status, "value", status)
         self.hooks.event(call.app_key, "TransferStatusEvent", body, _client_config(call.session))
+
+    def call_offered(self, call) -> Deferred:
+        """
+        An incoming SIP call for a session, before its browser hears of it: the OnCallEvent
+        incoming invocation.  Fires with the call object as the backend left it (restPolicy
+        OVERWRITE), or fails with HookRefused (restOnError FAIL) to turn the caller away.
+        """
+        return self.hooks.invoke(call.app_key, "OnCallEvent", call.to_wcs(),
+                                 _client_config(call.session))
+
+    def transfer_requested(self, call, target) -> Deferred:
+        """
+        The SIP peer REFERs the call to C{target}: the OnTransferEvent incoming invocation with
+        the transfer object (the call object, status PENDING, target; spec 5.4).  Fails with
+        HookRefused (restOnError FAIL) to refuse the REFER.
+        """
+        body = call.to_wcs()
+        body["status"] = "PENDING"
+        body["target"] = str(target)
+        return self.hooks.invoke(call.app_key, "OnTransferEvent", body,
+                                 _client_config(call.session))
 
     def call_dtmf_received(self, call, digit: str, method: str) -> None:
         """
@@ -82,3 +105,18 @@ class SessionHookObserver:
                 if fields.get(name) is not None}
         body.update(status="FAILED", info=info, appKey=app_key)
         self.hooks.event(app_key, "ConnectionStatusEvent", body)
+
+
+class StreamHookObserver:
+    """
+    A stream-table observer sending StreamStatusEvent hooks with the WCS stream object (spec
+    5.3) on each status a client's stream reaches (PUBLISHING, PLAYING, UNPUBLISHED, STOPPED,
+    FAILED).
+    """
+
+    def __init__(self, hooks: IEventHooks) -> None:
+        self.hooks = hooks
+
+    def stream_status_changed(self, stream) -> None:
+        self.hooks.event(stream.session.app_key, "StreamStatusEvent", stream.to_wcs(),
+                         _client_config(stream.session))

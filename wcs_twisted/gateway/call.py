@@ -1,5 +1,4 @@
 # -*- test-case-name: tests.gateway.test_call -*-
-# ~700 lines: one B2BUA call's state machine (both legs, hold, DTMF, REFER both ways) reads as one.
 """
 One WCS call: a B2BUA joining a WebRTC leg (the browser, through its WCS session) and a SIP leg
 (an InviteSession with an RTP media session), or a SIP leg alone for calls started over REST.
@@ -19,23 +18,20 @@ from typing import Any
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from wcs_twisted.errors import DomainError, MediaError
+from wcs_twisted.errors import MediaError
 from wcs_twisted.interfaces import IInviteSessionObserver, IMediaSessionObserver
 from wcs_twisted.sip.errors import RemoteProtocolError
-from wcs_twisted.sip.headers import NameAddress
-from wcs_twisted.sip.uri import SIPURI
 from wcs_twisted.gateway.call_events import (
     FAILED_BY_ERROR,
     FAILED_BY_RTP_ACTIVITY,
     NORMAL_CLEARING,
     UNANSWERED,
     CallStatus,
-    TransferStatus,
     status_for_failure,
     status_for_provisional,
-    transfer_status_for_sipfrag,
 )
 from wcs_twisted.gateway.call_timers import CallTimers
+from wcs_twisted.gateway.call_transfer import CallTransfers
 from wcs_twisted.ua.invite_session import InviteSession, SIPRequestFailed
 
 #: RFC 5168 body asking the SIP peer's encoder for a key frame.
@@ -85,7 +81,7 @@ _ANSWER_DIRECTION = {"sendonly": "recvonly", "recvonly": "sendonly", "inactive":
 
 
 @implementer(IInviteSessionObserver, IMediaSessionObserver)
-class Call(CallTimers):
+class Call(CallTimers, CallTransfers):
     """
     A call and its WCS call object.
     """
@@ -131,8 +127,9 @@ class Call(CallTimers):
         self._cancelled_by_us = False
         self._held = False
         self._sip_answer: bytes | None = None
-        self._referred: SIPURI | None = None
-        self._referred_leg: InviteSession | None = None
+        #: Whether the client knows the call (an incoming one waits for OnCallEvent first).
+        self._offered = not incoming
+        self._init_transfers()
         self._init_timers()
 
     # --- the WCS call object ------------------------------------------------------------------
@@ -190,7 +187,7 @@ class Call(CallTimers):
             self.sip_message_raw = message.serialize().decode("utf-8", "replace")
         if status not in UNANSWERED:
             self._stop_ring_timer()
-        if self._client is not None:
+        if self._client is not None and self._offered:
             self._client.call_status(self, info)
         self.table.status_changed(self, info)
         if status.released:
@@ -320,6 +317,7 @@ class Call(CallTimers):
             self.fail(error.info)
             return
         self.status = CallStatus.RING
+        self._offered = True
         if self._client is not None:
             self._client.remote_sdp(self.call_id, offer, False)
             self._client.incoming_call(self)
@@ -504,124 +502,6 @@ class Call(CallTimers):
             self._client.dtmf(self.call_id, digit, method)
         self.table.dtmf_received(self, digit, method)
 
-    def transfer(self, target_uri) -> None:
-        """
-        Blind transfer: REFER the SIP peer to C{target_uri} (RFC 3515).
-        """
-        self.target = str(target_uri)
-
-        def accepted(response) -> None:
-            self._transfer_status(TransferStatus.ACCEPTED)
-
-        def refused(failure) -> None:
-            failure.trap(SIPRequestFailed)
-            self._transfer_status(TransferStatus.FAILED, failure.value.status)
-
-        local = self.sip.dialog.local_uri if self.sip.dialog is not None else None
-        headers = [("Refer-To", str(NameAddress(None, target_uri)))]
-        if local is not None:
-            headers.append(("Referred-By", str(local)))
-        self.sip.request("REFER", headers=tuple(headers)).addCallbacks(accepted, refused)
-
-    def _transfer_status(self, status: TransferStatus, sip_status: int | None = None) -> None:
-        if self._client is not None:
-            self._client.transfer_status(self, status, sip_status)
-        self.table.transfer_changed(self, status)
-        if status is TransferStatus.COMPLETED:
-            # RFC 5589 6.1: the transferor ends its dialog once the transfer succeeded.
-            self.hang_up(NORMAL_CLEARING)
-
-    def notify_received(self, session, request) -> None:
-        event = (request.headers.get("Event") or "").split(";")[0].strip().lower()
-        if event == "refer":
-            status = transfer_status_for_sipfrag(request.body)
-            if status is not None:
-                self._transfer_status(status)
-
-    def refer_received(self, session, request, refer_to):
-        """
-        The SIP peer transfers us (RFC 3515): call the target on the browser's behalf, and on
-        success move the browser's media to the new leg and drop the old one.
-        """
-        if session is not self.sip or self.status not in (CallStatus.ESTABLISHED,
-                                                          CallStatus.HOLD):
-            return 603
-        try:
-            target = NameAddress.parse(refer_to).uri
-        except RemoteProtocolError:
-            return 400
-        if not isinstance(target, SIPURI) or self._referred is not None:
-            return 400 if not isinstance(target, SIPURI) else 491
-        try:
-            self.table.check_refer_target(self, target)
-        except DomainError:
-            return 403  # the refusal is logged by the table
-        self.log.info("REFER of {call_id} to {target}: calling it", call_id=self.call_id,
-                      target=str(target))
-        self._referred = target
-        # After the 202 has gone (RFC 3515 2.4.4): progress NOTIFYs, then the new INVITE.
-        self.table.clock.callLater(0, self._call_refer_target, target)
-        return 202
-
-    def _call_refer_target(self, target: SIPURI) -> None:
-        self._notify_referrer(b"SIP/2.0 100 Trying", final=False)
-        try:
-            rtp = self.table.media.create_session("rtp")
-            rtp.observer = self
-            codec = (self.webrtc.audio_codec if self.webrtc is not None else None) or \
-                self.rtp.audio_codec
-            offer = rtp.create_offer([codec] if codec else [], [], "sendrecv")
-        except MediaError as error:
-            self._referred = None
-            self._notify_referrer(b"SIP/2.0 503 Service Unavailable", final=True)
-            self.log.warn("REFER target not called: {info}", info=error.info)
-            return
-        local = self.sip.dialog.local_uri.uri
-        self._referred_leg = InviteSession.outgoing(
-            self.table.core, self.table.clock, _ReferredLeg(self, rtp), local, target,
-            offer.encode("utf-8"), outbound_proxy=self.table.outbound_proxy_for(self, target))
-        rtp.signalling_source = self._referred_leg.peer_host
-
-    def _refer_answered(self, leg, rtp, response) -> None:
-        self._referred_leg = None
-        try:
-            if leg.remote_sdp:
-                rtp.set_remote_answer(leg.remote_sdp.decode("utf-8", "replace"))
-        except MediaError as error:
-            leg.observer = _DETACHED
-            leg.hang_up(reason=error.info)
-            self._refer_failed(rtp, 488)
-            return
-        self._notify_referrer(b"SIP/2.0 200 OK", final=True)
-        old_sip, old_rtp = self.sip, self.rtp
-        old_sip.observer = _DETACHED
-        old_sip.hang_up(reason="Transferred")
-        if self.bridge is not None:
-            self.bridge.close()
-            self.bridge = None
-        old_rtp.close()
-        leg.observer = self
-        self.sip, self.rtp, self._referred = leg, rtp, None
-        self._sip_answer = leg.remote_sdp
-        self.callee = str(leg.request_uri)
-        self._bridge()
-        self._held = False
-        self._set_status(CallStatus.ESTABLISHED, response.status_code, response)
-
-    def _refer_failed(self, rtp, status: int) -> None:
-        self._referred_leg = None
-        rtp.close()
-        self._referred = None
-        self._notify_referrer(f"SIP/2.0 {status} Transfer failed".encode(), final=True)
-
-    def _notify_referrer(self, sipfrag: bytes, final: bool) -> None:
-        state = "terminated;reason=noresource" if final else "active;expires=60"
-        done = self.sip.request("NOTIFY", sipfrag, "message/sipfrag;version=2.0",
-                                headers=(("Event", "refer"), ("Subscription-State", state)))
-        done.addErrback(lambda failure: self.log.info(
-            "transfer NOTIFY on {call_id} refused: {error}", call_id=self.call_id,
-            error=failure.getErrorMessage()))
-
     def message_received(self, session, request) -> None:
         self.log.info("MESSAGE in call {call_id}", call_id=self.call_id)
 
@@ -654,70 +534,8 @@ class Call(CallTimers):
         for media in (self.webrtc, self.rtp):
             if media is not None:
                 media.close()
-        leg, self._referred_leg = self._referred_leg, None
-        if leg is not None:
-            # A REFER target still ringing when the call ended: it must not ring on alone.
-            leg.observer.rtp.close()
-            leg.observer = _DETACHED
-            leg.hang_up()
+        self._drop_referred_leg()
         released, self.on_release = self.on_release, []
         for callback in released:
             callback(self)
         self.table.released(self)
-
-
-@implementer(IInviteSessionObserver)
-class _Detached:
-    """
-    The observer of a leg the call has let go of (after a transfer): hears nothing.
-    """
-
-    def provisional(self, session, response):
-        pass
-
-    def answered(self, session, response):
-        pass
-
-    def confirmed(self, session):
-        pass
-
-    def failed(self, session, status, reason, response):
-        pass
-
-    def terminated(self, session, reason, by_remote):
-        pass
-
-    def offer_received(self, session, offer):
-        return None
-
-    def info_received(self, session, request):
-        return 200
-
-    def refer_received(self, session, request, refer_to):
-        return 603
-
-    def notify_received(self, session, request):
-        pass
-
-    def message_received(self, session, request):
-        pass
-
-
-_DETACHED = _Detached()
-
-
-@implementer(IInviteSessionObserver)
-class _ReferredLeg(_Detached):
-    """
-    The new leg a REFER made us dial, until it answers (then the call takes it over).
-    """
-
-    def __init__(self, call: Call, rtp) -> None:
-        self.call = call
-        self.rtp = rtp
-
-    def answered(self, session, response):
-        self.call._refer_answered(session, self.rtp, response)
-
-    def failed(self, session, status, reason, response):
-        self.call._refer_failed(self.rtp, status)

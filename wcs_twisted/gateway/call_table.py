@@ -1,4 +1,5 @@
 # -*- test-case-name: tests.gateway.test_call -*-
+# Over 600 lines: the one call-control API (WS and REST) plus incoming-INVITE routing, which share the call table.
 """
 All calls, and the call-control API the front-ends use (WebSocket messages, REST methods).
 
@@ -17,6 +18,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from twisted.internet.defer import Deferred, FirstError, gatherResults, succeed
 from twisted.logger import Logger
 from zope.interface import implementer
 
@@ -30,6 +32,7 @@ from wcs_twisted.ua.account import SIPAccount
 from wcs_twisted.gateway.call import DTMF_DIGITS, Call
 from wcs_twisted.gateway.call_policy import CallPolicy, CallRefused, Destination
 from wcs_twisted.gateway.call_events import FAILED_BY_ERROR, CallStatus, TransferStatus
+from wcs_twisted.gateway.call_transfer import CONNECTED, parse_replaces
 from wcs_twisted.errors import Conflict, DomainError, InvalidField, NotFound
 from wcs_twisted.ua.invite_session import InviteSession
 from wcs_twisted.ua.outbound import split_host_port
@@ -467,6 +470,12 @@ class CallTable:
             raise InvalidField("target", "required")
         if call.status not in (CallStatus.ESTABLISHED, CallStatus.HOLD):
             raise DomainError("Call is not established")
+        other = self._calls.get(target)
+        if other is not None and other is not call and other.session is call.session:
+            # Attended transfer (RFC 5589 7): the target is the session's other call, whose
+            # dialog the transferee replaces.
+            call.transfer(other.replaces_uri())
+            return
         account = session.account if session is not None else None
         uri = self.target_uri(target, account or SIPAccount(
             "", "", "", self._primary_domain(), "", 0, False))
@@ -477,6 +486,36 @@ class CallTable:
         call.transfer(uri)
 
     # --- events from calls ---------------------------------------------------------------------
+
+    def _ask(self, method: str, call: Call, *args) -> Deferred:
+        """
+        Ask the observers that take part in C{method} (an incoming invocation: the REST hooks'
+        C{call_offered}, C{transfer_requested}); fires with the fields they changed, or fails
+        with the first refusal (a DomainError).
+        """
+        asked = [getattr(observer, method)(call, *args) for observer in list(self.observers)
+                 if callable(getattr(observer, method, None))]
+        if not asked:
+            return succeed({})
+
+        def merged(results) -> dict[str, Any]:
+            changes: dict[str, Any] = {}
+            for result in results:
+                if isinstance(result, dict):
+                    changes.update(result)
+            return changes
+
+        def first_error(failure):
+            failure.trap(FirstError)
+            return failure.value.subFailure
+
+        return gatherResults(asked, consumeErrors=True).addCallbacks(merged, first_error)
+
+    def transfer_requested(self, call: Call, target: SIPURI) -> Deferred:
+        """
+        A SIP peer REFERs C{call} to C{target}: the backend hears OnTransferEvent first.
+        """
+        return self._ask("transfer_requested", call, target)
 
     def status_changed(self, call: Call, info: str | None) -> None:
         for observer in list(self.observers):
@@ -608,9 +647,18 @@ class CallTable:
             return False
         if request.method != "INVITE":
             return self._refuse_non_invite(event)
+        replaced = self._replaced_call(request)
+        if replaced:
+            replaced.replace_leg(InviteSession.incoming(self.core, self.clock, replaced, event))
+            return True
         session = self._session_for(request.uri)
         if session is None:
             return False
+        if replaced is False:
+            # RFC 3891 3: Replaces naming no dialog here.
+            self.core.respond(event.transaction_key, request.create_response(
+                481, "Call Does Not Exist", to_tag=self.core.new_tag()))
+            return True
         caller = request.from_
         fields = {
             "caller": getattr(caller.uri, "user", None) or str(caller.uri),
@@ -623,8 +671,54 @@ class CallTable:
         call.account = session.account
         self._add(call)
         sip = InviteSession.incoming(self.core, self.clock, call, event)
-        call.start_incoming(sip)
+        self._ask("call_offered", call).addCallbacks(
+            lambda changes: self._offer(call, sip, changes),
+            lambda failure: self._refuse_offer(call, sip, failure))
         return True
+
+    #: Call-object fields an OnCallEvent answer may change (restPolicy OVERWRITE).
+    OFFER_FIELDS = {"caller": "caller", "visibleName": "visible_name", "custom": "custom"}
+
+    def _offer(self, call: Call, sip: InviteSession, changes: dict[str, Any]) -> None:
+        """
+        OnCallEvent let the call in (or was not asked): ring the session's browser.
+        """
+        if call.status.released:
+            return  # the caller cancelled while the backend was asked
+        for name, attribute in self.OFFER_FIELDS.items():
+            if name in changes and changes[name] != getattr(call, attribute):
+                setattr(call, attribute, changes[name])
+        call.start_incoming(sip)
+
+    def _refuse_offer(self, call: Call, sip: InviteSession, failure) -> None:
+        """
+        The backend refused the incoming call (OnCallEvent with restOnError FAIL): the caller
+        gets 403, or 480 when the backend could not be asked; the browser never hears of it.
+        """
+        failure.trap(DomainError)
+        if call.status.released:
+            return
+        unavailable = getattr(failure.value, "status", None) is None
+        self.log.info("incoming call {call_id} refused by the backend: {info}",
+                      call_id=call.call_id, info=failure.value.info)
+        sip.reject(480 if unavailable else 403)
+        call.fail(failure.value.info)
+
+    def _replaced_call(self, request) -> Call | None | bool:
+        """
+        The call an INVITE's Replaces header (RFC 3891) names, None without the header, or
+        False when it names no dialog of ours.
+        """
+        value = request.headers.get("Replaces")
+        if value is None:
+            return None
+        names = parse_replaces(value)
+        if names is None:
+            return False
+        for call in self._calls.values():
+            if call.matches_replaces(*names) and call.status in CONNECTED:
+                return call
+        return False
 
     def _refuse_non_invite(self, event) -> bool:
         """

@@ -625,8 +625,25 @@ class InviteSession:
             self.core.respond(event.transaction_key,
                               request.create_response(400, "Missing Refer-To"))
             return
-        status = self.observer.refer_received(self, request, refer_to) or 202
-        self.core.respond(event.transaction_key, request.create_response(status))
+        decision = self.observer.refer_received(self, request, refer_to)
+
+        def respond(status) -> None:
+            try:
+                self.core.respond(event.transaction_key, request.create_response(status or 202))
+            except LocalProtocolError as error:
+                self.log.info("REFER answer {status} not sent: {error}", status=status,
+                              error=str(error))
+
+        def failed(failure) -> None:
+            self.log.failure("REFER decision failed", failure)
+            respond(500)
+
+        if isinstance(decision, Deferred):
+            # The call asks someone first (an application backend): the REFER's server
+            # transaction absorbs retransmissions until the answer goes.
+            decision.addCallbacks(respond, failed)
+            return
+        respond(decision)
 
     def _on_notify(self, event) -> None:
         self.observer.notify_received(self, event.request)
