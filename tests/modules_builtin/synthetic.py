@@ -199,11 +199,12 @@ class SyntheticFeed:
 
     @param audio: payloads, one per 20 ms (or None).
     @param audio_codec: their codec name ("PCMU/8000", "opus/48000/2").
-    @param video: (annex_b, keyframe) access units at C{fps} (or None).
+    @param video: (annex_b, keyframe) access units at C{fps} (or None), or VP8 frames when
+        C{video_codec} is "VP8/90000".
     """
 
     def __init__(self, stream, audio=None, audio_codec="PCMU/8000", video=None, fps=25,
-                 seed=7):
+                 seed=7, video_codec="H264/90000"):
         chance = random.Random(seed)
         self.stream = stream
         self.events = []  # (media time, kind, payload, codec, timestamp, marker)
@@ -218,8 +219,10 @@ class SyntheticFeed:
             base = chance.randrange(1 << 32)
             for index, (unit, _) in enumerate(video):
                 timestamp = (base + index * 90000 // fps) & 0xFFFFFFFF
-                for payload, marker in packetize_h264(unit):
-                    self.events.append((index / fps, 1, "video", payload, "H264/90000",
+                packets = (vp8_packets(unit, index) if video_codec.startswith("VP8")
+                           else packetize_h264(unit))
+                for payload, marker in packets:
+                    self.events.append((index / fps, 1, "video", payload, video_codec,
                                         timestamp, marker))
         self.events.sort(key=lambda event: (event[0], event[1]))
         self.position = 0
@@ -270,3 +273,48 @@ class SyntheticFeed:
         loop = task.LoopingCall(tick)
         loop.clock = reactor
         return loop.start(step, now=True).addCallback(lambda _: self)
+
+
+def vp8_frames(count, fps=25, width=320, height=240, gop=25):
+    """
+    VP8 frames from libvpx of the same moving picture, a keyframe every C{gop} frames.
+
+    @return: a list of (frame_bytes, keyframe).
+    """
+    encoder = av.CodecContext.create("libvpx", "w")
+    encoder.width, encoder.height = width, height
+    encoder.pix_fmt = "yuv420p"
+    encoder.time_base = Fraction(1, fps)
+    encoder.framerate = fps
+    encoder.gop_size = gop
+    encoder.bit_rate = 300000
+    encoder.options = {"deadline": "realtime", "cpu-used": "8", "lag-in-frames": "0",
+                       "auto-alt-ref": "0"}
+    encoder.open()
+    frames = []
+    row = bytes(range(0, 256, 256 // width or 1))[:width].ljust(width, b"\x80")
+    for index in range(count):
+        frame = av.VideoFrame(width, height, "yuv420p")
+        shift = (index * 4) % width
+        frame.planes[0].update(_fit((row[shift:] + row[:shift]) * height, frame.planes[0]))
+        frame.planes[1].update(bytes([128]) * frame.planes[1].buffer_size)
+        frame.planes[2].update(bytes([(index * 3) % 256]) * frame.planes[2].buffer_size)
+        frame.pts = index
+        frame.time_base = Fraction(1, fps)
+        frames.extend((bytes(p), p.is_keyframe) for p in encoder.encode(frame))
+    frames.extend((bytes(p), p.is_keyframe) for p in encoder.encode(None))
+    return frames[:count]
+
+
+def vp8_packets(frame, picture_id, mtu=400):
+    """
+    One VP8 frame as RFC 7741 payloads: an extended descriptor with a 15-bit PictureID, the
+    S bit on the first; returns (payload, marker) pairs.
+    """
+    chunks = [frame[offset:offset + mtu] for offset in range(0, len(frame), mtu)] or [b""]
+    packets = []
+    for number, chunk in enumerate(chunks):
+        descriptor = bytes((0x90 if number == 0 else 0x80, 0x80,
+                            0x80 | (picture_id >> 8) & 0x7F, picture_id & 0xFF))
+        packets.append((descriptor + chunk, number == len(chunks) - 1))
+    return packets
