@@ -78,14 +78,27 @@ def h264_access_units(count, fps=25, width=320, height=240, gop=25):
 
     @return: a list of (annex_b_bytes, keyframe).
     """
-    encoder = av.CodecContext.create("libx264", "w")
+    encoder = _video_encoder("libx264", fps, width, height, gop)
+    encoder.options = {"preset": "ultrafast", "tune": "zerolatency", "profile": "baseline",
+                       "x264-params": f"keyint={gop}:min-keyint={gop}:scenecut=0:repeat-headers=1"}
+    return _encode_moving_picture(encoder, count, fps, width, height)
+
+
+def _video_encoder(name, fps, width, height, gop):
+    encoder = av.CodecContext.create(name, "w")
     encoder.width, encoder.height = width, height
     encoder.pix_fmt = "yuv420p"
     encoder.time_base = Fraction(1, fps)
     encoder.framerate = fps
     encoder.gop_size = gop
-    encoder.options = {"preset": "ultrafast", "tune": "zerolatency", "profile": "baseline",
-                       "x264-params": f"keyint={gop}:min-keyint={gop}:scenecut=0:repeat-headers=1"}
+    return encoder
+
+
+def _encode_moving_picture(encoder, count, fps, width, height):
+    """
+    C{count} frames of a gradient moving by a few pixels per frame through C{encoder}
+    (options set, not opened): a list of (frame_bytes, keyframe).
+    """
     encoder.open()
     units = []
     row = bytes(range(0, 256, 256 // width or 1))[:width].ljust(width, b"\x80")
@@ -281,29 +294,11 @@ def vp8_frames(count, fps=25, width=320, height=240, gop=25):
 
     @return: a list of (frame_bytes, keyframe).
     """
-    encoder = av.CodecContext.create("libvpx", "w")
-    encoder.width, encoder.height = width, height
-    encoder.pix_fmt = "yuv420p"
-    encoder.time_base = Fraction(1, fps)
-    encoder.framerate = fps
-    encoder.gop_size = gop
+    encoder = _video_encoder("libvpx", fps, width, height, gop)
     encoder.bit_rate = 300000
     encoder.options = {"deadline": "realtime", "cpu-used": "8", "lag-in-frames": "0",
                        "auto-alt-ref": "0"}
-    encoder.open()
-    frames = []
-    row = bytes(range(0, 256, 256 // width or 1))[:width].ljust(width, b"\x80")
-    for index in range(count):
-        frame = av.VideoFrame(width, height, "yuv420p")
-        shift = (index * 4) % width
-        frame.planes[0].update(_fit((row[shift:] + row[:shift]) * height, frame.planes[0]))
-        frame.planes[1].update(bytes([128]) * frame.planes[1].buffer_size)
-        frame.planes[2].update(bytes([(index * 3) % 256]) * frame.planes[2].buffer_size)
-        frame.pts = index
-        frame.time_base = Fraction(1, fps)
-        frames.extend((bytes(p), p.is_keyframe) for p in encoder.encode(frame))
-    frames.extend((bytes(p), p.is_keyframe) for p in encoder.encode(None))
-    return frames[:count]
+    return _encode_moving_picture(encoder, count, fps, width, height)
 
 
 def vp8_packets(frame, picture_id, mtu=400):
