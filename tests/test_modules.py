@@ -27,6 +27,7 @@ from wcs_twisted.modules import (
     defining_module,
     ModuleContext,
     ModuleService,
+    SiteMounts,
     add_plugin_dirs,
     discover_modules,
     plugin_package,
@@ -957,3 +958,58 @@ class ThirdPartyRestModuleTests(TestCase):
         document = yield response.json()
         self.assertEqual(document["paths"]["/greeter/greet"]["post"]["summary"],
                          "Greet someone.")
+
+
+class SiteMountsTests(TestCase):
+    """
+    Folders modules publish on the HTTP site (ModuleContext.serve_directory), over a real
+    loopback site.
+    """
+
+    @inlineCallbacks
+    def test_served_with_ranges_until_the_module_stops(self):
+        """
+        A published folder's file is served whole and by byte range (206, Content-Range), a
+        listing of the folder is refused, other paths reach the site's own tree, a path taken
+        twice is refused, and closing the context unpublishes the folder.
+        """
+        from twisted.internet import reactor
+        from twisted.web.resource import Resource
+        from twisted.web.server import Site
+        from twisted.web.static import Data
+
+        folder = os.path.abspath(self.mktemp())
+        root = Resource()
+        root.putChild(b"page", Data(b"own tree", "text/plain"))
+        mounts = SiteMounts(root)
+        context = ModuleContext("rec", settings=Settings(), reactor=Clock(), calls=None,
+                                streams=None, mounts=mounts)
+        context.serve_directory("/client/records", folder)
+        self.assertRaises(ValueError, context.serve_directory, "/client/records", folder)
+        self.assertRaises(ValueError, context.serve_directory, "relative", folder)
+        content = bytes(range(256)) * 40
+        with open(os.path.join(folder, "cam-1.webm"), "wb") as record:
+            record.write(content)
+        port = reactor.listenTCP(0, Site(mounts), interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        http = HTTPClient(Agent(reactor, pool=HTTPConnectionPool(reactor, persistent=False)))
+        base = f"http://127.0.0.1:{port.getHost().port}"
+
+        response = yield http.get(base + "/client/records/cam-1.webm")
+        self.assertEqual((response.code, (yield response.content())), (200, content))
+        response = yield http.get(base + "/client/records/cam-1.webm",
+                                  headers={b"Range": [b"bytes=1000-1999"]})
+        self.assertEqual(response.code, 206)
+        self.assertEqual(response.headers.getRawHeaders(b"content-range"),
+                         [f"bytes 1000-1999/{len(content)}".encode()])
+        self.assertEqual((yield response.content()), content[1000:2000])
+        response = yield http.get(base + "/client/records/")
+        self.assertEqual(response.code, 403)
+        yield response.content()
+        response = yield http.get(base + "/page")
+        self.assertEqual((yield response.content()), b"own tree")
+
+        context.close()
+        response = yield http.get(base + "/client/records/cam-1.webm")
+        self.assertEqual(response.code, 404)
+        yield response.content()

@@ -561,6 +561,15 @@ class IModuleContext(Interface):
         @raise ValueError: the path is the server's own or another module's.
         """
 
+    def serve_directory(path, folder):
+        """
+        Serve the files of C{folder} (made if missing) on the HTTP site under C{path}, e.g.
+        C{"/client/records"}, until the module stops: byte ranges are honoured (a <video>
+        element seeks with them), folder listings are not given.
+
+        @raise ValueError: the path is not absolute, or is served already.
+        """
+
     def extend_call_startup(hook, fields=()):
         """
         Call C{hook(call, body)} for every call REST /call/startup starts (C{body}: its JSON
@@ -611,6 +620,20 @@ class IStreamSource(Interface):
         feeding it.  Called once, after the sinks were told.
 
         @param reason: the WCS info text, e.g. "Stopped by publisher stop".
+        """
+
+
+class IStreamEventRecipient(Interface):
+    """
+    A client connection that can hear a published stream's events (C{sendStreamEvent} relayed
+    to its players); a connection without a client (a detached keep-alive session) does not
+    provide it, and the events are dropped.
+    """
+
+    def stream_event(media_session_id, event_type, payload):
+        """
+        An event of the stream the client plays as C{media_session_id}: C{event_type} is the
+        WCS type text (C{data}, C{audioMuted}...), C{payload} what the publisher sent with it.
         """
 
 

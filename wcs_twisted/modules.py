@@ -2,6 +2,9 @@
 """
 Pluggable modules: finding them, starting them with a context, stopping them.
 
+Over 600 lines: discovery, the context (with the site folders it publishes) and the service
+are one lifecycle.
+
 Modules (recording, RTMP republishing, the call audit log, third-party ones) are
 C{twisted.plugin} drop-ins providing L{IWcsModule}.  Built-in ones live in the C{wcs_plugins}
 package (the top-level C{plugins/} folder); a third party drops one .py file into a folder named by
@@ -10,8 +13,9 @@ that cannot be imported, that is not a valid module, or whose C{start} fails is 
 name and skipped: one bad plugin never stops the server.
 
 A module sees the server only through its L{ModuleContext}: it reads the configuration keys it
-declares (C{config_keys}) with C{setting}, adds REST methods with C{route}, and uses the public
-toolkit (L{wcs_twisted.toolkit}) for media work.
+declares (C{config_keys}) with C{setting}, adds REST methods with C{route}, publishes folders
+on the HTTP site with C{serve_directory} (L{SiteMounts}), and uses the public toolkit
+(L{wcs_twisted.toolkit}) for media work.
 """
 
 from __future__ import annotations
@@ -33,6 +37,8 @@ from twisted.internet.defer import (
 )
 from twisted.logger import Logger, globalLogPublisher
 from twisted.plugin import getPlugins
+from twisted.web.resource import ForbiddenResource, NoResource, Resource
+from twisted.web.static import File
 from zope.interface import implementer
 from zope.interface.exceptions import Invalid
 from zope.interface.verify import verifyObject
@@ -46,6 +52,7 @@ __all__ = [
     "ModuleContext",
     "ModuleService",
     "PLUGIN_PACKAGE",
+    "SiteMounts",
     "add_plugin_dirs",
     "config_keys",
     "declared_keys",
@@ -276,6 +283,77 @@ def discover_modules(plugin_dirs: Iterable[str] = (), disabled: Iterable[str] = 
     return [modules[name] for name in sorted(modules) if name not in disabled]
 
 
+# --- folders on the HTTP site ----------------------------------------------------------------------
+
+
+class _Folder(File):
+    """
+    One published folder: its files (with byte ranges, as C{twisted.web.static.File} serves
+    them, so a <video> element seeks), never a listing of them.
+    """
+
+    def directoryListing(self):
+        return ForbiddenResource("Listing is not allowed")
+
+    def getChild(self, path: bytes, request):
+        if b"\x00" in path:
+            return self.childNotFound
+        return super().getChild(path, request)
+
+
+class SiteMounts(Resource):
+    """
+    The HTTP site's root with the folders modules publish in front of it
+    (L{ModuleContext.serve_directory}): a request under a mounted path is served from the
+    folder, anything else by C{root}, the site's own tree.  Mounts come and go with their
+    modules, after the site is built; the composition root makes this the site's resource.
+    """
+
+    def __init__(self, root: Optional[Resource] = None) -> None:
+        super().__init__()
+        self.root = root
+        self._folders: dict[tuple[bytes, ...], str] = {}
+
+    @staticmethod
+    def _segments(path: str) -> tuple[bytes, ...]:
+        segments = tuple(part.encode("utf-8") for part in path.strip("/").split("/"))
+        if not path.startswith("/") or not all(segments) or \
+                any(part in (b".", b"..") for part in segments):
+            raise ValueError(f"a site path is absolute and has no empty, . or .. part: {path!r}")
+        return segments
+
+    def add(self, path: str, folder: str) -> None:
+        """
+        Serve C{folder} (made if missing) under C{path}, e.g. C{"/client/records"}.
+
+        @raise ValueError: a bad path, or one mounted already.
+        """
+        segments = self._segments(path)
+        if segments in self._folders:
+            raise ValueError(f"the site path {path} is served already")
+        os.makedirs(folder, exist_ok=True)
+        self._folders[segments] = os.path.abspath(folder)
+
+    def remove(self, path: str) -> None:
+        self._folders.pop(self._segments(path), None)
+
+    def getChildWithDefault(self, name: bytes, request):
+        for segments, folder in self._folders.items():
+            rest = list(segments[1:])
+            if segments[0] == name and request.postpath[:len(rest)] == rest:
+                for _ in rest:
+                    request.prepath.append(request.postpath.pop(0))
+                return _Folder(folder)
+        if self.root is None:
+            return NoResource()
+        return self.root.getChildWithDefault(name, request)
+
+    def render(self, request):
+        if self.root is None:
+            return NoResource().render(request)
+        return self.root.render(request)
+
+
 # --- what a module sees ---------------------------------------------------------------------------
 
 
@@ -331,15 +409,19 @@ class ModuleContext:
         a context of its own when the server has no REST API.
     @param keys: the L{ModuleKey}s the module declares (L{ModuleService} sets them from the
         module's C{config_keys}).
+    @param mounts: the HTTP site's L{SiteMounts} (one per server); one of its own when the
+        server has no HTTP site.
     """
 
     def __init__(self, name: str, *, settings, reactor, calls, streams, clock=None,
                  services: dict[str, Any] | None = None,
                  routes: RouteTable | None = None,
-                 keys: Iterable[ModuleKey] = ()) -> None:
+                 keys: Iterable[ModuleKey] = (),
+                 mounts: SiteMounts | None = None) -> None:
         self.name = name
         self.services = services if services is not None else {}
         self.routes = routes if routes is not None else RouteTable()
+        self.mounts = mounts if mounts is not None else SiteMounts()
         self.keys: dict[str, ModuleKey] = {key.name: key for key in keys}
         self.settings = settings
         self.reactor = reactor
@@ -351,6 +433,7 @@ class ModuleContext:
         self._provided: list[str] = []
         self._routes: list[RestRoute] = []
         self._call_startup: list[Callable] = []
+        self._mounted: list[str] = []
 
     def setting(self, name: str) -> Any:
         """
@@ -377,6 +460,16 @@ class ModuleContext:
                           fields, summary, dict(answers or {"200": "Done"}), self.name)
         self.routes.add(route)
         self._routes.append(route)
+
+    def serve_directory(self, path: str, folder: str) -> None:
+        """
+        Serve the files of C{folder} on the HTTP site under C{path} until the module stops
+        (L{IModuleContext.serve_directory}).
+
+        @raise ValueError: a bad path, or one served already.
+        """
+        self.mounts.add(path, folder)
+        self._mounted.append(path)
 
     def extend_call_startup(self, hook: Callable[[Any, dict], None],
                             fields: Iterable[str] = ()) -> None:
@@ -426,6 +519,9 @@ class ModuleContext:
             for hook in self._call_startup:
                 self.routes.remove_call_startup(hook)
         self._routes, self._call_startup = [], []
+        for path in self._mounted:
+            self.mounts.remove(path)
+        self._mounted = []
 
 
 # --- the service ----------------------------------------------------------------------------------

@@ -420,6 +420,76 @@ class PublishTests(StreamTableMixin, SynchronousTestCase):
         self.assertEqual((len(self.table), len(self.registry)), (0, 0))
 
 
+class RecordNameTests(StreamTableMixin, SynchronousTestCase):
+    """
+    The recordName a recording module sets on a published stream reaches the publisher.
+    """
+
+    def test_unpublished_names_the_record(self):
+        """
+        Once a recorder set C{recordName} on the stream, UNPUBLISHED carries it (the SDK's
+        getRecordInfo()); without one there is no such field.
+        """
+        connection, session = self.connect("/pub")
+        self.publish(session, "m1", "cam", record=True)
+        self.registry.get("cam").properties["recordName"] = "cam-1.webm"
+        self.table.unpublish(session, {"mediaSessionId": "m1"})
+        last = connection.messages[-1][1][0]
+        self.assertEqual((last["status"], last["recordName"]), ("UNPUBLISHED", "cam-1.webm"))
+        self.publish(session, "m2", "cam2")
+        self.table.unpublish(session, {"mediaSessionId": "m2"})
+        self.assertNotIn("recordName", connection.messages[-1][1][0])
+
+
+class StreamEventTests(StreamTableMixin, SynchronousTestCase):
+    """
+    availableStream and sendStreamEvent (spec 3, 4).
+    """
+
+    def test_available(self):
+        """
+        A published name is available; any other is not, with "Stream not found".
+        """
+        _, session = self.connect("/view")
+        self.publish_source("cam")
+        self.assertEqual(self.table.available(session, {"mediaSessionId": "a1", "name": "cam"}),
+                         ("a1", True, None))
+        self.assertEqual(self.table.available(session, {"mediaSessionId": "a2", "name": "x"}),
+                         ("a2", False, "Stream not found"))
+        self.assertRaises(DomainError, self.table.available, session, {"name": "cam"})
+
+    def test_send_event_reaches_players(self):
+        """
+        A publisher's event goes to each player of its stream under the player's own
+        mediaSessionId, as notifyStreamEvent; players of other streams hear nothing.
+        """
+        publisher, session = self.connect("/pub")
+        viewer, viewer_session = self.connect("/view")
+        other, other_session = self.connect("/other")
+        self.publish(session, "m1", "cam")
+        self.publish_source("elsewhere")
+        self.play(viewer_session, "v1", "cam")
+        self.play(other_session, "o1", "elsewhere")
+        told = self.table.send_event(session, {"mediaSessionId": "m1", "type": "data",
+                                               "payload": {"count": 23}})
+        self.assertEqual(told, 1)
+        self.assertEqual(viewer.messages[-1], ("notifyStreamEvent", [
+            {"mediaSessionId": "v1", "type": "data", "payload": {"count": 23}}]))
+        self.assertNotIn("notifyStreamEvent", [name for name, _ in other.messages])
+
+    def test_send_event_refused(self):
+        """
+        An event for a stream the session does not publish, or without a type, is refused.
+        """
+        _, session = self.connect("/pub")
+        _, intruder = self.connect("/intruder")
+        self.publish(session, "m1", "cam")
+        for who, fields in ((intruder, {"mediaSessionId": "m1", "type": "data"}),
+                            (session, {"mediaSessionId": "nope", "type": "data"}),
+                            (session, {"mediaSessionId": "m1"})):
+            self.assertRaises(DomainError, self.table.send_event, who, fields)
+
+
 class RestQueryTests(StreamTableMixin, SynchronousTestCase):
     """
     /stream/find, /find_all and /terminate (spec 11).

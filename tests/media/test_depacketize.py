@@ -7,8 +7,15 @@ from fractions import Fraction
 import av
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests.modules_builtin.synthetic import h264_access_units, packetize_h264, split_annex_b
+from tests.modules_builtin.synthetic import (
+    h264_access_units,
+    packetize_h264,
+    split_annex_b,
+    vp8_frames,
+    vp8_packets,
+)
 from wcs_twisted.media.depacketize import (
+    VP8Depacketizer,
     MAX_CLOCK_SKEW,
     H264Depacketizer,
     MediaTimeline,
@@ -240,6 +247,63 @@ class H264DepacketizerTests(SynchronousTestCase):
         """
         self.assertEqual(annex_b([PPS, IDR]), b"\0\0\0\1" + PPS + b"\0\0\0\1" + IDR)
         self.assertEqual(avcc([PPS]), b"\0\0\0\4" + PPS)
+
+
+class VP8DepacketizerTests(SynchronousTestCase):
+    """
+    RFC 7741 payloads back to VP8 frames.
+    """
+
+    def test_real_encoder_round_trip(self):
+        """
+        libvpx frames split over several packets come back whole, keyframes sized, and
+        libvpx decodes every one.
+        """
+        frames = vp8_frames(30, width=320, height=240)
+        depacketizer = VP8Depacketizer()
+        rebuilt = []
+        for index, (frame, _) in enumerate(frames):
+            for payload, marker in vp8_packets(frame, index, mtu=200):
+                rebuilt += depacketizer.feed(payload, 1000 + index * 3600, marker)
+        self.assertEqual([f.data for f in rebuilt], [f for f, _ in frames])
+        self.assertEqual([f.keyframe for f in rebuilt], [k for _, k in frames])
+        self.assertEqual((rebuilt[0].width, rebuilt[0].height), (320, 240))
+        self.assertTrue(rebuilt[0].decodable_start)
+        self.assertFalse(rebuilt[1].decodable_start)
+        decoder = av.CodecContext.create("libvpx", "r")
+        decoded = sum(len(decoder.decode(av.Packet(f.data))) for f in rebuilt)
+        self.assertEqual(decoded, 30)
+        self.assertEqual(depacketizer.lost, 0)
+
+    def test_short_descriptors(self):
+        """
+        A one-byte descriptor (no extension) works; a descriptor with no payload is loss.
+        """
+        depacketizer = VP8Depacketizer()
+        [frame] = depacketizer.feed(b"\x10" + b"\x01\x02\x03", 5, True)
+        self.assertEqual((frame.data, frame.keyframe), (b"\x01\x02\x03", False))
+        self.assertEqual(depacketizer.feed(b"\x90\x80", 6, True), [])
+        self.assertEqual(depacketizer.lost, 1)
+
+    def test_loss(self):
+        """
+        A frame whose first packet is lost, or whose last (marker) packet is lost, is dropped
+        and counted; the next whole frame comes through.
+        """
+        frames = vp8_frames(3)
+        depacketizer = VP8Depacketizer()
+        first = vp8_packets(frames[0][0], 0, mtu=100)
+        second = vp8_packets(frames[1][0], 1, mtu=100)
+        third = vp8_packets(frames[2][0], 2, mtu=100)
+        out = []
+        for payload, marker in first[1:]:
+            out += depacketizer.feed(payload, 0, marker)
+        for payload, marker in second[:-1]:
+            out += depacketizer.feed(payload, 3600, marker)
+        for payload, marker in third:
+            out += depacketizer.feed(payload, 7200, marker)
+        self.assertEqual([f.data for f in out], [frames[2][0]])
+        self.assertEqual(depacketizer.lost, 2)
 
 
 class SequenceParameterSetTests(SynchronousTestCase):

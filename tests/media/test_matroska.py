@@ -7,7 +7,7 @@ import os
 import av
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests.modules_builtin.synthetic import h264_access_units, opus_tone, pcmu_tone
+from tests.modules_builtin.synthetic import h264_access_units, opus_tone, pcmu_tone, vp8_frames
 from wcs_twisted.media.matroska import AUDIO_TRACKS, MatroskaWriter, VideoTrack
 
 
@@ -70,6 +70,28 @@ class MatroskaWriterTests(SynchronousTestCase):
         self.assertApproximates(duration, 1.0, 0.02)
         self.assertEqual(frames, 0)
         self.assertGreater(samples, 47000)
+
+    def test_vp8_and_opus_as_webm(self):
+        """
+        A .webm path is written as WebM (the container browsers play) with VP8 stored as it
+        came.
+        """
+        path = self.path[:-len(".mkv")] + ".webm"
+        writer = MatroskaWriter(path)
+        items = [("open", AUDIO_TRACKS["opus"], VideoTrack(320, 240, "vp8"))]
+        for index, payload in enumerate(opus_tone(1.0)):
+            items.append(("audio", payload, index * 960, 960))
+        for index, (frame, keyframe) in enumerate(vp8_frames(25)):
+            items.append(("video", frame, index * 3600, 3600, keyframe))
+        items[1:] = sorted(items[1:], key=lambda item: item[2] / (48000 if item[0] == "audio"
+                                                                   else 90000))
+        writer.handle(items + [("close",)])
+        with open(path, "rb") as written:
+            self.assertIn(b"\x42\x82\x84webm", written.read(64))  # EBML DocType "webm"
+        codecs, duration, samples, frames = read_back(path)
+        self.assertEqual(codecs, ["opus", "vp8"])
+        self.assertApproximates(duration, 1.0, 0.05)
+        self.assertEqual(frames, 25)
 
     def test_close_without_open(self):
         """

@@ -78,14 +78,27 @@ def h264_access_units(count, fps=25, width=320, height=240, gop=25):
 
     @return: a list of (annex_b_bytes, keyframe).
     """
-    encoder = av.CodecContext.create("libx264", "w")
+    encoder = _video_encoder("libx264", fps, width, height, gop)
+    encoder.options = {"preset": "ultrafast", "tune": "zerolatency", "profile": "baseline",
+                       "x264-params": f"keyint={gop}:min-keyint={gop}:scenecut=0:repeat-headers=1"}
+    return _encode_moving_picture(encoder, count, fps, width, height)
+
+
+def _video_encoder(name, fps, width, height, gop):
+    encoder = av.CodecContext.create(name, "w")
     encoder.width, encoder.height = width, height
     encoder.pix_fmt = "yuv420p"
     encoder.time_base = Fraction(1, fps)
     encoder.framerate = fps
     encoder.gop_size = gop
-    encoder.options = {"preset": "ultrafast", "tune": "zerolatency", "profile": "baseline",
-                       "x264-params": f"keyint={gop}:min-keyint={gop}:scenecut=0:repeat-headers=1"}
+    return encoder
+
+
+def _encode_moving_picture(encoder, count, fps, width, height):
+    """
+    C{count} frames of a gradient moving by a few pixels per frame through C{encoder}
+    (options set, not opened): a list of (frame_bytes, keyframe).
+    """
     encoder.open()
     units = []
     row = bytes(range(0, 256, 256 // width or 1))[:width].ljust(width, b"\x80")
@@ -199,11 +212,12 @@ class SyntheticFeed:
 
     @param audio: payloads, one per 20 ms (or None).
     @param audio_codec: their codec name ("PCMU/8000", "opus/48000/2").
-    @param video: (annex_b, keyframe) access units at C{fps} (or None).
+    @param video: (annex_b, keyframe) access units at C{fps} (or None), or VP8 frames when
+        C{video_codec} is "VP8/90000".
     """
 
     def __init__(self, stream, audio=None, audio_codec="PCMU/8000", video=None, fps=25,
-                 seed=7):
+                 seed=7, video_codec="H264/90000"):
         chance = random.Random(seed)
         self.stream = stream
         self.events = []  # (media time, kind, payload, codec, timestamp, marker)
@@ -218,8 +232,10 @@ class SyntheticFeed:
             base = chance.randrange(1 << 32)
             for index, (unit, _) in enumerate(video):
                 timestamp = (base + index * 90000 // fps) & 0xFFFFFFFF
-                for payload, marker in packetize_h264(unit):
-                    self.events.append((index / fps, 1, "video", payload, "H264/90000",
+                packets = (vp8_packets(unit, index) if video_codec.startswith("VP8")
+                           else packetize_h264(unit))
+                for payload, marker in packets:
+                    self.events.append((index / fps, 1, "video", payload, video_codec,
                                         timestamp, marker))
         self.events.sort(key=lambda event: (event[0], event[1]))
         self.position = 0
@@ -270,3 +286,30 @@ class SyntheticFeed:
         loop = task.LoopingCall(tick)
         loop.clock = reactor
         return loop.start(step, now=True).addCallback(lambda _: self)
+
+
+def vp8_frames(count, fps=25, width=320, height=240, gop=25):
+    """
+    VP8 frames from libvpx of the same moving picture, a keyframe every C{gop} frames.
+
+    @return: a list of (frame_bytes, keyframe).
+    """
+    encoder = _video_encoder("libvpx", fps, width, height, gop)
+    encoder.bit_rate = 300000
+    encoder.options = {"deadline": "realtime", "cpu-used": "8", "lag-in-frames": "0",
+                       "auto-alt-ref": "0"}
+    return _encode_moving_picture(encoder, count, fps, width, height)
+
+
+def vp8_packets(frame, picture_id, mtu=400):
+    """
+    One VP8 frame as RFC 7741 payloads: an extended descriptor with a 15-bit PictureID, the
+    S bit on the first; returns (payload, marker) pairs.
+    """
+    chunks = [frame[offset:offset + mtu] for offset in range(0, len(frame), mtu)] or [b""]
+    packets = []
+    for number, chunk in enumerate(chunks):
+        descriptor = bytes((0x90 if number == 0 else 0x80, 0x80,
+                            0x80 | (picture_id >> 8) & 0x7F, picture_id & 0xFF))
+        packets.append((descriptor + chunk, number == len(chunks) - 1))
+    return packets

@@ -16,6 +16,7 @@ from zope.interface.verify import verifyObject
 
 from tests.modules_builtin.synthetic import (
     SyntheticFeed,
+    vp8_frames,
     SyntheticSource,
     h264_access_units,
     opus_tone,
@@ -204,6 +205,32 @@ class RecordingServiceTests(SynchronousTestCase):
         codecs, duration, _ = probe(self.successResultOf(recording.closed))
         self.assertEqual(codecs, ["opus"])
         self.assertApproximates(duration, 2.0, 0.05)
+
+    def test_vp8_and_opus_as_webm(self):
+        """
+        What a browser publishes (VP8 and Opus) is recorded as WebM: both tracks, the duration
+        fed, every frame decodable; the file name is set on the stream as recordName.
+        """
+        _, stream = self.publish("cam", audio="opus/48000/2", video="VP8/90000")
+        self.assertEqual(self.service.startup("cam")["fileName"], "cam-1700000000000.webm")
+        self.assertEqual(stream.properties["recordName"], "cam-1700000000000.webm")
+        recording = self.service.get("cam")
+        SyntheticFeed(stream, audio=opus_tone(3.0), audio_codec="opus/48000/2",
+                      video=vp8_frames(75), video_codec="VP8/90000").run_with_clock(self.clock)
+        stream.end("Stopped by publisher stop")
+        codecs, duration, frames = probe(self.successResultOf(recording.closed))
+        self.assertEqual(codecs, ["opus", "vp8"])
+        self.assertApproximates(duration, 3.0, 0.05)
+        self.assertEqual(frames, 75)
+
+    def test_published_with_record(self):
+        """
+        A stream published with record true is recorded without a REST request (the
+        WebSocket publishStream{record:true}); one without it is not.
+        """
+        self.publish("plain", audio="opus/48000/2")
+        self.publish("asked", audio="opus/48000/2", record=True)
+        self.assertEqual([r["streamName"] for r in self.service.find_all()], ["asked"])
 
     def test_waits_for_a_keyframe_then_goes_without_video(self):
         """

@@ -284,6 +284,26 @@ class StreamHandlerTests(SynchronousTestCase):
                          ("fail", "stopStream", "MediaSessionId is null"))
 
 
+    def test_available_and_stream_event(self):
+        """
+        availableStream is answered by a message of its name with status "true"/"false" as
+        text (the SDK's test); sendStreamEvent for a stream not published here is a fail
+        naming it.
+        """
+        self.send("connection", {})
+        self.send("availableStream", {"mediaSessionId": "a1", "name": "cam"})
+        self.assertEqual(self.socket.sent[-1], {"message": "availableStream", "data": [
+            {"id": "a1", "status": "false", "info": "Stream not found"}]})
+        self.send("publishStream", {"mediaSessionId": "m2", "name": "cam", "sdp": PUBLISH_OFFER})
+        self.send("availableStream", {"mediaSessionId": "a2", "name": "cam"})
+        self.assertEqual(self.socket.sent[-1], {"message": "availableStream", "data": [
+            {"id": "a2", "status": "true"}]})
+        self.send("sendStreamEvent", {"mediaSessionId": "m2", "type": "data", "payload": {}})
+        self.assertNotEqual(self.socket.names()[-1], "fail")
+        self.send("sendStreamEvent", {"mediaSessionId": "zz", "type": "data"})
+        self.assertEqual(self.socket.sent[-1]["data"][0]["apiMethod"], "sendStreamEvent")
+
+
 class VanishedWebSocket(RecordingWebSocket):
     """
     A socket whose TCP connection is gone before Autobahn said so.

@@ -39,7 +39,7 @@ from wcs_twisted.gateway.streams import (
     safely,
     start,
 )
-from wcs_twisted.interfaces import IStreamObserver
+from wcs_twisted.interfaces import IStreamEventRecipient, IStreamObserver
 
 __all__ = ["BadParameters", "StreamTable"]
 
@@ -162,6 +162,45 @@ class StreamTable:
             stream.end(STOPPED_BY_PUBLISHER_STOP)
 
     unpublish = stop
+
+    def available(self, session, fields: Mapping[str, Any]) -> tuple[str, bool, str | None]:
+        """
+        C{availableStream}: whether a stream of that name is published now.
+
+        @return: (the asking stream's mediaSessionId, available, the reason when not).
+        @raise DomainError: no mediaSessionId.
+        """
+        media_session_id = read_text(fields, "mediaSessionId")
+        if not media_session_id:
+            raise DomainError(MEDIA_SESSION_ID_NULL)
+        name = read_text(fields, "name") or ""
+        if name and self.registry.get(name) is not None:
+            return media_session_id, True, None
+        return media_session_id, False, STREAM_NOT_FOUND
+
+    def send_event(self, session, fields: Mapping[str, Any]) -> int:
+        """
+        C{sendStreamEvent}: a publisher's event (mute states, C{stream.sendData()} payloads)
+        relayed to every WebSocket player of its stream, each under its own mediaSessionId.
+
+        @return: how many players were told.
+        @raise DomainError: no mediaSessionId, no type, or not a stream this session publishes.
+        """
+        publisher = self._streams.get(read_text(fields, "mediaSessionId") or "")
+        if not isinstance(publisher, Publisher) or publisher.session is not session \
+                or publisher.stream is None:
+            raise DomainError(STREAM_NOT_FOUND)
+        event_type = read_text(fields, "type")
+        if not event_type:
+            raise DomainError("Stream event type is null")
+        payload = fields.get("payload")
+        told = 0
+        for player in self._players():
+            connection = player.session.connection
+            if player.name == publisher.name and IStreamEventRecipient.providedBy(connection):
+                connection.stream_event(player.media_session_id, event_type, payload)
+                told += 1
+        return told
 
     # --- the REST API --------------------------------------------------------------------------
 

@@ -252,6 +252,27 @@ class Publisher(MediaStream):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.stream = None
+        self._record_name: str | None = None
+
+    @property
+    def record_name(self) -> str | None:
+        """
+        The file a recording module writes this stream to (the C{recordName} property it sets
+        on the published stream), kept once the stream has ended.
+        """
+        if self.stream is not None:
+            self._record_name = self.stream.properties.get("recordName") or self._record_name
+        return self._record_name
+
+    def to_wcs(self) -> dict[str, Any]:
+        """
+        The stream object, with C{recordName} once a recording of it started (spec 5.3: the
+        SDK's C{getRecordInfo()} reads it from UNPUBLISHED).
+        """
+        wcs = super().to_wcs()
+        if self.record_name is not None:
+            wcs["recordName"] = self.record_name
+        return wcs
 
     def refusal(self) -> str | None:
         if not self.name:
@@ -276,7 +297,7 @@ class Publisher(MediaStream):
         name, the codecs and createDate).
         """
         wcs = self.to_wcs()
-        for name in ("name", "audioCodec", "videoCodec", "createDate", "info"):
+        for name in ("name", "audioCodec", "videoCodec", "createDate", "info", "recordName"):
             wcs.pop(name, None)
         wcs["status"] = StreamStatus.PUBLISHING.value
         return wcs
@@ -296,6 +317,7 @@ class Publisher(MediaStream):
         """
         The published stream ended, whoever ended it.
         """
+        self._record_name = self.record_name  # kept: the stream is let go
         self.stream = None
         status = StreamStatus.FAILED if reason.startswith("Failed") else StreamStatus.UNPUBLISHED
         self.report(status, reason)

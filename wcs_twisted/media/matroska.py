@@ -8,7 +8,8 @@ every L{CLUSTER_MS} and flushes it to disk at once, so a process killed mid-reco
 header and every closed cluster on disk: ffmpeg and players read such a file (only the index and
 the total duration, written at the end, are missing).
 
-Opus and H.264 are stored as they arrive.  G.711 has no standard Matroska codec id (FFmpeg only
+Opus, H.264 and VP8 are stored as they arrive; a file named C{.webm} is written as WebM (the
+Matroska subset browsers play: VP8 and Opus only).  G.711 has no standard Matroska codec id (FFmpeg only
 writes it as an "unofficial" ACM track), so it is stored as the 16-bit PCM it decodes to, which
 is lossless.  Every method of L{MatroskaWriter} blocks on the disk: the recording module calls it
 from a worker thread.
@@ -52,11 +53,12 @@ class AudioTrack:
 @dataclass(frozen=True)
 class VideoTrack:
     """
-    An H.264 track, sized from the stream's SPS.
+    A video track: C{codec} "h264" (sized from the stream's SPS) or "vp8" (from a keyframe).
     """
 
     width: int
     height: int
+    codec: str = "h264"
 
 
 #: The audio a recording can store, by RTP encoding name.
@@ -74,8 +76,9 @@ class MatroskaWriter:
     L{handle} takes batches of items:
       - C{("open", audio_track or None, video_track or None)} first;
       - C{("audio", rtp_payload, pts, duration)}: pts and duration in samples of the track;
-      - C{("video", annex_b_access_unit, pts, duration, keyframe)}: in 1/90000 s; the first one
-        must be a keyframe carrying the SPS and PPS (they become the track's CodecPrivate);
+      - C{("video", frame, pts, duration, keyframe)}: in 1/90000 s; an H.264 frame is an Annex B
+        access unit and the first one must be a keyframe carrying the SPS and PPS (they become
+        the track's CodecPrivate); a VP8 frame is stored as it is;
       - C{("close",)} last: writes the index and duration.
     """
 
@@ -93,7 +96,8 @@ class MatroskaWriter:
 
     def _on_open(self, audio: Optional[AudioTrack], video: Optional[VideoTrack]) -> None:
         os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
-        container = av.open(self.path, "w", format="matroska", container_options={
+        container_format = "webm" if self.path.endswith(".webm") else "matroska"
+        container = av.open(self.path, "w", format=container_format, container_options={
             "cluster_time_limit": str(CLUSTER_MS),
             "flush_packets": "1",
             "max_interleave_delta": str(CLUSTER_MS * 1000),
@@ -111,7 +115,7 @@ class MatroskaWriter:
             if video is not None:
                 # PyAV takes the parameter sets of the first packet as the CodecPrivate before
                 # it writes the header.
-                self._video_stream = container.add_mux_stream("h264", width=video.width,
+                self._video_stream = container.add_mux_stream(video.codec, width=video.width,
                                                               height=video.height)
         except BaseException:
             container.close()

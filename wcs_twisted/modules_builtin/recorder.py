@@ -1,7 +1,13 @@
 # -*- test-case-name: tests.modules_builtin.test_recording -*-
 """
-The C{recording} module: named streams recorded to Matroska files (L{Recording}), on REST
-request (/recorder/*) or, with C{sip_record_stream}, every SIP call stream.
+The C{recording} module: named streams recorded to Matroska/WebM files (L{Recording}), on REST
+request (/recorder/*), for every stream published with C{record: true} (the WebSocket
+C{publishStream} field), or, with C{sip_record_stream}, every SIP call stream.
+
+The file's name is set among the stream's properties as C{recordName} when the recording
+starts: the gateway reports it to the publisher (the SDK's C{getRecordInfo()}), and the
+folder is published on the HTTP site at L{RECORDS_PATH}, where the Stream Recording demo page
+downloads it.
 
 L{RecordingService} keeps the recordings in progress; L{RecordingModule} runs it with its
 configuration keys and serves its REST methods.  A stream carrying a SIP call is one published
@@ -21,15 +27,18 @@ from zope.interface import implementer
 from wcs_twisted.errors import Conflict, InvalidField, NotFound
 from wcs_twisted.interfaces import IStreamObserver, IWcsModule
 from wcs_twisted.modules_builtin.recording import (
-    EXTENSION,
     TEMPLATE_FIELDS,
     Recording,
+    container_extension,
     is_sip_call_stream,
     render_file_name,
 )
 from wcs_twisted.toolkit.sinks import SerialWorker
 
-__all__ = ["RecordingModule", "RecordingService"]
+__all__ = ["RECORDS_PATH", "RecordingModule", "RecordingService"]
+
+#: Where the records folder is served on the HTTP site (WCS: <page origin>/client/records/).
+RECORDS_PATH = "/client/records"
 
 
 # --- the service --------------------------------------------------------------------------------
@@ -46,6 +55,9 @@ class RecordingService:
     @param file_template: the default file name template (see L{render_file_name}).
     @param run_in_thread: runs a callable off the reactor thread, returning a Deferred.
     @param auto_record: record every SIP call stream (C{sip_record_stream}).
+
+    Streams published with a true C{record} property are recorded whatever C{auto_record}
+    says.
     """
 
     log = Logger()
@@ -69,10 +81,9 @@ class RecordingService:
 
     def start(self) -> None:
         self._running = True
-        if self.auto_record:
-            self._streams.add_observer(self)
-            for stream in self._streams.find({}):
-                self.stream_published(stream)
+        self._streams.add_observer(self)
+        for stream in self._streams.find({}):
+            self.stream_published(stream)
 
     def stop(self) -> Deferred:
         """
@@ -87,12 +98,13 @@ class RecordingService:
     # --- IStreamObserver --------------------------------------------------------------------------
 
     def stream_published(self, stream) -> None:
-        if self._running and self.auto_record and is_sip_call_stream(stream) \
-                and self._recording_of(stream) is None:
+        wanted = stream.properties.get("record") is True or (
+            self.auto_record and is_sip_call_stream(stream))
+        if self._running and wanted and self._recording_of(stream) is None:
             try:
                 self._start(stream, None)
             except Exception:
-                self.log.failure("could not start recording SIP call stream {stream}",
+                self.log.failure("could not start recording stream {stream}",
                                  stream=stream.name)
 
     def stream_unpublished(self, stream, reason) -> None:
@@ -179,8 +191,11 @@ class RecordingService:
             "appKey": properties.get("appKey"),
             "callId": properties.get("callId"),
         }
+        description = stream.describe()
+        extension = container_extension(description.get("audioCodec"),
+                                        description.get("videoCodec"))
         try:
-            name = render_file_name(file_template or self.file_template, fields)
+            name = render_file_name(file_template or self.file_template, fields, extension)
         except ValueError as error:
             raise InvalidField("fileTemplate", str(error)) from None
         path = self._unique_path(name)
@@ -189,6 +204,8 @@ class RecordingService:
             lambda writer: SerialWorker(self._run_in_thread, writer.handle), self.log,
             self._finished)
         self._recordings[record_id] = recording
+        # What the publisher's UNPUBLISHED says (recordName) and /stream/find shows.
+        stream.properties["recordName"] = os.path.basename(path)
         self._closing.add(recording.closed)
         recording.closed.addBoth(self._closed, recording.closed)
         try:
@@ -200,7 +217,7 @@ class RecordingService:
 
     def _unique_path(self, name: str) -> str:
         taken = {recording.path for recording in self._recordings.values()}
-        stem, extension = name[:-len(EXTENSION)], EXTENSION
+        stem, extension = os.path.splitext(name)
         path, number = os.path.join(self.record_dir, name), 1
         while path in taken or os.path.exists(path):
             path = os.path.join(self.record_dir, f"{stem}-{number}{extension}")
@@ -246,6 +263,7 @@ class RecordingModule:
         self.service.start()
         context.provide("recorder", self.service)
         _serve(context, self.service)
+        context.serve_directory(RECORDS_PATH, self.service.record_dir)
         context.log.info("recording to {folder}{auto}", folder=self.service.record_dir,
                          auto=" (every SIP call stream)" if auto_record else "")
 

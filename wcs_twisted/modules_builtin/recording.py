@@ -3,15 +3,17 @@
 One recording: a named stream written to a Matroska file that survives a crash.
 
 A L{Recording} is a stream sink.  On the reactor thread it only turns RTP payloads into timed
-samples (H.264 access units rebuilt from RFC 6184 packets, timestamps from the RTP clocks on one
-timeline, see L{wcs_twisted.toolkit.depacketize}); the file work (PyAV muxing, disk writes,
+samples (H.264 access units rebuilt from RFC 6184 packets, VP8 frames from RFC 7741 ones,
+timestamps from the RTP clocks on one timeline, see L{wcs_twisted.toolkit.depacketize}); the file work (PyAV muxing, disk writes,
 L{wcs_twisted.toolkit.matroska}) runs in the reactor's thread pool through a
 L{wcs_twisted.toolkit.sinks.SerialWorker}, in order and with a bounded backlog, so a slow disk never
 stalls calls.
 
 The container is Matroska written as it goes, a cluster flushed every second, so a server killed
-mid-call leaves a playable file.  Opus and H.264 are stored as they arrive; G.711 as the 16-bit
-PCM it decodes to.  The module that makes recordings is L{wcs_twisted.modules_builtin.recorder}.
+mid-call leaves a playable file.  Opus, H.264 and VP8 are stored as they arrive; G.711 as the
+16-bit PCM it decodes to.  A stream of VP8 and Opus (what browsers publish) is written as WebM
+(C{.webm}, the Matroska subset browsers play, as WCS writes VP8 to WebM); anything else as
+Matroska (C{.mkv}).  The module that makes recordings is L{wcs_twisted.modules_builtin.recorder}.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from wcs_twisted.interfaces import IStreamSink
 from wcs_twisted.toolkit.depacketize import (
     H264Depacketizer,
     MediaTimeline,
+    VP8Depacketizer,
     RtpClock,
     annex_b,
     codec_of,
@@ -42,6 +45,8 @@ __all__ = [
     "DEFAULT_FILE_TEMPLATE",
     "EXTENSION",
     "TEMPLATE_FIELDS",
+    "WEBM_EXTENSION",
+    "container_extension",
     "Recording",
     "is_sip_call_stream",
     "render_file_name",
@@ -49,12 +54,16 @@ __all__ = [
 
 DEFAULT_FILE_TEMPLATE = "{streamName}-{startTime}"
 EXTENSION = ".mkv"
+WEBM_EXTENSION = ".webm"
+
+#: Video codecs recorded, by RTP encoding name (lower case).
+VIDEO_CODECS = ("h264", "vp8")
 
 #: Fields a file name template may use.
 TEMPLATE_FIELDS = frozenset({"streamName", "startTime", "mediaSessionId", "sessionId", "appKey",
                              "callId"})
 
-#: Longest a recording waits for the tracks it expects (the first H.264 keyframe, the first audio
+#: Longest a recording waits for the tracks it expects (the first video keyframe, the first audio
 #: packet) before it starts the file with the tracks it has.
 TRACK_WAIT = 4.0
 
@@ -71,15 +80,28 @@ def is_sip_call_stream(stream) -> bool:
     return bool(stream.properties.get("callId"))
 
 
+def container_extension(audio_codec: Optional[str], video_codec: Optional[str]) -> str:
+    """
+    C{.webm} for a stream whose declared codecs all fit WebM (Opus, VP8), else C{.mkv}; a
+    stream that declares no codec at all may bring any, so it is C{.mkv}.
+    """
+    audio, _ = codec_of(audio_codec)
+    video, _ = codec_of(video_codec)
+    if (audio or video) and audio in ("", "opus") and video in ("", "vp8"):
+        return WEBM_EXTENSION
+    return EXTENSION
+
+
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 
 
-def render_file_name(template: str, fields: dict[str, Any]) -> str:
+def render_file_name(template: str, fields: dict[str, Any], extension: str = EXTENSION) -> str:
     """
     The file name a template gives: C{{field}} replaced by the field's value, with every
     character but letters, digits, C{.}, C{_} and C{-} made C{_} (a stream name cannot reach
-    outside the records folder), and C{.mkv} added unless the template ends with it.  A name
-    that comes out empty (fields without values) is C{record.mkv}.
+    outside the records folder), and C{extension} added unless the template ends with C{.mkv}
+    or C{.webm}.  A
+    name that comes out empty (fields without values) is C{record} plus the extension.
 
     @raise ValueError: the template names an unknown field, uses a format spec, or contains a
         path separator.
@@ -97,8 +119,8 @@ def render_file_name(template: str, fields: dict[str, Any]) -> str:
         value = fields.get(field_name)
         parts.append(_UNSAFE.sub("_", "" if value is None else str(value)))
     name = "".join(parts) or "record"
-    if not name.endswith(EXTENSION):
-        name += EXTENSION
+    if not name.endswith((EXTENSION, WEBM_EXTENSION)):
+        name += extension
     return name
 
 
@@ -131,7 +153,7 @@ class Recording:
         video_name, _ = codec_of(description.get("videoCodec"))
         # None (not declared by the source) means "take what comes".
         self._expect_audio = audio_name in AUDIO_TRACKS or not audio_name
-        self._expect_video = video_name == "h264"
+        self._expect_video = video_name in VIDEO_CODECS
         self.kinds = ("audio", "video") if self._expect_video else ("audio",)
         self._timeline = MediaTimeline()
         self._audio_track: Optional[AudioTrack] = None
@@ -140,9 +162,8 @@ class Recording:
         self._audio_codec_name: Optional[str] = None
         self._video_track: Optional[VideoTrack] = None
         self._video_clock: Optional[RtpClock] = None
-        self._depacketizer = H264Depacketizer()
+        self._depacketizer = None
         self._video_codec_seen: Optional[str] = None
-        self._video_recorded = False
         self._lost_seen = 0
         self._need_keyframe = True
         self._held_video: Optional[tuple] = None
@@ -217,20 +238,33 @@ class Recording:
                       now: float) -> None:
         if codec_name != self._video_codec_seen:
             self._video_codec_seen = codec_name
-            self._video_recorded = codec_name.upper().startswith("H264/")
-            if not self._video_recorded:
+            name, _ = codec_of(codec_name)
+            self._depacketizer = None
+            if name not in VIDEO_CODECS:
                 self._warn("video " + codec_name, "video codec {codec} is not recorded",
                            codec=codec_name)
-        if not self._video_recorded:
+            elif self._video_track is not None and self._video_track.codec != name:
+                self._warn("video change " + codec_name, "video codec changed to {codec} "
+                           "mid-recording; those packets are left out", codec=codec_name)
+            else:
+                self._depacketizer = (H264Depacketizer() if name == "h264"
+                                      else VP8Depacketizer())
+                self._need_keyframe = True
+        depacketizer = self._depacketizer
+        if depacketizer is None:
             return
-        for unit in self._depacketizer.feed(payload, timestamp, marker):
-            self._access_unit(unit, now)
-        if self._depacketizer.lost != self._lost_seen:
-            self._lost_seen = self._depacketizer.lost
+        for unit in depacketizer.feed(payload, timestamp, marker):
+            self._picture(unit, now)
+        if depacketizer.lost != self._lost_seen:
+            self._lost_seen = depacketizer.lost
             self._need_keyframe = True
             self.stream.request_keyframe()
 
-    def _access_unit(self, unit, now: float) -> None:
+    def _picture(self, unit, now: float) -> None:
+        """
+        One H.264 access unit or VP8 frame: the first must be a keyframe a decoder can start at
+        (it sizes the track); each is held until the next gives its duration.
+        """
         if self._need_keyframe:
             if not unit.decodable_start:
                 return
@@ -238,20 +272,33 @@ class Recording:
         if self._video_track is None:
             if self._opened:
                 return  # the file started without video
-            try:
-                sps = parse_sps(unit.sps)
-            except ValueError:
-                self._warn("sps", "unreadable H.264 SPS; waiting for another keyframe")
+            track = self._track_of(unit)
+            if track is None:
                 self._need_keyframe = True
                 return
-            self._video_track = VideoTrack(sps.width, sps.height)
+            self._video_track = track
             self._video_clock = RtpClock(90000, self._timeline)
             self._cancel_keyframe_timer()
         pts = round(self._video_clock.seconds(unit.timestamp, now) * 90000)
         pts = max(pts, self._last_video_pts + 1)
         self._last_video_pts = pts
         self._release_video(pts)
-        self._held_video = (annex_b(unit.with_parameter_sets()), pts, unit.keyframe)
+        data = (unit.data if isinstance(self._depacketizer, VP8Depacketizer)
+                else annex_b(unit.with_parameter_sets()))
+        self._held_video = (data, pts, unit.keyframe)
+
+    def _track_of(self, unit) -> Optional[VideoTrack]:
+        """
+        The video track a keyframe sizes, or None (an unreadable H.264 SPS).
+        """
+        if isinstance(self._depacketizer, VP8Depacketizer):
+            return VideoTrack(unit.width, unit.height, "vp8")
+        try:
+            sps = parse_sps(unit.sps)
+        except ValueError:
+            self._warn("sps", "unreadable H.264 SPS; waiting for another keyframe")
+            return None
+        return VideoTrack(sps.width, sps.height)
 
     def _release_video(self, next_pts: Optional[int]) -> None:
         """
@@ -294,7 +341,7 @@ class Recording:
         self._timer = None
         self._waited = True
         if self._expect_video and self._video_track is None:
-            self._warn("no keyframe", "no H.264 keyframe within {wait} s: recording without "
+            self._warn("no keyframe", "no video keyframe within {wait} s: recording without "
                        "video", wait=TRACK_WAIT)
         self._maybe_open()
 

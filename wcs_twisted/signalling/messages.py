@@ -18,7 +18,7 @@ from typing import Any
 
 from zope.interface import implementer
 
-from wcs_twisted.interfaces import IClientConnection
+from wcs_twisted.interfaces import IClientConnection, IStreamEventRecipient
 
 
 class MessageError(Exception):
@@ -141,6 +141,28 @@ def stream_status(stream) -> tuple[str, list[Any]]:
     return "notifyStreamStatusEvent", [stream.to_wcs()]
 
 
+def stream_event(media_session_id: str, event_type: str, payload: Any) -> tuple[str, list[Any]]:
+    """
+    C{notifyStreamEvent}: a publisher's event relayed to one player (the SDK fires
+    STREAM_EVENT on the stream with that mediaSessionId; spec 4).
+    """
+    return "notifyStreamEvent", [{"mediaSessionId": media_session_id, "type": event_type,
+                                  "payload": payload}]
+
+
+def available_stream(media_session_id: str, available: bool,
+                     info: str | None) -> tuple[str, list[Any]]:
+    """
+    C{availableStream}: the answer to the client message of that name.  C{status} is the text
+    C{"true"} or C{"false"}: the SDK resolves C{available()} only on C{status == "true"}, which
+    a JSON boolean never equals (spec 4).
+    """
+    body: dict[str, Any] = {"id": media_session_id, "status": "true" if available else "false"}
+    if info is not None:
+        body["info"] = info
+    return "availableStream", [body]
+
+
 def dtmf(call_id: str, digit: str, method: str) -> tuple[str, list[Any]]:
     """
     C{notifyDtmfEvent}: a digit from the SIP side (the 2.0 SDK ignores it harmlessly).
@@ -179,7 +201,7 @@ def user_data(fields: dict[str, Any]) -> tuple[str, list[Any]]:
 PING = ("ping", [])
 
 
-@implementer(IClientConnection)
+@implementer(IClientConnection, IStreamEventRecipient)
 class ClientConnection:
     """
     L{IClientConnection} by encoding: each typed event becomes its message, handed to
@@ -205,6 +227,9 @@ class ClientConnection:
 
     def stream_status(self, stream):
         self.send_message(*stream_status(stream))
+
+    def stream_event(self, media_session_id, event_type, payload):
+        self.send_message(*stream_event(media_session_id, event_type, payload))
 
     def dtmf(self, call_id, digit, method):
         self.send_message(*dtmf(call_id, digit, method))

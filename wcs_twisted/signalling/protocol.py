@@ -115,6 +115,8 @@ class Signalling:
                 "unPublishStream": self._call_method("unPublishStream", streams.unpublish),
                 "playStream": self._call_method("playStream", streams.play),
                 "stopStream": self._call_method("stopStream", streams.stop),
+                "sendStreamEvent": self._call_method("sendStreamEvent", streams.send_event),
+                "availableStream": self._on_available_stream,
             })
 
     # --- connection lifecycle -----------------------------------------------------------------
@@ -233,6 +235,15 @@ class Signalling:
             return approved.addCallback(lambda body: method(session, dict(body)))
 
         return handle
+
+    def _on_available_stream(self, channel: Channel, payload: dict[str, Any] | None) -> None:
+        """
+        C{availableStream} is a question: its answer is a message of the same name.
+        """
+        if channel.session is None:
+            raise DomainError("Session not ready")
+        self._send(channel, *messages.available_stream(
+            *self.streams.available(channel.session, payload or {})))
 
     def _on_connection(self, channel: Channel, payload: dict[str, Any] | None) -> None:
         if channel.session is not None:
