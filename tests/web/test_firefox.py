@@ -63,6 +63,13 @@ class FirefoxSDKTestCase(official.OfficialSDKTestCase):
             f"uncaught errors in {label}'s page"))
         return tab
 
+    async def connect(self, page, login: str):
+        """
+        Connect the tab's SDK session in local mode (SIP fields as the Phone demo sends them).
+        """
+        self.assertEqual(await page.evaluate(f"url => connect(url, '{login}')", self.ws_url),
+                         "ESTABLISHED", f"{login}'s session")
+
     async def wait_flowing(self, page, label: str):
         """
         Wait until the tab's call has received L{PACKETS_FLOWING} audio packets and then more.
@@ -113,8 +120,7 @@ class FirefoxSDKTests(FirefoxSDKTestCase):
         """
         bob = await self.baresip("bob", registrar=f"127.0.0.1:{self.sip_port}")
         alice = await self.firefox_tab("alice")
-        self.assertEqual(await alice.evaluate("url => connect(url, 'alice')", self.ws_url),
-                         "ESTABLISHED")
+        await self.connect(alice, "alice")
         await alice.evaluate("makeCall('bob')")
         await self.wait_js(alice, "callStatuses.includes('ESTABLISHED')", "alice ESTABLISHED")
         await wait_for(bob.wait_event("CALL_ESTABLISHED"))
@@ -139,8 +145,7 @@ class FirefoxSDKTests(FirefoxSDKTestCase):
         and Firefox receives baresip's at the tone's level; baresip's hangup gives FINISH in the tab.
         """
         alice = await self.firefox_tab("alice")
-        self.assertEqual(await alice.evaluate("url => connect(url, 'alice')", self.ws_url),
-                         "ESTABLISHED")
+        await self.connect(alice, "alice")
         bob = await self.baresip("bob")
         await wait_for(bob.dial(f"sip:alice@127.0.0.1:{self.sip_port}"))
         await self.wait_js(alice, "callStatuses.includes('RING')", "alice's incoming call rings")
@@ -166,16 +171,14 @@ class FirefoxSDKTests(FirefoxSDKTestCase):
         """
         alice = await self.firefox_tab("alice (firefox)")
         bob = await self.sdk_tab("bob (chromium)")
-        self.assertEqual(await alice.evaluate("url => connect(url, 'alice')", self.ws_url),
-                         "ESTABLISHED")
-        self.assertEqual(await bob.evaluate("url => connect(url, 'bob')", self.ws_url),
-                         "ESTABLISHED")
+        await self.connect(alice, "alice")
+        await self.connect(bob, "bob")
         await alice.evaluate("makeCall('bob')")
         await self.wait_js(bob, "callStatuses.includes('RING')", "bob's incoming call rings")
         self.assertEqual(await bob.evaluate("[call.caller(), call.callee()]"), ["alice", "bob"])
         await bob.evaluate("answer()")
-        await self.wait_js(alice, "callStatuses.includes('ESTABLISHED')", "alice ESTABLISHED")
-        await self.wait_js(bob, "callStatuses.includes('ESTABLISHED')", "bob ESTABLISHED")
+        for page, label in ((alice, "alice"), (bob, "bob")):
+            await self.wait_js(page, "callStatuses.includes('ESTABLISHED')", f"{label} ESTABLISHED")
         await self.wait_flowing(alice, "alice (firefox)")
         await self.wait_flowing(bob, "bob (chromium)")
 
