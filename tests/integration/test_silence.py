@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import os
 
-from twisted.internet import defer, reactor
+from twisted.internet import defer
 
 from tests.integration import audio
 from tests.integration.peers import Baresip, require_binary

@@ -12,16 +12,13 @@ import av
 import numpy
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
-from tests.media.test_bridge import dominant_frequency, tone
+from tests.media.test_bridge import G722, OPUS, PCMU, dominant_frequency, tone
 from wcs_twisted.media.g729 import G729Encoder, g729_available
 from wcs_twisted.media.rtp_packet import build_rtp
 from wcs_twisted.media.speex import SpeexEncoder, speex_available
 from wcs_twisted.media.transcode import AudioTranscoder, can_transcode, silence_payload
 from wcs_twisted.sdp.codecs import Codec
 
-OPUS = Codec(111, "opus", 48000, 2)
-PCMU = Codec(0, "PCMU", 8000)
-G722 = Codec(9, "G722", 8000)
 G729 = Codec(18, "G729", 8000)
 SPEEX8 = Codec(99, "speex", 8000)
 SPEEX16 = Codec(98, "speex", 16000)

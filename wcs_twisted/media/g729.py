@@ -12,8 +12,9 @@ C{annexb=no}, so no SID frames should come; a 2-byte SID is still decoded (comfo
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 from typing import Optional
+
+from wcs_twisted.media._clib import load_library
 
 __all__ = ["FRAME_BYTES", "FRAME_SAMPLES", "G729Decoder", "G729Encoder", "g729_available"]
 
@@ -22,26 +23,16 @@ FRAME_BYTES = 10
 _SID_BYTES = 2
 
 
-def _load() -> Optional[ctypes.CDLL]:
-    name = ctypes.util.find_library("bcg729") or "libbcg729.so.0"
-    try:
-        lib = ctypes.CDLL(name)
-    except OSError:
-        return None
-    lib.initBcg729EncoderChannel.restype = ctypes.c_void_p
-    lib.initBcg729EncoderChannel.argtypes = [ctypes.c_uint8]
-    lib.initBcg729DecoderChannel.restype = ctypes.c_void_p
-    lib.initBcg729DecoderChannel.argtypes = []
-    lib.closeBcg729EncoderChannel.argtypes = [ctypes.c_void_p]
-    lib.closeBcg729DecoderChannel.argtypes = [ctypes.c_void_p]
-    lib.bcg729Encoder.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
-                                  ctypes.POINTER(ctypes.c_uint8)]
-    lib.bcg729Decoder.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_uint8,
-                                  ctypes.c_uint8, ctypes.c_uint8, ctypes.c_uint8, ctypes.c_void_p]
-    return lib
-
-
-_lib = _load()
+_P = ctypes.c_void_p
+_U8 = ctypes.c_uint8
+_lib = load_library("bcg729", "libbcg729.so.0", {
+    "initBcg729EncoderChannel": (_P, [_U8]),
+    "initBcg729DecoderChannel": (_P, []),
+    "closeBcg729EncoderChannel": (None, [_P]),
+    "closeBcg729DecoderChannel": (None, [_P]),
+    "bcg729Encoder": (None, [_P, _P, _P, ctypes.POINTER(_U8)]),
+    "bcg729Decoder": (None, [_P, ctypes.c_char_p, _U8, _U8, _U8, _U8, _P]),
+})
 
 
 def g729_available() -> bool:

@@ -13,8 +13,8 @@ packet when encoding; packets holding several frames are decoded whole.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
-from typing import Optional
+
+from wcs_twisted.media._clib import load_library
 
 __all__ = ["SpeexDecoder", "SpeexEncoder", "speex_available"]
 
@@ -38,32 +38,26 @@ class _Bits(ctypes.Structure):
                 ("reserved2", ctypes.c_void_p), ("_spare", ctypes.c_char * 32)]
 
 
-def _load() -> Optional[ctypes.CDLL]:
-    name = ctypes.util.find_library("speex") or "libspeex.so.1"
-    try:
-        lib = ctypes.CDLL(name)
-    except OSError:
-        return None
-    lib.speex_lib_get_mode.restype = ctypes.c_void_p
-    lib.speex_lib_get_mode.argtypes = [ctypes.c_int]
-    for init in (lib.speex_encoder_init, lib.speex_decoder_init):
-        init.restype = ctypes.c_void_p
-        init.argtypes = [ctypes.c_void_p]
-    for ctl in (lib.speex_encoder_ctl, lib.speex_decoder_ctl):
-        ctl.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p]
-    lib.speex_encode_int.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.POINTER(_Bits)]
-    lib.speex_decode_int.argtypes = [ctypes.c_void_p, ctypes.POINTER(_Bits), ctypes.c_void_p]
-    lib.speex_bits_write.argtypes = [ctypes.POINTER(_Bits), ctypes.c_char_p, ctypes.c_int]
-    lib.speex_bits_read_from.argtypes = [ctypes.POINTER(_Bits), ctypes.c_char_p, ctypes.c_int]
-    for function in (lib.speex_bits_init, lib.speex_bits_destroy, lib.speex_bits_reset,
-                     lib.speex_bits_remaining, lib.speex_bits_insert_terminator):
-        function.argtypes = [ctypes.POINTER(_Bits)]
-    for destroy in (lib.speex_encoder_destroy, lib.speex_decoder_destroy):
-        destroy.argtypes = [ctypes.c_void_p]
-    return lib
-
-
-_lib = _load()
+_BITS = ctypes.POINTER(_Bits)
+_P = ctypes.c_void_p
+_lib = load_library("speex", "libspeex.so.1", {
+    "speex_lib_get_mode": (_P, [ctypes.c_int]),
+    "speex_encoder_init": (_P, [_P]),
+    "speex_decoder_init": (_P, [_P]),
+    "speex_encoder_ctl": (ctypes.c_int, [_P, ctypes.c_int, _P]),
+    "speex_decoder_ctl": (ctypes.c_int, [_P, ctypes.c_int, _P]),
+    "speex_encode_int": (ctypes.c_int, [_P, _P, _BITS]),
+    "speex_decode_int": (ctypes.c_int, [_P, _BITS, _P]),
+    "speex_bits_write": (ctypes.c_int, [_BITS, ctypes.c_char_p, ctypes.c_int]),
+    "speex_bits_read_from": (None, [_BITS, ctypes.c_char_p, ctypes.c_int]),
+    "speex_bits_init": (None, [_BITS]),
+    "speex_bits_destroy": (None, [_BITS]),
+    "speex_bits_reset": (None, [_BITS]),
+    "speex_bits_remaining": (ctypes.c_int, [_BITS]),
+    "speex_bits_insert_terminator": (None, [_BITS]),
+    "speex_encoder_destroy": (None, [_P]),
+    "speex_decoder_destroy": (None, [_P]),
+})
 
 
 def speex_available() -> bool:
