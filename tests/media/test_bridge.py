@@ -18,7 +18,8 @@ from zope.interface.verify import verifyObject
 from tests.media.fakes import FakeUDPReactor
 from wcs_twisted.interfaces import IMediaBridge, IPausableBridge
 from wcs_twisted.media import rtcp
-from wcs_twisted.media.bridge import AudioTranscoder, MediaBridge, can_relay
+from wcs_twisted.media.bridge import MediaBridge, can_relay
+from wcs_twisted.media.transcode import AudioTranscoder
 from wcs_twisted.media.ports import PortPool
 from wcs_twisted.media.rtp_packet import (
     RTPRewriter,

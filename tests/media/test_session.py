@@ -595,10 +595,10 @@ class RTPAnswerTests(RTPSessionMixin, SynchronousTestCase):
 
     def test_no_common_codecs(self):
         """
-        An offer with only G.729 raises MediaError("No common codecs").
+        An offer with only GSM raises MediaError("No common codecs").
         """
         offer = only_codecs(BARESIP, "audio", "101").replace(
-            "m=audio 17196 RTP/AVP 101", "m=audio 17196 RTP/AVP 18 101")
+            "m=audio 17196 RTP/AVP 101", "m=audio 17196 RTP/AVP 3 101")
         error = self.assertRaises(MediaError, self.session().create_answer, offer, [], [],
                                   "sendrecv")
         self.assertEqual(error.info, "No common codecs")
@@ -635,9 +635,9 @@ class RTPOfferTests(RTPSessionMixin, SynchronousTestCase):
 
     def test_offer(self):
         """
-        The offer lists the other leg's codecs first, then ours;
-        telephone-event/8000 always and /48000 next to Opus; ptime 20; no
-        m=video without video codecs.
+        The offer lists the other leg's codecs first, then ours (the SIP-only
+        Speex and G.729 last); telephone-event at each codec clock rate;
+        ptime 20; no m=video without video codecs.
         """
         session = self.session()
         offer = SessionDescription.parse(
@@ -645,8 +645,9 @@ class RTPOfferTests(RTPSessionMixin, SynchronousTestCase):
         [audio] = offer.media
         self.assertEqual(
             [c.rtpmap for c in audio.codecs],
-            ["PCMU/8000", "opus/48000/2", "G722/8000", "PCMA/8000",
-             "telephone-event/48000", "telephone-event/8000"],
+            ["PCMU/8000", "opus/48000/2", "G722/8000", "PCMA/8000", "speex/16000",
+             "speex/8000", "G729/8000", "telephone-event/48000", "telephone-event/8000",
+             "telephone-event/16000"],
         )
         self.assertEqual(audio.ptime, 20)
         self.assertEqual(offer.connection.address, PUBLIC)
@@ -704,7 +705,7 @@ class RTPOfferTests(RTPSessionMixin, SynchronousTestCase):
         """
         session = self.session()
         session.create_offer(["PCMU/8000"], [], "sendrecv")
-        answer = self.phone_answer(fmt="18", extra=("a=rtpmap:18 G729/8000",)).replace(
+        answer = self.phone_answer(fmt="3", extra=("a=rtpmap:3 GSM/8000",)).replace(
             "a=rtpmap:0 PCMU/8000\r\n", "")
         error = self.assertRaises(MediaError, session.set_remote_answer, answer)
         self.assertEqual(error.info, "No common codecs")

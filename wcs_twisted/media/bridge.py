@@ -9,10 +9,9 @@ destination's map, our SSRC, continuous sequence numbers and timestamps, see
 L{RTPRewriter}) and the send - no parsing, no decoding, no logging.  That is
 what lets a core carry hundreds of relayed calls (docs/media.md).
 
-Transcoding decodes with PyAV (FFmpeg's G.711, G.722 and libopus), resamples
-with libswresample to the other leg's rate in 20 ms frames, and encodes; it is
-done inline on the reactor thread (~0.1-0.3 ms per packet, well below a
-thread hop's cost in latency and CPU).  Video is only ever relayed: with
+Transcoding (L{wcs_twisted.media.transcode}) puts received packets through a
+jitter buffer, decodes, resamples to the other leg's rate in 20 ms frames and
+encodes, inline on the reactor thread.  Video is only ever relayed: with
 different video codecs on the two legs no video crosses.  Keyframe requests
 (RTCP PLI/FIR) from one leg's peer are passed to the other leg as a PLI, and
 L{MediaBridge.on_keyframe_request} tells the call layer, which owns SIP INFO
@@ -27,11 +26,9 @@ carried once, by the media path; the call layer only reports C{media_dtmf}.
 
 from __future__ import annotations
 
-import fractions
 from collections import deque
 from typing import Callable, Optional
 
-import av
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from zope.interface import implementer
@@ -39,31 +36,14 @@ from zope.interface import implementer
 from wcs_twisted.interfaces import IMediaBridge, IPausableBridge
 from wcs_twisted.media import rtcp
 from wcs_twisted.media.rtp_packet import decode_telephone_event, payload_bounds
-from wcs_twisted.media.session import PTIME, NegotiatedStream
+from wcs_twisted.media.session import NegotiatedStream
+from wcs_twisted.media.transcode import AudioTranscoder, can_transcode
 from wcs_twisted.sdp.codecs import Codec
 
-__all__ = ["AudioTranscoder", "MediaBridge", "can_relay", "can_transcode"]
-
-#: Encoding -> (FFmpeg codec, PCM sample rate of the codec).
-_AV_CODECS = {
-    "pcmu": ("pcm_mulaw", 8000),
-    "pcma": ("pcm_alaw", 8000),
-    "g722": ("g722", 16000),
-    "opus": ("libopus", 48000),
-}
-
-#: Opus bit rate for transcoded narrow-band speech (voice, 20 ms frames).
-OPUS_BIT_RATE = 32000
+__all__ = ["MediaBridge", "can_relay"]
 
 #: Keyframe requests closer together than this are passed on once.
 KEYFRAME_REQUEST_INTERVAL = 0.25
-
-
-def can_transcode(codec: Codec) -> bool:
-    """
-    Whether the bridge can decode and encode C{codec}.
-    """
-    return codec.encoding in _AV_CODECS
 
 
 def can_relay(source: Codec, target: Codec) -> bool:
@@ -81,102 +61,6 @@ def can_relay(source: Codec, target: Codec) -> bool:
     if source.encoding != "opus" and source.channel_count != target.channel_count:
         return False
     return True
-
-
-def _codec_context(encoding: str, mode: str) -> av.CodecContext:
-    name, rate = _AV_CODECS[encoding]
-    context = av.CodecContext.create(name, mode)
-    context.sample_rate = rate
-    context.layout = "mono"
-    context.format = "s16"
-    if mode == "w":
-        context.time_base = fractions.Fraction(1, rate)
-        if encoding == "opus":
-            context.bit_rate = OPUS_BIT_RATE
-            context.options = {"application": "voip"}
-    return context
-
-
-class AudioTranscoder:
-    """
-    One direction of audio transcoding: RTP payloads of C{source} in,
-    20 ms payloads of C{target} out through C{send(payload, payload_type)}.
-
-    Mono throughout: telephony is mono, and the Opus decoder downmixes a
-    stereo stream.  Nothing is buffered beyond what the resampler needs to
-    cut 20 ms frames, so the added latency is under one packet.
-    """
-
-    log = Logger()
-
-    def __init__(
-        self,
-        source: Codec,
-        target: Codec,
-        send: Callable[[bytes, int], None],
-        payload_type: Optional[int] = None,
-    ) -> None:
-        """
-        @param send: called with each encoded payload and the payload type.
-        @param payload_type: the payload type to send with (default: the
-            target codec's).
-        """
-        if not (can_transcode(source) and can_transcode(target)):
-            raise ValueError(f"cannot transcode {source.rtpmap} to {target.rtpmap}")
-        self.source = source
-        self.target = target
-        self._send = send
-        self._payload_type = target.payload_type if payload_type is None else payload_type
-        self._decoder = _codec_context(source.encoding, "r")
-        self._encoder = _codec_context(target.encoding, "w")
-        rate = _AV_CODECS[target.encoding][1]
-        self._resampler = av.AudioResampler(
-            format="s16", layout="mono", rate=rate, frame_size=rate * PTIME // 1000
-        )
-        self._pts = 0
-        self.packets_in = 0
-        self.packets_out = 0
-        self.errors = 0
-
-    def packet(self, data: bytes) -> None:
-        """
-        Transcode the payload of one RTP datagram and send what comes out.
-        """
-        try:
-            start, end = payload_bounds(data)
-        except ValueError:
-            self.packets_in += 1
-            self.errors += 1
-            return
-        self.payload(data[start:end])
-
-    def payload(self, payload: bytes) -> None:
-        """
-        Transcode one encoded payload (no RTP header; a named stream's
-        packets come this way) and send what comes out.
-        """
-        self.packets_in += 1
-        try:
-            frames = self._decoder.decode(av.Packet(payload))
-        except (ValueError, av.FFmpegError):
-            self.errors += 1
-            return
-        for frame in frames:
-            self.frame(frame)
-
-    def frame(self, frame: av.AudioFrame) -> None:
-        """
-        Resample and encode decoded audio (also the way to feed generated
-        audio, a file or comfort noise, into a leg).
-        """
-        frame.pts = None
-        send, payload_type = self._send, self._payload_type
-        for chunk in self._resampler.resample(frame):
-            chunk.pts = self._pts
-            self._pts += chunk.samples
-            for encoded in self._encoder.encode(chunk):
-                self.packets_out += 1
-                send(bytes(encoded), payload_type)
 
 
 class _DigitRegenerator:

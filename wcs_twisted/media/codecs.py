@@ -15,6 +15,7 @@ from wcs_twisted.sdp.codecs import SECONDARY_ENCODINGS, Codec, codecs_match
 
 __all__ = [
     "AUDIO_CODECS",
+    "SIP_AUDIO_CODECS",
     "TELEPHONE_EVENTS",
     "VIDEO_CODECS",
     "choose_codec",
@@ -35,10 +36,20 @@ AUDIO_CODECS: tuple[Codec, ...] = (
     Codec(8, "PCMA", 8000),
 )
 
+#: Audio formats only SIP peers speak (browsers do not), offered and accepted on the SIP
+#: leg after the common ones and transcoded to and from the WebRTC leg's codec: Speex
+#: (RFC 5574) wide and narrow band, G.729 Annex A without Annex B (no VAD/SID frames).
+SIP_AUDIO_CODECS: tuple[Codec, ...] = (
+    Codec(98, "speex", 16000),
+    Codec(99, "speex", 8000),
+    Codec(18, "G729", 8000, None, {"annexb": "no"}),
+)
+
 #: RFC 4733 events, one per audio clock rate.
 TELEPHONE_EVENTS: tuple[Codec, ...] = (
     Codec(110, "telephone-event", 48000, None, {"0-15": None}),
     Codec(101, "telephone-event", 8000, None, {"0-15": None}),
+    Codec(100, "telephone-event", 16000, None, {"0-15": None}),
 )
 
 #: Video is relayed only, so these are the formats worth offering: keyframe
@@ -92,7 +103,7 @@ def codec_name(codec: Codec) -> str:
     The interface's name for C{codec}, spelled as in our own tables
     (C{"PCMU/8000"}, C{"opus/48000/2"}, C{"H264/90000"}).
     """
-    for ours in AUDIO_CODECS + VIDEO_CODECS + TELEPHONE_EVENTS:
+    for ours in AUDIO_CODECS + SIP_AUDIO_CODECS + VIDEO_CODECS + TELEPHONE_EVENTS:
         if ours.encoding == codec.encoding and ours.clock_rate == codec.clock_rate:
             return ours.rtpmap
     return codec.rtpmap

@@ -16,9 +16,11 @@ from zope.interface import implementer
 from wcs_twisted.errors import MediaError
 from wcs_twisted.interfaces import IMediaSession
 from wcs_twisted.media import rtcp
+from wcs_twisted.media.codecs import AUDIO_CODECS, SIP_AUDIO_CODECS
 from wcs_twisted.media.ports import PortPool
 from wcs_twisted.media.rtp import RTPSession
 from wcs_twisted.media.rtp_source import LEARNING_WINDOW
+from wcs_twisted.media.silence import SilenceFiller
 from wcs_twisted.media.rtp_packet import RTPRewriter
 from wcs_twisted.media.session import (
     PTIME,
@@ -28,6 +30,7 @@ from wcs_twisted.media.session import (
     dispatcher,
     drop,
 )
+from wcs_twisted.media.transcode import silence_payload
 from wcs_twisted.sdp.offer_answer import LocalCapabilities, MediaCapability, NegotiatedMedia
 
 __all__ = ["RTPMediaSession"]
@@ -43,10 +46,13 @@ class RTPMediaSession(MediaSession):
     on the next) per stream, c= from the configured public address, ptime
     20, telephone-event at 8000 Hz (and 48000 Hz next to Opus).  Symmetric
     RTP: the leg sends to the SDP address until the peer's first packet
-    latches it onto the packet's source.
+    latches it onto the packet's source.  While nothing feeds the audio
+    stream, a L{SilenceFiller} sends silence in the negotiated codec, as a
+    live leg would, so the peer's RTP timeout does not end the call.
     """
 
     kind = "rtp"
+    audio_table = AUDIO_CODECS + SIP_AUDIO_CODECS
 
     def __init__(
         self,
@@ -69,6 +75,7 @@ class RTPMediaSession(MediaSession):
         self.audio_rtp = self._leg()
         self.video_rtp: Optional[RTPSession] = None
         self._watching = False
+        self.silence = SilenceFiller(self._clock, self.audio_rtp)
 
     def _leg(self) -> RTPSession:
         leg = RTPSession(self._reactor, self._bind_address, self._pool, clock=self._clock,
@@ -138,6 +145,9 @@ class RTPMediaSession(MediaSession):
             if not self._watching:
                 self._watching = True
                 self.audio_rtp.watch_activity(self._inactivity_timeout)
+            silence = silence_payload(stream.codec)
+            if silence is not None:
+                self.silence.start(silence, stream.codec.payload_type)
         if video is not None and self.video_rtp is not None:
             self._point(self.video_rtp, video)
             self.video_rtp.clock_rate = 90000
@@ -165,6 +175,7 @@ class RTPMediaSession(MediaSession):
         return self.audio_rtp
 
     def _stop(self):
+        self.silence.stop()
         legs = [self.audio_rtp] + ([self.video_rtp] if self.video_rtp is not None else [])
         return defer.gatherResults([leg.stop() for leg in legs], consumeErrors=True).addCallback(
             lambda _: None

@@ -29,7 +29,7 @@ from zope.interface import implementer
 
 from wcs_twisted.interfaces import IMediaStreamSink, IMediaStreamSource
 from wcs_twisted.media import rtcp
-from wcs_twisted.media.bridge import AudioTranscoder, can_transcode
+from wcs_twisted.media.transcode import AudioTranscoder, can_transcode
 from wcs_twisted.media.rtp_packet import payload_bounds
 from wcs_twisted.media.codecs import AUDIO_CODECS, parse_codec_name
 from wcs_twisted.media.session import PTIME
