@@ -74,14 +74,18 @@ class MemoryNetwork:
 
 
 def build_memory_stack(network: MemoryNetwork, host: str, port: int = 5060, seed: int = 0,
-                       timers: TimerValues | None = None) -> tuple[SIPStack, UserAgentCore]:
+                       timers: TimerValues | None = None,
+                       source_rate: float = 0.0) -> tuple[SIPStack, UserAgentCore]:
     """
     A SIP stack + UA core attached to C{network} at udp:host:port, deterministic randomness.
+
+    @param source_rate: the stack's per-source request rate limit; off by default, since the
+        hosts of a memory network are the test's own parties (tests of the limit set it).
     """
     rng = _random.Random(seed)
     layer = TransactionLayer(timers) if timers is not None else TransactionLayer()
     stack = SIPStack(layer, network.clock, rng, advertised_host=host,
-                     trace=MessageTrace(log_messages=False))
+                     trace=MessageTrace(log_messages=False), source_rate=source_rate)
     network.attach(stack, host, port)
     core = UserAgentCore(stack, rng, layer.timers)
     stack.attach(core)
