@@ -26,7 +26,11 @@ from twisted.logger import Logger, globalLogPublisher
 from twisted.python import usage
 
 from wcs_twisted.backend.hooks import RestHooks
-from wcs_twisted.backend.observers import CallHookObserver, SessionHookObserver
+from wcs_twisted.backend.observers import (
+    CallHookObserver,
+    SessionHookObserver,
+    StreamHookObserver,
+)
 from wcs_twisted.config import ConfigError, Settings, load_settings
 from wcs_twisted.gateway.call_policy import CallPolicy
 from wcs_twisted.gateway.call_table import CallSettings, CallTable
@@ -38,7 +42,7 @@ from wcs_twisted.media.factory import MediaFactory
 from wcs_twisted.media.ports import PortPool
 from wcs_twisted.media.streams import StreamRegistry
 from wcs_twisted.metrics import ServerMetrics
-from wcs_twisted.modules import ModuleContext, ModuleService, discover_modules
+from wcs_twisted.modules import ModuleContext, ModuleService, SiteMounts, discover_modules
 from wcs_twisted.rest.api import RestAPI
 from wcs_twisted.rest.credentials import published_login, rest_credentials
 from wcs_twisted.rest.routes import RouteTable
@@ -339,6 +343,7 @@ def build_service(settings: Settings, reactor, warnings=()) -> Server:
     hooks = RestHooks(settings, reactor, node_id)
     sessions.observers.append(SessionHookObserver(hooks))
     calls.observers.append(CallHookObserver(hooks))
+    stream_table.observers.append(StreamHookObserver(hooks))
     signalling = Signalling(
         sessions, reactor, metrics,
         server_address=lambda: f"{settings.advertised_address}:{bound_port('ws')}",
@@ -377,6 +382,9 @@ def build_service(settings: Settings, reactor, warnings=()) -> Server:
                       FailureThrottle(reactor, settings.rest_auth_max_failures,
                                       settings.rest_auth_failure_window_s),
                       loopback_hosts_only=settings.loopback_only and published_login(settings))
+    # Folders modules publish (the recorder's /client/records) in front of the site's tree.
+    site_mounts = SiteMounts(site.resource)
+    site.resource = site_mounts
     listener("ws", settings.ws_port, ws_factory)
     listener("http", settings.http_port, site)
     if settings.tls_enabled:
@@ -398,7 +406,7 @@ def build_service(settings: Settings, reactor, warnings=()) -> Server:
         discover_modules(settings.plugin_dirs, settings.modules_disabled),
         lambda name: ModuleContext(name, settings=settings, reactor=reactor, calls=calls,
                                    streams=stream_registry, services=module_services,
-                                   routes=module_routes),
+                                   routes=module_routes, mounts=site_mounts),
         reactor)
     # Started after the network, stopped before it: modules see the last calls end.
     modules.setServiceParent(root)

@@ -78,6 +78,9 @@ class StreamTable:
         self.clock = clock
         self.node_id = sessions.node_id
         self._streams: dict[str, MediaStream] = {}
+        #: Told C{stream_status_changed(stream)} on every status a client's stream reaches
+        #: (the StreamStatusEvent hook).
+        self.observers: list = []
         self.injections = Injections(registry, media, calls)
         self.call_streams = CallStreams(registry, media, self.node_id, record_sip_calls)
         sessions.observers.append(self)
@@ -113,6 +116,13 @@ class StreamTable:
         self._streams[media_session_id] = stream
         start(stream, read_text(fields, "sdp"))
         return stream
+
+    def stream_status_changed(self, stream: MediaStream) -> None:
+        for observer in list(self.observers):
+            try:
+                observer.stream_status_changed(stream)
+            except Exception:
+                self.log.failure("stream observer {observer!r} failed", observer=observer)
 
     def _forget(self, stream: MediaStream) -> None:
         if self._streams.get(stream.media_session_id) is stream:

@@ -154,6 +154,7 @@ class MediaStream:
         self.status = status
         self.info = info
         self.session.connection.stream_status(self)
+        self.table.stream_status_changed(self)
         self.log.info("stream {name} ({media_session_id}): {status} {info}", name=self.name,
                       media_session_id=self.media_session_id, status=status.value,
                       info=info or "")
