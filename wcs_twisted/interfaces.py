@@ -474,6 +474,29 @@ class ICallObserver(Interface):
         """
 
 
+class ICallAdmission(Interface):
+    """
+    A call observer that also decides (the REST hooks' incoming invocations): the call table
+    asks every observer providing this before it goes on, and waits for all of them.
+    """
+
+    def call_offered(call):
+        """
+        An incoming SIP call for a session, before the browser hears of it (OnCallEvent).
+
+        @return: a Deferred firing with a dict of call-object fields to change (caller,
+            visibleName, custom), or failing with a DomainError to turn the caller away.
+        """
+
+    def transfer_requested(call, target):
+        """
+        The SIP peer REFERs C{call} to C{target} (OnTransferEvent).
+
+        @return: a Deferred firing once the transfer may go on, or failing with a DomainError
+            to refuse the REFER.
+        """
+
+
 class IWcsModule(Interface):
     """
     A pluggable server module (recording, RTMP republishing, an audit log, ...).

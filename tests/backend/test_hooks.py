@@ -736,7 +736,9 @@ class ObserverTests(HookTestMixin, TestCase):
         backend.answer("OnTransferEvent", (403, b"No transfers\n"))
         refused = observer.transfer_requested(Call(session), "sip:carol@127.0.0.1")
         yield self.assertFailure(refused, HookRefused)
-        offered, transfer = backend.requests
+        # Without restOnError FAIL nothing waits for OnCallEvent: it may arrive second.
+        yield backend.wait_for(2)
+        offered, transfer = sorted(backend.requests, key=lambda request: request.method)
         self.assertEqual((offered.method, offered.json["callId"]), ("OnCallEvent", "c1"))
         self.assertEqual((transfer.method, transfer.json["status"], transfer.json["target"]),
                          ("OnTransferEvent", "PENDING", "sip:carol@127.0.0.1"))

@@ -11,9 +11,10 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from twisted.internet.defer import Deferred
+from zope.interface import implementer
 
 from wcs_twisted.backend.rules import DEFAULT_APP
-from wcs_twisted.interfaces import IEventHooks
+from wcs_twisted.interfaces import ICallAdmission, ICallObserver, IEventHooks
 
 
 def _client_config(session: Any) -> Any:
@@ -21,6 +22,7 @@ def _client_config(session: Any) -> Any:
     return fields.get("restClientConfig") if isinstance(fields, Mapping) else None
 
 
+@implementer(ICallObserver, ICallAdmission)
 class CallHookObserver:
     """
     A CallTable observer turning call events into CallStatusEvent / TransferStatusEvent hooks.

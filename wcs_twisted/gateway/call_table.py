@@ -22,7 +22,7 @@ from twisted.internet.defer import Deferred, FirstError, gatherResults, succeed
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from wcs_twisted.interfaces import IRequestRouter
+from wcs_twisted.interfaces import ICallAdmission, IRequestRouter
 from wcs_twisted.sdp.errors import SDPError
 from wcs_twisted.sip.errors import RemoteProtocolError
 from wcs_twisted.sip.headers import NameAddress
@@ -494,7 +494,7 @@ class CallTable:
         with the first refusal (a DomainError).
         """
         asked = [getattr(observer, method)(call, *args) for observer in list(self.observers)
-                 if callable(getattr(observer, method, None))]
+                 if ICallAdmission.providedBy(observer)]
         if not asked:
             return succeed({})
 
