@@ -71,6 +71,28 @@ class MatroskaWriterTests(SynchronousTestCase):
         self.assertEqual(frames, 0)
         self.assertGreater(samples, 47000)
 
+    def test_repeated_timestamps_are_dropped(self):
+        """
+        A frame whose timestamp does not move forward (a repeated or late RTP packet) is dropped
+        and counted, so the file's timestamps always increase and ffmpeg remuxes it cleanly.
+        """
+        import subprocess
+        writer = MatroskaWriter(self.path)
+        items = [("open", AUDIO_TRACKS["opus"], None)]
+        payloads = list(opus_tone(1.0))
+        for index, payload in enumerate(payloads):
+            items.append(("audio", payload, index * 960, 960))
+            if index in (10, 20):
+                items.append(("audio", payload, index * 960, 960))  # a duplicate
+                items.append(("audio", payload, index * 960 - 960, 960))  # a late one
+        writer.handle(items + [("close",)])
+        self.assertEqual(writer.dropped, 4)
+        result = subprocess.run(["ffmpeg", "-v", "error", "-i", self.path, "-f", "null", "-"],
+                                capture_output=True, text=True, timeout=30)
+        self.assertEqual((result.returncode, result.stderr), (0, ""))
+        codecs, duration, samples, frames = read_back(self.path)
+        self.assertApproximates(duration, 1.0, 0.02)
+
     def test_vp8_and_opus_as_webm(self):
         """
         A .webm path is written as WebM (the container browsers play) with VP8 stored as it

@@ -95,7 +95,10 @@ class FirefoxSDKTestCase(official.OfficialSDKTestCase):
         measured = audio.dominant_frequency(recording, start=1.0)
         self.assertLessEqual(abs(measured - frequency), TONE_TOLERANCE_HZ,
                              f"baresip heard {measured:.1f} Hz in {recording}")
-        self.assertGreater(audio.rms(recording, start=1.0), 0.05)
+        # The frequency above proves the tone; the level only has to rule out near-silence
+        # (under load a few lost packets lower the average: 0.03 was seen, silence is ~0).
+        self.assertGreater(audio.rms(recording, start=1.0), 0.01,
+                           f"baresip's recording {recording} is near-silent")
 
     async def baresip(self, name: str, **kwargs) -> Baresip:
         phone = Baresip(self.mktemp(), name, tone_wav=audio.write_tone_wav(

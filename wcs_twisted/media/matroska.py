@@ -89,6 +89,11 @@ class MatroskaWriter:
         self._audio_track: Optional[AudioTrack] = None
         self._audio_time_base: Optional[Fraction] = None
         self._video_stream = None
+        #: The last pts muxed per stream (in its time base) and the frames dropped for not
+        #: moving forward: a repeated or late RTP timestamp (a retransmission, a reordered
+        #: packet) would otherwise give the file non-increasing timestamps that players reject.
+        self._last_pts: dict = {}
+        self.dropped = 0
 
     def handle(self, batch: list) -> None:
         for item in batch:
@@ -138,6 +143,13 @@ class MatroskaWriter:
 
     def _mux(self, stream, data: bytes, pts: int, duration: int, time_base: Fraction,
              keyframe: bool) -> None:
+        # Matroska stores milliseconds: two frames less than 1 ms apart would collide as well.
+        ms = int(pts * time_base * 1000)
+        last = self._last_pts.get(stream.index)
+        if last is not None and ms <= last:
+            self.dropped += 1
+            return
+        self._last_pts[stream.index] = ms
         packet = av.Packet(data)
         packet.stream = stream
         packet.time_base = time_base
