@@ -65,6 +65,23 @@ def rss_kib(pid: int) -> int:
     return 0
 
 
+def thread_cpu(pid: int) -> dict[str, float]:
+    """
+    CPU seconds so far of each thread of C{pid}, keyed "tid name".
+    """
+    found = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        name = stat[stat.find(b"(") + 1:stat.rfind(b")")].decode(errors="replace")
+        fields = stat[stat.rfind(b")") + 2:].split()
+        found[f"{tid} {name}"] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return found
+
+
 def pinned(cpu: str, argv: list[str]) -> list[str]:
     return ["taskset", "-c", cpu] + argv
 
@@ -257,22 +274,24 @@ def measure(gateway, n: int, args, workdir: str) -> dict:
                    + gateway.driver_args(uas_port)),
             cwd=workdir, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
             env=dict(os.environ, PYTHONPATH=ROOT))
-        ready = read_line(driver, 30 + 3 * n)
+        ready = read_line(driver, 60 + 6 * n)
         if not ready.get("ready"):
             raise SystemExit(f"driver: {ready}")
         time.sleep(args.settle)
         if args.profile and gateway.label == "wcs":
             spy = subprocess.Popen(
-                ["py-spy", "record", "--native", "--format", "raw", "--rate", "250",
+                [os.path.join(os.path.dirname(sys.executable), "py-spy"), "record", "--native", "--format", "raw", "--rate", "250",
                  "--duration", str(int(args.seconds)), "--pid", str(gateway.pid),
                  "-o", os.path.join(args.profile, f"{gateway.label}-{args.mode}-{n}.txt")],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         driver.stdin.write("stats\n")
         driver.stdin.flush()
         before = read_line(driver, 20)
+        threads0 = thread_cpu(gateway.pid)
         cpu0, t0 = cpu_seconds(gateway.pid), time.monotonic()
         time.sleep(args.seconds)
         cpu1, t1 = cpu_seconds(gateway.pid), time.monotonic()
+        threads1 = thread_cpu(gateway.pid)
         rss = rss_kib(gateway.pid)
         driver.stdin.write("stats\n")
         driver.stdin.flush()
@@ -296,10 +315,16 @@ def measure(gateway, n: int, args, workdir: str) -> dict:
     return {
         "gateway": gateway.label, "mode": args.mode, "calls": n,
         "cpu_percent": 100 * (cpu1 - cpu0) / wall,
-        "rss_per_call_mib": (rss - idle_rss) / 1024 / n,
-        "sent_pps_per_call": sent / wall / n,
-        "received_pps_per_call": received / wall / n,
+        "rss_per_call_mib": (rss - idle_rss) / 1024 / max(n, 1),
+        "sent_pps_per_call": sent / wall / max(n, 1),
+        "received_pps_per_call": received / wall / max(n, 1),
         "established": after["established"],
+        # The threads that used more than 0.5 % of a core in the window (a thread of its own
+        # that runs whether or not packets arrive shows up here).
+        "threads": len(threads1),
+        "busy_threads": {name: round(100 * (cpu - threads0.get(name, 0.0)) / wall, 1)
+                         for name, cpu in threads1.items()
+                         if cpu - threads0.get(name, 0.0) > 0.005 * wall},
     }
 
 
