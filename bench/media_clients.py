@@ -21,8 +21,9 @@ The method of issue 15, so that figures from different gateways compare:
     from /proc over a 20 s window and its VmRSS against the idle server; per-call cost is the
     least-squares slope over the N values (5, 10, 20 by default).
 
-Optional: C{--profile DIR} runs C{py-spy record --native} on the wcs server during the window
-and writes the collapsed stacks to DIR (one file per N); C{--cprofile DIR} runs the server under
+Optional: C{--profile DIR} runs C{py-spy record --native} on the wcs server during the window,
+writes the collapsed stacks to DIR (one file per N) and prints their shares; py-spy pauses the
+server to sample it, so the CPU figures of a profiled run are not the server's own; C{--cprofile DIR} runs the server under
 twistd's own profiler instead (C{--profiler cprofile --savestats}; the dump is written when
 the server stops).
 
@@ -280,7 +281,8 @@ def measure(gateway, n: int, args, workdir: str) -> dict:
         time.sleep(args.settle)
         if args.profile and gateway.label == "wcs":
             spy = subprocess.Popen(
-                [os.path.join(os.path.dirname(sys.executable), "py-spy"), "record", "--native", "--format", "raw", "--rate", "250",
+                [os.path.join(os.path.dirname(sys.executable), "py-spy"), "record", "--native",
+                 "--format", "raw", "--rate", "250",
                  "--duration", str(int(args.seconds)), "--pid", str(gateway.pid),
                  "-o", os.path.join(args.profile, f"{gateway.label}-{args.mode}-{n}.txt")],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -298,6 +300,8 @@ def measure(gateway, n: int, args, workdir: str) -> dict:
         after = read_line(driver, 20)
         if spy is not None:
             spy.wait(30)
+            print(profile_summary(os.path.join(
+                args.profile, f"{gateway.label}-{args.mode}-{n}.txt")), flush=True)
     finally:
         if driver is not None:
             try:
@@ -326,6 +330,31 @@ def measure(gateway, n: int, args, workdir: str) -> dict:
                          for name, cpu in threads1.items()
                          if cpu - threads0.get(name, 0.0) > 0.005 * wall},
     }
+
+
+def profile_summary(path: str, top: int = 20) -> str:
+    """
+    The shares of a py-spy raw (collapsed) profile: by leaf frame (own time) and by frame
+    anywhere on the stack (inclusive).
+    """
+    from collections import Counter
+
+    total, own, inclusive = 0, Counter(), Counter()
+    with open(path) as f:
+        for line in f:
+            stack, _, count = line.rstrip().rpartition(" ")
+            n = int(count)
+            frames = stack.split(";")
+            total += n
+            own[frames[-1]] += n
+            for frame in set(frames):
+                inclusive[frame] += n
+    lines = [f"{path}: {total} samples", "  own time:"]
+    lines += [f"    {100 * n / total:5.1f} %  {frame}" for frame, n in own.most_common(top)]
+    lines.append("  inclusive:")
+    lines += [f"    {100 * n / total:5.1f} %  {frame}" for frame, n in inclusive.most_common(
+        top + 20) if n < total * 0.97]
+    return "\n".join(lines)
 
 
 def slope(points: list[tuple[float, float]]) -> tuple[float, float]:
