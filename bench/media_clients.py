@@ -2,8 +2,7 @@
 Benchmark: server CPU and memory per call with real WebRTC clients (aiortc) calling a real SIP
 UAS (sipp), for wcs-twisted and, in the same run, Janus's SIP plugin.
 
-(One file over 600 lines would need a reason; this one is the orchestrator plus two small
-client drivers, which run as child processes of the same script.)
+The clients run in a child process of this script (bench/media_clients_driver.py).
 
 The method of issue 15, so that figures from different gateways compare:
 
@@ -23,9 +22,7 @@ The method of issue 15, so that figures from different gateways compare:
 
 Optional: C{--profile DIR} runs C{py-spy record --native} on the wcs server during the window,
 writes the collapsed stacks to DIR (one file per N) and prints their shares; py-spy pauses the
-server to sample it, so the CPU figures of a profiled run are not the server's own; C{--cprofile DIR} runs the server under
-twistd's own profiler instead (C{--profiler cprofile --savestats}; the dump is written when
-the server stops).
+server to sample it, so the CPU figures of a profiled run are not the server's own.
 
     .venv/bin/python bench/media_clients.py --gateway wcs,janus --mode relay
     .venv/bin/python bench/media_clients.py --gateway wcs --mode transcode --calls 5,10,20
@@ -38,6 +35,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -104,16 +102,32 @@ def stop(process: subprocess.Popen | None, grace: float = 10.0) -> None:
 # -- gateways under test ---------------------------------------------------------------
 
 
-class WCS:
+class Gateway:
+    """
+    A gateway under test in a child process this script started.
+    """
+
+    label = ""
+    process: subprocess.Popen | None = None
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def stop(self) -> None:
+        stop(self.process)
+        self.log.close()
+
+
+class WCS(Gateway):
     """
     C{twistd --reactor=asyncio -n wcs}, local mode, on CPU0; C{bob} registered at it.
     """
 
     label = "wcs"
 
-    def __init__(self, workdir: str, cprofile: str | None) -> None:
+    def __init__(self, workdir: str) -> None:
         self.workdir = workdir
-        self.cprofile = cprofile
         self.process: subprocess.Popen | None = None
 
     def start(self, n: int) -> None:
@@ -126,10 +140,6 @@ class WCS:
         twistd = os.path.join(os.path.dirname(sys.executable), "twistd")
         argv = [twistd, "--reactor=asyncio", "-n", "--pidfile=", "wcs", "--config", config]
         env = dict(os.environ, PYTHONPATH=ROOT)
-        if self.cprofile:
-            # twistd's own profiler: the dump is written when the server stops.
-            argv[1:1] = ["--profile", os.path.join(self.cprofile, f"wcs-{n}.prof"),
-                         "--profiler", "cprofile", "--savestats"]
         self.log = open(os.path.join(self.workdir, f"wcs-{n}.log"), "wb")
         self.process = subprocess.Popen(pinned(SERVER_CPU, argv), cwd=self.workdir,
                                         stdout=self.log, stderr=subprocess.STDOUT,
@@ -146,16 +156,8 @@ class WCS:
     def driver_args(self, uas_port: int) -> list[str]:
         return ["--url", f"ws://{LOOPBACK}:{self.ws_port}", "--callee", CALLEE]
 
-    @property
-    def pid(self) -> int:
-        return self.process.pid
 
-    def stop(self) -> None:
-        stop(self.process)
-        self.log.close()
-
-
-class Janus:
+class Janus(Gateway):
     """
     Debian's janus on CPU0 with janus.plugin.sip and the WebSocket transport only.
     """
@@ -207,7 +209,6 @@ class Janus:
             cwd=self.workdir, stdout=self.log, stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL)
         deadline = time.monotonic() + 20
-        import socket
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise SystemExit(f"janus exited with {self.process.returncode}")
@@ -223,14 +224,6 @@ class Janus:
     def driver_args(self, uas_port: int) -> list[str]:
         return ["--url", f"ws://{LOOPBACK}:{self.ws_port}",
                 "--callee", f"sip:{CALLEE}@{LOOPBACK}:{uas_port}"]
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def stop(self) -> None:
-        stop(self.process)
-        self.log.close()
 
 
 # -- one measurement ---------------------------------------------------------------------
@@ -376,7 +369,6 @@ def main() -> None:
     parser.add_argument("--settle", type=float, default=3.0)
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--profile", metavar="DIR", help="py-spy --native raw stacks per N")
-    parser.add_argument("--cprofile", metavar="DIR", help="the wcs server's cProfile per N")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     parser.add_argument("--driver", help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
@@ -387,9 +379,8 @@ def main() -> None:
 
         run_driver(args)
         return
-    for d in (args.profile, args.cprofile):
-        if d:
-            os.makedirs(d, exist_ok=True)
+    if args.profile:
+        os.makedirs(args.profile, exist_ok=True)
     counts = [int(c) for c in args.calls.split(",")]
     workdir = tempfile.mkdtemp(prefix="wcs-media-clients-")
     print(f"machine: {machine()}")
@@ -400,8 +391,7 @@ def main() -> None:
             if label == "janus" and args.mode != "relay":
                 print("janus: the SIP plugin only relays; skipped")
                 continue
-            gateway = (WCS(workdir, args.cprofile and os.path.abspath(args.cprofile))
-                       if label == "wcs" else Janus(workdir))
+            gateway = WCS(workdir) if label == "wcs" else Janus(workdir)
             results = []
             for n in counts:
                 result = measure(gateway, n, args, workdir)

@@ -210,8 +210,6 @@ def run_janus(args) -> None:
         await janus.message({"request": "call", "uri": args.callee},
                             {"type": "offer", "sdp": pc.localDescription.sdp})
         accepted = await janus.event("accepted")
-        if os.environ.get("BENCH_DEBUG"):
-            print(accepted, file=sys.stderr)
         await pc.setRemoteDescription(RTCSessionDescription(accepted["jsep"]["sdp"], "answer"))
         for _ in range(150):
             if pc.connectionState == "connected":
