@@ -12,8 +12,18 @@ the load generator and plays both ends of every call:
   - a "browser": one ICE check with USE-CANDIDATE, a DTLS client handshake
     (wcs_twisted.media.dtls, no aiortc), consent checks every 5 s, then one
     SRTP packet every 20 ms (PCMU, or Opus frames of a 440 Hz tone encoded
-    once up front);
+    once up front) carrying the one-byte header extensions a browser sends
+    when they are negotiated (sdes:mid, ssrc-audio-level: RFC 8285, 8 bytes),
+    and an SRTCP SR + SDES about every second, as aiortc's RTCRtpSender does;
   - a "phone": one plain RTP PCMU packet every 20 ms (symmetric RTP).
+
+Every end keeps its own phase within the 20 ms (one of 20 slots of 1 ms,
+chosen at random), as independent clients do, so the gateway sees datagrams
+spread over time.  C{--burst} sends every end's packet in one burst per 20 ms
+instead (the old generator): the gateway then drains hundreds of datagrams
+per event-loop wake-up, which is what made this bench report ~1/10 of the
+per-packet cost real clients cause at a few dozen calls (bench/README.md,
+"Media with real clients").
 
 The child measures its own getrusage() CPU over a window after a warm-up and
 its RSS growth from before the first call was made, so the figures are the
@@ -43,6 +53,7 @@ import argparse
 import json
 import os
 import platform
+import random
 import struct
 import subprocess
 import sys
@@ -62,6 +73,10 @@ from _common import (
     send_command,
     serve_control,
 )
+
+
+#: Phases within one packet interval: every end sends in one of them.
+SLOTS = 20
 
 
 # -- SDP the generator's endpoints would send ------------------------------------------
@@ -208,6 +223,10 @@ def generator_main(args: argparse.Namespace) -> dict:
     certificate = RTCCertificate.generateCertificate()
     fingerprint = next(f.value for f in certificate.getFingerprints() if f.algorithm == "sha-256")
     header = struct.Struct("!BBHII")
+    # RFC 8285 one-byte header extensions as a browser sends them for audio when negotiated:
+    # 0xBEDE, 2 words: mid "0" (id 1), ssrc-audio-level (id 2, voice bit + level), padding.
+    extensions = b"\xbe\xde\x00\x02" + b"\x10\x30" + b"\x20\xaa" + b"\x00\x00\x00\x00"
+    from wcs_twisted.media import rtcp
     pcmu = pcmu_frames()
     opus = opus_frames() if args.mode == "transcode" else None
 
@@ -228,6 +247,7 @@ def generator_main(args: argparse.Namespace) -> dict:
             self.tx = None
             self.ready = not webrtc
             self.last_check = 0.0
+            self.next_report = 0.0
 
         def attach(self, port, call=None):
             self.dest = (LOOPBACK, port)
@@ -271,16 +291,25 @@ def generator_main(args: argparse.Namespace) -> dict:
             if not self.ready:
                 return
             self.seq = (self.seq + 1) & 0xFFFF
+            first = 0x90 if self.webrtc and args.extensions else 0x80
+            ext = extensions if first == 0x90 else b""
             if opus is not None and self.webrtc:
-                packet = header.pack(0x80, 111, self.seq, self.seq * 960, self.ssrc) + opus[
+                packet = header.pack(first, 111, self.seq, self.seq * 960, self.ssrc) + ext + opus[
                     self.seq % len(opus)]
             else:
-                packet = header.pack(0x80, 0, self.seq, self.seq * 160, self.ssrc) + pcmu[
+                packet = header.pack(first, 0, self.seq, self.seq * 160, self.ssrc) + ext + pcmu[
                     self.seq % len(pcmu)]
             if self.tx is not None:
                 packet = self.tx.protect(packet)
             self.transport.write(packet, self.dest)
             self.sent += 1
+            if self.tx is not None and args.rtcp and now >= self.next_report:
+                # aiortc's RTCRtpSender: SR + SDES, then sleep 0.5-1.5 s.
+                self.next_report = now + 0.5 + random.random()
+                report = rtcp.build_sr(self.ssrc, rtcp.ntp_timestamp(time.time()),
+                                       self.seq * 160, self.sent, self.sent * 160, ())
+                report += rtcp.build_sdes(self.ssrc, b"generator")
+                self.transport.write(self.tx.protect_rtcp(report), self.dest)
 
     phones = []
     browsers = []
@@ -310,13 +339,20 @@ def generator_main(args: argparse.Namespace) -> dict:
             phones[i].attach(call["rtp"])
     endpoints = phones + browsers
 
+    slot_count = 1 if args.burst else SLOTS
+    slots: list[list] = [[] for _ in range(slot_count)]
+    for endpoint in endpoints:
+        slots[random.randrange(slot_count)].append(endpoint)
+    position = [0]
+
     def tick(count):
-        # A late tick sends the packets of the intervals it missed, so each
-        # end offers exactly 50 packets/s.
+        # One slot per tick (PTIME / slot_count); a late tick sends the slots it
+        # missed, so each end offers exactly 50 packets/s.
         now = time.monotonic()
-        for _ in range(min(count, 5)):
-            for endpoint in endpoints:
+        for _ in range(min(count, 5 * slot_count)):
+            for endpoint in slots[position[0]]:
                 endpoint.send(now)
+            position[0] = (position[0] + 1) % slot_count
 
     result: dict = {"bridge_modes": setup["bridge_modes"]}
 
@@ -351,7 +387,7 @@ def generator_main(args: argparse.Namespace) -> dict:
         reactor.stop()
 
     sender = LoopingCall.withCount(tick)
-    sender.start(PTIME, now=False)
+    sender.start(PTIME / slot_count, now=False)
     reactor.callLater(args.warmup, begin)
     reactor.run()
     child.wait(timeout=10)
@@ -386,6 +422,12 @@ def main() -> None:
     parser.add_argument("--json", action="store_true", help="also print the raw figures")
     parser.add_argument("--stream", action="store_true",
                         help="also publish each call's SIP leg as a named stream (no sinks)")
+    parser.add_argument("--burst", action="store_true",
+                        help="every end sends at the same instant (the old generator)")
+    parser.add_argument("--no-extensions", dest="extensions", action="store_false",
+                        help="bare 12-byte RTP headers from the browser")
+    parser.add_argument("--no-rtcp", dest="rtcp", action="store_false",
+                        help="no SRTCP sender reports from the browser")
     parser.add_argument("--role", default="generator", choices=["generator", "gateway"],
                         help=argparse.SUPPRESS)
     parser.add_argument("--gen-fingerprint", default="", help=argparse.SUPPRESS)
@@ -404,6 +446,9 @@ def main() -> None:
                             "--calls", str(args.calls), "--seconds", str(args.seconds),
                             "--warmup", str(args.warmup), "--port-low", str(args.port_low)]
                            + (["--json"] if args.json else [])
+                           + (["--burst"] if args.burst else [])
+                           + ([] if args.extensions else ["--no-extensions"])
+                           + ([] if args.rtcp else ["--no-rtcp"])
                            + (["--stream"] if args.stream else []), check=False)
         return
     result = generator_main(args)

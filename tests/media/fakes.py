@@ -49,14 +49,33 @@ class FakeUDPPort:
         return False
 
 
+class FakeSocket:
+    """
+    The socket behind a fake port: records C{sendto}, or raises C{error}.
+    """
+
+    def __init__(self):
+        self.sent = []
+        self.error = None
+
+    def sendto(self, datagram, addr):
+        if self.error is not None:
+            raise self.error
+        self.sent.append((bytes(datagram), addr))
+        return len(datagram)
+
+
 @implementer(IReactorUDP)
 class FakeUDPReactor(Clock):
     """
     A L{Clock} that can also bind fake UDP ports; C{busy} ports refuse.
+    With C{sockets}, every port has a L{FakeSocket} as C{socket}, as
+    Twisted's C{udp.Port} has a real one.
     """
 
-    def __init__(self):
+    def __init__(self, sockets=False):
         super().__init__()
+        self.sockets = sockets
         self.bound = {}
         self.busy = set()
         self._ephemeral = 50000
@@ -68,5 +87,7 @@ class FakeUDPReactor(Clock):
         if port in self.busy or port in self.bound:
             raise CannotListenError(interface, port, OSError("in use"))
         p = self.bound[port] = FakeUDPPort(self, port, protocol, interface)
+        if self.sockets:
+            p.socket = FakeSocket()
         p.startListening()
         return p

@@ -327,6 +327,59 @@ class PacketPathTests(SessionTestMixin, SynchronousTestCase):
         self.assertEqual(second.sequence_number, (first.sequence_number + 1) & 0xFFFF)
 
 
+class DirectSendTests(SynchronousTestCase):
+    """
+    Datagrams to the latched source skip Port.write's address checks and go
+    straight to the socket; everything else keeps Port.write.
+    """
+
+    def make(self):
+        reactor = FakeUDPReactor(sockets=True)
+        session = RTPSession(reactor, "203.0.113.1", PortPool(31000, 31009),
+                             rng=random.Random(4))
+        session.start()
+        self.addCleanup(session.stop)
+        session.set_remote(*PEER)
+        return session, reactor.bound[session.local_address[1]]
+
+    def test_latched_source_through_socket(self):
+        """
+        Once latched, relayed packets and locally produced ones reach the
+        peer through the socket's sendto, to the address recvfrom gave.
+        """
+        session, port = self.make()
+        source = (PEER[0], PEER[1])
+        session.datagramReceived(rtp(), source)
+        session.send_packet(bytearray(rtp(seq=7)))
+        session.send_payload(b"\xff" * 160, 0)
+        self.assertEqual([addr for _, addr in port.socket.sent], [source, source])
+        self.assertIs(port.socket.sent[0][1], session._source_addr)
+        self.assertEqual(port.written, [])
+        self.assertEqual(session.packets_sent, 2)
+
+    def test_unlatched_through_port_write(self):
+        """
+        Before latching, packets go to the SDP address through Port.write,
+        which validates it.
+        """
+        session, port = self.make()
+        session.send_packet(bytearray(rtp()))
+        self.assertEqual(port.socket.sent, [])
+        self.assertEqual([addr for _, addr in port.written], [PEER])
+
+    def test_socket_error_falls_back(self):
+        """
+        A socket error on the direct path hands the datagram to Port.write,
+        which knows which errors to ignore.
+        """
+        session, port = self.make()
+        session.datagramReceived(rtp(), PEER)
+        port.socket.error = ConnectionRefusedError()
+        session.send_packet(bytearray(rtp(seq=9)))
+        self.assertEqual(len(port.written), 1)
+        self.assertEqual(session.packets_sent, 1)
+
+
 class RTCPTests(SessionTestMixin, SynchronousTestCase):
     """
     RTCP reports from the leg's one timer (RFC 3550 section 6).

@@ -165,6 +165,9 @@ class RTPSession(_MediaLeg, TelephoneEventPacing, DatagramProtocol):
         self._refusals_logged = 0
         self._refusal_logged_at: Optional[float] = None
 
+        # the socket's sendto once started (see start)
+        self._sendto: Optional[Callable[[bytes, Address], object]] = None
+
         # addresses: where we send, and the source we accept (None until latched)
         self._send_addr: Optional[Address] = None
         self._source_addr: Optional[Address] = None
@@ -255,6 +258,13 @@ class RTPSession(_MediaLeg, TelephoneEventPacing, DatagramProtocol):
         else:
             self._bind_from_pool()
         self._started = True
+        # The socket's own sendto, for datagrams to the latched source: its
+        # address came from recvfrom, so Twisted's per-write checks that it is
+        # a literal IP address (3-4 string parses, ~10 % of a relayed packet's
+        # cost under load) have nothing to find.  Transports without a socket
+        # (test doubles) keep Port.write.
+        sock = getattr(self._rtp_port, "socket", None)
+        self._sendto = None if sock is None else sock.sendto
         self._next_rtcp = self._clock.seconds() + self._rtcp_delay()
         self._schedule_tick()
 
@@ -307,6 +317,7 @@ class RTPSession(_MediaLeg, TelephoneEventPacing, DatagramProtocol):
                 if port is not None:
                     waits.append(defer.maybeDeferred(port.stopListening))
             self._rtp_port = self._rtcp_port = None
+            self._sendto = None
             if self._reservation is not None:
                 self._reservation.release()
         return defer.gatherResults(waits, consumeErrors=True).addCallback(
@@ -489,9 +500,25 @@ class RTPSession(_MediaLeg, TelephoneEventPacing, DatagramProtocol):
         if addr is None:
             return
         self.rewriter.rewrite(buf)
-        self.transport.write(buf, addr)
+        self._send_datagram(buf, addr)
         self.packets_sent += 1
         self.octets_sent += len(buf) - RTP_HEADER_SIZE
+
+    def _send_datagram(self, data: bytes, addr: Address) -> None:
+        """
+        Send straight through the socket to the latched source (an address
+        recvfrom gave us); anything else, and any socket error, goes through
+        Twisted's C{Port.write}, which validates the address and handles
+        EINTR, EMSGSIZE and ECONNREFUSED.
+        """
+        sendto = self._sendto
+        if sendto is not None and addr is self._source_addr:
+            try:
+                sendto(data, addr)
+                return
+            except OSError:
+                pass
+        self.transport.write(data, addr)
 
     def send_payload(self, payload: bytes, payload_type: int, marker: bool = False) -> None:
         """
@@ -505,7 +532,7 @@ class RTPSession(_MediaLeg, TelephoneEventPacing, DatagramProtocol):
 
     def _write(self, packet: bytes) -> None:
         assert self._send_addr is not None
-        self.transport.write(packet, self._send_addr)
+        self._send_datagram(packet, self._send_addr)
         self.packets_sent += 1
         self.octets_sent += len(packet) - RTP_HEADER_SIZE
 
