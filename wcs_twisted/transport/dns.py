@@ -49,11 +49,26 @@ def build_resolver(servers: Iterable[tuple[str, int]] = (), hosts_file: str = "/
     A Twisted Names resolver: the hosts file first (so "localhost" and local names work without
     a DNS server), then C{servers}, or the system's resolv.conf when none are given.
     """
-    servers = list(servers)
-    dns_client = (client.Resolver(servers=servers, timeout=timeout, reactor=reactor) if servers
-                  else client.Resolver(resolv="/etc/resolv.conf", timeout=timeout,
-                                       reactor=reactor))
+    servers = list(servers) or system_servers()
+    dns_client = client.Resolver(servers=servers, timeout=timeout, reactor=reactor)
     return resolve.ResolverChain([hosts.Resolver(file=hosts_file.encode()), dns_client])
+
+
+def system_servers(path: str = "/etc/resolv.conf") -> list[tuple[str, int]]:
+    """
+    The name servers of resolv.conf, read once (Twisted's own reading of it re-reads the file
+    every minute on a timer that outlives the stack).
+    """
+    servers = []
+    try:
+        with open(path) as lines:
+            for line in lines:
+                words = line.split()
+                if len(words) >= 2 and words[0] == "nameserver":
+                    servers.append((words[1].split("%")[0], 53))
+    except OSError:
+        pass
+    return servers or [("127.0.0.1", 53)]
 
 
 def address_text(answer) -> str:
@@ -214,8 +229,8 @@ class SIPResolver:
             return default, self.negative_ttl
         service = NAPTR_SERVICES[transport].encode()
         matching = [answer for answer in answers if answer.type == dns.NAPTR
-                    and answer.payload.flags.lower() == b"s"
-                    and answer.payload.service.upper() == service]
+                    and answer.payload.flags.string.lower() == b"s"
+                    and answer.payload.service.string.upper() == service]
         if not matching:
             return default, min([a.ttl for a in answers] or [self.negative_ttl])
         best = min(matching, key=lambda a: (a.payload.order, a.payload.preference))
