@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.transport.test_failover -*-
+# -*- test-case-name: tests.transport.test_dns -*-
 """
 Which resolved target a destination given by name sends to, and moving on when it fails
 (RFC 3263 4.3).
