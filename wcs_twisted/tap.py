@@ -58,6 +58,7 @@ from wcs_twisted.signalling.protocol import Signalling, WCSServerFactory
 from wcs_twisted.sip.auth import DigestAuthenticator
 from wcs_twisted.sip.timers import TimerValues
 from wcs_twisted.sip.transaction_layer import TransactionLayer
+from wcs_twisted.transport.dns import SIPResolver, build_resolver
 from wcs_twisted.transport.stack import SIPStack
 from wcs_twisted.transport.stream import SIPStreamTransport
 from wcs_twisted.transport.trace import MessageTrace
@@ -196,7 +197,7 @@ def build_sip(settings: Settings, reactor, metrics: ServerMetrics):
     stack = SIPStack(
         TransactionLayer(timers),
         reactor, rng, advertised_host=settings.advertised_address, trace=MessageTrace(),
-        resolve=lambda host: reactor.resolve(host),
+        resolver=SIPResolver(build_resolver(reactor=reactor), reactor, rng),
         on_bad_message=lambda transport: metrics.listener_errors.labels(
             listener=f"sip-{transport}").inc(),
         source_rate=settings.sip_rate_limit, source_burst=settings.sip_rate_limit_burst,

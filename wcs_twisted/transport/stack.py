@@ -16,7 +16,6 @@ from __future__ import annotations
 import ipaddress
 from typing import Any, Callable, Iterable, Protocol
 
-from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from zope.interface import implementer
@@ -27,13 +26,15 @@ from wcs_twisted.sip.events import MessageDiscarded
 from wcs_twisted.sip.message import Request, Response, error_response, new_tag, parse_message
 from wcs_twisted.sip.transaction import server_key
 from wcs_twisted.sip.transaction_layer import TransactionLayer, generate_branch
-from wcs_twisted.sip.address import SIPAddress
+from wcs_twisted.sip.address import DEFAULT_PORTS, SIPAddress
 from wcs_twisted.transport.admission import (
     LOOPBACK_NETWORKS,
     LoadShedding,
     ReactorLag,
     SourceRateLimit,
 )
+from wcs_twisted.transport.dns import SIPResolver
+from wcs_twisted.transport.failover import TargetFailover
 from wcs_twisted.transport.trace import BAD, IN, OUT, MessageTrace
 
 
@@ -79,7 +80,7 @@ class SIPStack:
         random: Any,
         advertised_host: str,
         trace: MessageTrace | None = None,
-        resolve: Callable[[str], Deferred] | None = None,
+        resolver: SIPResolver | None = None,
         on_bad_message: Callable[[str], None] = lambda transport: None,
         *,
         source_rate: float = 100.0,
@@ -88,8 +89,12 @@ class SIPStack:
         max_transactions: int = 50000,
         max_lag: float = 0.3,
         retry_after: int = 5,
+        failover: TargetFailover | None = None,
     ) -> None:
         """
+        @param resolver: RFC 3263 resolution of destinations given by host name (None: only IP
+            literals can be reached).
+        @param failover: which resolved target gets a destination's messages (RFC 3263 4.3).
         @param source_rate: requests per second one source IP may send (a token bucket of
             C{source_burst}); beyond it UDP requests are dropped unanswered and stream requests
             answered 503.  0 turns the limit off.
@@ -108,8 +113,8 @@ class SIPStack:
         self.user: ITransactionUser | None = None
         self.transports: dict[str, MessageSender] = {}
         self.ports: dict[str, int] = {}
-        self._resolve = resolve
-        self._resolved: dict[str, str] = {"localhost": "127.0.0.1"}
+        self.resolver = resolver
+        self.failover = failover or TargetFailover()
         self._literals: dict[str, bool] = {}
         self._on_bad_message = on_bad_message
         self._timer: IDelayedCall | None = None
@@ -166,6 +171,7 @@ class SIPStack:
         flood would amplify it, and its source may be spoofed.
         """
         self.trace.record(IN, data, source)
+        self.failover.heard_from(source.host)
         if not data.startswith(b"SIP/") and not self.rate_limit.allow(source.host,
                                                                        self.clock.seconds()):
             return
@@ -181,6 +187,7 @@ class SIPStack:
         One parsed message from a stream C{source}; a request over its source's rate is
         answered 503 (the connection proves the address, and the client will not retransmit).
         """
+        self.failover.heard_from(source.host)
         if isinstance(message, Request) and not self.rate_limit.allow(source.host,
                                                                       self.clock.seconds()):
             if message.method != "ACK":
@@ -230,13 +237,19 @@ class SIPStack:
     def transport_error(self, destination: SIPAddress) -> None:
         """
         A connection to C{destination} failed or was lost, or an ICMP error came back from it
-        (RFC 3261 18.4).  Transactions that named the host (the stack resolved it) fail too.
+        (RFC 3261 18.4).  For destinations given by name that were sent there, the requests it
+        left unanswered go to the next resolved target; the transactions fail when none is left.
         """
         now = self.clock.seconds()
         self.layer.transport_error(destination, now)
-        for name, address in list(self._resolved.items()):
-            if address == destination.host and name != destination.host:
-                self.layer.transport_error(destination._replace(host=name), now)
+        for name, requests in list(self.failover.failed(destination, now)):
+            if requests is None:
+                self.layer.transport_error(name, now)
+                continue
+            self.log.info("SIP {target} failed: {name} fails over", target=str(destination),
+                          name=str(name))
+            for data in requests:
+                self._send(data, name)
         self._pump()
 
     def _stamp_received(self, request: Request, source: SIPAddress) -> None:
@@ -334,6 +347,8 @@ class SIPStack:
             self.clock.callLater(0, self.transport_error, destination)
             return
         if getattr(sender, "resolves_names", False):
+            if not destination.port:
+                destination = destination._replace(port=DEFAULT_PORTS[destination.transport])
             self.trace.record(OUT, data, destination)
             sender.send(data, destination)
             return
@@ -345,33 +360,57 @@ class SIPStack:
             if len(self._literals) >= MAX_CACHED_HOSTS:
                 self._literals.clear()
             literal = self._literals[host] = is_ip_literal(host)
-        if not literal:
-            resolved = self._resolved.get(host.lower())
-            if resolved is None:
-                self._resolve_then_send(data, destination, sender)
-                return
-            destination = destination._replace(host=resolved)
-        self.trace.record(OUT, data, destination)
-        sender.send(data, destination)
+        if literal:
+            if not destination.port:
+                destination = destination._replace(port=DEFAULT_PORTS[destination.transport])
+            self.trace.record(OUT, data, destination)
+            sender.send(data, destination)
+            return
+        resolution = self.resolver.cached(destination) if self.resolver is not None else None
+        if resolution is None:
+            self._resolve_then_send(data, destination)
+            return
+        self._send_to_target(data, destination, resolution.targets, sender)
 
-    def _resolve_then_send(self, data: bytes, destination: SIPAddress, sender) -> None:
-        if self._resolve is None:
+    def _send_to_target(self, data: bytes, destination: SIPAddress, targets, sender) -> None:
+        """
+        Send to the resolved target the failover picks for C{destination} (a host name).
+        """
+        now = self.clock.seconds()
+        target = self.failover.choose(destination, targets, now)
+        if target is None:
+            self.log.warn("no address for {destination}", destination=str(destination))
+            self.clock.callLater(0, self.layer_transport_error, destination)
+            return
+        self.failover.sent(target, destination, data, now)
+        self.trace.record(OUT, data, target)
+        sender.send(data, target)
+
+    def layer_transport_error(self, destination: SIPAddress) -> None:
+        """
+        Fail the transactions addressed to C{destination} as the layer knows it (a name that
+        could not be resolved to any target).
+        """
+        self.layer.transport_error(destination, self.clock.seconds())
+        self._pump()
+
+    def _resolve_then_send(self, data: bytes, destination: SIPAddress) -> None:
+        if self.resolver is None:
             self.log.warn("cannot resolve {host}: no resolver", host=destination.host)
-            self.clock.callLater(0, self.transport_error, destination)
+            self.clock.callLater(0, self.layer_transport_error, destination)
             return
 
-        def resolved(address: str) -> None:
-            self._resolved[destination.host.lower()] = address
-            target = destination._replace(host=address)
-            self.trace.record(OUT, data, target)
-            sender.send(data, target)
+        def resolved(resolution) -> None:
+            sender = self.transports.get(destination.transport)
+            if sender is not None and not self._stopped:
+                self._send_to_target(data, destination, resolution.targets, sender)
 
         def failed(failure) -> None:
             self.log.warn("cannot resolve {host}: {error}", host=destination.host,
                           error=failure.getErrorMessage())
-            self.transport_error(destination)
+            self.layer_transport_error(destination)
 
-        self._resolve(destination.host).addCallbacks(resolved, failed)
+        self.resolver.resolve(destination).addCallbacks(resolved, failed)
 
     def _arm_timer(self) -> None:
         if self._stopped:

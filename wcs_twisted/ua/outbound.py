@@ -9,6 +9,7 @@ one place.
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Any
 
 from wcs_twisted.sip.header_fields import Headers
@@ -86,8 +87,10 @@ def build_request(
 
 def next_hop(uri: SIPURI, outbound_proxy: str = "", default_port: int | None = None) -> SIPAddress:
     """
-    Where to send a request for C{uri}: the outbound proxy when one is set, else the URI's host
-    (RFC 3263 without DNS SRV: IP literals and names resolved by the stack, default ports).
+    Where to send a request for C{uri}: the outbound proxy when one is set, else the URI's host.
+
+    A host name with no port (and no C{default_port}) gets port 0: the stack finds the port, and
+    the addresses, by RFC 3263 (NAPTR, SRV, then A/AAAA); an IP literal gets the default port.
 
     @param outbound_proxy: "host", "host:port" or "[v6]:port".
     """
@@ -96,9 +99,20 @@ def next_hop(uri: SIPURI, outbound_proxy: str = "", default_port: int | None = N
         transport = "udp"
     if outbound_proxy:
         host, port = split_host_port(outbound_proxy)
-        return SIPAddress(transport, host, port or default_port or DEFAULT_PORTS[transport])
-    return SIPAddress(transport, uri.host.strip("[]"),
-                      uri.port or default_port or DEFAULT_PORTS[transport])
+    else:
+        host, port = uri.host.strip("[]"), uri.port
+    port = port or default_port
+    if not port:
+        port = DEFAULT_PORTS[transport] if is_ip_literal(host) else 0
+    return SIPAddress(transport, host, port)
+
+
+def is_ip_literal(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def split_host_port(text: str) -> tuple[str, int | None]:
