@@ -202,3 +202,19 @@ class PackagingTests(SynchronousTestCase):
                                 text=True, timeout=60, check=False)
         self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
         self.assertIn("--config", result.stdout)
+
+
+class DNSServerTests(SynchronousTestCase):
+    """
+    sip_dns_servers entries become (host, port) pairs for Twisted Names.
+    """
+
+    def test_forms(self):
+        """
+        A host alone gets port 53; host:port and [v6]:port keep theirs.
+        """
+        from wcs_twisted.tap import dns_servers
+        settings = Settings(sip_dns_servers=("10.0.0.53", "127.0.0.1:5353", "[::1]:5300", "::1"))
+        self.assertEqual(dns_servers(settings), [("10.0.0.53", 53), ("127.0.0.1", 5353),
+                                                 ("::1", 5300), ("::1", 53)])
+

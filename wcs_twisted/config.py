@@ -353,6 +353,12 @@ KEYS: tuple[Key, ...] = (
     Key("sip_outbound_proxy", "sip_outbound_proxy", HOST, "",
         "External SIP server for calls whose session gives no sipOutboundProxy; when set, local "
         "mode is off unless enable_local_videochat is set explicitly."),
+    Key("sip_dns_servers", "sip_dns_servers", WORDS, "",
+        "DNS servers (host or host:port, comma-separated) for RFC 3263 lookups of SIP destinations; empty: those of /etc/resolv.conf (the hosts file is read first)."),
+    Key("sip_dns_down_s", "sip_dns_down_s", NON_NEGATIVE_INT, "30",
+        "Seconds a SIP target that failed (transport error or silence) is skipped in favour of the next SRV target."),
+    Key("sip_dns_silence_ms", "sip_dns_silence_ms", NON_NEGATIVE_INT, "4000",
+        "Silence after a request before its retransmission goes to the next SRV target; 0: only transport errors fail over."),
     Key("enable_local_videochat", "enable_local_videochat", BOOLEAN, "true",
         "Local mode: the built-in registrar/proxy connects calls between local users, so no "
         "external SIP server is needed (WCS key)."),
@@ -498,6 +504,9 @@ class Settings:
     sip_domain: str = ""
     sip_local_domains: tuple[str, ...] = ()
     sip_outbound_proxy: str = ""
+    sip_dns_servers: tuple[str, ...] = ()
+    sip_dns_down_s: int = 30
+    sip_dns_silence_ms: int = 4000
     enable_local_videochat: bool = True
     call_allowed_destinations: tuple[str, ...] = ()
     call_anonymous: str = "auto"

@@ -59,6 +59,7 @@ from wcs_twisted.sip.auth import DigestAuthenticator
 from wcs_twisted.sip.timers import TimerValues
 from wcs_twisted.sip.transaction_layer import TransactionLayer
 from wcs_twisted.transport.dns import SIPResolver, build_resolver
+from wcs_twisted.transport.failover import TargetFailover
 from wcs_twisted.transport.stack import SIPStack
 from wcs_twisted.transport.stream import SIPStreamTransport
 from wcs_twisted.transport.trace import MessageTrace
@@ -67,6 +68,7 @@ from wcs_twisted.transport.udp import listen_udp as listen_sip_udp
 from wcs_twisted.ua.core import UserAgentCore
 from wcs_twisted.ua.proxy import Proxy
 from wcs_twisted.ua.location import LocationService
+from wcs_twisted.ua.outbound import split_host_port
 from wcs_twisted.ua.registrar import Registrar
 from wcs_twisted.ua.registration import RegistrationClient
 
@@ -165,6 +167,17 @@ def call_policy(settings: Settings) -> CallPolicy:
         max_calls_per_address=settings.max_calls_per_address)
 
 
+def dns_servers(settings: Settings) -> list[tuple[str, int]]:
+    """
+    The configured DNS servers as (host, port); empty means the system's.
+    """
+    servers = []
+    for entry in settings.sip_dns_servers:
+        host, port = split_host_port(entry)
+        servers.append((host, port or 53))
+    return servers
+
+
 def local_domains(settings: Settings) -> list[str]:
     """
     The domains the built-in registrar/proxy serves, the primary one (the digest realm) first.
@@ -197,7 +210,9 @@ def build_sip(settings: Settings, reactor, metrics: ServerMetrics):
     stack = SIPStack(
         TransactionLayer(timers),
         reactor, rng, advertised_host=settings.advertised_address, trace=MessageTrace(),
-        resolver=SIPResolver(build_resolver(reactor=reactor), reactor, rng),
+        resolver=SIPResolver(build_resolver(dns_servers(settings), reactor=reactor), reactor, rng),
+        failover=TargetFailover(down_for=settings.sip_dns_down_s,
+                                silence_timeout=settings.sip_dns_silence_ms / 1000.0),
         on_bad_message=lambda transport: metrics.listener_errors.labels(
             listener=f"sip-{transport}").inc(),
         source_rate=settings.sip_rate_limit, source_burst=settings.sip_rate_limit_burst,
