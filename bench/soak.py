@@ -66,17 +66,63 @@ def serve(argv: list[str]) -> None:
         taken[0] += 1
         if tracemalloc.is_tracing():
             tracemalloc.take_snapshot().dump(os.path.join(directory, f"snapshot-{number}.bin"))
-        counts = collections.Counter(type(o).__qualname__ for o in gc.get_objects())
+        objects = gc.get_objects()
+        counts = collections.Counter(type(o).__qualname__ for o in objects)
+        wanted = os.environ.get("SOAK_REFERRERS", "").split(",")
+        if wanted != [""]:
+            with open(os.path.join(directory, f"referrers-{number}.txt"), "w") as handle:
+                for name in wanted:
+                    found = [o for o in objects if type(o).__qualname__ == name][-3:]
+                    for target in found:
+                        handle.write(f"== {name} {str(target)[:120]}\n")
+                        _write_referrers(handle, target, objects, 4, "  ")
+        del objects
         with open(os.path.join(directory, f"types-{number}.json"), "w") as handle:
             json.dump(dict(counts.most_common(400)), handle)
         os.replace(os.path.join(directory, f"types-{number}.json"),
                    os.path.join(directory, f"types-{number}.done.json"))
 
+    def trim(signum, frame) -> None:
+        import ctypes
+
+        gc.collect()
+        before = _own_rss_mb()
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+        with open(os.path.join(directory, "trim.json.tmp"), "w") as handle:
+            json.dump({"before": before, "after": _own_rss_mb()}, handle)
+        os.replace(os.path.join(directory, "trim.json.tmp"), os.path.join(directory, "trim.json"))
+
     signal.signal(signal.SIGUSR1, dump)
+    signal.signal(signal.SIGUSR2, trim)
     from twisted.scripts.twistd import run
 
     sys.argv = ["twistd"] + twistd_args
     run()
+
+
+def _own_rss_mb() -> float:
+    return rss_mb(os.getpid())
+
+
+def _write_referrers(handle, target, objects, depth: int, indent: str) -> None:
+    """
+    Write who holds C{target}, C{depth} levels up (diagnosis of what grows; bench only).
+    """
+    import gc
+
+    if depth == 0:
+        return
+    for holder in gc.get_referrers(target):
+        if holder is objects or type(holder).__name__ == "frame":
+            continue
+        label = type(holder).__qualname__
+        if isinstance(holder, dict):
+            keys = [k for k, v in holder.items() if v is target][:3]
+            label += f" keys={keys!r:.80} len={len(holder)}"
+        elif isinstance(holder, (list, tuple, set)):
+            label += f" len={len(holder)}"
+        handle.write(f"{indent}{label}\n")
+        _write_referrers(handle, holder, objects, depth - 1, indent + "  ")
 
 
 def free_port(kind: int = socket.SOCK_DGRAM) -> int:
@@ -104,7 +150,7 @@ def free_range(span: int) -> int:
 
 
 def wait_tcp(port: int, process: subprocess.Popen, what: str, log: str) -> None:
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 120  # tracemalloc slows the start-up several times
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise SystemExit(f"{what} exited with {process.returncode}; see {log}")
@@ -121,12 +167,16 @@ class Processes:
     The server and sipp children, started here and stopped here by PID.
     """
 
-    def __init__(self, workdir: str, tracemalloc_frames: int) -> None:
+    def __init__(self, workdir: str, tracemalloc_frames: int, media_from: int = 0) -> None:
         self.workdir = workdir
-        self.ws_port, self.http_port = free_port(socket.SOCK_STREAM), free_port(socket.SOCK_STREAM)
-        self.sip_port, self.uas_port = free_port(), free_port()
-        self.media_from = free_range(MEDIA_SPAN + 10)
+        self.media_from = media_from or free_range(MEDIA_SPAN + 10)
         self.media_to = self.media_from + MEDIA_SPAN - 1
+        ports: list[int] = []
+        while len(ports) < 4:  # outside the media range, so the port count is media only
+            port = free_port(socket.SOCK_STREAM if len(ports) < 2 else socket.SOCK_DGRAM)
+            if not self.media_from <= port <= self.media_to + 10 and port not in ports:
+                ports.append(port)
+        self.ws_port, self.http_port, self.sip_port, self.uas_port = ports
         self.echo_port = self.media_to + 4
         self.snapshots = os.path.join(workdir, "snapshots")
         os.makedirs(self.snapshots)
@@ -141,7 +191,8 @@ class Processes:
         self.server = subprocess.Popen(
             python + [os.path.abspath(__file__), "serve", self.snapshots, "--reactor=asyncio",
                       "-n", "--pidfile=", "-l", self.server_log, "wcs", "--config", config],
-            cwd=workdir, stdin=subprocess.DEVNULL)
+            cwd=workdir, stdin=subprocess.DEVNULL,
+            stdout=open(os.path.join(workdir, "server.out"), "wb"), stderr=subprocess.STDOUT)
         self.sipp_log = os.path.join(workdir, "sipp.log")
         self.sipp = subprocess.Popen(
             ["sipp", "-sn", "uas", "-rtp_echo", "-i", LOOPBACK, "-p", str(self.uas_port),
@@ -149,10 +200,14 @@ class Processes:
              "-error_file", os.path.join(workdir, "sipp-errors.log")],
             cwd=workdir, stdin=subprocess.DEVNULL, stdout=open(self.sipp_log, "wb"),
             stderr=subprocess.STDOUT)
-        wait_tcp(self.ws_port, self.server, "the server", self.server_log)
-        wait_tcp(self.http_port, self.server, "the server", self.server_log)
-        if self.sipp.poll() is not None:
-            raise SystemExit(f"sipp exited; see {self.sipp_log}")
+        try:
+            wait_tcp(self.ws_port, self.server, "the server", self.server_log)
+            wait_tcp(self.http_port, self.server, "the server", self.server_log)
+            if self.sipp.poll() is not None:
+                raise SystemExit(f"sipp exited; see {self.sipp_log}")
+        except BaseException:
+            self.stop()
+            raise
 
     def stop(self) -> None:
         for child in (self.sipp, self.server):
@@ -174,6 +229,26 @@ def rss_mb(pid: int) -> float:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
     return 0.0
+
+
+def heap_split_mb(pid: int) -> tuple[float, float]:
+    """
+    Resident MB of the glibc main heap ([heap]) and of anonymous maps (Python's arenas, large
+    mallocs, library buffers), from /proc/PID/smaps: which allocator holds the growth.
+    """
+    heap = anon = 0
+    current = ""
+    with open(f"/proc/{pid}/smaps") as handle:
+        for line in handle:
+            if line[0] in "0123456789abcdef" and "-" in line.split(" ", 1)[0]:
+                fields = line.split()
+                current = fields[5] if len(fields) > 5 else ""
+            elif line.startswith("Rss:"):
+                if current == "[heap]":
+                    heap += int(line.split()[1])
+                elif current == "":
+                    anon += int(line.split()[1])
+    return heap / 1024, anon / 1024
 
 
 def socket_inodes(pid: int) -> tuple[int, set[str]]:
@@ -228,7 +303,9 @@ def gauges(http_port: int) -> dict:
 def sample(processes: Processes, started: float, calls: dict) -> dict:
     pid = processes.server.pid
     fds, _ = socket_inodes(pid)
-    row = {"t": time.monotonic() - started, "rss": rss_mb(pid), "fds": fds,
+    heap, anon = heap_split_mb(pid)
+    row = {"t": time.monotonic() - started, "rss": rss_mb(pid), "heap": heap, "anon": anon,
+           "fds": fds,
            "ports": media_ports(pid, processes.media_from, processes.media_to),
            "done": calls["ok"], "failed": calls["failed"]}
     row.update(gauges(processes.http_port))
@@ -236,7 +313,8 @@ def sample(processes: Processes, started: float, calls: dict) -> dict:
 
 
 def print_row(row: dict) -> None:
-    print(f"{row['t'] / 60:7.2f} {row['rss']:8.1f} {row['fds']:5d} {row['ports']:6d} "
+    print(f"{row['t'] / 60:7.2f} {row['rss']:8.1f} {row['heap']:6.1f} {row['anon']:6.1f} "
+          f"{row['fds']:5d} {row['ports']:6d} "
           f"{row['wcs_sessions']:8d} {row['wcs_calls']:6d} {row['done']:7d} {row['failed']:6d}",
           flush=True)
 
@@ -263,6 +341,18 @@ def ask_snapshot(processes: Processes, number: int, timeout: float = 120) -> Non
     deadline = time.monotonic() + timeout
     while not os.path.exists(path) and time.monotonic() < deadline:
         time.sleep(0.2)
+
+
+def ask_trim(processes: Processes, timeout: float = 60) -> str:
+    path = os.path.join(processes.snapshots, "trim.json")
+    os.kill(processes.server.pid, signal.SIGUSR2)
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(path) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    with open(path) as handle:
+        trim = json.load(handle)
+    os.remove(path)
+    return f"{trim['before']:.1f} -> {trim['after']:.1f} MB"
 
 
 def compare_snapshots(directory: str, first: int, last: int, top: int) -> None:
@@ -350,8 +440,8 @@ def run_load(processes: Processes, args) -> list[dict]:
     rows: list[dict] = []
     started = time.monotonic()
     stop_at = started + args.minutes * 60
-    print(" minutes  RSS(MB)   fds  ports sessions  calls   calls  failed\n"
-          "                                                   done", flush=True)
+    print(" minutes  RSS(MB)   heap   anon   fds  ports sessions  calls   calls  failed\n"
+          "                                                                 done", flush=True)
 
     def take() -> defer.Deferred:
         d = threads.deferToThread(sample, processes, started, calls)
@@ -432,18 +522,25 @@ def main() -> None:
     parser.add_argument("--snapshot-every", type=float, default=0, metavar="MINUTES",
                         help="ask the server for a snapshot every MINUTES (0: only after "
                              "warm-up and at the end)")
+    parser.add_argument("--trim", action="store_true",
+                        help="at the end, ask the server to malloc_trim(0) and print its RSS "
+                             "before and after (is the growth freed memory glibc keeps?)")
     parser.add_argument("--top", type=int, default=15)
+    parser.add_argument("--media-from", type=int, default=0,
+                        help="first media port (2000 are used; default: a free range from 30000)")
     parser.add_argument("--workdir", help="where logs and snapshots go (default: a temp dir)")
     args = parser.parse_args()
     workdir = args.workdir or tempfile.mkdtemp(prefix="wcs-soak-")
     os.makedirs(workdir, exist_ok=True)
     print(f"workdir {workdir}; nproc {os.cpu_count()}", flush=True)
-    processes = Processes(workdir, args.tracemalloc)
+    processes = Processes(workdir, args.tracemalloc, args.media_from)
     try:
         print(f"server pid {processes.server.pid}, sipp pid {processes.sipp.pid}, media ports "
               f"{processes.media_from}-{processes.media_to}", flush=True)
         rows = run_load(processes, args)
         ask_snapshot(processes, len(processes_snapshots_taken(processes)))
+        if args.trim:
+            print(f"\nmalloc_trim(0) after gc: RSS {ask_trim(processes)}", flush=True)
         if rows:
             summary(rows, args.warmup)
         taken = len(processes_snapshots_taken(processes))
