@@ -63,6 +63,27 @@ class DTLSSRTPEndpointTests(SynchronousTestCase):
         self.assertEqual(client.rx_srtp.unprotect(server.tx_srtp.protect(packet)), packet)
         self.assertEqual(server.rx_srtp.unprotect(client.tx_srtp.protect(packet)), packet)
 
+    def test_connections_share_one_context_without_session_cache(self):
+        """
+        Every endpoint of a certificate uses one DTLS context (a context per call was malloc
+        churn the soak saw as RSS growth), with no session cache that would keep each peer's
+        session, and a second pair of calls still agrees on fresh keys.
+        """
+        from OpenSSL import SSL
+
+        first_server, first_client = self.pair()
+        second_server, second_client = self.pair()
+        context = first_server._ssl.get_context()
+        self.assertIs(second_server._ssl.get_context(), context)
+        self.assertEqual(context.get_session_cache_mode(), SSL.SESS_CACHE_OFF)
+        handshake(first_server, first_client)
+        handshake(second_server, second_client)
+        self.assertEqual(second_server.state, DTLSState.CONNECTED)
+        packet = build_rtp(0, 1, 160, 7, b"\xff" * 160)
+        protected = second_server.tx_srtp.protect(packet)
+        self.assertNotEqual(protected, first_server.tx_srtp.protect(packet))
+        self.assertEqual(second_client.rx_srtp.unprotect(protected), packet)
+
     def test_fingerprint_mismatch_fails(self):
         """
         A peer certificate that does not match the SDP fingerprint fails the
