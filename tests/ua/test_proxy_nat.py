@@ -162,3 +162,18 @@ class ContactRoutingTests(ProxyTestCase):
         self.call_bob()
         [event] = self.bob.requests
         self.assertEqual(event.source, SIPAddress("tcp", "10.0.0.1", 5060))
+
+    def test_contact_we_cannot_resolve_goes_to_the_source(self):
+        """
+        A binding made without NAT whose Contact names a transport we do not send on (a WCS
+        session's C{transport=ws} binding elsewhere) is reached at its source.
+        """
+        from wcs_twisted.sip.headers import NameAddress
+        from wcs_twisted.ua.location import Binding
+
+        self.location.update(Binding(
+            aor=f"sip:bob@{DOMAIN}",
+            contact=NameAddress.parse("<sip:bob@10.0.0.9:8080;transport=ws>"),
+            expires_at=self.clock.seconds() + 60, call_id="ws", cseq=1, source=self.bob.address))
+        self.call_bob()
+        self.assertEqual(len(self.bob.requests), 1)

@@ -809,9 +809,13 @@ class Proxy:
     def _binding_destination(self, binding: Binding) -> SIPAddress | None:
         """
         Where a request for C{binding} goes: back over its REGISTER's flow when the registrar
-        said so (NAT, a connection, RFC 5626), else to its Contact.
+        said so (NAT, a connection, RFC 5626), else to its Contact; a Contact that names no
+        transport we resolve (a WCS session's C{transport=ws} binding) goes to the source.
         """
-        return _flow(binding) or self._resolve(binding.contact.uri)
+        destination = _flow(binding) or self._resolve(binding.contact.uri)
+        if destination is None and isinstance(binding.source, SIPAddress):
+            return binding.source
+        return destination
 
     def _destination(self, uri) -> SIPAddress | None:
         """
