@@ -19,7 +19,7 @@ from wcs_twisted.sip.message import Request
 from wcs_twisted.sip.uri import SIPURI
 from wcs_twisted.testing.network import MemoryNetwork, build_memory_stack
 from wcs_twisted.ua.location import Binding, LocationService, address_of_record
-from wcs_twisted.ua.registrar import Registrar
+from wcs_twisted.ua.registrar import Registrar, flow_reason
 
 REGISTRAR = SIPAddress("udp", "10.0.0.1", 5060)
 DOMAIN = "example.test"
@@ -117,7 +117,8 @@ class RegisterTests(RegistrarTestCase):
     def test_register_adds_binding(self):
         """
         10.3 step 7-8: the 200 lists the binding with its expires, plus Date; the location
-        service keeps it with the address the REGISTER came from.
+        service keeps it with the address the REGISTER came from, reached at its Contact
+        (nothing is NATed).
         """
         exchange = self.register(expires=600)
         response = exchange.final
@@ -129,6 +130,7 @@ class RegisterTests(RegistrarTestCase):
         self.assertIsNotNone(response.to.tag)
         [binding] = self.bindings()
         self.assertEqual(binding.source, SIPAddress("udp", "10.0.0.2", 5060))
+        self.assertFalse(binding.flow)
         self.assertEqual(binding.expires_at, self.clock.seconds() + 600)
         self.assertEqual(self.changes, [1])
 
@@ -543,3 +545,95 @@ class LocationServiceTests(SynchronousTestCase):
         self.assertEqual(len(location._known), 3)
         self.assertTrue(location.known("sip:n99@x"))
         self.assertFalse(location.known("sip:a@x"))
+
+
+class FlowReasonTests(SynchronousTestCase):
+    """
+    L{flow_reason}, rule by rule: when a binding is reached back where its REGISTER came from.
+    """
+
+    def reason(self, contact, source=("udp", "203.0.113.7", 5060), via="203.0.113.7:5060"):
+        request = Request("REGISTER", SIPURI.parse(f"sip:{DOMAIN}"), Headers([
+            ("Via", f"SIP/2.0/{source[0].upper()} {via};branch=z9hG4bK1;rport"),
+            ("Contact", contact)]))
+        return flow_reason(request, NameAddress.parse(contact), SIPAddress(*source))
+
+    def test_direct(self):
+        """
+        A Contact equal to the source and the Via: no NAT, the Contact is used.
+        """
+        self.assertIsNone(self.reason("<sip:a@203.0.113.7:5060>"))
+        self.assertIsNone(self.reason("<sip:a@203.0.113.7>"))
+
+    def test_third_party(self):
+        """
+        A public Contact elsewhere than the (public) source, or a private one registered from
+        a private source, is a third-party registration: the Contact is used.
+        """
+        self.assertIsNone(self.reason("<sip:a@198.51.100.9:5070>"))
+        self.assertIsNone(self.reason("<sip:a@10.1.2.3:5060>", ("udp", "192.168.0.9", 5062),
+                                      "192.168.0.9:5062"))
+        self.assertIsNone(self.reason("<sip:a@127.0.0.1:6000>", ("udp", "127.0.0.1", 5062),
+                                      "127.0.0.1:5062"))
+
+    def test_via_host_differs(self):
+        """
+        RFC 3581 received: a Via sent-by host other than the source is NAT.
+        """
+        self.assertIn("NAT", self.reason("<sip:a@203.0.113.7:5060>", via="192.168.1.2:5060"))
+
+    def test_via_port_differs(self):
+        """
+        RFC 3581 rport: a Via sent-by port other than the source port is NAT (a port-mapping
+        router), with an absent port meaning 5060.
+        """
+        self.assertIn("NAT", self.reason("<sip:a@203.0.113.7:5060>",
+                                         ("udp", "203.0.113.7", 40000)))
+        self.assertIn("NAT", self.reason("<sip:a@203.0.113.7:5060>",
+                                         ("udp", "203.0.113.7", 40000), "203.0.113.7"))
+
+    def test_private_contact_from_public_source(self):
+        """
+        A private (RFC 1918, CGNAT 100.64/10, ULA), link-local or loopback Contact registered
+        from a wider network is NAT.
+        """
+        for contact in ("<sip:a@192.168.1.2:5060>", "<sip:a@100.64.0.5>",
+                        "<sip:a@169.254.1.1>", "<sip:a@127.0.0.1>"):
+            self.assertIn("NAT", self.reason(contact), contact)
+        self.assertIn("NAT", self.reason("<sip:a@[fd00::5]:5060>", ("udp", "2001:db8::7", 5060),
+                                         "[2001:db8::7]:5060"))
+        self.assertIn("NAT", self.reason("<sip:a@127.0.0.1:5060>", ("udp", "10.0.0.7", 5060),
+                                         "10.0.0.7:5060"))
+
+    def test_connection_oriented(self):
+        """
+        Over TCP, TLS and WebSocket the connection is the route, NAT or not.
+        """
+        for transport in ("tcp", "tls", "ws", "wss"):
+            self.assertEqual(self.reason("<sip:a@198.51.100.9:5070>",
+                                         (transport, "203.0.113.7", 5060)),
+                             "connection-oriented")
+
+    def test_outbound(self):
+        """
+        RFC 5626: reg-id with +sip.instance, or an ;ob Contact, keeps the flow.
+        """
+        instance = '+sip.instance="<urn:uuid:00000000-0000-0000-0000-000000000001>"'
+        self.assertEqual(self.reason(f"<sip:a@198.51.100.9>;reg-id=1;{instance}"),
+                         "RFC 5626 outbound")
+        self.assertEqual(self.reason("<sip:a@198.51.100.9;ob>"), "RFC 5626 outbound")
+        self.assertIsNone(self.reason("<sip:a@198.51.100.9>;reg-id=1"))
+
+    def test_contact_needs_dns(self):
+        """
+        A Contact by host name cannot be reached without DNS here: the source is used.
+        """
+        self.assertEqual(self.reason("<sip:a@phone.example.test>"), "Contact host needs DNS")
+
+    def test_source_not_an_address(self):
+        """
+        A REGISTER from no transport address (an internal source) binds to the Contact.
+        """
+        request = Request("REGISTER", SIPURI.parse(f"sip:{DOMAIN}"), Headers([
+            ("Via", "SIP/2.0/UDP 10.0.0.2:5060;branch=z9hG4bK1")]))
+        self.assertIsNone(flow_reason(request, NameAddress.parse("<sip:a@10.0.0.2>"), None))

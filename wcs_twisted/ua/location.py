@@ -40,8 +40,12 @@ class Binding:
     expires_at: float
     call_id: str
     cseq: int
-    source: Any  # the transport address the REGISTER came from (reach NATed clients there)
+    source: Any  # the transport address the REGISTER came from
     q: float = 1.0
+    #: Requests for this contact go back over the flow its REGISTER came on (C{source}): the
+    #: registrar saw NAT, a connection or RFC 5626 outbound.  Otherwise they go to the Contact
+    #: itself, so a REGISTER sent on a phone's behalf (third-party) reaches the phone.
+    flow: bool = False
 
     @property
     def contact_key(self) -> str:
@@ -57,8 +61,8 @@ class LocationService:
 
     Besides the table the proxy needs (L{lookup}), it remembers which AORs ever registered (a
     user who is away gets 480, an unknown one 404) and indexes live bindings by the host and
-    port of their contact, so an in-dialog request whose Request-URI is a registered contact is
-    sent where that contact's REGISTER came from (NAT).
+    port of their contact, so an in-dialog request whose Request-URI is a registered contact
+    behind NAT is sent where that contact's REGISTER came from.
     """
 
     def __init__(self, on_change: Callable[[int], None] = lambda count: None,

@@ -63,6 +63,13 @@ def _strip_brackets(host: str) -> str:
     return host[1:-1] if host.startswith("[") else host
 
 
+def _flow(binding: Binding) -> SIPAddress | None:
+    """
+    The address a binding's REGISTER came from, when requests for it must go back there.
+    """
+    return binding.source if binding.flow and isinstance(binding.source, SIPAddress) else None
+
+
 def _is_ip_literal(host: str) -> bool:
     try:
         ipaddress.ip_address(host)
@@ -582,8 +589,14 @@ class Proxy:
         for binding in targets:
             uri = binding.contact.uri
             uri = uri.without_headers() if uri.headers else uri
-            forwarded.append((uri, binding.source))
-            bindings[(str(uri), binding.source)] = binding
+            destination = self._binding_destination(binding)
+            if destination is None:
+                continue
+            forwarded.append((uri, destination))
+            bindings[(str(uri), destination)] = binding
+        if not forwarded:
+            self._refuse(event, 480, "Temporarily Unavailable")
+            return True
         self._forward(event, headers, forwarded, bindings)
         return True
 
@@ -793,10 +806,30 @@ class Proxy:
         except RemoteProtocolError:
             return None
 
+    def _binding_destination(self, binding: Binding) -> SIPAddress | None:
+        """
+        Where a request for C{binding} goes: back over its REGISTER's flow when the registrar
+        said so (NAT, a connection, RFC 5626), else to its Contact; a Contact that names no
+        transport we resolve (a WCS session's C{transport=ws} binding) goes to the source.
+        """
+        destination = _flow(binding) or self._resolve(binding.contact.uri)
+        if destination is None and isinstance(binding.source, SIPAddress):
+            return binding.source
+        return destination
+
     def _destination(self, uri) -> SIPAddress | None:
         """
-        Where to send for C{uri} (RFC 3263 without DNS): a registered contact goes where its
-        REGISTER came from; otherwise IP literals and localhost only.
+        Where to send for C{uri}: a registered contact as its binding says, else L{_resolve}.
+        """
+        if isinstance(uri, SIPURI) and uri.scheme != "tel":
+            binding = self.location.binding_at(uri.host, uri.port, self.clock.seconds())
+            if binding is not None and _flow(binding) is not None:
+                return binding.source
+        return self._resolve(uri)
+
+    def _resolve(self, uri) -> SIPAddress | None:
+        """
+        RFC 3263 without DNS: IP literals and localhost only.
         """
         if not isinstance(uri, SIPURI) or uri.scheme == "tel":
             return None
@@ -805,9 +838,6 @@ class Proxy:
         if default is None:
             return None
         host = _strip_brackets(uri.host)
-        binding = self.location.binding_at(uri.host, uri.port, self.clock.seconds())
-        if binding is not None and isinstance(binding.source, SIPAddress):
-            return binding.source
         maddr = uri.param("maddr")
         if maddr:
             host = _strip_brackets(maddr)

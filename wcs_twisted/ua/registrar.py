@@ -5,11 +5,16 @@ The built-in registrar (RFC 3261 10.3), writing to L{wcs_twisted.ua.location}.
 This is WCS's local mode: with no external SIP server, browsers and SIP phones register here and
 the proxy finds them.  Only the configured domains are served (no open relay); when digest users
 are configured every REGISTER must authenticate as the user it registers.
+
+Each binding records whether requests for it go back where the REGISTER came from (a NATed
+phone, a connection, RFC 5626 outbound: L{flow_reason}) or to the Contact it names (a phone
+registered by another host or port, RFC 3261 10.2 third-party registration).
 """
 
 from __future__ import annotations
 
 import email.utils
+import ipaddress
 import re
 from typing import Iterable, Mapping
 
@@ -18,7 +23,9 @@ from zope.interface import implementer
 
 from wcs_twisted.interfaces import IRequestRouter
 from wcs_twisted.sip.auth import DigestAuthenticator
+from wcs_twisted.sip.address import DEFAULT_PORTS, SIPAddress
 from wcs_twisted.sip.errors import RemoteProtocolError
+from wcs_twisted.sip.headers import NameAddress
 from wcs_twisted.sip.message import Request
 from wcs_twisted.sip.uri import SIPURI
 from wcs_twisted.ua.authentication import UserAuthentication
@@ -31,6 +38,18 @@ MAX_BINDINGS = 10000
 #: Seconds a refused client is asked to wait (Retry-After of a 503).
 RETRY_AFTER = 30
 _QVALUE = re.compile(r"0(\.[0-9]{0,3})?|1(\.0{0,3})?")
+#: Transports where the connection is the only way back to the client.
+CONNECTION_TRANSPORTS = frozenset({"tcp", "tls", "ws", "wss"})
+#: Address blocks a host outside them cannot reach, narrowest first: a Contact in a narrower
+#: block than the REGISTER's source is behind NAT.
+_SCOPES = (
+    ("loopback", ("127.0.0.0/8", "::1/128")),
+    ("link-local", ("169.254.0.0/16", "fe80::/10")),
+    ("private", ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10",
+                 "fc00::/7")),
+)
+_SCOPE_NETWORKS = tuple((rank, tuple(ipaddress.ip_network(block) for block in blocks))
+                        for rank, (_, blocks) in enumerate(_SCOPES))
 
 
 @implementer(IRequestRouter)
@@ -190,9 +209,64 @@ class Registrar:
             if expires == 0:
                 self.location.remove(aor, key)
                 continue
+            reason = flow_reason(request, contact, event.source)
+            self.log.debug("REGISTER {aor}: {contact} reached {route}", aor=aor, contact=key,
+                           route=f"at {event.source} ({reason})" if reason else "directly")
             self.location.update(Binding(aor=aor, contact=contact, expires_at=now + expires,
-                                         call_id=call_id, cseq=cseq, source=event.source, q=q))
+                                         call_id=call_id, cseq=cseq, source=event.source, q=q,
+                                         flow=reason is not None))
         return None
+
+
+def flow_reason(request: Request, contact: NameAddress, source) -> str | None:
+    """
+    Why requests for C{contact} must go back to C{source}, the address its REGISTER came from
+    (Kamailio's C{nat_uac_test} and C{fix_nated_register}), or None: then they go to the
+    Contact, which is where a phone registered by someone else listens.
+    """
+    if not isinstance(source, SIPAddress):
+        return None
+    if source.transport in CONNECTION_TRANSPORTS:
+        return "connection-oriented"
+    uri = contact.uri
+    if not isinstance(uri, SIPURI):
+        return "Contact is not a SIP URI"
+    if uri.has_param("ob") or (contact.has_param("reg-id") and contact.has_param("+sip.instance")):
+        return "RFC 5626 outbound"
+    contact_ip = _ip(uri.host)
+    if contact_ip is None:
+        return "Contact host needs DNS"
+    source_ip = _ip(source.host)
+    via = request.top_via
+    via_ip = _ip(via.host)
+    default_port = DEFAULT_PORTS.get(source.transport, 5060)
+    if (via_ip is not None and via_ip != source_ip) or (
+            (via.port or default_port) != source.port):
+        return "NAT: Via sent-by differs from the source (RFC 3581 received/rport)"
+    contact_port = uri.port or DEFAULT_PORTS.get(uri.transport, default_port)
+    if (contact_ip, contact_port) != (source_ip, source.port) and (
+            _scope(contact_ip) < _scope(source_ip)):
+        return "NAT: Contact address unreachable from the source's network"
+    return None
+
+
+def _ip(host: str):
+    try:
+        return ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return None
+
+
+def _scope(address) -> int:
+    """
+    The rank of the narrowest block in L{_SCOPES} holding C{address}; public is widest.
+    """
+    if address is None:
+        return len(_SCOPES)
+    for rank, networks in _SCOPE_NETWORKS:
+        if any(address in network for network in networks):
+            return rank
+    return len(_SCOPES)
 
 
 def _delta_seconds(text: str) -> int | None:

@@ -1,0 +1,153 @@
+"""
+A small Internet inside a test: network namespaces joined by veth pairs, with addresses, routes
+and an iptables MASQUERADE router, all removed again by L{Topology.destroy}.
+
+Every address lives only inside the namespaces the test creates; nothing is configured in the
+host's own namespace, so nothing can leave the machine.  Peers run inside a namespace with
+L{Topology.command} (C{ip netns exec}); this process opens sockets inside one with
+L{Topology.inside} (setns(2) on the calling thread, which Twisted's listenUDP/connectTCP use
+synchronously).  Needs root, iproute2 and iptables: L{require_netns} says precisely which is
+missing so a test can skip with that reason.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import shutil
+import subprocess
+from typing import Iterator
+
+from twisted.trial.unittest import SkipTest
+
+CLONE_NEWNET = 0x40000000
+_NETNS_DIR = "/var/run/netns"
+
+
+def _run(argv: list[str]) -> subprocess.CompletedProcess:
+    return subprocess.run(argv, capture_output=True, text=True, timeout=20)
+
+
+def require_netns() -> None:
+    """
+    Skip (L{SkipTest}) unless this process can build a NAT topology: root, C{ip}, C{iptables}
+    and a kernel with the nat table (probed in a throw-away namespace).
+    """
+    if os.geteuid() != 0:
+        raise SkipTest("network namespaces need root (CI runs the suite as root)")
+    for binary, package in (("ip", "iproute2"), ("iptables", "iptables")):
+        if shutil.which(binary) is None:
+            raise SkipTest(f"{binary} not found (apt-get install {package})")
+    probe = f"wcsprobe{os.getpid()}"
+    made = _run(["ip", "netns", "add", probe])
+    if made.returncode:
+        raise SkipTest(f"ip netns add failed: {made.stderr.strip()}")
+    try:
+        nat = _run(["ip", "netns", "exec", probe, "iptables", "-t", "nat", "-A", "POSTROUTING",
+                    "-o", "lo", "-j", "MASQUERADE"])
+        if nat.returncode:
+            raise SkipTest("the kernel has no iptables nat table/MASQUERADE target "
+                           f"(nf_nat / nft_masq): {nat.stderr.strip()}")
+    finally:
+        _run(["ip", "netns", "del", probe])
+
+
+class Topology:
+    """
+    Namespaces and links made for one test; L{destroy} removes them (deleting a namespace
+    deletes its veth ends, and so their peers).
+
+    @ivar prefix: the start of every namespace and interface name, unique per process and
+        topology so parallel runs never meet (interface names stay within 15 bytes).
+    """
+
+    _serial = 0
+
+    def __init__(self, prefix: str = "wcs") -> None:
+        Topology._serial += 1
+        self.prefix = f"{prefix}{os.getpid() % 100000}{Topology._serial}"
+        self.namespaces: list[str] = []
+        self._links = 0
+
+    def namespace(self, name: str) -> str:
+        """
+        Create namespace C{<prefix>-<name>} with its loopback up; return its full name.
+        """
+        full = f"{self.prefix}-{name}"
+        self._check(["ip", "netns", "add", full])
+        self.namespaces.append(full)
+        self._check(["ip", "-n", full, "link", "set", "lo", "up"])
+        return full
+
+    def link(self, a: str, address_a: str, b: str, address_b: str) -> tuple[str, str]:
+        """
+        A veth pair between namespaces C{a} and C{b}, addressed C{address_a} / C{address_b}
+        (CIDR, e.g. C{"192.168.77.1/24"}), both up; return the two interface names.
+        """
+        self._links += 1
+        end_a, end_b = f"v{self.prefix[-8:]}{self._links}a", f"v{self.prefix[-8:]}{self._links}b"
+        self._check(["ip", "link", "add", end_a, "netns", a, "type", "veth",
+                     "peer", "name", end_b, "netns", b])
+        for namespace, end, address in ((a, end_a, address_a), (b, end_b, address_b)):
+            self._check(["ip", "-n", namespace, "addr", "add", address, "dev", end])
+            self._check(["ip", "-n", namespace, "link", "set", end, "up"])
+        return end_a, end_b
+
+    def route(self, namespace: str, destination: str, via: str) -> None:
+        """
+        C{ip route add destination via via} in C{namespace} (C{"default"} for the default).
+        """
+        self._check(["ip", "-n", namespace, "route", "add", destination, "via", via])
+
+    def masquerade(self, router: str, outside: str) -> None:
+        """
+        Make C{router} a home NAT: forward, and rewrite what leaves by interface C{outside}
+        to that interface's address (iptables MASQUERADE).
+        """
+        self._check(self.command(router, ["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"]))
+        self._check(self.command(router, ["iptables", "-t", "nat", "-A", "POSTROUTING",
+                                          "-o", outside, "-j", "MASQUERADE"]))
+
+    def nat_table(self, router: str) -> str:
+        """
+        C{iptables -t nat -L -n -v} in C{router}: its rules with their packet counters.
+        """
+        return self._check(self.command(router, ["iptables", "-t", "nat", "-L", "-n", "-v"]))
+
+    def command(self, namespace: str, argv: list[str]) -> list[str]:
+        """
+        C{argv} run inside C{namespace}.
+        """
+        return ["ip", "netns", "exec", namespace, *argv]
+
+    @contextlib.contextmanager
+    def inside(self, namespace: str) -> Iterator[None]:
+        """
+        Sockets this thread opens within the block live in C{namespace} (setns(2)); the
+        thread is back in its own namespace afterwards, even on error.
+        """
+        libc = ctypes.CDLL(None, use_errno=True)
+        with open("/proc/thread-self/ns/net") as home, \
+                open(os.path.join(_NETNS_DIR, namespace)) as target:
+            if libc.setns(target.fileno(), CLONE_NEWNET) != 0:
+                raise OSError(ctypes.get_errno(), f"setns into {namespace} failed")
+            try:
+                yield
+            finally:
+                if libc.setns(home.fileno(), CLONE_NEWNET) != 0:
+                    raise OSError(ctypes.get_errno(), "setns back home failed")
+
+    def destroy(self) -> None:
+        """
+        Delete every namespace made (and with them their links, routes and NAT rules).
+        """
+        while self.namespaces:
+            _run(["ip", "netns", "del", self.namespaces.pop()])
+
+    def _check(self, argv: list[str]) -> str:
+        result = _run(argv)
+        if result.returncode:
+            raise RuntimeError(f"{' '.join(argv)} failed ({result.returncode}): "
+                               f"{result.stderr.strip()}")
+        return result.stdout
