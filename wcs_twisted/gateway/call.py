@@ -102,6 +102,8 @@ class Call(CallTimers, CallTransfers):
         self.has_audio = bool(fields.get("hasAudio", True))
         self.has_video = bool(fields.get("hasVideo", False))
         self.custom = fields.get("custom") or {}
+        #: An incoming INVITE's X- headers by name (caller_identity.invite_parameters).
+        self.invite_parameters = fields.get("inviteParameters")
         self.app_key = session.app_key if session is not None else fields.get("appKey",
                                                                                 "defaultApp")
         #: The stream the call's SIP media is published as (REST C{toStream}, a module, or
@@ -159,7 +161,7 @@ class Call(CallTimers, CallTransfers):
             "hasVideo": self.has_video,
             "sdp": self.browser_sdp,
             "visibleName": self.visible_name,
-            "inviteParameters": None,
+            "inviteParameters": self.invite_parameters,
             "mediaProvider": "WebRTC",
             "sipMessageRaw": self.sip_message_raw,
             "isMsrp": False,

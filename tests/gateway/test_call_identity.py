@@ -1,0 +1,104 @@
+"""
+Tests for L{wcs_twisted.gateway.caller_identity}: who an incoming INVITE says is calling, and the
+C{X-} headers the browser sees, alone and through the call table over the in-memory network.
+"""
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from tests.gateway.test_call import PEER_OFFER, CallTestMixin
+from tests.ua.test_invite_session import Observer
+from wcs_twisted.gateway.caller_identity import caller_identity, invite_parameters
+from wcs_twisted.sip.header_fields import Headers
+from wcs_twisted.sip.message import Request
+from wcs_twisted.sip.uri import SIPURI
+from wcs_twisted.ua.invite_session import InviteSession
+
+
+def invite(*headers):
+    """
+    An INVITE from a trunk number with the given extra headers.
+    """
+    return Request("INVITE", SIPURI.parse("sip:alice@10.0.0.1"), Headers(
+        (("From", '"Trunk" <sip:+4930100@carrier>;tag=1'), ("To", "<sip:alice@10.0.0.1>"))
+        + headers))
+
+
+class CallerIdentityTests(SynchronousTestCase):
+    """
+    P-Asserted-Identity, then Remote-Party-ID, then From.
+    """
+
+    def test_from_alone(self):
+        """
+        Without an asserted identity the caller is From's user and its display name.
+        """
+        self.assertEqual(caller_identity(invite()), ("+4930100", "Trunk"))
+
+    def test_asserted_identity_wins(self):
+        """
+        P-Asserted-Identity names the caller and its display name, not From's.
+        """
+        request = invite(("P-Asserted-Identity", '"Boss" <sip:1000@carrier>'))
+        self.assertEqual(caller_identity(request), ("1000", "Boss"))
+
+    def test_sip_identity_before_tel(self):
+        """
+        Of a tel: and a sip: identity (RFC 3325 9.1), the sip: one is shown.
+        """
+        request = invite(("P-Asserted-Identity", "<tel:+15550001>, \"Ann\" <sip:2000@carrier>"))
+        self.assertEqual(caller_identity(request), ("2000", "Ann"))
+
+    def test_asserted_without_name_shows_its_user(self):
+        """
+        An asserted identity without display name shows its number, never the trunk's name.
+        """
+        request = invite(("P-Asserted-Identity", "<tel:+15550001>"))
+        self.assertEqual(caller_identity(request), ("+15550001", "+15550001"))
+
+    def test_remote_party_id(self):
+        """
+        Remote-Party-ID of the calling party is used; a called-party one is not.
+        """
+        request = invite(("Remote-Party-ID", '"Called" <sip:9@c>;party=called'),
+                         ("Remote-Party-ID", '"Cal" <sip:3000@c>;party=calling;screen=yes'))
+        self.assertEqual(caller_identity(request), ("3000", "Cal"))
+        request = invite(("Remote-Party-ID", '"Called" <sip:9@c>;party=called'))
+        self.assertEqual(caller_identity(request), ("+4930100", "Trunk"))
+
+    def test_malformed_identity_ignored(self):
+        """
+        A P-Asserted-Identity that does not parse is as if absent.
+        """
+        request = invite(("P-Asserted-Identity", "<<nonsense"))
+        self.assertEqual(caller_identity(request), ("+4930100", "Trunk"))
+
+    def test_invite_parameters(self):
+        """
+        X- headers are collected by name; other headers are not; none gives None.
+        """
+        request = invite(("X-Account", "42"), ("Subject", "hi"), ("x-lower", "a b"))
+        self.assertEqual(invite_parameters(request), {"X-Account": "42", "x-lower": "a b"})
+        self.assertIsNone(invite_parameters(invite()))
+
+
+class IncomingIdentityTests(CallTestMixin, SynchronousTestCase):
+    """
+    The identity reaches notifyIncomingCall through the call table.
+    """
+
+    def test_notify_incoming_call_shows_asserted_caller_and_x_headers(self):
+        """
+        A trunk INVITE with P-Asserted-Identity and an X- header: notifyIncomingCall carries
+        caller 1000, visibleName Boss and inviteParameters with the X- header.
+        """
+        connection, session = self.connect("alice", "/a")
+        InviteSession.outgoing(
+            self.phone_core, self.clock, Observer(), SIPURI.parse("sip:trunk@10.0.0.2"),
+            SIPURI.parse("sip:alice@10.0.0.1"), PEER_OFFER,
+            extra_headers=(("P-Asserted-Identity", '"Boss" <sip:1000@carrier>'),
+                           ("X-Campaign", "spring")))
+        self.network.run()
+        incoming = dict(connection.messages)["notifyIncomingCall"][0]
+        self.assertEqual((incoming["caller"], incoming["visibleName"],
+                          incoming["inviteParameters"]),
+                         ("1000", "Boss", {"X-Campaign": "spring"}))

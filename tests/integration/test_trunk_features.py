@@ -1,0 +1,55 @@
+"""
+What SIP trunks and PBXs ask of the gateway, each insisted on by a sipp scenario the way a carrier
+does, against the real server with the WCS test client (aiortc) as the browser, on 127.0.0.1.
+
+Run: .venv/bin/python -m twisted.trial --reactor=asyncio tests.integration.test_trunk_features
+"""
+
+from __future__ import annotations
+
+from tests.integration.peers import run_sipp
+from tests.integration.test_calls import CallTestCase
+
+#: sipp's own limit per run.
+SIPP_TIMEOUT = 20
+
+
+class TrunkFeatureTestCase(CallTestCase):
+    """
+    The real server, a browser logged in as alice in local mode, and sipp as the trunk.
+    """
+
+    def sipp_calls_alice(self, scenario, *extra):
+        """
+        Start sipp as a trunk calling alice at the gateway; fires with its L{SippResult}.
+        """
+        return run_sipp(scenario, target=f"127.0.0.1:{self.sip_port}",
+                        extra_args=["-s", "alice", *extra], timeout=SIPP_TIMEOUT,
+                        workdir=self.base)
+
+    def assertSippPassed(self, result):
+        self.assertEqual(result.exit_code, 0, result.describe())
+
+
+class CallerIdentityTests(TrunkFeatureTestCase):
+    """
+    RFC 3325 P-Asserted-Identity and X- headers from a trunk, seen by the browser.
+    """
+
+    async def test_asserted_identity_and_x_header_in_notify_incoming_call(self):
+        """
+        The trunk's From is its own number; notifyIncomingCall shows caller 1000 and
+        visibleName Boss from P-Asserted-Identity, and the X- header in inviteParameters.
+        """
+        alice = await self.connect_local("alice")
+        done = self.sipp_calls_alice("uac_trunk_identity", "-d", "1000")
+        call_id = await alice.wait_incoming_call(timeout=10)
+        incoming = alice.calls[call_id].incoming_object
+        self.assertEqual((incoming["caller"], incoming["visibleName"],
+                          incoming["inviteParameters"]),
+                         ("1000", "Boss", {"X-Campaign": "spring"}))
+        await alice.answer(call_id, tone_hz=440)
+        await alice.wait_status(call_id, "ESTABLISHED", timeout=10)
+        self.assertSippPassed(await done)
+        await alice.wait_status(call_id, "FINISH", timeout=5)
+        self.assertEqual(alice.violations, [])
