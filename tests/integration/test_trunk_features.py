@@ -7,8 +7,11 @@ Run: .venv/bin/python -m twisted.trial --reactor=asyncio tests.integration.test_
 
 from __future__ import annotations
 
-from tests.integration.peers import run_sipp
+from twisted.internet import reactor
+
+from tests.integration.peers import free_port, poll, run_sipp
 from tests.integration.test_calls import CallTestCase
+from tests.integration.test_local_mode import udp_port_taken
 
 #: sipp's own limit per run.
 SIPP_TIMEOUT = 20
@@ -53,3 +56,42 @@ class CallerIdentityTests(TrunkFeatureTestCase):
         self.assertSippPassed(await done)
         await alice.wait_status(call_id, "FINISH", timeout=5)
         self.assertEqual(alice.violations, [])
+
+
+class ReliableProvisionalTests(TrunkFeatureTestCase):
+    """
+    RFC 3262 100rel / PRACK with a carrier that insists on it, both roles.
+    """
+
+    async def test_carrier_180_requiring_100rel_is_pracked(self):
+        """
+        The browser calls a carrier whose 180 requires 100rel: the gateway PRACKs it (sipp
+        fails the call on a missing or wrong RAck), the 200 follows and the call is
+        ESTABLISHED, RING having been seen once.
+        """
+        port = free_port()
+        done = run_sipp("uas_100rel", extra_args=["-s", "bob"], local_port=port,
+                        timeout=SIPP_TIMEOUT, workdir=self.base)
+        await poll(lambda: udp_port_taken(port), 5, reactor, 0.05,
+                   message=lambda: f"sipp UAS never bound udp {port}")
+        alice = await self.connect_local("alice")
+        call_id = await alice.call(f"bob@127.0.0.1:{port}", tone_hz=440, codecs=["PCMU"])
+        await alice.wait_status(call_id, "ESTABLISHED", timeout=15)
+        self.assertEqual(alice.calls[call_id].statuses.count("RING"), 1)
+        await alice.hangup(call_id)
+        self.assertSippPassed(await done)
+        self.assertEqual(alice.violations, [])
+
+    async def test_carrier_invite_requiring_100rel_gets_reliable_180(self):
+        """
+        A carrier INVITE with Require: 100rel: the gateway's 180 carries Require: 100rel and
+        RSeq, sipp PRACKs it and the PRACK is answered 200 (sipp insists), then the browser
+        answers.
+        """
+        alice = await self.connect_local("alice")
+        done = self.sipp_calls_alice("uac_require_100rel", "-d", "500")
+        call_id = await alice.wait_incoming_call(timeout=10)
+        await alice.answer(call_id, tone_hz=440)
+        await alice.wait_status(call_id, "ESTABLISHED", timeout=10)
+        self.assertSippPassed(await done)
+        await alice.wait_status(call_id, "FINISH", timeout=5)

@@ -322,3 +322,81 @@ class InviteSessionTests(SynchronousTestCase):
         self.call()
         self.clock.pump([0.5] * 65)
         self.assertEqual(self.caller.events, [("failed", 408)])
+
+
+class ReliableProvisionalTests(SynchronousTestCase):
+    """
+    RFC 3262 100rel / PRACK between our own UAC and UAS.
+    """
+
+    setUp = InviteSessionTests.setUp
+    call = InviteSessionTests.call
+
+    def sent(self, start):
+        return [data for _, _, data in self.network.delivered if data.startswith(start)]
+
+    def test_required_100rel_is_pracked_and_stops_retransmission(self):
+        """
+        An INVITE requiring 100rel gets a 180 with Require: 100rel and RSeq; the UAC PRACKs it
+        once (RAck = RSeq, CSeq, INVITE), the 200 to the PRACK stops the 180's retransmission.
+        """
+        session = self.call(extra_headers=(("Require", "100rel"),))
+        incoming = self.callee.sessions[0]
+        incoming.ring()
+        self.network.run()
+        ringing = parse_message(self.sent(b"SIP/2.0 180")[0])
+        self.assertEqual(ringing.headers.get("Require"), "100rel")
+        rseq = ringing.headers.get("RSeq")
+        pracks = [parse_message(data) for data in self.sent(b"PRACK ")]
+        self.assertEqual([p.headers.get("RAck") for p in pracks], [f"{rseq} 1 INVITE"])
+        self.clock.advance(10)
+        self.network.run()
+        self.assertEqual(len(self.sent(b"SIP/2.0 180")), 1)
+        self.assertEqual(self.caller.names(), ["provisional"])
+        incoming.accept(ANSWER)
+        self.network.run()
+        self.assertEqual(session.state, InviteSessionState.CONFIRMED)
+        self.assertEqual(self.callee.observer.names(), ["confirmed"])
+
+    def test_invite_announces_100rel(self):
+        """
+        Our INVITE lists 100rel in Supported, and an unreliable 180 is not PRACKed.
+        """
+        self.call()
+        self.callee.sessions[0].ring()
+        self.network.run()
+        invite = parse_message(self.sent(b"INVITE ")[0])
+        self.assertIn("100rel", invite.headers.get_all("Supported"))
+        self.assertEqual(self.sent(b"PRACK "), [])
+        self.assertIsNone(parse_message(self.sent(b"SIP/2.0 180")[0]).headers.get("RSeq"))
+
+    def test_unacknowledged_reliable_1xx_rejects_after_64_t1(self):
+        """
+        Without a PRACK the 180 is sent at T1, 2*T1, ... and after 64*T1 the INVITE is
+        rejected with a 5xx and the UAS's observer hears of it.
+        """
+        self.call(extra_headers=(("Require", "100rel"),))
+        incoming = self.callee.sessions[0]
+        self.network.drop = lambda data, source, destination: data.startswith(b"PRACK ")
+        incoming.ring()
+        for _ in range(40):
+            self.clock.advance(1)
+            self.network.run()
+        self.assertGreater(len(self.sent(b"SIP/2.0 180")), 4)
+        self.assertEqual(incoming.final_status, 504)
+        self.assertEqual(self.callee.observer.events[-1], ("terminated", "No PRACK", True))
+        self.assertEqual(self.caller.events[-1], ("failed", 504))
+
+    def test_prack_for_unknown_rseq_gets_481(self):
+        """
+        A PRACK whose RAck names no outstanding reliable 1xx is answered 481.
+        """
+        session = self.call(extra_headers=(("Require", "100rel"),))
+        incoming = self.callee.sessions[0]
+        incoming.ring()
+        self.network.run()
+        failures = []
+        session.request("PRACK", headers=(("RAck", "999 1 INVITE"),)).addErrback(
+            lambda failure: failures.append(failure.value.status))
+        self.network.run()
+        self.assertEqual(failures, [481])

@@ -28,6 +28,12 @@ from wcs_twisted.sip.errors import LocalProtocolError, RemoteProtocolError
 from wcs_twisted.sip.headers import NameAddress, Via
 from wcs_twisted.sip.message import Request, Response, new_call_id, new_tag
 from wcs_twisted.sip.uri import SIPURI
+from wcs_twisted.ua.reliable_provisional import (
+    OPTION as RELIABLE_PROVISIONAL,
+    ProvisionalReceiver,
+    ReliableProvisionalSender,
+    option_tags,
+)
 from wcs_twisted.ua.outbound import (
     USER_AGENT,
     build_request,
@@ -37,7 +43,9 @@ from wcs_twisted.ua.outbound import (
     via_value,
 )
 
-ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, REFER, NOTIFY, MESSAGE, UPDATE"
+ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, REFER, NOTIFY, MESSAGE, UPDATE, PRACK"
+#: The option tags our INVITEs announce.
+SUPPORTED = "replaces, norefersub, 100rel"
 
 
 class InviteSessionState(enum.Enum):
@@ -130,6 +138,10 @@ class InviteSession:
         self._cancel_requested = False
         self._reliable = False
         self._ended = False
+        #: RFC 3262: which reliable 1xx we PRACKed (UAC), and our own reliable 1xx (UAS, when
+        #: the INVITE requires 100rel).
+        self._prack = ProvisionalReceiver()
+        self._reliable_1xx: ReliableProvisionalSender | None = None
 
     # === UAC =================================================================================
 
@@ -179,7 +191,7 @@ class InviteSession:
         return ""
 
     def _send_invite(self, authorization: tuple[str, str] | None) -> None:
-        extra = list(self._extra) + [("Allow", ALLOW), ("Supported", "replaces, norefersub")]
+        extra = list(self._extra) + [("Allow", ALLOW), ("Supported", SUPPORTED)]
         if authorization is not None:
             extra.append(authorization)
         body = self.local_sdp or b""
@@ -227,7 +239,16 @@ class InviteSession:
                               status=response.status_code, error=str(error))
         elif self.dialog is not None and response.to.tag == self.dialog.remote_tag:
             self.dialog.update_from_response(response)
+        fresh, rack = self._prack.accept(response)
+        if not fresh:
+            return  # a reliable 1xx again, or one ahead of its RSeq (RFC 3262 4)
         self.state = InviteSessionState.EARLY
+        if (rack is not None and self.dialog is not None
+                and response.to.tag == self.dialog.remote_tag):
+            self.request("PRACK", headers=(("RAck", rack),)).addErrback(
+                lambda failure: self.log.info("PRACK on {call_id} failed: {error}",
+                                              call_id=self.call_id,
+                                              error=failure.getErrorMessage()))
         if response.body and self._is_sdp(response):
             self.remote_sdp = response.body
         self.observer.provisional(self, response)
@@ -345,9 +366,31 @@ class InviteSession:
         session.state = InviteSessionState.INCOMING
         if request.body and session._is_sdp(request):
             session.remote_sdp = request.body
+        if RELIABLE_PROVISIONAL in option_tags(request, "Require"):
+            session._reliable_1xx = ReliableProvisionalSender(
+                clock, core.timers.t1, core.random, session._respond_invite,
+                session._no_prack)
         core.own_server(event.transaction_key, session)
         core.register_dialog(request.call_id, local_tag, session.dialog.remote_tag, session)
         return session
+
+    def _respond_invite(self, response: Response) -> None:
+        try:
+            self.core.respond(self._server_key, response)
+        except LocalProtocolError as error:
+            self.log.info("response to the INVITE not sent: {error}", error=str(error))
+
+    def _no_prack(self) -> None:
+        """
+        Our reliable 1xx went unacknowledged for 64*T1: reject the INVITE (RFC 3262 3).
+        """
+        if self.state in (InviteSessionState.INCOMING, InviteSessionState.EARLY):
+            self.reject(504, "No PRACK")
+            self.observer.terminated(self, "No PRACK", by_remote=True)
+
+    def _stop_provisionals(self) -> None:
+        if self._reliable_1xx is not None:
+            self._reliable_1xx.stop()
 
     def _uas_response(self, status: int, reason: str | None = None, body: bytes = b"",
                       headers: tuple[tuple[str, str], ...] = ()) -> Response:
@@ -374,7 +417,11 @@ class InviteSession:
         if sdp:
             self.local_sdp = sdp
         self.state = InviteSessionState.EARLY
-        self.core.respond(self._server_key, self._uas_response(status, body=sdp or b""))
+        response = self._uas_response(status, body=sdp or b"")
+        if self._reliable_1xx is not None:
+            self._reliable_1xx.send(response)
+        else:
+            self.core.respond(self._server_key, response)
 
     def accept(self, sdp: bytes | None) -> None:
         """
@@ -383,6 +430,7 @@ class InviteSession:
         if self.state not in (InviteSessionState.INCOMING, InviteSessionState.EARLY):
             return
         self.local_sdp = sdp
+        self._stop_provisionals()
         self._ok = self._uas_response(200, body=sdp or b"")
         self.dialog.update_from_response(self._ok)
         self.core.expect_ack(self.dialog.call_id, self.dialog.local_tag, self)
@@ -658,6 +706,15 @@ class InviteSession:
         response.headers.add("Allow", ALLOW)
         self.core.respond(event.transaction_key, response)
 
+    def _on_prack(self, event) -> None:
+        request = event.request
+        sender = self._reliable_1xx
+        if sender is None or not sender.prack_received(request.headers.get("RAck")):
+            self.core.respond(event.transaction_key,
+                              request.create_response(481, "No Matching Provisional"))
+            return
+        self.core.respond(event.transaction_key, request.create_response(200))
+
     def _on_update(self, event) -> None:
         request = event.request
         if request.body:
@@ -675,6 +732,7 @@ class InviteSession:
         "MESSAGE": _on_message,
         "OPTIONS": _on_options,
         "UPDATE": _on_update,
+        "PRACK": _on_prack,
     }
 
     # === helpers ==============================================================================
@@ -700,6 +758,7 @@ class InviteSession:
 
     def _end(self) -> None:
         self._ended = True
+        self._stop_provisionals()
         self.state = InviteSessionState.DISCONNECTED
         if self._retransmit is not None and self._retransmit.active():
             self._retransmit.cancel()
