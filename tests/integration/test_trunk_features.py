@@ -95,3 +95,44 @@ class ReliableProvisionalTests(TrunkFeatureTestCase):
         await alice.wait_status(call_id, "ESTABLISHED", timeout=10)
         self.assertSippPassed(await done)
         await alice.wait_status(call_id, "FINISH", timeout=5)
+
+
+class SessionTimerTests(TrunkFeatureTestCase):
+    """
+    RFC 4028 session timers with a carrier that insists on them, both roles.
+    """
+
+    async def test_gateway_refreshes_past_session_expires(self):
+        """
+        The carrier answers Session-Expires 4;refresher=uac: the gateway refreshes with
+        UPDATE (sipp requires two before the BYE) and the call, with its echoed audio, lives
+        on past the interval.
+        """
+        port, media = free_port(), free_port()
+        done = run_sipp("uas_session_timer", extra_args=["-s", "bob", "-rtp_echo",
+                                                         "-mp", str(media)],
+                        local_port=port, timeout=SIPP_TIMEOUT, workdir=self.base)
+        await poll(lambda: udp_port_taken(port), 5, reactor, 0.05,
+                   message=lambda: f"sipp UAS never bound udp {port}")
+        alice = await self.connect_local("alice")
+        call_id = await alice.call(f"bob@127.0.0.1:{port}", tone_hz=440, codecs=["PCMU"])
+        await alice.wait_status(call_id, "ESTABLISHED", timeout=15)
+        received = await alice.wait_audio(call_id, seconds=6, timeout=15)
+        self.assertFrequency(received, 440)
+        self.assertEqual(alice.calls[call_id].status, "ESTABLISHED")
+        await alice.hangup(call_id)
+        self.assertSippPassed(await done)
+
+    async def test_carrier_refreshes_by_reinvite_and_update(self):
+        """
+        A carrier INVITE with Session-Expires 90;refresher=uac: the 200 agrees with Require:
+        timer, and so do the 200s to its re-INVITE and UPDATE refreshes (sipp insists).
+        """
+        alice = await self.connect_local("alice")
+        done = self.sipp_calls_alice("uac_session_timer")
+        call_id = await alice.wait_incoming_call(timeout=10)
+        await alice.answer(call_id, tone_hz=440)
+        await alice.wait_status(call_id, "ESTABLISHED", timeout=10)
+        self.assertSippPassed(await done)
+        await alice.wait_status(call_id, "FINISH", timeout=5)
+        self.assertEqual(alice.violations, [])

@@ -12,6 +12,7 @@ from wcs_twisted.sip.message import parse_message
 from wcs_twisted.sip.uri import SIPURI
 from wcs_twisted.testing.network import MemoryNetwork, build_memory_stack
 from wcs_twisted.ua.invite_session import InviteSession, InviteSessionState, SIPRequestFailed
+from wcs_twisted.ua.session_timer import interval_too_small
 
 OFFER = b"v=0\r\no=- 1 1 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n"
 ANSWER = b"v=0\r\no=- 2 1 IN IP4 10.0.0.2\r\ns=-\r\nc=IN IP4 10.0.0.2\r\nt=0 0\r\nm=audio 5000 RTP/AVP 0\r\n"
@@ -400,3 +401,103 @@ class ReliableProvisionalTests(SynchronousTestCase):
             lambda failure: failures.append(failure.value.status))
         self.network.run()
         self.assertEqual(failures, [481])
+
+
+class SessionTimerTests(SynchronousTestCase):
+    """
+    RFC 4028 session timers between our own UAC and UAS, on the in-memory network's clock.
+    """
+
+    setUp = InviteSessionTests.setUp
+    call = InviteSessionTests.call
+    established = InviteSessionTests.established
+    sent = ReliableProvisionalTests.sent
+
+    def advance(self, seconds):
+        for _ in range(int(seconds)):
+            self.clock.advance(1)
+            self.network.run()
+
+    def test_interval_negotiated_and_refreshed_by_uac(self):
+        """
+        Our INVITE asks Session-Expires 1800 with Min-SE 90 and Supported timer; the UAS
+        answers 1800;refresher=uac with Require: timer; the UAC refreshes with UPDATE every
+        900 s and the call outlives several intervals.
+        """
+        session, incoming = self.established()
+        invite = parse_message(self.sent(b"INVITE ")[0])
+        self.assertEqual((invite.headers.get("Session-Expires"), invite.headers.get("Min-SE")),
+                         ("1800", "90"))
+        self.assertIn("timer", invite.headers.get_all("Supported"))
+        ok = parse_message(next(data for data in self.sent(b"SIP/2.0 200")
+                                if b"INVITE" in data.split(b"CSeq:")[1][:12]))
+        self.assertEqual(ok.headers.get("Session-Expires"), "1800;refresher=uac")
+        self.assertIn("timer", ok.headers.get_all("Require"))
+        self.advance(4000)
+        updates = [parse_message(data) for data in self.sent(b"UPDATE ")]
+        self.assertEqual(len(updates), 4)
+        self.assertEqual(updates[0].headers.get("Session-Expires"), "1800;refresher=uac")
+        self.assertEqual((session.state, incoming.state),
+                         (InviteSessionState.CONFIRMED, InviteSessionState.CONFIRMED))
+
+    def test_missing_refresh_ends_the_call(self):
+        """
+        When the refresher (the UAC) never refreshes, the other side sends BYE before the
+        interval ends (1800 - 32 s).
+        """
+        session, incoming = self.established()
+        session._timer.cancel()
+        self.advance(1767)
+        self.assertEqual(incoming.state, InviteSessionState.CONFIRMED)
+        self.advance(2)
+        self.assertEqual(self.callee.observer.events[-1],
+                         ("terminated", "Session timer expired", False))
+        self.assertEqual(self.caller.events[-1],
+                         ("terminated", "Normal call clearing", True))
+
+    def test_422_is_answered_with_the_min_se_asked_for(self):
+        """
+        A UAS answering 422 with Min-SE 3600: the INVITE is sent again (next CSeq) with
+        Session-Expires and Min-SE 3600, and the call goes on.
+        """
+        accept = self.callee.accept_request
+
+        def strict(event):
+            refusal = interval_too_small(event.request, 3600, to_tag="t422")
+            if refusal is not None:
+                self.core_b.respond(event.transaction_key, refusal)
+                return True
+            return accept(event)
+
+        self.callee.accept_request = strict
+        session = self.call()
+        invites = [parse_message(data) for data in self.sent(b"INVITE ")]
+        self.assertEqual([(i.cseq.number, i.headers.get("Session-Expires"),
+                           i.headers.get("Min-SE")) for i in invites],
+                         [(1, "1800", "90"), (2, "3600", "3600")])
+        self.assertEqual(len(self.callee.sessions), 1)
+        self.assertEqual(session.state, InviteSessionState.CALLING)
+
+    def test_reinvite_below_min_se_gets_422(self):
+        """
+        A refresh asking for less than our Min-SE is refused 422 with Min-SE 90; the call stays.
+        """
+        session, incoming = self.established()
+        statuses = []
+        session.request("UPDATE", headers=(("Session-Expires", "30"),)).addErrback(
+            lambda failure: statuses.append(failure.value.status))
+        self.network.run()
+        self.assertEqual(statuses, [422])
+        self.assertEqual(incoming.state, InviteSessionState.CONFIRMED)
+
+    def test_refresh_by_reinvite_when_update_not_allowed(self):
+        """
+        Without UPDATE in the peer's Allow, the refresher sends a re-INVITE with its SDP.
+        """
+        session, incoming = self.established()
+        session._peer_allow.discard("UPDATE")
+        self.advance(901)
+        reinvites = [parse_message(data) for data in self.sent(b"INVITE ")][1:]
+        self.assertEqual(len(reinvites), 1)
+        self.assertEqual(reinvites[0].body, OFFER)
+        self.assertEqual(reinvites[0].headers.get("Session-Expires"), "1800;refresher=uac")

@@ -36,6 +36,7 @@ from wcs_twisted.gateway.call_transfer import CONNECTED, parse_replaces
 from wcs_twisted.gateway.caller_identity import caller_identity, invite_parameters
 from wcs_twisted.errors import Conflict, DomainError, InvalidField, NotFound
 from wcs_twisted.ua.invite_session import InviteSession
+from wcs_twisted.ua.session_timer import interval_too_small
 from wcs_twisted.ua.outbound import split_host_port
 from wcs_twisted.ua.location import Binding, address_of_record
 from wcs_twisted.ua.registration import RegistrationState
@@ -659,6 +660,10 @@ class CallTable:
             # RFC 3891 3: Replaces naming no dialog here.
             self.core.respond(event.transaction_key, request.create_response(
                 481, "Call Does Not Exist", to_tag=self.core.new_tag()))
+            return True
+        too_small = interval_too_small(request, to_tag=self.core.new_tag())
+        if too_small is not None:
+            self.core.respond(event.transaction_key, too_small)
             return True
         identity = caller_identity(request)
         fields = {

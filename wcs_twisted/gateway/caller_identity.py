@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.gateway.test_call_identity -*-
+# -*- test-case-name: tests.gateway.test_call_trunk -*-
 """
 What an incoming INVITE says about its caller, as the call object shows it.
 

@@ -42,7 +42,7 @@ from wcs_twisted.sip.timers import DEFAULT_TIMERS, TimerValues
 ALLOWED_METHODS = ("INVITE", "ACK", "CANCEL", "BYE", "OPTIONS", "REGISTER", "INFO", "REFER",
                    "NOTIFY", "MESSAGE", "SUBSCRIBE", "UPDATE", "PRACK")
 #: Option tags we support (Supported header; Require outside it gets 420).
-SUPPORTED_OPTIONS = ("replaces", "norefersub", "path", "100rel")
+SUPPORTED_OPTIONS = ("replaces", "norefersub", "path", "100rel", "timer")
 
 
 @implementer(ITransactionUser)

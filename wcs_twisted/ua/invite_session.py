@@ -34,6 +34,16 @@ from wcs_twisted.ua.reliable_provisional import (
     ReliableProvisionalSender,
     option_tags,
 )
+from wcs_twisted.ua.session_timer import (
+    DEFAULT_INTERVAL,
+    MIN_SE,
+    OPTION as SESSION_TIMER,
+    SessionInterval,
+    SessionTimer,
+    answer_interval,
+    interval_too_small,
+    min_se,
+)
 from wcs_twisted.ua.outbound import (
     USER_AGENT,
     build_request,
@@ -45,7 +55,7 @@ from wcs_twisted.ua.outbound import (
 
 ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, REFER, NOTIFY, MESSAGE, UPDATE, PRACK"
 #: The option tags our INVITEs announce.
-SUPPORTED = "replaces, norefersub, 100rel"
+SUPPORTED = "replaces, norefersub, 100rel, timer"
 
 
 class InviteSessionState(enum.Enum):
@@ -142,6 +152,13 @@ class InviteSession:
         #: the INVITE requires 100rel).
         self._prack = ProvisionalReceiver()
         self._reliable_1xx: ReliableProvisionalSender | None = None
+        #: RFC 4028: the session timer, what our INVITE asks for, and what the peer supports.
+        self._timer = SessionTimer(clock, self._refresh_session, self._session_expired)
+        self._session_expires = DEFAULT_INTERVAL
+        self._min_se = MIN_SE
+        self._authorization: tuple[str, str] | None = None
+        self._peer_timer = False
+        self._peer_allow: set[str] = set()
 
     # === UAC =================================================================================
 
@@ -191,7 +208,10 @@ class InviteSession:
         return ""
 
     def _send_invite(self, authorization: tuple[str, str] | None) -> None:
-        extra = list(self._extra) + [("Allow", ALLOW), ("Supported", SUPPORTED)]
+        extra = list(self._extra) + [
+            ("Allow", ALLOW), ("Supported", SUPPORTED),
+            ("Session-Expires", str(self._session_expires)), ("Min-SE", str(self._min_se))]
+        self._authorization = authorization
         if authorization is not None:
             extra.append(authorization)
         body = self.local_sdp or b""
@@ -218,6 +238,8 @@ class InviteSession:
         elif status < 300:
             self._success(response)
         elif status in (401, 407) and self._answer_challenge(response):
+            return
+        elif status == 422 and self._answer_too_small(response):
             return
         else:
             self._invite_failed(status, response.reason, response)
@@ -285,7 +307,21 @@ class InviteSession:
         if self._cancel_requested:
             self.hang_up()
             return
+        self._peer_allow = self._allowed(response)
+        self._interval_confirmed(response)
         self.observer.answered(self, response)
+
+    def _answer_too_small(self, response: Response) -> bool:
+        """
+        422: ask again, once, with the Min-SE the peer wants (RFC 4028 7.4).
+        """
+        wanted = min_se(response)
+        if self.state is not InviteSessionState.CALLING or wanted <= self._session_expires:
+            return False
+        self._min_se = self._session_expires = wanted
+        self._cseq += 1
+        self._send_invite(self._authorization)
+        return True
 
     def _answer_challenge(self, response: Response) -> bool:
         if self.credentials is None or self.state is not InviteSessionState.CALLING:
@@ -366,6 +402,9 @@ class InviteSession:
         session.state = InviteSessionState.INCOMING
         if request.body and session._is_sdp(request):
             session.remote_sdp = request.body
+        session._peer_timer = SESSION_TIMER in (option_tags(request, "Supported")
+                                                | option_tags(request, "Require"))
+        session._peer_allow = session._allowed(request)
         if RELIABLE_PROVISIONAL in option_tags(request, "Require"):
             session._reliable_1xx = ReliableProvisionalSender(
                 clock, core.timers.t1, core.random, session._respond_invite,
@@ -432,6 +471,7 @@ class InviteSession:
         self.local_sdp = sdp
         self._stop_provisionals()
         self._ok = self._uas_response(200, body=sdp or b"")
+        self._answer_interval(self.invite, self._ok)
         self.dialog.update_from_response(self._ok)
         self.core.expect_ack(self.dialog.call_id, self.dialog.local_tag, self)
         self.state = InviteSessionState.CONNECTING
@@ -543,6 +583,12 @@ class InviteSession:
         if method == "INVITE" and (self._pending_invite is not None
                                    or self._remote_reinvite is not None):
             return fail(SIPRequestFailed(491, "Request Pending"))
+        if method in ("INVITE", "UPDATE") and self._timer.interval is not None:
+            # A session refresh, whoever asked for it (RFC 4028 7.4): same interval and refresher.
+            refresher = "uac" if self._timer.we_refresh else "uas"
+            headers = tuple(headers) + (
+                ("Session-Expires", str(SessionInterval(self._timer.interval.seconds, refresher))),
+                ("Supported", SESSION_TIMER))
         request = self.dialog.create_request(method, body=body, content_type=content_type,
                                              headers=headers, via=self._new_via())
         pending = _PendingRequest(self, request)
@@ -585,6 +631,8 @@ class InviteSession:
                 self._ack_reinvite(request, response)
                 if response.body and self._is_sdp(response):
                     self.remote_sdp = response.body
+        if request.method in ("INVITE", "UPDATE") and 200 <= status < 300:
+            self._interval_confirmed(response)
         if self.dialog is not None and self.dialog.is_uac:
             # Dialog.update_from_response follows responses a UAC receives; a UAS dialog's own
             # requests only need the 481/408 rule below.
@@ -641,6 +689,8 @@ class InviteSession:
             response = request.create_response(491)
             self.core.respond(event.transaction_key, response)
             return
+        if self._refuse_too_small(event):
+            return
         offer = request.body if request.body and self._is_sdp(request) else None
         try:
             answer = self.observer.offer_received(self, offer)
@@ -658,6 +708,7 @@ class InviteSession:
             self.local_sdp = body
             response.headers.add("Content-Type", "application/sdp")
             response.body = body
+        self._answer_interval(request, response)
         self._remote_reinvite = event.transaction_key
         self.core.expect_ack(self.dialog.call_id, self.dialog.local_tag, self)
         self.core.respond(event.transaction_key, response)
@@ -721,7 +772,11 @@ class InviteSession:
             self.core.respond(event.transaction_key,
                               request.create_response(488, "Offer in UPDATE not supported"))
             return
-        self.core.respond(event.transaction_key, request.create_response(200))
+        if self._refuse_too_small(event):
+            return
+        response = request.create_response(200)
+        self._answer_interval(request, response)
+        self.core.respond(event.transaction_key, response)
 
     _IN_DIALOG: dict[str, Callable[["InviteSession", Any], None]] = {
         "BYE": _on_bye,
@@ -734,6 +789,69 @@ class InviteSession:
         "UPDATE": _on_update,
         "PRACK": _on_prack,
     }
+
+    # === session timer (RFC 4028) =============================================================
+
+    def _refuse_too_small(self, event) -> bool:
+        response = interval_too_small(event.request, self._min_se)
+        if response is None:
+            return False
+        self.core.respond(event.transaction_key, response)
+        return True
+
+    def _answer_interval(self, request: Request, response: Response) -> None:
+        """
+        As UAS of C{request} (the INVITE, a re-INVITE or an UPDATE): put the agreed interval in
+        our 2xx and restart the timer; a request without Session-Expires turns it off.
+        """
+        supports = self._peer_timer or SESSION_TIMER in option_tags(request, "Supported")
+        interval = answer_interval(request, supports)
+        if interval is None:
+            self._timer.cancel()
+            return
+        response.headers.add("Session-Expires", str(interval))
+        if supports:
+            response.headers.add("Require", SESSION_TIMER)
+        self._timer.start(interval, we_refresh=interval.refresher == "uas")
+
+    def _interval_confirmed(self, response: Response) -> None:
+        """
+        As UAC: the 2xx to our INVITE, re-INVITE or UPDATE sets the interval (none: no timer).
+        """
+        interval = SessionInterval.of(response)
+        if interval is None:
+            self._timer.cancel()
+            return
+        self._timer.start(interval, we_refresh=(interval.refresher or "uac") == "uac")
+
+    def _refresh_session(self) -> None:
+        """
+        Our turn to refresh: UPDATE without a body when the peer allows it, else a re-INVITE
+        with our current SDP (RFC 4028 9).
+        """
+        if self.state is not InviteSessionState.CONFIRMED:
+            return
+        if "UPDATE" in self._peer_allow:
+            done = self.request("UPDATE")
+        else:
+            done = self.request("INVITE", body=self.local_sdp or b"",
+                                content_type="application/sdp" if self.local_sdp else None)
+        done.addErrback(self._refresh_failed)
+
+    def _refresh_failed(self, failure) -> None:
+        failure.trap(SIPRequestFailed)
+        self.log.info("session refresh of {call_id} failed: {error}", call_id=self.call_id,
+                      error=failure.getErrorMessage())
+        if not self._ended and self._timer.interval is not None:
+            self._timer.start(self._timer.interval, we_refresh=True)
+
+    def _session_expired(self) -> None:
+        self.log.info("session timer of {call_id} expired: no refresh", call_id=self.call_id)
+        self.hang_up(reason="Session timer expired")
+
+    @staticmethod
+    def _allowed(message) -> set[str]:
+        return {method.strip().upper() for method in message.headers.get_all("Allow")}
 
     # === helpers ==============================================================================
 
@@ -759,6 +877,7 @@ class InviteSession:
     def _end(self) -> None:
         self._ended = True
         self._stop_provisionals()
+        self._timer.cancel()
         self.state = InviteSessionState.DISCONNECTED
         if self._retransmit is not None and self._retransmit.active():
             self._retransmit.cancel()

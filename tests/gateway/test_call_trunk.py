@@ -1,6 +1,7 @@
 """
-Tests for L{wcs_twisted.gateway.caller_identity}: who an incoming INVITE says is calling, and the
-C{X-} headers the browser sees, alone and through the call table over the in-memory network.
+What trunks ask of the call layer, over the in-memory network: who an incoming INVITE says is
+calling and its C{X-} headers (L{wcs_twisted.gateway.caller_identity}), and a session interval
+below our Min-SE refused before the browser hears of the call.
 """
 
 from twisted.trial.unittest import SynchronousTestCase
@@ -9,8 +10,9 @@ from tests.gateway.test_call import PEER_OFFER, CallTestMixin
 from tests.ua.test_invite_session import Observer
 from wcs_twisted.gateway.caller_identity import caller_identity, invite_parameters
 from wcs_twisted.sip.header_fields import Headers
-from wcs_twisted.sip.message import Request
+from wcs_twisted.sip.message import Request, parse_message
 from wcs_twisted.sip.uri import SIPURI
+from wcs_twisted.ua import invite_session
 from wcs_twisted.ua.invite_session import InviteSession
 
 
@@ -102,3 +104,23 @@ class IncomingIdentityTests(CallTestMixin, SynchronousTestCase):
         self.assertEqual((incoming["caller"], incoming["visibleName"],
                           incoming["inviteParameters"]),
                          ("1000", "Boss", {"X-Campaign": "spring"}))
+
+    def test_interval_below_min_se_gets_422_before_the_browser_hears(self):
+        """
+        An INVITE asking Session-Expires 30 is answered 422 with Min-SE 90 before any
+        notifyIncomingCall; the caller asks again with 90 and the browser is rung once.
+        """
+        connection, session = self.connect("alice", "/a")
+        self.patch(invite_session, "DEFAULT_INTERVAL", 30)
+        self.patch(invite_session, "MIN_SE", 30)
+        InviteSession.outgoing(
+            self.phone_core, self.clock, Observer(), SIPURI.parse("sip:trunk@10.0.0.2"),
+            SIPURI.parse("sip:alice@10.0.0.1"), PEER_OFFER)
+        self.network.run()
+        messages = [parse_message(data) for _, _, data in self.network.delivered]
+        refusal = next(m for m in messages if getattr(m, "status_code", None) == 422)
+        self.assertEqual(refusal.headers.get("Min-SE"), "90")
+        invites = [m for m in messages if getattr(m, "method", None) == "INVITE"]
+        self.assertEqual([m.headers.get("Session-Expires") for m in invites], ["30", "90"])
+        names = [name for name, _ in connection.messages]
+        self.assertEqual(names.count("notifyIncomingCall"), 1)
