@@ -7,6 +7,10 @@ Run: .venv/bin/python -m twisted.trial --reactor=asyncio tests.integration.test_
 
 from __future__ import annotations
 
+import math
+import os
+import struct
+
 from twisted.internet import reactor
 
 from tests.integration.peers import free_port, poll, run_sipp
@@ -15,6 +19,46 @@ from tests.integration.test_local_mode import udp_port_taken
 
 #: sipp's own limit per run.
 SIPP_TIMEOUT = 20
+
+#: The top of each A-law segment (ITU-T G.711), for L{_alaw}.
+_ALAW_SEGMENTS = (0x1F, 0x3F, 0x7F, 0xFF, 0x1FF, 0x3FF, 0x7FF, 0xFFF)
+
+
+def _alaw(sample: int) -> int:
+    """
+    One 16-bit linear sample as G.711 A-law.
+    """
+    value = sample >> 3
+    mask = 0xD5
+    if value < 0:
+        mask, value = 0x55, -value - 1
+    segment = next((i for i, top in enumerate(_ALAW_SEGMENTS) if value <= top), 8)
+    if segment >= 8:
+        return 0x7F ^ mask
+    code = (segment << 4) | ((value >> (1 if segment < 2 else segment)) & 0x0F)
+    return code ^ mask
+
+
+def write_tone_pcap(path: str, freq_hz: float, seconds: float) -> str:
+    """
+    A pcap (Ethernet/IPv4/UDP) of PCMA RTP carrying a sine, 20 ms a packet, for sipp's
+    play_pcap_audio (which rewrites the addresses and ports).
+    """
+    packets = int(seconds * 50)
+    out = [struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)]
+    for number in range(packets):
+        payload = bytes(_alaw(int(16000 * math.sin(2 * math.pi * freq_hz * (number * 160 + i)
+                                                    / 8000))) for i in range(160))
+        rtp = struct.pack("!BBHII", 0x80, 8, number, number * 160, 0x1234) + payload
+        udp = struct.pack("!HHHH", 6000, 6000, 8 + len(rtp), 0) + rtp
+        ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), number, 0, 64, 17, 0,
+                         bytes([127, 0, 0, 1]), bytes([127, 0, 0, 1])) + udp
+        frame = b"\x00" * 12 + b"\x08\x00" + ip
+        out.append(struct.pack("<IIII", number // 50, (number % 50) * 20000, len(frame),
+                               len(frame)) + frame)
+    with open(path, "wb") as f:
+        f.write(b"".join(out))
+    return path
 
 
 class TrunkFeatureTestCase(CallTestCase):
@@ -135,4 +179,34 @@ class SessionTimerTests(TrunkFeatureTestCase):
         await alice.wait_status(call_id, "ESTABLISHED", timeout=10)
         self.assertSippPassed(await done)
         await alice.wait_status(call_id, "FINISH", timeout=5)
+        self.assertEqual(alice.violations, [])
+
+
+class EarlyMediaTests(TrunkFeatureTestCase):
+    """
+    Early media from a 183, heard in the browser before the answer.
+    """
+
+    async def test_ivr_tone_from_183_heard_before_the_answer(self):
+        """
+        The carrier answers 183 with SDP and plays a 1000 Hz tone from a pcap for 4 s before
+        its 200: the browser gets SESSION_PROGRESS and hears the tone while the call is not yet
+        ESTABLISHED; the 200 then establishes the call.
+        """
+        port, media = free_port(), free_port()
+        write_tone_pcap(os.path.join(self.base, "early_media.pcap"), 1000, 5)
+        done = run_sipp("uas_early_media", extra_args=["-s", "bob", "-d", "4000",
+                                                       "-mp", str(media)],
+                        local_port=port, timeout=SIPP_TIMEOUT, workdir=self.base)
+        await poll(lambda: udp_port_taken(port), 5, reactor, 0.05,
+                   message=lambda: f"sipp UAS never bound udp {port}")
+        alice = await self.connect_local("alice")
+        call_id = await alice.call(f"bob@127.0.0.1:{port}", tone_hz=440, codecs=["PCMA"])
+        await alice.wait_status(call_id, "SESSION_PROGRESS", timeout=10)
+        received = await alice.wait_audio(call_id, seconds=1.5, timeout=4)
+        self.assertNotIn("ESTABLISHED", alice.calls[call_id].statuses)
+        self.assertFrequency(received, 1000)
+        await alice.wait_status(call_id, "ESTABLISHED", timeout=10)
+        await alice.hangup(call_id)
+        self.assertSippPassed(await done)
         self.assertEqual(alice.violations, [])
