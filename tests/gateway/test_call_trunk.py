@@ -6,7 +6,7 @@ below our Min-SE refused before the browser hears of the call.
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests.gateway.test_call import PEER_OFFER, CallTestMixin
+from tests.gateway.test_call import BROWSER_OFFER, PEER_ANSWER, PEER_OFFER, CallTestMixin
 from tests.ua.test_invite_session import Observer
 from wcs_twisted.gateway.caller_identity import caller_identity, invite_parameters
 from wcs_twisted.sip.header_fields import Headers
@@ -83,9 +83,9 @@ class CallerIdentityTests(SynchronousTestCase):
         self.assertIsNone(invite_parameters(invite()))
 
 
-class IncomingIdentityTests(CallTestMixin, SynchronousTestCase):
+class CallTableTrunkTests(CallTestMixin, SynchronousTestCase):
     """
-    The identity reaches notifyIncomingCall through the call table.
+    Trunk features through the call table: identity, 422, delayed offer.
     """
 
     def test_notify_incoming_call_shows_asserted_caller_and_x_headers(self):
@@ -124,3 +124,29 @@ class IncomingIdentityTests(CallTestMixin, SynchronousTestCase):
         self.assertEqual([m.headers.get("Session-Expires") for m in invites], ["30", "90"])
         names = [name for name, _ in connection.messages]
         self.assertEqual(names.count("notifyIncomingCall"), 1)
+
+    def test_reinvite_without_sdp_gets_an_offer_answered_in_the_ack(self):
+        """
+        A PBX re-INVITE without SDP (delayed offer): our 200 carries a fresh offer of the codec
+        in use, and the SDP in the PBX's ACK is taken as the answer by the SIP media leg.
+        """
+        connection, session = self.connect("alice", "/a")
+        leg = InviteSession.outgoing(
+            self.phone_core, self.clock, Observer(), SIPURI.parse("sip:pbx@10.0.0.2"),
+            SIPURI.parse("sip:alice@10.0.0.1"), PEER_OFFER)
+        self.network.run()
+        call_id = connection.messages[0][1][0]
+        self.calls.answer(session, {"callId": call_id,
+                                    "sdp": BROWSER_OFFER.replace("111 0 8", "0")})
+        self.network.run()
+        rtp = self.calls.get(call_id).rtp
+        self.assertEqual(rtp.audio_codec, "PCMU/8000")
+        leg._ack_reinvite = lambda request, response: leg._send_ack(
+            leg.dialog, request.cseq.number, PEER_ANSWER)
+        answers = []
+        leg.request("INVITE").addCallback(answers.append)
+        self.network.run()
+        self.assertIn(b"m=audio", answers[0].body)
+        self.assertIn(b"PCMU/8000", answers[0].body)
+        self.assertEqual(rtp.audio_codec, "PCMA/8000")
+        self.assertEqual(self.calls.get(call_id).status.value, "ESTABLISHED")

@@ -210,3 +210,28 @@ class EarlyMediaTests(TrunkFeatureTestCase):
         await alice.hangup(call_id)
         self.assertSippPassed(await done)
         self.assertEqual(alice.violations, [])
+
+
+class DelayedOfferTests(TrunkFeatureTestCase):
+    """
+    A PBX re-INVITE without SDP.
+    """
+
+    async def test_reinvite_without_sdp_gets_an_offer_and_the_call_keeps_its_audio(self):
+        """
+        The PBX re-INVITEs without SDP: the 200 carries a PCMU offer (sipp insists), the
+        ACK's answer is taken, and the browser still hears the echoed tone afterwards.
+        """
+        media = free_port()
+        alice = await self.connect_local("alice")
+        done = self.sipp_calls_alice("uac_delayed_offer_reinvite", "-d", "4000",
+                                     "-rtp_echo", "-mp", str(media))
+        call_id = await alice.wait_incoming_call(timeout=10)
+        await alice.answer(call_id, tone_hz=440, codecs=["PCMU"])
+        await alice.wait_status(call_id, "ESTABLISHED", timeout=10)
+        received = await alice.wait_audio(call_id, seconds=3, timeout=10)
+        self.assertFrequency(received, 440)
+        self.assertEqual(alice.calls[call_id].status, "ESTABLISHED")
+        self.assertSippPassed(await done)
+        await alice.wait_status(call_id, "FINISH", timeout=5)
+        self.assertEqual(alice.violations, [])

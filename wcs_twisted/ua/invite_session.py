@@ -145,6 +145,8 @@ class InviteSession:
         self._ok: Response | None = None
         self._server_key = None
         self._remote_reinvite = None
+        #: Our 2xx to the peer's re-INVITE carried the offer (it had none): the ACK answers.
+        self._offer_in_2xx = False
         self._cancel_requested = False
         self._reliable = False
         self._ended = False
@@ -514,8 +516,11 @@ class InviteSession:
         request = event.request
         if self._remote_reinvite is not None:
             self._remote_reinvite = None
+            offered, self._offer_in_2xx = self._offer_in_2xx, False
             if request.body and self._is_sdp(request):
                 self.remote_sdp = request.body
+                if offered:
+                    self.observer.confirmed(self)  # the answer to the offer in our 2xx
             return
         if self.state is InviteSessionState.CONNECTING:
             self.state = InviteSessionState.CONFIRMED
@@ -710,6 +715,7 @@ class InviteSession:
             response.body = body
         self._answer_interval(request, response)
         self._remote_reinvite = event.transaction_key
+        self._offer_in_2xx = offer is None and bool(body)
         self.core.expect_ack(self.dialog.call_id, self.dialog.local_tag, self)
         self.core.respond(event.transaction_key, response)
 
