@@ -235,3 +235,27 @@ class DelayedOfferTests(TrunkFeatureTestCase):
         self.assertSippPassed(await done)
         await alice.wait_status(call_id, "FINISH", timeout=5)
         self.assertEqual(alice.violations, [])
+
+
+class UpdateTests(TrunkFeatureTestCase):
+    """
+    RFC 3311 UPDATE carrying offers from a PBX.
+    """
+
+    async def test_hold_and_unhold_by_update(self):
+        """
+        The PBX holds with an UPDATE offering sendonly (the 200 must answer recvonly) and
+        resumes with sendrecv: the browser sees HOLD, then ESTABLISHED; sipp checks the answers.
+        """
+        alice = await self.connect_local("alice")
+        done = self.sipp_calls_alice("uac_update_hold", "-d", "1500")
+        call_id = await alice.wait_incoming_call(timeout=10)
+        await alice.answer(call_id, tone_hz=440, codecs=["PCMU"])
+        await alice.wait_status(call_id, "ESTABLISHED", timeout=10)
+        await alice.wait_status(call_id, "HOLD", timeout=10)
+        statuses = alice.calls[call_id].statuses
+        await alice.wait_status(call_id, "ESTABLISHED", timeout=10,
+                                since=statuses.index("HOLD"))
+        self.assertSippPassed(await done)
+        await alice.wait_status(call_id, "FINISH", timeout=5)
+        self.assertEqual(alice.violations, [])

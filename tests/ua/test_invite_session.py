@@ -501,3 +501,50 @@ class SessionTimerTests(SynchronousTestCase):
         self.assertEqual(len(reinvites), 1)
         self.assertEqual(reinvites[0].body, OFFER)
         self.assertEqual(reinvites[0].headers.get("Session-Expires"), "1800;refresher=uac")
+
+
+class UpdateTests(SynchronousTestCase):
+    """
+    RFC 3311 UPDATE in a confirmed dialog.
+    """
+
+    setUp = InviteSessionTests.setUp
+    call = InviteSessionTests.call
+    established = InviteSessionTests.established
+
+    def test_update_with_offer_is_answered_in_its_200(self):
+        """
+        An UPDATE carrying SDP goes to the observer as an offer; its answer is the 200's body.
+        """
+        session, incoming = self.established()
+        answers = []
+        session.request("UPDATE", body=OFFER, content_type="application/sdp").addCallback(
+            answers.append)
+        self.network.run()
+        self.assertEqual(self.callee.observer.events[-1], ("offer", OFFER))
+        self.assertEqual(answers[0].body, ANSWER)
+        self.assertEqual(answers[0].media_type, "application/sdp")
+
+    def test_refused_update_offer_keeps_the_call(self):
+        """
+        An offer the observer refuses gets its status (488); the call goes on.
+        """
+        session, incoming = self.established()
+        self.callee.observer.refuse_reinvite = True
+        statuses = []
+        session.request("UPDATE", body=OFFER, content_type="application/sdp").addErrback(
+            lambda failure: statuses.append(failure.value.status))
+        self.network.run()
+        self.assertEqual(statuses, [488])
+        self.assertEqual(incoming.state, InviteSessionState.CONFIRMED)
+
+    def test_update_with_a_body_that_is_not_sdp_gets_415(self):
+        """
+        A body that is no SDP is unsupported media (415).
+        """
+        session, incoming = self.established()
+        statuses = []
+        session.request("UPDATE", body=b"x", content_type="text/plain").addErrback(
+            lambda failure: statuses.append(failure.value.status))
+        self.network.run()
+        self.assertEqual(statuses, [415])

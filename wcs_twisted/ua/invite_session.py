@@ -773,14 +773,33 @@ class InviteSession:
         self.core.respond(event.transaction_key, request.create_response(200))
 
     def _on_update(self, event) -> None:
+        """
+        UPDATE (RFC 3311): a session refresh, or an offer answered in its 200 (no ACK follows).
+        """
         request = event.request
-        if request.body:
-            self.core.respond(event.transaction_key,
-                              request.create_response(488, "Offer in UPDATE not supported"))
+        offer = request.body if request.body and self._is_sdp(request) else None
+        if request.body and offer is None:
+            self.core.respond(event.transaction_key, request.create_response(415))
+            return
+        if offer is not None and (self._pending_invite is not None
+                                  or self._remote_reinvite is not None):
+            self.core.respond(event.transaction_key, request.create_response(491))
             return
         if self._refuse_too_small(event):
             return
         response = request.create_response(200)
+        if offer is not None:
+            try:
+                answer = self.observer.offer_received(self, offer)
+            except RemoteProtocolError as error:
+                self.core.respond(event.transaction_key,
+                                  request.create_response(error.status_hint, str(error)[:80]))
+                return
+            self.remote_sdp = offer
+            self.local_sdp = answer or self.local_sdp
+            response.headers.add("Contact", str(self.dialog.local_contact))
+            response.headers.add("Content-Type", "application/sdp")
+            response.body = self.local_sdp or b""
         self._answer_interval(request, response)
         self.core.respond(event.transaction_key, response)
 
