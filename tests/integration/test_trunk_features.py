@@ -77,6 +77,41 @@ class TrunkFeatureTestCase(CallTestCase):
     def assertSippPassed(self, result):
         self.assertEqual(result.exit_code, 0, result.describe())
 
+    async def call_to_sipp(self, scenario, *extra, codecs=("PCMU",)):
+        """
+        Start sipp as the carrier (a UAS, C{scenario}) and let alice call it once it is bound.
+        Returns (alice's client, the callId, sipp's Deferred).
+        """
+        port = free_port()
+        done = run_sipp(scenario, extra_args=["-s", "bob", *extra], local_port=port,
+                        timeout=SIPP_TIMEOUT, workdir=self.base)
+        await poll(lambda: udp_port_taken(port), 5, reactor, 0.05,
+                   message=lambda: f"sipp UAS never bound udp {port}")
+        alice = await self.connect_local("alice")
+        call_id = await alice.call(f"bob@127.0.0.1:{port}", tone_hz=440, codecs=list(codecs))
+        return alice, call_id, done
+
+    async def answered_call_from_sipp(self, scenario, *extra, codecs=None):
+        """
+        sipp calls alice with C{scenario}; alice answers once notified.  Returns (alice's
+        client, the callId, the notifyIncomingCall object, sipp's Deferred).
+        """
+        alice = await self.connect_local("alice")
+        done = self.sipp_calls_alice(scenario, *extra)
+        call_id = await alice.wait_incoming_call(timeout=10)
+        incoming = alice.calls[call_id].incoming_object
+        await alice.answer(call_id, tone_hz=440, codecs=codecs)
+        await alice.wait_status(call_id, "ESTABLISHED", timeout=10)
+        return alice, call_id, incoming, done
+
+    async def sipp_ends_the_call(self, alice, call_id, done):
+        """
+        sipp's scenario passes, its BYE gives FINISH, and the client saw no protocol violation.
+        """
+        self.assertSippPassed(await done)
+        await alice.wait_status(call_id, "FINISH", timeout=5)
+        self.assertEqual(alice.violations, [])
+
 
 class CallerIdentityTests(TrunkFeatureTestCase):
     """
@@ -88,18 +123,12 @@ class CallerIdentityTests(TrunkFeatureTestCase):
         The trunk's From is its own number; notifyIncomingCall shows caller 1000 and
         visibleName Boss from P-Asserted-Identity, and the X- header in inviteParameters.
         """
-        alice = await self.connect_local("alice")
-        done = self.sipp_calls_alice("uac_trunk_identity", "-d", "1000")
-        call_id = await alice.wait_incoming_call(timeout=10)
-        incoming = alice.calls[call_id].incoming_object
+        alice, call_id, incoming, done = await self.answered_call_from_sipp(
+            "uac_trunk_identity", "-d", "1000")
         self.assertEqual((incoming["caller"], incoming["visibleName"],
                           incoming["inviteParameters"]),
                          ("1000", "Boss", {"X-Campaign": "spring"}))
-        await alice.answer(call_id, tone_hz=440)
-        await alice.wait_status(call_id, "ESTABLISHED", timeout=10)
-        self.assertSippPassed(await done)
-        await alice.wait_status(call_id, "FINISH", timeout=5)
-        self.assertEqual(alice.violations, [])
+        await self.sipp_ends_the_call(alice, call_id, done)
 
 
 class ReliableProvisionalTests(TrunkFeatureTestCase):
@@ -113,13 +142,7 @@ class ReliableProvisionalTests(TrunkFeatureTestCase):
         fails the call on a missing or wrong RAck), the 200 follows and the call is
         ESTABLISHED, RING having been seen once.
         """
-        port = free_port()
-        done = run_sipp("uas_100rel", extra_args=["-s", "bob"], local_port=port,
-                        timeout=SIPP_TIMEOUT, workdir=self.base)
-        await poll(lambda: udp_port_taken(port), 5, reactor, 0.05,
-                   message=lambda: f"sipp UAS never bound udp {port}")
-        alice = await self.connect_local("alice")
-        call_id = await alice.call(f"bob@127.0.0.1:{port}", tone_hz=440, codecs=["PCMU"])
+        alice, call_id, done = await self.call_to_sipp("uas_100rel")
         await alice.wait_status(call_id, "ESTABLISHED", timeout=15)
         self.assertEqual(alice.calls[call_id].statuses.count("RING"), 1)
         await alice.hangup(call_id)
@@ -132,13 +155,9 @@ class ReliableProvisionalTests(TrunkFeatureTestCase):
         RSeq, sipp PRACKs it and the PRACK is answered 200 (sipp insists), then the browser
         answers.
         """
-        alice = await self.connect_local("alice")
-        done = self.sipp_calls_alice("uac_require_100rel", "-d", "500")
-        call_id = await alice.wait_incoming_call(timeout=10)
-        await alice.answer(call_id, tone_hz=440)
-        await alice.wait_status(call_id, "ESTABLISHED", timeout=10)
-        self.assertSippPassed(await done)
-        await alice.wait_status(call_id, "FINISH", timeout=5)
+        alice, call_id, _, done = await self.answered_call_from_sipp(
+            "uac_require_100rel", "-d", "500")
+        await self.sipp_ends_the_call(alice, call_id, done)
 
 
 class SessionTimerTests(TrunkFeatureTestCase):
@@ -152,14 +171,8 @@ class SessionTimerTests(TrunkFeatureTestCase):
         UPDATE (sipp requires two before the BYE) and the call, with its echoed audio, lives
         on past the interval.
         """
-        port, media = free_port(), free_port()
-        done = run_sipp("uas_session_timer", extra_args=["-s", "bob", "-rtp_echo",
-                                                         "-mp", str(media)],
-                        local_port=port, timeout=SIPP_TIMEOUT, workdir=self.base)
-        await poll(lambda: udp_port_taken(port), 5, reactor, 0.05,
-                   message=lambda: f"sipp UAS never bound udp {port}")
-        alice = await self.connect_local("alice")
-        call_id = await alice.call(f"bob@127.0.0.1:{port}", tone_hz=440, codecs=["PCMU"])
+        alice, call_id, done = await self.call_to_sipp(
+            "uas_session_timer", "-rtp_echo", "-mp", str(free_port()))
         await alice.wait_status(call_id, "ESTABLISHED", timeout=15)
         received = await alice.wait_audio(call_id, seconds=6, timeout=15)
         self.assertFrequency(received, 440)
@@ -172,14 +185,8 @@ class SessionTimerTests(TrunkFeatureTestCase):
         A carrier INVITE with Session-Expires 90;refresher=uac: the 200 agrees with Require:
         timer, and so do the 200s to its re-INVITE and UPDATE refreshes (sipp insists).
         """
-        alice = await self.connect_local("alice")
-        done = self.sipp_calls_alice("uac_session_timer")
-        call_id = await alice.wait_incoming_call(timeout=10)
-        await alice.answer(call_id, tone_hz=440)
-        await alice.wait_status(call_id, "ESTABLISHED", timeout=10)
-        self.assertSippPassed(await done)
-        await alice.wait_status(call_id, "FINISH", timeout=5)
-        self.assertEqual(alice.violations, [])
+        alice, call_id, _, done = await self.answered_call_from_sipp("uac_session_timer")
+        await self.sipp_ends_the_call(alice, call_id, done)
 
 
 class EarlyMediaTests(TrunkFeatureTestCase):
@@ -193,15 +200,9 @@ class EarlyMediaTests(TrunkFeatureTestCase):
         its 200: the browser gets SESSION_PROGRESS and hears the tone while the call is not yet
         ESTABLISHED; the 200 then establishes the call.
         """
-        port, media = free_port(), free_port()
         write_tone_pcap(os.path.join(self.base, "early_media.pcap"), 1000, 5)
-        done = run_sipp("uas_early_media", extra_args=["-s", "bob", "-d", "4000",
-                                                       "-mp", str(media)],
-                        local_port=port, timeout=SIPP_TIMEOUT, workdir=self.base)
-        await poll(lambda: udp_port_taken(port), 5, reactor, 0.05,
-                   message=lambda: f"sipp UAS never bound udp {port}")
-        alice = await self.connect_local("alice")
-        call_id = await alice.call(f"bob@127.0.0.1:{port}", tone_hz=440, codecs=["PCMA"])
+        alice, call_id, done = await self.call_to_sipp(
+            "uas_early_media", "-d", "4000", "-mp", str(free_port()), codecs=["PCMA"])
         await alice.wait_status(call_id, "SESSION_PROGRESS", timeout=10)
         received = await alice.wait_audio(call_id, seconds=1.5, timeout=4)
         self.assertNotIn("ESTABLISHED", alice.calls[call_id].statuses)
@@ -222,19 +223,13 @@ class DelayedOfferTests(TrunkFeatureTestCase):
         The PBX re-INVITEs without SDP: the 200 carries a PCMU offer (sipp insists), the
         ACK's answer is taken, and the browser still hears the echoed tone afterwards.
         """
-        media = free_port()
-        alice = await self.connect_local("alice")
-        done = self.sipp_calls_alice("uac_delayed_offer_reinvite", "-d", "4000",
-                                     "-rtp_echo", "-mp", str(media))
-        call_id = await alice.wait_incoming_call(timeout=10)
-        await alice.answer(call_id, tone_hz=440, codecs=["PCMU"])
-        await alice.wait_status(call_id, "ESTABLISHED", timeout=10)
+        alice, call_id, _, done = await self.answered_call_from_sipp(
+            "uac_delayed_offer_reinvite", "-d", "4000", "-rtp_echo", "-mp", str(free_port()),
+            codecs=["PCMU"])
         received = await alice.wait_audio(call_id, seconds=3, timeout=10)
         self.assertFrequency(received, 440)
         self.assertEqual(alice.calls[call_id].status, "ESTABLISHED")
-        self.assertSippPassed(await done)
-        await alice.wait_status(call_id, "FINISH", timeout=5)
-        self.assertEqual(alice.violations, [])
+        await self.sipp_ends_the_call(alice, call_id, done)
 
 
 class UpdateTests(TrunkFeatureTestCase):
@@ -247,15 +242,10 @@ class UpdateTests(TrunkFeatureTestCase):
         The PBX holds with an UPDATE offering sendonly (the 200 must answer recvonly) and
         resumes with sendrecv: the browser sees HOLD, then ESTABLISHED; sipp checks the answers.
         """
-        alice = await self.connect_local("alice")
-        done = self.sipp_calls_alice("uac_update_hold", "-d", "1500")
-        call_id = await alice.wait_incoming_call(timeout=10)
-        await alice.answer(call_id, tone_hz=440, codecs=["PCMU"])
-        await alice.wait_status(call_id, "ESTABLISHED", timeout=10)
+        alice, call_id, _, done = await self.answered_call_from_sipp(
+            "uac_update_hold", "-d", "1500", codecs=["PCMU"])
         await alice.wait_status(call_id, "HOLD", timeout=10)
         statuses = alice.calls[call_id].statuses
         await alice.wait_status(call_id, "ESTABLISHED", timeout=10,
                                 since=statuses.index("HOLD"))
-        self.assertSippPassed(await done)
-        await alice.wait_status(call_id, "FINISH", timeout=5)
-        self.assertEqual(alice.violations, [])
+        await self.sipp_ends_the_call(alice, call_id, done)

@@ -26,21 +26,18 @@ from wcs_twisted.sip.auth import build_authorization, select_challenge
 from wcs_twisted.sip.dialog import Dialog, DialogState
 from wcs_twisted.sip.errors import LocalProtocolError, RemoteProtocolError
 from wcs_twisted.sip.headers import NameAddress, Via
-from wcs_twisted.sip.message import Request, Response, new_call_id, new_tag
+from wcs_twisted.sip.message import Request, Response, new_call_id, new_tag, option_tags
 from wcs_twisted.sip.uri import SIPURI
 from wcs_twisted.ua.reliable_provisional import (
     OPTION as RELIABLE_PROVISIONAL,
     ProvisionalReceiver,
     ReliableProvisionalSender,
-    option_tags,
 )
 from wcs_twisted.ua.session_timer import (
     DEFAULT_INTERVAL,
     MIN_SE,
     OPTION as SESSION_TIMER,
-    SessionInterval,
     SessionTimer,
-    answer_interval,
     interval_too_small,
     min_se,
 )
@@ -310,7 +307,7 @@ class InviteSession:
             self.hang_up()
             return
         self._peer_allow = self._allowed(response)
-        self._interval_confirmed(response)
+        self._timer.confirmed(response)
         self.observer.answered(self, response)
 
     def _answer_too_small(self, response: Response) -> bool:
@@ -473,7 +470,7 @@ class InviteSession:
         self.local_sdp = sdp
         self._stop_provisionals()
         self._ok = self._uas_response(200, body=sdp or b"")
-        self._answer_interval(self.invite, self._ok)
+        self._timer.answer(self.invite, self._ok, self._peer_timer)
         self.dialog.update_from_response(self._ok)
         self.core.expect_ack(self.dialog.call_id, self.dialog.local_tag, self)
         self.state = InviteSessionState.CONNECTING
@@ -588,12 +585,8 @@ class InviteSession:
         if method == "INVITE" and (self._pending_invite is not None
                                    or self._remote_reinvite is not None):
             return fail(SIPRequestFailed(491, "Request Pending"))
-        if method in ("INVITE", "UPDATE") and self._timer.interval is not None:
-            # A session refresh, whoever asked for it (RFC 4028 7.4): same interval and refresher.
-            refresher = "uac" if self._timer.we_refresh else "uas"
-            headers = tuple(headers) + (
-                ("Session-Expires", str(SessionInterval(self._timer.interval.seconds, refresher))),
-                ("Supported", SESSION_TIMER))
+        if method in ("INVITE", "UPDATE"):
+            headers = tuple(headers) + self._timer.request_headers()
         request = self.dialog.create_request(method, body=body, content_type=content_type,
                                              headers=headers, via=self._new_via())
         pending = _PendingRequest(self, request)
@@ -637,7 +630,7 @@ class InviteSession:
                 if response.body and self._is_sdp(response):
                     self.remote_sdp = response.body
         if request.method in ("INVITE", "UPDATE") and 200 <= status < 300:
-            self._interval_confirmed(response)
+            self._timer.confirmed(response)
         if self.dialog is not None and self.dialog.is_uac:
             # Dialog.update_from_response follows responses a UAC receives; a UAS dialog's own
             # requests only need the 481/408 rule below.
@@ -697,14 +690,9 @@ class InviteSession:
         if self._refuse_too_small(event):
             return
         offer = request.body if request.body and self._is_sdp(request) else None
-        try:
-            answer = self.observer.offer_received(self, offer)
-        except RemoteProtocolError as error:
-            self.core.respond(event.transaction_key,
-                              request.create_response(error.status_hint, str(error)[:80]))
+        taken, answer = self._offer_to_observer(event, offer)
+        if not taken:
             return
-        if offer is not None:
-            self.remote_sdp = offer
         response = request.create_response(200)
         response.headers.add("Contact", str(self.dialog.local_contact))
         response.headers.add("Allow", ALLOW)
@@ -713,11 +701,26 @@ class InviteSession:
             self.local_sdp = body
             response.headers.add("Content-Type", "application/sdp")
             response.body = body
-        self._answer_interval(request, response)
+        self._timer.answer(request, response, self._peer_timer)
         self._remote_reinvite = event.transaction_key
         self._offer_in_2xx = offer is None and bool(body)
         self.core.expect_ack(self.dialog.call_id, self.dialog.local_tag, self)
         self.core.respond(event.transaction_key, response)
+
+    def _offer_to_observer(self, event, offer: bytes | None) -> tuple[bool, bytes | None]:
+        """
+        Hand a re-INVITE's or UPDATE's offer to the observer: (True, its answer), or (False,
+        None) when it refused the offer (the request is then answered with its status).
+        """
+        try:
+            answer = self.observer.offer_received(self, offer)
+        except RemoteProtocolError as error:
+            self.core.respond(event.transaction_key, event.request.create_response(
+                error.status_hint, str(error)[:80]))
+            return False, None
+        if offer is not None:
+            self.remote_sdp = offer
+        return True, answer
 
     def _on_info(self, event) -> None:
         status = self.observer.info_received(self, event.request)
@@ -789,18 +792,14 @@ class InviteSession:
             return
         response = request.create_response(200)
         if offer is not None:
-            try:
-                answer = self.observer.offer_received(self, offer)
-            except RemoteProtocolError as error:
-                self.core.respond(event.transaction_key,
-                                  request.create_response(error.status_hint, str(error)[:80]))
+            taken, answer = self._offer_to_observer(event, offer)
+            if not taken:
                 return
-            self.remote_sdp = offer
             self.local_sdp = answer or self.local_sdp
             response.headers.add("Contact", str(self.dialog.local_contact))
             response.headers.add("Content-Type", "application/sdp")
             response.body = self.local_sdp or b""
-        self._answer_interval(request, response)
+        self._timer.answer(request, response, self._peer_timer)
         self.core.respond(event.transaction_key, response)
 
     _IN_DIALOG: dict[str, Callable[["InviteSession", Any], None]] = {
@@ -823,31 +822,6 @@ class InviteSession:
             return False
         self.core.respond(event.transaction_key, response)
         return True
-
-    def _answer_interval(self, request: Request, response: Response) -> None:
-        """
-        As UAS of C{request} (the INVITE, a re-INVITE or an UPDATE): put the agreed interval in
-        our 2xx and restart the timer; a request without Session-Expires turns it off.
-        """
-        supports = self._peer_timer or SESSION_TIMER in option_tags(request, "Supported")
-        interval = answer_interval(request, supports)
-        if interval is None:
-            self._timer.cancel()
-            return
-        response.headers.add("Session-Expires", str(interval))
-        if supports:
-            response.headers.add("Require", SESSION_TIMER)
-        self._timer.start(interval, we_refresh=interval.refresher == "uas")
-
-    def _interval_confirmed(self, response: Response) -> None:
-        """
-        As UAC: the 2xx to our INVITE, re-INVITE or UPDATE sets the interval (none: no timer).
-        """
-        interval = SessionInterval.of(response)
-        if interval is None:
-            self._timer.cancel()
-            return
-        self._timer.start(interval, we_refresh=(interval.refresher or "uac") == "uac")
 
     def _refresh_session(self) -> None:
         """

@@ -14,17 +14,10 @@ from typing import Callable
 
 from twisted.logger import Logger
 
-from wcs_twisted.sip.message import Response
+from wcs_twisted.sip.message import Response, option_tags
 
 #: The option tag of RFC 3262.
 OPTION = "100rel"
-
-
-def option_tags(message, header: str) -> set[str]:
-    """
-    The option tags a Require or Supported header lists, lower case.
-    """
-    return {tag.strip().lower() for tag in message.headers.get_all(header) if tag.strip()}
 
 
 def _number(text: str | None) -> int | None:

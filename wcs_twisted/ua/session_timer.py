@@ -17,6 +17,7 @@ from twisted.logger import Logger
 
 from wcs_twisted.sip.errors import RemoteProtocolError
 from wcs_twisted.sip.headers import parse_params
+from wcs_twisted.sip.message import option_tags
 
 #: The option tag of RFC 4028.
 OPTION = "timer"
@@ -149,3 +150,41 @@ class SessionTimer:
         """
         self.stop()
         self.interval = None
+
+    # --- the headers of one session refresh ------------------------------------------------
+
+    def answer(self, request, response, peer_supports: bool) -> None:
+        """
+        As UAS of C{request} (the INVITE, a re-INVITE or an UPDATE): put the agreed interval in
+        our 2xx C{response} and restart; a request without Session-Expires turns the timer off.
+        """
+        supports = peer_supports or OPTION in option_tags(request, "Supported")
+        interval = answer_interval(request, supports)
+        if interval is None:
+            self.cancel()
+            return
+        response.headers.add("Session-Expires", str(interval))
+        if supports:
+            response.headers.add("Require", OPTION)
+        self.start(interval, we_refresh=interval.refresher == "uas")
+
+    def confirmed(self, response) -> None:
+        """
+        As UAC: the 2xx to our INVITE, re-INVITE or UPDATE sets the interval (none: no timer).
+        """
+        interval = SessionInterval.of(response)
+        if interval is None:
+            self.cancel()
+            return
+        self.start(interval, we_refresh=(interval.refresher or "uac") == "uac")
+
+    def request_headers(self) -> tuple[tuple[str, str], ...]:
+        """
+        What our re-INVITE or UPDATE carries while a timer runs: it is a session refresh too,
+        with the same interval and refresher (RFC 4028 7.4).
+        """
+        if self.interval is None:
+            return ()
+        refresher = "uac" if self.we_refresh else "uas"
+        return (("Session-Expires", str(SessionInterval(self.interval.seconds, refresher))),
+                ("Supported", OPTION))
