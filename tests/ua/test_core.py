@@ -82,14 +82,15 @@ class UserAgentCoreTests(SynchronousTestCase):
 
     def test_unsupported_require_is_420(self):
         """
-        RFC 3261 8.2.2.3: Require of an extension we lack gets 420 with Unsupported.
+        RFC 3261 8.2.2.3: Require of an extension we lack gets 420 with Unsupported listing
+        only those (100rel and timer are supported).
         """
         request = self.request("OPTIONS")
-        request.headers.add("Require", "100rel, foo")
+        request.headers.add("Require", "100rel, foo, timer, bar")
         owner = self.send(request)
         response = owner.responses[-1]
         self.assertEqual(response.status_code, 420)
-        self.assertEqual(response.headers.get_all("Unsupported"), ["100rel", "foo"])
+        self.assertEqual(response.headers.get_all("Unsupported"), ["foo", "bar"])
 
     def test_ack_without_to_dropped_quietly(self):
         """

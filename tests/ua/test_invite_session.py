@@ -12,6 +12,7 @@ from wcs_twisted.sip.message import parse_message
 from wcs_twisted.sip.uri import SIPURI
 from wcs_twisted.testing.network import MemoryNetwork, build_memory_stack
 from wcs_twisted.ua.invite_session import InviteSession, InviteSessionState, SIPRequestFailed
+from wcs_twisted.ua.session_timer import interval_too_small
 
 OFFER = b"v=0\r\no=- 1 1 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n"
 ANSWER = b"v=0\r\no=- 2 1 IN IP4 10.0.0.2\r\ns=-\r\nc=IN IP4 10.0.0.2\r\nt=0 0\r\nm=audio 5000 RTP/AVP 0\r\n"
@@ -322,3 +323,228 @@ class InviteSessionTests(SynchronousTestCase):
         self.call()
         self.clock.pump([0.5] * 65)
         self.assertEqual(self.caller.events, [("failed", 408)])
+
+
+class ReliableProvisionalTests(SynchronousTestCase):
+    """
+    RFC 3262 100rel / PRACK between our own UAC and UAS.
+    """
+
+    setUp = InviteSessionTests.setUp
+    call = InviteSessionTests.call
+
+    def sent(self, start):
+        return [data for _, _, data in self.network.delivered if data.startswith(start)]
+
+    def test_required_100rel_is_pracked_and_stops_retransmission(self):
+        """
+        An INVITE requiring 100rel gets a 180 with Require: 100rel and RSeq; the UAC PRACKs it
+        once (RAck = RSeq, CSeq, INVITE), the 200 to the PRACK stops the 180's retransmission.
+        """
+        session = self.call(extra_headers=(("Require", "100rel"),))
+        incoming = self.callee.sessions[0]
+        incoming.ring()
+        self.network.run()
+        ringing = parse_message(self.sent(b"SIP/2.0 180")[0])
+        self.assertEqual(ringing.headers.get("Require"), "100rel")
+        rseq = ringing.headers.get("RSeq")
+        pracks = [parse_message(data) for data in self.sent(b"PRACK ")]
+        self.assertEqual([p.headers.get("RAck") for p in pracks], [f"{rseq} 1 INVITE"])
+        self.clock.advance(10)
+        self.network.run()
+        self.assertEqual(len(self.sent(b"SIP/2.0 180")), 1)
+        self.assertEqual(self.caller.names(), ["provisional"])
+        incoming.accept(ANSWER)
+        self.network.run()
+        self.assertEqual(session.state, InviteSessionState.CONFIRMED)
+        self.assertEqual(self.callee.observer.names(), ["confirmed"])
+
+    def test_invite_announces_100rel(self):
+        """
+        Our INVITE lists 100rel in Supported, and an unreliable 180 is not PRACKed.
+        """
+        self.call()
+        self.callee.sessions[0].ring()
+        self.network.run()
+        invite = parse_message(self.sent(b"INVITE ")[0])
+        self.assertIn("100rel", invite.headers.get_all("Supported"))
+        self.assertEqual(self.sent(b"PRACK "), [])
+        self.assertIsNone(parse_message(self.sent(b"SIP/2.0 180")[0]).headers.get("RSeq"))
+
+    def test_unacknowledged_reliable_1xx_rejects_after_64_t1(self):
+        """
+        Without a PRACK the 180 is sent at T1, 2*T1, ... and after 64*T1 the INVITE is
+        rejected with a 5xx and the UAS's observer hears of it.
+        """
+        self.call(extra_headers=(("Require", "100rel"),))
+        incoming = self.callee.sessions[0]
+        self.network.drop = lambda data, source, destination: data.startswith(b"PRACK ")
+        incoming.ring()
+        for _ in range(40):
+            self.clock.advance(1)
+            self.network.run()
+        self.assertGreater(len(self.sent(b"SIP/2.0 180")), 4)
+        self.assertEqual(incoming.final_status, 504)
+        self.assertEqual(self.callee.observer.events[-1], ("terminated", "No PRACK", True))
+        self.assertEqual(self.caller.events[-1], ("failed", 504))
+
+    def test_prack_for_unknown_rseq_gets_481(self):
+        """
+        A PRACK whose RAck names no outstanding reliable 1xx is answered 481.
+        """
+        session = self.call(extra_headers=(("Require", "100rel"),))
+        incoming = self.callee.sessions[0]
+        incoming.ring()
+        self.network.run()
+        failures = []
+        session.request("PRACK", headers=(("RAck", "999 1 INVITE"),)).addErrback(
+            lambda failure: failures.append(failure.value.status))
+        self.network.run()
+        self.assertEqual(failures, [481])
+
+
+class SessionTimerTests(SynchronousTestCase):
+    """
+    RFC 4028 session timers between our own UAC and UAS, on the in-memory network's clock.
+    """
+
+    setUp = InviteSessionTests.setUp
+    call = InviteSessionTests.call
+    established = InviteSessionTests.established
+    sent = ReliableProvisionalTests.sent
+
+    def advance(self, seconds):
+        for _ in range(int(seconds)):
+            self.clock.advance(1)
+            self.network.run()
+
+    def test_interval_negotiated_and_refreshed_by_uac(self):
+        """
+        Our INVITE asks Session-Expires 1800 with Min-SE 90 and Supported timer; the UAS
+        answers 1800;refresher=uac with Require: timer; the UAC refreshes with UPDATE every
+        900 s and the call outlives several intervals.
+        """
+        session, incoming = self.established()
+        invite = parse_message(self.sent(b"INVITE ")[0])
+        self.assertEqual((invite.headers.get("Session-Expires"), invite.headers.get("Min-SE")),
+                         ("1800", "90"))
+        self.assertIn("timer", invite.headers.get_all("Supported"))
+        ok = parse_message(next(data for data in self.sent(b"SIP/2.0 200")
+                                if b"INVITE" in data.split(b"CSeq:")[1][:12]))
+        self.assertEqual(ok.headers.get("Session-Expires"), "1800;refresher=uac")
+        self.assertIn("timer", ok.headers.get_all("Require"))
+        self.advance(4000)
+        updates = [parse_message(data) for data in self.sent(b"UPDATE ")]
+        self.assertEqual(len(updates), 4)
+        self.assertEqual(updates[0].headers.get("Session-Expires"), "1800;refresher=uac")
+        self.assertEqual((session.state, incoming.state),
+                         (InviteSessionState.CONFIRMED, InviteSessionState.CONFIRMED))
+
+    def test_missing_refresh_ends_the_call(self):
+        """
+        When the refresher (the UAC) never refreshes, the other side sends BYE before the
+        interval ends (1800 - 32 s).
+        """
+        session, incoming = self.established()
+        session._timer.cancel()
+        self.advance(1767)
+        self.assertEqual(incoming.state, InviteSessionState.CONFIRMED)
+        self.advance(2)
+        self.assertEqual(self.callee.observer.events[-1],
+                         ("terminated", "Session timer expired", False))
+        self.assertEqual(self.caller.events[-1],
+                         ("terminated", "Normal call clearing", True))
+
+    def test_422_is_answered_with_the_min_se_asked_for(self):
+        """
+        A UAS answering 422 with Min-SE 3600: the INVITE is sent again (next CSeq) with
+        Session-Expires and Min-SE 3600, and the call goes on.
+        """
+        accept = self.callee.accept_request
+
+        def strict(event):
+            refusal = interval_too_small(event.request, 3600, to_tag="t422")
+            if refusal is not None:
+                self.core_b.respond(event.transaction_key, refusal)
+                return True
+            return accept(event)
+
+        self.callee.accept_request = strict
+        session = self.call()
+        invites = [parse_message(data) for data in self.sent(b"INVITE ")]
+        self.assertEqual([(i.cseq.number, i.headers.get("Session-Expires"),
+                           i.headers.get("Min-SE")) for i in invites],
+                         [(1, "1800", "90"), (2, "3600", "3600")])
+        self.assertEqual(len(self.callee.sessions), 1)
+        self.assertEqual(session.state, InviteSessionState.CALLING)
+
+    def test_reinvite_below_min_se_gets_422(self):
+        """
+        A refresh asking for less than our Min-SE is refused 422 with Min-SE 90; the call stays.
+        """
+        session, incoming = self.established()
+        statuses = []
+        session.request("UPDATE", headers=(("Session-Expires", "30"),)).addErrback(
+            lambda failure: statuses.append(failure.value.status))
+        self.network.run()
+        self.assertEqual(statuses, [422])
+        self.assertEqual(incoming.state, InviteSessionState.CONFIRMED)
+
+    def test_refresh_by_reinvite_when_update_not_allowed(self):
+        """
+        Without UPDATE in the peer's Allow, the refresher sends a re-INVITE with its SDP.
+        """
+        session, incoming = self.established()
+        session._peer_allow.discard("UPDATE")
+        self.advance(901)
+        reinvites = [parse_message(data) for data in self.sent(b"INVITE ")][1:]
+        self.assertEqual(len(reinvites), 1)
+        self.assertEqual(reinvites[0].body, OFFER)
+        self.assertEqual(reinvites[0].headers.get("Session-Expires"), "1800;refresher=uac")
+
+
+class UpdateTests(SynchronousTestCase):
+    """
+    RFC 3311 UPDATE in a confirmed dialog.
+    """
+
+    setUp = InviteSessionTests.setUp
+    call = InviteSessionTests.call
+    established = InviteSessionTests.established
+
+    def test_update_with_offer_is_answered_in_its_200(self):
+        """
+        An UPDATE carrying SDP goes to the observer as an offer; its answer is the 200's body.
+        """
+        session, incoming = self.established()
+        answers = []
+        session.request("UPDATE", body=OFFER, content_type="application/sdp").addCallback(
+            answers.append)
+        self.network.run()
+        self.assertEqual(self.callee.observer.events[-1], ("offer", OFFER))
+        self.assertEqual(answers[0].body, ANSWER)
+        self.assertEqual(answers[0].media_type, "application/sdp")
+
+    def test_refused_update_offer_keeps_the_call(self):
+        """
+        An offer the observer refuses gets its status (488); the call goes on.
+        """
+        session, incoming = self.established()
+        self.callee.observer.refuse_reinvite = True
+        statuses = []
+        session.request("UPDATE", body=OFFER, content_type="application/sdp").addErrback(
+            lambda failure: statuses.append(failure.value.status))
+        self.network.run()
+        self.assertEqual(statuses, [488])
+        self.assertEqual(incoming.state, InviteSessionState.CONFIRMED)
+
+    def test_update_with_a_body_that_is_not_sdp_gets_415(self):
+        """
+        A body that is no SDP is unsupported media (415).
+        """
+        session, incoming = self.established()
+        statuses = []
+        session.request("UPDATE", body=b"x", content_type="text/plain").addErrback(
+            lambda failure: statuses.append(failure.value.status))
+        self.network.run()
+        self.assertEqual(statuses, [415])

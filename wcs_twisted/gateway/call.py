@@ -102,6 +102,8 @@ class Call(CallTimers, CallTransfers):
         self.has_audio = bool(fields.get("hasAudio", True))
         self.has_video = bool(fields.get("hasVideo", False))
         self.custom = fields.get("custom") or {}
+        #: An incoming INVITE's X- headers by name (caller_identity.invite_parameters).
+        self.invite_parameters = fields.get("inviteParameters")
         self.app_key = session.app_key if session is not None else fields.get("appKey",
                                                                                 "defaultApp")
         #: The stream the call's SIP media is published as (REST C{toStream}, a module, or
@@ -127,6 +129,8 @@ class Call(CallTimers, CallTransfers):
         self._cancelled_by_us = False
         self._held = False
         self._sip_answer: bytes | None = None
+        #: Our 2xx to a re-INVITE without SDP carried a fresh offer: its answer comes in the ACK.
+        self._offer_in_2xx = False
         #: Whether the client knows the call (an incoming one waits for OnCallEvent first).
         self._offered = not incoming
         self._init_transfers()
@@ -159,7 +163,7 @@ class Call(CallTimers, CallTransfers):
             "hasVideo": self.has_video,
             "sdp": self.browser_sdp,
             "visibleName": self.visible_name,
-            "inviteParameters": None,
+            "inviteParameters": self.invite_parameters,
             "mediaProvider": "WebRTC",
             "sipMessageRaw": self.sip_message_raw,
             "isMsrp": False,
@@ -352,7 +356,13 @@ class Call(CallTimers, CallTransfers):
         self._set_status(CallStatus.ESTABLISHED, 200)
 
     def confirmed(self, session) -> None:
-        if not self.sip_offer and session.remote_sdp:
+        """
+        The ACK for our 2xx; when that 2xx made the offer (the INVITE or a re-INVITE came
+        without SDP: a delayed offer), the ACK's SDP is the answer.
+        """
+        answer_in_ack = self._offer_in_2xx or (self.incoming and not self.sip_offer)
+        self._offer_in_2xx = False
+        if answer_in_ack and session.remote_sdp:
             try:
                 self.rtp.set_remote_answer(session.remote_sdp.decode("utf-8", "replace"))
                 self._bridge()
@@ -443,10 +453,19 @@ class Call(CallTimers, CallTransfers):
 
     def offer_received(self, session, offer):
         """
-        The SIP peer re-INVITEs (remote hold, codec change): answer on the SIP leg only.
+        The SIP peer re-INVITEs (remote hold, codec change): answer on the SIP leg only.  A
+        re-INVITE without SDP (a PBX's delayed offer, RFC 3261 14.2) gets a fresh offer of the
+        codecs in use, answered in the ACK (L{confirmed}).
         """
         if offer is None:
-            return None
+            try:
+                fresh = self.rtp.create_offer(
+                    [self.rtp.audio_codec] if self.rtp.audio_codec else [],
+                    [self.rtp.video_codec] if self.rtp.video_codec else [], "sendrecv")
+            except MediaError as error:
+                raise RemoteProtocolError(error.info, 488) from None
+            self._offer_in_2xx = True
+            return fresh.encode("utf-8")
         text = offer.decode("utf-8", "replace")
         remote_direction = direction_of(offer)
         try:

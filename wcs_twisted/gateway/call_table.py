@@ -33,8 +33,10 @@ from wcs_twisted.gateway.call import DTMF_DIGITS, Call
 from wcs_twisted.gateway.call_policy import CallPolicy, CallRefused, Destination
 from wcs_twisted.gateway.call_events import FAILED_BY_ERROR, CallStatus, TransferStatus
 from wcs_twisted.gateway.call_transfer import CONNECTED, parse_replaces
+from wcs_twisted.gateway.caller_identity import caller_identity, invite_parameters
 from wcs_twisted.errors import Conflict, DomainError, InvalidField, NotFound
 from wcs_twisted.ua.invite_session import InviteSession
+from wcs_twisted.ua.session_timer import interval_too_small
 from wcs_twisted.ua.outbound import split_host_port
 from wcs_twisted.ua.location import Binding, address_of_record
 from wcs_twisted.ua.registration import RegistrationState
@@ -659,13 +661,18 @@ class CallTable:
             self.core.respond(event.transaction_key, request.create_response(
                 481, "Call Does Not Exist", to_tag=self.core.new_tag()))
             return True
-        caller = request.from_
+        too_small = interval_too_small(request, to_tag=self.core.new_tag())
+        if too_small is not None:
+            self.core.respond(event.transaction_key, too_small)
+            return True
+        identity = caller_identity(request)
         fields = {
-            "caller": getattr(caller.uri, "user", None) or str(caller.uri),
+            "caller": identity.caller,
             "callee": session.account.login if session.account else "",
-            "visibleName": caller.display_name or getattr(caller.uri, "user", None),
+            "visibleName": identity.visible_name,
             "hasAudio": True,
             "hasVideo": False,
+            "inviteParameters": invite_parameters(request),
         }
         call = Call(self, str(uuid.uuid1()), session, incoming=True, fields=fields)
         call.account = session.account

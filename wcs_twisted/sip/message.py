@@ -26,7 +26,7 @@ callable returning C{n} random bytes such as C{os.urandom}).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Iterable, List, Optional, Tuple, Union
+from typing import Callable, Iterable, List, Optional, Set, Tuple, Union
 
 from wcs_twisted.sip import grammar
 from wcs_twisted.sip.errors import LocalProtocolError, RemoteProtocolError
@@ -679,6 +679,13 @@ def validate_request(
         if request.media_type not in accepted:
             return 415
     return None
+
+
+def option_tags(message: Message, header: str) -> Set[str]:
+    """
+    The option tags a Require, Supported or Proxy-Require header lists, lower case.
+    """
+    return {tag.strip().lower() for tag in message.headers.get_all(header) if tag.strip()}
 
 
 def unsupported_options(

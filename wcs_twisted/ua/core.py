@@ -40,9 +40,9 @@ from wcs_twisted.sip.timers import DEFAULT_TIMERS, TimerValues
 
 #: Methods this user agent core understands (Allow header, RFC 3261 20.5).
 ALLOWED_METHODS = ("INVITE", "ACK", "CANCEL", "BYE", "OPTIONS", "REGISTER", "INFO", "REFER",
-                   "NOTIFY", "MESSAGE", "SUBSCRIBE", "UPDATE")
+                   "NOTIFY", "MESSAGE", "SUBSCRIBE", "UPDATE", "PRACK")
 #: Option tags we support (Supported header; Require outside it gets 420).
-SUPPORTED_OPTIONS = ("replaces", "norefersub", "path")
+SUPPORTED_OPTIONS = ("replaces", "norefersub", "path", "100rel", "timer")
 
 
 @implementer(ITransactionUser)

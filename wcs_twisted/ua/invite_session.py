@@ -26,8 +26,21 @@ from wcs_twisted.sip.auth import build_authorization, select_challenge
 from wcs_twisted.sip.dialog import Dialog, DialogState
 from wcs_twisted.sip.errors import LocalProtocolError, RemoteProtocolError
 from wcs_twisted.sip.headers import NameAddress, Via
-from wcs_twisted.sip.message import Request, Response, new_call_id, new_tag
+from wcs_twisted.sip.message import Request, Response, new_call_id, new_tag, option_tags
 from wcs_twisted.sip.uri import SIPURI
+from wcs_twisted.ua.reliable_provisional import (
+    OPTION as RELIABLE_PROVISIONAL,
+    ProvisionalReceiver,
+    ReliableProvisionalSender,
+)
+from wcs_twisted.ua.session_timer import (
+    DEFAULT_INTERVAL,
+    MIN_SE,
+    OPTION as SESSION_TIMER,
+    SessionTimer,
+    interval_too_small,
+    min_se,
+)
 from wcs_twisted.ua.outbound import (
     USER_AGENT,
     build_request,
@@ -37,7 +50,9 @@ from wcs_twisted.ua.outbound import (
     via_value,
 )
 
-ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, REFER, NOTIFY, MESSAGE, UPDATE"
+ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, REFER, NOTIFY, MESSAGE, UPDATE, PRACK"
+#: The option tags our INVITEs announce.
+SUPPORTED = "replaces, norefersub, 100rel, timer"
 
 
 class InviteSessionState(enum.Enum):
@@ -127,9 +142,22 @@ class InviteSession:
         self._ok: Response | None = None
         self._server_key = None
         self._remote_reinvite = None
+        #: Our 2xx to the peer's re-INVITE carried the offer (it had none): the ACK answers.
+        self._offer_in_2xx = False
         self._cancel_requested = False
         self._reliable = False
         self._ended = False
+        #: RFC 3262: which reliable 1xx we PRACKed (UAC), and our own reliable 1xx (UAS, when
+        #: the INVITE requires 100rel).
+        self._prack = ProvisionalReceiver()
+        self._reliable_1xx: ReliableProvisionalSender | None = None
+        #: RFC 4028: the session timer, what our INVITE asks for, and what the peer supports.
+        self._timer = SessionTimer(clock, self._refresh_session, self._session_expired)
+        self._session_expires = DEFAULT_INTERVAL
+        self._min_se = MIN_SE
+        self._authorization: tuple[str, str] | None = None
+        self._peer_timer = False
+        self._peer_allow: set[str] = set()
 
     # === UAC =================================================================================
 
@@ -179,7 +207,10 @@ class InviteSession:
         return ""
 
     def _send_invite(self, authorization: tuple[str, str] | None) -> None:
-        extra = list(self._extra) + [("Allow", ALLOW), ("Supported", "replaces, norefersub")]
+        extra = list(self._extra) + [
+            ("Allow", ALLOW), ("Supported", SUPPORTED),
+            ("Session-Expires", str(self._session_expires)), ("Min-SE", str(self._min_se))]
+        self._authorization = authorization
         if authorization is not None:
             extra.append(authorization)
         body = self.local_sdp or b""
@@ -207,6 +238,8 @@ class InviteSession:
             self._success(response)
         elif status in (401, 407) and self._answer_challenge(response):
             return
+        elif status == 422 and self._answer_too_small(response):
+            return
         else:
             self._invite_failed(status, response.reason, response)
 
@@ -227,7 +260,16 @@ class InviteSession:
                               status=response.status_code, error=str(error))
         elif self.dialog is not None and response.to.tag == self.dialog.remote_tag:
             self.dialog.update_from_response(response)
+        fresh, rack = self._prack.accept(response)
+        if not fresh:
+            return  # a reliable 1xx again, or one ahead of its RSeq (RFC 3262 4)
         self.state = InviteSessionState.EARLY
+        if (rack is not None and self.dialog is not None
+                and response.to.tag == self.dialog.remote_tag):
+            self.request("PRACK", headers=(("RAck", rack),)).addErrback(
+                lambda failure: self.log.info("PRACK on {call_id} failed: {error}",
+                                              call_id=self.call_id,
+                                              error=failure.getErrorMessage()))
         if response.body and self._is_sdp(response):
             self.remote_sdp = response.body
         self.observer.provisional(self, response)
@@ -264,7 +306,21 @@ class InviteSession:
         if self._cancel_requested:
             self.hang_up()
             return
+        self._peer_allow = self._allowed(response)
+        self._timer.confirmed(response)
         self.observer.answered(self, response)
+
+    def _answer_too_small(self, response: Response) -> bool:
+        """
+        422: ask again, once, with the Min-SE the peer wants (RFC 4028 7.4).
+        """
+        wanted = min_se(response)
+        if self.state is not InviteSessionState.CALLING or wanted <= self._session_expires:
+            return False
+        self._min_se = self._session_expires = wanted
+        self._cseq += 1
+        self._send_invite(self._authorization)
+        return True
 
     def _answer_challenge(self, response: Response) -> bool:
         if self.credentials is None or self.state is not InviteSessionState.CALLING:
@@ -345,9 +401,34 @@ class InviteSession:
         session.state = InviteSessionState.INCOMING
         if request.body and session._is_sdp(request):
             session.remote_sdp = request.body
+        session._peer_timer = SESSION_TIMER in (option_tags(request, "Supported")
+                                                | option_tags(request, "Require"))
+        session._peer_allow = session._allowed(request)
+        if RELIABLE_PROVISIONAL in option_tags(request, "Require"):
+            session._reliable_1xx = ReliableProvisionalSender(
+                clock, core.timers.t1, core.random, session._respond_invite,
+                session._no_prack)
         core.own_server(event.transaction_key, session)
         core.register_dialog(request.call_id, local_tag, session.dialog.remote_tag, session)
         return session
+
+    def _respond_invite(self, response: Response) -> None:
+        try:
+            self.core.respond(self._server_key, response)
+        except LocalProtocolError as error:
+            self.log.info("response to the INVITE not sent: {error}", error=str(error))
+
+    def _no_prack(self) -> None:
+        """
+        Our reliable 1xx went unacknowledged for 64*T1: reject the INVITE (RFC 3262 3).
+        """
+        if self.state in (InviteSessionState.INCOMING, InviteSessionState.EARLY):
+            self.reject(504, "No PRACK")
+            self.observer.terminated(self, "No PRACK", by_remote=True)
+
+    def _stop_provisionals(self) -> None:
+        if self._reliable_1xx is not None:
+            self._reliable_1xx.stop()
 
     def _uas_response(self, status: int, reason: str | None = None, body: bytes = b"",
                       headers: tuple[tuple[str, str], ...] = ()) -> Response:
@@ -374,7 +455,11 @@ class InviteSession:
         if sdp:
             self.local_sdp = sdp
         self.state = InviteSessionState.EARLY
-        self.core.respond(self._server_key, self._uas_response(status, body=sdp or b""))
+        response = self._uas_response(status, body=sdp or b"")
+        if self._reliable_1xx is not None:
+            self._reliable_1xx.send(response)
+        else:
+            self.core.respond(self._server_key, response)
 
     def accept(self, sdp: bytes | None) -> None:
         """
@@ -383,7 +468,9 @@ class InviteSession:
         if self.state not in (InviteSessionState.INCOMING, InviteSessionState.EARLY):
             return
         self.local_sdp = sdp
+        self._stop_provisionals()
         self._ok = self._uas_response(200, body=sdp or b"")
+        self._timer.answer(self.invite, self._ok, self._peer_timer)
         self.dialog.update_from_response(self._ok)
         self.core.expect_ack(self.dialog.call_id, self.dialog.local_tag, self)
         self.state = InviteSessionState.CONNECTING
@@ -426,8 +513,11 @@ class InviteSession:
         request = event.request
         if self._remote_reinvite is not None:
             self._remote_reinvite = None
+            offered, self._offer_in_2xx = self._offer_in_2xx, False
             if request.body and self._is_sdp(request):
                 self.remote_sdp = request.body
+                if offered:
+                    self.observer.confirmed(self)  # the answer to the offer in our 2xx
             return
         if self.state is InviteSessionState.CONNECTING:
             self.state = InviteSessionState.CONFIRMED
@@ -495,6 +585,8 @@ class InviteSession:
         if method == "INVITE" and (self._pending_invite is not None
                                    or self._remote_reinvite is not None):
             return fail(SIPRequestFailed(491, "Request Pending"))
+        if method in ("INVITE", "UPDATE"):
+            headers = tuple(headers) + self._timer.request_headers()
         request = self.dialog.create_request(method, body=body, content_type=content_type,
                                              headers=headers, via=self._new_via())
         pending = _PendingRequest(self, request)
@@ -537,6 +629,8 @@ class InviteSession:
                 self._ack_reinvite(request, response)
                 if response.body and self._is_sdp(response):
                     self.remote_sdp = response.body
+        if request.method in ("INVITE", "UPDATE") and 200 <= status < 300:
+            self._timer.confirmed(response)
         if self.dialog is not None and self.dialog.is_uac:
             # Dialog.update_from_response follows responses a UAC receives; a UAS dialog's own
             # requests only need the 481/408 rule below.
@@ -593,15 +687,12 @@ class InviteSession:
             response = request.create_response(491)
             self.core.respond(event.transaction_key, response)
             return
-        offer = request.body if request.body and self._is_sdp(request) else None
-        try:
-            answer = self.observer.offer_received(self, offer)
-        except RemoteProtocolError as error:
-            self.core.respond(event.transaction_key,
-                              request.create_response(error.status_hint, str(error)[:80]))
+        if self._refuse_too_small(event):
             return
-        if offer is not None:
-            self.remote_sdp = offer
+        offer = request.body if request.body and self._is_sdp(request) else None
+        taken, answer = self._offer_to_observer(event, offer)
+        if not taken:
+            return
         response = request.create_response(200)
         response.headers.add("Contact", str(self.dialog.local_contact))
         response.headers.add("Allow", ALLOW)
@@ -610,9 +701,26 @@ class InviteSession:
             self.local_sdp = body
             response.headers.add("Content-Type", "application/sdp")
             response.body = body
+        self._timer.answer(request, response, self._peer_timer)
         self._remote_reinvite = event.transaction_key
+        self._offer_in_2xx = offer is None and bool(body)
         self.core.expect_ack(self.dialog.call_id, self.dialog.local_tag, self)
         self.core.respond(event.transaction_key, response)
+
+    def _offer_to_observer(self, event, offer: bytes | None) -> tuple[bool, bytes | None]:
+        """
+        Hand a re-INVITE's or UPDATE's offer to the observer: (True, its answer), or (False,
+        None) when it refused the offer (the request is then answered with its status).
+        """
+        try:
+            answer = self.observer.offer_received(self, offer)
+        except RemoteProtocolError as error:
+            self.core.respond(event.transaction_key, event.request.create_response(
+                error.status_hint, str(error)[:80]))
+            return False, None
+        if offer is not None:
+            self.remote_sdp = offer
+        return True, answer
 
     def _on_info(self, event) -> None:
         status = self.observer.info_received(self, event.request)
@@ -658,13 +766,41 @@ class InviteSession:
         response.headers.add("Allow", ALLOW)
         self.core.respond(event.transaction_key, response)
 
-    def _on_update(self, event) -> None:
+    def _on_prack(self, event) -> None:
         request = event.request
-        if request.body:
+        sender = self._reliable_1xx
+        if sender is None or not sender.prack_received(request.headers.get("RAck")):
             self.core.respond(event.transaction_key,
-                              request.create_response(488, "Offer in UPDATE not supported"))
+                              request.create_response(481, "No Matching Provisional"))
             return
         self.core.respond(event.transaction_key, request.create_response(200))
+
+    def _on_update(self, event) -> None:
+        """
+        UPDATE (RFC 3311): a session refresh, or an offer answered in its 200 (no ACK follows).
+        """
+        request = event.request
+        offer = request.body if request.body and self._is_sdp(request) else None
+        if request.body and offer is None:
+            self.core.respond(event.transaction_key, request.create_response(415))
+            return
+        if offer is not None and (self._pending_invite is not None
+                                  or self._remote_reinvite is not None):
+            self.core.respond(event.transaction_key, request.create_response(491))
+            return
+        if self._refuse_too_small(event):
+            return
+        response = request.create_response(200)
+        if offer is not None:
+            taken, answer = self._offer_to_observer(event, offer)
+            if not taken:
+                return
+            self.local_sdp = answer or self.local_sdp
+            response.headers.add("Contact", str(self.dialog.local_contact))
+            response.headers.add("Content-Type", "application/sdp")
+            response.body = self.local_sdp or b""
+        self._timer.answer(request, response, self._peer_timer)
+        self.core.respond(event.transaction_key, response)
 
     _IN_DIALOG: dict[str, Callable[["InviteSession", Any], None]] = {
         "BYE": _on_bye,
@@ -675,7 +811,46 @@ class InviteSession:
         "MESSAGE": _on_message,
         "OPTIONS": _on_options,
         "UPDATE": _on_update,
+        "PRACK": _on_prack,
     }
+
+    # === session timer (RFC 4028) =============================================================
+
+    def _refuse_too_small(self, event) -> bool:
+        response = interval_too_small(event.request, self._min_se)
+        if response is None:
+            return False
+        self.core.respond(event.transaction_key, response)
+        return True
+
+    def _refresh_session(self) -> None:
+        """
+        Our turn to refresh: UPDATE without a body when the peer allows it, else a re-INVITE
+        with our current SDP (RFC 4028 9).
+        """
+        if self.state is not InviteSessionState.CONFIRMED:
+            return
+        if "UPDATE" in self._peer_allow:
+            done = self.request("UPDATE")
+        else:
+            done = self.request("INVITE", body=self.local_sdp or b"",
+                                content_type="application/sdp" if self.local_sdp else None)
+        done.addErrback(self._refresh_failed)
+
+    def _refresh_failed(self, failure) -> None:
+        failure.trap(SIPRequestFailed)
+        self.log.info("session refresh of {call_id} failed: {error}", call_id=self.call_id,
+                      error=failure.getErrorMessage())
+        if not self._ended and self._timer.interval is not None:
+            self._timer.start(self._timer.interval, we_refresh=True)
+
+    def _session_expired(self) -> None:
+        self.log.info("session timer of {call_id} expired: no refresh", call_id=self.call_id)
+        self.hang_up(reason="Session timer expired")
+
+    @staticmethod
+    def _allowed(message) -> set[str]:
+        return {method.strip().upper() for method in message.headers.get_all("Allow")}
 
     # === helpers ==============================================================================
 
@@ -700,6 +875,8 @@ class InviteSession:
 
     def _end(self) -> None:
         self._ended = True
+        self._stop_provisionals()
+        self._timer.cancel()
         self.state = InviteSessionState.DISCONNECTED
         if self._retransmit is not None and self._retransmit.active():
             self._retransmit.cancel()

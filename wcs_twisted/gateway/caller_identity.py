@@ -1,0 +1,74 @@
+# -*- test-case-name: tests.gateway.test_call_trunk -*-
+"""
+What an incoming INVITE says about its caller, as the call object shows it.
+
+A trunk or PBX names the real caller in P-Asserted-Identity (RFC 3325) or the older
+Remote-Party-ID (draft-ietf-sip-privacy-04), while its From often holds a trunk number or
+"anonymous"; the browser's notifyIncomingCall must show the asserted one.  The INVITE's C{X-}
+headers reach the browser as the call's C{inviteParameters}, the mirror of C{sipHeaders}.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from wcs_twisted.sip.errors import RemoteProtocolError
+from wcs_twisted.sip.headers import NameAddress
+
+
+class CallerIdentity(NamedTuple):
+    """
+    The C{caller} and C{visibleName} fields of an incoming call.
+    """
+
+    caller: str
+    visible_name: str | None
+
+
+def _parsed(values: list[str]) -> list[NameAddress]:
+    parsed = []
+    for value in values:
+        try:
+            parsed.append(NameAddress.parse(value))
+        except RemoteProtocolError:
+            continue  # a malformed identity is ignored, as if absent
+    return parsed
+
+
+def _asserted(request) -> NameAddress | None:
+    """
+    The first usable P-Asserted-Identity, a sip:/sips: one before a tel: one (RFC 3325 9.1
+    allows one of each), else the calling party's Remote-Party-ID.
+    """
+    asserted = _parsed(request.headers.get_all("P-Asserted-Identity"))
+    if asserted:
+        return sorted(asserted, key=lambda a: str(a.uri).startswith("tel:"))[0]
+    for party in _parsed(request.headers.get_all("Remote-Party-ID")):
+        if party.param("party", "calling").lower() == "calling":
+            return party
+    return None
+
+
+def _user(address: NameAddress) -> str:
+    return getattr(address.uri, "user", None) or str(address.uri)
+
+
+def caller_identity(request) -> CallerIdentity:
+    """
+    The caller of an incoming INVITE: the asserted identity when there is one, else From.
+    The display name falls back from the asserted identity's to From's to the user part.
+    """
+    sender = request.from_
+    asserted = _asserted(request)
+    chosen = asserted or sender
+    name = chosen.display_name or (sender.display_name if asserted is None else None)
+    return CallerIdentity(_user(chosen), name or getattr(chosen.uri, "user", None))
+
+
+def invite_parameters(request) -> dict[str, str] | None:
+    """
+    The INVITE's C{X-} headers by name (the last value of a repeated one), or None without any.
+    """
+    found = {name: value for name, value in request.headers.items()
+             if name.lower().startswith("x-")}
+    return found or None
