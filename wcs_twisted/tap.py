@@ -344,10 +344,7 @@ def build_service(settings: Settings, reactor, warnings=()) -> Server:
                      outbound_proxy=settings.sip_outbound_proxy,
                      policy=call_policy(settings),
                      ring_timeout=settings.sip_ring_timeout_s),
-        on_count=metrics.calls.set)
-    # CallTable takes no registration factory in its constructor yet (REST calls register their
-    # own accounts): one explicit step until it does.
-    calls.registration_factory = registration_factory
+        on_count=metrics.calls.set, registration_factory=registration_factory)
     # Incoming INVITEs for sessions come before the proxy (routers are tried in order).
     core.add_router(calls)
     stream_registry = StreamRegistry(reactor)

@@ -91,7 +91,8 @@ class CallTable:
     log = Logger()
 
     def __init__(self, core, clock, media, sessions, location, settings: CallSettings,
-                 on_count: Callable[[int], None] = lambda count: None) -> None:
+                 on_count: Callable[[int], None] = lambda count: None,
+                 registration_factory: Callable[..., Any] | None = None) -> None:
         self.core = core
         self.clock = clock
         self.media = media
@@ -102,8 +103,9 @@ class CallTable:
         self._calls: dict[str, Call] = {}
         self._on_count = on_count
         self.observers: list[Any] = []
-        #: Makes a RegistrationClient for REST calls with sipRegisterRequired (set by tap).
-        self.registration_factory = None
+        #: Makes a RegistrationClient for REST calls with sipRegisterRequired; None: such
+        #: calls do not register first.
+        self.registration_factory = registration_factory
         sessions.observers.append(self)
 
     def __len__(self) -> int:
