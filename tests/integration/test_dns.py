@@ -14,11 +14,10 @@ from twisted.internet import defer, protocol, reactor
 from twisted.internet.task import deferLater
 from twisted.trial.unittest import SkipTest, TestCase
 
+from tests.integration.loopback_server import start_loopback_server
 from tests.integration.peers import free_port, run_sipp
 from tests.integration.test_transport_errors import closed_udp_port
-from wcs_twisted.config import settings_from_text
 from wcs_twisted.sip.address import SIPAddress
-from wcs_twisted.tap import build_service
 from wcs_twisted.transport.dns import SIPResolver, build_resolver
 from wcs_twisted.transport.failover import TargetFailover
 
@@ -104,14 +103,7 @@ class SRVTests(TestCase):
 
     @defer.inlineCallbacks
     def setUp(self):
-        state = os.path.abspath(self.mktemp())
-        settings = settings_from_text(
-            "ip_local=127.0.0.1\nws.port=0\nhttp.port=0\nsip_port=0\n"
-            f"state_dir={state}\n").settings
-        self.server = build_service(settings, reactor)
-        self.server.service.startService()
-        self.addCleanup(lambda: self.server.service.running and self.server.service.stopService())
-        yield defer.gatherResults([l.when_ready() for l in self.server.listeners])
+        self.server = yield start_loopback_server(self)
         self.dns_port = dns_port()
         stack = self.server.sip_stack
         stack.resolver = SIPResolver(

@@ -22,6 +22,8 @@ from twisted.internet.testing import MemoryReactorClock
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.client import Agent, HTTPConnectionPool
 
+from tests.integration.loopback_server import start_loopback_server
+
 from wcs_twisted.config import settings_from_text
 from wcs_twisted.tap import Options, build_service
 
@@ -42,14 +44,7 @@ class LoopbackServerTests(TestCase):
 
     @defer.inlineCallbacks
     def setUp(self):
-        state = os.path.abspath(self.mktemp())
-        settings = settings_from_text(
-            "ip_local=127.0.0.1\nws.port=0\nhttp.port=0\nsip_port=0\n"
-            f"state_dir={state}\n").settings
-        self.server = build_service(settings, reactor)
-        self.server.service.startService()
-        self.addCleanup(lambda: self.server.service.running and self.server.service.stopService())
-        yield defer.gatherResults([l.when_ready() for l in self.server.listeners])
+        self.server = yield start_loopback_server(self)
         pool = HTTPConnectionPool(reactor, persistent=False)
         self.http = HTTPClient(Agent(reactor, pool=pool))
         port = self.server.service.getServiceNamed("http").port.getHost().port

@@ -3,15 +3,13 @@ RFC 3261 18.4 / 17.1.4 on a real server: a destination that answers with ICMP po
 unreachable ends the call's INVITE transaction at once, not after Timer B (32 s).
 """
 
-import os
 import socket
 
 from twisted.internet import defer, reactor
 from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
-from wcs_twisted.config import settings_from_text
-from wcs_twisted.tap import build_service
+from tests.integration.loopback_server import start_loopback_server
 
 
 def closed_udp_port() -> int:
@@ -34,14 +32,7 @@ class PortUnreachableTests(TestCase):
 
     @defer.inlineCallbacks
     def setUp(self):
-        state = os.path.abspath(self.mktemp())
-        settings = settings_from_text(
-            "ip_local=127.0.0.1\nws.port=0\nhttp.port=0\nsip_port=0\n"
-            f"state_dir={state}\n").settings
-        self.server = build_service(settings, reactor)
-        self.server.service.startService()
-        self.addCleanup(lambda: self.server.service.running and self.server.service.stopService())
-        yield defer.gatherResults([l.when_ready() for l in self.server.listeners])
+        self.server = yield start_loopback_server(self)
 
     @defer.inlineCallbacks
     def test_rest_call_to_a_closed_port_fails_at_once(self):

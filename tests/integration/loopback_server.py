@@ -1,0 +1,31 @@
+"""
+A whole server as build_service wires it, with its defaults, on 127.0.0.1 and ports from the
+kernel, for the integration tests that attack or probe it.
+"""
+
+import os
+
+from twisted.internet import defer, reactor
+
+from wcs_twisted.config import settings_from_text
+from wcs_twisted.tap import build_service
+
+LOOPBACK_PROPERTIES = "ip_local=127.0.0.1\nws.port=0\nhttp.port=0\nsip_port=0\n"
+
+
+@defer.inlineCallbacks
+def start_loopback_server(test, properties: str = ""):
+    """
+    Build and start the server for C{test} (stopped by a cleanup); fires with the
+    L{wcs_twisted.tap.Server} once every listener is bound.
+
+    @param properties: more lines of the properties file, after the loopback defaults.
+    """
+    state = os.path.abspath(test.mktemp())
+    settings = settings_from_text(
+        f"{LOOPBACK_PROPERTIES}state_dir={state}\n{properties}").settings
+    server = build_service(settings, reactor)
+    server.service.startService()
+    test.addCleanup(lambda: server.service.running and server.service.stopService())
+    yield defer.gatherResults([listener.when_ready() for listener in server.listeners])
+    return server
