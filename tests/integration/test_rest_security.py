@@ -23,7 +23,6 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.client import Agent, HTTPConnectionPool
 
 from tests.integration.loopback_server import start_loopback_server
-
 from wcs_twisted.config import settings_from_text
 from wcs_twisted.tap import Options, build_service
 
