@@ -8,12 +8,24 @@ adapter so that a response goes back over the same transport and connection the 
 
 from __future__ import annotations
 
+import ipaddress
 from typing import NamedTuple
 
 #: RFC 3263 default ports per transport.
 DEFAULT_PORTS = {"udp": 5060, "tcp": 5060, "tls": 5061}
 
 RELIABLE_TRANSPORTS = frozenset({"tcp", "tls"})
+
+
+def is_ip_literal(host: str) -> bool:
+    """
+    Whether C{host} is an IPv4 or IPv6 address (no brackets), not a name to resolve.
+    """
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 class SIPAddress(NamedTuple):

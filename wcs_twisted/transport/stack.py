@@ -13,7 +13,6 @@ reactor-lag tick.
 
 from __future__ import annotations
 
-import ipaddress
 from typing import Any, Callable, Iterable, Protocol
 
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -26,7 +25,7 @@ from wcs_twisted.sip.events import MessageDiscarded
 from wcs_twisted.sip.message import Request, Response, error_response, new_tag, parse_message
 from wcs_twisted.sip.transaction import server_key
 from wcs_twisted.sip.transaction_layer import TransactionLayer, generate_branch
-from wcs_twisted.sip.address import DEFAULT_PORTS, SIPAddress
+from wcs_twisted.sip.address import DEFAULT_PORTS, SIPAddress, is_ip_literal
 from wcs_twisted.transport.admission import (
     LOOPBACK_NETWORKS,
     LoadShedding,
@@ -55,14 +54,6 @@ MAX_CACHED_HOSTS = 4096
 #: New requests refused with 503 when the server is overloaded; in-dialog requests, ACK, CANCEL
 #: and responses always go through, so the calls already accepted can finish.
 SHED_METHODS = frozenset({"INVITE", "REGISTER"})
-
-
-def is_ip_literal(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
 
 
 @implementer(ISIPTransport)

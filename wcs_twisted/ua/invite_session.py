@@ -14,7 +14,6 @@ MESSAGE and UPDATE.  What happens is reported to one L{IInviteSessionObserver}.
 from __future__ import annotations
 
 import enum
-import ipaddress
 from typing import Any, Callable
 
 from twisted.internet.defer import Deferred, fail
@@ -22,6 +21,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from wcs_twisted.interfaces import IClientTransactionOwner, IDialogUsage
+from wcs_twisted.sip.address import is_ip_literal
 from wcs_twisted.sip.auth import build_authorization, select_challenge
 from wcs_twisted.sip.dialog import Dialog, DialogState
 from wcs_twisted.sip.errors import LocalProtocolError, RemoteProtocolError
@@ -364,14 +364,8 @@ class InviteSession:
         """
         The IP address the peer's signalling comes from, or None when it is only known by name.
         """
-        host = getattr(self.peer_address, "host", None)
-        if not host:
-            return None
-        try:
-            ipaddress.ip_address(host.strip("[]"))
-        except ValueError:
-            return None
-        return host.strip("[]")
+        host = (getattr(self.peer_address, "host", None) or "").strip("[]")
+        return host if is_ip_literal(host) else None
 
     # === UAS =================================================================================
 

@@ -9,14 +9,13 @@ one place.
 
 from __future__ import annotations
 
-import ipaddress
 from typing import Any
 
 from wcs_twisted.sip.header_fields import Headers
 from wcs_twisted.sip.headers import CSeq, NameAddress, Via
 from wcs_twisted.sip.message import Request
 from wcs_twisted.sip.uri import SIPURI
-from wcs_twisted.sip.address import DEFAULT_PORTS, SIPAddress
+from wcs_twisted.sip.address import DEFAULT_PORTS, SIPAddress, is_ip_literal
 
 USER_AGENT = "wcs-twisted/0.1"
 
@@ -105,14 +104,6 @@ def next_hop(uri: SIPURI, outbound_proxy: str = "", default_port: int | None = N
     if not port:
         port = DEFAULT_PORTS[transport] if is_ip_literal(host) else 0
     return SIPAddress(transport, host, port)
-
-
-def is_ip_literal(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
 
 
 def split_host_port(text: str) -> tuple[str, int | None]:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import enum
 import hashlib
-import ipaddress
 import os
 import zlib
 from typing import Any, Callable, Container, Iterable, Mapping
@@ -29,7 +28,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from wcs_twisted.interfaces import IClientTransactionOwner, IRequestRouter
-from wcs_twisted.sip.address import DEFAULT_PORTS, SIPAddress
+from wcs_twisted.sip.address import DEFAULT_PORTS, SIPAddress, is_ip_literal
 from wcs_twisted.sip.auth import DigestAuthenticator
 from wcs_twisted.sip.errors import LocalProtocolError, RemoteProtocolError
 from wcs_twisted.sip.headers import NameAddress, Via
@@ -68,14 +67,6 @@ def _flow(binding: Binding) -> SIPAddress | None:
     The address a binding's REGISTER came from, when requests for it must go back there.
     """
     return binding.source if binding.flow and isinstance(binding.source, SIPAddress) else None
-
-
-def _is_ip_literal(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
 
 
 @implementer(IClientTransactionOwner)
@@ -843,7 +834,7 @@ class Proxy:
             host = _strip_brackets(maddr)
         if host.lower() == "localhost":
             host = "127.0.0.1"
-        if not _is_ip_literal(host):
+        if not is_ip_literal(host):
             return None
         return SIPAddress(transport, host, uri.port if uri.port is not None else default)
 
