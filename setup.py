@@ -23,8 +23,9 @@ class PluginPath:
     def __init__(self, strategy) -> None:
         self.strategy = strategy
 
-    def __call__(self, wheel, files, mapping) -> None:
-        self.strategy(wheel, files, mapping)
+    def __call__(self, wheel, *args, **kwargs) -> None:
+        # Arguments passed through as they come: only the wheel is ours to use.
+        self.strategy(wheel, *args, **kwargs)
         wheel.writestr("__editable__.wcs_twisted.twistd_plugins.pth", f"{HERE}\n".encode())
 
     def __enter__(self):
@@ -40,8 +41,10 @@ class EditableWheel(editable_wheel):
     C{pip install -e .} in any editable mode: also puts the twistd drop-in on sys.path.
     """
 
-    def _select_strategy(self, name, tag, build_lib):
-        return PluginPath(super()._select_strategy(name, tag, build_lib))
+    def _select_strategy(self, *args, **kwargs):
+        # A private setuptools hook (checked against 65-80): if it is renamed, the install
+        # still works and tests/test_tap.py's `twistd wcs --help` from another folder fails.
+        return PluginPath(super()._select_strategy(*args, **kwargs))
 
 
 setup(
