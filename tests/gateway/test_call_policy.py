@@ -5,7 +5,7 @@ where, local logins with credentials, caps, and every set-up failure giving back
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests.gateway.test_call import BROWSER_OFFER, CallTestMixin
+from tests.gateway.test_call import BROWSER_OFFER, PEER_ANSWER, CallTestMixin
 from tests.gateway.test_sessions import RecordingConnection
 from wcs_twisted.errors import DomainError, InvalidField, MediaError
 from wcs_twisted.gateway.call_policy import (
@@ -142,6 +142,26 @@ class CallTablePolicyTests(CallTestMixin, SynchronousTestCase):
         self.assertRaises(CallRefused, self.calls.check_refer_target, call,
                           SIPURI.parse("sip:1900@198.51.100.7"))
         self.calls.check_refer_target(call, SIPURI.parse("sip:carol@10.0.0.2"))
+
+    def test_transfer_to_foreign_target_refused(self):
+        """
+        A browser's blind transfer makes the transferee dial the target in the session's name:
+        on an exposed server, a target outside the allow-list is refused and no REFER goes out.
+        """
+        self.use(exposed=True, allowed_destinations=("10.0.0.2",), anonymous_calls="any")
+        connection, session = self.connect("alice", "/a")
+        call = self.calls.start_call(session, {"callId": "c1", "callee": "bob@10.0.0.2",
+                                               "sdp": BROWSER_OFFER})
+        self.network.run()
+        self.phone.sessions[0].accept(PEER_ANSWER)
+        self.network.run()
+        self.assertEqual(call.status.value, "ESTABLISHED")
+        error = self.assertRaises(CallRefused, self.calls.transfer, session,
+                                  {"callId": "c1", "target": "sip:1900@198.51.100.7"})
+        self.assertIn("call_allowed_destinations", error.info)
+        self.network.run()
+        self.assertEqual(call.status.value, "ESTABLISHED")
+        self.calls.transfer(session, {"callId": "c1", "target": "sip:carol@10.0.0.2"})
 
     def test_caps(self):
         """

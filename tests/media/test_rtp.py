@@ -921,6 +921,22 @@ class SourceLearningTests(SessionTestMixin, SynchronousTestCase):
         session.datagramReceived(rtcp.build_rr(0xDEAD), PHONE)
         self.assertEqual((len(seen), session.packets_refused), (1, 1))
 
+    def test_rtcp_mux_moves_with_the_stream(self):
+        """
+        With rtcp-mux, the peer's stream moving within the learning window takes its RTCP
+        along: muxed RTCP from the new port is taken, not refused as foreign.
+        """
+        session = self.make(rtcp_mux=True, learning_window=2.0)
+        session.set_remote(*PHONE)
+        seen = []
+        session.rtcp_received = seen.append
+        session.datagramReceived(rtp(seq=1), PHONE)
+        session.datagramReceived(rtcp.build_rr(0xDEAD), PHONE)
+        moved = (PHONE[0], 4010)
+        session.datagramReceived(rtp(seq=2), moved)
+        session.datagramReceived(rtcp.build_rr(0xDEAD), moved)
+        self.assertEqual((len(seen), session.packets_refused), (2, 0))
+
     def test_loopback_peer_on_loopback(self):
         """
         Listening on loopback, a loopback SDP address is trusted as it is:

@@ -23,8 +23,11 @@ class FakeLeg:
     def __init__(self):
         self.packets_sent = 0
         self.sent = []
+        self.can_send = True
 
     def send_payload(self, payload, payload_type):
+        if not self.can_send:
+            return
         self.packets_sent += 1
         self.sent.append((payload, payload_type))
 
@@ -66,6 +69,23 @@ class SilenceFillerTests(SynchronousTestCase):
         self.assertFalse(self.filler.filling)
         self.clock.pump([0.02] * int(2 * WATCH_INTERVAL / 0.02 + 1))
         self.assertTrue(self.filler.filling)
+
+    def test_on_hold_only_watches(self):
+        """
+        While the leg cannot send (hold), the filler only watches at 5 Hz instead of ticking
+        every 20 ms; it fills again once the leg may send.
+        """
+        self.filler.start(b"s", 0)
+        self.clock.pump([WATCH_INTERVAL] + [0.02] * 5)
+        self.leg.can_send = False
+        self.clock.pump([0.02] * 50)
+        self.assertFalse(self.filler.filling)
+        [pending] = self.clock.getDelayedCalls()
+        self.assertEqual(pending.func, self.filler._check)  # the 5 Hz watch, not the 20 ms tick
+        self.leg.can_send = True
+        filled = self.filler.filled
+        self.clock.pump([0.02] * int(2 * WATCH_INTERVAL / 0.02 + 5))
+        self.assertGreater(self.filler.filled, filled)
 
     def test_leg_bridged_at_once_gets_no_silence(self):
         """

@@ -79,6 +79,17 @@ class SourceRateLimitTests(SynchronousTestCase):
             limit.allow(f"10.1.{n // 256}.{n % 256}", n * 0.01)
         self.assertLessEqual(len(limit), 100)
 
+    def test_full_table_still_limits_a_new_source(self):
+        """
+        A new source that arrives when the table is full (and so forgets the quiet ones) gets
+        a bucket of its own that keeps limiting it, not a fresh burst on every request.
+        """
+        limit = SourceRateLimit(rate=1, burst=2, exempt=(), max_sources=4)
+        for n in range(4):
+            limit.allow(f"10.1.0.{n}", 0.0)
+        admitted = [limit.allow("10.9.9.9", 0.0) for _ in range(5)]
+        self.assertEqual(admitted, [True, True, False, False, False])
+
     def test_zero_rate_turns_it_off(self):
         """
         A rate of 0 admits everything.

@@ -181,6 +181,19 @@ class FailoverTests(SynchronousTestCase):
         failover.heard_from(self.second.host)
         self.assertEqual(failover.choose(self.destination, targets, 20), self.second)
 
+    def test_retransmissions_are_kept_once(self):
+        """
+        A request retransmitted to a target that then fails goes to the next target once,
+        not once per retransmission.
+        """
+        failover = TargetFailover()
+        failover.choose(self.destination, (self.first, self.second), 0)
+        for when in (0, 0.5, 1.5, 3.5):
+            failover.sent(self.first, self.destination, b"INVITE x", when)
+        failover.sent(self.first, self.destination, b"OPTIONS y", 4)
+        moved = list(failover.failed(self.first, 5))
+        self.assertEqual(moved, [(self.destination, [b"INVITE x", b"OPTIONS y"])])
+
     def test_down_mark_expires(self):
         """
         A failed target is skipped for C{down_for} seconds, then tried first again.

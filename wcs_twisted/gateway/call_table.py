@@ -487,6 +487,9 @@ class CallTable:
             # The transferee dials Refer-To itself: name our port, it may not be 5060.
             host, port = self.core.transport.local_address(self.settings.transport)
             uri = SIPURI(uri.scheme, uri.user, None, host, port, uri.params)
+        if session is not None:
+            # The transferee dials the target in this session's name: the same policy applies.
+            self.check_session_call(session, uri, new_call=False)
         call.transfer(uri)
 
     # --- events from calls ---------------------------------------------------------------------

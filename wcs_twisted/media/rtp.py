@@ -429,7 +429,8 @@ class RTPSession(_MediaLeg, TelephoneEventPacing, DatagramProtocol):
         header = peek_header(data)
         self._stats.restart(header.ssrc, header.sequence_number, self.packets_received)
         if self.rtcp_mux:
-            self._rtcp_send_addr = addr
+            # Muxed RTCP comes from the RTP source: it moves with it.
+            self._rtcp_send_addr = self._rtcp_source_addr = addr
         if previous is not None:
             self.log.info("RTP source moved from {previous} to {source} while learning",
                           previous=previous, source=addr)
@@ -519,6 +520,13 @@ class RTPSession(_MediaLeg, TelephoneEventPacing, DatagramProtocol):
             except OSError:
                 pass
         self.transport.write(data, addr)
+
+    @property
+    def can_send(self) -> bool:
+        """
+        Whether a packet sent now would go out (not on hold or muted, the peer's address known).
+        """
+        return not self._muted and self._send_addr is not None
 
     def send_payload(self, payload: bytes, payload_type: int, marker: bool = False) -> None:
         """

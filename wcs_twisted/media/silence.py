@@ -89,7 +89,8 @@ class SilenceFiller:
 
     def _tick(self) -> None:
         leg = self._leg
-        if leg.packets_sent != self._seen:
+        if leg.packets_sent != self._seen or not leg.can_send:
+            # Fed by another source, or on hold / no address yet: watch (5 Hz), don't tick.
             self._watch()
             return
         if self._payload is not None:
@@ -106,7 +107,7 @@ class SilenceFiller:
         self._call = self._clock.callLater(WATCH_INTERVAL, self._check)
 
     def _check(self) -> None:
-        if self._leg.packets_sent != self._seen:
+        if self._leg.packets_sent != self._seen or not self._leg.can_send:
             self._watch()
         else:
             self._fill()

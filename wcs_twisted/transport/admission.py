@@ -63,6 +63,7 @@ class SourceRateLimit:
         if bucket is False:
             if len(buckets) >= self.max_sources:
                 self._expire(now)
+                buckets = self._buckets  # _expire makes a new table
             if self._is_exempt(host):
                 buckets[host] = _EXEMPT
                 return True

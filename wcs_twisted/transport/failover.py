@@ -85,6 +85,8 @@ class TargetFailover:
         if data.startswith((b"SIP/", b"ACK ")):
             return
         kept = self._unanswered.setdefault(target.host, {}).setdefault((target, destination), [])
+        if any(data == sent_data for _, sent_data in kept):
+            return  # a retransmission: kept once, with its first send time
         while kept and (len(kept) >= MAX_UNANSWERED or now - kept[0][0] >= self.window):
             del kept[0]  # its transaction has timed out by now
         kept.append((now, data))
