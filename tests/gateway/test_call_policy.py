@@ -163,6 +163,18 @@ class CallTablePolicyTests(CallTestMixin, SynchronousTestCase):
         self.assertEqual(call.status.value, "ESTABLISHED")
         self.calls.transfer(session, {"callId": "c1", "target": "sip:carol@10.0.0.2"})
 
+    def test_registered_login_reached_only_at_its_domain_or_ours(self):
+        """
+        An INVITE reaches an upstream-registered session by its login only when the
+        Request-URI's host is ours or the account's domain, not sip:<login>@anywhere.
+        """
+        from wcs_twisted.sip.uri import SIPURI
+        connection, session = self.connect("alice", "/a")
+        session.registered = True
+        self.assertIsNone(self.calls._session_for(SIPURI.parse("sip:alice@evil.example")))
+        domain = session.account.domain
+        self.assertIs(self.calls._session_for(SIPURI.parse(f"sip:alice@{domain}")), session)
+
     def test_caps(self):
         """
         Per session and per address: the call over the cap is refused, the others stand.

@@ -644,7 +644,11 @@ class CallTable:
                 if session.contact_id == contact_id:
                     return session
             elif (session.account is not None and session.registered
-                  and session.account.login == uri.user):
+                  and session.account.login == uri.user
+                  and (self.is_local(uri.host)
+                       or uri.host.lower() == session.account.domain.lower())):
+                # Our own address (the registered Contact) or the account's domain: a login
+                # alone would hand any sip:<login>@anywhere, or another provider's call, to it.
                 return session
         return None
 
