@@ -197,6 +197,8 @@ ACTIVITY = ValueType("true or false, optionally followed by ,SECONDS (e.g. true,
 HOOK_SIGNATURE = ValueType("hmac-sha256 or wcs-md5", _choice("hmac-sha256", "wcs-md5"))
 HOOK_UNAVAILABLE = ValueType("refuse or allow", _choice("refuse", "allow"))
 CALL_ANONYMOUS = ValueType("auto, any, local or none", _choice("auto", "any", "local", "none"))
+SRTP_MODE = ValueType("off, answer, optional or mandatory",
+                      _choice("off", "answer", "optional", "mandatory"))
 HTTP_URL = ValueType("an http:// or https:// URL with a host and no query", _http_url)
 NON_EMPTY = ValueType("non-empty text", _non_empty)
 ORIGINS = ValueType("* alone, or a comma-separated list of origins like https://app.example.com",
@@ -387,6 +389,8 @@ KEYS: tuple[Key, ...] = (
     Key("media_port_to", "media_port_to", PORT, "32000", "Last port of the RTP port range."),
     Key("rtp_learning_window_ms", "rtp_learning_window_ms", NON_NEGATIVE_INT, "3000",
         "Milliseconds after a SIP leg's first RTP packet during which its source may still move with the same stream (SSRC); then it is locked (docs/security.md)."),
+    Key("sip_srtp", "sip_srtp", SRTP_MODE, "answer",
+        "SDES-SRTP on SIP legs (docs/media.md): off refuses RTP/SAVP; answer takes SRTP when the peer offers keys, offers plain RTP; optional also offers keys in RTP/AVP; mandatory offers RTP/SAVP and refuses offers without keys."),
     Key("sip_max_contacts_per_aor", "sip_max_contacts_per_aor", POSITIVE_INT, "16",
         "Live contacts one address of record may register at the built-in registrar; a REGISTER adding more gets 503."),
     Key("sip_max_bindings", "sip_max_bindings", POSITIVE_INT, "10000",
@@ -521,6 +525,7 @@ class Settings:
     media_port_from: int = 31001
     media_port_to: int = 32000
     rtp_learning_window_ms: int = 3000
+    sip_srtp: str = "answer"
     sip_max_contacts_per_aor: int = 16
     sip_max_bindings: int = 10000
     sip_max_known_aors: int = 10000

@@ -197,7 +197,8 @@ def build_media(settings: Settings, reactor) -> MediaFactory:
     return MediaFactory(reactor, settings.advertised_address, settings.bind_address,
                         PortPool(settings.media_port_from, settings.media_port_to),
                         inactivity_timeout=seconds if detect else None,
-                        rtp_learning_window=settings.rtp_learning_window_ms / 1000.0)
+                        rtp_learning_window=settings.rtp_learning_window_ms / 1000.0,
+                        sip_srtp=settings.sip_srtp)
 
 
 def build_sip(settings: Settings, reactor, metrics: ServerMetrics):

@@ -25,6 +25,8 @@ class CallTestCase(TestCase):
     """
 
     timeout = 40
+    #: More settings for the server (a subclass's policy under test).
+    settings_overrides: dict = {}
 
     @defer.inlineCallbacks
     def setUp(self):
@@ -33,7 +35,7 @@ class CallTestCase(TestCase):
         low = free_port(span=200)
         settings = Settings(bind_address="127.0.0.1", ws_port=0, http_port=0, sip_port=0,
                             media_port_from=low, media_port_to=low + 199,
-                            keep_alive_interval_ms=1000)
+                            keep_alive_interval_ms=1000, **self.settings_overrides)
         self.server = build_service(settings, reactor)
         self.server.service.startService()
         self.addCleanup(self._stop_server)

@@ -66,6 +66,7 @@ class MediaFactory:
         connect_timeout: float = CONNECT_TIMEOUT,
         rng: Optional[random.Random] = None,
         rtp_learning_window: float = LEARNING_WINDOW,
+        sip_srtp: str = "answer",
     ) -> None:
         """
         @param reactor: provides C{listenUDP} (and the clock unless given).
@@ -77,6 +78,7 @@ class MediaFactory:
             C{media_inactive} (WCS "Failed by RTP activity"); None or 0 off.
         @param rtp_learning_window: seconds after a SIP leg's first packet during which its
             source may still move with the same stream (docs/security.md).
+        @param sip_srtp: the SDES-SRTP policy of SIP legs (L{wcs_twisted.media.sdes}).
         """
         self.reactor = reactor
         self.clock: IReactorTime = clock if clock is not None else reactor  # type: ignore[assignment]
@@ -87,6 +89,7 @@ class MediaFactory:
         self.inactivity_timeout = inactivity_timeout
         self.connect_timeout = connect_timeout
         self.rtp_learning_window = rtp_learning_window
+        self.sip_srtp = sip_srtp
         self._rng = rng
 
     def create_session(self, kind: str):
@@ -106,7 +109,7 @@ class MediaFactory:
             return RTPMediaSession(
                 self.reactor, self.bind_address, self.public_address, self.port_pool,
                 clock=self.clock, inactivity_timeout=self.inactivity_timeout, rng=self._rng,
-                learning_window=self.rtp_learning_window,
+                learning_window=self.rtp_learning_window, srtp=self.sip_srtp,
             ).start()
         raise ValueError(f"unknown media session kind {kind!r}")
 

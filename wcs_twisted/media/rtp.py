@@ -1,4 +1,5 @@
-# -*- test-case-name: tests.media.test_rtp -*-
+# -*- test-case-name: tests.media.test_rtp,tests.media.test_rtp_srtp -*-
+# Over 600 lines as one piece: one leg's receive and send paths (SRTP included) stay side by side.
 """
 The SIP leg's media: plain RTP/AVP on a UDP port pair from the media range.
 
@@ -22,6 +23,13 @@ address than the learnt one (the cold path).  Sending relays a C{bytearray}
 rewritten in place by an L{RTPRewriter}; nothing on either path allocates
 beyond the datagram.
 
+With SDES-SRTP (L{set_srtp}, keys from L{wcs_twisted.media.sdes}) every
+datagram is authenticated before anything else looks at it, source learning
+included: a packet that fails libsrtp's check (forged, or a replay) is
+dropped and counted (L{RTPSession.srtp_auth_failures},
+L{RTPSession.srtp_replays}) and can never latch the leg.  What we send is
+protected last, after the rewrite.
+
 The reactor (C{IReactorUDP}) and clock (C{IReactorTime}, the reactor unless
 given) are injected; this module never touches the global reactor.
 """
@@ -42,6 +50,7 @@ from wcs_twisted.media._dtmf import TelephoneEventPacing
 from wcs_twisted.media._leg import _MediaLeg
 from wcs_twisted.media.ports import PortPool, PortReservation
 from wcs_twisted.media.rtp_packet import RTP_HEADER_SIZE, is_rtcp, is_rtp, peek_header
+from wcs_twisted.media.sdes import SRTPContext, SRTPError, is_replay
 from wcs_twisted.media.rtp_source import (
     LEARNING_WINDOW,
     REFUSAL_LOG_INTERVAL,
@@ -62,7 +71,7 @@ class _RTCPProtocol(DatagramProtocol):
         self._session = session
 
     def datagramReceived(self, data: bytes, addr: Address) -> None:
-        self._session._rtcp_datagram(data, addr)
+        self._session._rtcp_in(data, addr)
 
 
 class RTPSession(_MediaLeg, TelephoneEventPacing, DatagramProtocol):
@@ -92,6 +101,11 @@ class RTPSession(_MediaLeg, TelephoneEventPacing, DatagramProtocol):
         source: not the expected peer, or not the locked source.
     @ivar rtcp_sent: RTCP compound packets sent.
     @ivar rtcp_packets_received: RTCP compound packets accepted.
+    @ivar srtp: the SDES-SRTP context in force (L{set_srtp}), or C{None}.
+    @ivar srtp_auth_failures: SRTP/SRTCP datagrams refused by libsrtp's
+        authentication (forged, wrong key, runt); counted in
+        C{packets_dropped} too.
+    @ivar srtp_replays: SRTP/SRTCP datagrams refused as replays.
     """
 
     log = Logger()
@@ -164,6 +178,13 @@ class RTPSession(_MediaLeg, TelephoneEventPacing, DatagramProtocol):
         self.packets_refused = 0
         self._refusals_logged = 0
         self._refusal_logged_at: Optional[float] = None
+
+        # SDES-SRTP: libsrtp sessions, None for plain RTP (see set_srtp)
+        self.srtp: Optional[SRTPContext] = None
+        self._srtp_rx = None
+        self._srtp_tx = None
+        self.srtp_auth_failures = 0
+        self.srtp_replays = 0
 
         # the socket's sendto once started (see start)
         self._sendto: Optional[Callable[[bytes, Address], object]] = None
@@ -445,7 +466,52 @@ class RTPSession(_MediaLeg, TelephoneEventPacing, DatagramProtocol):
 
     # -- receive path ---------------------------------------------------------
 
+    def set_srtp(self, context: Optional[SRTPContext]) -> None:
+        """
+        Protect what we send and authenticate what we receive with
+        C{context} from now on; C{None} goes back to plain RTP.
+        """
+        self.srtp = context
+        self._srtp_rx = None if context is None else context.rx
+        self._srtp_tx = None if context is None else context.tx
+
+    def _srtp_refused(self, error: Exception, addr: Address, kind: str) -> None:
+        self.packets_dropped += 1
+        if is_replay(error):
+            self.srtp_replays += 1
+        else:
+            self.srtp_auth_failures += 1
+        self.log.debug("{kind} from {source} refused: {error}", kind=kind, source=addr,
+                       error=error)
+
+    def _rtcp_in(self, data: bytes, addr: Address) -> None:
+        """
+        A datagram on the RTCP port (or muxed RTCP): SRTCP is authenticated
+        and decrypted first.
+        """
+        rx = self._srtp_rx
+        if rx is not None:
+            if not is_rtcp(data):
+                self.packets_dropped += 1
+                return
+            try:
+                data = rx.unprotect_rtcp(data)
+            except SRTPError as e:
+                self._srtp_refused(e, addr, "SRTCP")
+                return
+        self._rtcp_datagram(data, addr)
+
     def datagramReceived(self, data: bytes, addr: Address) -> None:
+        rx = self._srtp_rx
+        if rx is not None:
+            if len(data) > 1 and 191 < data[1] < 224:
+                self._rtcp_in(data, addr)
+                return
+            try:
+                data = rx.unprotect(data)
+            except SRTPError as e:
+                self._srtp_refused(e, addr, "SRTP")
+                return
         if (addr != self._source_addr or len(data) < RTP_HEADER_SIZE) and not self._accept(
             data, addr
         ):
@@ -512,6 +578,9 @@ class RTPSession(_MediaLeg, TelephoneEventPacing, DatagramProtocol):
         Twisted's C{Port.write}, which validates the address and handles
         EINTR, EMSGSIZE and ECONNREFUSED.
         """
+        tx = self._srtp_tx
+        if tx is not None:
+            data = tx.protect(bytes(data))
         sendto = self._sendto
         if sendto is not None and addr is self._source_addr:
             try:
@@ -552,8 +621,7 @@ class RTPSession(_MediaLeg, TelephoneEventPacing, DatagramProtocol):
         addr = self._rtcp_send_addr
         transport = self.transport if self.rtcp_mux else self._rtcp_protocol.transport
         if addr is not None and transport is not None:
-            transport.write(data, addr)
-            self.rtcp_sent += 1
+            self._write_rtcp(transport, data, addr)
 
     @property
     def remote_ssrc(self) -> Optional[int]:
@@ -622,6 +690,12 @@ class RTPSession(_MediaLeg, TelephoneEventPacing, DatagramProtocol):
         compound = self._build_report(self._clock.seconds())
         if bye:
             compound += rtcp.build_bye(self.ssrc)
-        transport.write(compound, addr)
+        self._write_rtcp(transport, compound, addr)
+
+    def _write_rtcp(self, transport, data: bytes, addr: Address) -> None:
+        tx = self._srtp_tx
+        if tx is not None:
+            data = tx.protect_rtcp(data)
+        transport.write(data, addr)
         self.rtcp_sent += 1
 

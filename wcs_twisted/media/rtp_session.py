@@ -1,7 +1,8 @@
 # -*- test-case-name: tests.media.test_session -*-
 """
-The SIP peer's leg: plain RTP/AVP SDP, one L{RTPSession} per m= line, behind
-L{IMediaSession}.
+The SIP peer's leg: RTP/AVP SDP (RTP/SAVP with SDES keys when the policy
+and the peer want SRTP, L{wcs_twisted.media.sdes}), one L{RTPSession} per
+m= line, behind L{IMediaSession}.
 """
 
 from __future__ import annotations
@@ -20,20 +21,25 @@ from wcs_twisted.media.codecs import AUDIO_CODECS, SIP_AUDIO_CODECS
 from wcs_twisted.media.ports import PortPool
 from wcs_twisted.media.rtp import RTPSession
 from wcs_twisted.media.rtp_source import LEARNING_WINDOW
+from wcs_twisted.media.sdes import SDESKeys, SRTPContext
 from wcs_twisted.media.silence import SilenceFiller
 from wcs_twisted.media.rtp_packet import RTPRewriter
 from wcs_twisted.media.session import (
     PTIME,
-    RTP_PROTOS,
     MediaSession,
+    _parse,
     bind_ports,
     dispatcher,
     drop,
 )
 from wcs_twisted.media.transcode import silence_payload
+from wcs_twisted.sdp.media import MediaDescription
 from wcs_twisted.sdp.offer_answer import LocalCapabilities, MediaCapability, NegotiatedMedia
 
 __all__ = ["RTPMediaSession"]
+
+#: The transports a SIP peer's audio may come in; others (a browser's) are simply not ours.
+_SIP_PROTOS = ("RTP/AVP", "RTP/AVPF", "RTP/SAVP", "RTP/SAVPF")
 
 
 # -- the SIP peer's leg ---------------------------------------------------------------------
@@ -49,6 +55,10 @@ class RTPMediaSession(MediaSession):
     latches it onto the packet's source.  While nothing feeds the audio
     stream, a L{SilenceFiller} sends silence in the negotiated codec, as a
     live leg would, so the peer's RTP timeout does not end the call.
+
+    SRTP follows C{srtp} (the C{sip_srtp} policy, see L{SDESKeys}): an
+    answer takes the offerer's first usable a=crypto with a key of our own;
+    once a stream runs SRTP, our re-offers keep it whatever the policy.
     """
 
     kind = "rtp"
@@ -65,8 +75,10 @@ class RTPMediaSession(MediaSession):
         inactivity_timeout: Optional[float] = None,
         rng: Optional[random.Random] = None,
         learning_window: float = LEARNING_WINDOW,
+        srtp: str = "answer",
     ) -> None:
         clock = clock if clock is not None else reactor  # type: ignore[assignment]
+        self.sdes = SDESKeys(srtp)
         super().__init__(clock, public_address, inactivity_timeout, rng)
         self._reactor = reactor
         self._bind_address = bind_address
@@ -102,7 +114,94 @@ class RTPMediaSession(MediaSession):
         return self.audio_rtp.local_address
 
     def _accepts(self, proto: str) -> bool:
-        return proto.upper() in RTP_PROTOS
+        return self.sdes.accepts_proto(proto)
+
+    def _accepts_media(self, media: MediaDescription) -> bool:
+        return self.sdes.plan(media) is not None
+
+    def _check_offer(self, sdp: str | bytes) -> None:
+        """
+        Refuse an offer whose audio the SRTP policy cannot take with the
+        reason (not just "No common codecs"); a malformed a=crypto raises
+        "Malformed SDP: ..." from L{SDESKeys.plan}.
+        """
+        audio = [m for m in _parse(sdp).media
+                 if m.kind == "audio" and m.port and m.proto.upper() in _SIP_PROTOS]
+        if audio and not any(self._accepts_media(m) for m in audio):
+            raise MediaError(self.sdes.refusal(audio[0]))
+
+    def offered_codecs(self, sdp: str | bytes) -> tuple[list[str], list[str]]:
+        """
+        See L{MediaSession.offered_codecs}; also refuses (L{MediaError}) an
+        offer the SRTP policy cannot take, so a call fails before it rings.
+        """
+        self._check_offer(sdp)
+        return super().offered_codecs(sdp)
+
+    def create_answer(self, offer, prefer_audio=(), prefer_video=(), direction="sendrecv"):
+        """
+        See L{MediaSession.create_answer}; SRTP as L{offered_codecs} says.
+        """
+        self._check_offer(offer)
+        return super().create_answer(offer, prefer_audio, prefer_video, direction)
+
+    def set_remote_answer(self, answer: str | bytes) -> None:
+        """
+        See L{MediaSession.set_remote_answer}; an answer whose a=crypto does
+        not fit our offer, or that drops the SRTP we required, is refused
+        before anything changes.
+        """
+        offer = self._negotiator.pending_local
+        if offer is not None:
+            remote = _parse(answer)
+            for ours, theirs in zip(offer.media, remote.media):
+                if ours.port and theirs.port and ours.kind == theirs.kind:
+                    self.sdes.agreed(ours, theirs, local_is_offerer=True)
+        super().set_remote_answer(answer)
+
+    def _leg_of(self, kind: str) -> Optional[RTPSession]:
+        return self.audio_rtp if kind == "audio" else self.video_rtp
+
+    def _media_capability(self, kind, codecs, port, direction, offer, remote, **extra):
+        """
+        One stream's capability with its transport and a=crypto lines: for
+        an offer, the policy's (or SRTP kept from the last exchange); for an
+        answer, what L{SDESKeys.plan} chose for the offered line.
+        """
+        protos: tuple[str, ...] = ("RTP/AVP", "RTP/AVPF")
+        attributes: tuple = ()
+        if offer:
+            leg = self._leg_of(kind)
+            previous = self._negotiator.local_description
+            old = None if previous is None else next(
+                (m for m in previous.media if m.kind == kind and m.port), None)
+            if leg is not None and leg.srtp is not None and old is not None:
+                protos = (old.proto,)
+                attributes = self.sdes.offer_attributes(kind, secured=True)
+            else:
+                protos = (self.sdes.offer_proto,)
+                attributes = self.sdes.offer_attributes(kind)
+        else:
+            for media in remote.media if remote is not None else ():
+                if media.kind == kind and media.port:
+                    plan = self.sdes.plan(media)
+                    if plan is not None:
+                        protos = (media.proto,)
+                        attributes = self.sdes.answer_attributes(kind, plan)
+                        break
+        return MediaCapability(kind, tuple(codecs), port, direction, protos,
+                               rtcp_mux=not offer, attributes=attributes, **extra)
+
+    def _capabilities(self, audio, video, direction, offer, remote):
+        media = [self._media_capability(
+            "audio", audio, self.audio_rtp.local_address[1], direction, offer, remote,
+            ptime=PTIME,
+        )]
+        if video and self.video_rtp is not None:
+            media.append(self._media_capability(
+                "video", video, self.video_rtp.local_address[1], direction, offer, remote,
+            ))
+        return LocalCapabilities(self._public_address, tuple(media))
 
     def _prepare_video(self) -> bool:
         if self.video_rtp is None:
@@ -114,18 +213,6 @@ class RTPMediaSession(MediaSession):
                 return False
             self.video_rtp = leg
         return True
-
-    def _capabilities(self, audio, video, direction, offer, remote):
-        media = [MediaCapability(
-            "audio", tuple(audio), self.audio_rtp.local_address[1], direction, RTP_PROTOS,
-            ptime=PTIME, rtcp_mux=not offer,
-        )]
-        if video and self.video_rtp is not None:
-            media.append(MediaCapability(
-                "video", tuple(video), self.video_rtp.local_address[1], direction, RTP_PROTOS,
-                rtcp_mux=not offer,
-            ))
-        return LocalCapabilities(self._public_address, tuple(media))
 
     def _configure(self, negotiated, remote):
         audio = next((m for m in negotiated if m.kind == "audio" and not m.rejected), None)
@@ -157,7 +244,36 @@ class RTPMediaSession(MediaSession):
             self.video_rtp.stop()
             self.video_rtp = None
 
+    def _secure(self, leg: RTPSession, media: NegotiatedMedia) -> None:
+        """
+        Give C{leg} the SRTP keys the exchange agreed on for C{media}; the
+        same keys again (a re-INVITE) keep libsrtp's state.
+        """
+        local = self._negotiator.local_description
+        remote = self._negotiator.remote_description
+        assert local is not None and remote is not None
+        agreed = self.sdes.agreed(local.media[media.index], remote.media[media.index],
+                                  self._negotiator.offer_is_local)
+        current = leg.srtp
+        if agreed is None:
+            if current is not None:
+                self.log.info("{kind} stream back to plain RTP", kind=media.kind)
+            leg.set_srtp(None)
+        elif current is None or (current.suite, current.local_key, current.remote_key) != agreed:
+            self.log.info("{kind} stream protected with SRTP {suite}", kind=media.kind,
+                          suite=agreed[0])
+            leg.set_srtp(SRTPContext(*agreed))
+
+    @property
+    def srtp_suite(self) -> Optional[str]:
+        """
+        The SRTP suite of the audio stream, or C{None} for plain RTP.
+        """
+        context = self.audio_rtp.srtp
+        return None if context is None else context.suite
+
     def _point(self, leg: RTPSession, media: NegotiatedMedia) -> None:
+        self._secure(leg, media)
         leg.rtcp_mux = media.rtcp_mux
         address = media.remote_address
         if address and address not in ("0.0.0.0", "::") and media.remote_port:

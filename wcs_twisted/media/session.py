@@ -240,7 +240,7 @@ class MediaSession:
         names: dict[str, list[str]] = {"audio": [], "video": []}
         tables = {"audio": self.audio_table, "video": self.video_table}
         for media in description.media:
-            if media.port == 0 or media.kind not in names or not self._accepts(media.proto):
+            if media.port == 0 or media.kind not in names or not self._accepts_media(media):
                 continue
             for codec in media.codecs:
                 if codec.encoding in SECONDARY_ENCODINGS:
@@ -291,7 +291,7 @@ class MediaSession:
         wanted = _direction(direction)
         remote = _parse(offer)
         audio_media = next(
-            (m for m in remote.media if m.kind == "audio" and m.port and self._accepts(m.proto)),
+            (m for m in remote.media if m.kind == "audio" and m.port and self._accepts_media(m)),
             None,
         )
         if audio_media is None:
@@ -304,7 +304,7 @@ class MediaSession:
             raise MediaError(NO_COMMON_CODECS)
         video: list[Codec] = []
         video_media = next(
-            (m for m in remote.media if m.kind == "video" and m.port and self._accepts(m.proto)),
+            (m for m in remote.media if m.kind == "video" and m.port and self._accepts_media(m)),
             None,
         )
         if video_media is not None:
@@ -414,6 +414,10 @@ class MediaSession:
 
     def _accepts(self, proto: str) -> bool:
         raise NotImplementedError()
+
+    def _accepts_media(self, media) -> bool:
+        # One offered m= line; a leg may look past the transport (SDES keys, say).
+        return self._accepts(media.proto)
 
     def _prepare_video(self) -> bool:
         """
