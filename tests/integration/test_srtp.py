@@ -6,7 +6,8 @@ or C{mediaenc=srtp} (RTP/AVP with a=crypto) as the phone, all on 127.0.0.1.
 Each call is checked three ways: the tones arrive at their frequency both ways (so the
 relay unprotects and protects correctly), a packet capture of the SIP leg's RTP port
 (an AF_PACKET socket on lo: we run as root) shows SRTP-sized packets whose payload is
-not G.711 audio, and forged or replayed packets sent at the leg are refused and counted
+not G.711 audio (and is the tone once decrypted with the leg's keys), and forged or
+replayed packets sent at the leg are refused and counted
 while the call's audio goes on.
 
 Run: .venv/bin/python -m twisted.trial --reactor=asyncio tests.integration.test_srtp
@@ -25,6 +26,7 @@ from twisted.trial.unittest import SkipTest
 from tests.integration import audio
 from tests.integration.peers import Baresip, poll, require_binary
 from tests.integration.test_calls import CallTestCase
+from wcs_twisted.media.sdes import SRTPContext
 
 #: RTP header + 20 ms of PCMU + the 80-bit authentication tag of AES_CM_128_HMAC_SHA1_80.
 SRTP_PCMU_SIZE = 12 + 160 + 10
@@ -199,6 +201,11 @@ class PhoneCallsBrowserTests(SRTPCallTestCase):
         from_phone = capture.sent_by(peer[1])
         self.assertEncrypted(from_phone, 1000)
         self.assertEncrypted(capture.sent_by(port), 440)
+        # The control: the same captured packets, decrypted with the leg's keys, are the tone.
+        keys = SRTPContext(rtp.srtp.suite, rtp.srtp.local_key, rtp.srtp.remote_key)
+        plain = [keys.rx.unprotect(p) for p in from_phone if p[1] & 0x7F == 0]
+        share = tone_share(_ulaw_to_linear(b"".join(p[12:] for p in plain)), 1000)
+        self.assertGreater(share, 0.9)
 
         # The attack: a packet with a genuine header and a forged body, and a genuine packet
         # sent again, from the phone's host but another port.
