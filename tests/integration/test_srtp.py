@@ -154,6 +154,19 @@ class SRTPCallTestCase(CallTestCase):
         capture.stop()
         return capture
 
+    async def capture_call(self, alice, call_id, bob, port):
+        """
+        Capture the SIP leg's RTP port while checking that the browser hears the phone's
+        1000 Hz and the phone the browser's 440 Hz; check that what the leg sent was SRTP.
+        """
+        capture = await self.capture(port)
+        received = await alice.wait_audio(call_id, seconds=1.5, timeout=10)
+        self.assertFrequency(received, 1000)
+        await bob.wait_for_received_audio(1.5)
+        self.assertFrequency(bob.received_wav(), 440)
+        self.assertEncrypted(capture.sent_by(port), 440)
+        return capture
+
     def assertEncrypted(self, payloads, tone_hz):
         """
         Every captured audio packet is SRTP-sized for PCMU (tag included), and its payload,
@@ -192,15 +205,10 @@ class PhoneCallsBrowserTests(SRTPCallTestCase):
         self.assertEqual(leg.local_sdp.count("a=crypto:"), 1)
         rtp = leg.audio_rtp
         port = rtp.local_address[1]
-        capture = await self.capture(port)
-        received = await alice.wait_audio(call_id, seconds=1.5, timeout=10)
-        self.assertFrequency(received, 1000)
-        await bob.wait_for_received_audio(1.5)
-        self.assertFrequency(bob.received_wav(), 440)
+        capture = await self.capture_call(alice, call_id, bob, port)
         peer = rtp.remote_address
         from_phone = capture.sent_by(peer[1])
         self.assertEncrypted(from_phone, 1000)
-        self.assertEncrypted(capture.sent_by(port), 440)
         # The control: the same captured packets, decrypted with the leg's keys, are the tone.
         keys = SRTPContext(rtp.srtp.suite, rtp.srtp.local_key, rtp.srtp.remote_key)
         plain = [keys.rx.unprotect(p) for p in from_phone if p[1] & 0x7F == 0]
@@ -247,12 +255,7 @@ class PhoneCallsBrowserTests(SRTPCallTestCase):
         self.assertIsNotNone(leg.srtp_suite)
         self.assertIn("RTP/AVP", leg.local_sdp)
         port = leg.audio_rtp.local_address[1]
-        capture = await self.capture(port)
-        received = await alice.wait_audio(call_id, seconds=1.5, timeout=10)
-        self.assertFrequency(received, 1000)
-        await bob.wait_for_received_audio(1.5)
-        self.assertFrequency(bob.received_wav(), 440)
-        self.assertEncrypted(capture.sent_by(port), 440)
+        capture = await self.capture_call(alice, call_id, bob, port)
         await bob.hangup()
         await alice.wait_status(call_id, "FINISH")
 
@@ -299,12 +302,7 @@ class BrowserCallsPhoneTests(SRTPCallTestCase):
         self.assertGreaterEqual(leg.local_sdp.count("a=crypto:"), 2)
         self.assertIsNotNone(leg.srtp_suite)
         port = leg.audio_rtp.local_address[1]
-        capture = await self.capture(port)
-        received = await alice.wait_audio(call_id, seconds=1.5, timeout=10)
-        self.assertFrequency(received, 1000)
-        await bob.wait_for_received_audio(1.5)
-        self.assertFrequency(bob.received_wav(), 440)
-        self.assertEncrypted(capture.sent_by(port), 440)
+        capture = await self.capture_call(alice, call_id, bob, port)
         self.assertEncrypted(capture.sent_by(leg.audio_rtp.remote_address[1]), 1000)
         # Our re-offer (hold) keeps RTP/SAVP and the keys: the phone's packets still pass.
         rtp = leg.audio_rtp

@@ -475,14 +475,21 @@ class RTPSession(_MediaLeg, TelephoneEventPacing, DatagramProtocol):
         self._srtp_rx = None if context is None else context.rx
         self._srtp_tx = None if context is None else context.tx
 
-    def _srtp_refused(self, error: Exception, addr: Address, kind: str) -> None:
-        self.packets_dropped += 1
-        if is_replay(error):
-            self.srtp_replays += 1
-        else:
-            self.srtp_auth_failures += 1
-        self.log.debug("{kind} from {source} refused: {error}", kind=kind, source=addr,
-                       error=error)
+    def _unprotect(self, unprotect, data: bytes, addr: Address, kind: str) -> Optional[bytes]:
+        """
+        C{unprotect(data)}, or C{None} when libsrtp refuses it (counted).
+        """
+        try:
+            return unprotect(data)
+        except SRTPError as error:
+            self.packets_dropped += 1
+            if is_replay(error):
+                self.srtp_replays += 1
+            else:
+                self.srtp_auth_failures += 1
+            self.log.debug("{kind} from {source} refused: {error}", kind=kind, source=addr,
+                           error=error)
+            return None
 
     def _rtcp_in(self, data: bytes, addr: Address) -> None:
         """
@@ -494,10 +501,8 @@ class RTPSession(_MediaLeg, TelephoneEventPacing, DatagramProtocol):
             if not is_rtcp(data):
                 self.packets_dropped += 1
                 return
-            try:
-                data = rx.unprotect_rtcp(data)
-            except SRTPError as e:
-                self._srtp_refused(e, addr, "SRTCP")
+            data = self._unprotect(rx.unprotect_rtcp, data, addr, "SRTCP")
+            if data is None:
                 return
         self._rtcp_datagram(data, addr)
 
@@ -507,10 +512,8 @@ class RTPSession(_MediaLeg, TelephoneEventPacing, DatagramProtocol):
             if len(data) > 1 and 191 < data[1] < 224:
                 self._rtcp_in(data, addr)
                 return
-            try:
-                data = rx.unprotect(data)
-            except SRTPError as e:
-                self._srtp_refused(e, addr, "SRTP")
+            data = self._unprotect(rx.unprotect, data, addr, "SRTP")
+            if data is None:
                 return
         if (addr != self._source_addr or len(data) < RTP_HEADER_SIZE) and not self._accept(
             data, addr
