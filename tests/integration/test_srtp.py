@@ -20,7 +20,7 @@ import socket
 import struct
 
 import numpy
-from twisted.internet import reactor, task
+from twisted.internet import protocol, reactor, task
 from twisted.trial.unittest import SkipTest
 
 from tests.integration import audio
@@ -258,6 +258,57 @@ class PhoneCallsBrowserTests(SRTPCallTestCase):
         capture = await self.capture_call(alice, call_id, bob, port)
         await bob.hangup()
         await alice.wait_status(call_id, "FINISH")
+
+
+class _SIPSink(protocol.DatagramProtocol):
+    """
+    Collects the responses a raw INVITE gets.
+    """
+
+    def __init__(self):
+        self.received = []
+
+    def datagramReceived(self, data, addr):
+        self.received.append(data)
+
+
+class MalformedCryptoTests(SRTPCallTestCase):
+    """
+    An INVITE whose a=crypto is malformed is refused with 488 before anything rings.
+    """
+
+    async def test_malformed_crypto_refused(self):
+        """
+        The attack: RTP/SAVP with a key of the wrong size, sent as a raw INVITE to a
+        connected browser user: 488 comes back, the browser never hears of it, the server
+        keeps serving.
+        """
+        alice = await self.connect_local("alice")
+        sink = _SIPSink()
+        port = reactor.listenUDP(0, sink, interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        ours = port.getHost().port
+        sdp = ("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+               "m=audio 40000 RTP/SAVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
+               "a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:AAAAAAAA\r\n")
+        invite = (f"INVITE sip:alice@127.0.0.1:{self.sip_port} SIP/2.0\r\n"
+                  f"Via: SIP/2.0/UDP 127.0.0.1:{ours};branch=z9hG4bK-srtp-bad;rport\r\n"
+                  "Max-Forwards: 70\r\nFrom: <sip:mallory@127.0.0.1>;tag=m1\r\n"
+                  "To: <sip:alice@127.0.0.1>\r\nCall-ID: srtp-bad-crypto@127.0.0.1\r\n"
+                  f"CSeq: 1 INVITE\r\nContact: <sip:mallory@127.0.0.1:{ours}>\r\n"
+                  f"Content-Type: application/sdp\r\nContent-Length: {len(sdp)}\r\n\r\n{sdp}")
+        port.write(invite.encode(), ("127.0.0.1", self.sip_port))
+
+        def final():
+            return next((r for r in sink.received if not r.startswith(b"SIP/2.0 1")), None)
+
+        response = await poll(final, 5, reactor, message=lambda: f"no final response: {sink.received}")
+        self.assertTrue(response.startswith(b"SIP/2.0 488"), response[:40])
+        self.assertEqual(list(self.server.calls), [])
+        self.assertEqual(alice.violations, [])
+        bob = await self.srtp_baresip("bob", 1000)
+        await bob.dial(f"sip:alice@127.0.0.1:{self.sip_port}")
+        await alice.wait_incoming_call(timeout=10)
 
 
 class SRTPOffTests(SRTPCallTestCase):
