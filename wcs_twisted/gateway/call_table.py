@@ -203,9 +203,12 @@ class CallTable:
                         domain = f"{domain}:{port}"
                 text = f"sip:{text}@{domain}"
         try:
-            return SIPURI.parse(text)
+            uri = SIPURI.parse(text)
         except RemoteProtocolError as error:
             raise InvalidField("callee", f"{callee!r} is not a SIP user or URI ({error})") from None
+        if account.transport != "udp" and uri.scheme == "sip" and not uri.param("transport"):
+            uri = uri.with_params(transport=account.transport)  # the account's server's transport
+        return uri
 
     def _outbound_proxy(self, account: SIPAccount, target: SIPURI) -> str:
         """

@@ -174,13 +174,17 @@ class InviteSession:
         credentials: tuple[str, str] | None = None,
         display_name: str | None = None,
         extra_headers: tuple[tuple[str, str], ...] = (),
-        protocol: str = "udp",
+        protocol: str | None = None,
     ) -> "InviteSession":
         """
         Start a call to C{to_uri}: the INVITE leaves at once.
 
+        @param protocol: the transport; by default the one C{to_uri} names (transport=, sips:).
+
         @param credentials: (authentication name, password) for 401/407 challenges.
         """
+        destination = next_hop(to_uri, outbound_proxy)
+        protocol = protocol or destination.transport
         session = cls(core, clock, observer, protocol)
         session.credentials = credentials
         session.local_sdp = sdp
@@ -193,7 +197,7 @@ class InviteSession:
         session._cseq = 1
         session._extra = extra_headers
         session.request_uri = to_uri
-        session.destination = session.peer_address = next_hop(to_uri, outbound_proxy)
+        session.destination = session.peer_address = destination
         session.state = InviteSessionState.CALLING
         session._send_invite(authorization=None)
         return session
