@@ -397,6 +397,8 @@ KEYS: tuple[Key, ...] = (
         "Requests the built-in proxy forwards at once; beyond, 503 with Retry-After."),
     Key("sip_proxy_max_unanswered", "sip_proxy_max_unanswered", POSITIVE_INT, "32",
         "Requests the built-in proxy has forwarded to one destination without any response yet; beyond, 503 (bounds the retransmissions a silent contact gets)."),
+    Key("sip_tls_ca_certificates", "sip_tls_ca_certificates", STRING, "",
+        "PEM file of the CA certificates a SIP server reached over TLS must chain to (RFC 5922); empty means the system's CA store."),
     Key("log_json_file", "log_json_file", STRING, "",
         "Also write every log event as one JSON object per line to this file (for log "
         "collectors); empty means off."),
@@ -526,6 +528,7 @@ class Settings:
     sip_max_known_aors: int = 10000
     sip_proxy_max_pending: int = 10000
     sip_proxy_max_unanswered: int = 32
+    sip_tls_ca_certificates: str = ""
     log_json_file: str = ""
     plugin_dirs: tuple[str, ...] = ()
     modules_disabled: tuple[str, ...] = ()

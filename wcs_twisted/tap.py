@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 from twisted.application.service import IService
 from twisted.internet.endpoints import quoteStringArgument, serverFromString
+from twisted.internet.ssl import Certificate, trustRootFromCertificates
 from twisted.logger import Logger, globalLogPublisher
 from twisted.python import usage
 
@@ -246,6 +247,23 @@ def build_sip(settings: Settings, reactor, metrics: ServerMetrics):
     return stack, core, location, proxy
 
 
+def sip_trust_root(settings: Settings):
+    """
+    The CAs SIP servers reached over TLS must chain to: sip_tls_ca_certificates, else the
+    system's store (None).
+    """
+    if not settings.sip_tls_ca_certificates:
+        return None
+    with open(settings.sip_tls_ca_certificates, "rb") as pem:
+        return trustRootFromCertificates(
+            [Certificate.loadPEM(block) for block in pem_blocks(pem.read())])
+
+
+def pem_blocks(data: bytes) -> list[bytes]:
+    marker = b"-----END CERTIFICATE-----"
+    return [block + marker for block in data.split(marker) if b"-----BEGIN" in block]
+
+
 def sip_listeners(settings: Settings, reactor, stack: SIPStack, metrics: ServerMetrics,
                   on_bind_failure) -> tuple[list[ListenerService], list[SIPStreamTransport]]:
     """
@@ -274,7 +292,8 @@ def sip_listeners(settings: Settings, reactor, stack: SIPStack, metrics: ServerM
             stack, reactor, name, settings.sip_max_tcp_connections, settings.sip_max_message_size,
             max_connections_per_source=settings.sip_max_tcp_connections_per_source,
             first_message_timeout=settings.sip_tcp_first_message_timeout,
-            idle_timeout=settings.sip_tcp_idle_timeout)
+            idle_timeout=settings.sip_tcp_idle_timeout,
+            trust_root=sip_trust_root(settings) if name == "tls" else None)
         streams.append(transports)
         port_number = settings.sip_port if name == "tcp" else settings.sip_tls_port
         endpoint = _stream_endpoint(reactor, settings, port_number, tls=name == "tls")

@@ -381,7 +381,8 @@ class SIPStack:
                           transport=destination.transport, destination=str(destination))
             self.clock.callLater(0, self.transport_error, destination)
             return
-        if getattr(sender, "resolves_names", False):
+        if getattr(sender, "resolves_names", False) and (destination.port or self.resolver is None
+                                                         or is_ip_literal(destination.host)):
             if not destination.port:
                 destination = destination._replace(port=DEFAULT_PORTS[destination.transport])
             self.trace.record(OUT, data, destination)
@@ -418,6 +419,9 @@ class SIPStack:
             self.clock.callLater(0, self.layer_transport_error, destination)
             return
         self.failover.sent(target, destination, data, now)
+        names = getattr(sender, "server_names", None)
+        if names is not None:
+            names.remember(target, destination.host)
         self.trace.record(OUT, data, target)
         sender.send(data, target)
 
