@@ -1,0 +1,73 @@
+"""
+Real SIP peers over TLS: Kamailio with its tls module (Debian kamailio-tls-modules) listening on
+a TLS port beside its UDP/TCP one, with a certificate from the test CA.
+
+What running it taught us (kamailio 5.6.3):
+  - the tls module needs C{enable_tls=yes}, a C{listen=tls:...} and C{modparam("tls",
+    "config", file)}; the file has one C{[server:default]} and one C{[client:default]} section.
+  - As a client Kamailio checks the chain of the server certificate against C{ca_list}
+    (C{verify_certificate = yes}) but not the name; as a server it asks for no client
+    certificate (C{require_certificate = no}), as SIP phones have none.
+  - A contact registered over TLS is reached by a new TLS connection to the contact's address
+    (no C{fix_nated_register} here), so our Contact must name our TLS listening port.
+"""
+
+from __future__ import annotations
+
+import os
+
+from twisted.trial.unittest import SkipTest
+
+from tests.integration.peers import Kamailio, free_port
+
+_TLS_CFG = """\
+[server:default]
+method = TLSv1.2+
+verify_certificate = no
+require_certificate = no
+private_key = {key}
+certificate = {certificate}
+
+[client:default]
+method = TLSv1.2+
+verify_certificate = yes
+require_certificate = yes
+ca_list = {ca}
+"""
+
+
+class KamailioTLS(Kamailio):
+    """
+    L{Kamailio} that also listens on C{tls_port} with C{certificate}/C{key}, and trusts C{ca}
+    for the TLS connections it opens.
+    """
+
+    def __init__(self, tmpdir, certificate: str, key: str, ca: str, **kwargs) -> None:
+        super().__init__(tmpdir, **kwargs)
+        if not any(os.path.exists(os.path.join(d, "tls.so"))
+                   for d in (self.module_dir,)):
+            raise SkipTest("kamailio tls module missing (apt-get install kamailio-tls-modules)")
+        self.tls_port = free_port()
+        self.certificate, self.key, self.ca = certificate, key, ca
+        self.tls_config_path = os.path.join(self.directory, "tls.cfg")
+
+    @property
+    def tls_address(self) -> str:
+        return f"{self.host}:{self.tls_port}"
+
+    def config_text(self) -> str:
+        text = super().config_text()
+        listen = f"listen=tcp:{self.host}:{self.port}\n"
+        text = text.replace(listen, listen + f"listen=tls:{self.host}:{self.tls_port}\n"
+                            "enable_tls=yes\n", 1)
+        modules = 'loadmodule "kex.so"'
+        return text.replace(modules, f'loadmodule "tls.so"\n{modules}', 1).replace(
+            'modparam("usrloc", "db_mode", 0)',
+            f'modparam("tls", "config", "{self.tls_config_path}")\n'
+            'modparam("usrloc", "db_mode", 0)', 1)
+
+    def write_config(self):
+        path = super().write_config()
+        with open(self.tls_config_path, "w") as f:
+            f.write(_TLS_CFG.format(key=self.key, certificate=self.certificate, ca=self.ca))
+        return path
