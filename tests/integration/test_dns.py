@@ -23,6 +23,8 @@ from wcs_twisted.transport.dns import SIPResolver, build_resolver
 from wcs_twisted.transport.failover import TargetFailover
 
 DOMAIN = "provider.test"
+#: The NAPTR service naming each SRV record (RFC 3263 4.1).
+NAPTR_SERVICES = {"_sip._udp": "SIP+D2U", "_sip._tcp": "SIP+D2T", "_sips._tcp": "SIPS+D2T"}
 
 
 class Dnsmasq(protocol.ProcessProtocol):
@@ -30,7 +32,7 @@ class Dnsmasq(protocol.ProcessProtocol):
     One dnsmasq in the foreground, answering only for the records given (no upstream).
     """
 
-    def __init__(self, port, srv, ttl=60):
+    def __init__(self, port, srv, ttl=60, service="_sip._udp"):
         self.port = port
         self.ended = defer.Deferred()
         binary = shutil.which("dnsmasq") or "/usr/sbin/dnsmasq"
@@ -39,9 +41,9 @@ class Dnsmasq(protocol.ProcessProtocol):
         args = [binary, "-k", "-p", str(port), "--listen-address=127.0.0.1", "--bind-interfaces",
                 "--no-resolv", "--no-hosts", "--conf-file=/dev/null", "--pid-file=",
                 f"--local=/{DOMAIN}/", f"--local-ttl={ttl}", "--user=root",
-                f"--naptr-record={DOMAIN},10,50,S,SIP+D2U,,_sip._udp.{DOMAIN}"]
+                f"--naptr-record={DOMAIN},10,50,S,{NAPTR_SERVICES[service]},,{service}.{DOMAIN}"]
         for index, (priority, port_number) in enumerate(srv):
-            args.append(f"--srv-host=_sip._udp.{DOMAIN},t{index}.{DOMAIN},{port_number},"
+            args.append(f"--srv-host={service}.{DOMAIN},t{index}.{DOMAIN},{port_number},"
                         f"{priority},10")
             args.append(f"--host-record=t{index}.{DOMAIN},127.0.0.1")
         self.transport = reactor.spawnProcess(self, binary, args, env={})
@@ -112,8 +114,8 @@ class SRVTests(TestCase):
             random.Random(7))
         stack.failover = TargetFailover(silence_timeout=1.0)
 
-    def dnsmasq(self, srv, ttl=60):
-        server = Dnsmasq(self.dns_port, srv, ttl)
+    def dnsmasq(self, srv, ttl=60, service="_sip._udp"):
+        server = Dnsmasq(self.dns_port, srv, ttl, service)
         self.addCleanup(server.stop)
         return server
 
