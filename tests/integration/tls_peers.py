@@ -18,7 +18,7 @@ import os
 
 from twisted.trial.unittest import SkipTest
 
-from tests.integration.peers import Kamailio, free_port
+from tests.integration.peers import Baresip, Kamailio, free_port
 
 _TLS_CFG = """\
 [server:default]
@@ -71,3 +71,23 @@ class KamailioTLS(Kamailio):
         with open(self.tls_config_path, "w") as f:
             f.write(_TLS_CFG.format(key=self.key, certificate=self.certificate, ca=self.ca))
         return path
+
+
+class BaresipTLS(Baresip):
+    """
+    L{Baresip} whose account reaches its registrar over TLS, trusting C{ca} (C{sip_cafile}).
+
+    baresip 1.0.0 keeps config paths in short buffers: the CA goes through the same short
+    /tmp symlink directory as its WAV and recordings.
+    """
+
+    def __init__(self, tmpdir, name, ca: str, **kwargs) -> None:
+        super().__init__(tmpdir, name, transport="tls", **kwargs)
+        self.ca = os.path.abspath(ca)
+
+    def config_text(self) -> str:
+        text = super().config_text()
+        link = self._short_path("ca.pem")
+        if not os.path.lexists(link):
+            os.symlink(self.ca, link)
+        return text + f"sip_cafile\t\t{link}\n"
