@@ -72,6 +72,7 @@ from wcs_twisted.ua.location import LocationService
 from wcs_twisted.ua.outbound import split_host_port
 from wcs_twisted.ua.registrar import Registrar
 from wcs_twisted.ua.registration import RegistrationClient
+from wcs_twisted.ua.trunk_options import TrunkOptions
 
 log = Logger()
 
@@ -224,6 +225,8 @@ def build_sip(settings: Settings, reactor, metrics: ServerMetrics):
     )
     core = UserAgentCore(stack, rng, timers)
     stack.attach(core)
+    core.trunk_options = TrunkOptions(max(settings.sip_session_expires, settings.sip_min_se),
+                                      settings.sip_min_se, settings.sip_100rel)
     location = LocationService(on_change=metrics.registrations.labels(kind="local").set,
                                max_known=settings.sip_max_known_aors)
     proxy = None
