@@ -68,3 +68,16 @@ def write_pem(directory: str, stem: str, pair) -> tuple[str, str]:
                                   serialization.PrivateFormat.TraditionalOpenSSL,
                                   serialization.NoEncryption()))
     return crt, pem_key
+
+
+def write_combined_pem(directory: str, stem: str, pair) -> str:
+    """
+    C{<stem>.pem}: the certificate then its key in one file (as baresip's sip_certificate).
+    """
+    paths = write_pem(directory, stem, pair)
+    combined = os.path.join(os.path.abspath(directory), f"{stem}.pem")
+    with open(combined, "wb") as out:
+        for path in paths:
+            with open(path, "rb") as part:
+                out.write(part.read())
+    return combined

@@ -17,11 +17,9 @@ from tests.integration.peers import LOOPBACK, poll
 from tests.integration import test_dns
 from tests.integration.test_dns import DOMAIN, dns_port
 from tests.integration.test_kamailio_ua import USERS, WAIT
-from tests.integration.tls_peers import KamailioTLS
-from wcs_twisted.config import Settings
+from tests.integration.tls_peers import KamailioTLS, start_server, tls_settings
 from wcs_twisted.gateway.fields import account_from_fields
 from wcs_twisted.sip.address import SIPAddress
-from wcs_twisted.tap import build_service
 from wcs_twisted.transport.dns import SIPResolver, build_resolver
 from wcs_twisted.transport.trace import OUT
 from wcs_twisted.ua.registration import RegistrationClient, RegistrationState
@@ -39,22 +37,15 @@ class RegistrationByDNSTests(TestCase):
     def setUp(self):
         self.base = self.mktemp()
         ca = make_certificate("WCS Test CA")
-        ca_path = write_pem(self.base + "/pki", "ca", ca)[0]
+        pki = self.base + "/pki"
+        settings = tls_settings(ca, pki, enable_local_videochat=False)
         self.kamailio = KamailioTLS(
-            self.base, *write_pem(self.base + "/pki", "provider",
+            self.base, *write_pem(pki, "provider",
                                   server_certificate(ca, names=(DOMAIN,), addresses=())),
-            ca=ca_path, users=USERS, domain=DOMAIN)
+            ca=settings.sip_tls_ca_certificates, users=USERS, domain=DOMAIN)
         self.addCleanup(self.kamailio.stop)
         yield self.kamailio.start()
-        certificate, key = write_pem(self.base + "/pki", "gateway", server_certificate(ca))
-        settings = Settings(bind_address=LOOPBACK, sip_port=0, sip_tls_port=0, ws_port=0,
-                            http_port=0, https_port=0, wss_port=0, enable_local_videochat=False,
-                            sip_transports=("udp", "tcp", "tls"), tls_certificate=certificate,
-                            tls_private_key=key, sip_tls_ca_certificates=ca_path)
-        self.root = build_service(settings, reactor)
-        self.root.service.startService()
-        self.addCleanup(self.root.service.stopService)
-        yield defer.gatherResults([listener.when_ready() for listener in self.root.listeners])
+        self.root = yield start_server(self, settings, reactor)
         self.stack = self.root.sip_stack
         self.dns_port = dns_port()
         self.stack.resolver = SIPResolver(

@@ -20,7 +20,12 @@ from __future__ import annotations
 from twisted.internet import defer
 from twisted.trial.unittest import TestCase
 
-from tests.integration.certificates import make_certificate, server_certificate, write_pem
+from tests.integration.certificates import (
+    make_certificate,
+    server_certificate,
+    write_combined_pem,
+    write_pem,
+)
 from tests.integration.peers import LOOPBACK, with_timeout
 from tests.integration import test_kamailio_ua as plain
 from tests.integration.test_kamailio_ua import (
@@ -30,12 +35,11 @@ from tests.integration.test_kamailio_ua import (
     CallObserver,
     ToneSender,
 )
-from tests.integration.tls_peers import KamailioTLS
-from wcs_twisted.config import Settings
+from tests.integration import audio
+from tests.integration.tls_peers import BaresipTLS, KamailioTLS, start_server, tls_settings
 from wcs_twisted.sdp.session import SessionDescription
 from wcs_twisted.sip.address import SIPAddress
 from wcs_twisted.sip.uri import SIPURI
-from wcs_twisted.tap import build_service
 from wcs_twisted.transport.trace import IN, OUT
 from wcs_twisted.ua.account import SIPAccount
 from wcs_twisted.ua.invite_session import InviteSession, InviteSessionState
@@ -62,12 +66,12 @@ class KamailioTLSTests(TestCase):
 
         self.reactor = reactor
         self.base = self.mktemp()
-        ca = make_certificate("WCS Test CA")
-        self.ca_path = write_pem(self.base + "/pki", "ca", ca)[0]
+        ca = self.ca = make_certificate("WCS Test CA")
+        pki = self.base + "/pki"
+        self.settings = tls_settings(ca, pki, enable_local_videochat=False)
         self.kamailio = KamailioTLS(
-            self.base, *write_pem(self.base + "/pki", "kamailio", server_certificate(ca)),
-            ca=self.ca_path, users=USERS)
-        self.our_certificate = write_pem(self.base + "/pki", "gateway", server_certificate(ca))
+            self.base, *write_pem(pki, "kamailio", server_certificate(ca)),
+            ca=self.settings.sip_tls_ca_certificates, users=USERS)
 
     @defer.inlineCallbacks
     def start(self):
@@ -76,16 +80,7 @@ class KamailioTLSTests(TestCase):
         """
         self.addCleanup(self.kamailio.stop)
         yield self.kamailio.start()
-        certificate, key = self.our_certificate
-        settings = Settings(bind_address=LOOPBACK, sip_port=0, sip_tls_port=0, ws_port=0,
-                            http_port=0, https_port=0, wss_port=0,
-                            enable_local_videochat=False,
-                            sip_transports=("udp", "tcp", "tls"), tls_certificate=certificate,
-                            tls_private_key=key, sip_tls_ca_certificates=self.ca_path)
-        self.root = build_service(settings, self.reactor)
-        self.root.service.startService()
-        self.addCleanup(self.root.service.stopService)
-        yield defer.gatherResults([listener.when_ready() for listener in self.root.listeners])
+        self.root = yield start_server(self, self.settings, self.reactor)
         self.core = self.root.sip_core
         self.stack = self.root.sip_stack
         self.sent: list[tuple[bytes, SIPAddress]] = []
@@ -99,48 +94,55 @@ class KamailioTLSTests(TestCase):
                           domain=LOOPBACK, outbound_proxy="", port=self.kamailio.tls_port,
                           register_required=True, transport="tls")
 
+    check_incoming_call = plain.KamailioUserAgentTests.check_incoming_call
+
+    @defer.inlineCallbacks
+    def start_bob(self, transport="udp"):
+        """
+        bob (baresip) registered at Kamailio, over TLS to its TLS port when C{transport} is.
+        """
+        if transport != "tls":
+            return (yield plain.KamailioUserAgentTests.start_bob(self, transport))
+        tone = audio.write_tone_wav(self.mktemp() + ".wav", plain.BOB_TONE_HZ, 30)
+        bob = BaresipTLS(self.base, "bob", self.settings.sip_tls_ca_certificates,
+                         certificate=write_combined_pem(self.base + "/pki", "bob",
+                                                        server_certificate(self.ca)),
+                         registrar=self.kamailio.tls_address, password=USERS["bob"],
+                         tone_wav=tone, codecs=("PCMU/8000/1",))
+        self.addCleanup(bob.stop)
+        yield bob.start()
+        return bob
+
+    def assert_routed_through_kamailio(self, method: str, protocol: str) -> None:
+        """
+        Every C{method} we sent went to Kamailio's TLS port, with its Record-Route as Route.
+        """
+        requests = self.sent_requests(method)
+        self.assertTrue(requests, f"no {method} sent")
+        for request, address in requests:
+            self.assertEqual(address, SIPAddress("tls", LOOPBACK, self.kamailio.tls_port))
+            self.assertIn(f":{self.kamailio.tls_port};transport=tls",
+                          request.headers.get("Route"))
+
     @defer.inlineCallbacks
     def test_kamailio_calls_us_over_tls(self):
         """
-        We register over TLS; bob's call reaches us from Kamailio over a TLS connection to our
-        TLS port (Kamailio verified our certificate), audio flows both ways, our BYE leaves
-        over TLS.
+        We register over TLS (Contact transport=tls with our TLS port); bob's call (baresip
+        over TLS too) reaches us from Kamailio on a TLS connection to our TLS port that
+        Kamailio opened, verifying our certificate; audio both ways; our BYE leaves over TLS
+        along the record-route.
         """
-        yield self.start()
-        client, changes = self.registration(self.account(), protocol="tls")
-        client.start()
-        self.addCleanup(client.stop)
-        yield self.wait_state(client, RegistrationState.REGISTERED,
-                              RegistrationState.FAILED, RegistrationState.AUTHENTICATION_FAIL)
-        self.assertEqual(client.state, RegistrationState.REGISTERED, changes)
-        tls_port = self.stack.local_address("tls")[1]
-        [register, *_] = [request for request, address in self.sent_requests("REGISTER")
-                          if address.transport == "tls"]
+        # bob dials alice's address of record at Kamailio's TLS port.
+        self.kamailio.user_uri = (
+            lambda user: f"sip:{user}@{self.kamailio.tls_address};transport=tls")
+        yield self.check_incoming_call("tls")
+        [register, *_] = [request for request, _ in self.sent_requests("REGISTER")]
         contact = register.contacts[0].uri
-        self.assertEqual((contact.transport, contact.port), ("tls", tls_port))
-        self.assertTrue(register.top_via.transport.upper() == "TLS")
-
-        bob = yield self.start_bob("udp")
-        rtp, offer, received = self.media()
-        router = AnsweringRouter(self.core, self.reactor, offer)
-        self.core.add_router(router)
-        self.addCleanup(self.core.routers.remove, router)
-        yield bob.dial(self.kamailio.user_uri("alice"))
-        session = yield with_timeout(router.confirmed_d, WAIT, self.reactor, lambda: (
-            f"no ACK for our 200: {router.observer.events}\n{self.kamailio.log_tail()}"))
+        self.assertEqual((contact.transport, contact.port),
+                         ("tls", self.stack.local_address("tls")[1]))
+        self.assertEqual(register.top_via.transport.upper(), "TLS")
         invites = [address for data, address in self.received if data.startswith(b"INVITE ")]
         self.assertEqual({address.transport for address in invites}, {"tls"})
-        self.assertEqual(session.dialog.local_contact.uri.transport, "tls")
-        sdp = SessionDescription.parse(session.remote_sdp)
-        rtp.set_remote(sdp.connection_for(sdp.media[0]).address, sdp.media[0].port)
-        tone = ToneSender(rtp, self.reactor)
-        tone.start()
-        self.addCleanup(tone.stop)
-        yield self.check_audio(bob, received)
-        session.hang_up()
-        yield bob.wait_event("CALL_CLOSED", WAIT)
-        [(bye, address)] = self.sent_requests("BYE")
-        self.assertEqual(address.transport, "tls")
 
     @defer.inlineCallbacks
     def test_we_call_through_kamailio_over_tls(self):

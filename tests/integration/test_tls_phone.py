@@ -18,12 +18,10 @@ from twisted.trial.unittest import SkipTest
 
 from tests.integration import audio
 from tests.integration import test_calls as calls
-from tests.integration.certificates import make_certificate, server_certificate, write_pem
+from tests.integration.certificates import make_certificate
 from tests.integration.peers import free_port, require_binary
-from tests.integration.tls_peers import BaresipTLS
-from wcs_twisted.config import Settings
+from tests.integration.tls_peers import BaresipTLS, start_server, tls_settings
 from wcs_twisted.sip.message import parse_message
-from wcs_twisted.tap import build_service
 from wcs_twisted.transport.trace import IN, OUT
 
 
@@ -39,20 +37,11 @@ class TLSPhoneTests(calls.CallTestCase):
         self.base = self.mktemp()
         os.makedirs(self.base)
         ca = make_certificate("WCS Test CA")
-        self.ca_path = write_pem(os.path.join(self.base, "pki"), "ca", ca)[0]
-        certificate, key = write_pem(os.path.join(self.base, "pki"), "gateway",
-                                     server_certificate(ca))
         low = free_port(span=200)
-        settings = Settings(bind_address="127.0.0.1", ws_port=0, http_port=0, https_port=0,
-                            wss_port=0, sip_port=0, sip_tls_port=0,
-                            sip_transports=("udp", "tcp", "tls"), tls_certificate=certificate,
-                            tls_private_key=key, sip_tls_ca_certificates=self.ca_path,
-                            media_port_from=low, media_port_to=low + 199,
-                            keep_alive_interval_ms=1000)
-        self.server = build_service(settings, reactor)
-        self.server.service.startService()
-        self.addCleanup(self._stop_server)
-        yield defer.gatherResults([l.when_ready() for l in self.server.listeners])
+        settings = tls_settings(ca, os.path.join(self.base, "pki"), media_port_from=low,
+                                media_port_to=low + 199, keep_alive_interval_ms=1000)
+        self.ca_path = settings.sip_tls_ca_certificates
+        self.server = yield start_server(self, settings, reactor)
         self.ws_url = ("ws://127.0.0.1:"
                        f"{self.server.service.getServiceNamed('ws').port.getHost().port}")
         self.tls_port = self.server.sip_stack.local_address("tls")[1]
@@ -68,6 +57,18 @@ class TLSPhoneTests(calls.CallTestCase):
         self.addCleanup(agent.stop)
         await agent.start()
         return agent
+
+    async def tones_then_phone_hangs_up(self, alice, bob, call_id):
+        """
+        alice hears bob's 1000 Hz, bob hears her 440 Hz; bob's BYE finishes her call.
+        """
+        received = await alice.wait_audio(call_id, seconds=1.5, timeout=10)
+        self.assertFrequency(received, 1000)
+        await bob.wait_for_received_audio(1.5)
+        self.assertFrequency(bob.received_wav(), 440)
+        await bob.hangup()
+        await alice.wait_status(call_id, "FINISH")
+        self.assertEqual(alice.violations, [])
 
     def requests(self, direction, method):
         """
@@ -94,13 +95,7 @@ class TLSPhoneTests(calls.CallTestCase):
         self.assertEqual((via.transport.upper(), via.port), ("TLS", self.tls_port))
         [record_route, *_] = invite.headers.get_all("Record-Route")
         self.assertIn(f":{self.tls_port};transport=tls", record_route)
-        received = await alice.wait_audio(call_id, seconds=1.5, timeout=10)
-        self.assertFrequency(received, 1000)
-        await bob.wait_for_received_audio(1.5)
-        self.assertFrequency(bob.received_wav(), 440)
-        await bob.hangup()
-        await alice.wait_status(call_id, "FINISH")
-        self.assertEqual(alice.violations, [])
+        await self.tones_then_phone_hangs_up(alice, bob, call_id)
 
     async def test_tls_phone_calls_browser(self):
         """
@@ -121,10 +116,4 @@ class TLSPhoneTests(calls.CallTestCase):
         self.assertTrue(answers)
         contact = answers[0].contacts[0].uri
         self.assertEqual((contact.transport, contact.port), ("tls", self.tls_port))
-        received = await alice.wait_audio(call_id, seconds=1.5, timeout=10)
-        self.assertFrequency(received, 1000)
-        await bob.wait_for_received_audio(1.5)
-        self.assertFrequency(bob.received_wav(), 440)
-        await bob.hangup()
-        await alice.wait_status(call_id, "FINISH")
-        self.assertEqual(alice.violations, [])
+        await self.tones_then_phone_hangs_up(alice, bob, call_id)

@@ -16,9 +16,13 @@ from __future__ import annotations
 
 import os
 
+from twisted.internet import defer
 from twisted.trial.unittest import SkipTest
 
-from tests.integration.peers import Baresip, Kamailio, free_port
+from tests.integration.certificates import server_certificate, write_pem
+from tests.integration.peers import LOOPBACK, Baresip, Kamailio, free_port
+from wcs_twisted.config import Settings
+from wcs_twisted.tap import build_service
 
 _TLS_CFG = """\
 [server:default]
@@ -77,17 +81,55 @@ class BaresipTLS(Baresip):
     """
     L{Baresip} whose account reaches its registrar over TLS, trusting C{ca} (C{sip_cafile}).
 
-    baresip 1.0.0 keeps config paths in short buffers: the CA goes through the same short
+    Without C{certificate} (one PEM file with the certificate and its key) it cannot accept a
+    TLS connection, so a proxy that opens one to its Contact (Kamailio without NAT handling)
+    cannot reach it; our registrar uses its registration's connection instead.
+
+    baresip 1.0.0 keeps config paths in short buffers: the files go through the same short
     /tmp symlink directory as its WAV and recordings.
     """
 
-    def __init__(self, tmpdir, name, ca: str, **kwargs) -> None:
+    def __init__(self, tmpdir, name, ca: str, certificate: str | None = None,
+                 **kwargs) -> None:
         super().__init__(tmpdir, name, transport="tls", **kwargs)
         self.ca = os.path.abspath(ca)
+        self.certificate = certificate and os.path.abspath(certificate)
+
+    def _link(self, name: str, target: str) -> str:
+        link = self._short_path(name)
+        if not os.path.lexists(link):
+            os.symlink(target, link)
+        return link
 
     def config_text(self) -> str:
-        text = super().config_text()
-        link = self._short_path("ca.pem")
-        if not os.path.lexists(link):
-            os.symlink(self.ca, link)
-        return text + f"sip_cafile\t\t{link}\n"
+        text = super().config_text() + f"sip_cafile\t\t{self._link('ca.pem', self.ca)}\n"
+        if self.certificate:
+            text += f"sip_certificate\t\t{self._link('cert.pem', self.certificate)}\n"
+        return text
+
+
+def tls_settings(ca, pki: str, **values) -> Settings:
+    """
+    Settings of a loopback server with UDP, TCP and TLS on port 0 (SIP, HTTP, WebSocket), its
+    certificate signed by the test C{ca} (written to C{pki}), trusting that CA for SIP TLS.
+    """
+    ca_path = write_pem(pki, "ca", ca)[0]
+    certificate, key = write_pem(pki, "gateway", server_certificate(ca))
+    defaults = dict(bind_address=LOOPBACK, sip_port=0, sip_tls_port=0, ws_port=0, http_port=0,
+                    https_port=0, wss_port=0, sip_transports=("udp", "tcp", "tls"),
+                    tls_certificate=certificate, tls_private_key=key,
+                    sip_tls_ca_certificates=ca_path)
+    return Settings(**{**defaults, **values})
+
+
+@defer.inlineCallbacks
+def start_server(test, settings: Settings, reactor):
+    """
+    Build and start the server for C{test} (stopped by a cleanup); fire with it once every
+    listener is bound.
+    """
+    root = build_service(settings, reactor)
+    root.service.startService()
+    test.addCleanup(lambda: root.service.running and root.service.stopService())
+    yield defer.gatherResults([listener.when_ready() for listener in root.listeners])
+    return root
