@@ -77,6 +77,13 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _at_least_90(text: str) -> int:
+    value = int(text.strip())
+    if value < 90:
+        raise ValueError(text)  # RFC 4028 4: Min-SE MUST NOT be less than 90 seconds
+    return value
+
+
 def _non_negative_int(text: str) -> int:
     value = int(text.strip())
     if value < 0:
@@ -196,6 +203,9 @@ DIGEST_ALGORITHMS = ValueType("a comma-separated list of MD5, SHA-256", _digest_
 ACTIVITY = ValueType("true or false, optionally followed by ,SECONDS (e.g. true,60)", _activity)
 HOOK_SIGNATURE = ValueType("hmac-sha256 or wcs-md5", _choice("hmac-sha256", "wcs-md5"))
 HOOK_UNAVAILABLE = ValueType("refuse or allow", _choice("refuse", "allow"))
+SESSION_SECONDS = ValueType("a whole number, 90 or above", _at_least_90)
+RELIABLE_PROVISIONAL = ValueType("supported, required or off",
+                                 _choice("supported", "required", "off"))
 CALL_ANONYMOUS = ValueType("auto, any, local or none", _choice("auto", "any", "local", "none"))
 SRTP_MODE = ValueType("off, answer, optional or mandatory",
                       _choice("off", "answer", "optional", "mandatory"))
@@ -401,6 +411,14 @@ KEYS: tuple[Key, ...] = (
         "Requests the built-in proxy forwards at once; beyond, 503 with Retry-After."),
     Key("sip_proxy_max_unanswered", "sip_proxy_max_unanswered", POSITIVE_INT, "32",
         "Requests the built-in proxy has forwarded to one destination without any response yet; beyond, 503 (bounds the retransmissions a silent contact gets)."),
+    Key("sip_tls_ca_certificates", "sip_tls_ca_certificates", STRING, "",
+        "PEM file of the CA certificates a SIP server reached over TLS must chain to (RFC 5922); empty means the system's CA store."),
+    Key("sip_session_expires", "sip_session_expires", SESSION_SECONDS, "1800",
+        "Session-Expires (RFC 4028) our INVITEs ask for, in seconds; the refresher refreshes at half of it."),
+    Key("sip_min_se", "sip_min_se", SESSION_SECONDS, "90",
+        "Smallest session interval accepted, in seconds (RFC 4028 Min-SE, at least 90): a request asking less gets 422; also the Min-SE our INVITEs carry."),
+    Key("sip_100rel", "sip_100rel", RELIABLE_PROVISIONAL, "supported",
+        "RFC 3262 reliable provisional responses: supported (offered; our 1xx reliable when the caller requires it), required (our INVITEs say Require: 100rel; our 1xx reliable whenever the caller supports it) or off (not offered)."),
     Key("log_json_file", "log_json_file", STRING, "",
         "Also write every log event as one JSON object per line to this file (for log "
         "collectors); empty means off."),
@@ -531,6 +549,10 @@ class Settings:
     sip_max_known_aors: int = 10000
     sip_proxy_max_pending: int = 10000
     sip_proxy_max_unanswered: int = 32
+    sip_tls_ca_certificates: str = ""
+    sip_session_expires: int = 1800
+    sip_min_se: int = 90
+    sip_100rel: str = "supported"
     log_json_file: str = ""
     plugin_dirs: tuple[str, ...] = ()
     modules_disabled: tuple[str, ...] = ()

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 from twisted.application.service import IService
 from twisted.internet.endpoints import quoteStringArgument, serverFromString
+from twisted.internet.ssl import Certificate, trustRootFromCertificates
 from twisted.logger import Logger, globalLogPublisher
 from twisted.python import usage
 
@@ -71,6 +72,7 @@ from wcs_twisted.ua.location import LocationService
 from wcs_twisted.ua.outbound import split_host_port
 from wcs_twisted.ua.registrar import Registrar
 from wcs_twisted.ua.registration import RegistrationClient
+from wcs_twisted.ua.trunk_options import TrunkOptions
 
 log = Logger()
 
@@ -224,6 +226,8 @@ def build_sip(settings: Settings, reactor, metrics: ServerMetrics):
     )
     core = UserAgentCore(stack, rng, timers)
     stack.attach(core)
+    core.trunk_options = TrunkOptions(max(settings.sip_session_expires, settings.sip_min_se),
+                                      settings.sip_min_se, settings.sip_100rel)
     location = LocationService(on_change=metrics.registrations.labels(kind="local").set,
                                max_known=settings.sip_max_known_aors)
     proxy = None
@@ -245,6 +249,23 @@ def build_sip(settings: Settings, reactor, metrics: ServerMetrics):
                       max_pending=settings.sip_proxy_max_pending,
                       max_unanswered=settings.sip_proxy_max_unanswered)
     return stack, core, location, proxy
+
+
+def sip_trust_root(settings: Settings):
+    """
+    The CAs SIP servers reached over TLS must chain to: sip_tls_ca_certificates, else the
+    system's store (None).
+    """
+    if not settings.sip_tls_ca_certificates:
+        return None
+    with open(settings.sip_tls_ca_certificates, "rb") as pem:
+        return trustRootFromCertificates(
+            [Certificate.loadPEM(block) for block in pem_blocks(pem.read())])
+
+
+def pem_blocks(data: bytes) -> list[bytes]:
+    marker = b"-----END CERTIFICATE-----"
+    return [block + marker for block in data.split(marker) if b"-----BEGIN" in block]
 
 
 def sip_listeners(settings: Settings, reactor, stack: SIPStack, metrics: ServerMetrics,
@@ -275,7 +296,8 @@ def sip_listeners(settings: Settings, reactor, stack: SIPStack, metrics: ServerM
             stack, reactor, name, settings.sip_max_tcp_connections, settings.sip_max_message_size,
             max_connections_per_source=settings.sip_max_tcp_connections_per_source,
             first_message_timeout=settings.sip_tcp_first_message_timeout,
-            idle_timeout=settings.sip_tcp_idle_timeout)
+            idle_timeout=settings.sip_tcp_idle_timeout,
+            trust_root=sip_trust_root(settings) if name == "tls" else None)
         streams.append(transports)
         port_number = settings.sip_port if name == "tcp" else settings.sip_tls_port
         endpoint = _stream_endpoint(reactor, settings, port_number, tls=name == "tls")

@@ -12,8 +12,8 @@ from wcs_twisted.gateway.caller_identity import caller_identity, invite_paramete
 from wcs_twisted.sip.header_fields import Headers
 from wcs_twisted.sip.message import Request, parse_message
 from wcs_twisted.sip.uri import SIPURI
-from wcs_twisted.ua import invite_session
 from wcs_twisted.ua.invite_session import InviteSession
+from wcs_twisted.ua.trunk_options import TrunkOptions
 
 
 def invite(*headers):
@@ -111,8 +111,7 @@ class CallTableTrunkTests(CallTestMixin, SynchronousTestCase):
         notifyIncomingCall; the caller asks again with 90 and the browser is rung once.
         """
         connection, session = self.connect("alice", "/a")
-        self.patch(invite_session, "DEFAULT_INTERVAL", 30)
-        self.patch(invite_session, "MIN_SE", 30)
+        self.phone_core.trunk_options = TrunkOptions(session_expires=30, min_se=30)
         InviteSession.outgoing(
             self.phone_core, self.clock, Observer(), SIPURI.parse("sip:trunk@10.0.0.2"),
             SIPURI.parse("sip:alice@10.0.0.1"), PEER_OFFER)

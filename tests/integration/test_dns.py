@@ -6,6 +6,7 @@ a changed record once the TTL has run out.
 """
 
 import os
+import re
 import random
 import shutil
 import socket
@@ -22,6 +23,8 @@ from wcs_twisted.transport.dns import SIPResolver, build_resolver
 from wcs_twisted.transport.failover import TargetFailover
 
 DOMAIN = "provider.test"
+#: The NAPTR service naming each SRV record (RFC 3263 4.1).
+NAPTR_SERVICES = {"_sip._udp": "SIP+D2U", "_sip._tcp": "SIP+D2T", "_sips._tcp": "SIPS+D2T"}
 
 
 class Dnsmasq(protocol.ProcessProtocol):
@@ -29,7 +32,7 @@ class Dnsmasq(protocol.ProcessProtocol):
     One dnsmasq in the foreground, answering only for the records given (no upstream).
     """
 
-    def __init__(self, port, srv, ttl=60):
+    def __init__(self, port, srv, ttl=60, service="_sip._udp"):
         self.port = port
         self.ended = defer.Deferred()
         binary = shutil.which("dnsmasq") or "/usr/sbin/dnsmasq"
@@ -38,9 +41,9 @@ class Dnsmasq(protocol.ProcessProtocol):
         args = [binary, "-k", "-p", str(port), "--listen-address=127.0.0.1", "--bind-interfaces",
                 "--no-resolv", "--no-hosts", "--conf-file=/dev/null", "--pid-file=",
                 f"--local=/{DOMAIN}/", f"--local-ttl={ttl}", "--user=root",
-                f"--naptr-record={DOMAIN},10,50,S,SIP+D2U,,_sip._udp.{DOMAIN}"]
+                f"--naptr-record={DOMAIN},10,50,S,{NAPTR_SERVICES[service]},,{service}.{DOMAIN}"]
         for index, (priority, port_number) in enumerate(srv):
-            args.append(f"--srv-host=_sip._udp.{DOMAIN},t{index}.{DOMAIN},{port_number},"
+            args.append(f"--srv-host={service}.{DOMAIN},t{index}.{DOMAIN},{port_number},"
                         f"{priority},10")
             args.append(f"--host-record=t{index}.{DOMAIN},127.0.0.1")
         self.transport = reactor.spawnProcess(self, binary, args, env={})
@@ -68,12 +71,12 @@ class Recorder(protocol.DatagramProtocol):
 
 
 @defer.inlineCallbacks
-def uas(port):
+def uas(port, scenario="uas_busy_486"):
     """
     Start a sipp UAS answering 486 on C{port}; fire with its run once it has bound the port
     (a datagram before that would draw ICMP port unreachable).
     """
-    run = run_sipp("uas_busy_486", local_port=port, timeout=15)
+    run = run_sipp(scenario, local_port=port, timeout=15)
     for _ in range(100):
         probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         try:
@@ -111,8 +114,8 @@ class SRVTests(TestCase):
             random.Random(7))
         stack.failover = TargetFailover(silence_timeout=1.0)
 
-    def dnsmasq(self, srv, ttl=60):
-        server = Dnsmasq(self.dns_port, srv, ttl)
+    def dnsmasq(self, srv, ttl=60, service="_sip._udp"):
+        server = Dnsmasq(self.dns_port, srv, ttl, service)
         self.addCleanup(server.stop)
         return server
 
@@ -181,6 +184,32 @@ class SRVTests(TestCase):
         self.assertEqual(result.exit_code, 0, result.stderr)
         self.assertEqual(call.to_wcs()["sipStatus"], 486)
         self.assertTrue(silent.received and silent.received[0].startswith(b"INVITE "))
+
+    @defer.inlineCallbacks
+    def test_503_goes_to_the_next_target_as_a_new_transaction(self):
+        """
+        RFC 3263 4.3: the priority-10 sipp answers 503 (Retry-After 60); the INVITE goes to the
+        priority-20 sipp with a new branch, whose 486 is the call's answer; the first target
+        is skipped for the Retry-After.
+        """
+        first_port, second_port = free_port(), free_port()
+        self.dnsmasq([(10, first_port), (20, second_port)])
+        (unavailable,) = yield uas(first_port, "uas_unavailable_503")
+        (busy,) = yield uas(second_port)
+        call = yield self.call("srv503")
+        first = yield unavailable
+        second = yield busy
+        self.assertEqual(first.exit_code, 0, first.stderr)
+        self.assertEqual(second.exit_code, 0, second.stderr)
+        self.assertEqual(call.to_wcs()["sipStatus"], 486)
+        branch = re.compile(r"^Via:.*branch=([^;\s]+)", re.M | re.I)
+        first_branches = set(branch.findall(first.messages()))
+        second_branches = set(branch.findall(second.messages()))
+        self.assertTrue(first_branches and second_branches)
+        self.assertFalse(first_branches & second_branches)
+        failover = self.server.sip_stack.failover
+        now = reactor.seconds()
+        self.assertTrue(failover.is_down(SIPAddress("udp", "127.0.0.1", first_port), now + 50))
 
     @defer.inlineCallbacks
     def test_changed_record_takes_effect_after_its_ttl(self):

@@ -9,14 +9,10 @@ The certificates are made in the test: a CA, a server certificate it signs for "
 
 from __future__ import annotations
 
-import datetime
 import ipaddress
 import random
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from OpenSSL import crypto
 from twisted.internet import defer, ssl
 from twisted.internet.interfaces import IOpenSSLContextFactory
@@ -24,6 +20,7 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.trial.unittest import TestCase
 from zope.interface import implementer
 
+from tests.integration.certificates import make_certificate, trust_root
 from tests.integration.peers import LOOPBACK, poll
 from tests.integration.test_kamailio_ua import ResponseWaiter
 from wcs_twisted.sip.framing import StreamFramer
@@ -35,33 +32,6 @@ from wcs_twisted.transport.stream import SIPStreamTransport
 from wcs_twisted.transport.trace import MessageTrace
 from wcs_twisted.ua.core import UserAgentCore
 from wcs_twisted.ua.outbound import next_hop
-
-
-def make_certificate(subject: str, issuer=None, sans=()):
-    """
-    (certificate, key) for C{subject}, signed by C{issuer} (a (certificate, key) pair) or by
-    itself as a CA.
-    """
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    builder = (x509.CertificateBuilder()
-               .subject_name(name)
-               .issuer_name(issuer[0].subject if issuer else name)
-               .public_key(key.public_key())
-               .serial_number(x509.random_serial_number())
-               .not_valid_before(now - datetime.timedelta(hours=1))
-               .not_valid_after(now + datetime.timedelta(days=1))
-               .add_extension(x509.BasicConstraints(ca=issuer is None, path_length=None),
-                              critical=True))
-    if sans:
-        builder = builder.add_extension(x509.SubjectAlternativeName(list(sans)), critical=False)
-    return builder.sign(issuer[1] if issuer else key, hashes.SHA256()), key
-
-
-def trust_root(certificate) -> ssl.IOpenSSLTrustRoot:
-    return ssl.trustRootFromCertificates(
-        [ssl.Certificate(crypto.X509.from_cryptography(certificate))])
 
 
 class SIPServer(Protocol):

@@ -37,6 +37,7 @@ from wcs_twisted.gateway.caller_identity import caller_identity, invite_paramete
 from wcs_twisted.errors import Conflict, DomainError, InvalidField, NotFound
 from wcs_twisted.ua.invite_session import InviteSession
 from wcs_twisted.ua.session_timer import interval_too_small
+from wcs_twisted.ua.trunk_options import trunk_options
 from wcs_twisted.ua.outbound import split_host_port
 from wcs_twisted.ua.location import Binding, address_of_record
 from wcs_twisted.ua.registration import RegistrationState
@@ -203,9 +204,12 @@ class CallTable:
                         domain = f"{domain}:{port}"
                 text = f"sip:{text}@{domain}"
         try:
-            return SIPURI.parse(text)
+            uri = SIPURI.parse(text)
         except RemoteProtocolError as error:
             raise InvalidField("callee", f"{callee!r} is not a SIP user or URI ({error})") from None
+        if account.transport != "udp" and uri.scheme == "sip" and not uri.param("transport"):
+            uri = uri.with_params(transport=account.transport)  # the account's server's transport
+        return uri
 
     def _outbound_proxy(self, account: SIPAccount, target: SIPURI) -> str:
         """
@@ -670,7 +674,8 @@ class CallTable:
             self.core.respond(event.transaction_key, request.create_response(
                 481, "Call Does Not Exist", to_tag=self.core.new_tag()))
             return True
-        too_small = interval_too_small(request, to_tag=self.core.new_tag())
+        too_small = interval_too_small(request, trunk_options(self.core).min_se,
+                                       to_tag=self.core.new_tag())
         if too_small is not None:
             self.core.respond(event.transaction_key, too_small)
             return True

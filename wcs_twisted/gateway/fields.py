@@ -6,6 +6,11 @@ The demo pages send booleans and ports as text, and WCS takes C{sipLogin} and
 C{sipAuthenticationName} verbatim: a space or an angle bracket there produces an invalid
 From/Authorization header and a call stuck in PENDING.  We refuse such values up front with a
 message naming the field (RFC 3261 section 25.1, user = unreserved / escaped / user-unreserved).
+
+The WCS SDK has no transport field: the SIP server's transport is written where the server is,
+as a URI would say it - C{sipOutboundProxy} or C{sipDomain} "sips:host" (TLS) or
+"host;transport=tcp" - or in an optional C{sipTransport} (UDP, TCP, TLS).  Without C{sipPort} a
+server given by name is found by DNS (RFC 3263 NAPTR/SRV): the account's port is then 0.
 """
 
 from __future__ import annotations
@@ -14,12 +19,17 @@ import re
 from typing import Any, Mapping
 
 from wcs_twisted.errors import InvalidField
+from wcs_twisted.sip.address import DEFAULT_PORTS, is_ip_literal
 from wcs_twisted.ua.account import SIPAccount
 
 # RFC 3261 25.1: user = 1*( unreserved / escaped / user-unreserved )
 _USER = re.compile(r"(?:[A-Za-z0-9\-_.!~*'()&=+$,;?/]|%[0-9A-Fa-f]{2})+")
 # A host, IPv4, or bracketed IPv6, optionally with :port (sipDomain, sipOutboundProxy).
 _HOST_PORT = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9\-.]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?")
+
+# "sip:"/"sips:" before, ";transport=x" (or other URI parameters) after host[:port].
+_SERVER = re.compile(r"(?:(?P<scheme>sips?):)?(?P<host>[^;]*)(?P<params>(?:;.*)?)", re.I)
+TRANSPORTS = ("udp", "tcp", "tls")
 
 _TRUE = ("true", "1", "yes")
 _FALSE = ("false", "0", "no", "")
@@ -86,6 +96,34 @@ def _check_host(name: str, value: str | None) -> None:
         raise InvalidField(name, f"{value!r} is not a host name or address (with optional :port)")
 
 
+def read_server(fields: Mapping[str, Any], name: str) -> tuple[str, str | None]:
+    """
+    C{host[:port]} of a server field, and the transport its "sips:" or ";transport=" names.
+    """
+    text = (read_text(fields, name, "") or "").strip()
+    match = _SERVER.fullmatch(text)
+    host, transport = match.group("host"), None
+    for param in match.group("params").split(";")[1:]:
+        key, _, value = param.partition("=")
+        if key.strip().lower() == "transport":
+            transport = value.strip().lower()
+            if transport not in TRANSPORTS:
+                raise InvalidField(name, f"transport {value!r} is not one of udp, tcp, tls")
+    if match.group("scheme") and match.group("scheme").lower() == "sips":
+        transport = "tls"
+    _check_host(name, host)
+    return host, transport
+
+
+def read_transport(fields: Mapping[str, Any]) -> str | None:
+    value = read_text(fields, "sipTransport")
+    if not value:
+        return None
+    if value.strip().lower() not in TRANSPORTS:
+        raise InvalidField("sipTransport", f"expected UDP, TCP or TLS, got {value!r}")
+    return value.strip().lower()
+
+
 def account_from_fields(fields: Mapping[str, Any], default_port: int = 5060) -> SIPAccount | None:
     """
     Read the WCS C{sip*} fields; L{None} when the message carries no C{sipLogin}.
@@ -98,10 +136,17 @@ def account_from_fields(fields: Mapping[str, Any], default_port: int = 5060) -> 
     auth_name = read_text(fields, "sipAuthenticationName") or login
     _check_user("sipLogin", login)
     _check_user("sipAuthenticationName", auth_name)
-    domain = read_text(fields, "sipDomain", "") or ""
-    proxy = read_text(fields, "sipOutboundProxy", "") or read_text(fields, "sipProxy", "") or ""
-    _check_host("sipDomain", domain)
-    _check_host("sipOutboundProxy", proxy)
+    domain, domain_transport = read_server(fields, "sipDomain")
+    proxy, proxy_transport = read_server(
+        fields, "sipOutboundProxy" if read_text(fields, "sipOutboundProxy") else "sipProxy")
+    transport = proxy_transport or domain_transport or read_transport(fields) or "udp"
+    server = proxy or domain
+    port = read_port(fields, "sipPort", default_port)
+    if (read_text(fields, "sipPort") in (None, "") and server and ":" not in server
+            and not server.startswith("[") and not is_ip_literal(server)):
+        port = 0  # a name without a port: NAPTR/SRV say where (RFC 3263 4.2)
+    elif transport == "tls" and read_text(fields, "sipPort") in (None, ""):
+        port = DEFAULT_PORTS["tls"]
     password = read_text(fields, "sipPassword", "") or ""
     if any(ord(char) < 32 for char in password):
         raise InvalidField("sipPassword", "control characters are not allowed")
@@ -111,7 +156,8 @@ def account_from_fields(fields: Mapping[str, Any], default_port: int = 5060) -> 
         password=password,
         domain=domain,
         outbound_proxy=proxy,
-        port=read_port(fields, "sipPort", default_port),
+        port=port,
         register_required=read_boolean(fields, "sipRegisterRequired", False),
         visible_name=read_text(fields, "visibleName") or read_text(fields, "sipVisibleName"),
+        transport=transport,
     )

@@ -8,10 +8,12 @@ turns it into ordered IP targets.  Requests go to the first target not marked do
 marked down, and the requests it left unanswered are sent again to the next target, when a
 transport error comes back from it (ICMP unreachable, connection refused or lost) or when it has
 left a request unanswered for C{silence_timeout} seconds and the request is sent again (a UDP
-retransmission).  Only when no target is left do the transactions fail (RFC 3261 17.1.4).
+retransmission), or when it answers 503 (L{reject}).  Only when no target is left do the
+transactions fail (RFC 3261 17.1.4).
 
-The same request (same branch) goes to the next target: RFC 3263 4.3 asks for a new branch, but
-the request is new to that server either way, and the transaction stays the UA's one transaction.
+After a transport error or a 503 the stack sends the request to the next target as a new
+client transaction (L{wcs_twisted.transport.retarget}); a retransmission after silence stays in
+its transaction (same branch), since the first server may yet answer it.
 """
 
 from __future__ import annotations
@@ -123,6 +125,22 @@ class TargetFailover:
                 yield destination, requests
             else:
                 yield destination, None
+
+    def reject(self, destination: SIPAddress, now: float, down_for: float | None = None) -> bool:
+        """
+        C{destination}'s current target answered 503 (RFC 3263 4.3): skip it for C{down_for}
+        seconds (its Retry-After), else L{down_for}.  True when another target is up, which
+        then gets C{destination}'s requests.
+        """
+        targets, current = self._routes.get(destination, ((), None))
+        following = self._first_up(targets, now, skip=current)
+        if current is None or following is None:
+            return False
+        self._down[current] = now + (self.down_for if down_for is None else down_for)
+        self._forget(current, destination)
+        self._routes[destination] = (targets, following)
+        self.failovers += 1
+        return True
 
     def is_down(self, target: SIPAddress, now: float) -> bool:
         until = self._down.get(target)

@@ -21,7 +21,7 @@ from zope.interface import implementer
 
 from wcs_twisted.interfaces import ISIPTransport, ITransactionUser
 from wcs_twisted.sip.errors import RemoteProtocolError
-from wcs_twisted.sip.events import MessageDiscarded
+from wcs_twisted.sip.events import MessageDiscarded, ResponseReceived, TransportErrorOccurred
 from wcs_twisted.sip.message import Request, Response, error_response, new_tag, parse_message
 from wcs_twisted.sip.transaction import server_key
 from wcs_twisted.sip.transaction_layer import TransactionLayer, generate_branch
@@ -34,7 +34,17 @@ from wcs_twisted.transport.admission import (
 )
 from wcs_twisted.transport.dns import SIPResolver
 from wcs_twisted.transport.failover import TargetFailover
+from wcs_twisted.transport.retarget import Retargeting, with_new_branch
 from wcs_twisted.transport.trace import BAD, IN, OUT, MessageTrace
+
+
+def retry_after(response: Response) -> float | None:
+    """
+    The seconds of a Retry-After header (RFC 3261 20.33), at most an hour; None without one.
+    """
+    value = (response.headers.get("Retry-After") or "").strip()
+    digits = value[:len(value) - len(value.lstrip("0123456789"))]
+    return min(float(digits), 3600.0) if digits else None
 
 
 class MessageSender(Protocol):
@@ -106,6 +116,9 @@ class SIPStack:
         self.ports: dict[str, int] = {}
         self.resolver = resolver
         self.failover = failover or TargetFailover()
+        self.retarget = Retargeting()
+        # Names whose target failed with requests unanswered: their transport errors fail over.
+        self._failing_over: set[SIPAddress] = set()
         self._literals: dict[str, bool] = {}
         self._on_bad_message = on_bad_message
         self._timer: IDelayedCall | None = None
@@ -234,13 +247,11 @@ class SIPStack:
         now = self.clock.seconds()
         self.layer.transport_error(destination, now)
         for name, requests in list(self.failover.failed(destination, now)):
-            if requests is None:
-                self.layer.transport_error(name, now)
-                continue
-            self.log.info("SIP {target} failed: {name} fails over", target=str(destination),
-                          name=str(name))
-            for data in requests:
-                self._send(data, name)
+            if requests is not None:
+                self.log.info("SIP {target} failed: {name} fails over", target=str(destination),
+                              name=str(name))
+                self._failing_over.add(name)
+            self.layer.transport_error(name, now)
         self._pump()
 
     def _stamp_received(self, request: Request, source: SIPAddress) -> None:
@@ -276,6 +287,8 @@ class SIPStack:
     def send_request(self, request: Request, destination: SIPAddress):
         key = self.layer.send_request(request, destination, destination.reliable,
                                       self.clock.seconds())
+        if self.resolver is not None and not is_ip_literal(destination.host):
+            self.retarget.track(key, request, destination)
         self._pump()
         return key
 
@@ -284,7 +297,7 @@ class SIPStack:
         self._pump()
 
     def cancel(self, invite_key):
-        key = self.layer.cancel(invite_key, self.clock.seconds())
+        key = self.layer.cancel(self.retarget.current(invite_key), self.clock.seconds())
         self._pump()
         return key
 
@@ -316,6 +329,7 @@ class SIPStack:
                     event = self.layer.next_event()
         finally:
             self._pumping = False
+            self._failing_over.clear()
         self._arm_timer()
 
     def _deliver(self, event) -> None:
@@ -323,12 +337,42 @@ class SIPStack:
             self.log.debug("SIP discarded from {source}: {reason}", source=str(event.source),
                            reason=event.reason)
             return
-        if self.user is None:
+        if self.retarget and self._moved_on(event):
+            return
+        event = self.retarget.translate(event)
+        if self.user is None or event is None:
             return
         try:
             self.user.event_received(event)
         except Exception:
             self.log.failure("transaction user failed on {event}", event=type(event).__name__)
+
+    def _moved_on(self, event) -> bool:
+        """
+        RFC 3263 4.3: a 503 from a named destination's target, or a transport error before it
+        answered, sends the request to the next target as a new client transaction (the event
+        then stays with the stack).
+        """
+        key = getattr(event, "transaction_key", None)
+        attempt = self.retarget.attempt(key)
+        if attempt is None:
+            return False
+        now = self.clock.seconds()
+        if isinstance(event, ResponseReceived):
+            attempt.answered = True
+            if event.response.status_code != 503 or not self.failover.reject(
+                    attempt.destination, now, retry_after(event.response)):
+                return False
+            self.log.info("SIP {name}: 503 from its target, trying the next",
+                          name=str(attempt.destination))
+        elif not (isinstance(event, TransportErrorOccurred) and not attempt.answered
+                  and attempt.destination in self._failing_over):
+            return False
+        request = with_new_branch(attempt.request, self.generate_branch())
+        new_key = self.layer.send_request(request, attempt.destination,
+                                          attempt.destination.reliable, now)
+        self.retarget.moved(key, new_key, request)
+        return True
 
     def _send(self, data: bytes, destination: SIPAddress) -> None:
         sender = self.transports.get(destination.transport)
@@ -337,7 +381,8 @@ class SIPStack:
                           transport=destination.transport, destination=str(destination))
             self.clock.callLater(0, self.transport_error, destination)
             return
-        if getattr(sender, "resolves_names", False):
+        if getattr(sender, "resolves_names", False) and (destination.port or self.resolver is None
+                                                         or is_ip_literal(destination.host)):
             if not destination.port:
                 destination = destination._replace(port=DEFAULT_PORTS[destination.transport])
             self.trace.record(OUT, data, destination)
@@ -374,6 +419,9 @@ class SIPStack:
             self.clock.callLater(0, self.layer_transport_error, destination)
             return
         self.failover.sent(target, destination, data, now)
+        names = getattr(sender, "server_names", None)
+        if names is not None:
+            names.remember(target, destination.host)
         self.trace.record(OUT, data, target)
         sender.send(data, target)
 

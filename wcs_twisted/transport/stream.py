@@ -17,6 +17,10 @@ has not spoken yet makes room for the new one.
 Outbound TLS (RFC 3261 26.3.1, RFC 5922) connects to the host name the stack hands over unresolved:
 the name goes out as SNI and the server certificate must match it (or the IP literal) and chain to
 the configured trust root - the system's CA store when none is configured, never "trust anything".
+A name without a port is resolved by the stack (NAPTR/SRV, RFC 3263); the connection then goes to
+the SRV target's address, and the certificate must match the domain that was resolved (RFC 5922
+4.1: the SRV target name is not what the user asked for), which the stack leaves in
+C{server_names}.
 """
 
 from __future__ import annotations
@@ -30,6 +34,25 @@ from wcs_twisted.sip.errors import RemoteProtocolError
 from wcs_twisted.sip.framing import PONG, StreamFramer
 from wcs_twisted.sip.address import SIPAddress
 from wcs_twisted.transport.trace import IN
+
+
+class ServerNames:
+    """
+    The domain each resolved TLS target stands for (bounded: targets come from DNS answers).
+    """
+
+    LIMIT = 4096
+
+    def __init__(self) -> None:
+        self._names: dict[SIPAddress, str] = {}
+
+    def remember(self, target: SIPAddress, name: str) -> None:
+        if len(self._names) >= self.LIMIT and target not in self._names:
+            self._names.clear()
+        self._names[target] = name
+
+    def get(self, target: SIPAddress, default: str) -> str:
+        return self._names.get(target, default)
 
 
 class SIPStreamProtocol(Protocol):
@@ -172,6 +195,7 @@ class SIPStreamTransport(Factory):
         self.max_message_size = max_message_size
         self.trust_root = trust_root
         self.resolves_names = name == "tls"
+        self.server_names = ServerNames() if name == "tls" else None
         self._connect = connect or (self._connect_tls if name == "tls" else self._connect_tcp)
         self.connections: dict[SIPAddress, SIPStreamProtocol] = {}
         self._pending: dict[SIPAddress, list[bytes]] = {}
@@ -272,7 +296,8 @@ class SIPStreamTransport(Factory):
         """
         TLS to C{address.host}: SNI and certificate check against that name (RFC 5922 7.2).
         """
-        options = optionsForClientTLS(address.host, trustRoot=self.trust_root)
+        options = optionsForClientTLS(self.server_names.get(address, address.host),
+                                      trustRoot=self.trust_root)
         endpoint = wrapClientTLS(options, HostnameEndpoint(
             self.reactor, address.host, address.port, timeout=CONNECT_TIMEOUT))
         return endpoint.connect(self._outbound_factory(address))

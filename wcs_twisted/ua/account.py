@@ -13,7 +13,8 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class SIPAccount:
     """
-    Credentials and server of one SIP identity (C{port} is the server's SIP port).
+    Credentials and server of one SIP identity (C{port} is the server's SIP port; 0 when the
+    server is a host name found by DNS, RFC 3263; C{transport} is how to reach it).
     """
 
     login: str
@@ -24,3 +25,4 @@ class SIPAccount:
     port: int
     register_required: bool
     visible_name: str | None = None
+    transport: str = "udp"

@@ -29,13 +29,11 @@ from wcs_twisted.sip.headers import NameAddress, Via
 from wcs_twisted.sip.message import Request, Response, new_call_id, new_tag, option_tags
 from wcs_twisted.sip.uri import SIPURI
 from wcs_twisted.ua.reliable_provisional import (
-    OPTION as RELIABLE_PROVISIONAL,
     ProvisionalReceiver,
     ReliableProvisionalSender,
 )
+from wcs_twisted.ua.trunk_options import trunk_options
 from wcs_twisted.ua.session_timer import (
-    DEFAULT_INTERVAL,
-    MIN_SE,
     OPTION as SESSION_TIMER,
     SessionTimer,
     interval_too_small,
@@ -52,7 +50,6 @@ from wcs_twisted.ua.outbound import (
 
 ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, REFER, NOTIFY, MESSAGE, UPDATE, PRACK"
 #: The option tags our INVITEs announce.
-SUPPORTED = "replaces, norefersub, 100rel, timer"
 
 
 class InviteSessionState(enum.Enum):
@@ -153,8 +150,9 @@ class InviteSession:
         self._reliable_1xx: ReliableProvisionalSender | None = None
         #: RFC 4028: the session timer, what our INVITE asks for, and what the peer supports.
         self._timer = SessionTimer(clock, self._refresh_session, self._session_expired)
-        self._session_expires = DEFAULT_INTERVAL
-        self._min_se = MIN_SE
+        self._options = trunk_options(core)
+        self._session_expires = self._options.session_expires
+        self._min_se = self._options.min_se
         self._authorization: tuple[str, str] | None = None
         self._peer_timer = False
         self._peer_allow: set[str] = set()
@@ -174,13 +172,17 @@ class InviteSession:
         credentials: tuple[str, str] | None = None,
         display_name: str | None = None,
         extra_headers: tuple[tuple[str, str], ...] = (),
-        protocol: str = "udp",
+        protocol: str | None = None,
     ) -> "InviteSession":
         """
         Start a call to C{to_uri}: the INVITE leaves at once.
 
+        @param protocol: the transport; by default the one C{to_uri} names (transport=, sips:).
+
         @param credentials: (authentication name, password) for 401/407 challenges.
         """
+        destination = next_hop(to_uri, outbound_proxy)
+        protocol = protocol or destination.transport
         session = cls(core, clock, observer, protocol)
         session.credentials = credentials
         session.local_sdp = sdp
@@ -193,7 +195,7 @@ class InviteSession:
         session._cseq = 1
         session._extra = extra_headers
         session.request_uri = to_uri
-        session.destination = session.peer_address = next_hop(to_uri, outbound_proxy)
+        session.destination = session.peer_address = destination
         session.state = InviteSessionState.CALLING
         session._send_invite(authorization=None)
         return session
@@ -208,8 +210,7 @@ class InviteSession:
 
     def _send_invite(self, authorization: tuple[str, str] | None) -> None:
         extra = list(self._extra) + [
-            ("Allow", ALLOW), ("Supported", SUPPORTED),
-            ("Session-Expires", str(self._session_expires)), ("Min-SE", str(self._min_se))]
+            ("Allow", ALLOW)] + self._options.invite_headers(self._session_expires, self._min_se)
         self._authorization = authorization
         if authorization is not None:
             extra.append(authorization)
@@ -398,7 +399,7 @@ class InviteSession:
         session._peer_timer = SESSION_TIMER in (option_tags(request, "Supported")
                                                 | option_tags(request, "Require"))
         session._peer_allow = session._allowed(request)
-        if RELIABLE_PROVISIONAL in option_tags(request, "Require"):
+        if session._options.reliable_for(request):
             session._reliable_1xx = ReliableProvisionalSender(
                 clock, core.timers.t1, core.random, session._respond_invite,
                 session._no_prack)

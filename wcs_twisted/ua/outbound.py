@@ -96,6 +96,8 @@ def next_hop(uri: SIPURI, outbound_proxy: str = "", default_port: int | None = N
     transport = (uri.param("transport") or "udp").lower() if hasattr(uri, "param") else "udp"
     if transport not in DEFAULT_PORTS:
         transport = "udp"
+    if getattr(uri, "scheme", "sip") == "sips":
+        transport = "tls"  # RFC 3261 26.2.2: sips means TLS on every hop
     if outbound_proxy:
         host, port = split_host_port(outbound_proxy)
     else:

@@ -78,7 +78,7 @@ class RegistrationClient:
         account: SIPAccount,
         on_change: Callable[[RegistrationChanged], None],
         expires: int = 3600,
-        protocol: str = "udp",
+        protocol: str | None = None,
         contact_params: dict[str, str] | None = None,
         retry: bool = True,
     ) -> None:
@@ -87,16 +87,17 @@ class RegistrationClient:
         self.account = account
         self.on_change = on_change
         self.expires = expires
-        self.protocol = protocol
+        # The account's transport (sipOutboundProxy "...;transport=tls", "sips:..."), else UDP.
+        protocol = self.protocol = protocol or account.transport or "udp"
         self.retry = retry
         self.state = RegistrationState.UNREGISTERED
         # sipDomain may carry a port ("host:5070"); it then names where the registrar listens.
         domain, domain_port = split_host_port(account.domain or account.outbound_proxy)
         self.registrar_uri = SIPURI("sip", None, None, domain, domain_port)
         self.aor = SIPURI("sip", account.login, None, domain, domain_port)
-        self.destination = next_hop(
-            SIPURI("sip", None, None, domain, domain_port or account.port),
-            account.outbound_proxy, account.port)
+        hop = SIPURI("sip", None, None, domain, domain_port or account.port or None,
+                     (("transport", protocol),) if protocol != "udp" else ())
+        self.destination = next_hop(hop, account.outbound_proxy, account.port or None)
         self.contact = contact_uri(core.transport, protocol, account.login,
                                    **(contact_params or {}))
         self.call_id = new_call_id(core.random, core.transport.local_address(protocol)[0])
