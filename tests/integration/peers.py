@@ -127,6 +127,7 @@ sipp 3.6.1
     files, so they need no guessing from the PID.
 """
 
+import collections
 import glob
 import json
 import os
@@ -253,14 +254,19 @@ def poll(predicate, timeout, reactor=None, interval=0.1, message=None):
 
 # Ports ---------------------------------------------------------------------
 
+#: Runs handed out lately, oldest first, and their ports.  Bounded: a run handed out thousands
+#: of ports ago belongs to a test that has ended, and keeping every run of a long suite would
+#: leave no room in the ephemeral range for a wide span.
+_recent_runs = collections.deque()
 _handed_out = set()
+_HANDED_OUT_LIMIT = 6000
 
 
 def free_port(span=1, host=LOOPBACK):
     """
     Return a port C{p} such that C{p .. p+span-1} are free for both UDP and TCP
-    on C{host} right now, and do not overlap any range this function returned
-    before in this process.
+    on C{host} right now, and do not overlap a range this function returned
+    lately in this process.
 
     SIP needs UDP and TCP on the same number. baresip also takes TLS on
     C{p+1}, so give it C{span=2}. The kernel picks the candidate (bind to
@@ -278,9 +284,16 @@ def free_port(span=1, host=LOOPBACK):
         if candidate + span > 65536 or numbers & _handed_out:
             continue
         if all(_bindable(host, n) for n in numbers):
-            _handed_out.update(numbers)
+            _remember(numbers)
             return candidate
     raise PeerError(f"no run of {span} free UDP+TCP port(s) on {host}")
+
+
+def _remember(numbers):
+    _recent_runs.append(numbers)
+    _handed_out.update(numbers)
+    while len(_handed_out) > _HANDED_OUT_LIMIT and len(_recent_runs) > 1:
+        _handed_out.difference_update(_recent_runs.popleft())
 
 
 def _bindable(host, port):

@@ -358,6 +358,9 @@ class BrowserCallsPhoneTests(SRTPCallTestCase):
         # Our re-offer (hold) keeps RTP/SAVP and the keys: the phone's packets still pass.
         rtp = leg.audio_rtp
         context = rtp.srtp
+        # baresip's one plain RTCP APP at call start is refused (and counted) whenever it lands
+        # after the keys are set: count only what comes after this point.
+        refused = (rtp.srtp_auth_failures, rtp.srtp_replays)
         await alice.hold(call_id)
         await alice.wait_status(call_id, "HOLD")
         self.assertIn("RTP/SAVP", leg.local_sdp)
@@ -367,6 +370,6 @@ class BrowserCallsPhoneTests(SRTPCallTestCase):
         await alice.wait_status(call_id, "ESTABLISHED")
         count = rtp.packets_received
         await poll(lambda: rtp.packets_received > count + 25, 5, reactor)
-        self.assertEqual((rtp.srtp_auth_failures, rtp.srtp_replays), (0, 0))
+        self.assertEqual((rtp.srtp_auth_failures, rtp.srtp_replays), refused)
         await alice.hangup(call_id)
         await bob.wait_event("CALL_CLOSED")
