@@ -174,7 +174,7 @@ class ClusterKamailio:
         render("dispatcher.list", os.path.join(self.directory, "dispatcher.list"),
                **{f"NODE{i + 1}": node.sip_address for i, node in enumerate(self.nodes)})
         config = render("kamailio.cfg", os.path.join(self.directory, "kamailio.cfg"),
-                        LISTEN=self.address, SIP_DOMAIN=LOOPBACK, MODULE_DIR=self.module_dir,
+                        LISTEN=self.address, SIP_DOMAIN=self.address, MODULE_DIR=self.module_dir,
                         DISPATCHER_LIST=os.path.join(self.directory, "dispatcher.list"),
                         USERS="\n".join(f'    $sht(users=>{user}) = "{password}";'
                                         for user, password in sorted(self.users.items())))
