@@ -855,6 +855,35 @@ class IStreamRegistry(Interface):
         Stop telling C{observer}; one that is not registered is ignored.
         """
 
+    def resolve(name):
+        """
+        The stream called C{name} here, else one a resolver makes for it (a cluster node relays
+        another node's stream: L{IStreamResolver}), else None.  Players use this; a publisher's
+        name check uses L{get}.
+        """
+
+    def add_resolver(resolver):
+        """
+        Ask C{resolver} (L{IStreamResolver}) for names nobody publishes here.
+        """
+
+    def remove_resolver(resolver):
+        """
+        Stop asking C{resolver}.
+        """
+
+
+class IStreamResolver(Interface):
+    """
+    Makes a stream that is not published here playable (the cluster module: a local copy of a
+    stream another node publishes).
+    """
+
+    def resolve_stream(name):
+        """
+        @return: an L{IStream} now published here under C{name}, or None.  Must not raise.
+        """
+
 
 # --- media sessions as stream sources and sinks (media/stream_endpoints.py) ------------------------
 

@@ -227,3 +227,39 @@ class NodeFailureTests(ClusterTestCase):
             await poll(lambda: False, 0.2).addErrback(lambda _: None)
         self.assertEqual(seen[-1], {}, seen)
         self.assertEqual(alice.violations, [])
+
+
+class StreamAcrossNodesTests(ClusterTestCase):
+    async def test_stream_played_on_another_node(self):
+        """
+        alice publishes a 440 Hz stream on node a; two viewers on node b play it: both hear
+        the tone, through one relay from a to b; /stream/find on b lists it.
+        """
+        a, b = self.nodes["a"], self.nodes["b"]
+        alice = self.client("alice", a.ws_url)
+        await alice.connect()
+        published = await alice.publish_stream("tone440", tone_hz=440, codecs=["opus"])
+        await alice.wait_stream_status(published, "PUBLISHING", timeout=15)
+        status, found = await rest(b.rest_url, "/stream/find", {"name": "tone440"})
+        self.assertEqual((status, [s["nodeId"] for s in found]), (200, ["a"]))
+        viewers = []
+        for name in ("viewer1", "viewer2"):
+            viewer = self.client(name, b.ws_url)
+            await viewer.connect()
+            for _ in range(30):  # b's view of the other nodes is renewed every heartbeat (1 s)
+                played = await viewer.play_stream("tone440", video=False)
+                try:
+                    await viewer.wait_stream_status(played, "PLAYING", timeout=5)
+                    break
+                except Exception:
+                    await poll(lambda: False, 0.2).addErrback(lambda _: None)
+            viewers.append((viewer, played))
+        for viewer, played in viewers:
+            self.assertFrequency(await viewer.wait_audio(played, seconds=1.5, timeout=15), 440)
+        status, relays = await rest(a.rest_url, "/cluster/relay/find_all")
+        self.assertEqual((status, [(r["streamName"], r["node"]) for r in relays]),
+                         (200, [("tone440", "b")]))
+        await alice.stop_stream(published)
+        for viewer, played in viewers:
+            await viewer.wait_stream_status(played, "STOPPED", timeout=10)
+        self.assertEqual(sum((client.violations for client, _ in viewers), alice.violations), [])

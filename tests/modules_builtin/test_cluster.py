@@ -22,8 +22,14 @@ from tests.integration.cluster_peers import RedisServer
 from tests.modules_builtin.contexts import built_in_keys
 from tests.test_modules import call_table, new_call
 from wcs_twisted.config import Settings
+from wcs_twisted.gateway.sessions import SessionTable
+from wcs_twisted.metrics import ServerMetrics
+from wcs_twisted.rest.api import RestAPI
+from wcs_twisted.rest.routes import RouteTable
+from wcs_twisted.rest.web import build_site
 from wcs_twisted.gateway.call_events import CallStatus
-from wcs_twisted.interfaces import IClusterDirectory, IStreamSource
+from tests.integration.peers import poll
+from wcs_twisted.interfaces import IClusterDirectory, IStreamSink, IStreamSource
 from wcs_twisted.media.streams import StreamRegistry
 from wcs_twisted.modules import ModuleContext
 from wcs_twisted.modules_builtin.cluster import ClusterModule, redis_address
@@ -71,9 +77,9 @@ class RedisAddressTests(TestCase):
             self.assertRaises(ValueError, redis_address, bad)
 
 
-class ClusterModuleTests(TestCase):
+class ClusterNodes:
     """
-    Two nodes' modules sharing one Redis.
+    Nodes' cluster modules sharing one real Redis.
     """
 
     @defer.inlineCallbacks
@@ -85,16 +91,28 @@ class ClusterModuleTests(TestCase):
         self.nodes = {}
 
     @defer.inlineCallbacks
-    def start_node(self, node_id, rest_url="", **values):
+    def start_node(self, node_id, rest_url="", serve_rest=False, **values):
+        """
+        Node C{node_id}'s cluster module; with C{serve_rest}, the node's real REST front
+        (RestAPI behind its gate, admin/pw) on 127.0.0.1 serves the module's methods.
+        """
+        routes = RouteTable()
+        services = {}
+        table = call_table(self.clock)
+        if serve_rest:
+            api = RestAPI(SessionTable(node_id), table, services=services, routes=routes)
+            site = build_site(api, ("admin", "pw"), (), ServerMetrics(), [])
+            port = reactor.listenTCP(0, site, interface="127.0.0.1")
+            self.addCleanup(port.stopListening)
+            rest_url = f"http://127.0.0.1:{port.getHost().port}/rest-api"
         values.setdefault("cluster_redis_url", self.redis.url)
         values["cluster_node_url"] = rest_url or f"http://127.0.0.1:1/{node_id}"
-        table = call_table(self.clock)
         streams = StreamRegistry(self.clock)
-        services = {}
-        context = ModuleContext("cluster", settings=Settings(node_id=node_id,
-                                                             module_values=values),
-                                reactor=reactor, clock=self.clock, calls=table, streams=streams,
-                                services=services, keys=built_in_keys("cluster"))
+        settings = Settings(node_id=node_id, rest_password="pw", bind_address="127.0.0.1",
+                            module_values=values)
+        context = ModuleContext("cluster", settings=settings, reactor=reactor, clock=self.clock,
+                                calls=table, streams=streams, services=services, routes=routes,
+                                keys=built_in_keys("cluster"))
         module = ClusterModule()
         module.start(context)
         self.addCleanup(self.stop_node, module, context)
@@ -115,6 +133,12 @@ class ClusterModuleTests(TestCase):
         commands in order).
         """
         return module.directory.redis.ping()
+
+
+class ClusterModuleTests(ClusterNodes, TestCase):
+    """
+    Two nodes' modules sharing one Redis.
+    """
 
     @defer.inlineCallbacks
     def test_off_without_redis_url(self):
@@ -252,3 +276,102 @@ class ClusterModuleTests(TestCase):
         self.assertIsNone((yield b.directory.relay("POST", "/call/terminate",
                                                    {"callId": "nobody"}, {})))
         self.assertIsNone((yield b.directory.relay("POST", "/call/terminate", {}, {})))
+
+
+@implementer(IStreamSink)
+class Collector:
+    kinds = ("audio", "video")
+
+    def __init__(self):
+        self.packets = []
+
+    def packet_received(self, kind, payload, codec_name, timestamp, marker):
+        self.packets.append((kind, payload, codec_name, timestamp, marker))
+
+    def stream_ended(self, reason):
+        pass
+
+
+class StreamsAcrossNodesTests(ClusterNodes, TestCase):
+    """
+    A stream of node a played on node b: one copy on b, fed by one RTP relay from a.
+    """
+
+    @defer.inlineCallbacks
+    def two_nodes_and_a_stream(self):
+        a = yield self.start_node("a", serve_rest=True)
+        b = yield self.start_node("b", serve_rest=True)
+        origin = self.nodes["a"][2].publish("s1", Source(), {"mediaSessionId": "m1"})
+        yield self.written(a)
+        yield a.directory.refresh()
+        yield b.directory.refresh()
+        return a, b, origin
+
+    @defer.inlineCallbacks
+    def test_copy_relays_packets_once_per_node(self):
+        """
+        b resolves a's stream into one local copy (marked with its origin, not written to the
+        directory); packets arrive as they were sent; a second player needs no second relay.
+        """
+        a, b, origin = yield self.two_nodes_and_a_stream()
+        registry = self.nodes["b"][2]
+        self.assertIsNone(registry.get("s1"))
+        copy = registry.resolve("s1")
+        self.assertEqual((copy.source.audio_codec, copy.properties["originNodeId"],
+                          copy.properties["mediaSessionId"]), ("PCMU/8000", "a", "m1"))
+        collector = Collector()
+        copy.attach(collector)
+        yield poll(lambda: a.origin.relays, 5.0)
+        self.assertIs(registry.resolve("s1"), copy)
+        for number in range(5):
+            origin.packet_received("audio", bytes([number]) * 160, "PCMU/8000", 160 * number,
+                                   number == 0)
+        yield poll(lambda: len(collector.packets) == 5, 5.0)
+        self.assertEqual(collector.packets[0], ("audio", b"\x00" * 160, "PCMU/8000", 0, True))
+        self.assertEqual(collector.packets[4][1:4], (b"\x04" * 160, "PCMU/8000", 640))
+        self.assertEqual(list(a.origin.relays), [("s1", "b")])
+        yield self.written(b)
+        self.assertEqual([s["name"] for s in (yield a.directory.remote_streams({}))], [])
+
+    @defer.inlineCallbacks
+    def test_copy_ends_with_its_origin_and_relay_with_its_stream(self):
+        """
+        The origin's stream ends: the relay goes, and b's copy ends at its next heartbeat.
+        """
+        a, b, origin = yield self.two_nodes_and_a_stream()
+        copy = self.nodes["b"][2].resolve("s1")
+        copy.attach(Collector())
+        yield poll(lambda: a.origin.relays, 5.0)
+        origin.end("Stopped by publisher stop")
+        self.assertEqual(a.origin.relays, {})
+        yield self.written(a)
+        yield b.directory.refresh()
+        b.edges.beat()
+        self.assertEqual(copy.ended, "Stopped by publisher stop")
+        self.assertIsNone(self.nodes["b"][2].get("s1"))
+
+    @defer.inlineCallbacks
+    def test_unplayed_copy_is_given_up(self):
+        """
+        A copy without a player for more than two heartbeats ends and its relay stops.
+        """
+        a, b, origin = yield self.two_nodes_and_a_stream()
+        copy = self.nodes["b"][2].resolve("s1")
+        yield poll(lambda: a.origin.relays, 5.0)
+        for _ in range(3):
+            b.edges.beat()
+        self.assertEqual(copy.ended, "Stopped by publisher stop")
+        yield poll(lambda: not a.origin.relays, 5.0)
+
+    @defer.inlineCallbacks
+    def test_relay_only_to_a_living_node_asking_for_itself(self):
+        """
+        The attack: REST /cluster/relay/startup aiming a node's stream at another address (or
+        naming a node that does not exist) is refused; nothing is sent.
+        """
+        a, b, origin = yield self.two_nodes_and_a_stream()
+        for body in ({"streamName": "s1", "node": "b", "host": "10.1.2.3", "port": 4000},
+                     {"streamName": "s1", "node": "mallory", "host": "127.0.0.1", "port": 4000}):
+            code, _ = yield b.edges._post(a.directory.rest_url, "/cluster/relay/startup", body)
+            self.assertEqual(code, 400)
+        self.assertEqual(a.origin.relays, {})

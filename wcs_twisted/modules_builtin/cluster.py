@@ -21,6 +21,7 @@ from zope.interface import implementer
 
 from wcs_twisted.interfaces import ICallObserver, IStreamObserver, IWcsModule
 from wcs_twisted.modules_builtin.cluster_directory import ClusterDirectory
+from wcs_twisted.modules_builtin.cluster_streams import ORIGIN, EdgeStreams, OriginRelays
 
 __all__ = ["ClusterModule", "redis_address"]
 
@@ -56,6 +57,8 @@ class ClusterModule:
         self.directory: ClusterDirectory | None = None
         self._heartbeat: LoopingCall | None = None
         self._failing = False
+        self.origin: OriginRelays | None = None
+        self.edges: EdgeStreams | None = None
 
     def start(self, context) -> None:
         url = context.setting("cluster_redis_url")
@@ -67,11 +70,15 @@ class ClusterModule:
         if not node_id:
             raise ValueError("cluster mode needs node_id: a name for this node that stays the "
                              "same across restarts")
+        if not (context.settings.rest_password or context.settings.disable_rest_auth):
+            raise ValueError("cluster mode needs rest_password, the same on every node: nodes "
+                             "call each other's REST")
         timeout = context.setting("cluster_request_timeout_ms") / 1000.0
         rest_url = context.setting("cluster_node_url") or (
             f"http://{context.settings.advertised_address}:{context.settings.http_port}/rest-api")
         import txredisapi
         from treq.client import HTTPClient
+        from twisted.internet.protocol import DatagramProtocol
         from twisted.web.client import Agent, HTTPConnectionPool
 
         redis = txredisapi.lazyConnection(host, port, database, reconnect=True,
@@ -86,6 +93,12 @@ class ClusterModule:
         context.add_call_observer(self)
         context.streams.add_observer(self)
         context.provide("cluster", self.directory)
+        sending = context.reactor.listenUDP(0, DatagramProtocol(),
+                                            interface=context.settings.bind_address)
+        self.origin = OriginRelays(context, self.directory, sending)
+        self.origin.routes()
+        self.edges = EdgeStreams(context, self.directory, http)
+        context.streams.add_resolver(self.edges)
         self._watch(self.directory.join(), "joining")
         self._heartbeat = LoopingCall(self._renew)
         self._heartbeat.clock = context.clock
@@ -100,6 +113,10 @@ class ClusterModule:
         self._context = None
         self._heartbeat.stop()
         context.remove_call_observer(self)
+        context.streams.remove_resolver(self.edges)
+        self.edges.close()
+        self.origin.close()
+        self.origin.port.stopListening()
         context.streams.remove_observer(self)
         d = directory.leave().addTimeout(directory.timeout, context.clock)
         d.addBoth(lambda _: directory.redis.disconnect())
@@ -128,8 +145,10 @@ class ClusterModule:
 
     def _renew(self):
         directory = self.directory
+        d = directory.renew().addCallback(lambda _: directory.refresh())
+        d.addCallback(lambda _: (self.origin.beat(), self.edges.beat()))
         # Bounded, so a silent Redis never stops the heartbeat's loop.
-        return self._watch(directory.renew().addTimeout(directory.timeout, self._context.clock),
+        return self._watch(d.addTimeout(directory.timeout, self._context.clock),
                            "renewing this node")
 
     # --- ICallObserver, IStreamObserver ----------------------------------------------------
@@ -140,8 +159,10 @@ class ClusterModule:
                     "writing a call")
 
     def stream_published(self, stream) -> None:
-        self._watch(self.directory.stream_changed(stream.name, stream.describe()),
-                    "writing a stream")
+        if ORIGIN not in stream.properties:  # a copy of another node's stream is not ours
+            self._watch(self.directory.stream_changed(stream.name, stream.describe()),
+                        "writing a stream")
 
     def stream_unpublished(self, stream, reason) -> None:
-        self._watch(self.directory.stream_changed(stream.name, None), "removing a stream")
+        if ORIGIN not in stream.properties:
+            self._watch(self.directory.stream_changed(stream.name, None), "removing a stream")

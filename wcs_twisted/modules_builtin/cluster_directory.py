@@ -83,6 +83,11 @@ class ClusterDirectory:
         self.clock = clock
         self.ttl_ms = int(ttl * 1000)
         self.timeout = timeout
+        #: The other living nodes ({id: REST base}) and their streams ({name: (node, REST base,
+        #: stream object)}) as of the last heartbeat: what synchronous callers (a player asking
+        #: for a stream, a relay request to check) read.
+        self.living_nodes: dict[str, str] = {}
+        self.remote_stream_cache: dict[str, tuple[str, str, dict[str, Any]]] = {}
 
     def _bounded(self, d, what: str):
         """
@@ -178,6 +183,17 @@ class ClusterDirectory:
         d = self.living().addCallback(lambda alive: self._entries(key_of, sorted(alive)))
         d.addCallback(lambda entries: [doc for _, doc in entries if matches(doc, filters)])
         return self._bounded(d, what)
+
+    @inlineCallbacks
+    def refresh(self):
+        """
+        Renew the cached view of the other nodes (every heartbeat).
+        """
+        alive = yield self.living()
+        entries = yield self._entries(streams_key, sorted(alive))
+        self.living_nodes = alive
+        self.remote_stream_cache = {doc["name"]: (node, alive[node], doc)
+                                    for node, doc in entries if "name" in doc}
 
     def remote_calls(self, filters: dict[str, Any]):
         return self._remote(calls_key, filters, "reading the calls of other nodes")
