@@ -22,6 +22,7 @@ from tests.integration.cluster_peers import RedisServer
 from tests.modules_builtin.contexts import built_in_keys
 from tests.test_modules import call_table, new_call
 from wcs_twisted.config import Settings
+from wcs_twisted.errors import DomainError
 from wcs_twisted.gateway.sessions import SessionTable
 from wcs_twisted.metrics import ServerMetrics
 from wcs_twisted.rest.api import RestAPI
@@ -375,3 +376,29 @@ class StreamsAcrossNodesTests(ClusterNodes, TestCase):
             code, _ = yield b.edges._post(a.directory.rest_url, "/cluster/relay/startup", body)
             self.assertEqual(code, 400)
         self.assertEqual(a.origin.relays, {})
+
+
+class RedisDownTests(ClusterNodes, TestCase):
+    """
+    Redis stops answering: the node serves on with what it has.
+    """
+
+    @defer.inlineCallbacks
+    def test_find_without_redis_is_this_node_alone(self):
+        """
+        With Redis gone, reading the other nodes gives nothing after the request timeout
+        (logged), and relaying fails with the reason instead of hanging.
+        """
+        b = yield self.start_node("b", cluster_request_timeout_ms=500)
+        yield self.redis.stop()
+        found = b.directory.remote_calls({})
+        self.clock.advance(0.5)
+        self.assertEqual((yield found), [])
+        relayed = b.directory.relay("POST", "/call/terminate", {"callId": "x"}, {})
+        self.clock.advance(0.5)
+        with self.assertRaises(DomainError) as caught:
+            yield relayed
+        self.assertIn("relaying /call/terminate", caught.exception.info)
+        stopped = b.stop()  # leaving is bounded too
+        self.clock.advance(0.5)
+        yield stopped

@@ -180,9 +180,14 @@ class ClusterDirectory:
         return found
 
     def _remote(self, key_of, filters: dict[str, Any], what: str):
+        """
+        The other nodes' matching objects; none (logged) while Redis does not answer: a node
+        then answers /find with its own objects rather than not at all.
+        """
         d = self.living().addCallback(lambda alive: self._entries(key_of, sorted(alive)))
         d.addCallback(lambda entries: [doc for _, doc in entries if matches(doc, filters)])
-        return self._bounded(d, what)
+        return self._bounded(d, what).addErrback(lambda failure: failure.trap(DomainError)
+                                                 and [])
 
     @inlineCallbacks
     def refresh(self):
