@@ -16,6 +16,7 @@ import sys
 from twisted.internet import defer
 
 from tests.integration.peers import (
+    _KAMAILIO_MODULE_DIRS,
     LOOPBACK,
     PeerError,
     PeerProcess,
@@ -27,11 +28,6 @@ from tests.integration.peers import (
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DEPLOY = os.path.join(ROOT, "deploy", "cluster")
-
-#: Kamailio module folders of Debian and of a source build.
-_KAMAILIO_MODULE_DIRS = ("/usr/lib/x86_64-linux-gnu/kamailio/modules", "/usr/lib/kamailio/modules",
-                         "/usr/local/lib64/kamailio/modules")
-
 
 def render(template: str, target: str, **values) -> str:
     """
@@ -61,18 +57,46 @@ def _wait_tcp(process: PeerProcess, port: int, timeout: float):
                                                 f"{process.describe()}")
 
 
-class RedisServer:
+class _Engine:
+    """
+    One engine's process on a free port of 127.0.0.1, with its folder and its log
+    (C{<binary>.log} there).
+    """
+
+    binary = ""
+
+    def __init__(self, directory: str, port: int | None = None) -> None:
+        self.executable = require_binary(self.binary)
+        self.directory = os.path.abspath(directory)
+        os.makedirs(self.directory, exist_ok=True)
+        self.port = free_port() if port is None else port
+        self.process = PeerProcess(f"{self.binary} :{self.port}",
+                                   os.path.join(self.directory, f"{self.binary}.log"))
+
+    def stop(self):
+        return self.process.stop()
+
+
+class _WebFront:
+    """
+    The URLs of something serving the WCS WebSocket on C{ws_port} and REST on C{http_port}.
+    """
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://{LOOPBACK}:{self.ws_port}"
+
+    @property
+    def rest_url(self) -> str:
+        return f"http://{LOOPBACK}:{self.http_port}/rest-api"
+
+
+class RedisServer(_Engine):
     """
     redis-server on 127.0.0.1, in memory only (no RDB, no AOF).
     """
 
-    def __init__(self, directory: str) -> None:
-        self.executable = require_binary("redis-server")
-        self.directory = os.path.abspath(directory)
-        os.makedirs(self.directory, exist_ok=True)
-        self.port = free_port()
-        self.process = PeerProcess(f"redis :{self.port}",
-                                   os.path.join(self.directory, "redis.log"))
+    binary = "redis-server"
 
     @property
     def url(self) -> str:
@@ -84,11 +108,8 @@ class RedisServer:
                            cwd=self.directory)
         return _wait_tcp(self.process, self.port, 10.0)
 
-    def stop(self):
-        return self.process.stop()
 
-
-class Node:
+class Node(_WebFront):
     """
     One wcs node: `twistd -n --reactor=asyncio wcs` with deploy/cluster/node.properties.
     """
@@ -114,14 +135,6 @@ class Node:
         self.process = PeerProcess(f"wcs node {name}", os.path.join(self.directory, "wcs.log"))
 
     @property
-    def ws_url(self) -> str:
-        return f"ws://{LOOPBACK}:{self.ws_port}"
-
-    @property
-    def rest_url(self) -> str:
-        return f"http://{LOOPBACK}:{self.http_port}/rest-api"
-
-    @property
     def sip_address(self) -> str:
         return f"{LOOPBACK}:{self.sip_port}"
 
@@ -145,26 +158,24 @@ class Node:
         return self.process.describe()
 
 
-class ClusterKamailio:
+class ClusterKamailio(_Engine):
     """
     Kamailio from deploy/cluster/kamailio.cfg: registrar (usrloc in memory) and dispatcher.
     """
 
-    def __init__(self, directory: str, nodes: list[Node], users: dict[str, str]) -> None:
-        self.executable = require_binary("kamailio")
+    binary = "kamailio"
+
+    def __init__(self, directory: str, nodes: list[Node], users: dict[str, str],
+                 port: int | None = None) -> None:
+        super().__init__(directory, port)
         self.users = users
-        self.directory = os.path.abspath(directory)
-        os.makedirs(self.directory, exist_ok=True)
         self.module_dir = next((d for d in _KAMAILIO_MODULE_DIRS
                                 if os.path.exists(os.path.join(d, "dispatcher.so"))), None)
         if self.module_dir is None:
             from twisted.trial.unittest import SkipTest
 
             raise SkipTest("kamailio's dispatcher module is not installed")
-        self.port = free_port()
         self.nodes = nodes
-        self.process = PeerProcess(f"kamailio :{self.port}",
-                                   os.path.join(self.directory, "kamailio.log"))
 
     @property
     def address(self) -> str:
@@ -183,31 +194,19 @@ class ClusterKamailio:
         return sip_options(LOOPBACK, self.port, timeout=10.0, check=self.process.check_running,
                            label=self.process.label)
 
-    def stop(self):
-        return self.process.stop()
 
-
-class Nginx:
+class Nginx(_Engine, _WebFront):
     """
     nginx from deploy/cluster/nginx.conf: WebSocket and REST spread over the nodes.
     """
 
+    binary = "nginx"
+
     def __init__(self, directory: str, nodes: list[Node]) -> None:
-        self.executable = require_binary("nginx")
-        self.directory = os.path.abspath(directory)
+        super().__init__(directory)
         os.makedirs(os.path.join(self.directory, "logs"), exist_ok=True)
-        self.ws_port, self.http_port = free_port(), free_port()
+        self.ws_port, self.http_port = self.port, free_port()
         self.nodes = nodes
-        self.process = PeerProcess(f"nginx :{self.ws_port}",
-                                   os.path.join(self.directory, "nginx.log"))
-
-    @property
-    def ws_url(self) -> str:
-        return f"ws://{LOOPBACK}:{self.ws_port}"
-
-    @property
-    def rest_url(self) -> str:
-        return f"http://{LOOPBACK}:{self.http_port}/rest-api"
 
     @defer.inlineCallbacks
     def start(self):
@@ -221,9 +220,6 @@ class Nginx:
                             "daemon off; master_process off;"], cwd=self.directory)
         yield _wait_tcp(self.process, self.ws_port, 10.0)
         yield _wait_tcp(self.process, self.http_port, 10.0)
-
-    def stop(self):
-        return self.process.stop()
 
 
 __all__ = ["ClusterKamailio", "Nginx", "Node", "PeerError", "RedisServer", "render"]

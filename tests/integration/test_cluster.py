@@ -69,8 +69,7 @@ class ClusterTestCase(TestCase):
             self.addCleanup(node.stop)
             self.nodes[name] = node
         self.kamailio = ClusterKamailio(os.path.join(self.base, "kamailio"),
-                                        list(self.nodes.values()), USERS)
-        self.kamailio.port = kamailio_port
+                                        list(self.nodes.values()), USERS, kamailio_port)
         self.addCleanup(self.kamailio.stop)
         self.nginx = Nginx(os.path.join(self.base, "nginx"), list(self.nodes.values()))
         self.addCleanup(self.nginx.stop)

@@ -15,6 +15,10 @@ from wcs_twisted.media.streams import StreamRegistry
 
 @implementer(IStreamSource)
 class Source:
+    """
+    A PCMU source with nothing behind it (tests push packets into its stream themselves).
+    """
+
     audio_codec, video_codec = "PCMU/8000", None
 
     def request_keyframe(self):

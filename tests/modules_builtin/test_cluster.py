@@ -30,22 +30,12 @@ from wcs_twisted.rest.routes import RouteTable
 from wcs_twisted.rest.web import build_site
 from wcs_twisted.gateway.call_events import CallStatus
 from tests.integration.peers import poll
-from wcs_twisted.interfaces import IClusterDirectory, IStreamSink, IStreamSource
+from tests.media.test_stream_resolvers import Source
+from wcs_twisted.interfaces import IClusterDirectory, IStreamSink
 from wcs_twisted.media.streams import StreamRegistry
 from wcs_twisted.modules import ModuleContext
 from wcs_twisted.modules_builtin.cluster import ClusterModule, redis_address
 from wcs_twisted.modules_builtin.cluster_directory import calls_key, node_key
-
-
-@implementer(IStreamSource)
-class Source:
-    audio_codec, video_codec = "PCMU/8000", None
-
-    def request_keyframe(self):
-        pass
-
-    def stream_ended(self, reason):
-        pass
 
 
 class Recorder(Resource):
