@@ -144,6 +144,13 @@ class Node(_WebFront):
                             "--config", self.config_path], cwd=self.directory)
         return _wait_tcp(self.process, self.http_port, 30.0)
 
+    def restart(self):
+        """
+        Start again under the same node_id and ports (after L{kill}).
+        """
+        self.process = PeerProcess(f"wcs node {self.name}", self.process.log_path)
+        return self.start()
+
     def kill(self):
         """
         SIGKILL: no BYE, no unregister, no goodbye to Redis.

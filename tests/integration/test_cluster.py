@@ -204,7 +204,8 @@ class NodeFailureTests(ClusterTestCase):
     async def test_node_killed_mid_call(self):
         """
         Node b is killed -9 while alice (node a) talks to bob (node b): alice's call FAILS
-        within seconds (no RTP from b), and node a's directory forgets b's call.
+        within seconds (no RTP from b), and node a's directory forgets b's call; a new session
+        through nginx lands on a; b restarted rejoins and takes calls again.
         """
         a, b = self.nodes["a"], self.nodes["b"]
         alice, outgoing, bob, incoming = await self.browsers_in_call()
@@ -225,7 +226,21 @@ class NodeFailureTests(ClusterTestCase):
                 break
             await poll(lambda: False, 0.2).addErrback(lambda _: None)
         self.assertEqual(seen[-1], {}, seen)
-        self.assertEqual(alice.violations, [])
+
+        # New sessions land on the living node; b restarted rejoins with no manual step.
+        carol = self.client("carol", self.nginx.ws_url)
+        await carol.connect()
+        status, found = await rest(a.rest_url, "/connection/find_all")
+        self.assertEqual((status, len(found)), (200, 2))  # alice and carol
+        await b.restart()
+        bob = await self.browser("bob", b.ws_url)
+        outgoing = await alice.call("bob", tone_hz=440, codecs=["PCMU"])
+        incoming = await bob.wait_incoming_call(timeout=15)
+        await bob.answer(incoming, tone_hz=1000, codecs=["PCMU"])
+        await alice.wait_status(outgoing, "ESTABLISHED", timeout=15)
+        self.assertFrequency(await alice.wait_audio(outgoing, seconds=1.5, timeout=15), 1000)
+        self.assertEqual(await self.calls_seen(a.rest_url), {outgoing: "a", incoming: "b"})
+        self.assertEqual(alice.violations + bob.violations, [])
 
 
 class StreamAcrossNodesTests(ClusterTestCase):
