@@ -392,3 +392,25 @@ class RedisDownTests(ClusterNodes, TestCase):
         stopped = b.stop()  # leaving is bounded too
         self.clock.advance(0.5)
         yield stopped
+
+    @defer.inlineCallbacks
+    def test_refused_relay_is_asked_again_at_the_next_heartbeat(self):
+        """
+        A node that joined after the origin's last heartbeat is refused at first (not yet
+        among the origin's living nodes); its next heartbeat asks again and gets the relay.
+        """
+        a = yield self.start_node("a", serve_rest=True)
+        self.nodes["a"][2].publish("s1", Source())
+        yield self.written(a)
+        yield a.directory.refresh()  # a knows no other node
+        b = yield self.start_node("b", serve_rest=True)
+        yield b.directory.refresh()
+        copy = self.nodes["b"][2].resolve("s1")
+        copy.attach(Collector())
+        record = b.edges.copies["s1"]
+        yield poll(lambda: record.attempts == 1 and not record.asking, 5.0)
+        self.assertEqual((record.relayed, a.origin.relays, copy.ended), (False, {}, None))
+        yield a.directory.refresh()
+        b.edges.beat()
+        yield poll(lambda: record.relayed, 5.0)
+        self.assertEqual(list(a.origin.relays), [("s1", "b")])

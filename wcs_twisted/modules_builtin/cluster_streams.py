@@ -23,6 +23,7 @@ import base64
 import json
 import os
 import struct
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -205,6 +206,23 @@ class EdgeReceiver(DatagramProtocol):
                                     header.marker)
 
 
+@dataclass
+class _Copy:
+    """
+    A local copy of another node's stream.
+    """
+
+    stream: Any
+    listening: Any
+    node: str
+    #: Whether the origin confirmed the relay; until then each heartbeat asks again.
+    relayed: bool = False
+    asking: bool = False
+    attempts: int = 0
+    #: Heartbeats in a row without a sink.
+    idle: int = 0
+
+
 @implementer(IStreamResolver)
 class EdgeStreams:
     """
@@ -213,14 +231,17 @@ class EdgeStreams:
 
     log = Logger()
 
+    #: Relay requests an origin may refuse before the copy gives up: a node that joined a
+    #: moment ago is not yet among the origin's living nodes, until its next heartbeat.
+    ATTEMPTS = 3
+
     def __init__(self, context, directory, http) -> None:
         self.context = context
         self.directory = directory
         self.http = http
         #: Where origins send: this node's address as the other nodes know it (an IP address).
         self.address = host_of(directory.rest_url)
-        #: name -> (stream, receiver's listening port, origin node, beats without a sink)
-        self.copies: dict[str, list] = {}
+        self.copies: dict[str, _Copy] = {}
         settings = context.settings
         credentials = f"{settings.rest_username}:{settings.rest_password}".encode()
         self.authorization = ("" if settings.disable_rest_auth
@@ -256,53 +277,68 @@ class EdgeStreams:
                             lambda reason: self._ended(name, reason))
         stream = self.context.streams.publish(name, source, properties)
         receiver.stream = stream
-        self.copies[name] = [stream, listening, node, 0]
+        copy = self.copies[name] = _Copy(stream, listening, node)
         self.log.info("cluster: stream {name} of node {node} copied here (RTP on {port})",
                       name=name, node=node, port=listening.getHost().port)
+        self._ask(name, copy, rest)
+        return stream
+
+    def _ask(self, name: str, copy: _Copy, rest: str) -> None:
+        """
+        Ask the origin to relay the stream to this node; a refusal is asked again at the next
+        heartbeat, at most L{ATTEMPTS} times in all.
+        """
+        copy.asking = True
+        copy.attempts += 1
         request = {"streamName": name, "node": self.directory.node_id, "host": self.address,
-                   "port": listening.getHost().port}
+                   "port": copy.listening.getHost().port}
 
         def answered(result):
             code, content = result
             if code != 200:
                 raise ValueError(f"{code} {content[:200]!r}")
+            copy.relayed = True
 
         def failed(failure):
-            self.log.warn("cluster: node {node} did not relay stream {name}: {error}",
-                          node=node, name=name, error=failure.getErrorMessage())
-            if not stream.ended:
-                stream.end("Failed by error")
+            self.log.warn("cluster: node {node} did not relay stream {name} (attempt {n}): "
+                          "{error}", node=copy.node, name=name, n=copy.attempts,
+                          error=failure.getErrorMessage())
+            if copy.attempts >= self.ATTEMPTS and not copy.stream.ended:
+                copy.stream.end("Failed by error")
 
-        self._post(rest, "/cluster/relay/startup", request).addCallback(answered).addErrback(
-            failed)
-        return stream
+        def done(_):
+            copy.asking = False
+
+        self._post(rest, "/cluster/relay/startup", request).addCallbacks(
+            answered, failed).addErrback(failed).addBoth(done)
 
     def _ended(self, name: str, reason: str) -> None:
-        entry = self.copies.pop(name, None)
-        if entry is None:
+        copy = self.copies.pop(name, None)
+        if copy is None:
             return
-        stream, listening, node, _ = entry
-        listening.stopListening()
-        rest = self.directory.living_nodes.get(node)
-        if rest is not None:
+        copy.listening.stopListening()
+        rest = self.directory.living_nodes.get(copy.node)
+        if rest is not None and copy.relayed:
             self._post(rest, "/cluster/relay/terminate",
                        {"streamName": name, "node": self.directory.node_id}).addErrback(
                 lambda _: None)
 
     def beat(self) -> None:
         """
-        A copy whose origin is gone, or that nobody played for a while, ends.
+        A copy whose origin is gone, or that nobody played for a while, ends; one whose relay
+        was refused asks again.
         """
-        for name, entry in list(self.copies.items()):
-            stream, _, node, idle = entry
+        for name, copy in list(self.copies.items()):
             origin = self.directory.remote_stream_cache.get(name)
-            if origin is None or origin[0] != node:
-                stream.end(STOPPED)
+            if origin is None or origin[0] != copy.node:
+                copy.stream.end(STOPPED)
                 continue
-            entry[3] = idle + 1 if not stream.sinks else 0
-            if entry[3] > IDLE_BEATS:
-                stream.end(STOPPED)
+            copy.idle = copy.idle + 1 if not copy.stream.sinks else 0
+            if copy.idle > IDLE_BEATS:
+                copy.stream.end(STOPPED)
+            elif not copy.relayed and not copy.asking:
+                self._ask(name, copy, origin[1])
 
     def close(self) -> None:
-        for stream, *_ in list(self.copies.values()):
-            stream.end(STOPPED)
+        for copy in list(self.copies.values()):
+            copy.stream.end(STOPPED)
