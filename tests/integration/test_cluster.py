@@ -117,12 +117,13 @@ class ClusterTestCase(TestCase):
         self.assertEqual(status, 200, found)
         return {call["callId"]: call["nodeId"] for call in found}
 
-    async def browsers_in_call(self):
+    async def browsers_in_call(self, alice=None):
         """
-        alice on node a calls bob on node b through Kamailio; both hear the other's tone.
+        alice on node a (connected now unless given) calls bob on node b through Kamailio;
+        both hear the other's tone.
         """
         a, b = self.nodes["a"], self.nodes["b"]
-        alice = await self.browser("alice", a.ws_url)
+        alice = alice or await self.browser("alice", a.ws_url)
         bob = await self.browser("bob", b.ws_url)
         outgoing = await alice.call("bob", tone_hz=440, codecs=["PCMU"])
         incoming = await bob.wait_incoming_call(timeout=15)
@@ -233,12 +234,7 @@ class NodeFailureTests(ClusterTestCase):
         status, found = await rest(a.rest_url, "/connection/find_all")
         self.assertEqual((status, len(found)), (200, 2))  # alice and carol
         await b.restart()
-        bob = await self.browser("bob", b.ws_url)
-        outgoing = await alice.call("bob", tone_hz=440, codecs=["PCMU"])
-        incoming = await bob.wait_incoming_call(timeout=15)
-        await bob.answer(incoming, tone_hz=1000, codecs=["PCMU"])
-        await alice.wait_status(outgoing, "ESTABLISHED", timeout=15)
-        self.assertFrequency(await alice.wait_audio(outgoing, seconds=1.5, timeout=15), 1000)
+        _, outgoing, bob, incoming = await self.browsers_in_call(alice)
         self.assertEqual(await self.calls_seen(a.rest_url), {outgoing: "a", incoming: "b"})
         self.assertEqual(alice.violations + bob.violations, [])
 
