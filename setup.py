@@ -75,6 +75,7 @@ setup(
         "treq>=24.9.1",
         "klein>=24.8.0",
         "prometheus_client>=0.20.0",
+        "txredisapi>=1.4.10",
     ],
     extras_require={
         "test": [

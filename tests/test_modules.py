@@ -389,7 +389,7 @@ class DropInDiscoveryTests(SynchronousTestCase):
                             drop_in("bad_start", "raise RuntimeError('start exploded')"))
         folder.write("wcs_test_after", drop_in("zz_after"))
         folder.write("wcs_test_before", drop_in("aa_before"))
-        modules = [module for module in discover_modules([folder.path], disabled=["call_log", "recording", "rtmp"])
+        modules = [module for module in discover_modules([folder.path], disabled=["call_log", "cluster", "recording", "rtmp"])
                    if module.name in ("aa_before", "bad_start", "zz_after")]
         clock = Clock()
         events = captured(self)
@@ -810,7 +810,7 @@ class DocumentedDropInTests(SynchronousTestCase):
         self.examples = documented_drop_ins()
         for name, source in self.examples.items():
             folder.write(name[:-3], source)
-        modules = discover_modules([folder.path], disabled=["call_log", "recording", "rtmp"])
+        modules = discover_modules([folder.path], disabled=["call_log", "cluster", "recording", "rtmp"])
         self.service = ModuleService(
             modules, context_factory(self.clock, self.table, streams=self.streams), self.clock)
         self.service.startService()

@@ -751,6 +751,37 @@ class IStream(Interface):
         """
 
 
+class IClusterDirectory(Interface):
+    """
+    The other nodes of a cluster, as the REST front-end needs them: what they hold and who
+    carries out a request for an object one of them owns (the cluster module provides it as
+    the service C{"cluster"}; a server alone has none and answers from its own tables).
+    """
+
+    def remote_calls(filters):
+        """
+        @return: a Deferred firing with the WCS call objects of the other living nodes that
+            match every field of C{filters} (an empty filter matches all).
+        """
+
+    def remote_streams(filters):
+        """
+        @return: a Deferred firing with the WCS stream objects published on the other living
+            nodes that match every field of C{filters}.
+        """
+
+    def relay(method, path, body, headers):
+        """
+        Carry out a REST request that found nothing here on the node owning the call or stream
+        its JSON C{body} names (callId, streamName/name, mediaSessionId).
+
+        @param path: below /rest-api/ (C{"/call/terminate"}).
+        @param headers: C{{name: value}} to pass on (Authorization).
+        @return: a Deferred firing with C{(status, content type, body bytes)} of the owner's
+            answer, or None when no other node owns it.
+        """
+
+
 class IStreamObserver(Interface):
     """
     Told when streams come and go (e.g. a recording module attaching to every call stream).
@@ -822,6 +853,35 @@ class IStreamRegistry(Interface):
     def remove_observer(observer):
         """
         Stop telling C{observer}; one that is not registered is ignored.
+        """
+
+    def resolve(name):
+        """
+        The stream called C{name} here, else one a resolver makes for it (a cluster node relays
+        another node's stream: L{IStreamResolver}), else None.  Players use this; a publisher's
+        name check uses L{get}.
+        """
+
+    def add_resolver(resolver):
+        """
+        Ask C{resolver} (L{IStreamResolver}) for names nobody publishes here.
+        """
+
+    def remove_resolver(resolver):
+        """
+        Stop asking C{resolver}.
+        """
+
+
+class IStreamResolver(Interface):
+    """
+    Makes a stream that is not published here playable (the cluster module: a local copy of a
+    stream another node publishes).
+    """
+
+    def resolve_stream(name):
+        """
+        @return: an L{IStream} now published here under C{name}, or None.  Must not raise.
         """
 
 

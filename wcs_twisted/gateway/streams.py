@@ -197,7 +197,7 @@ class Player(MediaStream):
         self.sink = None
 
     def refusal(self) -> str | None:
-        if not self.name or self.table.registry.get(self.name) is None:
+        if not self.name or self.table.registry.resolve(self.name) is None:
             return STREAM_NOT_FOUND
         return None
 

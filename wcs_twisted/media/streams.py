@@ -255,6 +255,7 @@ class StreamRegistry:
         self._clock = clock
         self._streams: dict[str, Stream] = {}
         self._observers: list = []
+        self._resolvers: list = []
 
     def __len__(self) -> int:
         return len(self._streams)
@@ -289,6 +290,25 @@ class StreamRegistry:
 
     def get(self, name: str) -> Optional[Stream]:
         return self._streams.get(name)
+
+    def resolve(self, name: str) -> Optional[Stream]:
+        stream = self._streams.get(name)
+        for resolver in list(self._resolvers):
+            if stream is not None:
+                break
+            try:
+                stream = resolver.resolve_stream(name)
+            except Exception:
+                self.log.failure("stream resolver {resolver!r} failed", resolver=resolver)
+        return stream
+
+    def add_resolver(self, resolver) -> None:
+        if resolver not in self._resolvers:
+            self._resolvers.append(resolver)
+
+    def remove_resolver(self, resolver) -> None:
+        if resolver in self._resolvers:
+            self._resolvers.remove(resolver)
 
     def find(self, filters: Mapping[str, Any]) -> list[Stream]:
         found = []

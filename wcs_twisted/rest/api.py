@@ -39,6 +39,10 @@ MODULE_CALL_FIELDS = ("rtmpUrl",)
 #: The paths RestAPI serves itself (the OpenAPI table lists each; a test checks it).
 CORE_PATHS = frozenset(METHODS)
 
+#: Marks a request one cluster node relayed to another: it is answered here, never relayed on
+#: (a client that sends it only loses the relaying).
+RELAYED_HEADER = b"x-wcs-relayed"
+
 
 def json_body(request, allowed: Iterable[str] | None) -> dict[str, Any]:
     """
@@ -154,20 +158,41 @@ class RestAPI:
         request.setResponseCode(200)
         return b""
 
+    def _cluster(self, request):
+        """
+        The other nodes (L{IClusterDirectory}, the service "cluster") when this server is one
+        node of many and the request came from a client, not from another node.
+        """
+        if request.getHeader(RELAYED_HEADER) is not None:
+            return None
+        return self.services.get("cluster")
+
+    def _found(self, request, found: list, remote: str, filters: dict, none: str):
+        """
+        Answer what this node found plus, in a cluster, what the other nodes hold (C{remote}
+        names the L{IClusterDirectory} method); 404 with C{none} when nothing matches.
+        """
+        def answer(more):
+            if not found and not more:
+                raise NotFound(none)
+            return write_json(request, 200, found + list(more))
+
+        cluster = self._cluster(request)
+        if cluster is None:
+            return answer(())
+        return getattr(cluster, remote)(filters).addCallback(answer)
+
     @app.route("/call/find", methods=["POST"])
     def call_find(self, request):
-        found = self.require_calls().find(json_body(request, None))
-        if not found:
-            raise NotFound("No call matches")
-        return write_json(request, 200, [call.to_wcs() for call in found])
+        filters = json_body(request, None)
+        found = [call.to_wcs() for call in self.require_calls().find(filters)]
+        return self._found(request, found, "remote_calls", filters, "No call matches")
 
     @app.route("/call/find_all", methods=["GET", "POST"])
     def call_find_all(self, request):
         json_body(request, ())
-        found = self.require_calls().find({})
-        if not found:
-            raise NotFound("No calls")
-        return write_json(request, 200, [call.to_wcs() for call in found])
+        found = [call.to_wcs() for call in self.require_calls().find({})]
+        return self._found(request, found, "remote_calls", {}, "No calls")
 
     @app.route("/call/terminate", methods=["POST"])
     def call_terminate(self, request):
@@ -203,14 +228,23 @@ class RestAPI:
             raise DomainError("Streams are not available on this server")
         return self.streams
 
+    def _local_streams(self, filters: dict) -> list:
+        try:
+            return self._streams().find(filters)
+        except NotFound:
+            return []
+
     @app.route("/stream/find", methods=["POST"])
     def stream_find(self, request):
-        return write_json(request, 200, self._streams().find(json_body(request, None)))
+        filters = json_body(request, None)
+        return self._found(request, self._local_streams(filters), "remote_streams", filters,
+                           "No stream matches")
 
     @app.route("/stream/find_all", methods=["GET", "POST"])
     def stream_find_all(self, request):
         json_body(request, ())
-        return write_json(request, 200, self._streams().find({}))
+        return self._found(request, self._local_streams({}), "remote_streams", {},
+                           "No stream matches")
 
     @app.route("/stream/terminate", methods=["POST"])
     def stream_terminate(self, request):
@@ -224,7 +258,42 @@ class RestAPI:
 
     @app.handle_errors(DomainError)
     def domain_error(self, request, failure):
+        cluster = self._cluster(request)
+        path = request.path.decode("utf-8", "replace").partition("/rest-api")[2]
+        if (cluster is not None and path and isinstance(failure.value, NotFound)
+                and not path.endswith(("/find", "/find_all"))):
+            return self._relay(cluster, request, path, failure.value)
         return domain_error_answer(request, failure.value, self.log)
+
+    def _relay(self, cluster, request, path: str, error: NotFound):
+        """
+        A method that acts on one call or stream found nothing here: the node that owns it
+        carries it out and its answer is ours (L{IClusterDirectory.relay}).
+        """
+        if request.content is not None:
+            request.content.seek(0)
+        try:
+            body = json_body(request, None)
+        except DomainError:
+            return domain_error_answer(request, error, self.log)
+        authorization = request.getHeader(b"authorization")
+        headers = {"Authorization": authorization.decode("latin-1")} if authorization else {}
+
+        def answer(relayed):
+            if relayed is None:
+                return domain_error_answer(request, error, self.log)
+            status, content_type, content = relayed
+            request.setResponseCode(status)
+            if content_type:
+                request.setHeader(b"content-type", content_type)
+            return content
+
+        def failed(failure):
+            failure.trap(DomainError)  # the owner is gone or silent: its text is the answer
+            return domain_error_answer(request, failure.value, self.log)
+
+        method = request.method.decode("ascii", "replace")
+        return cluster.relay(method, path, body, headers).addCallbacks(answer, failed)
 
     @app.handle_errors(Exception)
     def unexpected_error(self, request, failure):

@@ -10,6 +10,7 @@ from wcs-twisted besides L{wcs_twisted.interfaces} and L{wcs_twisted.errors}.
     SPS parsing, avcC/Annex B, G.711 decoding, Opus durations, RTP clocks on one timeline.
   - L{wcs_twisted.toolkit.aac}: AAC encoding of G.711/Opus audio (PyAV), sound files.
   - L{wcs_twisted.toolkit.matroska}: Matroska files written as they go (PyAV).
+  - L{wcs_twisted.toolkit.rtp}: plain RTP packets, built and read (relaying streams between nodes).
 
 The layering test holds modules to this list; the names here are kept stable for them.  This
 package imports nothing itself, so a drop-in importing L{wcs_twisted.toolkit.config} to declare its

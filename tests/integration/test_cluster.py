@@ -1,0 +1,275 @@
+"""
+A cluster on one machine (docs/scaling.md), from the files in deploy/cluster/: Redis, two wcs
+nodes as `twistd wcs` processes (each its own ports and RTP range), Kamailio (registrar and
+dispatcher) in front for SIP, nginx in front for WebSocket and REST, all on 127.0.0.1.
+
+Browsers are the WCS test client (aiortc) and the SIP phone is baresip; media is checked by the
+tones that arrive.  Skipped (with the reason) when redis-server, Kamailio, nginx or baresip is
+missing; `make test` installs them.
+Run: .venv/bin/python -m twisted.trial --reactor=asyncio tests.integration.test_cluster
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+
+import treq
+from twisted.internet import defer, reactor
+from twisted.trial.unittest import SkipTest, TestCase
+
+from tests.integration import audio
+from tests.integration.cluster_peers import ClusterKamailio, Nginx, Node, RedisServer
+from tests.integration.peers import Baresip, free_port, poll, require_binary
+from tests.integration.wcs_client import WCSClient
+
+#: Digest users of Kamailio: the browsers' logins and the phone's.
+USERS = {"alice": "alice-pw", "bob": "bob-pw", "carol": "carol-pw"}
+AUTHORIZATION = "Basic " + base64.b64encode(
+    f"admin:{Node.REST_PASSWORD}".encode()).decode()
+
+
+async def rest(base: str, path: str, body=None):
+    """
+    POST C{body} to C{base + path} with the cluster's REST credentials: C{(status, document)}.
+    """
+    response = await treq.post(base + path, data=json.dumps(body or {}).encode(),
+                               headers={"Authorization": [AUTHORIZATION],
+                                        "Content-Type": ["application/json"]},
+                               reactor=reactor, persistent=False)
+    content = await response.content()
+    return response.code, (json.loads(content) if content.strip() else None)
+
+
+class ClusterTestCase(TestCase):
+    """
+    A whole cluster per test: Redis, nodes a and b, Kamailio, nginx.
+    """
+
+    timeout = 120
+
+    @defer.inlineCallbacks
+    def setUp(self):
+        if reactor.__class__.__name__ != "AsyncioSelectorReactor":
+            raise SkipTest("needs --reactor=asyncio (aiortc)")
+        for binary in ("redis-server", "kamailio", "nginx"):
+            require_binary(binary)
+        self.base = os.path.abspath(self.mktemp())
+        os.makedirs(self.base)
+        self.redis = RedisServer(os.path.join(self.base, "redis"))
+        self.addCleanup(self.redis.stop)
+        yield self.redis.start()
+        kamailio_port = free_port()
+        self.nodes = {}
+        for name in ("a", "b"):
+            low = free_port(span=100)
+            node = Node(os.path.join(self.base, name), name, self.redis.url,
+                        f"127.0.0.1:{kamailio_port}", (low, low + 99))
+            self.addCleanup(node.stop)
+            self.nodes[name] = node
+        self.kamailio = ClusterKamailio(os.path.join(self.base, "kamailio"),
+                                        list(self.nodes.values()), USERS, kamailio_port)
+        self.addCleanup(self.kamailio.stop)
+        self.nginx = Nginx(os.path.join(self.base, "nginx"), list(self.nodes.values()))
+        self.addCleanup(self.nginx.stop)
+        yield defer.gatherResults([node.start() for node in self.nodes.values()]
+                                  + [self.kamailio.start(), self.nginx.start()],
+                                  consumeErrors=True)
+
+    def client(self, name, url):
+        client = WCSClient(url, reactor, directory=os.path.join(self.base, "clients", name))
+        self.addCleanup(client.close)
+        return client
+
+    async def browser(self, login, url):
+        """
+        A browser whose session registers at Kamailio through the node it reached.
+        """
+        client = self.client(login, url)
+        await client.connect(sipLogin=login, sipAuthenticationName=login,
+                             sipPassword=USERS[login], sipDomain="127.0.0.1",
+                             sipOutboundProxy="127.0.0.1", sipPort=str(self.kamailio.port),
+                             sipRegisterRequired=True)
+        await client.wait_registered(timeout=15)
+        return client
+
+    async def phone(self, login, tone_hz):
+        require_binary("baresip")
+        wav = audio.write_tone_wav(os.path.join(self.base, f"{login}.wav"), tone_hz, 60)
+        agent = Baresip(self.base, login, registrar=self.kamailio.address,
+                        password=USERS[login], tone_wav=wav)
+        self.addCleanup(agent.stop)
+        await agent.start()
+        return agent
+
+    def assertFrequency(self, path, expected):
+        measured = audio.dominant_frequency(path)
+        self.assertLess(abs(measured - expected), 10, f"{path}: {measured} Hz, not {expected}")
+
+    async def calls_seen(self, base):
+        """
+        C{{callId: nodeId}} of /call/find_all asked at C{base}.
+        """
+        status, found = await rest(base, "/call/find_all")
+        if status == 404:
+            return {}
+        self.assertEqual(status, 200, found)
+        return {call["callId"]: call["nodeId"] for call in found}
+
+    async def browsers_in_call(self, alice=None):
+        """
+        alice on node a (connected now unless given) calls bob on node b through Kamailio;
+        both hear the other's tone.
+        """
+        a, b = self.nodes["a"], self.nodes["b"]
+        alice = alice or await self.browser("alice", a.ws_url)
+        bob = await self.browser("bob", b.ws_url)
+        outgoing = await alice.call("bob", tone_hz=440, codecs=["PCMU"])
+        incoming = await bob.wait_incoming_call(timeout=15)
+        await bob.answer(incoming, tone_hz=1000, codecs=["PCMU"])
+        await alice.wait_status(outgoing, "ESTABLISHED", timeout=15)
+        self.assertFrequency(await alice.wait_audio(outgoing, seconds=1.5, timeout=15), 1000)
+        self.assertFrequency(await bob.wait_audio(incoming, seconds=1.5, timeout=15), 440)
+        return alice, outgoing, bob, incoming
+
+
+class BrowsersAcrossNodesTests(ClusterTestCase):
+    async def test_call_find_dtmf_terminate_from_the_wrong_node(self):
+        """
+        A browser on node a calls a browser on node b (tones both ways); every node and nginx
+        list both calls; DTMF and terminate for a call of the other node are carried out by
+        its owner and answered 200 where they were asked.
+        """
+        a, b = self.nodes["a"], self.nodes["b"]
+        alice, outgoing, bob, incoming = await self.browsers_in_call()
+        both = {outgoing: "a", incoming: "b"}
+        self.assertEqual(await self.calls_seen(a.rest_url), both)
+        self.assertEqual(await self.calls_seen(b.rest_url), both)
+        self.assertEqual(await self.calls_seen(self.nginx.rest_url), both)
+        status, found = await rest(a.rest_url, "/call/find", {"callee": "bob", "incoming": True})
+        self.assertEqual((status, [call["callId"] for call in found]), (200, [incoming]))
+
+        # bob's call lives on b; a relays, b sends the digit over SIP, alice's node hears it.
+        since = len(alice.messages)
+        status, _ = await rest(a.rest_url, "/call/send_dtmf",
+                               {"callId": incoming, "dtmf": "7", "type": "RFC2833"})
+        self.assertEqual(status, 200)
+        message = await alice.wait_message("notifyDtmfEvent", since=since, timeout=10)
+        self.assertEqual(message["data"][0]["dtmf"], "7")
+
+        # alice's call lives on a; terminate asked at b.
+        status, _ = await rest(b.rest_url, "/call/terminate", {"callId": outgoing})
+        self.assertEqual(status, 200)
+        await alice.wait_status(outgoing, "FINISH", timeout=10)
+        await bob.wait_status(incoming, "FINISH", timeout=10)
+        await poll(lambda: True, 0.1)
+        status, _ = await rest(b.rest_url, "/call/terminate", {"callId": outgoing})
+        self.assertEqual(status, 404)
+        self.assertEqual(alice.violations + bob.violations, [])
+
+
+class PhoneThroughKamailioTests(ClusterTestCase):
+    async def test_browser_and_phone_both_ways(self):
+        """
+        A browser on node a calls baresip registered at Kamailio, then baresip calls a browser
+        that reached the cluster through nginx; tones cross every time.
+        """
+        carol = await self.phone("carol", 1000)
+        alice = await self.browser("alice", self.nodes["a"].ws_url)
+        call_id = await alice.call("carol", tone_hz=440, codecs=["PCMU"])
+        await alice.wait_status(call_id, "ESTABLISHED", timeout=15)
+        self.assertFrequency(await alice.wait_audio(call_id, seconds=1.5, timeout=15), 1000)
+        await carol.wait_for_received_audio(1.5)
+        self.assertFrequency(carol.received_wav(), 440)
+        await alice.hangup(call_id)
+        await carol.wait_event("CALL_CLOSED")
+
+        bob = await self.browser("bob", self.nginx.ws_url)
+        await carol.dial(f"sip:bob@{self.kamailio.address}")
+        incoming = await bob.wait_incoming_call(timeout=15)
+        await bob.answer(incoming, tone_hz=440, codecs=["PCMU"])
+        await bob.wait_status(incoming, "ESTABLISHED", timeout=15)
+        self.assertFrequency(await bob.wait_audio(incoming, seconds=1.5, timeout=15), 1000)
+        # Whichever node nginx chose, the other one ends the call.
+        owner = (await self.calls_seen(self.nodes["a"].rest_url))[incoming]
+        other = self.nodes["b" if owner == "a" else "a"]
+        status, _ = await rest(other.rest_url, "/call/terminate", {"callId": incoming})
+        self.assertEqual(status, 200)
+        await bob.wait_status(incoming, "FINISH", timeout=10)
+        await carol.wait_event("CALL_CLOSED")
+        self.assertEqual(alice.violations + bob.violations, [])
+
+
+class NodeFailureTests(ClusterTestCase):
+    async def test_node_killed_mid_call(self):
+        """
+        Node b is killed -9 while alice (node a) talks to bob (node b): alice's call FAILS
+        within seconds (no RTP from b), and node a's directory forgets b's call; a new session
+        through nginx lands on a; b restarted rejoins and takes calls again.
+        """
+        a, b = self.nodes["a"], self.nodes["b"]
+        alice, outgoing, bob, incoming = await self.browsers_in_call()
+        self.assertEqual(await self.calls_seen(a.rest_url), {outgoing: "a", incoming: "b"})
+        started = reactor.seconds()
+        await b.kill()
+        await alice.wait_status(outgoing, "FAILED", timeout=15)
+        failed_after = reactor.seconds() - started
+        self.assertLess(failed_after, 12, "rtp_activity_detecting=true,5 plus its check")
+        seen = []
+
+        async def forgotten():
+            seen.append(await self.calls_seen(a.rest_url))
+            return seen[-1] == {}
+
+        for _ in range(50):  # bounded: the TTL is 3 s
+            if await forgotten():
+                break
+            await poll(lambda: False, 0.2).addErrback(lambda _: None)
+        self.assertEqual(seen[-1], {}, seen)
+
+        # New sessions land on the living node; b restarted rejoins with no manual step.
+        carol = self.client("carol", self.nginx.ws_url)
+        await carol.connect()
+        status, found = await rest(a.rest_url, "/connection/find_all")
+        self.assertEqual((status, len(found)), (200, 2))  # alice and carol
+        await b.restart()
+        _, outgoing, bob, incoming = await self.browsers_in_call(alice)
+        self.assertEqual(await self.calls_seen(a.rest_url), {outgoing: "a", incoming: "b"})
+        self.assertEqual(alice.violations + bob.violations, [])
+
+
+class StreamAcrossNodesTests(ClusterTestCase):
+    async def test_stream_played_on_another_node(self):
+        """
+        alice publishes a 440 Hz stream on node a; two viewers on node b play it: both hear
+        the tone, through one relay from a to b; /stream/find on b lists it.
+        """
+        a, b = self.nodes["a"], self.nodes["b"]
+        alice = self.client("alice", a.ws_url)
+        await alice.connect()
+        published = await alice.publish_stream("tone440", tone_hz=440, codecs=["opus"])
+        await alice.wait_stream_status(published, "PUBLISHING", timeout=15)
+        status, found = await rest(b.rest_url, "/stream/find", {"name": "tone440"})
+        self.assertEqual((status, [s["nodeId"] for s in found]), (200, ["a"]))
+        viewers = []
+        for name in ("viewer1", "viewer2"):
+            viewer = self.client(name, b.ws_url)
+            await viewer.connect()
+            for _ in range(30):  # b's view of the other nodes is renewed every heartbeat (1 s)
+                played = await viewer.play_stream("tone440", video=False)
+                try:
+                    await viewer.wait_stream_status(played, "PLAYING", timeout=5)
+                    break
+                except Exception:
+                    await poll(lambda: False, 0.2).addErrback(lambda _: None)
+            viewers.append((viewer, played))
+        for viewer, played in viewers:
+            self.assertFrequency(await viewer.wait_audio(played, seconds=1.5, timeout=15), 440)
+        status, relays = await rest(a.rest_url, "/cluster/relay/find_all")
+        self.assertEqual((status, [(r["streamName"], r["node"]) for r in relays]),
+                         (200, [("tone440", "b")]))
+        await alice.stop_stream(published)
+        for viewer, played in viewers:
+            await viewer.wait_stream_status(played, "STOPPED", timeout=10)
+        self.assertEqual(sum((client.violations for client, _ in viewers), alice.violations), [])
