@@ -25,6 +25,7 @@ from twisted.internet.endpoints import quoteStringArgument, serverFromString
 from twisted.logger import Logger, globalLogPublisher
 from twisted.python import usage
 
+from wcs_twisted.addresses import AddressPlan
 from wcs_twisted.backend.hooks import RestHooks
 from wcs_twisted.backend.observers import (
     CallHookObserver,
@@ -183,7 +184,7 @@ def local_domains(settings: Settings) -> list[str]:
     The domains the built-in registrar/proxy serves, the primary one (the digest realm) first.
     """
     domains = [settings.sip_domain or settings.advertised_address, settings.advertised_address,
-               *settings.sip_local_domains, "localhost", "127.0.0.1"]
+               *settings.sip_local_domains, "localhost", "127.0.0.1", settings.sip_public_address]
     if settings.bind_address not in ("", "0.0.0.0", "::"):
         domains.append(settings.bind_address)
     return list(dict.fromkeys(domain.lower() for domain in domains if domain))
@@ -194,10 +195,21 @@ def build_media(settings: Settings, reactor) -> MediaFactory:
     The media factory: RTP ports from the configured range, SDP addresses, RTP inactivity.
     """
     detect, seconds = settings.rtp_activity_detecting
-    return MediaFactory(reactor, settings.advertised_address, settings.bind_address,
+    addresses = address_plan(settings, settings.media_public_address)
+    return MediaFactory(reactor, addresses.public, settings.bind_address,
                         PortPool(settings.media_port_from, settings.media_port_to),
                         inactivity_timeout=seconds if detect else None,
-                        rtp_learning_window=settings.rtp_learning_window_ms / 1000.0)
+                        rtp_learning_window=settings.rtp_learning_window_ms / 1000.0,
+                        addresses=addresses)
+
+
+def address_plan(settings: Settings, public: str) -> AddressPlan:
+    """
+    Which address each peer is told (docs/operations.md, Behind NAT): C{public} (or C{ip})
+    across the NAT, the bind address toward C{local_networks}.
+    """
+    return AddressPlan(public or settings.public_address, settings.bind_address,
+                       settings.local_networks)
 
 
 def build_sip(settings: Settings, reactor, metrics: ServerMetrics):
@@ -207,9 +219,11 @@ def build_sip(settings: Settings, reactor, metrics: ServerMetrics):
     rng = random.SystemRandom()
     timers = TimerValues(t1=settings.sip_t1_ms / 1000.0, t2=settings.sip_t2_ms / 1000.0,
                          t4=settings.sip_t4_ms / 1000.0)
+    addresses = address_plan(settings, settings.sip_public_address)
     stack = SIPStack(
         TransactionLayer(timers),
-        reactor, rng, advertised_host=settings.advertised_address, trace=MessageTrace(),
+        reactor, rng, advertised_host=addresses.public, trace=MessageTrace(),
+        addresses=addresses,
         resolver=SIPResolver(build_resolver(dns_servers(settings), reactor=reactor), reactor, rng),
         failover=TargetFailover(down_for=settings.sip_dns_down_s,
                                 silence_timeout=settings.sip_dns_silence_ms / 1000.0),
@@ -238,7 +252,8 @@ def build_sip(settings: Settings, reactor, metrics: ServerMetrics):
         core.add_router(registrar)
         proxy = Proxy(core, location, reactor, registrar.serves, users=settings.sip_users,
                       timers=timers, aliases=tuple(a for a in (
-                          settings.bind_address, settings.public_address) if a),
+                          settings.bind_address, settings.public_address,
+                          settings.sip_public_address) if a),
                       # One realm and nonce table for REGISTER and proxied requests.
                       authenticator=registrar.authenticator,
                       max_pending=settings.sip_proxy_max_pending,

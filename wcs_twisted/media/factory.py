@@ -20,6 +20,7 @@ from typing import Optional
 from twisted.internet.interfaces import IReactorTime, IReactorUDP
 from zope.interface import implementer
 
+from wcs_twisted.addresses import AddressPlan
 from wcs_twisted.errors import MediaError
 from wcs_twisted.interfaces import IMediaFactory, IMediaStreams
 from wcs_twisted.media.rtp_source import LEARNING_WINDOW
@@ -66,6 +67,7 @@ class MediaFactory:
         connect_timeout: float = CONNECT_TIMEOUT,
         rng: Optional[random.Random] = None,
         rtp_learning_window: float = LEARNING_WINDOW,
+        addresses: Optional[AddressPlan] = None,
     ) -> None:
         """
         @param reactor: provides C{listenUDP} (and the clock unless given).
@@ -77,6 +79,8 @@ class MediaFactory:
             C{media_inactive} (WCS "Failed by RTP activity"); None or 0 off.
         @param rtp_learning_window: seconds after a SIP leg's first packet during which its
             source may still move with the same stream (docs/security.md).
+        @param addresses: which address each peer's SDP carries behind NAT; by default
+            C{public_address} for every peer.
         """
         self.reactor = reactor
         self.clock: IReactorTime = clock if clock is not None else reactor  # type: ignore[assignment]
@@ -88,23 +92,26 @@ class MediaFactory:
         self.connect_timeout = connect_timeout
         self.rtp_learning_window = rtp_learning_window
         self._rng = rng
+        self.addresses = addresses or AddressPlan(public_address, public_address)
 
-    def create_session(self, kind: str):
+    def create_session(self, kind: str, peer: Optional[str] = None):
         """
-        A new session of C{kind} ("webrtc" or "rtp") with its ports bound.
+        A new session of C{kind} ("webrtc" or "rtp") with its ports bound, whose SDP carries
+        the address C{peer} (its IP; None when unknown or a name) can reach.
 
         @raise MediaError: "No available ports" when the range is used up.
         @raise ValueError: for an unknown kind.
         """
+        advertised = self.addresses.toward(peer)
         if kind == "webrtc":
             return WebRTCMediaSession(
-                self.reactor, self.bind_address, self.public_address, self.port_pool,
+                self.reactor, self.bind_address, advertised, self.port_pool,
                 self.certificate, clock=self.clock, inactivity_timeout=self.inactivity_timeout,
                 connect_timeout=self.connect_timeout, rng=self._rng,
             ).start()
         if kind == "rtp":
             return RTPMediaSession(
-                self.reactor, self.bind_address, self.public_address, self.port_pool,
+                self.reactor, self.bind_address, advertised, self.port_pool,
                 clock=self.clock, inactivity_timeout=self.inactivity_timeout, rng=self._rng,
                 learning_window=self.rtp_learning_window,
             ).start()

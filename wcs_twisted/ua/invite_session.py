@@ -189,11 +189,12 @@ class InviteSession:
             new_tag(core.random))
         session._to = NameAddress(None, to_uri)
         session._call_id = new_call_id(core.random, local_host)
-        session._contact = NameAddress(None, contact_uri(core.transport, protocol, from_uri.user))
+        session.destination = session.peer_address = next_hop(to_uri, outbound_proxy)
+        session._contact = NameAddress(None, contact_uri(core.transport, protocol, from_uri.user,
+                                                         toward=session.destination.host))
         session._cseq = 1
         session._extra = extra_headers
         session.request_uri = to_uri
-        session.destination = session.peer_address = next_hop(to_uri, outbound_proxy)
         session.state = InviteSessionState.CALLING
         session._send_invite(authorization=None)
         return session
@@ -218,7 +219,7 @@ class InviteSession:
             self.core.transport, "INVITE", self.request_uri, self._from, self._to,
             self._call_id, self._cseq, self.protocol, contact=self._contact,
             extra_headers=tuple(extra), body=body,
-            content_type="application/sdp" if body else None)
+            content_type="application/sdp" if body else None, toward=self.destination.host)
         self.invite_key = self.core.send_request(self.invite, self.destination, self)
         if self._cancel_requested:
             self.core.transport.cancel(self.invite_key)
@@ -390,7 +391,8 @@ class InviteSession:
         session._reliable = event.reliable
         local_tag = new_tag(core.random)
         contact = NameAddress(None, contact_uri(core.transport, protocol,
-                                                getattr(request.uri, "user", None)))
+                                                getattr(request.uri, "user", None),
+                                                toward=getattr(event.source, "host", None)))
         session.dialog = Dialog.create_uas(request, local_tag, contact, rng=core.random)
         session.state = InviteSessionState.INCOMING
         if request.body and session._is_sdp(request):
@@ -849,7 +851,8 @@ class InviteSession:
     # === helpers ==============================================================================
 
     def _new_via(self) -> Via:
-        return via_value(self.core.transport, self.protocol, self.core.transport.generate_branch())
+        return via_value(self.core.transport, self.protocol, self.core.transport.generate_branch(),
+                         self.peer_host)
 
     def _destination_for(self, request: Request):
         """

@@ -1,0 +1,71 @@
+"""
+L{wcs_twisted.addresses}: the address each peer is told behind a 1:1 NAT.
+"""
+
+from __future__ import annotations
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from wcs_twisted.addresses import AddressPlan, route_source
+
+PUBLIC, PRIVATE = "203.0.113.10", "10.0.0.10"
+
+
+class AddressPlanTests(SynchronousTestCase):
+    """
+    Public toward peers across the NAT, local toward peers in the local networks.
+    """
+
+    def test_public_toward_outside_peers(self):
+        """
+        An Internet peer, a peer known by name, and an unknown peer get the public address.
+        """
+        plan = AddressPlan(PUBLIC, PRIVATE)
+        for peer in ("198.51.100.7", "sip.example.com", None, "2001:db8::1"):
+            self.assertEqual(plan.toward(peer), PUBLIC, peer)
+
+    def test_local_toward_private_peers(self):
+        """
+        Peers in RFC 1918 / loopback / ULA networks (the default local networks) get the bind
+        address, IPv6 literals in brackets and IPv4-mapped ones included.
+        """
+        plan = AddressPlan(PUBLIC, PRIVATE)
+        for peer in ("10.0.1.20", "192.168.1.5", "172.20.0.1", "127.0.0.1", "[fd00::5]",
+                     "::ffff:10.0.0.9"):
+            self.assertEqual(plan.toward(peer), PRIVATE, peer)
+
+    def test_configured_local_networks_replace_the_default(self):
+        """
+        C{local_networks} names this side of the NAT: only those peers get the local address.
+        """
+        plan = AddressPlan(PUBLIC, PRIVATE, ["100.64.0.0/10"])
+        self.assertEqual(plan.toward("100.64.3.3"), PRIVATE)
+        self.assertEqual(plan.toward("192.168.1.5"), PUBLIC)
+
+    def test_no_nat_means_one_address(self):
+        """
+        Without a public address, or with the same one as the bind address, every peer gets it.
+        """
+        for plan in (AddressPlan("", PRIVATE), AddressPlan(PRIVATE, PRIVATE)):
+            self.assertEqual({plan.toward(peer) for peer in ("10.0.1.20", "8.8.8.8", None)},
+                             {PRIVATE})
+            self.assertFalse(plan.own(PRIVATE))
+
+    def test_wildcard_bind_uses_the_route_source(self):
+        """
+        Bound to 0.0.0.0, a local peer is told the source address of the route to it (asked of
+        the kernel; nothing is sent).
+        """
+        plan = AddressPlan(PUBLIC, "0.0.0.0")
+        self.assertEqual(plan.toward("127.0.0.1"), "127.0.0.1")
+        self.assertEqual(route_source("127.0.0.1"), "127.0.0.1")
+        self.assertEqual(plan.toward("8.8.8.8"), PUBLIC)
+
+    def test_way_home_avoids_the_hairpin(self):
+        """
+        What we address to our own public address goes to the bind address (or loopback when
+        bound to a wildcard); other hosts are left alone.
+        """
+        self.assertEqual(AddressPlan(PUBLIC, PRIVATE).way_home(PUBLIC), PRIVATE)
+        self.assertEqual(AddressPlan(PUBLIC, "0.0.0.0").way_home(PUBLIC), "127.0.0.1")
+        self.assertEqual(AddressPlan(PUBLIC, PRIVATE).way_home("198.51.100.7"), "198.51.100.7")
