@@ -69,3 +69,10 @@ class AddressPlanTests(SynchronousTestCase):
         self.assertEqual(AddressPlan(PUBLIC, PRIVATE).way_home(PUBLIC), PRIVATE)
         self.assertEqual(AddressPlan(PUBLIC, "0.0.0.0").way_home(PUBLIC), "127.0.0.1")
         self.assertEqual(AddressPlan(PUBLIC, PRIVATE).way_home("198.51.100.7"), "198.51.100.7")
+
+    def test_ourselves_get_the_local_address(self):
+        """
+        A message or SDP written for our own public address (a local-mode call looping through
+        our SIP side) carries the local address, which needs no hairpin.
+        """
+        self.assertEqual(AddressPlan(PUBLIC, PRIVATE).toward(PUBLIC), PRIVATE)

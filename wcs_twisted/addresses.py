@@ -14,6 +14,8 @@ Rules (docs/operations.md "Behind NAT"):
   - no public address configured, or the same as the local one: always the local one;
   - a peer in C{local_networks} (default: RFC 1918, RFC 4193, loopback and link-local)
     gets the local address; any other peer gets the public one;
+  - we ourselves (a call between two browsers on this node loops through our SIP side) get
+    the local address too: our public one may not hairpin;
   - the local address is the bind address, or when we bind a wildcard, the source address
     the kernel would pick to reach that peer (a connected UDP socket sends nothing).
 
@@ -107,8 +109,10 @@ class AddressPlan:
         """
         The address to write in what C{peer} reads (None: a peer not known yet, or by name).
         """
-        if not self.split or not self.is_local_peer(peer):
+        if not self.split or not (self.is_local_peer(peer) or self.own(peer or "")):
             return self.public
+        if self.own(peer or ""):
+            return self.way_home(peer)  # type: ignore[arg-type]
         if not self._wildcard:
             return self.local
         return self._route_source(peer.strip("[]")) or self.public  # type: ignore[union-attr]

@@ -184,12 +184,12 @@ class InviteSession:
         session = cls(core, clock, observer, protocol)
         session.credentials = credentials
         session.local_sdp = sdp
-        local_host = core.transport.local_address(protocol)[0]
         session._from = NameAddress(display_name or None, from_uri).with_tag(
             new_tag(core.random))
         session._to = NameAddress(None, to_uri)
-        session._call_id = new_call_id(core.random, local_host)
         session.destination = session.peer_address = next_hop(to_uri, outbound_proxy)
+        local_host = core.transport.local_address(protocol, session.destination.host)[0]
+        session._call_id = new_call_id(core.random, local_host)
         session._contact = NameAddress(None, contact_uri(core.transport, protocol, from_uri.user,
                                                          toward=session.destination.host))
         session._cseq = 1

@@ -99,7 +99,7 @@ class RegistrationClient:
             account.outbound_proxy, account.port)
         self.contact = contact_uri(core.transport, protocol, account.login,
                                    toward=self.destination.host, **(contact_params or {}))
-        self.call_id = new_call_id(core.random, core.transport.local_address(protocol)[0])
+        self.call_id = new_call_id(core.random, self.contact.host)
         self.from_tag = new_tag(core.random)
         self.cseq = 0
         self.granted: int | None = None
