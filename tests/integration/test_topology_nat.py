@@ -40,9 +40,9 @@ WS_PORT, SIP_PORT = 8080, 5060
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def gateway_config(workdir: str) -> str:
+def gateway_config(workdir: str, extra: str = "") -> str:
     """
-    What an operator writes for a cloud VM (docs/operations.md, Behind NAT).
+    What an operator writes for a cloud VM (docs/operations.md, Behind NAT), plus C{extra}.
     """
     path = os.path.join(workdir, "wcs.properties")
     with open(path, "w") as handle:
@@ -50,7 +50,7 @@ def gateway_config(workdir: str) -> str:
                      f"sip_port={SIP_PORT}\nsip_transports=udp\nmedia_port_from=31000\n"
                      "media_port_to=31100\ncall_anonymous=any\n"
                      f"call_allowed_destinations={INTERNET_PHONE},{LAN_PHONE}\n"
-                     f"state_dir={os.path.join(workdir, 'var')}\n")
+                     f"state_dir={os.path.join(workdir, 'var')}\n{extra}")
     return path
 
 
@@ -109,13 +109,19 @@ class CloudTopologyTestCase(TestCase):
         gateway.spawn(self.topology.command(self.gw, [
             twistd, "-n", "--reactor=asyncio", "--pidfile=", "-l",
             os.path.join(self.workdir, "twistd.log"), "wcs", "--config",
-            gateway_config(self.workdir)]), cwd=ROOT)
+            gateway_config(self.workdir, self.gateway_settings())]), cwd=ROOT)
         self.addCleanup(gateway.stop)
         self.addCleanup(self.topology.enter(self.home))
         yield poll(lambda: tcp_open(PUBLIC, WS_PORT), 40, self.reactor, 0.2,
                    message=lambda: "the gateway never listened on ws through the NAT: "
                    + gateway.describe() + self.twistd_log())
         self.gateway = gateway
+
+    def gateway_settings(self) -> str:
+        """
+        More configuration lines for the gateway (subclasses).
+        """
+        return ""
 
     def twistd_log(self) -> str:
         try:
