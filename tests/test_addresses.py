@@ -76,3 +76,34 @@ class AddressPlanTests(SynchronousTestCase):
         our SIP side) carries the local address, which needs no hairpin.
         """
         self.assertEqual(AddressPlan(PUBLIC, PRIVATE).toward(PUBLIC), PRIVATE)
+
+
+class SeparateAddressesTests(SynchronousTestCase):
+    """
+    C{sip_public_address} and C{media_public_address}, wired by the composition root.
+    """
+
+    def test_signalling_and_media_public_addresses_differ(self):
+        """
+        SIP peers outside get C{sip_public_address}, SDP for them C{media_public_address};
+        both fall back to C{ip}, and local peers get C{ip_local} either way.
+        """
+        from twisted.internet.task import Clock
+
+        from wcs_twisted.config import Settings
+        from wcs_twisted.metrics import ServerMetrics
+        from wcs_twisted.tap import build_media, build_sip
+
+        settings = Settings(public_address=PUBLIC, bind_address=PRIVATE,
+                            sip_public_address="198.51.100.5",
+                            media_public_address="198.51.100.6")
+        stack = build_sip(settings, Clock(), ServerMetrics())[0]
+        media = build_media(settings, Clock())
+        self.assertEqual(stack.local_address("udp", "8.8.8.8")[0], "198.51.100.5")
+        self.assertEqual(media.addresses.toward("8.8.8.8"), "198.51.100.6")
+        self.assertEqual(stack.local_address("udp", "10.9.9.9")[0], PRIVATE)
+        self.assertEqual(media.addresses.toward("10.9.9.9"), PRIVATE)
+        fallback = Settings(public_address=PUBLIC, bind_address=PRIVATE)
+        self.assertEqual(build_sip(fallback, Clock(), ServerMetrics())[0].local_address(
+            "udp", "8.8.8.8")[0], PUBLIC)
+        self.assertEqual(build_media(fallback, Clock()).addresses.toward("8.8.8.8"), PUBLIC)
