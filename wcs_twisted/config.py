@@ -253,8 +253,9 @@ class ModuleKey:
 # The order here is the order of docs/configuration.md.
 KEYS: tuple[Key, ...] = (
     Key("ip", "public_address", ADDRESS, "",
-        "Address written into SDP c= lines and SIP Contact/Via; empty means the first of "
-        "ip_local that is not a wildcard, else 127.0.0.1."),
+        "Public address written into SDP c= lines and SIP Contact/Via for peers outside "
+        "local_networks (behind a 1:1 NAT; peers inside get ip_local); empty means the first "
+        "of ip_local that is not a wildcard, else 127.0.0.1."),
     Key("ip_local", "bind_address", ADDRESS, "0.0.0.0",
         "Address every listener (WebSocket, HTTP, SIP, RTP) binds to."),
     Key("sip_public_address", "sip_public_address", ADDRESS, "",

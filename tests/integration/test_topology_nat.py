@@ -146,21 +146,22 @@ class CloudTopologyTestCase(TestCase):
                              sipRegisterRequired=False)
         return client
 
-    def sipp_uas(self, namespace: str, host: str, user: str) -> tuple[PeerProcess, str]:
+    def sipp(self, namespace: str, host: str, user: str, scenario: str = "uas_answer_200",
+             target: str | None = None, extra: tuple[str, ...] = ()) -> tuple[PeerProcess, str]:
         """
-        A sipp UAS answering one call as C{user} on C{host}:5060 inside C{namespace}, echoing
-        RTP back to where it comes from; returns it and its message trace path.
+        One sipp call as C{user} on C{host}:5060 inside C{namespace} (a UAS unless C{target}
+        is given), echoing RTP back to where it comes from; returns it and its message trace.
         """
         trace = os.path.join(self.workdir, f"{user}-messages.log")
-        uas = PeerProcess(f"sipp {user}", os.path.join(self.workdir, f"{user}.log"),
-                          self.reactor)
-        uas.spawn(self.topology.command(namespace, [
-            require_binary("sipp", "sip-tester"), "-sf", sipp_scenario("uas_answer_200"),
-            "-i", host, "-p", str(SIP_PORT), "-s", user, "-m", "1", "-nostdin", "-rtp_echo",
-            "-trace_msg", "-message_file", trace, "-timeout", "40", "-timeout_error"]),
-            cwd=self.workdir)
-        self.addCleanup(uas.stop)
-        return uas, trace
+        peer = PeerProcess(f"sipp {user}", os.path.join(self.workdir, f"{user}.log"),
+                           self.reactor)
+        peer.spawn(self.topology.command(namespace, [
+            require_binary("sipp", "sip-tester"), *([target] if target else []),
+            "-sf", sipp_scenario(scenario), "-i", host, "-p", str(SIP_PORT), "-s", user,
+            "-m", "1", "-nostdin", "-rtp_echo", "-trace_msg", "-message_file", trace,
+            "-timeout", "40", "-timeout_error", *extra]), cwd=self.workdir)
+        self.addCleanup(peer.stop)
+        return peer, trace
 
     def received(self, trace: str) -> str:
         """
@@ -175,7 +176,7 @@ class CloudTopologyTestCase(TestCase):
         A browser behind the home NAT calls C{user}@C{host}; the tone comes back (sipp
         echoes it).  Returns what the phone received and the SDP the browser got.
         """
-        uas, trace = self.sipp_uas(namespace, host, user)
+        uas, trace = self.sipp(namespace, host, user)
         browser = await self.connect_local("alice")
         call_id = await browser.call(f"{user}@{host}", tone_hz=440, codecs=["PCMU"])
         await browser.wait_status(call_id, "ESTABLISHED", timeout=20)
@@ -230,6 +231,36 @@ class AddressPerDirectionTests(CloudTopologyTestCase):
                               if not line.startswith(("From:", "To:")))
         self.assertAdvertises(addresses, PRIVATE, PUBLIC, "what the LAN phone received")
         self.assertAdvertises(browser_sdp, PUBLIC, PRIVATE, "the browser's SDP")
+
+
+    async def test_lan_phone_calls_browser(self):
+        """
+        The other direction: a LAN phone calls alice's browser (behind the home NAT).  The
+        phone's 200 names only 10.0.0.10 (Contact, o=, c=), the browser's offer only
+        203.0.113.10, and the browser hears its own tone echoed by the phone.
+        """
+        browser = await self.connect_local("alice")
+        # The phone dials alice in her domain (the public address) through its proxy, which
+        # on the LAN is the gateway's private address.
+        caller, trace = self.sipp(self.lan, LAN_PHONE, "alice", "uac_invite_bye",
+                                  target=f"{PUBLIC}:{SIP_PORT}",
+                                  extra=("-rsa", f"{PRIVATE}:{SIP_PORT}", "-d", "4000"))
+        call_id = await browser.wait_incoming_call(timeout=20)
+        await browser.answer(call_id, tone_hz=440)
+        heard = await browser.wait_audio(call_id, seconds=1.0, timeout=15)
+        measured = audio.dominant_frequency(heard)
+        self.assertLess(abs(measured - 440), 10, f"{heard}: {measured} Hz echoed, not 440")
+        ended = await caller.when_ended(20)
+        self.assertFalse(getattr(ended, "exitCode", 0), caller.describe())
+        received = self.received(trace)
+        ok = first_message(received, "SIP/2.0 200")
+        self.assertRegex(ok, rf"(?m)^Contact: <sip:[^@>]*@?{PRIVATE}:{SIP_PORT}")
+        self.assertEqual(set(re.findall(r"(?m)^[oc]=.* IN IP4 (\S+)$", received)), {PRIVATE})
+        addresses = "\n".join(line for line in received.splitlines()
+                              if not line.startswith(("From:", "To:")))
+        self.assertAdvertises(addresses, PRIVATE, PUBLIC, "what the LAN phone received")
+        self.assertAdvertises(browser.calls[call_id].remote_sdp, PUBLIC, PRIVATE,
+                              "the browser's offer")
 
 
 class NoHairpinTests(CloudTopologyTestCase):
