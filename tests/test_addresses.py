@@ -70,6 +70,19 @@ class AddressPlanTests(SynchronousTestCase):
         self.assertEqual(AddressPlan(PUBLIC, "0.0.0.0").way_home(PUBLIC), "127.0.0.1")
         self.assertEqual(AddressPlan(PUBLIC, PRIVATE).way_home("198.51.100.7"), "198.51.100.7")
 
+    def test_ipv6_peers_get_the_ipv6_address(self):
+        """
+        With an IPv6 address configured, IPv6 peers are told it and sockets for them bind it;
+        IPv4 and IPv4-mapped peers keep the IPv4 rules.  Without one, nothing changes.
+        """
+        plan = AddressPlan(PUBLIC, PRIVATE, ipv6="2001:db8::10")
+        self.assertEqual(plan.toward("2001:db8:1::2"), "2001:db8::10")
+        self.assertEqual(plan.bind_toward("2001:db8:1::2", PRIVATE), "2001:db8::10")
+        self.assertEqual(plan.toward("::ffff:198.51.100.7"), PUBLIC)
+        self.assertEqual(plan.bind_toward("198.51.100.7", PRIVATE), PRIVATE)
+        self.assertEqual(AddressPlan(PUBLIC, PRIVATE).bind_toward("2001:db8:1::2", PRIVATE),
+                         PRIVATE)
+
     def test_ourselves_get_the_local_address(self):
         """
         A message or SDP written for our own public address (a local-mode call looping through

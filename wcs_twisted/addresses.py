@@ -16,6 +16,7 @@ Rules (docs/operations.md "Behind NAT"):
     gets the local address; any other peer gets the public one;
   - we ourselves (a call between two browsers on this node loops through our SIP side) get
     the local address too: our public one may not hairpin;
+  - with an IPv6 address configured, IPv6 peers get it (IPv6 is not NATed);
   - the local address is the bind address, or when we bind a wildcard, the source address
     the kernel would pick to reach that peer (a connected UDP socket sends nothing).
 
@@ -60,6 +61,11 @@ def _ip(text: Optional[str]):
         return None
 
 
+def _ipv6_peer(peer: Optional[str]) -> bool:
+    address = _ip(peer)
+    return address is not None and address.version == 6 and address.ipv4_mapped is None
+
+
 def route_source(peer: str) -> Optional[str]:
     """
     The source address the kernel picks to reach C{peer} (no packet is sent), or None.
@@ -82,7 +88,12 @@ class AddressPlan:
     """
 
     def __init__(self, public: str, local: str,
-                 local_networks: Sequence[str] = DEFAULT_LOCAL_NETWORKS) -> None:
+                 local_networks: Sequence[str] = DEFAULT_LOCAL_NETWORKS, ipv6: str = "") -> None:
+        """
+        @param ipv6: our IPv6 address (bound and advertised as is) for IPv6 peers; empty when
+            they are given the IPv4 addresses.
+        """
+        self.ipv6 = ipv6
         self.local = local or "0.0.0.0"
         local_ip = _ip(self.local)
         self._wildcard = local_ip is None or local_ip.is_unspecified
@@ -109,6 +120,8 @@ class AddressPlan:
         """
         The address to write in what C{peer} reads (None: a peer not known yet, or by name).
         """
+        if self.ipv6 and _ipv6_peer(peer):
+            return self.ipv6
         if not self.split or not (self.is_local_peer(peer) or self.own(peer or "")):
             return self.public
         if self.own(peer or ""):
@@ -116,6 +129,12 @@ class AddressPlan:
         if not self._wildcard:
             return self.local
         return self._route_source(peer.strip("[]")) or self.public  # type: ignore[union-attr]
+
+    def bind_toward(self, peer: Optional[str], default: str) -> str:
+        """
+        The address to bind a socket for C{peer} on: ours of its family.
+        """
+        return self.ipv6 if self.ipv6 and _ipv6_peer(peer) else default
 
     def own(self, host: str) -> bool:
         """

@@ -264,6 +264,10 @@ KEYS: tuple[Key, ...] = (
     Key("media_public_address", "media_public_address", ADDRESS, "",
         "Address written in SDP c= and ICE candidates for peers outside local_networks; "
         "empty means ip."),
+    Key("ip6", "ipv6_address", ADDRESS, "",
+        "IPv6 address that the WebSocket and HTTP listeners also bind, and that media toward "
+        "IPv6 peers (browsers) binds and advertises; IPv6 is not NATed, SIP stays on IPv4. "
+        "Empty: IPv4 only."),
     Key("local_networks", "local_networks", NETWORKS, "",
         "Networks on this side of the NAT, whose peers are given ip_local (or the address the "
         "route to them uses) instead of the public one; empty means RFC 1918, RFC 4193, "
@@ -479,6 +483,7 @@ class Settings:
     bind_address: str = "0.0.0.0"
     sip_public_address: str = ""
     media_public_address: str = ""
+    ipv6_address: str = ""
     local_networks: tuple[str, ...] = ()
     node_id: str = ""
     ws_port: int = 8080

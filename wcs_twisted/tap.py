@@ -139,8 +139,8 @@ class Options(usage.Options):
         self["settings"] = settings
 
 
-def _stream_endpoint(reactor, settings: Settings, port: int, tls: bool):
-    interface = quoteStringArgument(settings.bind_address)
+def _stream_endpoint(reactor, settings: Settings, port: int, tls: bool, interface: str = ""):
+    interface = quoteStringArgument(interface or settings.bind_address)
     if not tls:
         return serverFromString(reactor, f"tcp:{port}:interface={interface}")
     key = quoteStringArgument(settings.tls_private_key or settings.tls_certificate)
@@ -195,7 +195,7 @@ def build_media(settings: Settings, reactor) -> MediaFactory:
     The media factory: RTP ports from the configured range, SDP addresses, RTP inactivity.
     """
     detect, seconds = settings.rtp_activity_detecting
-    addresses = address_plan(settings, settings.media_public_address)
+    addresses = address_plan(settings, settings.media_public_address, settings.ipv6_address)
     return MediaFactory(reactor, addresses.public, settings.bind_address,
                         PortPool(settings.media_port_from, settings.media_port_to),
                         inactivity_timeout=seconds if detect else None,
@@ -203,13 +203,13 @@ def build_media(settings: Settings, reactor) -> MediaFactory:
                         addresses=addresses)
 
 
-def address_plan(settings: Settings, public: str) -> AddressPlan:
+def address_plan(settings: Settings, public: str, ipv6: str = "") -> AddressPlan:
     """
     Which address each peer is told (docs/operations.md, Behind NAT): C{public} (or C{ip})
-    across the NAT, the bind address toward C{local_networks}.
+    across the NAT, the bind address toward C{local_networks}, C{ipv6} to IPv6 peers.
     """
     return AddressPlan(public or settings.public_address, settings.bind_address,
-                       settings.local_networks)
+                       settings.local_networks, ipv6)
 
 
 def build_sip(settings: Settings, reactor, metrics: ServerMetrics):
@@ -398,8 +398,8 @@ def build_service(settings: Settings, reactor, warnings=()) -> Server:
         if reactor.running:
             reactor.stop()
 
-    def listener(name: str, port: int, factory, tls: bool = False) -> None:
-        endpoint = _stream_endpoint(reactor, settings, port, tls)
+    def listener(name: str, port: int, factory, tls: bool = False, interface: str = "") -> None:
+        endpoint = _stream_endpoint(reactor, settings, port, tls, interface)
         counter = metrics.listener_errors.labels(listener=name)
         listeners.append(ListenerService(name, lambda: endpoint.listen(factory),
                                          on_error=counter.inc,
@@ -418,6 +418,15 @@ def build_service(settings: Settings, reactor, warnings=()) -> Server:
     if settings.tls_enabled:
         listener("wss", settings.wss_port, ws_factory, tls=True)
         listener("https", settings.https_port, site, tls=True)
+    if settings.ipv6_address:
+        # Browsers over IPv6 (docs/operations.md): the same ports on our IPv6 address.
+        listener("ws6", settings.ws_port, ws_factory, interface=settings.ipv6_address)
+        listener("http6", settings.http_port, site, interface=settings.ipv6_address)
+        if settings.tls_enabled:
+            listener("wss6", settings.wss_port, ws_factory, tls=True,
+                     interface=settings.ipv6_address)
+            listener("https6", settings.https_port, site, tls=True,
+                     interface=settings.ipv6_address)
     sip, streams = sip_listeners(settings, reactor, stack, metrics, stop_on_bind_failure)
     listeners.extend(sip)
 

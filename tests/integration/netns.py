@@ -109,11 +109,22 @@ class Topology:
         self._check(self.command(router, ["iptables", "-t", "nat", "-A", "POSTROUTING",
                                           "-o", outside, "-j", "MASQUERADE"]))
 
-    def forward(self, router: str) -> None:
+    def forward(self, router: str, ipv6: bool = False) -> None:
         """
-        Make C{router} route between its links (no NAT).
+        Make C{router} route between its links (no NAT), in IPv6 too when C{ipv6}.
         """
         self._check(self.command(router, ["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"]))
+        if ipv6:
+            self._check(self.command(router, ["sysctl", "-q", "-w",
+                                              "net.ipv6.conf.all.forwarding=1"]))
+
+    def address(self, namespace: str, interface: str, address: str) -> None:
+        """
+        One more address (CIDR) on C{interface}; IPv6 ones skip duplicate address detection,
+        so they are usable at once.
+        """
+        extra = ["nodad"] if ":" in address else []
+        self._check(["ip", "-n", namespace, "addr", "add", address, "dev", interface, *extra])
 
     def one_to_one_nat(self, router: str, outside: str, public: str, private: str) -> None:
         """

@@ -86,11 +86,15 @@ class CloudTopologyTestCase(TestCase):
         self.inet, self.cloud = net.namespace("inet"), net.namespace("cloud")
         self.gw, self.lan = net.namespace("gw"), net.namespace("lan")
         self.homenat, self.home = net.namespace("hnat"), net.namespace("home")
-        cloud_wan, _ = net.link(self.cloud, f"{CLOUD_WAN}/24", self.inet, f"{INTERNET_PHONE}/24")
-        home_wan, _ = net.link(self.homenat, f"{HOME_WAN}/24", self.inet, f"{INET_HOME_SIDE}/24")
-        net.link(self.gw, f"{PRIVATE}/24", self.cloud, f"{CLOUD_LAN}/24")
-        net.link(self.lan, f"{LAN_PHONE}/24", self.cloud, f"{LAN_ROUTER}/24")
-        net.link(self.home, f"{BROWSER}/24", self.homenat, f"{HOME_ROUTER}/24")
+        #: The interface names of each link, by the namespace it serves.
+        self.links = {
+            "cloud": net.link(self.cloud, f"{CLOUD_WAN}/24", self.inet, f"{INTERNET_PHONE}/24"),
+            "home": net.link(self.homenat, f"{HOME_WAN}/24", self.inet, f"{INET_HOME_SIDE}/24"),
+            "gw": net.link(self.gw, f"{PRIVATE}/24", self.cloud, f"{CLOUD_LAN}/24"),
+            "lan": net.link(self.lan, f"{LAN_PHONE}/24", self.cloud, f"{LAN_ROUTER}/24"),
+            "browser": net.link(self.home, f"{BROWSER}/24", self.homenat, f"{HOME_ROUTER}/24"),
+        }
+        cloud_wan, home_wan = self.links["cloud"][0], self.links["home"][0]
         net.forward(self.inet)
         net.route(self.cloud, "default", INTERNET_PHONE)
         net.route(self.homenat, "default", INET_HOME_SIDE)

@@ -103,15 +103,16 @@ class MediaFactory:
         @raise ValueError: for an unknown kind.
         """
         advertised = self.addresses.toward(peer)
+        bind = self.addresses.bind_toward(peer, self.bind_address)
         if kind == "webrtc":
             return WebRTCMediaSession(
-                self.reactor, self.bind_address, advertised, self.port_pool,
+                self.reactor, bind, advertised, self.port_pool,
                 self.certificate, clock=self.clock, inactivity_timeout=self.inactivity_timeout,
                 connect_timeout=self.connect_timeout, rng=self._rng,
             ).start()
         if kind == "rtp":
             return RTPMediaSession(
-                self.reactor, self.bind_address, advertised, self.port_pool,
+                self.reactor, bind, advertised, self.port_pool,
                 clock=self.clock, inactivity_timeout=self.inactivity_timeout, rng=self._rng,
                 learning_window=self.rtp_learning_window,
             ).start()
