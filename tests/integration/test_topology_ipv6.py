@@ -59,7 +59,7 @@ class IPv6BrowserTests(CloudTopologyTestCase):
         """
         self.assertTrue(await poll(lambda: tcp_open(GATEWAY6, WS_PORT), 10, self.reactor, 0.1,
                                    message=lambda: "no ws on IPv6"))
-        uas, trace = self.sipp(self.inet, INTERNET_PHONE, "bob")
+        uas, trace = await self.sipp_uas(self.inet, INTERNET_PHONE, "bob")
         browser = WCSClient(f"ws://[{GATEWAY6}]:{WS_PORT}", self.reactor, loopback=False,
                             directory=self.workdir + "/alice6")
         self.addCleanup(browser.close)

@@ -167,6 +167,22 @@ class CloudTopologyTestCase(TestCase):
         self.addCleanup(peer.stop)
         return peer, trace
 
+    async def sipp_uas(self, namespace: str, host: str, user: str) -> tuple[PeerProcess, str]:
+        """
+        L{sipp} as a UAS, once its SIP port is bound (a call before would be refused).
+        """
+        uas, trace = self.sipp(namespace, host, user)
+
+        def bound() -> bool:
+            listing = subprocess.run(self.topology.command(namespace, ["ss", "-Huln"]),
+                                     capture_output=True, text=True, timeout=10).stdout
+            return f"{host}:{SIP_PORT} " in listing
+
+        await poll(bound, 10, self.reactor, 0.1,
+                   message=lambda: f"sipp {user} never bound {host}:{SIP_PORT}: "
+                   + uas.describe())
+        return uas, trace
+
     def received(self, trace: str) -> str:
         """
         Every message sipp received (its trace also holds what it sent).
@@ -180,7 +196,7 @@ class CloudTopologyTestCase(TestCase):
         A browser behind the home NAT calls C{user}@C{host}; the tone comes back (sipp
         echoes it).  Returns what the phone received and the SDP the browser got.
         """
-        uas, trace = self.sipp(namespace, host, user)
+        uas, trace = await self.sipp_uas(namespace, host, user)
         browser = await self.connect_local("alice")
         call_id = await browser.call(f"{user}@{host}", tone_hz=440, codecs=["PCMU"])
         await browser.wait_status(call_id, "ESTABLISHED", timeout=20)
