@@ -98,6 +98,13 @@ def _address(text: str) -> str:
     return text
 
 
+def _networks(text: str) -> tuple[str, ...]:
+    networks = _word_list(text)
+    for network in networks:
+        ipaddress.ip_network(network, strict=False)
+    return networks
+
+
 def _host(text: str) -> str:
     text = text.strip()
     if text and not re.fullmatch(r"[A-Za-z0-9.\-:\[\]]+", text):
@@ -198,6 +205,7 @@ ADDRESS = ValueType("an IPv4 or IPv6 address, or empty", _address)
 HOST = ValueType("a host name or IP address, or empty", _host)
 STRING = ValueType("text", _string)
 WORDS = ValueType("a comma-separated list", _word_list)
+NETWORKS = ValueType("a comma-separated list of networks (CIDR, e.g. 10.0.0.0/8)", _networks)
 TRANSPORTS = ValueType("a comma-separated list of udp, tcp, tls", _transports)
 DIGEST_ALGORITHMS = ValueType("a comma-separated list of MD5, SHA-256", _digest_algorithms)
 ACTIVITY = ValueType("true or false, optionally followed by ,SECONDS (e.g. true,60)", _activity)
@@ -257,10 +265,25 @@ class ModuleKey:
 # The order here is the order of docs/configuration.md.
 KEYS: tuple[Key, ...] = (
     Key("ip", "public_address", ADDRESS, "",
-        "Address written into SDP c= lines and SIP Contact/Via; empty means the first of "
-        "ip_local that is not a wildcard, else 127.0.0.1."),
+        "Public address written into SDP c= lines and SIP Contact/Via for peers outside "
+        "local_networks (behind a 1:1 NAT; peers inside get ip_local); empty means the first "
+        "of ip_local that is not a wildcard, else 127.0.0.1."),
     Key("ip_local", "bind_address", ADDRESS, "0.0.0.0",
         "Address every listener (WebSocket, HTTP, SIP, RTP) binds to."),
+    Key("sip_public_address", "sip_public_address", ADDRESS, "",
+        "Address written in Via, Contact and Record-Route for SIP peers outside local_networks; "
+        "empty means ip (docs/operations.md, Behind NAT)."),
+    Key("media_public_address", "media_public_address", ADDRESS, "",
+        "Address written in SDP c= and ICE candidates for peers outside local_networks; "
+        "empty means ip."),
+    Key("ip6", "ipv6_address", ADDRESS, "",
+        "IPv6 address that the WebSocket and HTTP listeners also bind, and that media toward "
+        "IPv6 peers (browsers) binds and advertises; IPv6 is not NATed, SIP stays on IPv4. "
+        "Empty: IPv4 only."),
+    Key("local_networks", "local_networks", NETWORKS, "",
+        "Networks on this side of the NAT, whose peers are given ip_local (or the address the "
+        "route to them uses) instead of the public one; empty means RFC 1918, RFC 4193, "
+        "loopback and link-local."),
     Key("node_id", "node_id", STRING, "",
         "Name of this node in REST objects and hooks (nodeId); empty means <random>@<ip>."),
     Key("ws.port", "ws_port", PORT, "8080", "Plain WebSocket (ws://) port for the WCS protocol."),
@@ -480,6 +503,10 @@ class Settings:
 
     public_address: str = ""
     bind_address: str = "0.0.0.0"
+    sip_public_address: str = ""
+    media_public_address: str = ""
+    ipv6_address: str = ""
+    local_networks: tuple[str, ...] = ()
     node_id: str = ""
     ws_port: int = 8080
     wss_port: int = 8443

@@ -124,9 +124,11 @@ class ISIPTransport(Interface):
         Send outside any transaction (ACK for 2xx, stateless replies).
         """
 
-    def local_address(transport):
+    def local_address(transport, toward=None):
         """
-        The C{(host, port)} that peers reach us at over C{transport}, for Via and Contact.
+        The C{(host, port)} that peers reach us at over C{transport}, for Via and Contact;
+        C{toward} (the peer's IP, None when unknown or a name) picks the public or the local
+        address behind NAT (wcs_twisted.addresses).
         """
 
     def generate_branch():
@@ -376,9 +378,10 @@ class IMediaFactory(Interface):
     What the call layer uses to make media: sessions and bridges.
     """
 
-    def create_session(kind):
+    def create_session(kind, peer=None):
         """
-        A new, unconnected media session of C{kind} ("webrtc" or "rtp") with ports reserved.
+        A new, unconnected media session of C{kind} ("webrtc" or "rtp") with ports reserved;
+        its SDP carries the address C{peer} (the far end's IP, None if unknown) can reach.
 
         @raise MediaError: "No available ports" (the port pool is exhausted).
         """

@@ -26,6 +26,7 @@ from twisted.internet.ssl import Certificate, trustRootFromCertificates
 from twisted.logger import Logger, globalLogPublisher
 from twisted.python import usage
 
+from wcs_twisted.addresses import AddressPlan
 from wcs_twisted.backend.hooks import RestHooks
 from wcs_twisted.backend.observers import (
     CallHookObserver,
@@ -140,8 +141,8 @@ class Options(usage.Options):
         self["settings"] = settings
 
 
-def _stream_endpoint(reactor, settings: Settings, port: int, tls: bool):
-    interface = quoteStringArgument(settings.bind_address)
+def _stream_endpoint(reactor, settings: Settings, port: int, tls: bool, interface: str = ""):
+    interface = quoteStringArgument(interface or settings.bind_address)
     if not tls:
         return serverFromString(reactor, f"tcp:{port}:interface={interface}")
     key = quoteStringArgument(settings.tls_private_key or settings.tls_certificate)
@@ -185,7 +186,7 @@ def local_domains(settings: Settings) -> list[str]:
     The domains the built-in registrar/proxy serves, the primary one (the digest realm) first.
     """
     domains = [settings.sip_domain or settings.advertised_address, settings.advertised_address,
-               *settings.sip_local_domains, "localhost", "127.0.0.1"]
+               *settings.sip_local_domains, "localhost", "127.0.0.1", settings.sip_public_address]
     if settings.bind_address not in ("", "0.0.0.0", "::"):
         domains.append(settings.bind_address)
     return list(dict.fromkeys(domain.lower() for domain in domains if domain))
@@ -196,11 +197,21 @@ def build_media(settings: Settings, reactor) -> MediaFactory:
     The media factory: RTP ports from the configured range, SDP addresses, RTP inactivity.
     """
     detect, seconds = settings.rtp_activity_detecting
-    return MediaFactory(reactor, settings.advertised_address, settings.bind_address,
+    addresses = address_plan(settings, settings.media_public_address, settings.ipv6_address)
+    return MediaFactory(reactor, addresses.public, settings.bind_address,
                         PortPool(settings.media_port_from, settings.media_port_to),
                         inactivity_timeout=seconds if detect else None,
                         rtp_learning_window=settings.rtp_learning_window_ms / 1000.0,
-                        sip_srtp=settings.sip_srtp)
+                        sip_srtp=settings.sip_srtp, addresses=addresses)
+
+
+def address_plan(settings: Settings, public: str, ipv6: str = "") -> AddressPlan:
+    """
+    Which address each peer is told (docs/operations.md, Behind NAT): C{public} (or C{ip})
+    across the NAT, the bind address toward C{local_networks}, C{ipv6} to IPv6 peers.
+    """
+    return AddressPlan(public or settings.public_address, settings.bind_address,
+                       settings.local_networks, ipv6)
 
 
 def build_sip(settings: Settings, reactor, metrics: ServerMetrics):
@@ -210,9 +221,11 @@ def build_sip(settings: Settings, reactor, metrics: ServerMetrics):
     rng = random.SystemRandom()
     timers = TimerValues(t1=settings.sip_t1_ms / 1000.0, t2=settings.sip_t2_ms / 1000.0,
                          t4=settings.sip_t4_ms / 1000.0)
+    addresses = address_plan(settings, settings.sip_public_address)
     stack = SIPStack(
         TransactionLayer(timers),
-        reactor, rng, advertised_host=settings.advertised_address, trace=MessageTrace(),
+        reactor, rng, advertised_host=addresses.public, trace=MessageTrace(),
+        addresses=addresses,
         resolver=SIPResolver(build_resolver(dns_servers(settings), reactor=reactor), reactor, rng),
         failover=TargetFailover(down_for=settings.sip_dns_down_s,
                                 silence_timeout=settings.sip_dns_silence_ms / 1000.0),
@@ -243,7 +256,8 @@ def build_sip(settings: Settings, reactor, metrics: ServerMetrics):
         core.add_router(registrar)
         proxy = Proxy(core, location, reactor, registrar.serves, users=settings.sip_users,
                       timers=timers, aliases=tuple(a for a in (
-                          settings.bind_address, settings.public_address) if a),
+                          settings.bind_address, settings.public_address,
+                          settings.sip_public_address) if a),
                       # One realm and nonce table for REGISTER and proxied requests.
                       authenticator=registrar.authenticator,
                       max_pending=settings.sip_proxy_max_pending,
@@ -406,8 +420,8 @@ def build_service(settings: Settings, reactor, warnings=()) -> Server:
         if reactor.running:
             reactor.stop()
 
-    def listener(name: str, port: int, factory, tls: bool = False) -> None:
-        endpoint = _stream_endpoint(reactor, settings, port, tls)
+    def listener(name: str, port: int, factory, tls: bool = False, interface: str = "") -> None:
+        endpoint = _stream_endpoint(reactor, settings, port, tls, interface)
         counter = metrics.listener_errors.labels(listener=name)
         listeners.append(ListenerService(name, lambda: endpoint.listen(factory),
                                          on_error=counter.inc,
@@ -426,6 +440,15 @@ def build_service(settings: Settings, reactor, warnings=()) -> Server:
     if settings.tls_enabled:
         listener("wss", settings.wss_port, ws_factory, tls=True)
         listener("https", settings.https_port, site, tls=True)
+    if settings.ipv6_address:
+        # Browsers over IPv6 (docs/operations.md): the same ports on our IPv6 address.
+        listener("ws6", settings.ws_port, ws_factory, interface=settings.ipv6_address)
+        listener("http6", settings.http_port, site, interface=settings.ipv6_address)
+        if settings.tls_enabled:
+            listener("wss6", settings.wss_port, ws_factory, tls=True,
+                     interface=settings.ipv6_address)
+            listener("https6", settings.https_port, site, tls=True,
+                     interface=settings.ipv6_address)
     sip, streams = sip_listeners(settings, reactor, stack, metrics, stop_on_bind_failure)
     listeners.extend(sip)
 

@@ -219,7 +219,7 @@ class BrokenMedia:
     def __init__(self, media, step, error):
         self.media, self.step, self.error = media, step, error
 
-    def create_session(self, kind):
+    def create_session(self, kind, peer=None):
         if self.step == kind:
             raise self.error
         session = self.media.create_session(kind)

@@ -109,6 +109,59 @@ class Topology:
         self._check(self.command(router, ["iptables", "-t", "nat", "-A", "POSTROUTING",
                                           "-o", outside, "-j", "MASQUERADE"]))
 
+    def forward(self, router: str, ipv6: bool = False) -> None:
+        """
+        Make C{router} route between its links (no NAT), in IPv6 too when C{ipv6}.
+        """
+        self._check(self.command(router, ["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"]))
+        if ipv6:
+            self._check(self.command(router, ["sysctl", "-q", "-w",
+                                              "net.ipv6.conf.all.forwarding=1"]))
+
+    def address(self, namespace: str, interface: str, address: str) -> None:
+        """
+        One more address (CIDR) on C{interface}; IPv6 ones skip duplicate address detection,
+        so they are usable at once.
+        """
+        extra = ["nodad"] if ":" in address else []
+        self._check(["ip", "-n", namespace, "addr", "add", address, "dev", interface, *extra])
+
+    def one_to_one_nat(self, router: str, outside: str, public: str, private: str) -> None:
+        """
+        Make C{router} a cloud 1:1 NAT: C{public} (added to interface C{outside}) maps to
+        C{private} both ways (DNAT in, SNAT out).  Only what arrives by C{outside} is mapped,
+        so the router does NOT hairpin: a packet for C{public} from the private side ends at
+        the router itself, as at many cloud providers.
+        """
+        self.forward(router)
+        self._check(["ip", "-n", router, "addr", "add", f"{public}/32", "dev", outside])
+        self._check(self.command(router, ["iptables", "-t", "nat", "-A", "PREROUTING",
+                                          "-i", outside, "-d", public,
+                                          "-j", "DNAT", "--to-destination", private]))
+        self._check(self.command(router, ["iptables", "-t", "nat", "-A", "POSTROUTING",
+                                          "-o", outside, "-s", private,
+                                          "-j", "SNAT", "--to-source", public]))
+
+    def enter(self, namespace: str):
+        """
+        Move this thread into C{namespace} until the returned function is called: every
+        socket opened meanwhile, at once or later by the reactor, lives there.
+        """
+        libc = ctypes.CDLL(None, use_errno=True)
+        home = open("/proc/thread-self/ns/net")
+        with open(os.path.join(_NETNS_DIR, namespace)) as target:
+            if libc.setns(target.fileno(), CLONE_NEWNET) != 0:
+                home.close()
+                raise OSError(ctypes.get_errno(), f"setns into {namespace} failed")
+
+        def leave() -> None:
+            try:
+                if libc.setns(home.fileno(), CLONE_NEWNET) != 0:
+                    raise OSError(ctypes.get_errno(), "setns back home failed")
+            finally:
+                home.close()
+        return leave
+
     def nat_table(self, router: str) -> str:
         """
         C{iptables -t nat -L -n -v} in C{router}: its rules with their packet counters.
@@ -127,16 +180,11 @@ class Topology:
         Sockets this thread opens within the block live in C{namespace} (setns(2)); the
         thread is back in its own namespace afterwards, even on error.
         """
-        libc = ctypes.CDLL(None, use_errno=True)
-        with open("/proc/thread-self/ns/net") as home, \
-                open(os.path.join(_NETNS_DIR, namespace)) as target:
-            if libc.setns(target.fileno(), CLONE_NEWNET) != 0:
-                raise OSError(ctypes.get_errno(), f"setns into {namespace} failed")
-            try:
-                yield
-            finally:
-                if libc.setns(home.fileno(), CLONE_NEWNET) != 0:
-                    raise OSError(ctypes.get_errno(), "setns back home failed")
+        leave = self.enter(namespace)
+        try:
+            yield
+        finally:
+            leave()
 
     def destroy(self) -> None:
         """

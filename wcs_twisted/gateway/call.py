@@ -33,6 +33,7 @@ from wcs_twisted.gateway.call_events import (
 from wcs_twisted.gateway.call_timers import CallTimers
 from wcs_twisted.gateway.call_transfer import CallTransfers
 from wcs_twisted.ua.invite_session import InviteSession, SIPRequestFailed
+from wcs_twisted.ua.outbound import next_hop
 
 #: RFC 5168 body asking the SIP peer's encoder for a key frame.
 PICTURE_FAST_UPDATE = (b'<?xml version="1.0" encoding="utf-8" ?>'
@@ -180,6 +181,13 @@ class Call(CallTimers, CallTransfers):
         """
         return self.session.connection if self.session is not None else None
 
+    @property
+    def client_address(self) -> str | None:
+        """
+        The owning client's IP (where its WebRTC media comes from), or None over REST.
+        """
+        return getattr(self.session, "address", None) or None
+
     def _set_status(self, status: CallStatus, sip_status: int | None = None,
                     message=None, info: str | None = None) -> None:
         if self.status.released:
@@ -210,12 +218,14 @@ class Call(CallTimers, CallTransfers):
         try:
             audio, video = [], []
             if browser_sdp is not None:
-                self.webrtc = self.table.media.create_session("webrtc")
+                self.webrtc = self.table.media.create_session("webrtc", self.client_address)
                 self.webrtc.observer = self
                 audio, video = self.webrtc.offered_codecs(browser_sdp)
                 if not audio and not video:
                     raise MediaError("No common codecs")
-            self.rtp = self.table.media.create_session("rtp")
+            # The SDP names the address the first hop can reach (behind NAT: public or local).
+            self.rtp = self.table.media.create_session(
+                "rtp", next_hop(target_uri, outbound_proxy).host)
             self.rtp.observer = self
             offer = self.rtp.create_offer(audio, video if self.has_video else [],
                                           "sendrecv" if self.has_audio else "recvonly")
@@ -303,10 +313,10 @@ class Call(CallTimers, CallTransfers):
         self.sip_offer = sip.remote_sdp
         self.sip_message_raw = sip.invite.serialize().decode("utf-8", "replace")
         try:
-            self.rtp = self.table.media.create_session("rtp")
+            self.rtp = self.table.media.create_session("rtp", sip.peer_host)
             self.rtp.observer = self
             self.rtp.signalling_source = sip.peer_host
-            self.webrtc = self.table.media.create_session("webrtc")
+            self.webrtc = self.table.media.create_session("webrtc", self.client_address)
             self.webrtc.observer = self
             if self.sip_offer:
                 audio, video = self.rtp.offered_codecs(self.sip_offer.decode("utf-8", "replace"))

@@ -265,7 +265,7 @@ class CallTransfers:
         the browser already uses, move the media onto it, and BYE the replaced dialog.
         """
         try:
-            rtp = self.table.media.create_session("rtp")
+            rtp = self.table.media.create_session("rtp", leg.peer_host)
             rtp.observer = self
             rtp.signalling_source = leg.peer_host
             if not leg.remote_sdp:

@@ -359,7 +359,8 @@ def start(stream: MediaStream, offer: str | None) -> None:
     try:
         if not offer:
             raise MediaError(FAILED_BY_ERROR)
-        stream.media = media = stream.table.media.create_session("webrtc")
+        peer = getattr(stream.session, "address", None) or None
+        stream.media = media = stream.table.media.create_session("webrtc", peer)
         media.observer = stream
         answer = stream.negotiate(media, offer)
     except MediaError as error:

@@ -20,6 +20,7 @@ from typing import Optional
 from twisted.internet.interfaces import IReactorTime, IReactorUDP
 from zope.interface import implementer
 
+from wcs_twisted.addresses import AddressPlan
 from wcs_twisted.errors import MediaError
 from wcs_twisted.interfaces import IMediaFactory, IMediaStreams
 from wcs_twisted.media.rtp_source import LEARNING_WINDOW
@@ -67,6 +68,7 @@ class MediaFactory:
         rng: Optional[random.Random] = None,
         rtp_learning_window: float = LEARNING_WINDOW,
         sip_srtp: str = "answer",
+        addresses: Optional[AddressPlan] = None,
     ) -> None:
         """
         @param reactor: provides C{listenUDP} (and the clock unless given).
@@ -79,6 +81,8 @@ class MediaFactory:
         @param rtp_learning_window: seconds after a SIP leg's first packet during which its
             source may still move with the same stream (docs/security.md).
         @param sip_srtp: the SDES-SRTP policy of SIP legs (L{wcs_twisted.media.sdes}).
+        @param addresses: which address each peer's SDP carries behind NAT; by default
+            C{public_address} for every peer.
         """
         self.reactor = reactor
         self.clock: IReactorTime = clock if clock is not None else reactor  # type: ignore[assignment]
@@ -91,23 +95,27 @@ class MediaFactory:
         self.rtp_learning_window = rtp_learning_window
         self.sip_srtp = sip_srtp
         self._rng = rng
+        self.addresses = addresses or AddressPlan(public_address, public_address)
 
-    def create_session(self, kind: str):
+    def create_session(self, kind: str, peer: Optional[str] = None):
         """
-        A new session of C{kind} ("webrtc" or "rtp") with its ports bound.
+        A new session of C{kind} ("webrtc" or "rtp") with its ports bound, whose SDP carries
+        the address C{peer} (its IP; None when unknown or a name) can reach.
 
         @raise MediaError: "No available ports" when the range is used up.
         @raise ValueError: for an unknown kind.
         """
+        advertised = self.addresses.toward(peer)
+        bind = self.addresses.bind_toward(peer, self.bind_address)
         if kind == "webrtc":
             return WebRTCMediaSession(
-                self.reactor, self.bind_address, self.public_address, self.port_pool,
+                self.reactor, bind, advertised, self.port_pool,
                 self.certificate, clock=self.clock, inactivity_timeout=self.inactivity_timeout,
                 connect_timeout=self.connect_timeout, rng=self._rng,
             ).start()
         if kind == "rtp":
             return RTPMediaSession(
-                self.reactor, self.bind_address, self.public_address, self.port_pool,
+                self.reactor, bind, advertised, self.port_pool,
                 clock=self.clock, inactivity_timeout=self.inactivity_timeout, rng=self._rng,
                 learning_window=self.rtp_learning_window, srtp=self.sip_srtp,
             ).start()

@@ -17,9 +17,10 @@ from typing import Any, Callable
 from autobahn.exception import Disconnected
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IProtocolNegotiationFactory, IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
+from zope.interface import implementer
 from wcs_twisted.metrics import ServerMetrics
 from wcs_twisted.signalling import messages
 from wcs_twisted.errors import DomainError
@@ -354,12 +355,20 @@ class _ClockTimer:
         return _Timeout(self._clock.callLater(delay, function, *args, **kwargs))
 
 
+@implementer(IProtocolNegotiationFactory)
 class WCSServerFactory(WebSocketServerFactory):
     """
     Builds L{WCSServerProtocol}s that share one L{Signalling}.
     """
 
     protocol = WCSServerProtocol
+
+    def acceptableProtocols(self) -> list[bytes]:
+        """
+        ALPN over wss: browsers offer http/1.1, and Twisted answers a TLS client that offers
+        ALPN only from this list - with none, the handshake dies with an internal_error alert.
+        """
+        return [b"http/1.1"]
 
     def __init__(self, signalling: Signalling, reactor, max_message_size: int) -> None:
         super().__init__(reactor=reactor)

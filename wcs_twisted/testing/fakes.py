@@ -145,7 +145,7 @@ class FakeMediaFactory:
         self.bridges: list[FakeMediaBridge] = []
         self.exhausted = False
 
-    def create_session(self, kind):
+    def create_session(self, kind, peer=None):
         if self.exhausted:
             raise MediaError("No available ports")
         session = FakeMediaSession(kind, 40000 + 2 * len(self.sessions))

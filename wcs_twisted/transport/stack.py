@@ -19,6 +19,7 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from wcs_twisted.addresses import AddressPlan
 from wcs_twisted.interfaces import ISIPTransport, ITransactionUser
 from wcs_twisted.sip.errors import RemoteProtocolError
 from wcs_twisted.sip.events import MessageDiscarded, ResponseReceived, TransportErrorOccurred
@@ -91,6 +92,7 @@ class SIPStack:
         max_lag: float = 0.3,
         retry_after: int = 5,
         failover: TargetFailover | None = None,
+        addresses: AddressPlan | None = None,
     ) -> None:
         """
         @param resolver: RFC 3263 resolution of destinations given by host name (None: only IP
@@ -105,11 +107,14 @@ class SIPStack:
         @param max_lag: seconds late the reactor may run (two ticks in a row) before new INVITEs
             and REGISTERs are answered 503 (0: not measured).
         @param retry_after: seconds in the Retry-After of those 503s.
+        @param addresses: which of our addresses each peer is told (behind NAT); by default
+            C{advertised_host} for every peer.
         """
         self.layer = layer
         self.clock = clock
         self.random = random
         self.advertised_host = advertised_host
+        self.addresses = addresses or AddressPlan(advertised_host, advertised_host)
         self.trace = trace or MessageTrace()
         self.user: ITransactionUser | None = None
         self.transports: dict[str, MessageSender] = {}
@@ -159,8 +164,8 @@ class SIPStack:
         if not self._listeners:
             self.load.lag.stop()
 
-    def local_address(self, transport: str) -> tuple[str, int]:
-        return self.advertised_host, self.ports.get(transport, 5060)
+    def local_address(self, transport: str, toward: str | None = None) -> tuple[str, int]:
+        return self.addresses.toward(toward), self.ports.get(transport, 5060)
 
     def generate_branch(self) -> str:
         return generate_branch(self.random)
@@ -397,6 +402,9 @@ class SIPStack:
                 self._literals.clear()
             literal = self._literals[host] = is_ip_literal(host)
         if literal:
+            if self.addresses.own(host):
+                # Our public address seen from inside: a cloud router need not hairpin it.
+                destination = destination._replace(host=self.addresses.way_home(host))
             if not destination.port:
                 destination = destination._replace(port=DEFAULT_PORTS[destination.transport])
             self.trace.record(OUT, data, destination)

@@ -186,16 +186,17 @@ class InviteSession:
         session = cls(core, clock, observer, protocol)
         session.credentials = credentials
         session.local_sdp = sdp
-        local_host = core.transport.local_address(protocol)[0]
         session._from = NameAddress(display_name or None, from_uri).with_tag(
             new_tag(core.random))
         session._to = NameAddress(None, to_uri)
+        session.destination = session.peer_address = destination
+        local_host = core.transport.local_address(protocol, session.destination.host)[0]
         session._call_id = new_call_id(core.random, local_host)
-        session._contact = NameAddress(None, contact_uri(core.transport, protocol, from_uri.user))
+        session._contact = NameAddress(None, contact_uri(core.transport, protocol, from_uri.user,
+                                                         toward=session.destination.host))
         session._cseq = 1
         session._extra = extra_headers
         session.request_uri = to_uri
-        session.destination = session.peer_address = destination
         session.state = InviteSessionState.CALLING
         session._send_invite(authorization=None)
         return session
@@ -219,7 +220,7 @@ class InviteSession:
             self.core.transport, "INVITE", self.request_uri, self._from, self._to,
             self._call_id, self._cseq, self.protocol, contact=self._contact,
             extra_headers=tuple(extra), body=body,
-            content_type="application/sdp" if body else None)
+            content_type="application/sdp" if body else None, toward=self.destination.host)
         self.invite_key = self.core.send_request(self.invite, self.destination, self)
         if self._cancel_requested:
             self.core.transport.cancel(self.invite_key)
@@ -391,7 +392,8 @@ class InviteSession:
         session._reliable = event.reliable
         local_tag = new_tag(core.random)
         contact = NameAddress(None, contact_uri(core.transport, protocol,
-                                                getattr(request.uri, "user", None)))
+                                                getattr(request.uri, "user", None),
+                                                toward=getattr(event.source, "host", None)))
         session.dialog = Dialog.create_uas(request, local_tag, contact, rng=core.random)
         session.state = InviteSessionState.INCOMING
         if request.body and session._is_sdp(request):
@@ -850,7 +852,8 @@ class InviteSession:
     # === helpers ==============================================================================
 
     def _new_via(self) -> Via:
-        return via_value(self.core.transport, self.protocol, self.core.transport.generate_branch())
+        return via_value(self.core.transport, self.protocol, self.core.transport.generate_branch(),
+                         self.peer_host)
 
     def _destination_for(self, request: Request):
         """

@@ -27,19 +27,22 @@ def host_text(host: str) -> str:
     return f"[{host}]" if ":" in host and not host.startswith("[") else host
 
 
-def via_value(transport, protocol: str, branch: str) -> Via:
+def via_value(transport, protocol: str, branch: str, toward: str | None = None) -> Via:
     """
-    Our Via for a request: sent-by from the stack, a fresh branch, and rport (RFC 3581).
+    Our Via for a request: sent-by from the stack, a fresh branch, and rport (RFC 3581);
+    C{toward} is the next hop's host (the address it can answer to, behind NAT).
     """
-    host, port = transport.local_address(protocol)
+    host, port = transport.local_address(protocol, toward)
     return Via(protocol.upper(), host_text(host), port, (("branch", branch), ("rport", None)))
 
 
-def contact_uri(transport, protocol: str, user: str | None, **params: str) -> SIPURI:
+def contact_uri(transport, protocol: str, user: str | None, toward: str | None = None,
+                **params: str) -> SIPURI:
     """
-    Our Contact URI on C{protocol}, with C{transport=} for anything but UDP.
+    Our Contact URI on C{protocol}, with C{transport=} for anything but UDP, at the address
+    the peer C{toward} can reach.
     """
-    host, port = transport.local_address(protocol)
+    host, port = transport.local_address(protocol, toward)
     extra = tuple((name, value) for name, value in params.items())
     if protocol != "udp":
         extra = (("transport", protocol),) + extra
@@ -59,15 +62,16 @@ def build_request(
     extra_headers: tuple[tuple[str, str], ...] = (),
     body: bytes = b"",
     content_type: str | None = None,
+    toward: str | None = None,
 ) -> Request:
     """
-    A complete out-of-dialog request with its own branch.
+    A complete out-of-dialog request with its own branch; C{toward} is the next hop's host.
 
     From, To and Contact are typed values, written once here, so a display name is always a
     valid quoted-string (RFC 3261 25.1).
     """
     headers = Headers([
-        ("Via", str(via_value(transport, protocol, transport.generate_branch()))),
+        ("Via", str(via_value(transport, protocol, transport.generate_branch(), toward))),
         ("Max-Forwards", "70"),
         ("From", str(from_value)),
         ("To", str(to_value)),

@@ -515,7 +515,8 @@ class Proxy:
         # Retransmitted ACKs get the same branch (16.11): derive it from the incoming one.
         seed = f"{request.top_via.branch}|{request.cseq.number}".encode()
         branch = "z9hG4bK" + hashlib.blake2s(seed, digest_size=8).hexdigest()
-        headers.prepend("Via", str(via_value(self.transport, destination.transport, branch)))
+        headers.prepend("Via", str(via_value(self.transport, destination.transport, branch,
+                                             destination.host)))
         self.transport.send_message(Request("ACK", uri, headers, request.body), destination)
         self.forwarded += 1
         return True
@@ -645,17 +646,22 @@ class Proxy:
         record_route = (self.record_route and request.method in RECORD_ROUTE_METHODS
                         and request.to.tag is None)
         inbound = event.source.transport if isinstance(event.source, SIPAddress) else "udp"
+        upstream = getattr(event.source, "host", None)
         loop_mark = self._loop_mark(request)
         last = len(targets) - 1
         for index, (target, destination) in enumerate(targets):
             copy = headers if index == last else headers.copy()
             outbound = destination.transport
             if record_route:
-                if inbound != outbound:
-                    copy.prepend("Record-Route", self._record_route(inbound))  # RFC 5658
-                copy.prepend("Record-Route", self._record_route(outbound))
+                # RFC 5658: one entry for each side when the transport or our address differs.
+                toward_caller = self._record_route(inbound, upstream)
+                toward_callee = self._record_route(outbound, destination.host)
+                if toward_caller != toward_callee:
+                    copy.prepend("Record-Route", toward_caller)
+                copy.prepend("Record-Route", toward_callee)
             branch = f"{self.transport.generate_branch()}-{loop_mark}"
-            copy.prepend("Via", str(via_value(self.transport, outbound, branch)))
+            copy.prepend("Via", str(via_value(self.transport, outbound, branch,
+                                              destination.host)))
             binding = bindings.get((str(target), destination)) if bindings else None
             context.forward(Request(request.method, target, copy, request.body), destination,
                             binding)
@@ -838,8 +844,8 @@ class Proxy:
             return None
         return SIPAddress(transport, host, uri.port if uri.port is not None else default)
 
-    def _record_route(self, transport: str) -> str:
-        host, port = self.transport.local_address(transport)
+    def _record_route(self, transport: str, toward: str | None = None) -> str:
+        host, port = self.transport.local_address(transport, toward)
         uri = SIPURI("sip", None, None, host_text(host), port,
                      (("transport", transport), ("lr", None)))
         return str(NameAddress(None, uri))

@@ -99,8 +99,8 @@ class RegistrationClient:
                      (("transport", protocol),) if protocol != "udp" else ())
         self.destination = next_hop(hop, account.outbound_proxy, account.port or None)
         self.contact = contact_uri(core.transport, protocol, account.login,
-                                   **(contact_params or {}))
-        self.call_id = new_call_id(core.random, core.transport.local_address(protocol)[0])
+                                   toward=self.destination.host, **(contact_params or {}))
+        self.call_id = new_call_id(core.random, self.contact.host)
         self.from_tag = new_tag(core.random)
         self.cseq = 0
         self.granted: int | None = None
@@ -144,7 +144,8 @@ class RegistrationClient:
             from_value=NameAddress(None, self.aor).with_tag(self.from_tag),
             to_value=NameAddress(None, self.aor),
             call_id=self.call_id, cseq=self.cseq, protocol=self.protocol,
-            contact=NameAddress(None, self.contact), extra_headers=tuple(extra))
+            contact=NameAddress(None, self.contact), extra_headers=tuple(extra),
+            toward=self.destination.host)
         if expires and self.state is not RegistrationState.REGISTERED:
             self._set(RegistrationState.REGISTERING, None, "Registering")
         self.core.send_request(request, self.destination, self)
