@@ -6,15 +6,13 @@ another through a hold with its silence filler running (fake reactor, L{Clock} t
 
 from __future__ import annotations
 
-import random
-
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests.media.fakes import FakeUDPReactor
+from tests.media.test_bridge import pcmu_leg
 from wcs_twisted.media.bridge import MediaBridge
 from wcs_twisted.media.ports import PortPool
 from wcs_twisted.media.rtp_packet import RTPRewriter, build_rtp, peek_header
-from wcs_twisted.media.rtp_session import RTPMediaSession
 
 
 def relayed(rewriter, seq, ts, ssrc=0x42):
@@ -86,16 +84,6 @@ class HeldLegTests(SynchronousTestCase):
     receiving, its silence filler running, then resumed.
     """
 
-    def leg(self, reactor, pool, port):
-        leg = RTPMediaSession(reactor, "10.0.0.1", "198.51.100.1", pool,
-                              rng=random.Random(port)).start()
-        self.addCleanup(leg.close)
-        leg.create_offer(["PCMU/8000"], [], "sendrecv")
-        leg.set_remote_answer(
-            "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\n"
-            f"m=audio {port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n")
-        return leg
-
     def test_stream_gap_free_through_hold(self):
         """
         Relay, hold (silence fills the SIP leg, the other leg's packets are dropped), resume:
@@ -103,7 +91,7 @@ class HeldLegTests(SynchronousTestCase):
         """
         reactor = FakeUDPReactor()
         pool = PortPool(33000, 33009)
-        browser, phone = self.leg(reactor, pool, 4000), self.leg(reactor, pool, 5000)
+        browser, phone = (pcmu_leg(self, reactor, pool, port) for port in (4000, 5000))
         bridge = MediaBridge(browser, phone)
         seq = ts = 0
 
