@@ -241,3 +241,42 @@ class ReinviteSDPTests(HoldTestCase):
         self.assertEqual(len(ports), 1, ports)
         self.assertEqual(directions, ["sendrecv", "sendonly", "sendrecv"])
         self.assertEqual(alice.violations, [])
+
+
+class BaresipHoldTests(HoldTestCase):
+    """
+    The case first reported with baresip: browser -> baresip, hold, unhold.  Its recording
+    of received audio is frozen by its own hold handling (see the module docstring), so the
+    phone is asked through its RTCP reports and its decoder's counters instead.
+    """
+
+    async def test_baresip_counts_no_loss_after_unhold(self):
+        """
+        After the unhold baresip's receiver report counts none of our packets lost, it
+        discarded no frame, our stream is gap-free, and the browser hears 1000 Hz again.
+        """
+        bob = await self.baresip("bob", 1000)
+        alice = await self.connect_local("alice")
+        call_id = await alice.call("bob", tone_hz=440, codecs=["PCMU"])
+        await alice.wait_status(call_id, "ESTABLISHED", timeout=15)
+        await bob.wait_event("CALL_ESTABLISHED")
+        [call] = self.server.calls
+        capture = self.capture(call)
+        await bob.wait_for_received_audio(1.0)
+        await alice.hold(call_id)
+        await alice.wait_status(call_id, "HOLD")
+        await self.browser_sends_through_hold(call)
+        await alice.unhold(call_id)
+        await alice.wait_status(call_id, "ESTABLISHED")
+        heard = alice._session_for(call_id).recorder.duration
+        leg = call.rtp.audio_rtp
+        report = await self.phone_report_after(leg, leg.rewriter.last_sequence_number + 100)
+        self.assertEqual(report.packets_lost, 0, report)
+        debug = (await bob.command("audio_debug"))["data"]
+        self.assertIn("n_discard:0", debug)
+        capture.stop()
+        self.assertGapFree(sent_rtp(capture, leg.local_address[1]))
+        path = await alice.wait_audio(call_id, heard + 1.5, timeout=10)
+        self.assertTone(path, 1000, heard + 0.3, 1.0)
+        await alice.hangup(call_id)
+        await bob.wait_event("CALL_CLOSED")
