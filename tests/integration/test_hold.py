@@ -34,7 +34,6 @@ from tests.integration.test_calls import CallTestCase
 from tests.integration.test_codecs import Linphone
 from tests.integration.test_local_mode import udp_port_taken
 from tests.integration.test_srtp import LoopbackCapture
-from wcs_twisted.media import rtcp
 
 #: Bytes per second of linphonec's recording (16-bit mono at 8 kHz) and its header.
 _RECORD_RATE = 16000
@@ -102,7 +101,7 @@ class HoldTestCase(CallTestCase):
         and what we sent the phone (captured across the hold) is one gap-free stream.
         """
         resumed_at = os.path.getsize(bob.record_wav)
-        heard = alice._session_for(call_id).recorder.duration
+        heard = alice.calls[call_id].recorder.duration
         leg = call.rtp.audio_rtp
         resumed_seq = leg.rewriter.last_sequence_number
         await bob.wait_received(resumed_at + 2 * _RECORD_RATE, timeout=15)
@@ -122,6 +121,9 @@ class HoldTestCase(CallTestCase):
         self.assertGreater(audio.rms(path), 0.2, "the phone hears (almost) nothing after resume")
 
     def assertTone(self, path, expected, start, seconds):
+        """
+        C{path} from C{start} for C{seconds} (to the end when None) is C{expected} Hz.
+        """
         measured = audio.dominant_frequency(path, start=start, seconds=seconds)
         self.assertLess(abs(measured - expected), 10,
                         f"{path} from {start}s: {measured} Hz, not {expected}")
@@ -268,7 +270,7 @@ class BaresipHoldTests(HoldTestCase):
         await self.browser_sends_through_hold(call)
         await alice.unhold(call_id)
         await alice.wait_status(call_id, "ESTABLISHED")
-        heard = alice._session_for(call_id).recorder.duration
+        heard = alice.calls[call_id].recorder.duration
         leg = call.rtp.audio_rtp
         report = await self.phone_report_after(leg, leg.rewriter.last_sequence_number + 100)
         self.assertEqual(report.packets_lost, 0, report)
