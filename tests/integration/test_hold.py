@@ -33,6 +33,7 @@ from tests.integration.peers import free_port, poll, run_sipp
 from tests.integration.test_calls import CallTestCase
 from tests.integration.test_codecs import Linphone
 from tests.integration.test_local_mode import udp_port_taken
+from tests.integration import test_srtp
 from tests.integration.test_srtp import LoopbackCapture
 
 #: Bytes per second of linphonec's recording (16-bit mono at 8 kHz) and its header.
@@ -252,17 +253,26 @@ class BaresipHoldTests(HoldTestCase):
     phone is asked through its RTCP reports and its decoder's counters instead.
     """
 
+    srtp = False
+
+    def phone(self):
+        """
+        Start bob, the phone (1000 Hz).
+        """
+        return self.baresip("bob", 1000)
+
     async def test_baresip_counts_no_loss_after_unhold(self):
         """
         After the unhold baresip's receiver report counts none of our packets lost, it
         discarded no frame, our stream is gap-free, and the browser hears 1000 Hz again.
         """
-        bob = await self.baresip("bob", 1000)
+        bob = await self.phone()
         alice = await self.connect_local("alice")
         call_id = await alice.call("bob", tone_hz=440, codecs=["PCMU"])
         await alice.wait_status(call_id, "ESTABLISHED", timeout=15)
         await bob.wait_event("CALL_ESTABLISHED")
         [call] = self.server.calls
+        self.assertEqual(call.rtp.srtp_suite is not None, self.srtp)
         capture = self.capture(call)
         await bob.wait_for_received_audio(1.0)
         await alice.hold(call_id)
@@ -282,3 +292,19 @@ class BaresipHoldTests(HoldTestCase):
         self.assertTone(path, 1000, heard + 0.3, 1.0)
         await alice.hangup(call_id)
         await bob.wait_event("CALL_CLOSED")
+
+
+class BaresipSRTPHoldTests(BaresipHoldTests):
+    """
+    The same with SDES-SRTP on the SIP leg (baresip srtp-mand, sip_srtp=mandatory): the
+    stream is rewritten before it is protected, and the phone's reports come as SRTCP.
+    """
+
+    srtp = True
+    settings_overrides = {**BaresipHoldTests.settings_overrides, "sip_srtp": "mandatory"}
+
+    def phone(self):
+        """
+        Start bob with mediaenc=srtp-mand.
+        """
+        return test_srtp.SRTPCallTestCase.srtp_baresip(self, "bob", 1000)
