@@ -40,8 +40,12 @@ from tests.integration.test_srtp import LoopbackCapture
 _RECORD_RATE = 16000
 _WAV_HEADER = 44
 
-#: Packets (20 ms each) a hold lasts in these tests.
-_HOLD_PACKETS = 75
+#: Packets (20 ms each) the browser sends into the held bridge in these tests.
+_HOLD_PACKETS = 100
+
+#: Losses a phone may count after the unhold: the bug counted the whole hold (>= 100); a
+#: loaded 2-core box has starved a phone of ~46 packets once (SRTP, sipp soak alongside).
+_LOSS_ALLOWED = _HOLD_PACKETS // 2
 
 
 def sent_rtp(capture, port, payload_type=0):
@@ -80,8 +84,9 @@ class HoldTestCase(CallTestCase):
 
     def capture(self, call):
         """
-        Capture the SIP leg's RTP port from now on.
+        Capture the SIP leg's RTP port from now on (and take its L{sequence_mark}).
         """
+        self.mark = self.sequence_mark(call.rtp.audio_rtp)
         capture = LoopbackCapture(call.rtp.audio_rtp.local_address[1])
         self.addCleanup(capture.stop)
         return capture
@@ -109,9 +114,10 @@ class HoldTestCase(CallTestCase):
         path = await alice.wait_audio(call_id, heard + 1.5, timeout=10)
         self.assertTone(path, 1000, heard + 0.3, 1.0)
         report = await self.phone_report_after(leg, resumed_seq + 100)
-        self.assertEqual(report.packets_lost, 0, report)
+        self.assertLess(report.packets_lost, _LOSS_ALLOWED, report)
         capture.stop()
         self.assertGapFree(sent_rtp(capture, leg.local_address[1]))
+        self.assertEverySendCounted(leg, self.mark)
         await alice.hangup(call_id)
         with open(await bob.wait_recording(), "rb") as f:
             f.seek(resumed_at + _RECORD_RATE // 4)
@@ -146,13 +152,31 @@ class HoldTestCase(CallTestCase):
 
     def assertGapFree(self, packets):
         """
-        One SSRC, each sequence number one more than the last, no timestamp going back.
+        One SSRC; no timestamp going back; where the sequence number skips k, the timestamp
+        moved at least k packet intervals (the capture itself may miss packets on a loaded
+        box, and then both move alike; the bug moved the sequence number alone).
         """
         self.assertGreater(len(packets), _HOLD_PACKETS)
         self.assertEqual(len({ssrc for _, _, ssrc in packets}), 1)
         for (seq0, ts0, _), (seq1, ts1, _) in zip(packets, packets[1:]):
-            self.assertEqual((seq1 - seq0) & 0xFFFF, 1, f"sequence {seq0} -> {seq1}")
-            self.assertEqual((ts1 - ts0) & 0x80000000, 0, f"timestamp {ts0} -> {ts1}")
+            steps, elapsed = (seq1 - seq0) & 0xFFFF, (ts1 - ts0) & 0xFFFFFFFF
+            self.assertEqual(elapsed & 0x80000000, 0, f"timestamp {ts0} -> {ts1}")
+            self.assertGreaterEqual(elapsed, 160 * steps, f"{seq0}/{ts0} -> {seq1}/{ts1}")
+            self.assertGreater(steps, 0, f"sequence {seq0} -> {seq1}")
+
+    def assertEverySendCounted(self, leg, before):
+        """
+        Since C{before} (L{sequence_mark}), each packet sent took exactly one sequence
+        number: the relay's drops during the hold took none.
+        """
+        self.assertEqual(self.sequence_mark(leg), before)
+
+    @staticmethod
+    def sequence_mark(leg):
+        """
+        The last sequence number sent less the packets sent: constant while gap-free.
+        """
+        return (leg.rewriter.last_sequence_number - leg.packets_sent) & 0xFFFF
 
 
 class BrowserHoldsPhoneTests(HoldTestCase):
@@ -283,11 +307,12 @@ class BaresipHoldTests(HoldTestCase):
         heard = alice.calls[call_id].recorder.duration
         leg = call.rtp.audio_rtp
         report = await self.phone_report_after(leg, leg.rewriter.last_sequence_number + 100)
-        self.assertEqual(report.packets_lost, 0, report)
+        self.assertLess(report.packets_lost, _LOSS_ALLOWED, report)
         debug = (await bob.command("audio_debug"))["data"]
         self.assertIn("n_discard:0", debug)
         capture.stop()
         self.assertGapFree(sent_rtp(capture, leg.local_address[1]))
+        self.assertEverySendCounted(leg, self.mark)
         path = await alice.wait_audio(call_id, heard + 1.5, timeout=10)
         self.assertTone(path, 1000, heard + 0.3, 1.0)
         await alice.hangup(call_id)
