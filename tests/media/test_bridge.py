@@ -453,6 +453,21 @@ class VideoTests(SynchronousTestCase):
         self.assertEqual(bridge.mode, "relay")
 
 
+def pcmu_leg(case, reactor, pool, port):
+    """
+    A started SIP leg that negotiated PCMU with a phone at 192.0.2.1:C{port}, closed by
+    C{case}'s cleanup.
+    """
+    leg = RTPMediaSession(reactor, "10.0.0.1", "198.51.100.1", pool,
+                          rng=random.Random(port)).start()
+    case.addCleanup(leg.close)
+    leg.create_offer(["PCMU/8000"], [], "sendrecv")
+    leg.set_remote_answer(
+        "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\n"
+        f"m=audio {port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n")
+    return leg
+
+
 class RealLegTests(SynchronousTestCase):
     """
     Two real RTP legs on a fake reactor, bridged through their
@@ -466,17 +481,7 @@ class RealLegTests(SynchronousTestCase):
         """
         reactor = FakeUDPReactor()
         pool = PortPool(33000, 33009)
-        legs = []
-        for port in (4000, 5000):
-            leg = RTPMediaSession(reactor, "10.0.0.1", "198.51.100.1", pool,
-                                  rng=random.Random(port)).start()
-            self.addCleanup(leg.close)
-            leg.create_offer(["PCMU/8000"], [], "sendrecv")
-            leg.set_remote_answer(
-                "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\n"
-                f"m=audio {port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n")
-            legs.append(leg)
-        a, b = legs
+        a, b = (pcmu_leg(self, reactor, pool, port) for port in (4000, 5000))
         bridge = MediaBridge(a, b)
         a.audio_rtp.datagramReceived(build_rtp(0, 1, 160, 0x42, b"\xff" * 160), ("192.0.2.1", 4000))
         [(data, addr)] = reactor.bound[b.local_address[1]].written

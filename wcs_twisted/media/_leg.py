@@ -121,6 +121,7 @@ class _MediaLeg:
         number, the timestamp one packet interval after the last one.
         """
         rewriter = self.rewriter
+        rewriter.resync()
         seq = rewriter.allocate()
         ts = (rewriter.last_timestamp + rewriter.timestamp_step) & 0xFFFFFFFF
         rewriter.last_timestamp = ts

@@ -167,11 +167,18 @@ class MediaBridge:
     def hold(self, held: bool) -> None:
         """
         While C{held}, forward nothing either way (no media, no events; the
-        legs keep their ports, RTCP and ICE consent).
+        legs keep their ports, RTCP and ICE consent).  On resume each leg's
+        outgoing streams continue gap-free (L{RTPRewriter.resync}): what the
+        relay dropped during the hold is no loss to the peer.
         """
         held = bool(held)
         if held != self._held:
             self._held = held
+            if not held:
+                for session in (self.a, self.b):
+                    for kind in ("audio", "video"):
+                        if getattr(session, kind) is not None:
+                            session.rewriter(kind).resync()
             self._configure()
 
     def pause_audio_to(self, session, paused: bool) -> None:

@@ -268,7 +268,10 @@ class RTPRewriter:
 
     Packets the owner originates itself (RFC 4733 events) or drops on purpose
     are accounted for with L{allocate} and L{skip} so the sequence stays
-    gap-free.
+    gap-free.  After a pause in the relay (hold) or media of our own in
+    between (silence, a file), L{resync} makes even the same source continue
+    at the next sequence number, with a timestamp that never goes back: the
+    peer sees neither phantom losses nor old frames.
 
     @ivar ssrc: the outgoing SSRC.
     @ivar last_sequence_number: the sequence number of the latest packet out.
@@ -281,6 +284,7 @@ class RTPRewriter:
         "last_sequence_number",
         "last_timestamp",
         "_source",
+        "_paused_source",
         "_seq_offset",
         "_ts_offset",
         "_pt_table",
@@ -300,6 +304,7 @@ class RTPRewriter:
         self.last_sequence_number = (initial_sequence_number - 1) & 0xFFFF
         self.last_timestamp = (initial_timestamp - timestamp_step) & 0xFFFFFFFF
         self._source: Optional[int] = None
+        self._paused_source: Optional[int] = None
         self._seq_offset = 0
         self._ts_offset = 0
         self._started = False
@@ -337,11 +342,23 @@ class RTPRewriter:
         self.last_timestamp = ts
 
     def _switch_source(self, source: int, seq: int, ts: int) -> None:
-        self._source = source
         self._seq_offset = (self.last_sequence_number + 1 - seq) & 0xFFFF
-        self._ts_offset = (
-            self.last_timestamp + self.timestamp_step - ts
-        ) & 0xFFFFFFFF
+        after = (self.last_timestamp + self.timestamp_step - ts) & 0xFFFFFFFF
+        # The same source after a pause keeps its own clock (so the timestamp tells how long
+        # the pause was) unless our packets in between went further.
+        if source != self._paused_source or (self._ts_offset - after) & 0x80000000:
+            self._ts_offset = after
+        self._source = source
+        self._paused_source = None
+
+    def resync(self) -> None:
+        """
+        Re-anchor the next relayed packet, even from the current source, after
+        the last one sent (see the class docstring).
+        """
+        if self._source is not None:
+            self._paused_source = self._source
+            self._source = None
 
     def skip(self) -> None:
         """
