@@ -126,8 +126,9 @@ class WCS(Gateway):
 
     label = "wcs"
 
-    def __init__(self, workdir: str) -> None:
+    def __init__(self, workdir: str, root: str = ROOT) -> None:
         self.workdir = workdir
+        self.root = root
         self.process: subprocess.Popen | None = None
 
     def start(self, n: int) -> None:
@@ -139,7 +140,7 @@ class WCS(Gateway):
                     "enable_local_videochat=true\n")
         twistd = os.path.join(os.path.dirname(sys.executable), "twistd")
         argv = [twistd, "--reactor=asyncio", "-n", "--pidfile=", "wcs", "--config", config]
-        env = dict(os.environ, PYTHONPATH=ROOT)
+        env = dict(os.environ, PYTHONPATH=self.root)
         self.log = open(os.path.join(self.workdir, f"wcs-{n}.log"), "wb")
         self.process = subprocess.Popen(pinned(SERVER_CPU, argv), cwd=self.workdir,
                                         stdout=self.log, stderr=subprocess.STDOUT,
@@ -370,6 +371,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--profile", metavar="DIR", help="py-spy --native raw stacks per N")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    parser.add_argument("--root", default=ROOT,
+                        help="run the wcs server from this checkout (a before/after pair)")
     parser.add_argument("--driver", help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     parser.add_argument("--callee", help=argparse.SUPPRESS)
@@ -391,7 +394,7 @@ def main() -> None:
             if label == "janus" and args.mode != "relay":
                 print("janus: the SIP plugin only relays; skipped")
                 continue
-            gateway = WCS(workdir) if label == "wcs" else Janus(workdir)
+            gateway = WCS(workdir, os.path.abspath(args.root)) if label == "wcs" else Janus(workdir)
             results = []
             for n in counts:
                 result = measure(gateway, n, args, workdir)
