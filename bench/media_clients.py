@@ -48,7 +48,7 @@ for path in (ROOT, HERE):
         sys.path.insert(0, path)
 
 from sip_proxy import LOOPBACK, SIPP_DIR, cpu_seconds, free_port, machine, run_sipp  # noqa: E402
-from sip_proxy import wait_for_options  # noqa: E402
+from sip_proxy import pinned, wait_for_options  # noqa: E402
 
 SERVER_CPU = "0"
 CLIENT_CPU = "1"
@@ -79,10 +79,6 @@ def thread_cpu(pid: int) -> dict[str, float]:
         fields = stat[stat.rfind(b")") + 2:].split()
         found[f"{tid} {name}"] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     return found
-
-
-def pinned(cpu: str, argv: list[str]) -> list[str]:
-    return ["taskset", "-c", cpu] + argv
 
 
 def stop(process: subprocess.Popen | None, grace: float = 10.0) -> None:

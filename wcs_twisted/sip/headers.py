@@ -13,6 +13,7 @@ The header block that holds the raw values is L{wcs_twisted.sip.header_fields}.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, replace
 from typing import Callable, Dict, Optional, Tuple, Union
 
@@ -39,10 +40,17 @@ Params = Tuple[Tuple[str, Optional[str]], ...]
 # -- shared value grammar -------------------------------------------------------
 
 
+#: A branch or tag parameter: the value is one transaction's or dialog's, never seen again
+#: in another (a message's own repeated reads are cached on the message).
+_UNIQUE_PARAM = re.compile(r";[ \t]*(?:branch|tag)[ \t]*=", re.IGNORECASE).search
+
+
 def _memoised(parse: Callable[[str], object]) -> Callable[[str], object]:
     """
-    Wrap a pure parse function of one str with a bounded cache.  Only short
-    values are cached so a flood of large hostile values cannot pin memory.
+    Wrap a pure parse function of one str with a bounded cache for values
+    that recur across messages (a peer's Contact, Route, an untagged To).
+    Only short values are cached so a flood of large hostile values cannot
+    pin memory, and none with a branch or tag, which would only churn it.
     """
     cache: dict = {}
 
@@ -52,7 +60,7 @@ def _memoised(parse: Callable[[str], object]) -> Callable[[str], object]:
         except KeyError:
             pass
         result = parse(value)
-        if len(value) <= 512:
+        if len(value) <= 512 and not _UNIQUE_PARAM(value):
             if len(cache) >= 4096:
                 cache.clear()
             cache[value] = result
