@@ -7,12 +7,14 @@ on a deterministic clock, and log events go to a text file observer writing to /
 twistd's does (so a log call on the hot path costs what it costs in production).  Datagrams go
 in through the real C{SIPDatagramProtocol}; what the stack sends is caught by a stand-in port.
 
-  register  REGISTER without credentials, a different AOR each (C{user<n>}), as sipp sends it.
+  register  REGISTER without credentials, a different AOR each (C{user<n>}, 9,000 cycled), as
+            sipp sends it.
   calls     INVITE, 200, ACK, BYE, 200 through the record-routing proxy to a registered callee,
             the callee's answers made from what the proxy forwarded (11 messages per call).
 
 The figures are CPU time per transaction (C{time.process_time}), best of C{--repeat} runs, and
-with C{--profile} a cProfile listing of one run.  bench/sip_proxy.py measures the same scenarios
+with C{--profile} a cProfile listing of one run.  The garbage collector is tuned as the server
+tunes it (L{wcs_twisted.gc_tuning}) unless C{--default-gc}.  bench/sip_proxy.py measures the same scenarios
 over real sockets against sipp and Kamailio.
 
     .venv/bin/python bench/sip_inprocess.py
@@ -38,6 +40,7 @@ from twisted.internet.task import Clock  # noqa: E402
 from twisted.logger import globalLogBeginner, textFileLogObserver  # noqa: E402
 
 from wcs_twisted.config import settings_from_text  # noqa: E402
+from wcs_twisted.gc_tuning import GarbageCollectorTuning  # noqa: E402
 from wcs_twisted.metrics import ServerMetrics  # noqa: E402
 from wcs_twisted.tap import build_sip  # noqa: E402
 from wcs_twisted.transport.udp import SIPDatagramProtocol  # noqa: E402
@@ -62,17 +65,21 @@ class Port:
         self.sent.append((data, addr))
 
 
-def register(n: int, source=REG) -> bytes:
+def register(n: int, user: str, source=REG) -> bytes:
+    """
+    REGISTER number C{n} (its branch, tag and Call-ID: every one a new transaction, as sipp's
+    are) for C{user}.
+    """
     host, port = SERVER
     return (
         f"REGISTER sip:{host}:{port} SIP/2.0\r\n"
         f"Via: SIP/2.0/UDP {source[0]}:{source[1]};branch=z9hG4bK-r{n};rport\r\n"
         f"Max-Forwards: 70\r\n"
-        f"From: <sip:user{n}@{host}:{port}>;tag=r{n}\r\n"
-        f"To: <sip:user{n}@{host}:{port}>\r\n"
+        f"From: <sip:{user}@{host}:{port}>;tag=r{n}\r\n"
+        f"To: <sip:{user}@{host}:{port}>\r\n"
         f"Call-ID: reg-{n}@{source[0]}\r\n"
         f"CSeq: 1 REGISTER\r\n"
-        f"Contact: <sip:user{n}@{source[0]}:{source[1]};transport=UDP>\r\n"
+        f"Contact: <sip:{user}@{source[0]}:{source[1]};transport=UDP>\r\n"
         f"Expires: 300\r\n"
         f"Content-Length: 0\r\n\r\n").encode()
 
@@ -164,9 +171,14 @@ class Server:
         return list(self.port.sent)
 
 
+#: Distinct AORs, cycled (as bench/sip_proxy.py's users.csv; the registrar's default
+#: sip_max_bindings is 10,000): past the first cycle a REGISTER refreshes a binding.
+USERS = 9000
+
+
 def run_register(server: Server, count: int, offset: int) -> None:
     for n in range(offset, offset + count):
-        [(response, _)] = server.receive(register(n), REG)
+        [(response, _)] = server.receive(register(n, f"user{1 + n % USERS}"), REG)
         assert response.startswith(b"SIP/2.0 200"), response[:80]
         if n % 100 == 0:
             server.clock.advance(0.1)
@@ -196,6 +208,8 @@ def main() -> None:
     parser.add_argument("--scenario", default="register,calls")
     parser.add_argument("--count", type=int, default=3000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--default-gc", action="store_true",
+                        help="keep CPython's collector settings (the server tunes them)")
     parser.add_argument("--profile", type=int, metavar="LINES", default=0,
                         help="print the top LINES of a cProfile of one more run")
     args = parser.parse_args()
@@ -205,8 +219,10 @@ def main() -> None:
     print(f"command: {' '.join([os.path.relpath(sys.executable, ROOT)] + sys.argv)}")
     for scenario in args.scenario.split(","):
         server = Server()
+        if not args.default_gc:
+            GarbageCollectorTuning().startService()  # as the server does once built
         callee = "bob"
-        server.receive(register(0, UAS).replace(b"user0", callee.encode()), UAS)
+        server.receive(register(0, callee, UAS), UAS)
         offset, best = 1, float("inf")
 
         def one_run():

@@ -36,6 +36,7 @@ from wcs_twisted.gateway.call_policy import CallPolicy
 from wcs_twisted.gateway.call_table import CallSettings, CallTable
 from wcs_twisted.gateway.sessions import SessionTable
 from wcs_twisted.gateway.stream_table import StreamTable
+from wcs_twisted.gc_tuning import GarbageCollectorTuning
 from wcs_twisted.listeners import ListenerService
 from wcs_twisted.logs import JSONLogFileService
 from wcs_twisted.media.factory import MediaFactory
@@ -322,6 +323,7 @@ def build_service(settings: Settings, reactor, warnings=()) -> Server:
     for warning in warnings:
         log.warn("configuration: {warning}", warning=warning)
     root = OrderedMultiService()
+    GarbageCollectorTuning().setServiceParent(root)  # first: once everything is built
     metrics = ServerMetrics()
     node_id = settings.node_id or f"{secrets.token_hex(4)}@{settings.advertised_address}"
     stack, core, location, proxy = build_sip(settings, reactor, metrics)

@@ -55,10 +55,11 @@ def _memoised(parse: Callable[[str], object]) -> Callable[[str], object]:
     cache: dict = {}
 
     def cached(value: str):
-        try:
-            return cache[value]
-        except KeyError:
-            pass
+        # get, not try/except KeyError: most values miss, and a raised KeyError costs an
+        # allocation (and so part of a garbage collection) each time.
+        result = cache.get(value)
+        if result is not None:
+            return result
         result = parse(value)
         if len(value) <= 512 and not _UNIQUE_PARAM(value):
             if len(cache) >= 4096:
