@@ -26,7 +26,7 @@ callable returning C{n} random bytes such as C{os.urandom}).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Iterable, List, Optional, Set, Tuple, Union
+from typing import Callable, Iterable, List, Optional, Set, Tuple, Union
 
 from wcs_twisted.sip import grammar
 from wcs_twisted.sip.errors import LocalProtocolError, RemoteProtocolError
@@ -186,27 +186,12 @@ def _missing(name: str) -> RemoteProtocolError:
 class _MessageFields:
     """
     Typed accessors shared by L{Request} and L{Response}.  Each parses the
-    current header text, kept per message by value (L{_parsed}): a request
-    is read by the validator, the transaction layer and the UA or proxy, so
-    each value is parsed once, and the accessors stay right after the
+    current header text (memoised per value), so they stay right after the
     headers are edited.
     """
 
     headers: Headers
     body: bytes
-    #: (parser, header value) -> parsed value, made on first use.
-    _parsed: Optional[Dict[Tuple[Callable, str], object]] = None
-
-    def _parse(self, parse: Callable[[str], Any], value: str) -> Any:
-        cache = self._parsed
-        if cache is None:
-            cache = self._parsed = {}
-        key = (parse, value)
-        try:
-            return cache[key]
-        except KeyError:
-            result = cache[key] = parse(value)
-            return result
 
     @property
     def call_id(self) -> str:
@@ -220,33 +205,32 @@ class _MessageFields:
         value = self.headers.get("CSeq")
         if value is None:
             raise _missing("CSeq")
-        return self._parse(CSeq.parse, value)
+        return CSeq.parse(value)
 
     @property
     def vias(self) -> List[Via]:
-        parse = self._parse
-        return [parse(Via.parse, value) for value in self.headers.get_all("Via")]
+        return [Via.parse(value) for value in self.headers.get_all("Via")]
 
     @property
     def top_via(self) -> Via:
         value = self.headers.get("Via")
         if value is None:
             raise _missing("Via")
-        return self._parse(Via.parse, value)
+        return Via.parse(value)
 
     @property
     def from_(self) -> NameAddress:
         value = self.headers.get("From")
         if value is None:
             raise _missing("From")
-        return self._parse(NameAddress.parse, value)
+        return NameAddress.parse(value)
 
     @property
     def to(self) -> NameAddress:
         value = self.headers.get("To")
         if value is None:
             raise _missing("To")
-        return self._parse(NameAddress.parse, value)
+        return NameAddress.parse(value)
 
     @property
     def contacts(self) -> List[NameAddress]:
@@ -254,19 +238,15 @@ class _MessageFields:
         The Contact values; a wildcard C{*} raises, check for it with
         C{headers.get("Contact") == "*"} first (REGISTER only).
         """
-        return self._name_addresses("Contact")
+        return [NameAddress.parse(value) for value in self.headers.get_all("Contact")]
 
     @property
     def record_routes(self) -> List[NameAddress]:
-        return self._name_addresses("Record-Route")
+        return [NameAddress.parse(value) for value in self.headers.get_all("Record-Route")]
 
     @property
     def routes(self) -> List[NameAddress]:
-        return self._name_addresses("Route")
-
-    def _name_addresses(self, name: str) -> List[NameAddress]:
-        parse = self._parse
-        return [parse(NameAddress.parse, value) for value in self.headers.get_all(name)]
+        return [NameAddress.parse(value) for value in self.headers.get_all("Route")]
 
     @property
     def content_type(self) -> Optional[str]:
@@ -541,17 +521,16 @@ def _build(start: Tuple[object, ...], headers: Headers, body: bytes) -> Message:
         message: Message = Request(start[1], start[2], headers, body, start[3])
     else:
         message = Response(start[1], start[2], headers, body, start[3])
-    parse = message._parse
     try:
         for key, _, value in headers._entries:
             if key == "via":
                 if "," in value:
                     for element in headers.get_all("Via"):
-                        parse(Via.parse, element)
+                        Via.parse(element)
                     break
-                parse(Via.parse, value)
+                Via.parse(value)
             elif key == "cseq":
-                parse(CSeq.parse, value)
+                CSeq.parse(value)
     except RemoteProtocolError as exc:
         exc.headers = headers
         exc.request_method = start[1] if start[0] == "request" else None
