@@ -14,8 +14,8 @@ in through the real C{SIPDatagramProtocol}; what the stack sends is caught by a 
 
 The figures are CPU time per transaction (C{time.process_time}), best of C{--repeat} runs, and
 with C{--profile} a cProfile listing of one run.  The garbage collector is tuned as the server
-tunes it (L{wcs_twisted.gc_tuning}) unless C{--default-gc}.  bench/sip_proxy.py measures the same scenarios
-over real sockets against sipp and Kamailio.
+tunes it (L{wcs_twisted.gc_tuning}) unless C{--default-gc}.  bench/sip_proxy.py measures the
+same scenarios over real sockets against sipp and Kamailio.
 
     .venv/bin/python bench/sip_inprocess.py
     .venv/bin/python bench/sip_inprocess.py --scenario register --count 5000 --profile 25

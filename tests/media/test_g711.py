@@ -73,7 +73,8 @@ class G711Tests(SynchronousTestCase):
         attenuate(pcm, k) is every sample >> k, negative ones included.
         """
         rng = random.Random(7)
-        samples = array("h", [rng.randint(-32768, 32767) for _ in range(960)] + [-32768, -1, 0, 1, 32767])
+        samples = array("h", [rng.randint(-32768, 32767) for _ in range(960)]
+                        + [-32768, -1, 0, 1, 32767])
         for shift in range(1, 8):
             out = array("h", attenuate(samples.tobytes(), shift))
             self.assertEqual(out.tolist(), [s >> shift for s in samples], shift)
