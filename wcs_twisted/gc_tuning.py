@@ -30,6 +30,8 @@ class GarbageCollectorTuning(Service):
     the previous thresholds come back at stop.
     """
 
+    name = "gc-tuning"
+
     def __init__(self, young_threshold: int = YOUNG_THRESHOLD) -> None:
         self.young_threshold = young_threshold
         self._previous: tuple[int, ...] | None = None

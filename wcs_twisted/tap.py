@@ -323,7 +323,6 @@ def build_service(settings: Settings, reactor, warnings=()) -> Server:
     for warning in warnings:
         log.warn("configuration: {warning}", warning=warning)
     root = OrderedMultiService()
-    GarbageCollectorTuning().setServiceParent(root)  # first: once everything is built
     metrics = ServerMetrics()
     node_id = settings.node_id or f"{secrets.token_hex(4)}@{settings.advertised_address}"
     stack, core, location, proxy = build_sip(settings, reactor, metrics)
@@ -425,6 +424,7 @@ def build_service(settings: Settings, reactor, warnings=()) -> Server:
         reactor)
     # Started after the network, stopped before it: modules see the last calls end.
     modules.setServiceParent(root)
+    GarbageCollectorTuning().setServiceParent(root)  # started once everything is built
     # Added last, so it is stopped first: clients hear "going away" and SIP accounts unregister
     # while the stack and the listeners still run (OrderedMultiService waits for each).
     SessionShutdownService(signalling, reactor).setServiceParent(root)
