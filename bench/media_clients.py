@@ -48,7 +48,7 @@ for path in (ROOT, HERE):
         sys.path.insert(0, path)
 
 from sip_proxy import LOOPBACK, SIPP_DIR, cpu_seconds, free_port, machine, run_sipp  # noqa: E402
-from sip_proxy import wait_for_options  # noqa: E402
+from sip_proxy import pinned, wait_for_options  # noqa: E402
 
 SERVER_CPU = "0"
 CLIENT_CPU = "1"
@@ -79,10 +79,6 @@ def thread_cpu(pid: int) -> dict[str, float]:
         fields = stat[stat.rfind(b")") + 2:].split()
         found[f"{tid} {name}"] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     return found
-
-
-def pinned(cpu: str, argv: list[str]) -> list[str]:
-    return ["taskset", "-c", cpu] + argv
 
 
 def stop(process: subprocess.Popen | None, grace: float = 10.0) -> None:
@@ -126,8 +122,9 @@ class WCS(Gateway):
 
     label = "wcs"
 
-    def __init__(self, workdir: str) -> None:
+    def __init__(self, workdir: str, root: str = ROOT) -> None:
         self.workdir = workdir
+        self.root = root
         self.process: subprocess.Popen | None = None
 
     def start(self, n: int) -> None:
@@ -139,7 +136,7 @@ class WCS(Gateway):
                     "enable_local_videochat=true\n")
         twistd = os.path.join(os.path.dirname(sys.executable), "twistd")
         argv = [twistd, "--reactor=asyncio", "-n", "--pidfile=", "wcs", "--config", config]
-        env = dict(os.environ, PYTHONPATH=ROOT)
+        env = dict(os.environ, PYTHONPATH=self.root)
         self.log = open(os.path.join(self.workdir, f"wcs-{n}.log"), "wb")
         self.process = subprocess.Popen(pinned(SERVER_CPU, argv), cwd=self.workdir,
                                         stdout=self.log, stderr=subprocess.STDOUT,
@@ -370,6 +367,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--profile", metavar="DIR", help="py-spy --native raw stacks per N")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    parser.add_argument("--root", default=ROOT,
+                        help="run the wcs server from this checkout (a before/after pair)")
     parser.add_argument("--driver", help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     parser.add_argument("--callee", help=argparse.SUPPRESS)
@@ -391,7 +390,7 @@ def main() -> None:
             if label == "janus" and args.mode != "relay":
                 print("janus: the SIP plugin only relays; skipped")
                 continue
-            gateway = WCS(workdir) if label == "wcs" else Janus(workdir)
+            gateway = WCS(workdir, os.path.abspath(args.root)) if label == "wcs" else Janus(workdir)
             results = []
             for n in counts:
                 result = measure(gateway, n, args, workdir)

@@ -26,6 +26,10 @@ here asserts on timing.
     .venv/bin/python bench/sip_proxy.py                       # everything, default steps
     .venv/bin/python bench/sip_proxy.py --scenarios register,options --rates 500,1000,2000
     .venv/bin/python bench/sip_proxy.py --seconds 5 --no-kamailio
+    .venv/bin/python bench/sip_proxy.py --seconds 8 --root /tmp/before --no-kamailio
+
+By default the server (wcs or Kamailio, all its processes) runs on CPU0 and every sipp on CPU1
+(C{--pin 0:1}); the two servers are measured one after the other in the same run.
 """
 
 from __future__ import annotations
@@ -54,6 +58,10 @@ DEFAULT_RATES = (250, 500, 1000, 1500, 2000, 3000, 4000, 6000, 8000, 12000, 1600
 MAX_FAILED = 0.001
 MIN_ACHIEVED = 0.90
 USERS = 10000
+
+#: CPUs for the server and for sipp (taskset lists), or None to let the scheduler choose;
+#: set from --pin.  The server alone on one core, sipp on the other.
+PIN: dict[str, str | None] = {"server": None, "sipp": None}
 
 REGISTER_XML = """<?xml version="1.0" encoding="ISO-8859-1" ?>
 <scenario name="bench register">
@@ -147,6 +155,13 @@ OPTIONS_XML = """<?xml version="1.0" encoding="ISO-8859-1" ?>
 
 
 # -- processes ------------------------------------------------------------------
+
+
+def pinned(cpu: str | None, argv: list[str]) -> list[str]:
+    """
+    C{argv} run on the CPUs C{cpu} (a taskset list), or as it is when C{cpu} is None.
+    """
+    return argv if cpu is None else ["taskset", "-c", cpu] + argv
 
 
 def free_port() -> int:
@@ -247,19 +262,27 @@ class WCSServer(Server):
 
     label = "wcs-twisted"
 
+    def __init__(self, workdir: str, root: str | None = None) -> None:
+        super().__init__(workdir)
+        self.root = root or ROOT  # read late: bench/overload.py sets ROOT
+
     def start(self) -> None:
         config = os.path.join(self.workdir, "wcs.properties")
         with open(config, "w") as f:
             f.write(f"ip_local={LOOPBACK}\nws.port={free_port()}\nhttp.port={free_port()}\n"
                     f"sip_port={self.port}\nsip_transports=udp\n"
-                    "enable_local_videochat=true\n")
+                    "enable_local_videochat=true\n"
+                    # Kamailio's location table has no bound; ours refuses new bindings past
+                    # 10,000 by default, which every REGISTER step from a new sipp port adds.
+                    "sip_max_bindings=1000000\n")
         self.log_path = os.path.join(self.workdir, "wcs.log")
         twistd = os.path.join(os.path.dirname(sys.executable), "twistd")
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(
-                [twistd, "--reactor=asyncio", "-n", "--pidfile=", "wcs", "--config", config],
+                pinned(PIN["server"], [twistd, "--reactor=asyncio", "-n", "--pidfile=", "wcs",
+                                       "--config", config]),
                 cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL, env=dict(os.environ, PYTHONPATH=ROOT))
+                stdin=subprocess.DEVNULL, env=dict(os.environ, PYTHONPATH=self.root))
         wait_for_options(self.port, 20, self.process)
 
 
@@ -286,8 +309,9 @@ class KamailioServer(Server):
             self.process = subprocess.Popen(
                 # Shared memory for tens of thousands of transactions in their wait state
                 # (the 64 MB default ends in "500 server error" near 2,000 calls/s).
-                [peer.executable, "-DD", "-E", "-m", "512", "-M", "16", "-f", peer.config_path,
-                 "-Y", peer.directory, "-w", peer.directory], cwd=peer.directory, stdout=log,
+                pinned(PIN["server"], [peer.executable, "-DD", "-E", "-m", "512", "-M", "16",
+                                       "-f", peer.config_path, "-Y", peer.directory,
+                                       "-w", peer.directory]), cwd=peer.directory, stdout=log,
                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         wait_for_options(self.port, 20, self.process)
 
@@ -373,10 +397,10 @@ def run_sipp(args: list[str], workdir: str, timeout: float) -> dict:
     time the run took.
     """
     stat_path = os.path.join(workdir, f"stat-{time.monotonic_ns()}.csv")
-    argv = [sipp_binary()] + args + ["-i", LOOPBACK, "-nostdin", "-trace_stat", "-stf",
-                                     stat_path, "-fd", "1", "-timeout", str(int(timeout)),
-                                     "-timeout_error", "-trace_err", "-error_file",
-                                     stat_path[:-4] + "-errors.log"]
+    argv = pinned(PIN["sipp"], [sipp_binary()]) + args + [
+        "-i", LOOPBACK, "-nostdin", "-trace_stat", "-stf", stat_path, "-fd", "1",
+        "-timeout", str(int(timeout)), "-timeout_error", "-trace_err", "-error_file",
+        stat_path[:-4] + "-errors.log"]
     started = time.monotonic()
     result = subprocess.run(argv, cwd=workdir, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, timeout=timeout + 30)
@@ -462,16 +486,22 @@ def measure_calls(server: Server, rate: int, seconds: float, files: str) -> Step
     # A callee of its own per step: the binding of the last step's (gone) UAS would otherwise
     # add a dead branch to every call.
     callee = f"bob{rate}"
-    row = run_sipp([server.address, "-sf", os.path.join(SIPP_DIR, "register.xml"), "-s", callee,
-                    "-p", str(uas_port), "-m", "1"], workdir, 10)
-    if row["_exit"] != 0:
-        raise SystemExit(f"{server.label}: {callee} could not register (sipp exit {row['_exit']})")
+    for _ in range(5):  # a server still shedding the last step's load answers 503 for a while
+        row = run_sipp([server.address, "-sf", os.path.join(SIPP_DIR, "register.xml"), "-s",
+                        callee, "-p", str(uas_port), "-m", "1"], workdir, 10)
+        if row["_exit"] == 0:
+            break
+        time.sleep(2.0)
+    else:
+        print(f"  {server.label}: {callee} could not register (sipp exit {row['_exit']})")
+        return Step(rate, offered, 0, offered, 0, seconds, 0.0)
     stat_path = os.path.join(workdir, f"uas-{uas_port}.csv")
     uas = subprocess.Popen(
-        [sipp_binary(), "-sf", os.path.join(files, "uas.xml"), "-s", callee,
-         "-i", LOOPBACK, "-p", str(uas_port), "-m", str(offered), "-nostdin",
-         "-trace_stat", "-stf", stat_path, "-fd", "1", "-trace_err", "-error_file",
-         stat_path[:-4] + "-errors.log"],
+        pinned(PIN["sipp"], [sipp_binary()]) + [
+            "-sf", os.path.join(files, "uas.xml"), "-s", callee,
+            "-i", LOOPBACK, "-p", str(uas_port), "-m", str(offered), "-nostdin",
+            "-trace_stat", "-stf", stat_path, "-fd", "1", "-trace_err", "-error_file",
+            stat_path[:-4] + "-errors.log"],
         cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         time.sleep(0.5)  # let the UAS bind
@@ -541,7 +571,13 @@ def main() -> None:
                         help="run the scenarios against Kamailio alone")
     parser.add_argument("--kamailio-children", type=int, default=4)
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    parser.add_argument("--pin", default="0:1", metavar="SERVER:SIPP",
+                        help="taskset CPU lists for the server and for sipp ('' for none)")
+    parser.add_argument("--root", default=ROOT,
+                        help="run the wcs server from this checkout (a before/after pair)")
     args = parser.parse_args()
+    if args.pin:
+        PIN["server"], PIN["sipp"] = args.pin.split(":")
     scenarios = [name.strip() for name in args.scenarios.split(",") if name.strip()]
     rates = [int(rate) for rate in args.rates.split(",")]
     if args.kamailio is None:
@@ -561,7 +597,7 @@ def main() -> None:
     results: dict[tuple[str, str], Step | None] = {}
     servers: list[Server] = []
     if not args.kamailio_only:
-        servers.append(WCSServer(os.path.join(workdir, "wcs")))
+        servers.append(WCSServer(os.path.join(workdir, "wcs"), os.path.abspath(args.root)))
     if args.kamailio or args.kamailio_only:
         servers.append(KamailioServer(os.path.join(workdir, "kamailio"),
                                       args.kamailio_children))

@@ -104,7 +104,7 @@ class ServiceTreeTests(SynchronousTestCase):
         server = build_service(Settings(), Clock())
         names = [service.name for service in server.service]
         self.assertEqual(names, ["ws", "http", "sip-udp", "sip-tcp", "sip-stack", "rest-hooks",
-                                 "modules",
+                                 "modules", "gc-tuning",
                                  "session-shutdown"])
         self.assertFalse(server.service.running)
         for service in server.listeners:

@@ -38,6 +38,7 @@ from wcs_twisted.gateway.call_policy import CallPolicy
 from wcs_twisted.gateway.call_table import CallSettings, CallTable
 from wcs_twisted.gateway.sessions import SessionTable
 from wcs_twisted.gateway.stream_table import StreamTable
+from wcs_twisted.gc_tuning import GarbageCollectorTuning
 from wcs_twisted.listeners import ListenerService
 from wcs_twisted.logs import JSONLogFileService
 from wcs_twisted.media.factory import MediaFactory
@@ -469,6 +470,7 @@ def build_service(settings: Settings, reactor, warnings=()) -> Server:
         reactor)
     # Started after the network, stopped before it: modules see the last calls end.
     modules.setServiceParent(root)
+    GarbageCollectorTuning().setServiceParent(root)  # started once everything is built
     # Added last, so it is stopped first: clients hear "going away" and SIP accounts unregister
     # while the stack and the listeners still run (OrderedMultiService waits for each).
     SessionShutdownService(signalling, reactor).setServiceParent(root)

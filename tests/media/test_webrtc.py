@@ -422,3 +422,53 @@ class WebRTCSessionConsentTests(SynchronousTestCase):
         self.assertEqual(observer.events, [
             ("connected",), ("failed", "Failed by ICE error"), ("connected",),
             ("failed", "Failed by ICE error")])
+
+
+class WebRTCDirectSendTests(SynchronousTestCase):
+    """
+    SRTP and SRTCP to the selected address go straight to the socket's sendto (no
+    Port.write address checks); a socket error falls back to Port.write.
+    """
+
+    def setUp(self):
+        self.reactor = FakeUDPReactor(sockets=True)
+        self.transport = WebRTCTransport(
+            self.reactor, "203.0.113.1", SERVER_CERT, PortPool(31000, 31009),
+            rng=random.Random(3), clock_rate=8000,
+        )
+        self.transport.start()
+        self.addCleanup(self.transport.stop)
+        self.port = self.reactor.bound[self.transport.local_address[1]]
+        self.browser = Browser(self, self.transport, self.port)
+        self.transport.set_remote("brws", fingerprints(BROWSER_CERT), "server")
+        self.browser.connect()
+
+    def test_media_through_socket(self):
+        """
+        Relayed packets, locally produced payloads and RTCP reach the browser through
+        sendto, decryptable, and nothing media goes through Port.write.
+        """
+        written = len(self.port.written)
+        self.transport.send_packet(bytearray(build_rtp(0, 5, 800, 77, b"\x01" * 160)))
+        self.transport.send_payload(b"\x02" * 160, 0)
+        self.transport.send_rtcp(rtcp.build_pli(self.transport.ssrc, 0xB0B))
+        sent = self.port.socket.sent
+        self.assertEqual([addr for _, addr in sent], [BROWSER] * 3)
+        rx = self.browser.dtls.rx_srtp
+        self.assertEqual(rx.unprotect(sent[0][0])[12:], b"\x01" * 160)
+        self.assertEqual(rx.unprotect(sent[1][0])[12:], b"\x02" * 160)
+        self.assertTrue(rx.unprotect_rtcp(sent[2][0]))
+        self.assertEqual(len(self.port.written), written)
+        self.assertEqual(self.transport.packets_sent, 2)
+
+    def test_socket_error_falls_back(self):
+        """
+        An error on the direct path hands the datagram to Port.write, which knows
+        which errors to ignore.
+        """
+        written = len(self.port.written)
+        self.port.socket.error = ConnectionRefusedError()
+        self.transport.send_packet(bytearray(build_rtp(0, 5, 800, 77, b"\x01" * 160)))
+        self.assertEqual(len(self.port.written), written + 1)
+        self.assertEqual(self.port.written[-1][1], BROWSER)
+        self.assertEqual(self.transport.packets_sent, 1)

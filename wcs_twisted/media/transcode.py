@@ -3,28 +3,32 @@
 Audio transcoding between the two legs of a call, and the silence a leg sends when nothing
 feeds it.
 
-Decoders and encoders come from real codec libraries: PyAV (FFmpeg's G.711 and G.722,
-libopus) and, where FFmpeg cannot encode, the reference libraries by ctypes
-(L{wcs_twisted.media.speex}, L{wcs_twisted.media.g729}).  Between them libswresample
-converts to the other leg's rate in exact 20 ms frames.  Received RTP goes through a
-L{JitterBuffer} first, so the decoder sees packets in order and each lost one is concealed
-(by the codec's own PLC for Speex and G.729, otherwise by repeating the last frame, fading).
+Audio moves between codecs as 16-bit mono PCM bytes.  The codecs: G.711 by table
+(L{wcs_twisted.media.g711}), Opus, Speex and G.729 through their reference libraries by
+ctypes (L{wcs_twisted.media.opus}, L{wcs_twisted.media.speex}, L{wcs_twisted.media.g729}),
+G.722 through PyAV (FFmpeg).  Opus decodes to and encodes from the other side's rate, so
+the common Opus <-> G.711 call has no resampler; libswresample (PyAV) converts only
+between fixed rates that differ (G.722 or wide-band Speex <-> 8 kHz codecs).  Received
+RTP goes through a L{JitterBuffer} first, so the decoder sees packets in order and each
+lost one is concealed (by the codec's own PLC for Opus, Speex and G.729, otherwise by
+repeating the last frame, 6 dB quieter each time).
 
-It all runs inline on the reactor thread (~0.1-0.3 ms per packet, less than a thread hop
-costs in latency and CPU).
+It all runs inline on the reactor thread (tens of microseconds per packet, less than a
+thread hop costs in latency and CPU).
 """
 
 from __future__ import annotations
 
 import fractions
-from array import array
 from typing import Callable, Optional
 
 import av
 from twisted.logger import Logger
 
+from wcs_twisted.media.g711 import ALAW, ULAW, attenuate
 from wcs_twisted.media.g729 import G729Decoder, G729Encoder, g729_available
 from wcs_twisted.media.jitter import JitterBuffer
+from wcs_twisted.media.opus import OPUS_RATES, OpusDecoder, OpusEncoder, opus_available
 from wcs_twisted.media.rtp_packet import payload_bounds
 from wcs_twisted.media.session import PTIME
 from wcs_twisted.media.speex import SpeexDecoder, SpeexEncoder, speex_available
@@ -32,30 +36,27 @@ from wcs_twisted.sdp.codecs import Codec
 
 __all__ = ["OPUS_BIT_RATE", "AudioTranscoder", "can_transcode", "silence_payload"]
 
-
-
-#: Encoding -> (FFmpeg codec, PCM sample rate of the codec), for what PyAV does both ways.
-_AV_CODECS = {
-    "pcmu": ("pcm_mulaw", 8000),
-    "pcma": ("pcm_alaw", 8000),
-    "g722": ("g722", 16000),
-    "opus": ("libopus", 48000),
-}
-
 #: Opus bit rate for transcoded narrow-band speech (voice, 20 ms frames).
 OPUS_BIT_RATE = 32000
 
-#: Concealment by repetition: each repeated frame at half the level of the one before.
+#: Concealment by repetition: each repeated frame 6 dB below the one before, then silence.
 _FADE_STEPS = 3
+
+_G711 = {"pcmu": ULAW, "pcma": ALAW}
 
 
 def _pcm_rate(codec: Codec) -> Optional[int]:
     """
-    The PCM sample rate C{codec} is decoded to and encoded from, or None if we cannot.
+    The PCM sample rate C{codec} is decoded to and encoded from by default, or None if we
+    cannot (Opus can work at others: see L{_rates}).
     """
     encoding = codec.encoding
-    if encoding in _AV_CODECS:
-        return _AV_CODECS[encoding][1]
+    if encoding in _G711:
+        return 8000
+    if encoding == "g722":
+        return 16000
+    if encoding == "opus" and opus_available():
+        return 48000
     if encoding == "speex" and codec.clock_rate in (8000, 16000) and speex_available():
         return codec.clock_rate
     if encoding == "g729" and codec.clock_rate == 8000 and g729_available():
@@ -70,6 +71,61 @@ def can_transcode(codec: Codec) -> bool:
     return _pcm_rate(codec) is not None
 
 
+def _rates(source: Codec, target: Codec) -> tuple[int, int]:
+    """
+    (decoding rate, encoding rate): Opus on one side takes the other side's rate.
+    """
+    source_rate, target_rate = _pcm_rate(source), _pcm_rate(target)
+    assert source_rate is not None and target_rate is not None
+    if source.encoding == "opus" and target_rate in OPUS_RATES:
+        source_rate = target_rate
+    if target.encoding == "opus" and source_rate in OPUS_RATES:
+        target_rate = source_rate
+    return source_rate, target_rate
+
+
+class _Repeating:
+    """
+    Conceals a loss by repeating the last decoded frame, 6 dB quieter each time, then
+    silence (for codecs without a concealment of their own).
+    """
+
+    rate: int
+
+    def __init__(self, decode: Callable[[bytes], bytes], rate: int) -> None:
+        self._decode = decode
+        self.rate = rate
+        self._last = b""
+        self._fades = 0
+
+    def decode(self, payload: bytes) -> bytes:
+        pcm = self._decode(payload)
+        if pcm:
+            self._last = pcm
+            self._fades = 0
+        return pcm
+
+    def conceal(self) -> bytes:
+        if not self._last or self._fades >= _FADE_STEPS:
+            return bytes(2 * self.rate * PTIME // 1000)
+        self._fades += 1
+        return attenuate(self._last, self._fades)
+
+
+def _av_context(name: str, rate: int, mode: str) -> av.CodecContext:
+    context = av.CodecContext.create(name, mode)
+    context.sample_rate = rate
+    context.layout = "mono"
+    context.format = "s16"
+    if mode == "w":
+        context.time_base = fractions.Fraction(1, rate)
+    return context
+
+
+def _pcm_bytes(frames) -> bytes:
+    return b"".join(bytes(frame.planes[0])[:frame.samples * 2] for frame in frames)
+
+
 def _pcm_frame(pcm: bytes, rate: int) -> av.AudioFrame:
     frame = av.AudioFrame(format="s16", layout="mono", samples=len(pcm) // 2)
     frame.planes[0].update(pcm)
@@ -77,113 +133,75 @@ def _pcm_frame(pcm: bytes, rate: int) -> av.AudioFrame:
     return frame
 
 
-def _av_context(encoding: str, mode: str) -> av.CodecContext:
-    name, rate = _AV_CODECS[encoding]
-    context = av.CodecContext.create(name, mode)
-    context.sample_rate = rate
-    context.layout = "mono"
-    context.format = "s16"
-    if mode == "w":
-        context.time_base = fractions.Fraction(1, rate)
-        if encoding == "opus":
-            context.bit_rate = OPUS_BIT_RATE
-            context.options = {"application": "voip"}
-    return context
-
-
-class _AVDecoder:
+class _G722Decoder:
     """
-    A PyAV decoder; conceals a loss by repeating the last decoded frame, fading out.
+    FFmpeg's G.722 decoder (16 kHz PCM out).
     """
 
-    def __init__(self, encoding: str) -> None:
-        self._context = _av_context(encoding, "r")
-        self.rate = _AV_CODECS[encoding][1]
-        self._last: Optional[av.AudioFrame] = None
-        self._to_s16: Optional[av.AudioResampler] = None
-        self._fades = 0
+    rate = 16000
 
-    def decode(self, payload: bytes) -> list[av.AudioFrame]:
-        frames = self._context.decode(av.Packet(payload))
-        if frames:
-            self._last = frames[-1]
-            self._fades = 0
-        return frames
+    def __init__(self) -> None:
+        self._context = _av_context("g722", self.rate, "r")
 
-    def conceal(self) -> list[av.AudioFrame]:
-        last = self._last
-        if last is None or self._fades >= _FADE_STEPS:
-            return [_pcm_frame(bytes(2 * self.rate * PTIME // 1000), self.rate)]
-        self._fades += 1
-        if self._to_s16 is None:
-            self._to_s16 = av.AudioResampler(format="s16", layout="mono", rate=self.rate)
-        last.pts = None
-        out = []
-        for frame in self._to_s16.resample(last):
-            samples = array("h", bytes(frame.planes[0])[:frame.samples * 2])
-            shift = self._fades
-            out.append(_pcm_frame(array("h", (s >> shift for s in samples)).tobytes(), self.rate))
-        return out
+    def __call__(self, payload: bytes) -> bytes:
+        return _pcm_bytes(self._context.decode(av.Packet(payload)))
 
 
-class _PCMDecoder:
+class _G722Encoder:
     """
-    A ctypes decoder (PCM bytes out) with its own concealment.
+    FFmpeg's G.722 encoder, fed 20 ms frames.
     """
 
-    def __init__(self, decoder) -> None:
-        self._decoder = decoder
-        self.rate = decoder.rate
+    rate = 16000
 
-    def decode(self, payload: bytes) -> list[av.AudioFrame]:
-        pcm = self._decoder.decode(payload)
-        return [_pcm_frame(pcm, self.rate)] if pcm else []
-
-    def conceal(self) -> list[av.AudioFrame]:
-        return [_pcm_frame(self._decoder.conceal(), self.rate)]
-
-
-class _AVEncoder:
-    """
-    A PyAV encoder of 20 ms frames.
-    """
-
-    def __init__(self, encoding: str) -> None:
-        self._context = _av_context(encoding, "w")
+    def __init__(self) -> None:
+        self._context = _av_context("g722", self.rate, "w")
         self._pts = 0
 
-    def encode(self, frame: av.AudioFrame) -> list[bytes]:
+    def encode(self, pcm: bytes) -> bytes:
+        frame = _pcm_frame(pcm, self.rate)
         frame.pts = self._pts
         self._pts += frame.samples
-        return [bytes(packet) for packet in self._context.encode(frame)]
+        return b"".join(bytes(packet) for packet in self._context.encode(frame))
 
 
-class _PCMEncoder:
+class _G711Encoder:
+    rate = 8000
+
+    def __init__(self, law) -> None:
+        self.encode = law.encode
+
+
+def _decoder(codec: Codec, rate: int):
     """
-    A ctypes encoder, fed the 20 ms frames the resampler cuts.
+    An object with C{rate}, C{decode(payload) -> pcm} and C{conceal() -> pcm}.
     """
-
-    def __init__(self, encoder) -> None:
-        self._encoder = encoder
-
-    def encode(self, frame: av.AudioFrame) -> list[bytes]:
-        return [self._encoder.encode(bytes(frame.planes[0])[:frame.samples * 2])]
-
-
-def _decoder(codec: Codec):
-    if codec.encoding == "speex":
-        return _PCMDecoder(SpeexDecoder(codec.clock_rate))
-    if codec.encoding == "g729":
-        return _PCMDecoder(G729Decoder())
-    return _AVDecoder(codec.encoding)
+    encoding = codec.encoding
+    if encoding == "opus":
+        return OpusDecoder(rate)
+    if encoding == "speex":
+        return SpeexDecoder(codec.clock_rate)
+    if encoding == "g729":
+        return G729Decoder()
+    if encoding == "g722":
+        return _Repeating(_G722Decoder(), 16000)
+    return _Repeating(_G711[encoding].decode, 8000)
 
 
-def _encoder(codec: Codec):
-    if codec.encoding == "speex":
-        return _PCMEncoder(SpeexEncoder(codec.clock_rate))
-    if codec.encoding == "g729":
-        return _PCMEncoder(G729Encoder())
-    return _AVEncoder(codec.encoding)
+def _encoder(codec: Codec, rate: int):
+    """
+    An object with C{encode(20 ms of pcm) -> payload} (C{b""}: nothing yet).
+    """
+    encoding = codec.encoding
+    if encoding == "opus":
+        return OpusEncoder(rate, OPUS_BIT_RATE)
+    if encoding == "speex":
+        return SpeexEncoder(codec.clock_rate)
+    if encoding == "g729":
+        return G729Encoder()
+    if encoding == "g722":
+        return _G722Encoder()
+    return _G711Encoder(_G711[encoding])
 
 
 _silence: dict[tuple[str, int], bytes] = {}
@@ -199,13 +217,13 @@ def silence_payload(codec: Codec) -> Optional[bytes]:
         rate = _pcm_rate(codec)
         if rate is None:
             return None
-        encoder = _encoder(codec)
-        payloads: list[bytes] = []
+        encoder = _encoder(codec, rate)
+        payload = b""
         for _ in range(5):  # an encoder with look-ahead may hold its first frame back
-            payloads = encoder.encode(_pcm_frame(bytes(2 * rate * PTIME // 1000), rate))
-            if payloads:
+            payload = encoder.encode(bytes(2 * rate * PTIME // 1000))
+            if payload:
                 break
-        _silence[key] = payloads[-1] if payloads else b""
+        _silence[key] = payload
     return _silence[key] or None
 
 
@@ -216,7 +234,7 @@ class AudioTranscoder:
 
     Mono throughout: telephony is mono, and the Opus decoder downmixes a
     stereo stream.  Nothing is buffered beyond the jitter buffer's wait
-    for a missing packet and what the resampler needs to cut 20 ms frames.
+    for a missing packet and what is needed to cut 20 ms frames.
 
     @ivar jitter: the jitter buffer RTP packets go through (its counters
         say how many were lost, late or recovered).
@@ -242,13 +260,16 @@ class AudioTranscoder:
         self.target = target
         self._send = send
         self._payload_type = target.payload_type if payload_type is None else payload_type
-        self._decoder = _decoder(source)
-        self._encoder = _encoder(target)
-        rate = _pcm_rate(target)
-        assert rate is not None
-        self._resampler = av.AudioResampler(
-            format="s16", layout="mono", rate=rate, frame_size=rate * PTIME // 1000
-        )
+        source_rate, target_rate = _rates(source, target)
+        self._decoder = _decoder(source, source_rate)
+        self._encoder = _encoder(target, target_rate)
+        #: PCM bytes of one 20 ms frame at the encoder's rate.
+        self._frame_bytes = 2 * target_rate * PTIME // 1000
+        self._pending = bytearray()
+        self._resampler: Optional[av.AudioResampler] = None
+        self._source_rate = source_rate
+        if source_rate != target_rate:
+            self._resampler = av.AudioResampler(format="s16", layout="mono", rate=target_rate)
         self.jitter = JitterBuffer(self.payload, self._conceal)
         self.packets_in = 0
         self.packets_out = 0
@@ -273,25 +294,38 @@ class AudioTranscoder:
         """
         self.packets_in += 1
         try:
-            frames = self._decoder.decode(payload)
+            pcm = self._decoder.decode(payload)
         except (ValueError, av.FFmpegError):
             self.errors += 1
             return
-        for frame in frames:
-            self.frame(frame)
+        if pcm:
+            self.pcm(pcm)
 
     def _conceal(self) -> None:
-        for frame in self._decoder.conceal():
-            self.frame(frame)
+        pcm = self._decoder.conceal()
+        if pcm:
+            self.pcm(pcm)
 
-    def frame(self, frame: av.AudioFrame) -> None:
+    def pcm(self, pcm: bytes) -> None:
         """
-        Resample and encode decoded audio (also the way to feed generated
-        audio, a file or comfort noise, into a leg).
+        Encode decoded audio, 16-bit mono at the decoder's rate (also the
+        way to feed generated audio into a leg), in 20 ms frames.
         """
-        frame.pts = None
-        send, payload_type, encode = self._send, self._payload_type, self._encoder.encode
-        for chunk in self._resampler.resample(frame):
-            for encoded in encode(chunk):
-                self.packets_out += 1
-                send(encoded, payload_type)
+        if self._resampler is not None:
+            frame = _pcm_frame(pcm, self._source_rate)
+            pcm = _pcm_bytes(self._resampler.resample(frame))
+        size = self._frame_bytes
+        pending = self._pending
+        if not pending and len(pcm) == size:
+            self._encode(pcm)
+            return
+        pending += pcm
+        while len(pending) >= size:
+            self._encode(bytes(pending[:size]))
+            del pending[:size]
+
+    def _encode(self, frame: bytes) -> None:
+        encoded = self._encoder.encode(frame)
+        if encoded:
+            self.packets_out += 1
+            self._send(encoded, self._payload_type)

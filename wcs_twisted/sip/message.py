@@ -587,6 +587,8 @@ def parse_message(data: bytes, max_size: int = MAX_DATAGRAM_SIZE) -> Message:
 # -- rules above the parser ---------------------------------------------------------
 
 _SINGLE_VALUED = ("To", "From", "Call-ID", "CSeq", "Max-Forwards", "Content-Length", "Content-Type")
+_SINGLE_VALUED_KEYS = frozenset(canonical_name(name) for name in _SINGLE_VALUED)
+_REQUIRED_KEYS = frozenset(canonical_name(name) for name in ("To", "From", "Call-ID", "CSeq"))
 
 
 def validate_request(
@@ -620,12 +622,15 @@ def validate_request(
         (3.3.6).
     """
     headers = request.headers
-    for name in _SINGLE_VALUED:
-        count = headers.count(name)
-        if count > 1:
-            return 400
-        if count == 0 and name in ("To", "From", "Call-ID", "CSeq"):
-            return 400
+    # One pass over the header lines, not one per single-valued name.
+    seen: Set[str] = set()
+    for key, _, _ in headers._entries:
+        if key in _SINGLE_VALUED_KEYS:
+            if key in seen:
+                return 400
+            seen.add(key)
+    if not _REQUIRED_KEYS <= seen:
+        return 400
     try:
         vias = request.vias
         cseq = request.cseq

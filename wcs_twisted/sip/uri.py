@@ -418,10 +418,9 @@ def parse_uri(text: str) -> URI:
         any other well-formed scheme.
     @raise RemoteProtocolError: 400 when the text is not a URI.
     """
-    try:
-        return _cache[text]
-    except KeyError:
-        pass
+    uri = _cache.get(text)  # not try/except: a miss would raise and allocate a KeyError
+    if uri is not None:
+        return uri
     uri = _parse_uri(text)
     if len(text) <= _CACHEABLE_LENGTH:
         if len(_cache) >= _CACHE_MAX:

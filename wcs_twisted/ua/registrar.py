@@ -14,6 +14,7 @@ registered by another host or port, RFC 3261 10.2 third-party registration).
 from __future__ import annotations
 
 import email.utils
+import functools
 import ipaddress
 import re
 from typing import Iterable, Mapping
@@ -140,8 +141,7 @@ class Registrar:
         bindings = self.location.lookup(aor, now)
         extra = [("Contact", str(binding.contact.with_params(expires=str(binding.expires_in(now)))))
                  for binding in bindings]
-        extra.append(("Date", email.utils.formatdate(now, usegmt=True)))
-        self.log.debug("REGISTER {aor}: {count} binding(s)", aor=aor, count=len(bindings))
+        extra.append(("Date", _http_date(int(now))))
         self._answer(event, 200, None, extra)
 
     def _authenticated(self, event, user: str) -> bool:
@@ -209,9 +209,9 @@ class Registrar:
             if expires == 0:
                 self.location.remove(aor, key)
                 continue
+            # No log line per binding: twistd writes debug events too, and two lines cost a
+            # quarter of a REGISTER (the SIP message trace shows each REGISTER when asked).
             reason = flow_reason(request, contact, event.source)
-            self.log.debug("REGISTER {aor}: {contact} reached {route}", aor=aor, contact=key,
-                           route=f"at {event.source} ({reason})" if reason else "directly")
             self.location.update(Binding(aor=aor, contact=contact, expires_at=now + expires,
                                          call_id=call_id, cseq=cseq, source=event.source, q=q,
                                          flow=reason is not None))
@@ -250,11 +250,24 @@ def flow_reason(request: Request, contact: NameAddress, source) -> str | None:
     return None
 
 
+@functools.lru_cache(maxsize=1024)
 def _ip(host: str):
+    """
+    C{host} as an IP address, or None (a name).  Cached: the same few sources and contacts
+    come back with every REGISTER refresh.
+    """
     try:
         return ipaddress.ip_address(host.strip("[]"))
     except ValueError:
         return None
+
+
+@functools.lru_cache(maxsize=4)
+def _http_date(second: int) -> str:
+    """
+    The Date value (RFC 3261 20.17) of a second: formatted once per second, not per REGISTER.
+    """
+    return email.utils.formatdate(second, usegmt=True)
 
 
 def _scope(address) -> int:
