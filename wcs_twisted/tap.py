@@ -21,7 +21,7 @@ import secrets
 from dataclasses import dataclass
 
 from twisted.application.service import IService
-from twisted.internet.endpoints import quoteStringArgument, serverFromString
+from twisted.internet.endpoints import SSL4ServerEndpoint, TCP4ServerEndpoint
 from twisted.internet.ssl import Certificate, trustRootFromCertificates
 from twisted.logger import Logger, globalLogPublisher
 from twisted.python import usage
@@ -57,6 +57,7 @@ from wcs_twisted.services import (
     SIPStackService,
 )
 from wcs_twisted.signalling.protocol import Signalling, WCSServerFactory
+from wcs_twisted.tls import ServerTLS
 from wcs_twisted.sip.auth import DigestAuthenticator
 from wcs_twisted.sip.timers import TimerValues
 from wcs_twisted.sip.transaction_layer import TransactionLayer
@@ -142,19 +143,20 @@ class Options(usage.Options):
 
 
 def _stream_endpoint(reactor, settings: Settings, port: int, tls: bool, interface: str = ""):
-    interface = quoteStringArgument(interface or settings.bind_address)
+    interface = interface or settings.bind_address
     if not tls:
-        return serverFromString(reactor, f"tcp:{port}:interface={interface}")
-    key = quoteStringArgument(settings.tls_private_key or settings.tls_certificate)
-    cert = quoteStringArgument(settings.tls_certificate)
+        return TCP4ServerEndpoint(reactor, port, interface=interface)
     try:
-        return serverFromString(
-            reactor, f"ssl:{port}:interface={interface}:privateKey={key}:certKey={cert}")
+        # Ours, not Twisted's ssl: endpoint: a client offering ALPN we do not speak still
+        # connects (wcs_twisted/tls.py).
+        creator = ServerTLS.from_files(settings.tls_certificate,
+                                       settings.tls_private_key or settings.tls_certificate)
     except Exception as error:  # OSError, or OpenSSL's own errors for a bad PEM
         raise ConfigError(
             f"tls_certificate={settings.tls_certificate!r} / tls_private_key="
             f"{settings.tls_private_key!r} cannot be loaded ({error}): expected PEM files "
             "holding a certificate and its private key") from None
+    return SSL4ServerEndpoint(reactor, port, creator, interface=interface)
 
 
 def call_policy(settings: Settings) -> CallPolicy:
