@@ -15,6 +15,7 @@ import socket
 
 from tests.integration import audio
 from tests.integration import test_calls as calls
+from tests.integration import test_tls_phone
 from tests.integration.peers import Baresip, require_binary
 from twisted.trial.unittest import SkipTest
 
@@ -111,12 +112,7 @@ class IPv6PhoneTests(calls.CallTestCase):
         self.assertNotRegex(answers[0], r"(?m)^c=IN IP4")
         self.assertRegex(answers[0], rf"(?m)^Contact: <sip:alice@\[::1\]:{self.sip_port}>")
 
-        received = await alice.wait_audio(call_id, seconds=1.5, timeout=10)
-        self.assertFrequency(received, 1000)
-        await bob.wait_for_received_audio(1.5)
-        self.assertFrequency(bob.received_wav(), 440)
-        await bob.hangup()
-        await alice.wait_status(call_id, "FINISH")
+        await test_tls_phone.TLSPhoneTests.tones_then_phone_hangs_up(self, alice, bob, call_id)
         byes = [address for text, address in self.exchanged(IN, b"BYE ")]
         self.assertIn("::1", [address.host for address in byes])
         self.assertFalse(re.search(r"received=", invite), invite)
