@@ -308,7 +308,8 @@ def sip_listeners(settings: Settings, reactor, stack: SIPStack, metrics: ServerM
     # SIP over IPv6 (RFC 5118): each transport also listens on ip6, on the port its IPv4
     # listener got, so one port number is advertised to both families.
     interfaces = [("", settings.bind_address)]
-    if settings.ipv6_address and settings.ipv6_address != settings.bind_address:
+    # A bind address of "::" already takes IPv6 (a dual-stack socket).
+    if settings.ipv6_address and settings.bind_address not in (settings.ipv6_address, "::"):
         interfaces.append(("6", settings.ipv6_address))
 
     def port_for(name: str, configured: int, family: str) -> int:
