@@ -27,10 +27,11 @@ a second elastic IP): a process has one plan for each.
 from __future__ import annotations
 
 import ipaddress
+import re
 import socket
 from typing import Iterable, Optional, Sequence
 
-__all__ = ["AddressPlan", "DEFAULT_LOCAL_NETWORKS", "parse_networks"]
+__all__ = ["AddressPlan", "DEFAULT_LOCAL_NETWORKS", "offered_ipv6", "parse_networks"]
 
 #: Where a peer sits on our side of any NAT (private, unique-local, loopback, link-local).
 DEFAULT_LOCAL_NETWORKS = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "127.0.0.0/8",
@@ -50,6 +51,18 @@ def parse_networks(texts: Iterable[str]) -> tuple[_Network, ...]:
     """
     return tuple(ipaddress.ip_network(text.strip(), strict=False) for text in texts
                  if text.strip())
+
+
+_IPV6_CONNECTION = re.compile(rb"(?m)^c=IN IP6 ([0-9A-Fa-f:.]+)\s*$")
+
+
+def offered_ipv6(sdp: Optional[bytes]) -> Optional[str]:
+    """
+    The IPv6 address of an SDP's first c= line, or None: a phone on IPv6 whose call reaches
+    us over IPv4 (through our own proxy) must be answered with our IPv6 media address.
+    """
+    match = _IPV6_CONNECTION.search(sdp or b"")
+    return match.group(1).decode("ascii") if match else None
 
 
 def _ip(text: Optional[str]):

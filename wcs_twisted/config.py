@@ -277,8 +277,8 @@ KEYS: tuple[Key, ...] = (
         "Address written in SDP c= and ICE candidates for peers outside local_networks; "
         "empty means ip."),
     Key("ip6", "ipv6_address", ADDRESS, "",
-        "IPv6 address that the WebSocket and HTTP listeners also bind, and that media toward "
-        "IPv6 peers (browsers) binds and advertises; IPv6 is not NATed, SIP stays on IPv4. "
+        "IPv6 address that the WebSocket, HTTP and SIP listeners also bind, and that "
+        "signalling and media toward IPv6 peers advertise; IPv6 is not NATed. "
         "Empty: IPv4 only."),
     Key("local_networks", "local_networks", NETWORKS, "",
         "Networks on this side of the NAT, whose peers are given ip_local (or the address the "

@@ -21,7 +21,7 @@ import secrets
 from dataclasses import dataclass
 
 from twisted.application.service import IService
-from twisted.internet.endpoints import quoteStringArgument, serverFromString
+from twisted.internet.endpoints import SSL4ServerEndpoint, TCP4ServerEndpoint
 from twisted.internet.ssl import Certificate, trustRootFromCertificates
 from twisted.logger import Logger, globalLogPublisher
 from twisted.python import usage
@@ -58,6 +58,7 @@ from wcs_twisted.services import (
     SIPStackService,
 )
 from wcs_twisted.signalling.protocol import Signalling, WCSServerFactory
+from wcs_twisted.tls import ServerTLS
 from wcs_twisted.sip.auth import DigestAuthenticator
 from wcs_twisted.sip.timers import TimerValues
 from wcs_twisted.sip.transaction_layer import TransactionLayer
@@ -66,7 +67,7 @@ from wcs_twisted.transport.failover import TargetFailover
 from wcs_twisted.transport.stack import SIPStack
 from wcs_twisted.transport.stream import SIPStreamTransport
 from wcs_twisted.transport.trace import MessageTrace
-from wcs_twisted.transport.udp import SIPDatagramProtocol
+from wcs_twisted.transport.udp import DatagramFamilies, SIPDatagramProtocol
 from wcs_twisted.transport.udp import listen_udp as listen_sip_udp
 from wcs_twisted.ua.core import UserAgentCore
 from wcs_twisted.ua.proxy import Proxy
@@ -142,20 +143,32 @@ class Options(usage.Options):
         self["settings"] = settings
 
 
-def _stream_endpoint(reactor, settings: Settings, port: int, tls: bool, interface: str = ""):
-    interface = quoteStringArgument(interface or settings.bind_address)
-    if not tls:
-        return serverFromString(reactor, f"tcp:{port}:interface={interface}")
-    key = quoteStringArgument(settings.tls_private_key or settings.tls_certificate)
-    cert = quoteStringArgument(settings.tls_certificate)
+def _server_tls(settings: Settings) -> ServerTLS:
+    """
+    The TLS side of our listeners, loaded when the server is built so a bad file stops it.
+    """
     try:
-        return serverFromString(
-            reactor, f"ssl:{port}:interface={interface}:privateKey={key}:certKey={cert}")
+        # Ours, not Twisted's ssl: endpoint: a client offering ALPN we do not speak still
+        # connects (wcs_twisted/tls.py).
+        return ServerTLS.from_files(settings.tls_certificate,
+                                    settings.tls_private_key or settings.tls_certificate)
     except Exception as error:  # OSError, or OpenSSL's own errors for a bad PEM
         raise ConfigError(
             f"tls_certificate={settings.tls_certificate!r} / tls_private_key="
             f"{settings.tls_private_key!r} cannot be loaded ({error}): expected PEM files "
             "holding a certificate and its private key") from None
+
+
+def _stream_endpoint(reactor, settings: Settings, port: int, tls: bool | ServerTLS,
+                     interface: str = ""):
+    """
+    A TCP or TLS (C{tls}: True, or the L{ServerTLS} to use) server endpoint.
+    """
+    interface = interface or settings.bind_address
+    if not tls:
+        return TCP4ServerEndpoint(reactor, port, interface=interface)
+    creator = tls if isinstance(tls, ServerTLS) else _server_tls(settings)
+    return SSL4ServerEndpoint(reactor, port, creator, interface=interface)
 
 
 def call_policy(settings: Settings) -> CallPolicy:
@@ -190,6 +203,8 @@ def local_domains(settings: Settings) -> list[str]:
                *settings.sip_local_domains, "localhost", "127.0.0.1", settings.sip_public_address]
     if settings.bind_address not in ("", "0.0.0.0", "::"):
         domains.append(settings.bind_address)
+    if settings.ipv6_address:
+        domains.append(f"[{settings.ipv6_address}]")  # a host in a URI is bracketed
     return list(dict.fromkeys(domain.lower() for domain in domains if domain))
 
 
@@ -222,7 +237,8 @@ def build_sip(settings: Settings, reactor, metrics: ServerMetrics):
     rng = random.SystemRandom()
     timers = TimerValues(t1=settings.sip_t1_ms / 1000.0, t2=settings.sip_t2_ms / 1000.0,
                          t4=settings.sip_t4_ms / 1000.0)
-    addresses = address_plan(settings, settings.sip_public_address)
+    # SIP listens on ip6 too (sip_listeners): IPv6 peers are told that address.
+    addresses = address_plan(settings, settings.sip_public_address, settings.ipv6_address)
     stack = SIPStack(
         TransactionLayer(timers),
         reactor, rng, advertised_host=addresses.public, trace=MessageTrace(),
@@ -258,7 +274,7 @@ def build_sip(settings: Settings, reactor, metrics: ServerMetrics):
         proxy = Proxy(core, location, reactor, registrar.serves, users=settings.sip_users,
                       timers=timers, aliases=tuple(a for a in (
                           settings.bind_address, settings.public_address,
-                          settings.sip_public_address) if a),
+                          settings.sip_public_address, settings.ipv6_address) if a),
                       # One realm and nonce table for REGISTER and proxied requests.
                       authenticator=registrar.authenticator,
                       max_pending=settings.sip_proxy_max_pending,
@@ -290,20 +306,34 @@ def sip_listeners(settings: Settings, reactor, stack: SIPStack, metrics: ServerM
     """
     listeners: list[ListenerService] = []
     streams: list[SIPStreamTransport] = []
-    if "udp" in settings.sip_transports:
-        datagrams = SIPDatagramProtocol(stack, settings.sip_max_message_size)
+    # SIP over IPv6 (RFC 5118): each transport also listens on ip6, on the port its IPv4
+    # listener got, so one port number is advertised to both families.
+    interfaces = [("", settings.bind_address)]
+    # A bind address of "::" already takes IPv6 (a dual-stack socket).
+    if settings.ipv6_address and settings.bind_address not in (settings.ipv6_address, "::"):
+        interfaces.append(("6", settings.ipv6_address))
 
-        def listen_udp():
-            # A port that reads ICMP errors, so a dead destination fails at once (RFC 3261 18.4).
-            port = listen_sip_udp(reactor, settings.sip_port, datagrams,
-                                  interface=settings.bind_address,
-                                  maxPacketSize=settings.sip_max_message_size + 1)
-            stack.add_transport("udp", datagrams, port.getHost().port)
-            return port
+    def port_for(name: str, configured: int, family: str) -> int:
+        return stack.ports.get(name, configured) if family else configured
 
+    def add(name: str, listen) -> None:
         listeners.append(ListenerService(
-            "sip-udp", listen_udp, on_error=metrics.listener_errors.labels(listener="sip-udp").inc,
+            name, listen, on_error=metrics.listener_errors.labels(listener=name).inc,
             on_bind_failure=on_bind_failure))
+
+    if "udp" in settings.sip_transports:
+        datagrams = DatagramFamilies(*(
+            SIPDatagramProtocol(stack, settings.sip_max_message_size) for _ in interfaces))
+        for (family, interface), protocol in zip(interfaces, (datagrams.ipv4, datagrams.ipv6)):
+            def listen_udp(protocol=protocol, interface=interface, family=family):
+                # A port that reads ICMP errors: a dead destination fails at once (RFC 3261 18.4).
+                port = listen_sip_udp(reactor, port_for("udp", settings.sip_port, family),
+                                      protocol, interface=interface,
+                                      maxPacketSize=settings.sip_max_message_size + 1)
+                stack.add_transport("udp", datagrams, port.getHost().port)
+                return port
+
+            add(f"sip-udp{family}", listen_udp)
     for name in ("tcp", "tls"):
         if name not in settings.sip_transports or (name == "tls" and not settings.tls_enabled):
             continue
@@ -314,19 +344,19 @@ def sip_listeners(settings: Settings, reactor, stack: SIPStack, metrics: ServerM
             idle_timeout=settings.sip_tcp_idle_timeout,
             trust_root=sip_trust_root(settings) if name == "tls" else None)
         streams.append(transports)
-        port_number = settings.sip_port if name == "tcp" else settings.sip_tls_port
-        endpoint = _stream_endpoint(reactor, settings, port_number, tls=name == "tls")
+        configured = settings.sip_port if name == "tcp" else settings.sip_tls_port
+        tls = _server_tls(settings) if name == "tls" else False
+        for family, interface in interfaces:
+            def listen_stream(transports=transports, name=name, family=family,
+                              interface=interface, configured=configured, tls=tls):
+                def bound(port):
+                    stack.add_transport(name, transports, port.getHost().port)
+                    return port
+                endpoint = _stream_endpoint(reactor, settings, port_for(name, configured, family),
+                                            tls=tls, interface=interface)
+                return endpoint.listen(transports).addCallback(bound)
 
-        def listen_stream(endpoint=endpoint, transports=transports, name=name):
-            def bound(port):
-                stack.add_transport(name, transports, port.getHost().port)
-                return port
-            return endpoint.listen(transports).addCallback(bound)
-
-        listeners.append(ListenerService(
-            f"sip-{name}", listen_stream,
-            on_error=metrics.listener_errors.labels(listener=f"sip-{name}").inc,
-            on_bind_failure=on_bind_failure))
+            add(f"sip-{name}{family}", listen_stream)
     return listeners, streams
 
 

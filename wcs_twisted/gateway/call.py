@@ -18,6 +18,7 @@ from typing import Any
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from wcs_twisted.addresses import offered_ipv6
 from wcs_twisted.errors import MediaError
 from wcs_twisted.interfaces import IInviteSessionObserver, IMediaSessionObserver
 from wcs_twisted.sip.errors import RemoteProtocolError
@@ -313,7 +314,9 @@ class Call(CallTimers, CallTransfers):
         self.sip_offer = sip.remote_sdp
         self.sip_message_raw = sip.invite.serialize().decode("utf-8", "replace")
         try:
-            self.rtp = self.table.media.create_session("rtp", sip.peer_host)
+            # A phone on IPv6 may reach us through our IPv4 proxy: answer in its family.
+            self.rtp = self.table.media.create_session(
+                "rtp", offered_ipv6(self.sip_offer) or sip.peer_host)
             self.rtp.observer = self
             self.rtp.signalling_source = sip.peer_host
             self.webrtc = self.table.media.create_session("webrtc", self.client_address)

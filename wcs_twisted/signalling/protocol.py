@@ -365,8 +365,8 @@ class WCSServerFactory(WebSocketServerFactory):
 
     def acceptableProtocols(self) -> list[bytes]:
         """
-        ALPN over wss: browsers offer http/1.1, and Twisted answers a TLS client that offers
-        ALPN only from this list - with none, the handshake dies with an internal_error alert.
+        ALPN over wss: browsers offer h2 and http/1.1, and a WebSocket upgrade needs
+        http/1.1 (our TLS listeners answer from this list, wcs_twisted/tls.py).
         """
         return [b"http/1.1"]
 

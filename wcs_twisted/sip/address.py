@@ -28,6 +28,21 @@ def is_ip_literal(host: str) -> bool:
     return True
 
 
+def same_host(written: str, address: str) -> bool:
+    """
+    Whether a host as written in a message (an IPv6 reference in brackets, any spelling of
+    it, RFC 5118 4.1) is the IP C{address} a message came from.
+    """
+    if written == address:
+        return True
+    if not written.startswith("[") or ":" not in address:
+        return False
+    try:
+        return ipaddress.ip_address(written[1:-1]) == ipaddress.ip_address(address)
+    except ValueError:
+        return False
+
+
 class SIPAddress(NamedTuple):
     """
     A transport address, e.g. C{SIPAddress("udp", "127.0.0.1", 5060)}.

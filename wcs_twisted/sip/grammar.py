@@ -191,10 +191,12 @@ REASON_PHRASE = re.compile(r"[^\x00-\x08\x0a-\x1f\x7f]*\Z")
 #
 # Matched repeatedly at a position by the header module: each match consumes
 # one ";name[=value]" with its surrounding whitespace.  host is a subset of
-# token apart from an IPv6reference, which is listed on its own.
+# token apart from an IPv6reference, which is listed on its own, and so is a bare
+# IPv6address (RFC 3261's received; RFC 5118 4.5: accept it with or without brackets).
 GENERIC_PARAM = re.compile(
     rf"[ \t]*;[ \t]*([{TOKEN_CHARS}]+)"
-    rf"(?:[ \t]*=[ \t]*({QUOTED_STRING_PATTERN}|\[[0-9A-Fa-f:.]+\]|[{TOKEN_CHARS}]+))?"
+    rf"(?:[ \t]*=[ \t]*({QUOTED_STRING_PATTERN}|\[[0-9A-Fa-f:.]+\]|[0-9A-Fa-f]*:[0-9A-Fa-f:.]+"
+    rf"|[{TOKEN_CHARS}]+))?"
     r"[ \t]*"
 )
 

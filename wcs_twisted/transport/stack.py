@@ -26,7 +26,7 @@ from wcs_twisted.sip.events import MessageDiscarded, ResponseReceived, Transport
 from wcs_twisted.sip.message import Request, Response, error_response, new_tag, parse_message
 from wcs_twisted.sip.transaction import server_key
 from wcs_twisted.sip.transaction_layer import TransactionLayer, generate_branch
-from wcs_twisted.sip.address import DEFAULT_PORTS, SIPAddress, is_ip_literal
+from wcs_twisted.sip.address import DEFAULT_PORTS, SIPAddress, is_ip_literal, same_host
 from wcs_twisted.transport.admission import (
     LOOPBACK_NETWORKS,
     LoadShedding,
@@ -265,11 +265,13 @@ class SIPStack:
         """
         via = request.top_via
         changes: dict[str, Any] = {}
-        if via.host != source.host:
-            changes["received"] = source.host
+        # An IPv6 received goes in brackets (RFC 5118 4.5), which any parser accepts.
+        received = source.host if ":" not in source.host else f"[{source.host}]"
+        if via.host != source.host and not same_host(via.host, source.host):
+            changes["received"] = received
         if via.rport is True:
             changes["rport"] = str(source.port)
-            changes.setdefault("received", source.host)
+            changes.setdefault("received", received)
         if changes:
             request.headers.pop_first("Via")
             request.headers.prepend("Via", str(via.with_params(**changes)))

@@ -186,3 +186,20 @@ class SIPDatagramProtocol(DatagramProtocol):
             self.log.warn("UDP send to {address} failed: {error}", address=str(address),
                           error=str(error))
             self.stack.clock.callLater(0, self.stack.transport_error, address)
+
+
+class DatagramFamilies:
+    """
+    The "udp" sender of a stack listening on an IPv4 and an IPv6 socket: a datagram leaves
+    by the socket of its destination's family (an IPv4 socket cannot send to an IPv6 peer).
+    """
+
+    def __init__(self, ipv4: SIPDatagramProtocol, ipv6: SIPDatagramProtocol | None = None):
+        self.ipv4 = ipv4
+        self.ipv6 = ipv6
+
+    def send(self, data: bytes, address: SIPAddress) -> None:
+        if self.ipv6 is not None and ":" in address.host:
+            self.ipv6.send(data, address)
+        else:
+            self.ipv4.send(data, address)

@@ -46,7 +46,7 @@ def contact_uri(transport, protocol: str, user: str | None, toward: str | None =
     extra = tuple((name, value) for name, value in params.items())
     if protocol != "udp":
         extra = (("transport", protocol),) + extra
-    return SIPURI("sip", user, None, host, port, extra)
+    return SIPURI("sip", user, None, host_text(host), port, extra)
 
 
 def build_request(

@@ -1,0 +1,122 @@
+"""
+SIP over IPv6 (RFC 5118): with C{ip6=::1} the server's SIP listens on ::1 too; a baresip phone
+that speaks only IPv6 registers at the built-in registrar over [::1] and calls a browser (the
+aiortc WCS client, over IPv4); the phone's media goes over IPv6 (our SDP says c=IN IP6 ::1),
+the browser's over IPv4, and tones cross both ways.
+
+    .venv/bin/python -m twisted.trial --reactor=asyncio tests.integration.test_sip_ipv6
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+
+from tests.integration import audio
+from tests.integration import test_calls as calls
+from tests.integration import test_tls_phone
+from tests.integration.peers import Baresip, require_binary
+from twisted.trial.unittest import SkipTest
+
+from wcs_twisted.transport.trace import IN, OUT
+
+
+class IPv6Baresip(Baresip):
+    """
+    A baresip bound to [::1] only (SIP and RTP); its AOR is in our IPv4 domain, reached
+    through our IPv6 address as outbound proxy (a domain with A and AAAA records).
+    """
+
+    def __init__(self, *args, outbound: str, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.outbound = outbound
+
+    def config_text(self) -> str:
+        text = super().config_text()
+        text = text.replace(f"sip_listen\t\t{self.host}:", "sip_listen\t\t[::1]:")
+        return text.replace(f"net_interface\t\t{self.host}", "net_interface\t\t::1")
+
+    def account_line(self) -> str:
+        return super().account_line() + f";outbound=\"sip:{self.outbound}\""
+
+
+def ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+class IPv6PhoneTests(calls.CallTestCase):
+    """
+    An IPv6 phone and an IPv4 browser through one server.
+    """
+
+    settings_overrides = {"ipv6_address": "::1"}
+
+    def setUp(self):
+        if not ipv6_loopback():
+            raise SkipTest("no IPv6 loopback")
+        self.messages = []
+        d = super().setUp()
+
+        def trace(_):
+            self.server.sip_stack.trace.observers.append(
+                lambda direction, data, address: self.messages.append((direction, data,
+                                                                       address)))
+        return d.addCallback(trace)
+
+    async def phone(self, name: str, tone_hz: int) -> IPv6Baresip:
+        require_binary("baresip")
+        self.assertTrue(self.server.service.getServiceNamed("sip-udp6").ready)
+        wav = audio.write_tone_wav(os.path.join(self.base, f"{name}.wav"), tone_hz, 30)
+        agent = IPv6Baresip(self.base, name, registrar=f"127.0.0.1:{self.sip_port}",
+                            password="x", tone_wav=wav, outbound=f"[::1]:{self.sip_port}")
+        self.addCleanup(agent.stop)
+        await agent.start()
+        return agent
+
+    def exchanged(self, direction: str, start: bytes) -> list[tuple[str, object]]:
+        return [(data.decode("utf-8", "replace"), address)
+                for way, data, address in self.messages
+                if way == direction and data.startswith(start)]
+
+    async def test_ipv6_phone_calls_ipv4_browser(self):
+        """
+        bob (IPv6 only) registers over [::1] (his binding's source is ::1), dials alice (a
+        browser on IPv4); she answers; every SIP message to bob leaves from ::1, our Contact
+        there is our bracketed IPv6 address (RFC 5118), the answer he gets says c=IN IP6 ::1,
+        and the tones cross both ways (440 Hz to him, 1000 Hz to her).
+        """
+        alice = await self.connect_local("alice")
+        bob = await self.phone("bob", 1000)
+        [binding] = self.server.location.lookup("sip:bob@127.0.0.1", self.reactor_seconds())
+        self.assertEqual(binding.source.host, "::1")
+        self.assertEqual(binding.contact.uri.host, "[::1]")
+        await bob.dial(f"sip:alice@127.0.0.1:{self.sip_port}")
+        call_id = await alice.wait_incoming_call(timeout=10)
+        await alice.answer(call_id, tone_hz=440)
+        await alice.wait_status(call_id, "ESTABLISHED", timeout=10)
+        await bob.wait_event("CALL_ESTABLISHED")
+
+        [(invite, source), *_] = self.exchanged(IN, b"INVITE sip:alice")
+        self.assertEqual(source.host, "::1")
+        self.assertRegex(invite, r"(?m)^Via: SIP/2.0/UDP \[::1\]:\d+")
+        answers = [text for text, address in self.exchanged(OUT, b"SIP/2.0 200")
+                   if address.host == "::1" and "INVITE" in text.split("CSeq:")[1][:20]]
+        self.assertTrue(answers, "no 200 to the phone over IPv6")
+        self.assertRegex(answers[0], r"(?m)^c=IN IP6 ::1\r?$")
+        self.assertNotRegex(answers[0], r"(?m)^c=IN IP4")
+        self.assertRegex(answers[0], rf"(?m)^Contact: <sip:alice@\[::1\]:{self.sip_port}>")
+
+        await test_tls_phone.TLSPhoneTests.tones_then_phone_hangs_up(self, alice, bob, call_id)
+        byes = [address for text, address in self.exchanged(IN, b"BYE ")]
+        self.assertIn("::1", [address.host for address in byes])
+        self.assertFalse(re.search(r"received=", invite), invite)
+
+    def reactor_seconds(self) -> float:
+        from twisted.internet import reactor
+        return reactor.seconds()
