@@ -21,7 +21,8 @@ from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.internet.protocol import DatagramProtocol
 from twisted.trial.unittest import SkipTest, TestCase
 
-from tests.integration.peers import Baresip, free_port, require_binary
+from tests.integration.peers import Baresip, free_port, poll, require_binary, run_sipp
+from tests.integration.test_local_mode import udp_port_taken
 from wcs_twisted.config import Settings
 from wcs_twisted.tap import build_service
 
@@ -208,6 +209,47 @@ class TollFraudTests(GatewaySecurityTestCase):
                              "sdp": OFFER})
         invite = yield sink.arrived
         self.assertTrue(invite.startswith(b"INVITE sip:1900@127.0.0.1:"))
+
+
+class RegistrarRelayTests(GatewaySecurityTestCase):
+    """
+    An exposed server: registering at a registrar of one's own does not make a session
+    trusted (the registrar could relay its INVITEs to any carrier).
+    """
+
+    policy = {"exposed": True}
+
+    @defer.inlineCallbacks
+    def test_registration_at_own_registrar_refused(self):
+        """
+        mallory (anonymous) registers at a sipp registrar that accepts anyone: refused
+        before any REGISTER leaves (fail RegistrationStatusEvent, socket closed).  Once the
+        operator allow-lists that registrar, carol's registration reaches it and vouches for
+        her call through it: the registrar sees her REGISTER and INVITE, none of mallory's.
+        """
+        port = free_port()
+        registrar = run_sipp("attacker_registrar", local_port=port, calls=2, timeout=20)
+        yield poll(lambda: udp_port_taken(port), 5, reactor, 0.05)
+        fields = {"sipDomain": "127.0.0.1", "sipPort": port, "sipPassword": "x",
+                  "sipRegisterRequired": True}
+        mallory = yield self.client(sipLogin="mallory", **fields)
+        answer = yield self.next_message(mallory, "fail", "registered")
+        self.assertEqual(answer["message"], "fail")
+        self.assertEqual(answer["data"][0]["apiMethod"], "RegistrationStatusEvent")
+        self.assertIn(f"Registering at 127.0.0.1:{port}", answer["data"][0]["info"])
+        yield mallory.factory.closed
+
+        self.set_policy(allowed_destinations=(f"127.0.0.1:{port}",))
+        carol = yield self.client(sipLogin="carol", **fields)
+        yield self.next_message(carol, "registered")
+        carol.send("call", {"callId": "c1", "callee": "1900", "sdp": OFFER})
+        yield self.next_message(carol, "notifyTryingResponse")
+        result = yield registrar
+        self.assertEqual(result.exit_code, 0, result.describe())
+        messages = result.messages()
+        self.assertIn("INVITE sip:1900@127.0.0.1:", messages)
+        self.assertIn("sip:carol@", messages)
+        self.assertNotIn("mallory", messages)
 
 
 class LoopbackDefaultTests(GatewaySecurityTestCase):

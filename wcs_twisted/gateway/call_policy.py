@@ -133,17 +133,63 @@ class CallPolicy:
 
     # --- calls ---------------------------------------------------------------------------------
 
-    def check_call(self, session, foreign: list[Destination], via_account_server: bool) -> None:
+    def check_registration(self, session, registrar: list[Destination]) -> None:
+        """
+        Refuse a session's upstream registration (C{sipRegisterRequired}) at a registrar the
+        policy does not allow, before any REGISTER is sent.
+
+        A registrar is a relay: whoever runs it can route the session's INVITEs anywhere, and
+        a session registered there counts as vouched for.  So registering is allowed where
+        calling would be for a vouched-for session: the hops must match
+        C{call_allowed_destinations} when it is set; without it, anywhere on a loopback-only
+        server, and on an exposed one only for backend-approved sessions.
+
+        @param registrar: the registration's foreign hops (its first hop and the registrar's
+            domain); empty when it registers at this server, whose registrar checks itself.
+        @raise CallRefused: naming the setting that decides.
+        """
+        if not registrar:
+            return
+        if self.allowed_destinations:
+            for destination in registrar:
+                if not matches(self.allowed_destinations, destination):
+                    raise CallRefused(f"Registering at {destination} is not allowed on this "
+                                      "server (call_allowed_destinations)")
+            return
+        if not self.exposed or session.approved_by_backend:
+            return
+        raise CallRefused(f"Registering at {registrar[0]} is not allowed on this server: only "
+                          "at this server, unless call_allowed_destinations or a connect hook "
+                          "allows it")
+
+    def registration_vouches(self, session, registrar: list[Destination] | None) -> bool:
+        """
+        Whether the session's upstream registration vouches for it: it registered, at a
+        registrar this policy allows (a registrar anyone may run proves nothing).
+        """
+        if not session.registered or registrar is None:
+            return False
+        try:
+            self.check_registration(session, registrar)
+        except CallRefused:
+            return False
+        return True
+
+    def check_call(self, session, foreign: list[Destination], via_account_server: bool,
+                   registrar: list[Destination] | None = None) -> None:
         """
         Refuse a session's call whose foreign hops (C{foreign}: every hop that is not this
         server) the policy does not allow.
 
         @param via_account_server: the call goes first to the account's own SIP server, at
             which the session registered (that server authenticates the call itself).
+        @param registrar: the foreign hops of the session's upstream registration (see
+            L{check_registration}); None when unknown, and then registering vouches for nothing.
         @raise CallRefused: naming the rule and the setting that decides it.
         """
+        registered = self.registration_vouches(session, registrar)
         anonymous = not (session.approved_by_backend or session.credentials_proven
-                         or session.registered)
+                         or registered)
         if anonymous and self.anonymous == "none":
             raise CallRefused("Anonymous sessions may not call on this server (call_anonymous)")
         if not foreign:
@@ -157,7 +203,8 @@ class CallPolicy:
                     raise CallRefused(f"Calls to {destination} are not allowed on this server "
                                       "(call_allowed_destinations)")
             return
-        if not self.exposed or session.approved_by_backend or via_account_server:
+        if (not self.exposed or session.approved_by_backend
+                or (via_account_server and registered)):
             return
         raise CallRefused(f"Calls to {foreign[0]} are not allowed on this server: only local "
                           "users, unless call_allowed_destinations or a connect hook allows it")

@@ -301,13 +301,33 @@ class CallTable:
         the Request-URI's host (a first hop the operator configured, sip_outbound_proxy, is
         the operator's own choice and not listed).
         """
-        port = self.core.transport.local_address(self.settings.transport)[1]
         hops = []
         first = self._outbound_proxy(account, target)
         if first and first != self.settings.outbound_proxy:
             hops.append(Destination.parse(first))
         hops.append(Destination(target.host.strip("[]").lower(), target.port))
-        foreign = []
+        return self._foreign(hops)
+
+    def _registrar_hops(self, account: SIPAccount) -> list[Destination]:
+        """
+        The SIP destinations an upstream registration of C{account} reaches that are not this
+        server: its first hop (sipOutboundProxy, else the domain) and the registrar's domain.
+        """
+        hops = []
+        server = self.account_server(account)
+        if server is not None:
+            hops.append(Destination.parse(server))
+        if account.domain:
+            domain = Destination.parse(account.domain)
+            hops.append(Destination(domain.host, domain.port or account.port or None))
+        return self._foreign(hops)
+
+    def _foreign(self, hops: list[Destination]) -> list[Destination]:
+        """
+        C{hops} without this server (a local domain on our SIP port) and without repeats.
+        """
+        port = self.core.transport.local_address(self.settings.transport)[1]
+        foreign: list[Destination] = []
         for hop in hops:
             if self.is_local(hop.host) and hop.port in (None, port):
                 continue
@@ -330,7 +350,8 @@ class CallTable:
                                   and self._outbound_proxy(account, target)
                                   == self.account_server(account))
             self.settings.policy.check_call(
-                session, self._foreign_hops(account, target), via_account_server)
+                session, self._foreign_hops(account, target), via_account_server,
+                self._registrar_hops(session.account) if session.registered else None)
         except CallRefused as refusal:
             self.log.warn("call from session {session_id} ({address}) to {target} refused: "
                           "{info}", session_id=session.session_id, address=session.address,
@@ -569,6 +590,23 @@ class CallTable:
                 account.login, account.authentication_name, account.password)
         except DomainError as refusal:
             self.log.warn("local login {login} refused: {info}", login=account.login,
+                          info=refusal.info)
+            raise
+
+    def check_registration(self, session) -> None:
+        """
+        Before a session registers upstream: its registrar must be one the policy allows,
+        or the session could make itself vouched for at a registrar of its own.
+
+        @raise CallRefused: naming the setting (logged).
+        """
+        try:
+            self.settings.policy.check_registration(
+                session, self._registrar_hops(session.account))
+        except CallRefused as refusal:
+            self.log.warn("registration of session {session_id} ({address}) as {login} "
+                          "refused: {info}", session_id=session.session_id,
+                          address=session.address, login=session.account.login,
                           info=refusal.info)
             raise
 
