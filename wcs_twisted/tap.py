@@ -345,7 +345,9 @@ def build_service(settings: Settings, reactor, warnings=()) -> Server:
                      policy=call_policy(settings),
                      ring_timeout=settings.sip_ring_timeout_s),
         on_count=metrics.calls.set, registration_factory=registration_factory)
-    # Incoming INVITEs for sessions come before the proxy (routers are tried in order).
+    # Incoming INVITEs for sessions come before the proxy (routers are tried in order); the
+    # proxy checks their senders' credentials as it would (issue 11).
+    calls.proxy = proxy
     core.add_router(calls)
     stream_registry = StreamRegistry(reactor)
     # Browser publish/play, SIP calls as streams (toStream, sip_record_stream), /stream/*.

@@ -252,6 +252,85 @@ class RegistrarRelayTests(GatewaySecurityTestCase):
         self.assertNotIn("mallory", messages)
 
 
+class SpoofedCallerTests(GatewaySecurityTestCase):
+    """
+    alice has credentials at the built-in registrar; carol is a browser session (a login
+    without credentials, bound in local mode).  A SIP INVITE to carol claiming to be alice
+    is challenged as the proxy challenges it.
+    """
+
+    # baresip 1.0 gives up (ENOSYS) on a SHA-256 challenge even when an MD5 one is offered.
+    settings = {"sip_users": {"alice": "secret", "bob": "bobpw"},
+                "sip_digest_algorithms": ("MD5",)}
+    policy = {"local_users": {"alice": "secret", "bob": "bobpw"}}
+    timeout = 40
+
+    @defer.inlineCallbacks
+    def phone(self, name, password):
+        """
+        A baresip phone registered at the built-in registrar with its password.
+        """
+        require_binary("baresip")
+        base = os.path.abspath(self.mktemp())
+        os.makedirs(base)
+        phone = Baresip(base, name, registrar=f"127.0.0.1:{self.sip_port}",
+                        password=password, answer="manual")
+        self.addCleanup(phone.stop)
+        yield phone.start()
+        return phone
+
+    @defer.inlineCallbacks
+    def carol(self):
+        session = yield self.client(sipLogin="carol", sipDomain="127.0.0.1")
+        yield self.next_message(session, "getUserData")
+        return session
+
+    @defer.inlineCallbacks
+    def test_spoofed_from_is_challenged(self):
+        """
+        sipp sends INVITE sip:carol From sip:alice@<our domain> without credentials: 407,
+        no call, the browser hears nothing.
+        """
+        carol = yield self.carol()
+        result = yield run_sipp("uac_spoofed_from", f"127.0.0.1:{self.sip_port}",
+                                ["-s", "carol"], timeout=15)
+        self.assertEqual(result.exit_code, 0, result.describe())
+        self.assertIn("SIP/2.0 407 Proxy Authentication Required", result.status_lines())
+        self.assertEqual(len(self.calls), 0)
+        self.assertEqual([m["message"] for m in carol.factory.inbox.pending], [])
+        self.assertEqual(self.built.sip_proxy.refused, 1)
+
+    @defer.inlineCallbacks
+    def test_alice_with_her_password_rings_the_browser(self):
+        """
+        The honest path: alice's phone (baresip, registered with her password) calls carol,
+        answers the 407 with her credentials, and the browser rings with alice as caller.
+        """
+        phone = yield self.phone("alice", "secret")
+        carol = yield self.carol()
+        yield phone.dial(f"sip:carol@127.0.0.1:{self.sip_port}")
+        offered = yield self.next_message(carol, "notifyIncomingCall")
+        self.assertEqual(offered["data"][0]["caller"], "alice")
+        self.assertEqual(self.built.sip_proxy.refused, 1)  # the one 407 she answered
+
+    @defer.inlineCallbacks
+    def test_forked_by_our_proxy_is_not_challenged_twice(self):
+        """
+        bob has a phone and a browser session: alice's call goes through the built-in
+        proxy, which checks her credentials once and forks to both; the INVITE it forwards
+        to bob's session (back to this very stack) rings the browser without a second 407.
+        """
+        alice = yield self.phone("alice", "secret")
+        bob_phone = yield self.phone("bob", "bobpw")
+        bob = yield self.client(sipLogin="bob", sipPassword="bobpw", sipDomain="127.0.0.1")
+        yield self.next_message(bob, "getUserData")
+        yield alice.dial(f"sip:bob@127.0.0.1:{self.sip_port}")
+        offered = yield self.next_message(bob, "notifyIncomingCall")
+        self.assertEqual(offered["data"][0]["caller"], "alice")
+        yield bob_phone.wait_event("CALL_INCOMING")
+        self.assertEqual(self.built.sip_proxy.refused, 1)
+
+
 class LoopbackDefaultTests(GatewaySecurityTestCase):
     """
     The loopback default keeps today's openness: only local clients can reach the server.

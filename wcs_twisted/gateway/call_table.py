@@ -106,6 +106,9 @@ class CallTable:
         #: Makes a RegistrationClient for REST calls with sipRegisterRequired; None: such
         #: calls do not register first.
         self.registration_factory = registration_factory
+        #: The built-in proxy (local mode), which checks who INVITEs for sessions come from
+        #: (C{sender_authenticated}); None: nobody's credentials are checked.
+        self.proxy = None
         sessions.observers.append(self)
 
     def __len__(self) -> int:
@@ -698,11 +701,15 @@ class CallTable:
             return self._refuse_non_invite(event)
         replaced = self._replaced_call(request)
         if replaced:
+            if self._sender_refused(event):
+                return True
             replaced.replace_leg(InviteSession.incoming(self.core, self.clock, replaced, event))
             return True
         session = self._session_for(request.uri)
         if session is None:
             return False
+        if self._sender_refused(event):
+            return True
         if replaced is False:
             # RFC 3891 3: Replaces naming no dialog here.
             self.core.respond(event.transaction_key, request.create_response(
@@ -729,6 +736,14 @@ class CallTable:
             lambda changes: self._offer(call, sip, changes),
             lambda failure: self._refuse_offer(call, sip, failure))
         return True
+
+    def _sender_refused(self, event) -> bool:
+        """
+        An INVITE for a session From a local user who has a password is challenged exactly
+        as the built-in proxy would challenge it (407), unless the proxy itself forwarded it
+        here; True when it was refused (answered).  A spoofed From reaches no browser.
+        """
+        return self.proxy is not None and not self.proxy.sender_authenticated(event)
 
     #: Call-object fields an OnCallEvent answer may change (restPolicy OVERWRITE).
     OFFER_FIELDS = {"caller": "caller", "visibleName": "visible_name", "custom": "custom"}
