@@ -33,6 +33,7 @@ from wcs_twisted.backend.observers import (
 )
 from wcs_twisted.config import ConfigError, Settings, load_settings
 from wcs_twisted.gateway.call_policy import CallPolicy
+from wcs_twisted.gateway.caller_identity import TrustedPeers
 from wcs_twisted.gateway.call_table import CallSettings, CallTable
 from wcs_twisted.gateway.sessions import SessionTable
 from wcs_twisted.gateway.stream_table import StreamTable
@@ -343,7 +344,8 @@ def build_service(settings: Settings, reactor, warnings=()) -> Server:
                      local_mode=settings.enable_local_videochat,
                      outbound_proxy=settings.sip_outbound_proxy,
                      policy=call_policy(settings),
-                     ring_timeout=settings.sip_ring_timeout_s),
+                     ring_timeout=settings.sip_ring_timeout_s,
+                     trusted_peers=TrustedPeers(settings.sip_trusted_peers)),
         on_count=metrics.calls.set, registration_factory=registration_factory)
     # Incoming INVITEs for sessions come before the proxy (routers are tried in order); the
     # proxy checks their senders' credentials as it would (issue 11).

@@ -331,6 +331,46 @@ class SpoofedCallerTests(GatewaySecurityTestCase):
         self.assertEqual(self.built.sip_proxy.refused, 1)
 
 
+class AssertedIdentityTrustTests(GatewaySecurityTestCase):
+    """
+    RFC 3325 trust domain: only 127.0.0.2 (sip_trusted_peers) may assert who is calling.
+    """
+
+    settings = {"sip_trusted_peers": ("127.0.0.2",)}
+
+    @defer.inlineCallbacks
+    def offered_caller(self, source):
+        """
+        sipp as a trunk at C{source} calls alice's browser with P-Asserted-Identity 1000
+        (From: +4930100), then cancels; the caller the browser was shown.
+        """
+        alice = yield self.client(sipLogin="alice", sipDomain="127.0.0.1")
+        yield self.next_message(alice, "getUserData")
+        trunk = run_sipp("uac_trunk_identity_cancel", f"127.0.0.1:{self.sip_port}",
+                         ["-s", "alice", "-i", source], timeout=15)
+        offered = yield self.next_message(alice, "notifyIncomingCall")
+        result = yield trunk
+        self.assertEqual(result.exit_code, 0, result.describe())
+        self.assertIn(f"Via: SIP/2.0/UDP {source}:", result.messages())
+        return offered["data"][0]["caller"], offered["data"][0]["visibleName"]
+
+    @defer.inlineCallbacks
+    def test_untrusted_source_cannot_assert(self):
+        """
+        From 127.0.0.1 (not listed) the asserted identity is ignored: the browser sees From.
+        """
+        caller = yield self.offered_caller("127.0.0.1")
+        self.assertEqual(caller, ("+4930100", "Trunk"))
+
+    @defer.inlineCallbacks
+    def test_trusted_source_asserts(self):
+        """
+        From 127.0.0.2 (listed) the asserted identity names the caller.
+        """
+        caller = yield self.offered_caller("127.0.0.2")
+        self.assertEqual(caller, ("1000", "Boss"))
+
+
 class LoopbackDefaultTests(GatewaySecurityTestCase):
     """
     The loopback default keeps today's openness: only local clients can reach the server.

@@ -33,7 +33,7 @@ from wcs_twisted.gateway.call import DTMF_DIGITS, Call
 from wcs_twisted.gateway.call_policy import CallPolicy, CallRefused, Destination
 from wcs_twisted.gateway.call_events import FAILED_BY_ERROR, CallStatus, TransferStatus
 from wcs_twisted.gateway.call_transfer import CONNECTED, parse_replaces
-from wcs_twisted.gateway.caller_identity import caller_identity, invite_parameters
+from wcs_twisted.gateway.caller_identity import TrustedPeers, caller_identity, invite_parameters
 from wcs_twisted.errors import Conflict, DomainError, InvalidField, NotFound
 from wcs_twisted.ua.invite_session import InviteSession
 from wcs_twisted.ua.session_timer import interval_too_small
@@ -72,6 +72,9 @@ class CallSettings:
     policy: CallPolicy = field(default_factory=CallPolicy)
     #: Seconds a call may ring unanswered before it is given up (sip_ring_timeout); 0: no bound.
     ring_timeout: float = 60.0
+    #: Whose P-Asserted-Identity / Remote-Party-ID names the caller (sip_trusted_peers).
+    trusted_peers: TrustedPeers = field(
+        default_factory=lambda: TrustedPeers(("127.0.0.0/8", "::1/128")))
 
 
 def _check_text(name: str, value: str | None) -> None:
@@ -719,7 +722,7 @@ class CallTable:
         if too_small is not None:
             self.core.respond(event.transaction_key, too_small)
             return True
-        identity = caller_identity(request)
+        identity = caller_identity(request, trusted=self._identity_trusted(event))
         fields = {
             "caller": identity.caller,
             "callee": session.account.login if session.account else "",
@@ -736,6 +739,20 @@ class CallTable:
             lambda changes: self._offer(call, sip, changes),
             lambda failure: self._refuse_offer(call, sip, failure))
         return True
+
+    def _identity_trusted(self, event) -> bool:
+        """
+        Whether the INVITE's asserted identity may name the caller: it came from a trusted
+        peer (RFC 3325).  An ignored one is logged, once per INVITE.
+        """
+        source = getattr(event.source, "host", None)
+        if source in self.settings.trusted_peers:
+            return True
+        headers = event.request.headers
+        if headers.get("P-Asserted-Identity") or headers.get("Remote-Party-ID"):
+            self.log.info("caller identity from untrusted {source} ignored (sip_trusted_peers)",
+                          source=str(event.source))
+        return False
 
     def _sender_refused(self, event) -> bool:
         """
