@@ -246,13 +246,15 @@ class WCSServer(Server):
     """
 
     label = "wcs-twisted"
+    #: More wcs.properties lines (bench/overload.py turns load shedding off with them).
+    extra_config = ""
 
     def start(self) -> None:
         config = os.path.join(self.workdir, "wcs.properties")
         with open(config, "w") as f:
             f.write(f"ip_local={LOOPBACK}\nws.port={free_port()}\nhttp.port={free_port()}\n"
                     f"sip_port={self.port}\nsip_transports=udp\n"
-                    "enable_local_videochat=true\n")
+                    "enable_local_videochat=true\n" + self.extra_config)
         self.log_path = os.path.join(self.workdir, "wcs.log")
         twistd = os.path.join(os.path.dirname(sys.executable), "twistd")
         with open(self.log_path, "wb") as log:
