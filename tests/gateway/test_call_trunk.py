@@ -14,6 +14,7 @@ from wcs_twisted.gateway.caller_identity import TrustedPeers, caller_identity, i
 from wcs_twisted.sip.header_fields import Headers
 from wcs_twisted.sip.message import Request, parse_message
 from wcs_twisted.sip.uri import SIPURI
+from wcs_twisted.testing.network import build_memory_stack
 from wcs_twisted.ua import invite_session
 from wcs_twisted.ua.invite_session import InviteSession
 
@@ -187,3 +188,50 @@ class CallTableTrunkTests(CallTestMixin, SynchronousTestCase):
         self.assertIn(b"PCMU/8000", answers[0].body)
         self.assertEqual(rtp.audio_codec, "PCMA/8000")
         self.assertEqual(self.calls.get(call_id).status.value, "ESTABLISHED")
+
+
+class ForkedTrunkCallTests(CallTestMixin, SynchronousTestCase):
+    """
+    A trunk's INVITE for a login with a phone and a browser: the proxy forks it, and the fork
+    to the session comes back to this stack from our own address.
+    """
+
+    def setUp(self):
+        super().setUp()
+        from wcs_twisted.sip.headers import NameAddress
+        from wcs_twisted.ua.location import Binding
+        from wcs_twisted.ua.proxy import Proxy
+
+        [self.proxy] = [router for router in self.core.routers if isinstance(router, Proxy)]
+        self.calls.proxy = self.proxy
+        self.connection, self.session = self.connect("bob", "/b")
+        self.location.update(Binding("sip:bob@10.0.0.1",
+                                     NameAddress(None, SIPURI.parse("sip:bob@10.0.0.2")),
+                                     self.clock.seconds() + 3600, "x", 1, None))
+        self.trunk_stack, self.trunk_core = build_memory_stack(self.network, "10.0.0.3", seed=3)
+
+    def offered(self, trusted: tuple[str, ...]) -> dict:
+        self.calls.settings = dataclasses.replace(self.calls.settings,
+                                                  trusted_peers=TrustedPeers(trusted))
+        InviteSession.outgoing(
+            self.trunk_core, self.clock, Observer(), SIPURI.parse("sip:trunk@10.0.0.3"),
+            SIPURI.parse("sip:bob@10.0.0.1"), PEER_OFFER,
+            extra_headers=(("P-Asserted-Identity", '"Boss" <sip:1000@carrier>'),))
+        self.network.run()
+        self.assertEqual(len(self.phone.sessions), 1)  # the fork reached the phone too
+        return dict(self.connection.messages)["notifyIncomingCall"][0]
+
+    def test_trust_follows_the_original_source(self):
+        """
+        The forwarded INVITE's trust is that of the trunk it came from (10.0.0.3), not that
+        of our own address: listed, it asserts the caller.
+        """
+        incoming = self.offered(("10.0.0.3",))
+        self.assertEqual((incoming["caller"], incoming["visibleName"]), ("1000", "Boss"))
+
+    def test_own_address_lends_no_trust(self):
+        """
+        Our own address (10.0.0.1) listed, the trunk not: the identity is ignored.
+        """
+        incoming = self.offered(("10.0.0.1",))
+        self.assertEqual(incoming["caller"], "trunk")

@@ -743,15 +743,19 @@ class CallTable:
     def _identity_trusted(self, event) -> bool:
         """
         Whether the INVITE's asserted identity may name the caller: it came from a trusted
-        peer (RFC 3325).  An ignored one is logged, once per INVITE.
+        peer (RFC 3325), directly or through our own proxy (which forwards it unchanged, so
+        its original source counts).  An ignored one is logged, once per INVITE.
         """
-        source = getattr(event.source, "host", None)
-        if source in self.settings.trusted_peers:
+        source = event.source
+        original = self.proxy.forwarded_here(event) if self.proxy is not None else None
+        if original is not None:
+            source = original
+        if getattr(source, "host", None) in self.settings.trusted_peers:
             return True
         headers = event.request.headers
         if headers.get("P-Asserted-Identity") or headers.get("Remote-Party-ID"):
             self.log.info("caller identity from untrusted {source} ignored (sip_trusted_peers)",
-                          source=str(event.source))
+                          source=str(source))
         return False
 
     def _sender_refused(self, event) -> bool:

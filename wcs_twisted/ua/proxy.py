@@ -466,20 +466,23 @@ class Proxy:
             if self._sent_here.get(branch.sent_branch) is context:
                 del self._sent_here[branch.sent_branch]
 
-    def forwarded_here(self, event) -> bool:
+    def forwarded_here(self, event):
         """
-        Whether C{event}'s request is one this proxy forwarded to this very stack (after it
-        checked the sender's credentials, L{_authorized}): its top Via is one we added, with
-        a branch of a request still in progress.  The branch has 64 random bits and never
-        leaves this host, so a request someone sends us cannot carry one.
+        If C{event}'s request is one this proxy forwarded to this very stack (after it checked
+        the sender's credentials, L{_authorized}), the source it originally came from; else
+        None.  Such a request's top Via is one we added, with the branch of a request still in
+        progress: 64 random bits that never leave this host, so a request someone sends us
+        cannot carry one.
         """
         try:
             via = event.request.top_via
         except RemoteProtocolError:
-            return False
+            return None
         context = self._sent_here.get(via.branch or "")
-        return (context is not None and context in self._contexts
-                and _strip_brackets(via.host).lower() in self._hosts)
+        if (context is None or context not in self._contexts
+                or _strip_brackets(via.host).lower() not in self._hosts):
+            return None
+        return context.event.source
 
     # --- IRequestRouter ------------------------------------------------------------------------
 
@@ -770,7 +773,7 @@ class Proxy:
         False, the request has been answered (407, 400 or 403).
         """
         user = self._claimed_user(event.request)
-        if user is None or self.forwarded_here(event):
+        if user is None or self.forwarded_here(event) is not None:
             return True
         if self.authentication.check(event, user):
             return True
