@@ -133,6 +133,24 @@ class CallPolicy:
 
     # --- calls ---------------------------------------------------------------------------------
 
+    def _check_hops(self, session, hops: list[Destination], action: str, otherwise: str,
+                    trusted_route: bool) -> None:
+        """
+        The rules on foreign hops that calls and registrations share: all on the allow-list
+        when there is one; else any on a loopback-only server, and on an exposed one only for
+        a backend-approved session or a C{trusted_route}.
+        """
+        if self.allowed_destinations:
+            for destination in hops:
+                if not matches(self.allowed_destinations, destination):
+                    raise CallRefused(f"{action} {destination} is not allowed on this server "
+                                      "(call_allowed_destinations)")
+            return
+        if not self.exposed or session.approved_by_backend or trusted_route:
+            return
+        raise CallRefused(f"{action} {hops[0]} is not allowed on this server: {otherwise}, "
+                          "unless call_allowed_destinations or a connect hook allows it")
+
     def check_registration(self, session, registrar: list[Destination]) -> None:
         """
         Refuse a session's upstream registration (C{sipRegisterRequired}) at a registrar the
@@ -148,19 +166,8 @@ class CallPolicy:
             domain); empty when it registers at this server, whose registrar checks itself.
         @raise CallRefused: naming the setting that decides.
         """
-        if not registrar:
-            return
-        if self.allowed_destinations:
-            for destination in registrar:
-                if not matches(self.allowed_destinations, destination):
-                    raise CallRefused(f"Registering at {destination} is not allowed on this "
-                                      "server (call_allowed_destinations)")
-            return
-        if not self.exposed or session.approved_by_backend:
-            return
-        raise CallRefused(f"Registering at {registrar[0]} is not allowed on this server: only "
-                          "at this server, unless call_allowed_destinations or a connect hook "
-                          "allows it")
+        if registrar:
+            self._check_hops(session, registrar, "Registering at", "only at this server", False)
 
     def registration_vouches(self, session, registrar: list[Destination] | None) -> bool:
         """
@@ -197,17 +204,8 @@ class CallPolicy:
         if anonymous and self.anonymous == "local":
             raise CallRefused(f"Anonymous sessions may only call local users, not "
                               f"{foreign[0]} (call_anonymous)")
-        if self.allowed_destinations:
-            for destination in foreign:
-                if not matches(self.allowed_destinations, destination):
-                    raise CallRefused(f"Calls to {destination} are not allowed on this server "
-                                      "(call_allowed_destinations)")
-            return
-        if (not self.exposed or session.approved_by_backend
-                or (via_account_server and registered)):
-            return
-        raise CallRefused(f"Calls to {foreign[0]} are not allowed on this server: only local "
-                          "users, unless call_allowed_destinations or a connect hook allows it")
+        self._check_hops(session, foreign, "Calling", "only local users",
+                         via_account_server and registered)
 
     def check_count(self, session, calls: Iterable[Any]) -> None:
         """
