@@ -142,17 +142,19 @@ def measure(server: WCSServer, rate: int, seconds: float, files: str, pairs: int
         uacs.append((share, offered, [
             server.address, "-sf", os.path.join(SIPP_DIR, "uac_invite_bye.xml"), "-s", callee,
             "-p", str(free_port()), "-r", str(share), "-m", str(offered)]))
-    time.sleep(0.5)  # let the UASes bind
-    cpus = cpu_times()
-    before = server.cpu()
-    with ThreadPoolExecutor(len(uacs)) as pool:
-        rows = list(pool.map(lambda uac: run_sipp(uac[2], workdir, seconds * 3 + 20), uacs))
-    cpu = server.cpu() - before
-    busy = busy_percent(cpus, cpu_times())
-    uas_retransmissions = 0
-    for stat_path, process in uases:
-        stop(process, 5)
-        uas_retransmissions += int(last_row(stat_path).get("Retransmissions(C)") or 0)
+    try:
+        time.sleep(0.5)  # let the UASes bind
+        cpus = cpu_times()
+        before = server.cpu()
+        with ThreadPoolExecutor(len(uacs)) as pool:
+            rows = list(pool.map(lambda uac: run_sipp(uac[2], workdir, seconds * 3 + 20), uacs))
+        cpu = server.cpu() - before
+        busy = busy_percent(cpus, cpu_times())
+    finally:
+        for _, process in uases:
+            stop(process, 5)
+    uas_retransmissions = sum(int(last_row(stat_path).get("Retransmissions(C)") or 0)
+                              for stat_path, _ in uases)
     steps = [step_from(row, share, offered, 0.0) for (share, offered, _), row in zip(uacs, rows)]
     step = Step(rate, sum(s.offered for s in steps), sum(s.successful for s in steps),
                 sum(s.failed for s in steps), sum(s.retransmissions for s in steps),

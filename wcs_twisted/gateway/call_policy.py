@@ -9,6 +9,8 @@ checked before any port is taken: every SIP destination it would reach (the firs
 Request-URI's host) must be this server, on the operator's allow-list, or vouched for by the
 application backend (its C{connect} hook approved the session: WCS's model).  A session nobody
 vouched for and that proved no credentials is I{anonymous}; what it may do is its own setting.
+Registering upstream vouches for a session only at a registrar the same rules allow: anyone can
+run a registrar that accepts everybody and relays their INVITEs.
 
 The defaults keep a loopback install as open as before (only local users can reach it) and make
 an exposed one (any non-loopback listener) refuse foreign destinations unless configured.
