@@ -314,6 +314,19 @@ class SpoofedCallerTests(GatewaySecurityTestCase):
         self.assertEqual(self.built.sip_proxy.refused, 1)  # the one 407 she answered
 
     @defer.inlineCallbacks
+    def test_session_with_password_calls_a_browser(self):
+        """
+        bob's browser session (his password proven) calls carol's: our own INVITE From bob
+        is challenged like anyone's, and the session answers with bob's password.
+        """
+        carol = yield self.carol()
+        bob = yield self.client(sipLogin="bob", sipPassword="bobpw", sipDomain="127.0.0.1")
+        yield self.next_message(bob, "getUserData")
+        bob.send("call", {"callId": "to-carol", "callee": "carol", "sdp": OFFER})
+        offered = yield self.next_message(carol, "notifyIncomingCall")
+        self.assertEqual(offered["data"][0]["caller"], "bob")
+
+    @defer.inlineCallbacks
     def test_forked_by_our_proxy_is_not_challenged_twice(self):
         """
         bob has a phone and a browser session: alice's call goes through the built-in
