@@ -7,10 +7,10 @@ local mode), as in C{bench/sip_proxy.py}, whose pieces this reuses: for each off
 UACs call sipp UASes registered at our registrar (INVITE..ACK..BYE, record-routed, 11 messages
 through the proxy per call) for C{--seconds}.  Every rate is offered (no stop at the first
 failing step) and each step prints the calls offered per second, the calls completed per second
-(successful calls / the time until all but 0.1 % of the calls had ended, at least the time it
-took to offer them), that time, the failed calls and how many of them were refused with an error
-response (503) rather than timed out, the retransmissions of all sipp processes, and how busy
-each CPU was.
+(successful calls / the time until the last of them ended, at least the time it took to offer
+them: calls stuck until sipp's time-out do not count), that time, the failed calls and how many
+of them were refused with an error response (503) rather than timed out, the retransmissions of
+all sipp processes, and how busy each CPU was.
 
 Why the pinning: on a 2-core machine where sipp shares the cores with the server, sipp saturates
 first and the server's collapse never shows.  The server is pinned to C{--server-cpu} and every
@@ -103,6 +103,22 @@ def last_row(path: str) -> dict:
     return rows[-1] if rows else {}
 
 
+def success_seconds(rows: list[dict]) -> float:
+    """
+    Seconds from a sipp run's start until its successful calls had all ended (sipp's one-second
+    statistics rows): calls stuck until sipp's time-out do not stretch the goodput's time.
+    """
+    def epoch(text: str) -> float:
+        return float(text.split()[-1])
+
+    final = int(rows[-1].get("SuccessfulCall(C)") or 0)
+    start = epoch(rows[0]["StartTime"])
+    for row in rows:
+        if int(row.get("SuccessfulCall(C)") or 0) >= final:
+            return epoch(row["CurrentTime"]) - start
+    return epoch(rows[-1]["CurrentTime"]) - start
+
+
 def split(rate: int, pairs: int) -> list[int]:
     """
     C{rate} shared over C{pairs} sipp UACs as whole calls per second.
@@ -169,7 +185,7 @@ def measure(server: WCSServer, rate: int, seconds: float, files: str, pairs: int
     steps = [step_from(row, share, offered, 0.0) for (share, offered, _), row in zip(uacs, rows)]
     step = Step(rate, sum(s.offered for s in steps), sum(s.successful for s in steps),
                 sum(s.failed for s in steps), sum(s.retransmissions for s in steps),
-                max(s.seconds for s in steps), cpu)
+                max(success_seconds(row["_rows"]) for row in rows), cpu)
     # A 503 (shed, or a proxy bound) is an unexpected message to the UAC scenario; the other
     # failures are calls that timed out.
     refused = sum(int(row.get("FailedUnexpectedMessage(C)") or 0) for row in rows)
@@ -264,8 +280,8 @@ def main() -> None:
             for index, (label, server) in enumerate(servers):
                 step, refused, uas_retransmissions, busy = measure(
                     server, rate, args.seconds, workdir, args.pairs, str(index))
-                # Goodput over the time the calls really took: a server that falls behind
-                # completes its calls long after they were offered.
+                # Goodput over the time the successful calls really took: a server that falls
+                # behind completes its calls long after they were offered.
                 took = max(step.seconds, step.offered / rate)
                 print(f"{label:>12} {rate:>10} {step.successful / took:>12.1f} {took:>6.1f} "
                       f"{step.successful:>7} {step.failed:>7} {refused:>8} "
