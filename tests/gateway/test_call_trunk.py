@@ -14,7 +14,6 @@ from wcs_twisted.gateway.caller_identity import TrustedPeers, caller_identity, i
 from wcs_twisted.sip.header_fields import Headers
 from wcs_twisted.sip.message import Request, parse_message
 from wcs_twisted.sip.uri import SIPURI
-from wcs_twisted.testing.network import build_memory_stack
 from wcs_twisted.ua import invite_session
 from wcs_twisted.ua.invite_session import InviteSession
 
@@ -199,6 +198,7 @@ class ForkedTrunkCallTests(CallTestMixin, SynchronousTestCase):
     def setUp(self):
         super().setUp()
         from wcs_twisted.sip.headers import NameAddress
+        from wcs_twisted.testing.network import build_memory_stack
         from wcs_twisted.ua.location import Binding
         from wcs_twisted.ua.proxy import Proxy
 
