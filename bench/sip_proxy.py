@@ -261,6 +261,8 @@ class WCSServer(Server):
     """
 
     label = "wcs-twisted"
+    #: More wcs.properties lines (bench/overload.py turns load shedding off with them).
+    extra_config = ""
 
     def __init__(self, workdir: str, root: str | None = None) -> None:
         super().__init__(workdir)
@@ -274,7 +276,7 @@ class WCSServer(Server):
                     "enable_local_videochat=true\n"
                     # Kamailio's location table has no bound; ours refuses new bindings past
                     # 10,000 by default, which every REGISTER step from a new sipp port adds.
-                    "sip_max_bindings=1000000\n")
+                    "sip_max_bindings=1000000\n" + self.extra_config)
         self.log_path = os.path.join(self.workdir, "wcs.log")
         twistd = os.path.join(os.path.dirname(sys.executable), "twistd")
         with open(self.log_path, "wb") as log:

@@ -98,13 +98,6 @@ def _address(text: str) -> str:
     return text
 
 
-def _networks(text: str) -> tuple[str, ...]:
-    networks = _word_list(text)
-    for network in networks:
-        ipaddress.ip_network(network, strict=False)
-    return networks
-
-
 def _host(text: str) -> str:
     text = text.strip()
     if text and not re.fullmatch(r"[A-Za-z0-9.\-:\[\]]+", text):
@@ -118,6 +111,16 @@ def _string(text: str) -> str:
 
 def _word_list(text: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+def _networks(text: str) -> tuple[str, ...]:
+    """
+    IP addresses or networks (address/prefix), kept as text; a bad one is refused at start.
+    """
+    items = _word_list(text)
+    for item in items:
+        ipaddress.ip_network(item, strict=False)  # ValueError for anything else
+    return items
 
 
 def _transports(text: str) -> tuple[str, ...]:
@@ -205,7 +208,8 @@ ADDRESS = ValueType("an IPv4 or IPv6 address, or empty", _address)
 HOST = ValueType("a host name or IP address, or empty", _host)
 STRING = ValueType("text", _string)
 WORDS = ValueType("a comma-separated list", _word_list)
-NETWORKS = ValueType("a comma-separated list of networks (CIDR, e.g. 10.0.0.0/8)", _networks)
+NETWORKS = ValueType("a comma-separated list of IP addresses or networks (address/prefix)",
+                     _networks)
 TRANSPORTS = ValueType("a comma-separated list of udp, tcp, tls", _transports)
 DIGEST_ALGORITHMS = ValueType("a comma-separated list of MD5, SHA-256", _digest_algorithms)
 ACTIVITY = ValueType("true or false, optionally followed by ,SECONDS (e.g. true,60)", _activity)
@@ -407,6 +411,8 @@ KEYS: tuple[Key, ...] = (
         "Concurrent session calls per client IP address; 0 means no cap (raise it behind a reverse proxy, where clients share one address)."),
     Key("sip_ring_timeout", "sip_ring_timeout_s", NON_NEGATIVE_INT, "60",
         "Seconds a call may ring unanswered before it is given up (CANCEL, or 480 to the caller); 0: no bound."),
+    Key("sip_trusted_peers", "sip_trusted_peers", NETWORKS, "127.0.0.0/8,::1/128",
+        "Addresses or networks whose P-Asserted-Identity / Remote-Party-ID name the caller (RFC 3325 trust domain: your trunks and PBXs); from anyone else they are ignored; empty: trust nobody."),
     Key("sip_add_contact_id", "sip_add_contact_id", BOOLEAN, "false",
         "Add a contact id parameter to the Contact of REGISTER and INVITE (WCS key)."),
     Key("sip_single_route_only", "sip_single_route_only", BOOLEAN, "false",
@@ -562,6 +568,7 @@ class Settings:
     max_calls_per_session: int = 10
     max_calls_per_address: int = 50
     sip_ring_timeout_s: int = 60
+    sip_trusted_peers: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
     sip_add_contact_id: bool = False
     sip_single_route_only: bool = False
     sip_record_stream: bool = False

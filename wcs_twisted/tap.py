@@ -35,6 +35,7 @@ from wcs_twisted.backend.observers import (
 )
 from wcs_twisted.config import ConfigError, Settings, load_settings
 from wcs_twisted.gateway.call_policy import CallPolicy
+from wcs_twisted.gateway.caller_identity import TrustedPeers
 from wcs_twisted.gateway.call_table import CallSettings, CallTable
 from wcs_twisted.gateway.sessions import SessionTable
 from wcs_twisted.gateway.stream_table import StreamTable
@@ -411,9 +412,12 @@ def build_service(settings: Settings, reactor, warnings=()) -> Server:
                      local_mode=settings.enable_local_videochat,
                      outbound_proxy=settings.sip_outbound_proxy,
                      policy=call_policy(settings),
-                     ring_timeout=settings.sip_ring_timeout_s),
+                     ring_timeout=settings.sip_ring_timeout_s,
+                     trusted_peers=TrustedPeers(settings.sip_trusted_peers)),
         on_count=metrics.calls.set, registration_factory=registration_factory)
-    # Incoming INVITEs for sessions come before the proxy (routers are tried in order).
+    # Incoming INVITEs for sessions come before the proxy (routers are tried in order); the
+    # proxy checks their senders' credentials as it would (issue 11).
+    calls.proxy = proxy
     core.add_router(calls)
     stream_registry = StreamRegistry(reactor)
     # Browser publish/play, SIP calls as streams (toStream, sip_record_stream), /stream/*.

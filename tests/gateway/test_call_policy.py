@@ -67,7 +67,47 @@ class PolicyTests(SynchronousTestCase):
                                   FOREIGN, False)
         self.assertIn("call_allowed_destinations", error.info)
         policy.check_call(Session(approved=True), FOREIGN, False)
-        policy.check_call(Session(registered=True), FOREIGN, True)
+        policy.check_call(Session(registered=True, approved=True), FOREIGN, True, FOREIGN)
+
+    def test_registration_vouches_only_at_an_allowed_registrar(self):
+        """
+        A session registered at a registrar of its own choosing (anyone can run one) is still
+        anonymous on an exposed server; registered at an allow-listed registrar, or at ours,
+        it is vouched for.
+        """
+        evil = [Destination("evil.test", 5060)]
+        exposed = CallPolicy(exposed=True)
+        error = self.assertRaises(CallRefused, exposed.check_call, Session(registered=True),
+                                  evil, True, evil)
+        self.assertIn("call_anonymous", error.info)
+        self.assertRaises(CallRefused, exposed.check_call, Session(registered=True),
+                          FOREIGN, True, None)
+        listed = CallPolicy(exposed=True, allowed_destinations=("*.example.com",))
+        listed.check_call(Session(registered=True), FOREIGN, True, FOREIGN)
+        error = self.assertRaises(CallRefused, listed.check_call, Session(registered=True),
+                                  FOREIGN, True, evil)
+        self.assertIn("call_anonymous", error.info)
+        none = CallPolicy(exposed=True, anonymous_calls="none")
+        none.check_call(Session(registered=True), [], False, [])
+
+    def test_check_registration(self):
+        """
+        Registering upstream is allowed where a vouched-for session could call: at this
+        server always; elsewhere on a loopback server, at allow-listed registrars, or for
+        backend-approved sessions; an anonymous one on an exposed server is refused.
+        """
+        evil = [Destination("evil.test", 5060)]
+        CallPolicy(exposed=True).check_registration(Session(), [])
+        CallPolicy().check_registration(Session(), evil)
+        CallPolicy(exposed=True).check_registration(Session(approved=True), evil)
+        error = self.assertRaises(CallRefused, CallPolicy(exposed=True).check_registration,
+                                  Session(), evil)
+        self.assertIn("Registering at evil.test:5060", error.info)
+        listed = CallPolicy(exposed=True, allowed_destinations=("*.example.com",))
+        listed.check_registration(Session(), FOREIGN)
+        error = self.assertRaises(CallRefused, listed.check_registration,
+                                  Session(approved=True), evil)
+        self.assertIn("call_allowed_destinations", error.info)
 
     def test_allow_list_binds_everyone(self):
         """

@@ -10,7 +10,7 @@ from wcs_twisted.testing.network import MemoryNetwork, build_memory_stack
 from wcs_twisted.ua.location import LocationService
 from wcs_twisted.ua.registrar import Registrar
 from wcs_twisted.ua.registration import RegistrationClient
-from wcs_twisted.errors import InvalidField, NotFound
+from wcs_twisted.errors import DomainError, InvalidField, NotFound
 from wcs_twisted.gateway.sessions import SessionTable
 
 
@@ -151,6 +151,27 @@ class SessionRegistrationTests(SynchronousTestCase):
         self.assertEqual(len(self.location), 0)
         self.assertEqual(self.table.unregistering, set())
         self.assertEqual(self.counts, [1, 0])
+
+    def test_refused_registrar_gets_no_register(self):
+        """
+        An observer's check_registration refusal (the call policy) is a fail naming it, then
+        the socket is closed, and no REGISTER leaves.
+        """
+        class Policy:
+            def session_opened(self, session):
+                pass
+
+            def check_registration(self, session):
+                raise DomainError("Registering at 10.0.0.1 is not allowed")
+
+        self.table.observers.append(Policy())
+        connection, session = self.open("pw")
+        name, data = connection.messages[-1]
+        self.assertEqual((name, data[0]["status"]), ("fail", "FAILED"))
+        self.assertIn("not allowed", data[0]["info"])
+        self.assertEqual(connection.closed[0], 1000)
+        self.assertEqual((session.registration, session.registered, len(self.location)),
+                         (None, False, 0))
 
     def test_no_registration_without_the_flag(self):
         """

@@ -21,7 +21,8 @@ from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.internet.protocol import DatagramProtocol
 from twisted.trial.unittest import SkipTest, TestCase
 
-from tests.integration.peers import Baresip, free_port, require_binary
+from tests.integration.peers import Baresip, free_port, poll, require_binary, run_sipp
+from tests.integration.test_local_mode import udp_port_taken
 from wcs_twisted.config import Settings
 from wcs_twisted.tap import build_service
 
@@ -208,6 +209,179 @@ class TollFraudTests(GatewaySecurityTestCase):
                              "sdp": OFFER})
         invite = yield sink.arrived
         self.assertTrue(invite.startswith(b"INVITE sip:1900@127.0.0.1:"))
+
+
+class RegistrarRelayTests(GatewaySecurityTestCase):
+    """
+    An exposed server: registering at a registrar of one's own does not make a session
+    trusted (the registrar could relay its INVITEs to any carrier).
+    """
+
+    policy = {"exposed": True}
+
+    @defer.inlineCallbacks
+    def test_registration_at_own_registrar_refused(self):
+        """
+        mallory (anonymous) registers at a sipp registrar that accepts anyone: refused
+        before any REGISTER leaves (fail RegistrationStatusEvent, socket closed).  Once the
+        operator allow-lists that registrar, carol's registration reaches it and vouches for
+        her call through it: the registrar sees her REGISTER and INVITE, none of mallory's.
+        """
+        port = free_port()
+        registrar = run_sipp("attacker_registrar", local_port=port, calls=2, timeout=20)
+        yield poll(lambda: udp_port_taken(port), 5, reactor, 0.05)
+        fields = {"sipDomain": "127.0.0.1", "sipPort": port, "sipPassword": "x",
+                  "sipRegisterRequired": True}
+        mallory = yield self.client(sipLogin="mallory", **fields)
+        answer = yield self.next_message(mallory, "fail", "registered")
+        self.assertEqual(answer["message"], "fail")
+        self.assertEqual(answer["data"][0]["apiMethod"], "RegistrationStatusEvent")
+        self.assertIn(f"Registering at 127.0.0.1:{port}", answer["data"][0]["info"])
+        yield mallory.factory.closed
+
+        self.set_policy(allowed_destinations=(f"127.0.0.1:{port}",))
+        carol = yield self.client(sipLogin="carol", **fields)
+        yield self.next_message(carol, "registered")
+        carol.send("call", {"callId": "c1", "callee": "1900", "sdp": OFFER})
+        yield self.next_message(carol, "notifyTryingResponse")
+        result = yield registrar
+        self.assertEqual(result.exit_code, 0, result.describe())
+        messages = result.messages()
+        self.assertIn("INVITE sip:1900@127.0.0.1:", messages)
+        self.assertIn("sip:carol@", messages)
+        self.assertNotIn("mallory", messages)
+
+
+class SpoofedCallerTests(GatewaySecurityTestCase):
+    """
+    alice has credentials at the built-in registrar; carol is a browser session (a login
+    without credentials, bound in local mode).  A SIP INVITE to carol claiming to be alice
+    is challenged as the proxy challenges it.
+    """
+
+    # baresip 1.0 gives up (ENOSYS) on a SHA-256 challenge even when an MD5 one is offered.
+    settings = {"sip_users": {"alice": "secret", "bob": "bobpw"},
+                "sip_digest_algorithms": ("MD5",)}
+    policy = {"local_users": {"alice": "secret", "bob": "bobpw"}}
+    timeout = 40
+
+    @defer.inlineCallbacks
+    def phone(self, name, password):
+        """
+        A baresip phone registered at the built-in registrar with its password.
+        """
+        require_binary("baresip")
+        base = os.path.abspath(self.mktemp())
+        os.makedirs(base)
+        phone = Baresip(base, name, registrar=f"127.0.0.1:{self.sip_port}",
+                        password=password, answer="manual")
+        self.addCleanup(phone.stop)
+        yield phone.start()
+        return phone
+
+    @defer.inlineCallbacks
+    def carol(self):
+        session = yield self.client(sipLogin="carol", sipDomain="127.0.0.1")
+        yield self.next_message(session, "getUserData")
+        return session
+
+    @defer.inlineCallbacks
+    def test_spoofed_from_is_challenged(self):
+        """
+        sipp sends INVITE sip:carol From sip:alice@<our domain> without credentials: 407,
+        no call, the browser hears nothing.
+        """
+        carol = yield self.carol()
+        result = yield run_sipp("uac_spoofed_from", f"127.0.0.1:{self.sip_port}",
+                                ["-s", "carol"], timeout=15)
+        self.assertEqual(result.exit_code, 0, result.describe())
+        self.assertIn("SIP/2.0 407 Proxy Authentication Required", result.status_lines())
+        self.assertEqual(len(self.calls), 0)
+        self.assertEqual([m["message"] for m in carol.factory.inbox.pending], [])
+        self.assertEqual(self.built.sip_proxy.refused, 1)
+
+    @defer.inlineCallbacks
+    def test_alice_with_her_password_rings_the_browser(self):
+        """
+        The honest path: alice's phone (baresip, registered with her password) calls carol,
+        answers the 407 with her credentials, and the browser rings with alice as caller.
+        """
+        phone = yield self.phone("alice", "secret")
+        carol = yield self.carol()
+        yield phone.dial(f"sip:carol@127.0.0.1:{self.sip_port}")
+        offered = yield self.next_message(carol, "notifyIncomingCall")
+        self.assertEqual(offered["data"][0]["caller"], "alice")
+        self.assertEqual(self.built.sip_proxy.refused, 1)  # the one 407 she answered
+
+    @defer.inlineCallbacks
+    def test_session_with_password_calls_a_browser(self):
+        """
+        bob's browser session (his password proven) calls carol's: our own INVITE From bob
+        is challenged like anyone's, and the session answers with bob's password.
+        """
+        carol = yield self.carol()
+        bob = yield self.client(sipLogin="bob", sipPassword="bobpw", sipDomain="127.0.0.1")
+        yield self.next_message(bob, "getUserData")
+        bob.send("call", {"callId": "to-carol", "callee": "carol", "sdp": OFFER})
+        offered = yield self.next_message(carol, "notifyIncomingCall")
+        self.assertEqual(offered["data"][0]["caller"], "bob")
+
+    @defer.inlineCallbacks
+    def test_forked_by_our_proxy_is_not_challenged_twice(self):
+        """
+        bob has a phone and a browser session: alice's call goes through the built-in
+        proxy, which checks her credentials once and forks to both; the INVITE it forwards
+        to bob's session (back to this very stack) rings the browser without a second 407.
+        """
+        alice = yield self.phone("alice", "secret")
+        bob_phone = yield self.phone("bob", "bobpw")
+        bob = yield self.client(sipLogin="bob", sipPassword="bobpw", sipDomain="127.0.0.1")
+        yield self.next_message(bob, "getUserData")
+        yield alice.dial(f"sip:bob@127.0.0.1:{self.sip_port}")
+        offered = yield self.next_message(bob, "notifyIncomingCall")
+        self.assertEqual(offered["data"][0]["caller"], "alice")
+        yield bob_phone.wait_event("CALL_INCOMING")
+        self.assertEqual(self.built.sip_proxy.refused, 1)
+
+
+class AssertedIdentityTrustTests(GatewaySecurityTestCase):
+    """
+    RFC 3325 trust domain: only 127.0.0.2 (sip_trusted_peers) may assert who is calling.
+    """
+
+    settings = {"sip_trusted_peers": ("127.0.0.2",)}
+
+    @defer.inlineCallbacks
+    def offered_caller(self, source):
+        """
+        sipp as a trunk at C{source} calls alice's browser with P-Asserted-Identity 1000
+        (From: +4930100), then cancels; the caller the browser was shown.
+        """
+        alice = yield self.client(sipLogin="alice", sipDomain="127.0.0.1")
+        yield self.next_message(alice, "getUserData")
+        trunk = run_sipp("uac_trunk_identity_cancel", f"127.0.0.1:{self.sip_port}",
+                         ["-s", "alice", "-i", source], timeout=15)
+        offered = yield self.next_message(alice, "notifyIncomingCall")
+        result = yield trunk
+        self.assertEqual(result.exit_code, 0, result.describe())
+        self.assertIn(f"Via: SIP/2.0/UDP {source}:", result.messages())
+        return offered["data"][0]["caller"], offered["data"][0]["visibleName"]
+
+    @defer.inlineCallbacks
+    def test_untrusted_source_cannot_assert(self):
+        """
+        From 127.0.0.1 (not listed) the asserted identity is ignored: the browser sees From.
+        """
+        caller = yield self.offered_caller("127.0.0.1")
+        self.assertEqual(caller, ("+4930100", "Trunk"))
+
+    @defer.inlineCallbacks
+    def test_trusted_source_asserts(self):
+        """
+        From 127.0.0.2 (listed) the asserted identity names the caller.
+        """
+        caller = yield self.offered_caller("127.0.0.2")
+        self.assertEqual(caller, ("1000", "Boss"))
 
 
 class LoopbackDefaultTests(GatewaySecurityTestCase):

@@ -9,6 +9,8 @@ checked before any port is taken: every SIP destination it would reach (the firs
 Request-URI's host) must be this server, on the operator's allow-list, or vouched for by the
 application backend (its C{connect} hook approved the session: WCS's model).  A session nobody
 vouched for and that proved no credentials is I{anonymous}; what it may do is its own setting.
+Registering upstream vouches for a session only at a registrar the same rules allow: anyone can
+run a registrar that accepts everybody and relays their INVITEs.
 
 The defaults keep a loopback install as open as before (only local users can reach it) and make
 an exposed one (any non-loopback listener) refuse foreign destinations unless configured.
@@ -133,17 +135,70 @@ class CallPolicy:
 
     # --- calls ---------------------------------------------------------------------------------
 
-    def check_call(self, session, foreign: list[Destination], via_account_server: bool) -> None:
+    def _check_hops(self, session, hops: list[Destination], action: str, otherwise: str,
+                    trusted_route: bool) -> None:
+        """
+        The rules on foreign hops that calls and registrations share: all on the allow-list
+        when there is one; else any on a loopback-only server, and on an exposed one only for
+        a backend-approved session or a C{trusted_route}.
+        """
+        if self.allowed_destinations:
+            for destination in hops:
+                if not matches(self.allowed_destinations, destination):
+                    raise CallRefused(f"{action} {destination} is not allowed on this server "
+                                      "(call_allowed_destinations)")
+            return
+        if not self.exposed or session.approved_by_backend or trusted_route:
+            return
+        raise CallRefused(f"{action} {hops[0]} is not allowed on this server: {otherwise}, "
+                          "unless call_allowed_destinations or a connect hook allows it")
+
+    def check_registration(self, session, registrar: list[Destination]) -> None:
+        """
+        Refuse a session's upstream registration (C{sipRegisterRequired}) at a registrar the
+        policy does not allow, before any REGISTER is sent.
+
+        A registrar is a relay: whoever runs it can route the session's INVITEs anywhere, and
+        a session registered there counts as vouched for.  So registering is allowed where
+        calling would be for a vouched-for session: the hops must match
+        C{call_allowed_destinations} when it is set; without it, anywhere on a loopback-only
+        server, and on an exposed one only for backend-approved sessions.
+
+        @param registrar: the registration's foreign hops (its first hop and the registrar's
+            domain); empty when it registers at this server, whose registrar checks itself.
+        @raise CallRefused: naming the setting that decides.
+        """
+        if registrar:
+            self._check_hops(session, registrar, "Registering at", "only at this server", False)
+
+    def registration_vouches(self, session, registrar: list[Destination] | None) -> bool:
+        """
+        Whether the session's upstream registration vouches for it: it registered, at a
+        registrar this policy allows (a registrar anyone may run proves nothing).
+        """
+        if not session.registered or registrar is None:
+            return False
+        try:
+            self.check_registration(session, registrar)
+        except CallRefused:
+            return False
+        return True
+
+    def check_call(self, session, foreign: list[Destination], via_account_server: bool,
+                   registrar: list[Destination] | None = None) -> None:
         """
         Refuse a session's call whose foreign hops (C{foreign}: every hop that is not this
         server) the policy does not allow.
 
         @param via_account_server: the call goes first to the account's own SIP server, at
             which the session registered (that server authenticates the call itself).
+        @param registrar: the foreign hops of the session's upstream registration (see
+            L{check_registration}); None when unknown, and then registering vouches for nothing.
         @raise CallRefused: naming the rule and the setting that decides it.
         """
+        registered = self.registration_vouches(session, registrar)
         anonymous = not (session.approved_by_backend or session.credentials_proven
-                         or session.registered)
+                         or registered)
         if anonymous and self.anonymous == "none":
             raise CallRefused("Anonymous sessions may not call on this server (call_anonymous)")
         if not foreign:
@@ -151,16 +206,8 @@ class CallPolicy:
         if anonymous and self.anonymous == "local":
             raise CallRefused(f"Anonymous sessions may only call local users, not "
                               f"{foreign[0]} (call_anonymous)")
-        if self.allowed_destinations:
-            for destination in foreign:
-                if not matches(self.allowed_destinations, destination):
-                    raise CallRefused(f"Calls to {destination} are not allowed on this server "
-                                      "(call_allowed_destinations)")
-            return
-        if not self.exposed or session.approved_by_backend or via_account_server:
-            return
-        raise CallRefused(f"Calls to {foreign[0]} are not allowed on this server: only local "
-                          "users, unless call_allowed_destinations or a connect hook allows it")
+        self._check_hops(session, foreign, "Calling", "only local users",
+                         via_account_server and registered)
 
     def check_count(self, session, calls: Iterable[Any]) -> None:
         """

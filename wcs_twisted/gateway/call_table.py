@@ -33,7 +33,7 @@ from wcs_twisted.gateway.call import DTMF_DIGITS, Call
 from wcs_twisted.gateway.call_policy import CallPolicy, CallRefused, Destination
 from wcs_twisted.gateway.call_events import FAILED_BY_ERROR, CallStatus, TransferStatus
 from wcs_twisted.gateway.call_transfer import CONNECTED, parse_replaces
-from wcs_twisted.gateway.caller_identity import caller_identity, invite_parameters
+from wcs_twisted.gateway.caller_identity import TrustedPeers, caller_identity, invite_parameters
 from wcs_twisted.errors import Conflict, DomainError, InvalidField, NotFound
 from wcs_twisted.ua.invite_session import InviteSession
 from wcs_twisted.ua.session_timer import interval_too_small
@@ -73,6 +73,9 @@ class CallSettings:
     policy: CallPolicy = field(default_factory=CallPolicy)
     #: Seconds a call may ring unanswered before it is given up (sip_ring_timeout); 0: no bound.
     ring_timeout: float = 60.0
+    #: Whose P-Asserted-Identity / Remote-Party-ID names the caller (sip_trusted_peers).
+    trusted_peers: TrustedPeers = field(
+        default_factory=lambda: TrustedPeers(("127.0.0.0/8", "::1/128")))
 
 
 def _check_text(name: str, value: str | None) -> None:
@@ -107,6 +110,9 @@ class CallTable:
         #: Makes a RegistrationClient for REST calls with sipRegisterRequired; None: such
         #: calls do not register first.
         self.registration_factory = registration_factory
+        #: The built-in proxy (local mode), which checks who INVITEs for sessions come from
+        #: (C{sender_authenticated}); None: nobody's credentials are checked.
+        self.proxy = None
         sessions.observers.append(self)
 
     def __len__(self) -> int:
@@ -305,13 +311,33 @@ class CallTable:
         the Request-URI's host (a first hop the operator configured, sip_outbound_proxy, is
         the operator's own choice and not listed).
         """
-        port = self.core.transport.local_address(self.settings.transport)[1]
         hops = []
         first = self._outbound_proxy(account, target)
         if first and first != self.settings.outbound_proxy:
             hops.append(Destination.parse(first))
         hops.append(Destination(target.host.strip("[]").lower(), target.port))
-        foreign = []
+        return self._foreign(hops)
+
+    def _registrar_hops(self, account: SIPAccount) -> list[Destination]:
+        """
+        The SIP destinations an upstream registration of C{account} reaches that are not this
+        server: its first hop (sipOutboundProxy, else the domain) and the registrar's domain.
+        """
+        hops = []
+        server = self.account_server(account)
+        if server is not None:
+            hops.append(Destination.parse(server))
+        if account.domain:
+            domain = Destination.parse(account.domain)
+            hops.append(Destination(domain.host, domain.port or account.port or None))
+        return self._foreign(hops)
+
+    def _foreign(self, hops: list[Destination]) -> list[Destination]:
+        """
+        C{hops} without this server (a local domain on our SIP port) and without repeats.
+        """
+        port = self.core.transport.local_address(self.settings.transport)[1]
+        foreign: list[Destination] = []
         for hop in hops:
             if self.is_local(hop.host) and hop.port in (None, port):
                 continue
@@ -334,7 +360,8 @@ class CallTable:
                                   and self._outbound_proxy(account, target)
                                   == self.account_server(account))
             self.settings.policy.check_call(
-                session, self._foreign_hops(account, target), via_account_server)
+                session, self._foreign_hops(account, target), via_account_server,
+                self._registrar_hops(session.account) if session.registered else None)
         except CallRefused as refusal:
             self.log.warn("call from session {session_id} ({address}) to {target} refused: "
                           "{info}", session_id=session.session_id, address=session.address,
@@ -576,6 +603,23 @@ class CallTable:
                           info=refusal.info)
             raise
 
+    def check_registration(self, session) -> None:
+        """
+        Before a session registers upstream: its registrar must be one the policy allows,
+        or the session could make itself vouched for at a registrar of its own.
+
+        @raise CallRefused: naming the setting (logged).
+        """
+        try:
+            self.settings.policy.check_registration(
+                session, self._registrar_hops(session.account))
+        except CallRefused as refusal:
+            self.log.warn("registration of session {session_id} ({address}) as {login} "
+                          "refused: {info}", session_id=session.session_id,
+                          address=session.address, login=session.account.login,
+                          info=refusal.info)
+            raise
+
     def session_opened(self, session) -> None:
         """
         Local mode: bind the session's SIP login in the built-in location service, as one more
@@ -664,11 +708,15 @@ class CallTable:
             return self._refuse_non_invite(event)
         replaced = self._replaced_call(request)
         if replaced:
+            if self._sender_refused(event):
+                return True
             replaced.replace_leg(InviteSession.incoming(self.core, self.clock, replaced, event))
             return True
         session = self._session_for(request.uri)
         if session is None:
             return False
+        if self._sender_refused(event):
+            return True
         if replaced is False:
             # RFC 3891 3: Replaces naming no dialog here.
             self.core.respond(event.transaction_key, request.create_response(
@@ -679,7 +727,7 @@ class CallTable:
         if too_small is not None:
             self.core.respond(event.transaction_key, too_small)
             return True
-        identity = caller_identity(request)
+        identity = caller_identity(request, trusted=self._identity_trusted(event))
         fields = {
             "caller": identity.caller,
             "callee": session.account.login if session.account else "",
@@ -696,6 +744,32 @@ class CallTable:
             lambda changes: self._offer(call, sip, changes),
             lambda failure: self._refuse_offer(call, sip, failure))
         return True
+
+    def _identity_trusted(self, event) -> bool:
+        """
+        Whether the INVITE's asserted identity may name the caller: it came from a trusted
+        peer (RFC 3325), directly or through our own proxy (which forwards it unchanged, so
+        its original source counts).  An ignored one is logged, once per INVITE.
+        """
+        source = event.source
+        original = self.proxy.forwarded_here(event) if self.proxy is not None else None
+        if original is not None:
+            source = original
+        if getattr(source, "host", None) in self.settings.trusted_peers:
+            return True
+        headers = event.request.headers
+        if headers.get("P-Asserted-Identity") or headers.get("Remote-Party-ID"):
+            self.log.info("caller identity from untrusted {source} ignored (sip_trusted_peers)",
+                          source=str(source))
+        return False
+
+    def _sender_refused(self, event) -> bool:
+        """
+        An INVITE for a session From a local user who has a password is challenged exactly
+        as the built-in proxy would challenge it (407), unless the proxy itself forwarded it
+        here; True when it was refused (answered).  A spoofed From reaches no browser.
+        """
+        return self.proxy is not None and not self.proxy.sender_authenticated(event)
 
     #: Call-object fields an OnCallEvent answer may change (restPolicy OVERWRITE).
     OFFER_FIELDS = {"caller": "caller", "visibleName": "visible_name", "custom": "custom"}

@@ -4,13 +4,17 @@ What an incoming INVITE says about its caller, as the call object shows it.
 
 A trunk or PBX names the real caller in P-Asserted-Identity (RFC 3325) or the older
 Remote-Party-ID (draft-ietf-sip-privacy-04), while its From often holds a trunk number or
-"anonymous"; the browser's notifyIncomingCall must show the asserted one.  The INVITE's C{X-}
-headers reach the browser as the call's C{inviteParameters}, the mirror of C{sipHeaders}.
+"anonymous"; the browser's notifyIncomingCall must show the asserted one.  But anyone can write
+those headers: RFC 3325 believes them only inside a trust domain, so they count only when the
+INVITE came from a trusted peer (C{sip_trusted_peers}), and from anyone else are ignored.  The
+INVITE's C{X-} headers reach the browser as the call's C{inviteParameters}, the mirror of
+C{sipHeaders}.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
+import ipaddress
+from typing import Iterable, NamedTuple
 
 from wcs_twisted.sip.errors import RemoteProtocolError
 from wcs_twisted.sip.headers import NameAddress
@@ -53,13 +57,36 @@ def _user(address: NameAddress) -> str:
     return getattr(address.uri, "user", None) or str(address.uri)
 
 
-def caller_identity(request) -> CallerIdentity:
+class TrustedPeers:
     """
-    The caller of an incoming INVITE: the asserted identity when there is one, else From.
-    The display name falls back from the asserted identity's to From's to the user part.
+    The RFC 3325 trust domain: the addresses whose asserted identities are believed.
+
+    Only the transport source counts (a UDP source or a TCP peer), never a header; a forged
+    UDP source gets no answer back, and loopback sources cannot arrive from the network.
+    """
+
+    def __init__(self, networks: Iterable[str]) -> None:
+        self.networks = tuple(ipaddress.ip_network(network, strict=False)
+                              for network in networks)
+
+    def __contains__(self, host: object) -> bool:
+        try:
+            address = ipaddress.ip_address(str(host).strip("[]"))
+        except ValueError:
+            return False
+        mapped = getattr(address, "ipv4_mapped", None)
+        address = mapped or address
+        return any(address in network for network in self.networks)
+
+
+def caller_identity(request, *, trusted: bool) -> CallerIdentity:
+    """
+    The caller of an incoming INVITE: the asserted identity when there is one and the INVITE
+    came from a trusted peer (C{trusted}), else From.  The display name falls back from the
+    asserted identity's to From's to the user part.
     """
     sender = request.from_
-    asserted = _asserted(request)
+    asserted = _asserted(request) if trusted else None
     chosen = asserted or sender
     name = chosen.display_name or (sender.display_name if asserted is None else None)
     return CallerIdentity(_user(chosen), name or getattr(chosen.uri, "user", None))

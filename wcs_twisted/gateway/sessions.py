@@ -21,7 +21,7 @@ from wcs_twisted.interfaces import IClientConnection
 from wcs_twisted.ua.registration import RegistrationState
 from wcs_twisted.gateway.fields import account_from_fields, read_boolean, read_text
 from wcs_twisted.ua.account import SIPAccount
-from wcs_twisted.errors import InvalidField, NotFound
+from wcs_twisted.errors import DomainError, InvalidField, NotFound
 
 #: Fields of the connection object never echoed back or shown over REST.
 SECRET_FIELDS = frozenset({"sipPassword"})
@@ -232,12 +232,23 @@ class SessionTable:
         Register the session's SIP account upstream (WCS sipRegisterRequired).
 
         The client hears REGISTERED only once registration succeeded (never otherwise: the SDK
-        refuses to create streams in REGISTERED state).  A failure is told, then the socket is
+        refuses to create streams in REGISTERED state).  Observers with
+        C{check_registration(session)} (the call table's policy) may refuse the registrar.  A failure is told, then the socket is
         closed, the only way WebSDK 2.0 can show it.
         """
         if self._registration_factory is None:
             session.connection.registration_status(
                 RegistrationState.FAILED, "SIP registration is not available on this server")
+            return
+        try:
+            for observer in self.observers:
+                check = getattr(observer, "check_registration", None)
+                if check is not None:
+                    check(session)
+        except DomainError as refusal:
+            # Refused before any REGISTER is sent; told and closed as a failed registration.
+            session.connection.registration_status(RegistrationState.FAILED, refusal.info)
+            session.connection.close(1000, f"SIP registration refused: {refusal.info}")
             return
 
         def changed(change) -> None:

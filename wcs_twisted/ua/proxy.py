@@ -80,7 +80,7 @@ class ProxyBranch:
     """
 
     __slots__ = ("context", "request", "destination", "key", "state", "unanswered", "_timer_c",
-                 "_guard", "binding")
+                 "_guard", "binding", "sent_branch")
 
     #: Takes requests whose Require we do not support: a proxy only checks Proxy-Require.
     proxies_requests = True
@@ -90,6 +90,8 @@ class ProxyBranch:
         self.context = context
         #: The location binding this branch goes to (a request for a local user), or None.
         self.binding = binding
+        #: The branch parameter of the Via this proxy added (L{Proxy.forwarded_here}).
+        self.sent_branch = ""
         self.request = request
         self.destination = destination
         self.key: Any = None
@@ -148,11 +150,12 @@ class ResponseContext:
     # --- branches --------------------------------------------------------------------------
 
     def forward(self, request: Request, destination: SIPAddress,
-                binding: Binding | None = None) -> None:
+                binding: Binding | None = None, sent_branch: str = "") -> None:
         """
         Send one branch through a client transaction (16.6 step 10) and start its Timer C (11).
         """
         branch = ProxyBranch(self, request, destination, binding)
+        branch.sent_branch = sent_branch
         self.branches.append(branch)
         proxy = self.proxy
         proxy.bounds.started(destination)
@@ -289,7 +292,7 @@ class ResponseContext:
             self.final_sent = True
             self.proxy.relay(self, self._best_response())
         if self.final_sent and not pending:
-            self.proxy._contexts.discard(self)
+            self.proxy._retire(self)
 
     def _best_response(self) -> Response:
         """
@@ -405,6 +408,9 @@ class Proxy:
         self.relay_denied = 0
         self.unregistered = 0
         self._contexts: set[ResponseContext] = set()
+        #: Via branches of requests forwarded to this very stack (a WCS session's contact),
+        #: so that their arrival can be told from a request someone sent us directly.
+        self._sent_here: dict[str, ResponseContext] = {}
         self._denied_domains: set[str] = set()
         self.bounds = ForwardingBounds(max_pending, max_unanswered)
         self.authentication = None
@@ -448,7 +454,35 @@ class Proxy:
         for context in list(self._contexts):
             context.stop()
         self._contexts.clear()
+        self._sent_here.clear()
         self.bounds.clear()
+
+    def _retire(self, context: ResponseContext) -> None:
+        """
+        Forget a proxied request that is over (every branch done and the final relayed).
+        """
+        self._contexts.discard(context)
+        for branch in context.branches:
+            if self._sent_here.get(branch.sent_branch) is context:
+                del self._sent_here[branch.sent_branch]
+
+    def forwarded_here(self, event):
+        """
+        If C{event}'s request is one this proxy forwarded to this very stack (after it checked
+        the sender's credentials, L{_authorized}), the source it originally came from; else
+        None.  Such a request's top Via is one we added, with the branch of a request still in
+        progress: 64 random bits that never leave this host, so a request someone sends us
+        cannot carry one.
+        """
+        try:
+            via = event.request.top_via
+        except RemoteProtocolError:
+            return None
+        context = self._sent_here.get(via.branch or "")
+        if (context is None or context not in self._contexts
+                or _strip_brackets(via.host).lower() not in self._hosts):
+            return None
+        return context.event.source
 
     # --- IRequestRouter ------------------------------------------------------------------------
 
@@ -663,8 +697,10 @@ class Proxy:
             copy.prepend("Via", str(via_value(self.transport, outbound, branch,
                                               destination.host)))
             binding = bindings.get((str(target), destination)) if bindings else None
+            if self._is_own_destination(destination):
+                self._sent_here[branch] = context
             context.forward(Request(request.method, target, copy, request.body), destination,
-                            binding)
+                            binding, branch)
 
     def relay(self, context: ResponseContext, response: Response) -> None:
         """
@@ -704,25 +740,51 @@ class Proxy:
         that user's credentials; they are consumed here (not forwarded).  In-dialog requests,
         ACK and CANCEL (which cannot be challenged, 22.1) pass.
         """
-        authentication = self.authentication
         request: Request = event.request
-        if (authentication is None or request.method in ("ACK", "CANCEL")
-                or request.to.tag is not None):
+        user = self._claimed_user(request)
+        if user is None:
             return True
-        sender = request.from_.uri
-        user = getattr(sender, "user", None)
-        if not (isinstance(sender, SIPURI) and self.serves(sender.host)
-                and authentication.has_password(user)):
-            return True
-        if not authentication.check(event, user):
+        if not self.authentication.check(event, user):
             self.refused += 1
             return False
-        used = authentication.credentials(request)
+        used = self.authentication.credentials(request)
         others = [value for value in headers.get_all("Proxy-Authorization") if value != used]
         headers.remove("Proxy-Authorization")
         for value in others:
             headers.add("Proxy-Authorization", value)
         return True
+
+    def _claimed_user(self, request: Request) -> str | None:
+        """
+        The local user with a password an initial request says it comes from (its From),
+        or None when nothing is to be proven.
+        """
+        authentication = self.authentication
+        if (authentication is None or request.method in ("ACK", "CANCEL")
+                or request.to.tag is not None):
+            return None
+        sender = request.from_.uri
+        user = getattr(sender, "user", None)
+        if (isinstance(sender, SIPURI) and self.serves(sender.host)
+                and authentication.has_password(user)):
+            return user
+        return None
+
+    def sender_authenticated(self, event) -> bool:
+        """
+        The check of L{_authorized} for a request this stack takes without proxying it (an
+        INVITE for a WCS session, taken by the call table, which comes first): a request
+        From a local user with a password needs her credentials, unless this proxy forwarded
+        it here (L{forwarded_here}: it was checked then, and is not challenged twice).  When
+        False, the request has been answered (407, 400 or 403).
+        """
+        user = self._claimed_user(event.request)
+        if user is None or self.forwarded_here(event) is not None:
+            return True
+        if self.authentication.check(event, user):
+            return True
+        self.refused += 1
+        return False
 
     def _loop_mark(self, request: Request) -> str:
         """
