@@ -48,10 +48,12 @@ class InjectionTests(StreamTestCase):
         """
         Between C{before} and C{after} (L{sent_by_sip_leg}) the SIP leg sent one 20 ms
         stream (about 50 packets a second), not the caller's and the injected interleaved
-        (about 100): a receiver may hide the interleaving, the packet count does not.
+        (about 100): a receiver may hide the interleaving, the packet count does not.  The
+        lower bound only shows the stream flows: on a loaded machine the sources (aiortc, the
+        publisher) send late and the rate drops, but two sources never fall to one's rate.
         """
         rate = (after[0] - before[0]) / (after[1] - before[1])
-        self.assertTrue(35 < rate < 70, f"{rate:.1f} packets/s to the SIP peer")
+        self.assertTrue(15 < rate < 70, f"{rate:.1f} packets/s to the SIP peer")
 
     def assertHeard(self, heard, expected):
         """
