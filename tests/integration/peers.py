@@ -131,6 +131,7 @@ import collections
 import glob
 import json
 import os
+import random
 import shlex
 import shutil
 import signal
@@ -287,6 +288,27 @@ def free_port(span=1, host=LOOPBACK):
             _remember(numbers)
             return candidate
     raise PeerError(f"no run of {span} free UDP+TCP port(s) on {host}")
+
+
+def stable_port(host=LOOPBACK):
+    """
+    A free UDP+TCP port below the kernel's ephemeral range, for a server that a test polls
+    or restarts while it is down.  A client connecting to a closed port in the ephemeral range
+    can be given that same number as its source and connect to itself (TCP simultaneous
+    open), and then holds the port the restarted server wanted.
+    """
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as handle:
+            low = int(handle.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    for _ in range(200):
+        candidate = random.randrange(10000, max(low, 10001))
+        if candidate in _handed_out or not _bindable(host, candidate):
+            continue
+        _remember({candidate})
+        return candidate
+    raise PeerError(f"no free port below {low} on {host}")
 
 
 def _remember(numbers):
