@@ -24,6 +24,7 @@ from tests.integration.peers import (
     poll,
     require_binary,
     sip_options,
+    stable_port,
 )
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -122,7 +123,7 @@ class Node(_WebFront):
         self.name = name
         self.directory = os.path.abspath(directory)
         os.makedirs(self.directory, exist_ok=True)
-        self.ws_port, self.http_port, self.sip_port = free_port(), free_port(), free_port()
+        self.ws_port, self.http_port, self.sip_port = stable_port(), stable_port(), stable_port()
         self.config_path = render(
             "node.properties", os.path.join(self.directory, "wcs.properties"),
             NODE_ID=name, NODE_ADDRESS=LOOPBACK, WS_PORT=self.ws_port,
