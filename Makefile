@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-APT_PACKAGES := sip-tester baresip kamailio kamailio-tls-modules nginx libnginx-mod-rtmp ffmpeg sox libsox-fmt-all chromium chromium-driver firefox-esr linphone-cli libbcg729-0 libspeex1 libopus0 iproute2 dnsmasq-base iptables redis-server libnss3-tools
+APT_PACKAGES := sip-tester baresip kamailio kamailio-tls-modules nginx libnginx-mod-rtmp ffmpeg sox libsox-fmt-all chromium chromium-driver firefox-esr linphone-cli libbcg729-0 libspeex1 libopus0 iproute2 dnsmasq-base iptables conntrack redis-server libnss3-tools
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 TESTS ?= tests
 

@@ -6,7 +6,9 @@ from aioice import stun
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from wcs_twisted.media.ice_lite import ICELiteAgent, candidate_priority, random_ice_string
+from wcs_twisted.media.ice_lite import (
+    CONSENT_TIMEOUT, MAX_VALIDATED, ICELiteAgent, candidate_priority, random_ice_string,
+)
 
 UFRAG = "srvU"
 PWD = "serverpassword12345678901"
@@ -146,3 +148,33 @@ class ICELiteAgentTests(SynchronousTestCase):
         A host candidate of component 1 has the RFC 8445 recommended priority.
         """
         self.assertEqual(candidate_priority(), 2130706431)
+
+    def test_checks_validate_addresses(self):
+        """
+        Every address a valid check came from is remembered as validated (a peer-reflexive
+        candidate, RFC 8445 7.3.1.3) for the consent timeout, without moving the selection;
+        a refused check validates nothing.
+        """
+        self.agent.receive(bytes(check(use_candidate=True)), BROWSER, 0)
+        roamed = ("198.51.100.9", 4444)
+        result = self.agent.receive(bytes(check()), roamed, 10.0)
+        self.assertFalse(result.selected_changed)
+        self.assertEqual(self.agent.selected, BROWSER)
+        self.assertTrue(self.agent.validated(roamed, 10.0 + CONSENT_TIMEOUT - 0.1))
+        self.assertFalse(self.agent.validated(roamed, 10.0 + CONSENT_TIMEOUT))
+        forged = ("203.0.113.66", 9999)
+        self.agent.receive(bytes(check(password="x" * 22)), forged, 10.0)
+        self.assertFalse(self.agent.validated(forged, 10.0))
+        self.agent.select(roamed)
+        self.assertEqual(self.agent.selected, roamed)
+
+    def test_validated_addresses_are_bounded(self):
+        """
+        Only the MAX_VALIDATED most recently checked addresses are remembered.
+        """
+        addresses = [("198.51.100.9", 4000 + n) for n in range(MAX_VALIDATED + 2)]
+        for n, address in enumerate(addresses):
+            self.agent.receive(bytes(check()), address, float(n))
+        now = float(len(addresses))
+        self.assertEqual([self.agent.validated(a, now) for a in addresses],
+                         [False, False] + [True] * MAX_VALIDATED)

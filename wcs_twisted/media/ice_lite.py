@@ -12,7 +12,12 @@ every few seconds as consent freshness (RFC 7675), tell the leg the browser is
 still there.
 
 Only authenticated STUN moves the selected address, so unlike plain RTP
-latching a spoofed datagram cannot redirect a call.
+latching a spoofed datagram cannot redirect a call.  A browser whose address
+changes mid-call (its NAT rebinds, it roams) keeps checking consent from the
+new address without nominating again: the agent remembers each address that
+passed a check as a peer-reflexive candidate (RFC 8445 section 7.3.1.3), and
+the transport moves the selection there once authenticated SRTP follows
+(L{ICELiteAgent.validated}, L{ICELiteAgent.select}).
 
 Sans-I/O: L{ICELiteAgent.receive} takes the datagram and its source and returns
 the response to send plus what changed; time is an argument.  STUN encoding is
@@ -28,9 +33,16 @@ from typing import Optional
 
 from aioice import stun
 
-__all__ = ["ICELiteAgent", "STUNResult", "candidate_priority", "random_ice_string"]
+__all__ = ["CONSENT_TIMEOUT", "ICELiteAgent", "STUNResult", "candidate_priority",
+           "random_ice_string"]
 
 Address = tuple[str, int]
+
+#: RFC 7675: consent expires 30 s after the last successful check; so does what a
+#: check from a non-selected address proved.
+CONSENT_TIMEOUT = 30.0
+#: Peer-reflexive addresses remembered at once: a browser has a few paths, not more.
+MAX_VALIDATED = 8
 
 _ICE_CHARS = string.ascii_letters + string.digits + "+/"
 
@@ -98,6 +110,8 @@ class ICELiteAgent:
         self.last_check: Optional[float] = None
         self.checks_received = 0
         self.checks_refused = 0
+        #: address -> C{now} of its latest valid check (learned peer-reflexive candidates).
+        self._validated: dict[Address, float] = {}
 
     def set_remote_username(self, remote_username: Optional[str]) -> None:
         """
@@ -136,6 +150,10 @@ class ICELiteAgent:
 
         self.checks_received += 1
         self.last_check = now
+        self._validated.pop(addr, None)
+        self._validated[addr] = now
+        if len(self._validated) > MAX_VALIDATED:
+            del self._validated[next(iter(self._validated))]
         changed = False
         if "USE-CANDIDATE" in message.attributes:
             # The controlling agent's nomination selects the pair (RFC 8445
@@ -156,6 +174,22 @@ class ICELiteAgent:
         response.attributes["XOR-MAPPED-ADDRESS"] = addr
         response.add_message_integrity(self._key)
         return STUNResult(bytes(response), selected_changed=changed, authenticated=True)
+
+    def validated(self, addr: Address, now: float) -> bool:
+        """
+        Whether C{addr} passed a check within the consent timeout: media from it
+        may move the selection (RFC 8445 section 7.3.1.3, a lite agent learns the
+        browser's new address only from its checks).
+        """
+        seen = self._validated.get(addr)
+        return seen is not None and now - seen < CONSENT_TIMEOUT
+
+    def select(self, addr: Address) -> None:
+        """
+        Move the selection to C{addr}, a L{validated} address the browser's
+        authenticated media now comes from.
+        """
+        self.selected = addr
 
     def _error(self, message: stun.Message, addr: Address, code: int, reason: str) -> bytes:
         response = stun.Message(

@@ -17,7 +17,9 @@ by one Twisted C{DatagramProtocol}:
   - 20-63: DTLS, fed to the handshake (RFC 5764); when it completes the
     libsrtp sessions are taken out;
   - 128-191: SRTP/SRTCP from the selected address, split by RFC 5761 and
-    unprotected; RTP goes unparsed to the C{packet_received} slot.
+    unprotected; RTP goes unparsed to the C{packet_received} slot.  From
+    another address that passed a check, SRTP that authenticates moves the
+    selection there (the browser roamed); from any other address it is dropped.
 
 Sending protects a packet the bridge already rewrote in place.  Per packet
 that is one libsrtp call each way plus a few struct operations (see
@@ -44,16 +46,14 @@ from wcs_twisted.media import rtcp
 from wcs_twisted.media._dtmf import TelephoneEventPacing
 from wcs_twisted.media._leg import _MediaLeg
 from wcs_twisted.media.dtls import DTLSSRTPEndpoint, DTLSState, RTCCertificate
-from wcs_twisted.media.ice_lite import ICELiteAgent, candidate_priority
+from wcs_twisted.media.ice_lite import CONSENT_TIMEOUT, ICELiteAgent, candidate_priority
 from wcs_twisted.media.ports import PortPool, PortReservation
 from wcs_twisted.media.rtp_packet import RTP_HEADER_SIZE, RTPRewriter
 
-__all__ = ["WebRTCLocalParameters", "WebRTCTransport", "RTCCertificate"]
+__all__ = ["CONSENT_TIMEOUT", "WebRTCLocalParameters", "WebRTCTransport", "RTCCertificate"]
 
 Address = tuple[str, int]
 
-#: RFC 7675: consent expires 30 s after the last successful check.
-CONSENT_TIMEOUT = 30.0
 #: DTLS datagrams kept while the peer's fingerprint is not known yet.
 EARLY_DTLS_LIMIT = 8
 
@@ -340,8 +340,33 @@ class WebRTCTransport(_MediaLeg, TelephoneEventPacing, DatagramProtocol):
                 self._early_dtls.append(data)
             else:
                 self._dtls_datagram(data)
+        elif (
+            127 < first < 192
+            and self._rx is not None
+            and len(data) > RTP_HEADER_SIZE
+            and addr != self._selected
+            and self.ice.validated(addr, self._clock.seconds())
+        ):
+            self._roam(data, addr)
         else:
             self.packets_dropped += 1
+
+    def _roam(self, data: bytes, addr: Address) -> None:
+        """
+        SRTP from C{addr}, which passed a check but is not selected: the
+        browser's address changed (NAT rebinding, another network) and its
+        media followed its consent checks there.  Take it through the fast
+        path as if selected; keep the selection only if it authenticated.
+        """
+        previous, dropped = self._selected, self.packets_dropped
+        self._selected = addr
+        self.datagramReceived(data, addr)
+        if self.packets_dropped != dropped:
+            self._selected = previous
+            return
+        self.ice.select(addr)
+        self.log.info("ICE selected {address} (was {previous}): authenticated media "
+                      "followed a check from it", address=addr, previous=previous)
 
     def _dtls_datagram(self, data: bytes) -> None:
         assert self.dtls is not None
