@@ -148,6 +148,14 @@ class Topology:
                                           "-o", outside, "-s", private,
                                           "-j", "SNAT", "--to-source", public]))
 
+    def drop(self, namespace: str, interface: str, address: str) -> None:
+        """
+        C{namespace} silently drops every packet for C{address} arriving by C{interface}
+        (a host that is down, seen from that side: no answer, no ICMP).
+        """
+        self._check(self.command(namespace, ["iptables", "-A", "INPUT", "-i", interface,
+                                             "-d", address, "-j", "DROP"]))
+
     def enter(self, namespace: str):
         """
         Move this thread into C{namespace} until the returned function is called: every

@@ -7,12 +7,13 @@ Issue 13's flagship: every piece of "a small Internet inside the tests" in one t
     mediaenc=srtp-mand) on 192.0.2.20, dnsmasq on 192.0.2.53 serving provider.test (NAPTR,
     SRV _sips._tcp, A)
 
-The browser (the aiortc WCS client, over wss with the test CA's certificate for 203.0.113.10)
-connects with the account sips:provider.test and no sipPort: the gateway finds Kamailio's TLS
-port by SRV, checks its certificate (provider.test, test CA), registers, calls bob through
-Kamailio over TLS with SDES-SRTP on the SIP leg (sip_srtp=mandatory), and bob calls back.  What
-the provider sees is captured in its namespace: its loopback (Kamailio relaying to bob, in the
-clear) and its link to the Internet (the gateway's TLS and SRTP, after the cloud NAT).
+The browser (the aiortc WCS client; in L{SDKPhonePageTests} Chromium running the official SDK
+over https/wss) connects with the account sips:provider.test and no sipPort: the gateway finds
+Kamailio's TLS port by SRV, checks its certificate (provider.test, the provider's CA), registers,
+calls bob through Kamailio over TLS with SDES-SRTP on the SIP leg (sip_srtp=mandatory), and bob
+calls back.  What the provider sees is captured in its namespace: its loopback (Kamailio
+relaying to bob, in the clear) and its link to the Internet (the gateway's TLS and SRTP, after
+the cloud NAT).  L{ProviderFailoverTests}: the first SRV target refuses, or is silent.
 
     .venv/bin/python -m twisted.trial --reactor=asyncio tests.integration.test_flagship
 """
@@ -85,8 +86,10 @@ class FlagshipTopologyTestCase(CloudTopologyTestCase):
         net = self.topology
         self.provider = net.namespace("prov")
         _, self.provider_link = net.link(self.inet, f"{INET_PROVIDER_SIDE}/24",
-                                         self.provider, f"{PROXY}/24")
-        for address in (SECOND_PROXY, BOB, DNS):
+                                         self.provider, f"{BOB}/24")
+        # bob's address first: baresip's RTP leaves from the link's first address, and the
+        # gateway takes media only from the SDP's host or the signalling's (RTP bleed).
+        for address in (PROXY, SECOND_PROXY, DNS):
             net.address(self.provider, self.provider_link, f"{address}/24")
         net.route(self.provider, "default", INET_PROVIDER_SIDE)
         return super().start_gateway()
@@ -219,10 +222,10 @@ class FlagshipTests(FlagshipTopologyTestCase):
 
         self.assertSignallingOverTLS(wire, kamailio)
         self.assertNoPrivateAddress(inside)
-        # RTP both ways, both calls: bob's baresip sends from the provider link's first address.
+        # SRTP both ways, both calls.
         media = [packet for packet in wire.packets if packet.protocol == "udp"
                  and 53 not in (packet.source[1], packet.destination[1])]
-        for sender, tone in ((PUBLIC, ALICE_TONE), (PROXY, BOB_TONE)):
+        for sender, tone in ((PUBLIC, ALICE_TONE), (BOB, BOB_TONE)):
             SRTPCallTestCase.assertEncrypted(
                 self, [packet.payload for packet in media if packet.source[0] == sender], tone)
 
@@ -292,6 +295,26 @@ class ProviderFailoverTests(FlagshipTopologyTestCase):
         self.assertEqual({packet.destination for packet in refused
                           if packet.source[0] == PUBLIC}, {(PROXY, SIPS_PORT)})
         self.assertGatewayRequests(kamailio)
+
+
+    async def test_first_srv_target_silent_registration_goes_to_the_second(self):
+        """
+        The same, but the first target's host is down without a word (the provider drops
+        every packet for it, so the TCP connection is never answered): the registration and
+        the call still reach the second target, the registration once the connection attempt
+        times out (10 s, transport.stream.CONNECT_TIMEOUT), well before the REGISTER's Timer F
+        (32 s); the call finds the first target marked down and goes straight to the second.
+        """
+        self.topology.drop(self.provider, self.provider_link, PROXY)
+        self.start_dns([(10, SIPS_PORT, PROXY), (20, SIPS_PORT, SECOND_PROXY)])
+        kamailio = await self.start_proxy(SECOND_PROXY)
+        bob = await self.start_bob(SECOND_PROXY)
+        started = self.reactor.seconds()
+        alice = await self.connect_alice()
+        registered = self.reactor.seconds() - started
+        await self.browser_calls_bob(alice, bob)
+        self.assertGatewayRequests(kamailio)
+        self.assertLess(registered, 25, "the registration waited for its transaction timeout")
 
 
 class SDKPhonePageTests(FlagshipTopologyTestCase):
