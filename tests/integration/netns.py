@@ -6,8 +6,9 @@ Every address lives only inside the namespaces the test creates; nothing is conf
 host's own namespace, so nothing can leave the machine.  Peers run inside a namespace with
 L{Topology.command} (C{ip netns exec}); this process opens sockets inside one with
 L{Topology.inside} (setns(2) on the calling thread, which Twisted's listenUDP/connectTCP use
-synchronously).  Needs root, iproute2 and iptables: L{require_netns} says precisely which is
-missing so a test can skip with that reason.
+synchronously); L{Capture} records what crosses an interface there.  Needs root, iproute2
+and iptables: L{require_netns} says precisely which is missing so a test can skip with that
+reason.
 """
 
 from __future__ import annotations
@@ -16,13 +17,18 @@ import contextlib
 import ctypes
 import os
 import shutil
+import socket
+import struct
 import subprocess
-from typing import Iterator
+from typing import Iterator, NamedTuple
 
+from twisted.internet import task
 from twisted.trial.unittest import SkipTest
 
 CLONE_NEWNET = 0x40000000
 _NETNS_DIR = "/var/run/netns"
+_ETH_P_ALL, _PACKET_OUTGOING = 0x0003, 4
+_PROTOCOLS = {socket.IPPROTO_UDP: "udp", socket.IPPROTO_TCP: "tcp"}
 
 
 def _run(argv: list[str]) -> subprocess.CompletedProcess:
@@ -142,6 +148,14 @@ class Topology:
                                           "-o", outside, "-s", private,
                                           "-j", "SNAT", "--to-source", public]))
 
+    def drop(self, namespace: str, interface: str, address: str) -> None:
+        """
+        C{namespace} silently drops every packet for C{address} arriving by C{interface}
+        (a host that is down, seen from that side: no answer, no ICMP).
+        """
+        self._check(self.command(namespace, ["iptables", "-A", "INPUT", "-i", interface,
+                                             "-d", address, "-j", "DROP"]))
+
     def enter(self, namespace: str):
         """
         Move this thread into C{namespace} until the returned function is called: every
@@ -199,3 +213,75 @@ class Topology:
             raise RuntimeError(f"{' '.join(argv)} failed ({result.returncode}): "
                                f"{result.stderr.strip()}")
         return result.stdout
+
+
+class Packet(NamedTuple):
+    """
+    One captured IPv4 UDP or TCP packet (C{protocol} is C{"udp"} or C{"tcp"}).
+    """
+
+    protocol: str
+    source: tuple[str, int]
+    destination: tuple[str, int]
+    payload: bytes
+
+
+class Capture:
+    """
+    Every IPv4 UDP and TCP packet crossing one interface of a namespace, read from an
+    AF_PACKET socket (opened there) that the reactor drains every 20 ms until L{stop}: the
+    wire as a peer in that namespace sees it, after any NAT on the way.
+    """
+
+    def __init__(self, topology: Topology, namespace: str, interface: str, reactor) -> None:
+        with topology.inside(namespace):
+            self._socket = socket.socket(socket.AF_PACKET, socket.SOCK_RAW,
+                                         socket.htons(_ETH_P_ALL))
+            self._socket.bind((interface, 0))
+        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 22)
+        self._socket.setblocking(False)
+        # lo shows each packet twice, once leaving and once arriving: keep the arriving one.
+        self._skip_outgoing = interface == "lo"
+        self.packets: list[Packet] = []
+        self._loop = task.LoopingCall(self._drain)
+        self._loop.clock = reactor
+        self._loop.start(0.02)
+
+    def _drain(self) -> None:
+        for _ in range(10000):
+            try:
+                frame, address = self._socket.recvfrom(65535)
+            except BlockingIOError:
+                return
+            if self._skip_outgoing and address[2] == _PACKET_OUTGOING:
+                continue
+            packet = _parse_ipv4(frame[14:])
+            if packet is not None:
+                self.packets.append(packet)
+
+    def stop(self) -> None:
+        """
+        Drain what is queued and close the socket (safe to call twice).
+        """
+        if self._loop.running:
+            self._drain()
+            self._loop.stop()
+            self._socket.close()
+
+    def between(self, protocol: str, a: str, b: str) -> list[Packet]:
+        """
+        The C{protocol} packets exchanged between hosts C{a} and C{b}, either way.
+        """
+        return [packet for packet in self.packets if packet.protocol == protocol
+                and {packet.source[0], packet.destination[0]} == {a, b}]
+
+
+def _parse_ipv4(ip: bytes) -> Packet | None:
+    if len(ip) < 20 or ip[0] >> 4 != 4 or ip[9] not in _PROTOCOLS:
+        return None
+    header, total = (ip[0] & 0x0F) * 4, int.from_bytes(ip[2:4], "big")
+    source, destination = socket.inet_ntoa(ip[12:16]), socket.inet_ntoa(ip[16:20])
+    ports = struct.unpack_from("!HH", ip, header)
+    body = header + (8 if ip[9] == socket.IPPROTO_UDP else (ip[header + 12] >> 4) * 4)
+    return Packet(_PROTOCOLS[ip[9]], (source, ports[0]), (destination, ports[1]),
+                  bytes(ip[body:total]))

@@ -32,20 +32,24 @@ class Dnsmasq(protocol.ProcessProtocol):
     One dnsmasq in the foreground, answering only for the records given (no upstream).
     """
 
-    def __init__(self, port, srv, ttl=60, service="_sip._udp"):
+    def __init__(self, port, srv, ttl=60, service="_sip._udp", listen="127.0.0.1"):
+        """
+        @param srv: (priority, port) or (priority, port, address) per SRV target, named
+            t<index>.provider.test with an A record for the address (default 127.0.0.1).
+        """
         self.port = port
         self.ended = defer.Deferred()
         binary = shutil.which("dnsmasq") or "/usr/sbin/dnsmasq"
         if not os.path.exists(binary):
             raise SkipTest("dnsmasq is not installed (apt-get install dnsmasq-base)")
-        args = [binary, "-k", "-p", str(port), "--listen-address=127.0.0.1", "--bind-interfaces",
+        args = [binary, "-k", "-p", str(port), f"--listen-address={listen}", "--bind-interfaces",
                 "--no-resolv", "--no-hosts", "--conf-file=/dev/null", "--pid-file=",
                 f"--local=/{DOMAIN}/", f"--local-ttl={ttl}", "--user=root",
                 f"--naptr-record={DOMAIN},10,50,S,{NAPTR_SERVICES[service]},,{service}.{DOMAIN}"]
-        for index, (priority, port_number) in enumerate(srv):
+        for index, (priority, port_number, *address) in enumerate(srv):
             args.append(f"--srv-host={service}.{DOMAIN},t{index}.{DOMAIN},{port_number},"
                         f"{priority},10")
-            args.append(f"--host-record=t{index}.{DOMAIN},127.0.0.1")
+            args.append(f"--host-record=t{index}.{DOMAIN},{(address or ['127.0.0.1'])[0]}")
         self.transport = reactor.spawnProcess(self, binary, args, env={})
 
     def processEnded(self, reason):

@@ -94,6 +94,45 @@ def trusting_home(directory: str, ca: str) -> str:
     return home
 
 
+def install_sdk(test) -> defer.Deferred:
+    """
+    Skip C{test} unless Chromium, certutil, npm and playwright are here; install the SDK
+    (C{test._sdk_dir}).  Call before the thread enters the home namespace: npm reaches its
+    registry from the host's.
+    """
+    require_binary("chromium")
+    require_binary("certutil", "libnss3-tools")
+    require_binary("npm")
+    try:
+        import playwright.async_api  # noqa: F401
+    except ImportError:
+        from twisted.trial.unittest import SkipTest
+        raise SkipTest("the playwright Python package is not installed")
+    return defer.Deferred.fromFuture(asyncio.ensure_future(
+        OfficialSDKTestCase._install_sdk(test), loop=event_loop()))
+
+
+async def open_sdk_page(test, playwright, tone_hz: int):
+    """
+    Chromium (trusting C{test.ca}, its microphone the tone) on the SDK page served by
+    L{HomeBrowserTests.serve_sdk_page}; returns the browser, the page and its console lines.
+    """
+    home = trusting_home(test.workdir, test.ca)
+    test.addCleanup(shutil.rmtree, home, ignore_errors=True)
+    tone = audio.write_tone_wav(os.path.join(test.workdir, "mic.wav"), tone_hz, 30)
+    browser = await playwright.chromium.launch(
+        executable_path="/usr/bin/chromium", headless=True,
+        args=[*CHROMIUM_FLAGS, f"--use-file-for-fake-audio-capture={tone}"],
+        env={**os.environ, "HOME": home})
+    page = await browser.new_page()
+    console: list[str] = []
+    page.on("console", lambda message: console.append(message.text))
+    response = await page.goto(f"https://{PUBLIC}:{PAGE_PORT}/nat.html")
+    test.assertEqual(response.status, 200)
+    test.assertTrue(await page.evaluate("window.isSecureContext"))
+    return browser, page, console
+
+
 class HomeBrowserTests(CloudTopologyTestCase):
     """
     Chromium behind the home NAT, the official SDK over https/wss from the public address.
@@ -102,19 +141,8 @@ class HomeBrowserTests(CloudTopologyTestCase):
     timeout = 150
 
     def setUp(self):
-        require_binary("chromium")
-        require_binary("certutil", "libnss3-tools")
-        require_binary("npm")
         require_binary("baresip")
-        try:
-            import playwright.async_api  # noqa: F401
-        except ImportError:
-            from twisted.trial.unittest import SkipTest
-            raise SkipTest("the playwright Python package is not installed")
-        # npm reaches its registry from the host's namespace, before this thread enters home.
-        installed = defer.Deferred.fromFuture(asyncio.ensure_future(
-            OfficialSDKTestCase._install_sdk(self), loop=event_loop()))
-        return installed.addCallback(lambda _: super(HomeBrowserTests, self).setUp())
+        return install_sdk(self).addCallback(lambda _: super(HomeBrowserTests, self).setUp())
 
     def gateway_settings(self) -> str:
         self.ca, certificate, key = make_certificates(self.workdir)
@@ -152,20 +180,9 @@ class HomeBrowserTests(CloudTopologyTestCase):
         self.addCleanup(bob.stop)
         await wait_for(bob.start(timeout=15))
 
-        home = trusting_home(self.workdir, self.ca)
-        tone = audio.write_tone_wav(os.path.join(self.workdir, "mic.wav"), 440, 30)
         playwright = await async_playwright().start()
         try:
-            browser = await playwright.chromium.launch(
-                executable_path="/usr/bin/chromium", headless=True,
-                args=[*CHROMIUM_FLAGS, f"--use-file-for-fake-audio-capture={tone}"],
-                env={**os.environ, "HOME": home})
-            page = await browser.new_page()
-            console: list[str] = []
-            page.on("console", lambda message: console.append(message.text))
-            response = await page.goto(f"https://{PUBLIC}:{PAGE_PORT}/nat.html")
-            self.assertEqual(response.status, 200)
-            self.assertTrue(await page.evaluate("window.isSecureContext"))
+            browser, page, console = await open_sdk_page(self, playwright, 440)
             status = await page.evaluate("url => connect(url, 'alice')",
                                          f"wss://{PUBLIC}:{WSS_PORT}")
             self.assertEqual(status, "ESTABLISHED", console)
@@ -181,4 +198,3 @@ class HomeBrowserTests(CloudTopologyTestCase):
             await browser.close()
         finally:
             await playwright.stop()
-        shutil.rmtree(home, ignore_errors=True)

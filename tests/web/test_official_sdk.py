@@ -53,12 +53,13 @@ function displays() {
            remoteVideoDisplay: document.getElementById("remoteDisplay") };
 }
 
-// As the Phone demo connects: every SIP field a string, keepAlive on.
-window.connect = (url, login) => new Promise((resolve) => {
+// As the Phone demo connects: every SIP field a string, keepAlive on; options replace fields.
+window.connect = (url, login, options) => new Promise((resolve) => {
   const session = Flashphoner.createSession({
     urlServer: url, keepAlive: true,
-    sipOptions: { login, authenticationName: login, password: "unused", domain: "127.0.0.1",
-                  outboundProxy: "127.0.0.1", port: "0", registerRequired: false },
+    sipOptions: Object.assign({ login, authenticationName: login, password: "unused",
+                                domain: "127.0.0.1", outboundProxy: "127.0.0.1", port: "0",
+                                registerRequired: false }, options),
   });
   window.session = session;
   for (const status of [C.SESSION_STATUS.ESTABLISHED, C.SESSION_STATUS.FAILED,
