@@ -80,6 +80,7 @@ class SIPStack:
         max_transactions: int = 50000,
         max_lag: float = 0.3,
         retry_after: int = 5,
+        max_queue_delay: float = 0.2,
         failover: TargetFailover | None = None,
     ) -> None:
         """
@@ -95,6 +96,8 @@ class SIPStack:
         @param max_lag: seconds late the reactor may run (two ticks in a row) before new INVITEs
             and REGISTERs are answered 503 (0: not measured).
         @param retry_after: seconds in the Retry-After of those 503s.
+        @param max_queue_delay: seconds a datagram may wait to be read before a new INVITE or
+            REGISTER in it is answered 503 (0: not checked).
         """
         self.layer = layer
         self.clock = clock
@@ -114,7 +117,7 @@ class SIPStack:
         self._stopped = False
         self.rate_limit = SourceRateLimit(source_rate, source_burst, source_exempt)
         self.load = LoadShedding(ReactorLag(clock, max_lag=max_lag), max_transactions,
-                                 retry_after)
+                                 retry_after, max_queue_delay)
         self._listeners = 0
 
     # --- wiring ---------------------------------------------------------------------------
@@ -154,7 +157,7 @@ class SIPStack:
 
     # --- from the transports ----------------------------------------------------------------
 
-    def data_received(self, data: bytes, source: SIPAddress) -> None:
+    def data_received(self, data: bytes, source: SIPAddress, waited: float = 0.0) -> None:
         """
         One complete message (a datagram, or what a stream framer delimited) from C{source}.
 
@@ -171,7 +174,7 @@ class SIPStack:
         except RemoteProtocolError as error:
             self.reject(data, source, error)
             return
-        self._receive(message, source)
+        self._receive(message, source, waited)
 
     def message_received(self, message: Request | Response, source: SIPAddress) -> None:
         """
@@ -186,9 +189,10 @@ class SIPStack:
             return
         self._receive(message, source)
 
-    def _receive(self, message: Request | Response, source: SIPAddress) -> None:
+    def _receive(self, message: Request | Response, source: SIPAddress,
+                 waited: float = 0.0) -> None:
         if isinstance(message, Request):
-            if message.method in SHED_METHODS and self._shed(message, source):
+            if message.method in SHED_METHODS and self._shed(message, source, waited):
                 return
             try:
                 self._stamp_received(message, source)
@@ -198,12 +202,12 @@ class SIPStack:
         self.layer.message_received(message, source, source.reliable, self.clock.seconds())
         self._pump()
 
-    def _shed(self, request: Request, source: SIPAddress) -> bool:
+    def _shed(self, request: Request, source: SIPAddress, waited: float = 0.0) -> bool:
         """
         Refuse a new INVITE or REGISTER statelessly while overloaded (RFC 3261 21.5.4): not a
         request within a dialog, nor a retransmission of one that already has a transaction.
         """
-        reason = self.load.overloaded(len(self.layer))
+        reason = self.load.overloaded(len(self.layer), waited)
         if reason is None:
             return False
         try:
