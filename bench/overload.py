@@ -22,8 +22,9 @@ C{--nice -10} runs the server and sipp ahead of other load on a shared machine (
 autogroup scheduling start the bench with C{setsid}, so that the weight goes to its own session).
 
 C{--compare} starts two servers of the same code, one with the default shedding (503 +
-Retry-After to new INVITEs when the reactor lags or the transaction table is full) and one with
-it turned off (C{sip_max_reactor_lag_ms=0}, C{sip_max_transactions=0}), and runs each rate on
+Retry-After to new INVITEs when their datagram waited too long to be read, the reactor lags or
+the transaction table is full) and one with it turned off (C{sip_max_queue_delay_ms=0},
+C{sip_max_reactor_lag_ms=0}, C{sip_max_transactions=0}), and runs each rate on
 both back to back, so both see the same background load.  C{--root PATH} runs the server of
 another checkout.  Not a test: nothing here asserts on timing.
 
@@ -59,11 +60,11 @@ from sip_proxy import (
 )
 
 #: wcs.properties lines that turn load shedding off (docs/security.md, "Overload").
-NO_SHEDDING = "sip_max_reactor_lag_ms=0\nsip_max_transactions=0\n"
+NO_SHEDDING = "sip_max_queue_delay_ms=0\nsip_max_reactor_lag_ms=0\nsip_max_transactions=0\n"
 
 #: Both servers: the proxy's bound on unanswered requests per destination (32, against silent
-#: contacts) would answer 503 "Destination not answering" to INVITEs and BYEs for a UAS that is
-#: merely slow at a thousand calls/s; it is not the load shedding measured here.
+#: contacts) would answer 503 "Destination not answering" to new INVITEs for a UAS that is
+#: merely slow at a thousand calls/s (BYEs pass it); it is not the load shedding measured here.
 FAN_OUT = "sip_proxy_max_unanswered={}\n"
 
 

@@ -254,6 +254,7 @@ def build_sip(settings: Settings, reactor, metrics: ServerMetrics):
         max_transactions=settings.sip_max_transactions,
         max_lag=settings.sip_max_reactor_lag_ms / 1000.0,
         retry_after=settings.sip_overload_retry_after,
+        max_queue_delay=settings.sip_max_queue_delay_ms / 1000.0,
     )
     core = UserAgentCore(stack, rng, timers)
     stack.attach(core)

@@ -1,24 +1,27 @@
 """
 Tests for L{wcs_twisted.transport.admission} and how the stack applies it: per-source rate
-limits and load shedding, driven by a Clock over a fake UDP port and a fake stream connection.
+limits and load shedding, driven by a Clock over a fake UDP port and a fake stream connection,
+and shedding by queueing delay on a real loopback socket (kernel receive timestamps).
 """
 
 from __future__ import annotations
 
 import random
+import socket
+import time
 
 from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from tests.transport.test_udp import FakeDatagramTransport
 from wcs_twisted.sip.message import parse_message
 from wcs_twisted.sip.transaction_layer import TransactionLayer
-from wcs_twisted.transport.admission import ReactorLag, SourceRateLimit
+from wcs_twisted.transport.admission import LoadShedding, ReactorLag, SourceRateLimit
 from wcs_twisted.transport.stack import SIPStack
 from wcs_twisted.transport.stream import SIPStreamTransport
-from wcs_twisted.transport.udp import SIPDatagramProtocol
+from wcs_twisted.transport.udp import SIPDatagramProtocol, listen_udp
 from wcs_twisted.ua.core import UserAgentCore
 
 ATTACKER = ("10.0.0.66", 5070)
@@ -267,3 +270,123 @@ class SheddingTests(StackAdmissionTestCase):
         self.clock.advance(32)  # Timer J ends the OPTIONS transactions
         self.protocol.datagramReceived(request("INVITE", 101), CLIENT)
         self.assertNotEqual(self.answers_to(CLIENT)[-1], 503)
+
+
+class LoadSheddingTests(SynchronousTestCase):
+    """
+    The causes of shedding, each alone.
+    """
+
+    def test_queue_delay_over_the_bound(self):
+        """
+        A message that waited longer than max_queue_delay is refused, with the wait said;
+        one at the bound or with its wait unknown (0) is not; 0 turns the check off.
+        """
+        load = LoadShedding(ReactorLag(Clock()), max_queue_delay=0.2)
+        self.assertEqual(load.overloaded(0, 0.35), "waited 350 ms to be read")
+        self.assertIsNone(load.overloaded(0, 0.2))
+        self.assertIsNone(load.overloaded(0))
+        load.max_queue_delay = 0
+        self.assertIsNone(load.overloaded(0, 10.0))
+
+
+class QueueDelayTests(TestCase):
+    """
+    Shedding by how long a datagram waited in the socket's receive buffer, on a real loopback
+    socket: datagrams are queued while nothing reads the port (a busy reactor), then read at
+    once.  The port's wall clock is moved instead of waiting, so the test takes no real time.
+    """
+
+    timeout = 5
+
+    def setUp(self):
+        from twisted.internet import reactor
+
+        self.clock = Clock()
+        self.stack = SIPStack(TransactionLayer(), self.clock, random.Random(1), "127.0.0.1",
+                              max_queue_delay=0.2, retry_after=7)
+        self.stack.attach(UserAgentCore(self.stack, random.Random(2)))
+        self.port = listen_udp(reactor, 0, SIPDatagramProtocol(self.stack), "127.0.0.1")
+        self.port.stopReading()  # the reactor never reads it: the test does, when it says
+        self.stack.add_transport("udp", self.port.protocol, self.port.getHost().port)
+        self.addCleanup(self.stack.stop)
+        self.addCleanup(self.port.stopListening)
+        self.client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.addCleanup(self.client.close)
+        self.client.bind(("127.0.0.1", 0))
+        self.client.settimeout(2.0)
+        self.source = self.client.getsockname()
+
+    def send(self, method: str, number: int, to_tag: str | None = None) -> None:
+        self.client.sendto(request(method, number, self.source, to_tag),
+                           ("127.0.0.1", self.port.getHost().port))
+
+    def read_port(self, late_by: float) -> None:
+        """
+        Read every queued datagram as if C{late_by} more seconds had passed since they came.
+        """
+        self.port.wall_clock = lambda: time.time() + late_by
+        self.port.doRead()
+
+    def answers(self) -> dict[str, tuple[int, str | None]]:
+        """
+        The final responses received (sent during the read, so already in our socket):
+        status code and Retry-After by Call-ID.
+        """
+        answered = {}
+        self.client.setblocking(False)
+        while True:
+            try:
+                response = parse_message(self.client.recv(65536))
+            except BlockingIOError:
+                return answered
+            if response.status_code >= 200:
+                answered[response.call_id] = (response.status_code,
+                                              response.headers.get("Retry-After"))
+
+    def test_old_new_requests_shed_in_dialog_pass(self):
+        """
+        Datagrams that waited a second: the new INVITE and REGISTER get a stateless 503 with
+        Retry-After; a re-INVITE, a BYE and an ACK in a dialog (To tag) and an OPTIONS are
+        served as ever (481: no such dialog here; the ACK has no answer; 200).
+        """
+        self.send("INVITE", 1)
+        self.send("REGISTER", 2)
+        self.send("INVITE", 3, to_tag="t3")
+        self.send("BYE", 4, to_tag="t4")
+        self.send("ACK", 5, to_tag="t5")
+        self.send("OPTIONS", 6)
+        self.read_port(late_by=1.0)
+        answered = self.answers()
+        self.assertEqual(answered["adm-1@test"], (503, "7"))
+        self.assertEqual(answered["adm-2@test"], (503, "7"))
+        self.assertEqual([answered[f"adm-{n}@test"][0] for n in (3, 4, 6)], [481, 481, 200])
+        self.assertEqual(self.stack.load.shed, 2)
+
+    def test_fresh_requests_not_shed(self):
+        """
+        Datagrams read as soon as they came (their real wait, microseconds) are taken: each
+        new INVITE and REGISTER gets a transaction, none a 503.
+        """
+        self.send("INVITE", 1)
+        self.send("REGISTER", 2)
+        self.read_port(late_by=0.0)
+        self.assertEqual(self.stack.load.shed, 0)
+        self.assertEqual(len(self.stack.layer), 2)
+
+    def test_wait_is_the_kernel_stamp(self):
+        """
+        The wait handed to the protocol is the port's wall clock minus the kernel's arrival
+        stamp: read 5 s after sending, each datagram waited 5 s (less the send's own time).
+        """
+        waits = []
+        self.port.protocol.timed_datagram_received = lambda data, addr, waited: waits.append(
+            (addr, waited))
+        sent_at = time.time()
+        self.send("OPTIONS", 1)
+        self.send("OPTIONS", 2)
+        self.port.wall_clock = lambda: sent_at + 5.0
+        self.port.doRead()
+        self.assertEqual([addr for addr, _ in waits], [self.source] * 2)
+        for _, waited in waits:
+            self.assertTrue(4.5 < waited <= 5.0, waited)

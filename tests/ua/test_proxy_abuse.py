@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from twisted.logger import capturedLogs
 
-from tests.ua.test_proxy import DOMAIN, ProxyTestCase
+from tests.ua.test_proxy import DOMAIN, RECORD_ROUTE, ProxyTestCase
 from wcs_twisted.sip.address import SIPAddress
 from wcs_twisted.sip.auth import DigestAuthenticator, DigestChallenge, build_authorization
 from wcs_twisted.sip.headers import NameAddress
@@ -268,6 +268,44 @@ class FanOutTests(ProxyTestCase):
             self.alice.invite(call_id=f"c{n}")
             self.network.run()
         self.assertEqual(len(self.bob.requests), 3 * MAX_UNANSWERED)
+
+    def in_dialog(self, method, call_id="dialog-1"):
+        """
+        C{method} within a dialog with dave, routed through us (his To tag, our Route).
+        """
+        return self.alice.send(self.alice.build(
+            method, "sip:dave@10.0.0.9", f"<sip:dave@{DOMAIN}>;tag=dave-tag", call_id,
+            routes=[RECORD_ROUTE]))
+
+    def test_bye_passes_destination_at_its_bound(self):
+        """
+        With dave at his bound of unanswered requests (new INVITEs get 503), a BYE, a
+        re-INVITE and an INFO in a dialog with him are still forwarded: refusing them would
+        leave calls up at both ends.  They count towards the bound all the same.
+        """
+        self.flood(MAX_UNANSWERED)
+        [refused] = self.flood(1)
+        self.assertEqual(refused.codes[-1], 503)
+        exchanges = [self.in_dialog(method, f"dialog-{method}")
+                     for method in ("BYE", "INVITE", "INFO")]
+        self.network.run()
+        self.assertEqual([e.codes for e in exchanges], [[], [100], []])
+        forwarded = {(m.method, m.call_id) for m in self.sent_to_silent()
+                     if isinstance(m, Request)}
+        self.assertTrue({("BYE", "dialog-BYE"), ("INVITE", "dialog-INVITE"),
+                         ("INFO", "dialog-INFO")} <= forwarded)
+        [refused] = self.flood(1)
+        self.assertEqual(refused.codes[-1], 503)
+
+    def test_in_dialog_requests_bounded_at_twice_max_pending(self):
+        """
+        Forged in-dialog requests cannot grow the proxy without bound: past twice max_pending
+        requests in progress they too are answered 503.
+        """
+        self.proxy.bounds.max_pending = 2
+        exchanges = [self.in_dialog("INFO", f"forged-{n}") for n in range(5)]
+        self.network.run()
+        self.assertEqual([e.codes for e in exchanges], [[], [], [], [], [503]])
 
     def test_pending_requests_bounded(self):
         """

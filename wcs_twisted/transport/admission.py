@@ -144,27 +144,41 @@ class ReactorLag:
 
 class LoadShedding:
     """
-    Whether new work is refused now: the reactor lags, or the transactions alive are over
-    C{max_transactions} (each holds memory until its Timer J/K/L ends, up to 32 s).
+    Whether new work is refused now: the message waited too long before we read it, the
+    reactor lags, or the transactions alive are over C{max_transactions} (each holds memory
+    until its Timer J/K/L ends, up to 32 s).
+
+    The wait is the one measure that sees the whole backlog: past saturation most of it sits in
+    the UDP socket's receive buffer (megabytes: thousands of requests), where the reactor's
+    ticks run on time between reads and so never look late.  A request that waited longer than
+    its client's first retransmission interval (T1, 500 ms) has already been sent again: serving
+    it is work the client has partly given up on.
 
     @ivar shed: requests refused so far.
     """
 
     def __init__(self, lag: ReactorLag, max_transactions: int = 50000,
-                 retry_after: int = 5) -> None:
+                 retry_after: int = 5, max_queue_delay: float = 0.2) -> None:
         """
         @param max_transactions: 0 turns the bound off.
         @param retry_after: seconds in the Retry-After of the 503 (RFC 3261 21.5.4).
+        @param max_queue_delay: seconds a message may have waited between its arrival and our
+            reading it (kernel receive timestamps, UDP only); 0 turns the check off.
         """
         self.lag = lag
         self.max_transactions = max_transactions
         self.retry_after = retry_after
+        self.max_queue_delay = max_queue_delay
         self.shed = 0
 
-    def overloaded(self, transactions: int) -> str | None:
+    def overloaded(self, transactions: int, waited: float = 0.0) -> str | None:
         """
         Why new requests are refused now, or None.
+
+        @param waited: seconds the message waited before it was read (0: unknown).
         """
+        if self.max_queue_delay and waited > self.max_queue_delay:
+            return f"waited {waited * 1000:.0f} ms to be read"
         if self.lag.lagging:
             return f"reactor {self.lag.lag * 1000:.0f} ms late"
         if self.max_transactions and transactions >= self.max_transactions:

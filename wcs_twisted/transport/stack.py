@@ -91,6 +91,7 @@ class SIPStack:
         max_transactions: int = 50000,
         max_lag: float = 0.3,
         retry_after: int = 5,
+        max_queue_delay: float = 0.2,
         failover: TargetFailover | None = None,
         addresses: AddressPlan | None = None,
     ) -> None:
@@ -109,6 +110,8 @@ class SIPStack:
         @param retry_after: seconds in the Retry-After of those 503s.
         @param addresses: which of our addresses each peer is told (behind NAT); by default
             C{advertised_host} for every peer.
+        @param max_queue_delay: seconds a datagram may wait to be read before a new INVITE or
+            REGISTER in it is answered 503 (0: not checked).
         """
         self.layer = layer
         self.clock = clock
@@ -132,7 +135,7 @@ class SIPStack:
         self._stopped = False
         self.rate_limit = SourceRateLimit(source_rate, source_burst, source_exempt)
         self.load = LoadShedding(ReactorLag(clock, max_lag=max_lag), max_transactions,
-                                 retry_after)
+                                 retry_after, max_queue_delay)
         self._listeners = 0
 
     # --- wiring ---------------------------------------------------------------------------
@@ -172,7 +175,7 @@ class SIPStack:
 
     # --- from the transports ----------------------------------------------------------------
 
-    def data_received(self, data: bytes, source: SIPAddress) -> None:
+    def data_received(self, data: bytes, source: SIPAddress, waited: float = 0.0) -> None:
         """
         One complete message (a datagram, or what a stream framer delimited) from C{source}.
 
@@ -189,7 +192,7 @@ class SIPStack:
         except RemoteProtocolError as error:
             self.reject(data, source, error)
             return
-        self._receive(message, source)
+        self._receive(message, source, waited)
 
     def message_received(self, message: Request | Response, source: SIPAddress) -> None:
         """
@@ -204,9 +207,10 @@ class SIPStack:
             return
         self._receive(message, source)
 
-    def _receive(self, message: Request | Response, source: SIPAddress) -> None:
+    def _receive(self, message: Request | Response, source: SIPAddress,
+                 waited: float = 0.0) -> None:
         if isinstance(message, Request):
-            if message.method in SHED_METHODS and self._shed(message, source):
+            if message.method in SHED_METHODS and self._shed(message, source, waited):
                 return
             try:
                 self._stamp_received(message, source)
@@ -216,12 +220,12 @@ class SIPStack:
         self.layer.message_received(message, source, source.reliable, self.clock.seconds())
         self._pump()
 
-    def _shed(self, request: Request, source: SIPAddress) -> bool:
+    def _shed(self, request: Request, source: SIPAddress, waited: float = 0.0) -> bool:
         """
         Refuse a new INVITE or REGISTER statelessly while overloaded (RFC 3261 21.5.4): not a
         request within a dialog, nor a retransmission of one that already has a transaction.
         """
-        reason = self.load.overloaded(len(self.layer))
+        reason = self.load.overloaded(len(self.layer), waited)
         if reason is None:
             return False
         try:

@@ -13,6 +13,11 @@ that address at once (RFC 3261 18.4, 17.1.4) instead of after Timer B/F (32 s). 
 ICMP errors only on connected UDP sockets, so L{listen_udp} opens a port that asks Linux for them
 on its unconnected socket (C{IP_RECVERR}) and reads them, with the address they concern, from the
 socket's error queue.
+
+The same port asks the kernel to stamp each datagram with its arrival time (C{SO_TIMESTAMPNS},
+read as ancillary data of the C{recvmsg} that reads the datagram: no extra system call), so the
+stack knows how long each one waited in the socket's receive buffer and can shed new work that
+waited too long (L{wcs_twisted.transport.admission.LoadShedding}).
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from __future__ import annotations
 import errno
 import socket
 import struct
+import time
 
 from twisted.internet import udp
 from twisted.internet.protocol import DatagramProtocol
@@ -47,16 +53,30 @@ _EXTENDED_ERROR = struct.Struct("=IBBBBII")
 #: How many queued errors one read drains at most (each is one ICMP message).
 MAX_ERRORS_PER_READ = 64
 
+#: Linux socket option (asm-generic/socket.h; not in Python's socket module): stamp each
+#: datagram with its arrival time, a struct timespec of CLOCK_REALTIME in a control message of
+#: the same type.
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
+_TIMESPEC = struct.Struct("@ll")
+_STAMP_SPACE = socket.CMSG_SPACE(_TIMESPEC.size)
+
 _log = Logger()
 
 
 class ErrorQueuePort(udp.Port):
     """
-    A UDP port that hands ICMP errors for its datagrams to its protocol's C{icmp_error}.
+    A UDP port that hands ICMP errors for its datagrams to its protocol's C{icmp_error}, and
+    each datagram with the seconds it waited to be read to its protocol's
+    C{timed_datagram_received} (when it has one and the kernel stamps datagrams).
 
     With C{IP_RECVERR} the kernel also makes the next C{sendto} fail with the pending error
     (and not send): a send that fails so drains the queue and is tried once more.
+
+    @ivar wall_clock: the time now, on the clock of the kernel's stamps (CLOCK_REALTIME).
     """
+
+    wall_clock = staticmethod(time.time)
+    stamped = False
 
     def createInternetSocket(self):
         sock = super().createInternetSocket()
@@ -67,11 +87,48 @@ class ErrorQueuePort(udp.Port):
             sock.setsockopt(level, option, 1)
         except OSError:
             pass  # not Linux: ICMP errors stay unseen, as with a plain port
+        if hasattr(self.protocol, "timed_datagram_received"):
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+            except OSError:
+                pass  # not Linux: no stamps, shedding by wait is off
+            else:
+                self.stamped = True
         return sock
 
     def doRead(self) -> None:
-        super().doRead()
+        if self.stamped:
+            self._read_stamped()
+        else:
+            super().doRead()
         self.read_errors()
+
+    def _read_stamped(self) -> None:
+        """
+        Twisted's C{udp.Port.doRead} with C{recvmsg}: the datagram and its arrival stamp.
+        """
+        receive, size, deliver = self.socket.recvmsg, self.maxPacketSize, self.protocol
+        read = 0
+        while read < self.maxThroughput:
+            try:
+                data, ancillary, _, addr = receive(size, _STAMP_SPACE)
+            except OSError as error:
+                if error.args[0] in udp._sockErrReadIgnore:
+                    return
+                if error.args[0] in udp._sockErrReadRefuse:
+                    return  # an ICMP error pending: read_errors reports it
+                raise
+            read += len(data)
+            waited = 0.0
+            for level, kind, stamp in ancillary:
+                if (level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS
+                        and len(stamp) >= _TIMESPEC.size):
+                    seconds, nanoseconds = _TIMESPEC.unpack_from(stamp)
+                    waited = self.wall_clock() - seconds - nanoseconds * 1e-9
+            try:
+                deliver.timed_datagram_received(data, addr[:2], waited)
+            except Exception:
+                _log.failure("SIP UDP: a datagram from {addr} failed", addr=addr)
 
     def write(self, datagram: bytes, addr=None):
         try:
@@ -165,6 +222,12 @@ class SIPDatagramProtocol(DatagramProtocol):
         self.stack.transport_error(SIPAddress(self.transport_name, host, port))
 
     def datagramReceived(self, data: bytes, addr) -> None:
+        self.timed_datagram_received(data, addr, 0.0)
+
+    def timed_datagram_received(self, data: bytes, addr, waited: float) -> None:
+        """
+        A datagram that waited C{waited} seconds in the socket's receive buffer (0: unknown).
+        """
         if not data.strip(b"\r\n\x00 "):
             return  # keep-alive (RFC 5626 CRLF, or NAT pings of null bytes)
         source = SIPAddress(self.transport_name, addr[0], addr[1])
@@ -175,7 +238,7 @@ class SIPDatagramProtocol(DatagramProtocol):
                                                            size + 1):
             self.stack.reject(data[:2048], source, oversize_error(data))
             return
-        self.stack.data_received(data, source)
+        self.stack.data_received(data, source, waited)
 
     def send(self, data: bytes, address: SIPAddress) -> None:
         if self.transport is None:

@@ -667,7 +667,8 @@ class Proxy:
             for a request to a local user (a binding that never answers is removed).
         """
         request: Request = event.request
-        targets, refusal = self.bounds.admit(len(self._contexts), targets)
+        targets, refusal = self.bounds.admit(len(self._contexts), targets,
+                                             in_dialog=request.to.tag is not None)
         if refusal is not None:
             self._refuse(event, 503, refusal, [("Retry-After", str(RETRY_AFTER))])
             return

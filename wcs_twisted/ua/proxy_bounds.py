@@ -7,6 +7,13 @@ A request for a contact that never answers costs us 7 (INVITE) or 11 (non-INVITE
 it over Timer B/F; without a bound, 3,000 INVITEs for a silent contact sent it 13,641.  Beyond
 either bound a new request is answered 503 with Retry-After (RFC 3261 21.5.4), and the refusal
 is logged once per cause until it clears, not once per request.
+
+A request within a dialog (a To tag: BYE, re-INVITE, PRACK, UPDATE, INFO...) is new work for
+nobody: it finishes or changes a call already accepted, and refusing a BYE leaves the call up at
+both ends until their session timers, if any.  So it is never refused by the per-destination
+bound (it still counts towards it, since the destination still owes an answer), and only at
+twice C{max_pending} by the bound on requests in progress, which keeps memory bounded against
+forged in-dialog requests (shed new work first, as RFC 7339 puts it).
 """
 
 from __future__ import annotations
@@ -59,11 +66,19 @@ class ForwardingBounds:
         if count < self.max_unanswered:
             self._logged.discard(destination)
 
-    def admit(self, pending: int, targets: list) -> tuple[list, str | None]:
+    def admit(self, pending: int, targets: list,
+              in_dialog: bool = False) -> tuple[list, str | None]:
         """
-        The C{(uri, destination)} targets a new request may go to with C{pending} requests in
+        The C{(uri, destination)} targets a request may go to with C{pending} requests in
         progress, or C{([], reason)} when it must be refused with 503.
+
+        @param in_dialog: the request belongs to a dialog (its To has a tag).
         """
+        if in_dialog:
+            if pending < 2 * self.max_pending:
+                return targets, None
+            self._once("pending", "{count} proxied requests in progress", count=pending)
+            return [], "Too many requests in progress"
         if pending >= self.max_pending:
             self._once("pending", "{count} proxied requests in progress", count=pending)
             return [], "Too many requests in progress"
