@@ -375,8 +375,8 @@ KEYS: tuple[Key, ...] = (
         "Reactor lag (two ticks in a row) over which new INVITEs and REGISTERs are answered 503; 0: off."),
     Key("sip_overload_retry_after", "sip_overload_retry_after", POSITIVE_INT, "5",
         "Retry-After seconds of the 503s sent when shedding load or rate limiting."),
-    Key("sip_max_queue_delay_ms", "sip_max_queue_delay_ms", NON_NEGATIVE_INT, "200",
-        "How long a SIP datagram may wait in the UDP receive buffer (kernel receive timestamp) before a new INVITE or REGISTER in it is answered 503 statelessly; 0: off."),
+    Key("sip_max_queue_delay_ms", "sip_max_queue_delay_ms", NON_NEGATIVE_INT, "0",
+        "How long a SIP datagram may wait in the UDP receive buffer (kernel receive timestamp) before a new INVITE or REGISTER in it is answered 503 statelessly; 0 (the default): off, because refusals still cost more than they save (bench/README.md, overload)."),
     Key("sip_max_tcp_connections_per_source", "sip_max_tcp_connections_per_source", POSITIVE_INT, "64",
         "Inbound SIP TCP/TLS connections one IP address may hold."),
     Key("sip_tcp_first_message_timeout", "sip_tcp_first_message_timeout", NON_NEGATIVE_INT, "10",
@@ -554,7 +554,7 @@ class Settings:
     sip_max_transactions: int = 50000
     sip_max_reactor_lag_ms: int = 300
     sip_overload_retry_after: int = 5
-    sip_max_queue_delay_ms: int = 200
+    sip_max_queue_delay_ms: int = 0
     sip_max_tcp_connections_per_source: int = 64
     sip_tcp_first_message_timeout: int = 10
     sip_tcp_idle_timeout: int = 3600

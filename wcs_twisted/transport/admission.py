@@ -158,7 +158,7 @@ class LoadShedding:
     """
 
     def __init__(self, lag: ReactorLag, max_transactions: int = 50000,
-                 retry_after: int = 5, max_queue_delay: float = 0.2) -> None:
+                 retry_after: int = 5, max_queue_delay: float = 0.0) -> None:
         """
         @param max_transactions: 0 turns the bound off.
         @param retry_after: seconds in the Retry-After of the 503 (RFC 3261 21.5.4).

@@ -91,7 +91,7 @@ class SIPStack:
         max_transactions: int = 50000,
         max_lag: float = 0.3,
         retry_after: int = 5,
-        max_queue_delay: float = 0.2,
+        max_queue_delay: float = 0.0,
         failover: TargetFailover | None = None,
         addresses: AddressPlan | None = None,
     ) -> None:
