@@ -865,6 +865,23 @@ class IStreamRegistry(Interface):
         name check uses L{get}.
         """
 
+    def taken(name):
+        """
+        Whether a new publisher may not use C{name}: a stream of that name is published here,
+        or a name check says it is published elsewhere (another node of the cluster).
+        """
+
+    def add_name_check(check):
+        """
+        Ask C{check(name) -> bool} too in L{taken} (the cluster module: names other nodes
+        publish); it must not raise.
+        """
+
+    def remove_name_check(check):
+        """
+        Stop asking C{check}.
+        """
+
     def add_resolver(resolver):
         """
         Ask C{resolver} (L{IStreamResolver}) for names nobody publishes here.

@@ -389,6 +389,8 @@ def build_service(settings: Settings, reactor, warnings=()) -> Server:
     stream_table = StreamTable(stream_registry, calls.media, sessions, calls, clock=reactor,
                                record_sip_calls=settings.sip_record_stream)
     module_services: dict = {}
+    # The RTP range's pool: modules' own RTP ports (the cluster's stream relays) come from it too.
+    module_services["media_ports"] = calls.media.port_pool
     module_routes = RouteTable()
     hooks = RestHooks(settings, reactor, node_id)
     sessions.observers.append(SessionHookObserver(hooks))

@@ -20,8 +20,10 @@ from twisted.internet.task import LoopingCall
 from zope.interface import implementer
 
 from wcs_twisted.interfaces import ICallObserver, IStreamObserver, IWcsModule
+from wcs_twisted.media.streams import STREAM_NAME_IN_USE
 from wcs_twisted.modules_builtin.cluster_directory import ClusterDirectory
-from wcs_twisted.modules_builtin.cluster_streams import ORIGIN, EdgeStreams, OriginRelays
+from wcs_twisted.modules_builtin.cluster_streams import (ORIGIN, EdgeStreams, OriginRelays,
+                                                         RtpPort)
 
 __all__ = ["ClusterModule", "redis_address"]
 
@@ -93,12 +95,12 @@ class ClusterModule:
         context.add_call_observer(self)
         context.streams.add_observer(self)
         context.provide("cluster", self.directory)
-        sending = context.reactor.listenUDP(0, DatagramProtocol(),
-                                            interface=context.settings.bind_address)
+        sending = RtpPort(context, DatagramProtocol())
         self.origin = OriginRelays(context, self.directory, sending)
         self.origin.routes()
         self.edges = EdgeStreams(context, self.directory, http)
         context.streams.add_resolver(self.edges)
+        context.streams.add_name_check(self.directory.published_elsewhere)
         self._watch(self.directory.join(), "joining")
         self._heartbeat = LoopingCall(self._renew)
         self._heartbeat.clock = context.clock
@@ -114,9 +116,10 @@ class ClusterModule:
         self._heartbeat.stop()
         context.remove_call_observer(self)
         context.streams.remove_resolver(self.edges)
+        context.streams.remove_name_check(directory.published_elsewhere)
         self.edges.close()
         self.origin.close()
-        self.origin.port.stopListening()
+        self.origin.port.close()
         context.streams.remove_observer(self)
         d = directory.leave().addTimeout(directory.timeout, context.clock)
         d.addBoth(lambda _: directory.redis.disconnect())
@@ -159,10 +162,34 @@ class ClusterModule:
                     "writing a call")
 
     def stream_published(self, stream) -> None:
-        if ORIGIN not in stream.properties:  # a copy of another node's stream is not ours
-            self._watch(self.directory.stream_changed(stream.name, stream.describe()),
-                        "writing a stream")
+        """
+        Claim the name cluster-wide, then list the stream; a name another node claimed first
+        (both published within a heartbeat) ends the stream here: "Stream name is already in
+        use", as a second publisher on one node gets.
+        """
+        if ORIGIN in stream.properties:  # a copy of another node's stream is not ours
+            return
+        directory = self.directory
+
+        def claimed(won):
+            if not won:
+                if stream.ended is None:
+                    stream.end(STREAM_NAME_IN_USE)
+                return None
+            if stream.ended is not None:  # ended while the claim was on its way
+                return directory.release(stream.name)
+            return directory.stream_changed(stream.name, stream.describe())
+
+        self._watch(directory.claim(stream.name).addCallback(claimed), "writing a stream")
 
     def stream_unpublished(self, stream, reason) -> None:
-        if ORIGIN not in stream.properties:
-            self._watch(self.directory.stream_changed(stream.name, None), "removing a stream")
+        if ORIGIN not in stream.properties and stream.name in self.directory.claimed:
+            streams, directory = self._context.streams, self.directory
+
+            def removed(_):
+                if streams.get(stream.name) in (None, stream):  # not published here again
+                    return directory.release(stream.name)
+                return None
+
+            self._watch(directory.stream_changed(stream.name, None).addCallback(removed),
+                        "removing a stream")

@@ -9,7 +9,9 @@ Layout (every key under C{wcs:}):
   - C{wcs:node:<id>}: the node's REST base (JSON), renewed every heartbeat with a TTL: a node
     whose key expired is dead, and the first reader that notices removes it and its entries;
   - C{wcs:calls:<id>} / C{wcs:streams:<id>}: hashes of the node's WCS call objects by callId
-    and of its published streams by name, written as they change, with the same TTL.
+    and of its published streams by name, written as they change, with the same TTL;
+  - C{wcs:name:<stream name>}: the node publishing that name, set only if absent (SET NX), with
+    the same TTL: the atomic claim that makes stream names unique across the cluster.
 
 Redis, not a home-made store: operators run it already, and a key's TTL is exactly the
 "forget a node that stopped renewing" the failure case needs.  The client is txredisapi, a
@@ -51,6 +53,10 @@ def streams_key(node_id: str) -> str:
     return f"{PREFIX}streams:{node_id}"
 
 
+def name_key(stream_name: str) -> str:
+    return f"{PREFIX}name:{stream_name}"
+
+
 def matches(document: dict[str, Any], filters: dict[str, Any]) -> bool:
     """
     Whether every filter field equals the document's (what a node's own /find does).
@@ -88,6 +94,8 @@ class ClusterDirectory:
         #: for a stream, a relay request to check) read.
         self.living_nodes: dict[str, str] = {}
         self.remote_stream_cache: dict[str, tuple[str, str, dict[str, Any]]] = {}
+        #: The stream names this node claimed (L{claim}), renewed with its heartbeat.
+        self.claimed: set[str] = set()
 
     def _bounded(self, d, what: str):
         """
@@ -120,12 +128,14 @@ class ClusterDirectory:
             self.redis.sadd(NODES, self.node_id),
             self.redis.execute_command("PEXPIRE", calls_key(self.node_id), self.ttl_ms),
             self.redis.execute_command("PEXPIRE", streams_key(self.node_id), self.ttl_ms),
-        ], fireOnOneErrback=True, consumeErrors=True)
+        ] + [self.redis.execute_command("PEXPIRE", name_key(name), self.ttl_ms)
+             for name in sorted(self.claimed)], fireOnOneErrback=True, consumeErrors=True)
 
     def leave(self):
+        claims, self.claimed = [name_key(name) for name in sorted(self.claimed)], set()
         return DeferredList([
             self.redis.delete([node_key(self.node_id), calls_key(self.node_id),
-                               streams_key(self.node_id)]),
+                               streams_key(self.node_id)] + claims),
             self.redis.srem(NODES, self.node_id),
         ], consumeErrors=True)
 
@@ -142,6 +152,38 @@ class ClusterDirectory:
             return self.redis.hdel(key, name)
         return self.redis.hset(key, name, encode(description)).addCallback(
             lambda _: self.redis.execute_command("PEXPIRE", key, self.ttl_ms))
+
+    @inlineCallbacks
+    def claim(self, stream_name: str):
+        """
+        Take C{stream_name} for this node across the cluster: True unless another node holds
+        it (two nodes publishing one name at once: exactly one wins).  A claim left by this
+        node's previous life is its own.
+        """
+        key = name_key(stream_name)
+        won = yield self.redis.set(key, self.node_id, pexpire=self.ttl_ms, only_if_not_exists=True)
+        if not won and (yield self.redis.get(key)) != self.node_id:
+            return False
+        if not won:
+            yield self.redis.execute_command("PEXPIRE", key, self.ttl_ms)
+        self.claimed.add(stream_name)
+        return True
+
+    def release(self, stream_name: str):
+        """
+        Give back a name this node claimed (its stream ended); others' claims stay.
+        """
+        if stream_name not in self.claimed:
+            return succeed(None)
+        self.claimed.discard(stream_name)
+        return self.redis.delete([name_key(stream_name)])
+
+    def published_elsewhere(self, stream_name: str) -> bool:
+        """
+        Whether another living node publishes C{stream_name}, as of the last heartbeat (a
+        publisher's synchronous name check; L{claim} settles publishes closer than that).
+        """
+        return stream_name in self.remote_stream_cache
 
     # --- the other nodes ------------------------------------------------------------------
 

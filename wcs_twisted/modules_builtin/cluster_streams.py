@@ -13,6 +13,10 @@ on node A gets it from a local copy on B, fed by one relay from A, however many 
     when it has had no sink for two heartbeats; the relay ends with the origin's stream, on
     C{/cluster/relay/terminate}, or when the edge node dies.
 
+Both ends' UDP ports come from the RTP range (C{media_port_from}..C{media_port_to}, the media
+factory's own pool when the server provides it as the service C{"media_ports"}): firewalls open
+for the range let relays through, and relays never take a port a call needs.
+
 The origin sends only to a living node's address, asked by that node: the REST method cannot
 aim a stream at anyone else.  The edge takes datagrams only from the origin's address.
 """
@@ -33,6 +37,7 @@ from zope.interface import implementer
 
 from wcs_twisted.errors import InvalidField, NotFound
 from wcs_twisted.interfaces import IStreamResolver, IStreamSink, IStreamSource
+from wcs_twisted.media.ports import PortPool
 from wcs_twisted.modules_builtin.cluster_directory import RELAYED_HEADER
 from wcs_twisted.toolkit.rtp import build_rtp, payload_bounds, peek_header
 
@@ -47,6 +52,29 @@ STOPPED = "Stopped by publisher stop"
 
 def host_of(rest_url: str) -> str:
     return urlsplit(rest_url).hostname or ""
+
+
+class RtpPort:
+    """
+    A UDP port of the RTP range, listening with C{protocol}; L{close} gives it back.
+    """
+
+    def __init__(self, context, protocol) -> None:
+        settings = context.settings
+        pool = context.services.get("media_ports") or PortPool(settings.media_port_from,
+                                                               settings.media_port_to)
+        self.reservation, self.listening = pool.bind(
+            lambda pair: context.reactor.listenUDP(pair.rtp_port, protocol,
+                                                   interface=settings.bind_address))
+        self.number = self.listening.getHost().port
+
+    def write(self, data: bytes, address) -> None:
+        self.listening.write(data, address)
+
+    def close(self):
+        d = self.listening.stopListening()
+        self.reservation.release()
+        return d
 
 
 @implementer(IStreamSink)
@@ -213,7 +241,7 @@ class _Copy:
     """
 
     stream: Any
-    listening: Any
+    listening: RtpPort
     node: str
     #: Whether the origin confirmed the relay; until then each heartbeat asks again.
     relayed: bool = False
@@ -266,8 +294,7 @@ class EdgeStreams:
         node, rest, description = found
         codecs = {"audio": description.get("audioCodec"), "video": description.get("videoCodec")}
         receiver = EdgeReceiver(host_of(rest), codecs)
-        listening = self.context.reactor.listenUDP(0, receiver,
-                                                   interface=self.context.settings.bind_address)
+        listening = RtpPort(self.context, receiver)
         properties = {key: value for key, value in description.items()
                       if key not in ("name", "audioCodec", "videoCodec", "createDate")}
         properties[ORIGIN] = node
@@ -279,7 +306,7 @@ class EdgeStreams:
         receiver.stream = stream
         copy = self.copies[name] = _Copy(stream, listening, node)
         self.log.info("cluster: stream {name} of node {node} copied here (RTP on {port})",
-                      name=name, node=node, port=listening.getHost().port)
+                      name=name, node=node, port=listening.number)
         self._ask(name, copy, rest)
         return stream
 
@@ -291,7 +318,7 @@ class EdgeStreams:
         copy.asking = True
         copy.attempts += 1
         request = {"streamName": name, "node": self.directory.node_id, "host": self.address,
-                   "port": copy.listening.getHost().port}
+                   "port": copy.listening.number}
 
         def answered(result):
             code, content = result
@@ -316,7 +343,7 @@ class EdgeStreams:
         copy = self.copies.pop(name, None)
         if copy is None:
             return
-        copy.listening.stopListening()
+        copy.listening.close()
         rest = self.directory.living_nodes.get(copy.node)
         if rest is not None and copy.relayed:
             self._post(rest, "/cluster/relay/terminate",
