@@ -34,9 +34,8 @@ from tests.media.test_stream_resolvers import Source
 from wcs_twisted.interfaces import IClusterDirectory, IStreamSink
 from wcs_twisted.media.streams import StreamRegistry
 from wcs_twisted.modules import ModuleContext
-from wcs_twisted.modules_builtin.cluster import ClusterModule, redis_address
+from wcs_twisted.modules_builtin.cluster import STREAM_NAME_IN_USE, ClusterModule, redis_address
 from wcs_twisted.media.ports import PortPool
-from wcs_twisted.media.streams import STREAM_NAME_IN_USE
 from wcs_twisted.modules_builtin.cluster_directory import calls_key, name_key, node_key
 
 

@@ -20,12 +20,14 @@ from twisted.internet.task import LoopingCall
 from zope.interface import implementer
 
 from wcs_twisted.interfaces import ICallObserver, IStreamObserver, IWcsModule
-from wcs_twisted.media.streams import STREAM_NAME_IN_USE
 from wcs_twisted.modules_builtin.cluster_directory import ClusterDirectory
 from wcs_twisted.modules_builtin.cluster_streams import (ORIGIN, EdgeStreams, OriginRelays,
                                                          RtpPort)
 
 __all__ = ["ClusterModule", "redis_address"]
+
+#: The WCS info text of a publish under a name in use (spec STREAM_STATUS_INFO).
+STREAM_NAME_IN_USE = "Stream name is already in use"
 
 #: WCS statuses that end a call: it leaves the directory.
 _RELEASED = frozenset({"FINISH", "FAILED", "BUSY"})

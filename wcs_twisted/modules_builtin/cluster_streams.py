@@ -13,8 +13,8 @@ on node A gets it from a local copy on B, fed by one relay from A, however many 
     when it has had no sink for two heartbeats; the relay ends with the origin's stream, on
     C{/cluster/relay/terminate}, or when the edge node dies.
 
-Both ends' UDP ports come from the RTP range (C{media_port_from}..C{media_port_to}, the media
-factory's own pool when the server provides it as the service C{"media_ports"}): firewalls open
+Both ends' UDP ports come from the RTP range (C{media_port_from}..C{media_port_to}: the media
+factory's own pool, which the server provides as the service C{"media_ports"}): firewalls open
 for the range let relays through, and relays never take a port a call needs.
 
 The origin sends only to a living node's address, asked by that node: the REST method cannot
@@ -37,7 +37,6 @@ from zope.interface import implementer
 
 from wcs_twisted.errors import InvalidField, NotFound
 from wcs_twisted.interfaces import IStreamResolver, IStreamSink, IStreamSource
-from wcs_twisted.media.ports import PortPool
 from wcs_twisted.modules_builtin.cluster_directory import RELAYED_HEADER
 from wcs_twisted.toolkit.rtp import build_rtp, payload_bounds, peek_header
 
@@ -56,16 +55,20 @@ def host_of(rest_url: str) -> str:
 
 class RtpPort:
     """
-    A UDP port of the RTP range, listening with C{protocol}; L{close} gives it back.
+    A UDP port listening with C{protocol}: a pair of the server's RTP pool (the service
+    C{"media_ports"}) when it has one, else any port; L{close} gives it back.
     """
 
     def __init__(self, context, protocol) -> None:
-        settings = context.settings
-        pool = context.services.get("media_ports") or PortPool(settings.media_port_from,
-                                                               settings.media_port_to)
-        self.reservation, self.listening = pool.bind(
-            lambda pair: context.reactor.listenUDP(pair.rtp_port, protocol,
-                                                   interface=settings.bind_address))
+        interface = context.settings.bind_address
+        pool = context.services.get("media_ports")
+        self.reservation = None
+        if pool is None:
+            self.listening = context.reactor.listenUDP(0, protocol, interface=interface)
+        else:
+            self.reservation, self.listening = pool.bind(
+                lambda pair: context.reactor.listenUDP(pair.rtp_port, protocol,
+                                                       interface=interface))
         self.number = self.listening.getHost().port
 
     def write(self, data: bytes, address) -> None:
@@ -73,7 +76,8 @@ class RtpPort:
 
     def close(self):
         d = self.listening.stopListening()
-        self.reservation.release()
+        if self.reservation is not None:
+            self.reservation.release()
         return d
 
 
