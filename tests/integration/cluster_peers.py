@@ -183,6 +183,8 @@ class ClusterKamailio(_Engine):
 
             raise SkipTest("kamailio's dispatcher module is not installed")
         self.nodes = nodes
+        #: kamcmd's way in (ctl module): a loopback TCP port, as unix socket paths are short.
+        self.control = f"tcp:{LOOPBACK}:{free_port()}"
 
     @property
     def address(self) -> str:
@@ -193,6 +195,7 @@ class ClusterKamailio(_Engine):
                **{f"NODE{i + 1}": node.sip_address for i, node in enumerate(self.nodes)})
         config = render("kamailio.cfg", os.path.join(self.directory, "kamailio.cfg"),
                         LISTEN=self.address, SIP_DOMAIN=self.address, MODULE_DIR=self.module_dir,
+                        CONTROL=self.control,
                         DISPATCHER_LIST=os.path.join(self.directory, "dispatcher.list"),
                         USERS="\n".join(f'    $sht(users=>{user}) = "{password}";'
                                         for user, password in sorted(self.users.items())))

@@ -14,9 +14,10 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 
 import treq
-from twisted.internet import defer, reactor
+from twisted.internet import defer, reactor, utils
 from twisted.trial.unittest import SkipTest, TestCase
 
 from tests.integration import audio
@@ -199,6 +200,75 @@ class PhoneThroughKamailioTests(ClusterTestCase):
         await bob.wait_status(incoming, "FINISH", timeout=10)
         await carol.wait_event("CALL_CLOSED")
         self.assertEqual(alice.violations + bob.violations, [])
+
+
+class DispatcherTests(ClusterTestCase):
+    def dispatched(self):
+        """
+        The node each INVITE went to, in order, as Kamailio's log says.
+        """
+        with open(os.path.join(self.kamailio.directory, "kamailio.log"), encoding="utf-8",
+                  errors="replace") as handle:
+            text = handle.read()
+        by_address = {f"sip:{node.sip_address}": name for name, node in self.nodes.items()}
+        return [by_address.get(target, target)
+                for target in re.findall(r"wcs-cluster: dispatched INVITE \S+ to (\S+)", text)]
+
+    async def node_states(self):
+        """
+        C{{node name: dispatcher flags}} from Kamailio itself (kamcmd dispatcher.list): "AP"
+        active, "IP" inactive (probing).
+        """
+        output = await utils.getProcessOutput(require_binary("kamcmd"), (
+            "-s", self.kamailio.control, "dispatcher.list"), errortoo=True)
+        found = dict(re.findall(r"URI: sip:(\S+)\s+FLAGS: (\S+)", output.decode()))
+        return {name: found.get(node.sip_address) for name, node in self.nodes.items()}
+
+    async def wait_states(self, wanted):
+        """
+        Until each node's flags start with C{wanted[name]} ("A" or "I"); bounded.
+        """
+        seen = []
+        for _ in range(100):  # the pings go every 2 s; a dead node's wait 3 s more
+            seen.append(await self.node_states())
+            if all((seen[-1][name] or "").startswith(flag) for name, flag in wanted.items()):
+                return
+            await poll(lambda: False, 0.2).addErrback(lambda _: None)
+        self.fail(f"dispatcher states {seen[-1]}, wanted {wanted}")
+
+    async def call_nobody(self, phone, number):
+        """
+        The phone calls a user nobody registered: Kamailio's dispatcher hands the INVITE to a
+        node, which has no such user (404).
+        """
+        await phone.dial(f"sip:nobody{number}@{self.kamailio.address}")
+        closed = await phone.wait_event("CALL_CLOSED", timeout=15)
+        self.assertIn("404", closed.get("param", ""), closed)
+
+    async def test_calls_spread_and_a_dead_node_is_skipped(self):
+        """
+        Calls from a phone for users nobody registered go round robin over both nodes; node b
+        killed, the dispatcher's OPTIONS ping marks it inactive and every call goes to node a
+        without trying b; b restarted is active again.
+        """
+        await self.wait_states({"a": "A", "b": "A"})  # pings sent before a node bound fail
+        carol = await self.phone("carol", 1000)
+        for number in range(4):
+            await self.call_nobody(carol, number)
+        spread = self.dispatched()
+        self.assertEqual(sorted(spread), ["a", "a", "b", "b"], spread)
+        self.assertNotEqual(spread[0], spread[1])  # round robin, not two in a row
+
+        b = self.nodes["b"]
+        await b.kill()
+        await self.wait_states({"a": "A", "b": "I"})
+        before = len(self.dispatched())
+        for number in range(4, 8):
+            await self.call_nobody(carol, number)
+        self.assertEqual(self.dispatched()[before:], ["a"] * 4)
+
+        await b.restart()
+        await self.wait_states({"a": "A", "b": "A"})
 
 
 class NodeFailureTests(ClusterTestCase):
