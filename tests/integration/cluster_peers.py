@@ -123,6 +123,7 @@ class Node(_WebFront):
         self.directory = os.path.abspath(directory)
         os.makedirs(self.directory, exist_ok=True)
         self.ws_port, self.http_port, self.sip_port = free_port(), free_port(), free_port()
+        self.media_ports = media_ports
         self.config_path = render(
             "node.properties", os.path.join(self.directory, "wcs.properties"),
             NODE_ID=name, NODE_ADDRESS=LOOPBACK, WS_PORT=self.ws_port,

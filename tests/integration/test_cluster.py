@@ -313,7 +313,8 @@ class StreamAcrossNodesTests(ClusterTestCase):
     async def test_stream_played_on_another_node(self):
         """
         alice publishes a 440 Hz stream on node a; two viewers on node b play it: both hear
-        the tone, through one relay from a to b; /stream/find on b lists it.
+        the tone, through one relay from a to b (to a port of b's RTP range); /stream/find on
+        b lists it; a publisher on b of the same name fails "Stream name is already in use".
         """
         a, b = self.nodes["a"], self.nodes["b"]
         alice = self.client("alice", a.ws_url)
@@ -339,7 +340,18 @@ class StreamAcrossNodesTests(ClusterTestCase):
         status, relays = await rest(a.rest_url, "/cluster/relay/find_all")
         self.assertEqual((status, [(r["streamName"], r["node"]) for r in relays]),
                          (200, [("tone440", "b")]))
+        low, high = b.media_ports
+        self.assertTrue(low <= relays[0]["port"] <= high, (relays[0]["port"], b.media_ports))
+
+        # The name is the cluster's: publishing it again on b fails as on one node.
+        mallory = self.client("mallory", b.ws_url)
+        await mallory.connect()
+        duplicate = await mallory.publish_stream("tone440", tone_hz=880, codecs=["opus"])
+        await mallory.wait_stream_status(duplicate, "FAILED", timeout=15)
+        self.assertEqual(mallory.streams[duplicate].info, "Stream name is already in use")
+
         await alice.stop_stream(published)
         for viewer, played in viewers:
             await viewer.wait_stream_status(played, "STOPPED", timeout=10)
-        self.assertEqual(sum((client.violations for client, _ in viewers), alice.violations), [])
+        self.assertEqual(sum((client.violations for client, _ in viewers),
+                             alice.violations + mallory.violations), [])
