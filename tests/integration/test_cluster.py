@@ -108,6 +108,17 @@ class ClusterTestCase(TestCase):
         measured = audio.dominant_frequency(path)
         self.assertLess(abs(measured - expected), 10, f"{path}: {measured} Hz, not {expected}")
 
+    async def bindings(self, user):
+        """
+        The contacts (without parameters) Kamailio's usrloc holds for C{user}, from kamcmd.
+        """
+        output = await utils.getProcessOutput(require_binary("kamcmd"), (
+            "-s", self.kamailio.control, "ul.dump"), errortoo=True)
+        text = output.decode()
+        return sorted(contact.split(";")[0] for aor, contacts in re.findall(
+            r"AoR: (\S+)(.*?)(?=AoR: |\Z)", text, re.S) if aor.split("@")[0] == user
+            for contact in re.findall(r"Address: (\S+)", contacts))
+
     async def calls_seen(self, base):
         """
         C{{callId: nodeId}} of /call/find_all asked at C{base}.
@@ -275,12 +286,14 @@ class NodeFailureTests(ClusterTestCase):
     async def test_node_killed_mid_call(self):
         """
         Node b is killed -9 while alice (node a) talks to bob (node b): alice's call FAILS
-        within seconds (no RTP from b), and node a's directory forgets b's call; a new session
+        within seconds (no RTP from b), node a's directory forgets b's call, Kamailio's
+        keepalives remove bob's registration (alice's stays); a new session
         through nginx lands on a; b restarted rejoins and takes calls again.
         """
         a, b = self.nodes["a"], self.nodes["b"]
         alice, outgoing, bob, incoming = await self.browsers_in_call()
         self.assertEqual(await self.calls_seen(a.rest_url), {outgoing: "a", incoming: "b"})
+        self.assertEqual(await self.bindings("bob"), [f"sip:bob@{b.sip_address}"])
         started = reactor.seconds()
         await b.kill()
         await alice.wait_status(outgoing, "FAILED", timeout=15)
@@ -297,6 +310,16 @@ class NodeFailureTests(ClusterTestCase):
                 break
             await poll(lambda: False, 0.2).addErrback(lambda _: None)
         self.assertEqual(seen[-1], {}, seen)
+        # Kamailio's keepalives find b's registrations dead and remove them: a call for bob
+        # fails at once instead of going to a dead node until the binding expires (60 s).
+        for _ in range(100):  # bounded: OPTIONS every 2 s, removed after 4 s without answer
+            if await self.bindings("bob") == []:
+                break
+            await poll(lambda: False, 0.2).addErrback(lambda _: None)
+        self.assertEqual(await self.bindings("bob"), [])
+        self.assertLess(reactor.seconds() - started, 20)
+        # A living node answers the keepalives for its sessions: alice's binding stays.
+        self.assertEqual(await self.bindings("alice"), [f"sip:alice@{a.sip_address}"])
 
         # New sessions land on the living node; b restarted rejoins with no manual step.
         carol = self.client("carol", self.nginx.ws_url)
