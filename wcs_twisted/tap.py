@@ -36,6 +36,7 @@ from wcs_twisted.backend.observers import (
 from wcs_twisted.config import ConfigError, Settings, load_settings
 from wcs_twisted.gateway.call_policy import CallPolicy
 from wcs_twisted.gateway.call_table import CallSettings, CallTable
+from wcs_twisted.gateway.local_registration import local_registration_factory
 from wcs_twisted.gateway.sessions import SessionTable
 from wcs_twisted.gateway.stream_table import StreamTable
 from wcs_twisted.listeners import ListenerService
@@ -373,6 +374,8 @@ def build_service(settings: Settings, reactor, warnings=()) -> Server:
         registration_factory=registration_factory,
         on_registrations=metrics.registrations.labels(kind="upstream").set,
         clock=reactor, keep_alive_grace=settings.keep_alive_grace_s,
+        local_registration=(local_registration_factory(core, reactor, settings.sip_outbound_proxy)
+                            if settings.sip_register_local_sessions else None),
     )
     calls = CallTable(
         core, reactor, build_media(settings, reactor), sessions, location,

@@ -181,6 +181,73 @@ class BrowsersAcrossNodesTests(ClusterTestCase):
         self.assertEqual(alice.violations + bob.violations, [])
 
 
+class LocalModeAcrossNodesTests(ClusterTestCase):
+    async def local_browser(self, login, node):
+        """
+        A browser in local mode (no sipRegisterRequired, no password) on C{node}: its node
+        registers it at Kamailio by itself.
+        """
+        client = self.client(login, node.ws_url)
+        await client.connect(sipLogin=login, sipDomain="127.0.0.1",
+                             sipOutboundProxy="127.0.0.1", sipPort=str(self.kamailio.port))
+        return client
+
+    async def wait_binding(self, login, node):
+        for _ in range(100):  # bounded: the node registers as the session opens
+            if await self.bindings(login) == [f"sip:{login}@{node.sip_address}"]:
+                return
+            await poll(lambda: False, 0.1).addErrback(lambda _: None)
+        self.fail(f"{login} never registered through node {node.name}: "
+                  f"{await self.bindings(login)}")
+
+    async def test_local_mode_browsers_call_across_nodes(self):
+        """
+        dave (local mode, node a) calls erin (local mode, node b) by her login: both nodes
+        registered their sessions at Kamailio, the call crosses it, tones both ways; erin's
+        binding goes when her session closes.
+        """
+        a, b = self.nodes["a"], self.nodes["b"]
+        dave = await self.local_browser("dave", a)
+        erin = await self.local_browser("erin", b)
+        await self.wait_binding("dave", a)
+        await self.wait_binding("erin", b)
+        outgoing = await dave.call("erin", tone_hz=440, codecs=["PCMU"])
+        incoming = await erin.wait_incoming_call(timeout=15)
+        await erin.answer(incoming, tone_hz=1000, codecs=["PCMU"])
+        await dave.wait_status(outgoing, "ESTABLISHED", timeout=15)
+        self.assertFrequency(await dave.wait_audio(outgoing, seconds=1.5, timeout=15), 1000)
+        self.assertFrequency(await erin.wait_audio(incoming, seconds=1.5, timeout=15), 440)
+        await dave.hangup(outgoing)
+        await erin.wait_status(incoming, "FINISH", timeout=10)
+        self.assertEqual(dave.violations + erin.violations, [])
+        await erin.close()
+        for _ in range(100):  # bounded: the node unregisters as the session closes
+            if await self.bindings("erin") == []:
+                break
+            await poll(lambda: False, 0.1).addErrback(lambda _: None)
+        self.assertEqual(await self.bindings("erin"), [])
+
+    async def test_local_mode_cannot_take_a_login_with_a_password(self):
+        """
+        The attack: a local-mode session claims alice, a user with a password at Kamailio.
+        Kamailio challenges its node's REGISTER, which has no password to answer: alice's
+        calls never reach the impostor, and the real alice registers as before.
+        """
+        b = self.nodes["b"]
+        await self.local_browser("alice", b)
+        log_path = os.path.join(b.directory, "wcs.log")
+
+        def refused():
+            with open(log_path, encoding="utf-8", errors="replace") as handle:
+                return "alice not registered in front" in handle.read()
+
+        await poll(refused, 15.0, message=lambda: "node b never gave up registering alice")
+        self.assertEqual(await self.bindings("alice"), [])
+        await self.browser("alice", self.nodes["a"].ws_url)
+        self.assertEqual(await self.bindings("alice"),
+                         [f"sip:alice@{self.nodes['a'].sip_address}"])
+
+
 class PhoneThroughKamailioTests(ClusterTestCase):
     async def test_browser_and_phone_both_ways(self):
         """
