@@ -773,10 +773,16 @@ class IClusterDirectory(Interface):
             nodes that match every field of C{filters}.
         """
 
+    def remote_connections(filters):
+        """
+        @return: a Deferred firing with the connection objects (/connection/find) of the
+            sessions of the other living nodes that match every field of C{filters}.
+        """
+
     def relay(method, path, body, headers):
         """
-        Carry out a REST request that found nothing here on the node owning the call or stream
-        its JSON C{body} names (callId, streamName/name, mediaSessionId).
+        Carry out a REST request that found nothing here on the node owning the call, stream
+        or session its JSON C{body} names (callId, streamName/name, mediaSessionId, sessionId).
 
         @param path: below /rest-api/ (C{"/call/terminate"}).
         @param headers: C{{name: value}} to pass on (Authorization).

@@ -394,6 +394,8 @@ def build_service(settings: Settings, reactor, warnings=()) -> Server:
     module_services: dict = {}
     # The RTP range's pool: modules' own RTP ports (the cluster's stream relays) come from it too.
     module_services["media_ports"] = calls.media.port_pool
+    # The sessions: the cluster module lists them in its directory (/connection/* cluster-wide).
+    module_services["sessions"] = sessions
     module_routes = RouteTable()
     hooks = RestHooks(settings, reactor, node_id)
     sessions.observers.append(SessionHookObserver(hooks))

@@ -150,7 +150,7 @@ class BrowsersAcrossNodesTests(ClusterTestCase):
     async def test_call_find_dtmf_terminate_from_the_wrong_node(self):
         """
         A browser on node a calls a browser on node b (tones both ways); every node and nginx
-        list both calls; DTMF and terminate for a call of the other node are carried out by
+        list both calls and both connections; DTMF and terminate for a call of the other node are carried out by
         its owner and answered 200 where they were asked.
         """
         a, b = self.nodes["a"], self.nodes["b"]
@@ -161,6 +161,10 @@ class BrowsersAcrossNodesTests(ClusterTestCase):
         self.assertEqual(await self.calls_seen(self.nginx.rest_url), both)
         status, found = await rest(a.rest_url, "/call/find", {"callee": "bob", "incoming": True})
         self.assertEqual((status, [call["callId"] for call in found]), (200, [incoming]))
+        status, found = await rest(a.rest_url, "/connection/find", {"sipLogin": "bob"})
+        self.assertEqual((status, [c["nodeId"] for c in found]), (200, ["b"]))
+        status, found = await rest(self.nginx.rest_url, "/connection/find_all")
+        self.assertEqual(sorted(c["sipLogin"] for c in found), ["alice", "bob"])
 
         # bob's call lives on b; a relays, b sends the digit over SIP, alice's node hears it.
         since = len(alice.messages)

@@ -30,6 +30,7 @@ from wcs_twisted.rest.routes import RouteTable
 from wcs_twisted.rest.web import build_site
 from wcs_twisted.gateway.call_events import CallStatus
 from tests.integration.peers import poll
+from tests.gateway.test_sessions import SilentConnection
 from tests.media.test_stream_resolvers import Source
 from wcs_twisted.interfaces import IClusterDirectory, IStreamSink
 from wcs_twisted.media.streams import StreamRegistry
@@ -90,10 +91,13 @@ class ClusterNodes:
         C{media_ports} is the server's RTP pool (the service "media_ports").
         """
         routes = RouteTable()
-        services = {} if media_ports is None else {"media_ports": media_ports}
+        sessions = SessionTable(node_id)
+        services = {"sessions": sessions}
+        if media_ports is not None:
+            services["media_ports"] = media_ports
         table = call_table(self.clock)
         if serve_rest:
-            api = RestAPI(SessionTable(node_id), table, services=services, routes=routes)
+            api = RestAPI(sessions, table, services=services, routes=routes)
             site = build_site(api, ("admin", "pw"), (), ServerMetrics(), [])
             port = reactor.listenTCP(0, site, interface="127.0.0.1")
             self.addCleanup(port.stopListening)
@@ -141,7 +145,8 @@ class ClusterModuleTests(ClusterNodes, TestCase):
         """
         module = yield self.start_node("solo", cluster_redis_url="")
         self.assertIsNone(module.directory)
-        self.assertEqual(self.nodes["solo"][3], {})
+        self.assertNotIn("cluster", self.nodes["solo"][3])
+        self.assertEqual(self.nodes["solo"][3]["sessions"].observers, [])
         self.assertIsNone(module.stop())
 
     @defer.inlineCallbacks
@@ -191,6 +196,33 @@ class ClusterModuleTests(ClusterNodes, TestCase):
         stream.end("Stopped by publisher stop")
         yield self.written(a)
         self.assertEqual((yield b.directory.remote_streams({})), [])
+
+    @defer.inlineCallbacks
+    def test_connections_across_nodes(self):
+        """
+        A session of node a is seen from node b (/connection/find objects) until it closes,
+        and a request naming it by sessionId is relayed to a; the module stops watching the
+        sessions when it stops.
+        """
+        recorder = Recorder()
+        port = reactor.listenTCP(0, Site(recorder), interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        a = yield self.start_node("a", rest_url=f"http://127.0.0.1:{port.getHost().port}/r")
+        b = yield self.start_node("b")
+        sessions = self.nodes["a"][3]["sessions"]
+        session = sessions.open(SilentConnection(), "/s1", {"sipLogin": "dave"})
+        yield self.written(a)
+        found = yield b.directory.remote_connections({"sipLogin": "dave"})
+        self.assertEqual([(c["sessionId"], c["nodeId"]) for c in found], [("/s1", "a")])
+        self.assertEqual((yield b.directory.remote_connections({"sipLogin": "erin"})), [])
+        answer = yield b.directory.relay("POST", "/connection/terminate", {"sessionId": "/s1"},
+                                         {})
+        self.assertEqual((answer[0], recorder.requests[0][1]), (200, b"/r/connection/terminate"))
+        sessions.close(session, "bye")
+        yield self.written(a)
+        self.assertEqual((yield b.directory.remote_connections({})), [])
+        yield a.stop()
+        self.assertEqual(sessions.observers, [])
 
     @defer.inlineCallbacks
     def test_dead_node_is_forgotten(self):

@@ -6,7 +6,7 @@ call and stream directory in Redis (docs/scaling.md).
 Off unless C{cluster_redis_url} is set.  When on, it writes this node's calls (every status
 change) and published streams to the directory, renews the node's entry every heartbeat, and
 provides the service C{"cluster"} (L{IClusterDirectory}) through which the REST front-end
-answers /call/find, /stream/find with the whole cluster and relays a method that names a call
+answers /call/find, /stream/find, /connection/find with the whole cluster and relays a method that names a call
 or stream of another node to that node.  SIP needs nothing of it: nodes register their sessions
 at Kamailio like at any external SIP server.
 """
@@ -63,6 +63,7 @@ class ClusterModule:
         self._failing = False
         self.origin: OriginRelays | None = None
         self.edges: EdgeStreams | None = None
+        self._sessions: Any = None
 
     def start(self, context) -> None:
         url = context.setting("cluster_redis_url")
@@ -103,6 +104,10 @@ class ClusterModule:
         self.edges = EdgeStreams(context, self.directory, http)
         context.streams.add_resolver(self.edges)
         context.streams.add_name_check(self.directory.published_elsewhere)
+        # The server's sessions (the service "sessions"), for /connection/* across the cluster.
+        self._sessions = context.services.get("sessions")
+        if self._sessions is not None:
+            self._sessions.observers.append(self)
         self._watch(self.directory.join(), "joining")
         self._heartbeat = LoopingCall(self._renew)
         self._heartbeat.clock = context.clock
@@ -119,6 +124,8 @@ class ClusterModule:
         context.remove_call_observer(self)
         context.streams.remove_resolver(self.edges)
         context.streams.remove_name_check(directory.published_elsewhere)
+        if self._sessions is not None and self in self._sessions.observers:
+            self._sessions.observers.remove(self)
         self.edges.close()
         self.origin.close()
         self.origin.port.close()
@@ -156,7 +163,15 @@ class ClusterModule:
         return self._watch(d.addTimeout(directory.timeout, self._context.clock),
                            "renewing this node")
 
-    # --- ICallObserver, IStreamObserver ----------------------------------------------------
+    # --- ICallObserver, IStreamObserver, the session table's observers --------------------
+
+    def session_opened(self, session) -> None:
+        self._watch(self.directory.session_changed(session.session_id, session.public_fields()),
+                    "writing a connection")
+
+    def session_closed(self, session) -> None:
+        self._watch(self.directory.session_changed(session.session_id, None),
+                    "removing a connection")
 
     def call_status_changed(self, call, info) -> None:
         wcs = call.to_wcs()
