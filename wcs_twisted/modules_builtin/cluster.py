@@ -130,7 +130,9 @@ class ClusterModule:
         self.origin.close()
         self.origin.port.close()
         context.streams.remove_observer(self)
+        requests = self.edges.requests_done()  # the terminates close() just sent
         d = directory.leave().addTimeout(directory.timeout, context.clock)
+        d.addBoth(lambda result: requests.addCallback(lambda _: result))
         d.addBoth(lambda _: directory.redis.disconnect())
         d.addErrback(lambda failure: context.log.warn(
             "cluster: leaving the directory failed: {error}", error=failure.getErrorMessage()))

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from twisted.internet.defer import DeferredList
 from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
 from zope.interface import implementer
@@ -274,6 +275,7 @@ class EdgeStreams:
         #: Where origins send: this node's address as the other nodes know it (an IP address).
         self.address = host_of(directory.rest_url)
         self.copies: dict[str, _Copy] = {}
+        self._requests: set = set()
         settings = context.settings
         credentials = f"{settings.rest_username}:{settings.rest_password}".encode()
         self.authorization = ("" if settings.disable_rest_auth
@@ -289,7 +291,20 @@ class EdgeStreams:
         def checked(response):
             return response.content().addCallback(lambda content: (response.code, content))
 
-        return d.addCallback(checked).addTimeout(self.directory.timeout, self.context.clock)
+        def settled(result):
+            self._requests.discard(d)
+            return result
+
+        d.addCallback(checked).addTimeout(self.directory.timeout, self.context.clock)
+        self._requests.add(d)
+        return d.addBoth(settled)
+
+    def requests_done(self):
+        """
+        Fires once the requests to origins under way have been answered (or timed out): a
+        stopping node lets its last relay/terminate reach the origin.
+        """
+        return DeferredList(list(self._requests), consumeErrors=True)
 
     def resolve_stream(self, name: str):
         found = self.directory.remote_stream_cache.get(name)
