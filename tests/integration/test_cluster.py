@@ -119,6 +119,9 @@ class ClusterTestCase(TestCase):
             r"AoR: (\S+)(.*?)(?=AoR: |\Z)", text, re.S) if aor.split("@")[0] == user
             for contact in re.findall(r"Address: (\S+)", contacts))
 
+    async def bindings_are(self, user, contacts):
+        return await self.bindings(user) == contacts
+
     async def calls_seen(self, base):
         """
         C{{callId: nodeId}} of /call/find_all asked at C{base}.
@@ -137,13 +140,30 @@ class ClusterTestCase(TestCase):
         a, b = self.nodes["a"], self.nodes["b"]
         alice = alice or await self.browser("alice", a.ws_url)
         bob = await self.browser("bob", b.ws_url)
-        outgoing = await alice.call("bob", tone_hz=440, codecs=["PCMU"])
-        incoming = await bob.wait_incoming_call(timeout=15)
-        await bob.answer(incoming, tone_hz=1000, codecs=["PCMU"])
-        await alice.wait_status(outgoing, "ESTABLISHED", timeout=15)
-        self.assertFrequency(await alice.wait_audio(outgoing, seconds=1.5, timeout=15), 1000)
-        self.assertFrequency(await bob.wait_audio(incoming, seconds=1.5, timeout=15), 440)
+        outgoing, incoming = await self.talk(alice, bob, "bob")
         return alice, outgoing, bob, incoming
+
+    async def talk(self, caller, callee, login):
+        """
+        C{caller} calls C{login} (C{callee}'s), who answers: each hears the other's tone.
+        """
+        outgoing = await caller.call(login, tone_hz=440, codecs=["PCMU"])
+        incoming = await callee.wait_incoming_call(timeout=15)
+        await callee.answer(incoming, tone_hz=1000, codecs=["PCMU"])
+        await caller.wait_status(outgoing, "ESTABLISHED", timeout=15)
+        self.assertFrequency(await caller.wait_audio(outgoing, seconds=1.5, timeout=15), 1000)
+        self.assertFrequency(await callee.wait_audio(incoming, seconds=1.5, timeout=15), 440)
+        return outgoing, incoming
+
+    async def until(self, check, what, tries=100):
+        """
+        Await C{check()} every 0.2 s until it is true, at most C{tries} times.
+        """
+        for _ in range(tries):
+            if await check():
+                return
+            await poll(lambda: False, 0.2).addErrback(lambda _: None)
+        self.fail(f"never: {what}")
 
 
 class BrowsersAcrossNodesTests(ClusterTestCase):
@@ -196,13 +216,9 @@ class LocalModeAcrossNodesTests(ClusterTestCase):
                              sipOutboundProxy="127.0.0.1", sipPort=str(self.kamailio.port))
         return client
 
-    async def wait_binding(self, login, node):
-        for _ in range(100):  # bounded: the node registers as the session opens
-            if await self.bindings(login) == [f"sip:{login}@{node.sip_address}"]:
-                return
-            await poll(lambda: False, 0.1).addErrback(lambda _: None)
-        self.fail(f"{login} never registered through node {node.name}: "
-                  f"{await self.bindings(login)}")
+    def wait_binding(self, login, node):
+        return self.until(lambda: self.bindings_are(login, [f"sip:{login}@{node.sip_address}"]),
+                          f"{login} registered through node {node.name}")
 
     async def test_local_mode_browsers_call_across_nodes(self):
         """
@@ -215,21 +231,12 @@ class LocalModeAcrossNodesTests(ClusterTestCase):
         erin = await self.local_browser("erin", b)
         await self.wait_binding("dave", a)
         await self.wait_binding("erin", b)
-        outgoing = await dave.call("erin", tone_hz=440, codecs=["PCMU"])
-        incoming = await erin.wait_incoming_call(timeout=15)
-        await erin.answer(incoming, tone_hz=1000, codecs=["PCMU"])
-        await dave.wait_status(outgoing, "ESTABLISHED", timeout=15)
-        self.assertFrequency(await dave.wait_audio(outgoing, seconds=1.5, timeout=15), 1000)
-        self.assertFrequency(await erin.wait_audio(incoming, seconds=1.5, timeout=15), 440)
+        outgoing, incoming = await self.talk(dave, erin, "erin")
         await dave.hangup(outgoing)
         await erin.wait_status(incoming, "FINISH", timeout=10)
         self.assertEqual(dave.violations + erin.violations, [])
         await erin.close()
-        for _ in range(100):  # bounded: the node unregisters as the session closes
-            if await self.bindings("erin") == []:
-                break
-            await poll(lambda: False, 0.1).addErrback(lambda _: None)
-        self.assertEqual(await self.bindings("erin"), [])
+        await self.until(lambda: self.bindings_are("erin", []), "erin unregistered")
 
     async def test_local_mode_cannot_take_a_login_with_a_password(self):
         """
@@ -306,17 +313,16 @@ class DispatcherTests(ClusterTestCase):
         found = dict(re.findall(r"URI: sip:(\S+)\s+FLAGS: (\S+)", output.decode()))
         return {name: found.get(node.sip_address) for name, node in self.nodes.items()}
 
-    async def wait_states(self, wanted):
+    def wait_states(self, wanted):
         """
-        Until each node's flags start with C{wanted[name]} ("A" or "I"); bounded.
+        Until each node's flags start with C{wanted[name]} ("A" or "I"): the pings go every
+        2 s, an unanswered one gives up after 3 s.
         """
-        seen = []
-        for _ in range(100):  # the pings go every 2 s; a dead node's wait 3 s more
-            seen.append(await self.node_states())
-            if all((seen[-1][name] or "").startswith(flag) for name, flag in wanted.items()):
-                return
-            await poll(lambda: False, 0.2).addErrback(lambda _: None)
-        self.fail(f"dispatcher states {seen[-1]}, wanted {wanted}")
+        async def reached():
+            states = await self.node_states()
+            return all((states[name] or "").startswith(flag) for name, flag in wanted.items())
+
+        return self.until(reached, f"dispatcher states {wanted}")
 
     async def call_nobody(self, phone, number):
         """
@@ -383,11 +389,8 @@ class NodeFailureTests(ClusterTestCase):
         self.assertEqual(seen[-1], {}, seen)
         # Kamailio's keepalives find b's registrations dead and remove them: a call for bob
         # fails at once instead of going to a dead node until the binding expires (60 s).
-        for _ in range(100):  # bounded: OPTIONS every 2 s, removed after 4 s without answer
-            if await self.bindings("bob") == []:
-                break
-            await poll(lambda: False, 0.2).addErrback(lambda _: None)
-        self.assertEqual(await self.bindings("bob"), [])
+        # OPTIONS every 2 s, removed after 4 s without an answer.
+        await self.until(lambda: self.bindings_are("bob", []), "bob's binding removed")
         self.assertLess(reactor.seconds() - started, 20)
         # A living node answers the keepalives for its sessions: alice's binding stays.
         self.assertEqual(await self.bindings("alice"), [f"sip:alice@{a.sip_address}"])
