@@ -450,6 +450,8 @@ KEYS: tuple[Key, ...] = (
         "Smallest session interval accepted, in seconds (RFC 4028 Min-SE, at least 90): a request asking less gets 422; also the Min-SE our INVITEs carry."),
     Key("sip_100rel", "sip_100rel", RELIABLE_PROVISIONAL, "supported",
         "RFC 3262 reliable provisional responses: supported (offered; our 1xx reliable when the caller requires it), required (our INVITEs say Require: 100rel; our 1xx reliable whenever the caller supports it) or off (not offered)."),
+    Key("sip_register_local_sessions", "sip_register_local_sessions", BOOLEAN, "false",
+        "Register each session that connects without sipRegisterRequired (local mode) at its sipDomain's server (sip_outbound_proxy when it gives none), with no credentials and a Contact naming the session: a registrar in front of several servers (a cluster's Kamailio, docs/scaling.md) then reaches it by its login."),
     Key("log_json_file", "log_json_file", STRING, "",
         "Also write every log event as one JSON object per line to this file (for log "
         "collectors); empty means off."),
@@ -590,6 +592,7 @@ class Settings:
     sip_session_expires: int = 1800
     sip_min_se: int = 90
     sip_100rel: str = "supported"
+    sip_register_local_sessions: bool = False
     log_json_file: str = ""
     plugin_dirs: tuple[str, ...] = ()
     modules_disabled: tuple[str, ...] = ()

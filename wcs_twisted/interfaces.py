@@ -773,10 +773,16 @@ class IClusterDirectory(Interface):
             nodes that match every field of C{filters}.
         """
 
+    def remote_connections(filters):
+        """
+        @return: a Deferred firing with the connection objects (/connection/find) of the
+            sessions of the other living nodes that match every field of C{filters}.
+        """
+
     def relay(method, path, body, headers):
         """
-        Carry out a REST request that found nothing here on the node owning the call or stream
-        its JSON C{body} names (callId, streamName/name, mediaSessionId).
+        Carry out a REST request that found nothing here on the node owning the call, stream
+        or session its JSON C{body} names (callId, streamName/name, mediaSessionId, sessionId).
 
         @param path: below /rest-api/ (C{"/call/terminate"}).
         @param headers: C{{name: value}} to pass on (Authorization).
@@ -863,6 +869,23 @@ class IStreamRegistry(Interface):
         The stream called C{name} here, else one a resolver makes for it (a cluster node relays
         another node's stream: L{IStreamResolver}), else None.  Players use this; a publisher's
         name check uses L{get}.
+        """
+
+    def taken(name):
+        """
+        Whether a new publisher may not use C{name}: a stream of that name is published here,
+        or a name check says it is published elsewhere (another node of the cluster).
+        """
+
+    def add_name_check(check):
+        """
+        Ask C{check(name) -> bool} too in L{taken} (the cluster module: names other nodes
+        publish); it must not raise.
+        """
+
+    def remove_name_check(check):
+        """
+        Stop asking C{check}.
         """
 
     def add_resolver(resolver):

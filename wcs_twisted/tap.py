@@ -37,6 +37,7 @@ from wcs_twisted.config import ConfigError, Settings, load_settings
 from wcs_twisted.gateway.call_policy import CallPolicy
 from wcs_twisted.gateway.caller_identity import TrustedPeers
 from wcs_twisted.gateway.call_table import CallSettings, CallTable
+from wcs_twisted.gateway.local_registration import local_registration_factory
 from wcs_twisted.gateway.sessions import SessionTable
 from wcs_twisted.gateway.stream_table import StreamTable
 from wcs_twisted.gc_tuning import GarbageCollectorTuning
@@ -406,6 +407,8 @@ def build_service(settings: Settings, reactor, warnings=()) -> Server:
         registration_factory=registration_factory,
         on_registrations=metrics.registrations.labels(kind="upstream").set,
         clock=reactor, keep_alive_grace=settings.keep_alive_grace_s,
+        local_registration=(local_registration_factory(core, reactor, settings.sip_outbound_proxy)
+                            if settings.sip_register_local_sessions else None),
     )
     calls = CallTable(
         core, reactor, build_media(settings, reactor), sessions, location,
@@ -425,6 +428,10 @@ def build_service(settings: Settings, reactor, warnings=()) -> Server:
     stream_table = StreamTable(stream_registry, calls.media, sessions, calls, clock=reactor,
                                record_sip_calls=settings.sip_record_stream)
     module_services: dict = {}
+    # The RTP range's pool: modules' own RTP ports (the cluster's stream relays) come from it too.
+    module_services["media_ports"] = calls.media.port_pool
+    # The sessions: the cluster module lists them in its directory (/connection/* cluster-wide).
+    module_services["sessions"] = sessions
     module_routes = RouteTable()
     hooks = RestHooks(settings, reactor, node_id)
     sessions.observers.append(SessionHookObserver(hooks))

@@ -124,6 +124,7 @@ class Node(_WebFront):
         self.directory = os.path.abspath(directory)
         os.makedirs(self.directory, exist_ok=True)
         self.ws_port, self.http_port, self.sip_port = stable_port(), stable_port(), stable_port()
+        self.media_ports = media_ports
         self.config_path = render(
             "node.properties", os.path.join(self.directory, "wcs.properties"),
             NODE_ID=name, NODE_ADDRESS=LOOPBACK, WS_PORT=self.ws_port,
@@ -184,6 +185,8 @@ class ClusterKamailio(_Engine):
 
             raise SkipTest("kamailio's dispatcher module is not installed")
         self.nodes = nodes
+        #: kamcmd's way in (ctl module): a loopback TCP port, as unix socket paths are short.
+        self.control = f"tcp:{LOOPBACK}:{free_port()}"
 
     @property
     def address(self) -> str:
@@ -194,6 +197,7 @@ class ClusterKamailio(_Engine):
                **{f"NODE{i + 1}": node.sip_address for i, node in enumerate(self.nodes)})
         config = render("kamailio.cfg", os.path.join(self.directory, "kamailio.cfg"),
                         LISTEN=self.address, SIP_DOMAIN=self.address, MODULE_DIR=self.module_dir,
+                        CONTROL=self.control,
                         DISPATCHER_LIST=os.path.join(self.directory, "dispatcher.list"),
                         USERS="\n".join(f'    $sht(users=>{user}) = "{password}";'
                                         for user, password in sorted(self.users.items())))

@@ -30,12 +30,14 @@ from wcs_twisted.rest.routes import RouteTable
 from wcs_twisted.rest.web import build_site
 from wcs_twisted.gateway.call_events import CallStatus
 from tests.integration.peers import poll
+from tests.gateway.test_sessions import SilentConnection
 from tests.media.test_stream_resolvers import Source
 from wcs_twisted.interfaces import IClusterDirectory, IStreamSink
 from wcs_twisted.media.streams import StreamRegistry
 from wcs_twisted.modules import ModuleContext
-from wcs_twisted.modules_builtin.cluster import ClusterModule, redis_address
-from wcs_twisted.modules_builtin.cluster_directory import calls_key, node_key
+from wcs_twisted.modules_builtin.cluster import STREAM_NAME_IN_USE, ClusterModule, redis_address
+from wcs_twisted.media.ports import PortPool
+from wcs_twisted.modules_builtin.cluster_directory import calls_key, name_key, node_key
 
 
 class Recorder(Resource):
@@ -82,16 +84,20 @@ class ClusterNodes:
         self.nodes = {}
 
     @defer.inlineCallbacks
-    def start_node(self, node_id, rest_url="", serve_rest=False, **values):
+    def start_node(self, node_id, rest_url="", serve_rest=False, media_ports=None, **values):
         """
         Node C{node_id}'s cluster module; with C{serve_rest}, the node's real REST front
-        (RestAPI behind its gate, admin/pw) on 127.0.0.1 serves the module's methods.
+        (RestAPI behind its gate, admin/pw) on 127.0.0.1 serves the module's methods;
+        C{media_ports} is the server's RTP pool (the service "media_ports").
         """
         routes = RouteTable()
-        services = {}
+        sessions = SessionTable(node_id)
+        services = {"sessions": sessions}
+        if media_ports is not None:
+            services["media_ports"] = media_ports
         table = call_table(self.clock)
         if serve_rest:
-            api = RestAPI(SessionTable(node_id), table, services=services, routes=routes)
+            api = RestAPI(sessions, table, services=services, routes=routes)
             site = build_site(api, ("admin", "pw"), (), ServerMetrics(), [])
             port = reactor.listenTCP(0, site, interface="127.0.0.1")
             self.addCleanup(port.stopListening)
@@ -121,9 +127,10 @@ class ClusterNodes:
     def written(self, module):
         """
         Fires once every command the node sent before has been carried out (one connection,
-        commands in order).
+        commands in order), and those they sent when answered (a claim, then the write).
         """
-        return module.directory.redis.ping()
+        redis = module.directory.redis
+        return redis.ping().addCallback(lambda _: redis.ping())
 
 
 class ClusterModuleTests(ClusterNodes, TestCase):
@@ -138,7 +145,8 @@ class ClusterModuleTests(ClusterNodes, TestCase):
         """
         module = yield self.start_node("solo", cluster_redis_url="")
         self.assertIsNone(module.directory)
-        self.assertEqual(self.nodes["solo"][3], {})
+        self.assertNotIn("cluster", self.nodes["solo"][3])
+        self.assertEqual(self.nodes["solo"][3]["sessions"].observers, [])
         self.assertIsNone(module.stop())
 
     @defer.inlineCallbacks
@@ -188,6 +196,33 @@ class ClusterModuleTests(ClusterNodes, TestCase):
         stream.end("Stopped by publisher stop")
         yield self.written(a)
         self.assertEqual((yield b.directory.remote_streams({})), [])
+
+    @defer.inlineCallbacks
+    def test_connections_across_nodes(self):
+        """
+        A session of node a is seen from node b (/connection/find objects) until it closes,
+        and a request naming it by sessionId is relayed to a; the module stops watching the
+        sessions when it stops.
+        """
+        recorder = Recorder()
+        port = reactor.listenTCP(0, Site(recorder), interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        a = yield self.start_node("a", rest_url=f"http://127.0.0.1:{port.getHost().port}/r")
+        b = yield self.start_node("b")
+        sessions = self.nodes["a"][3]["sessions"]
+        session = sessions.open(SilentConnection(), "/s1", {"sipLogin": "dave"})
+        yield self.written(a)
+        found = yield b.directory.remote_connections({"sipLogin": "dave"})
+        self.assertEqual([(c["sessionId"], c["nodeId"]) for c in found], [("/s1", "a")])
+        self.assertEqual((yield b.directory.remote_connections({"sipLogin": "erin"})), [])
+        answer = yield b.directory.relay("POST", "/connection/terminate", {"sessionId": "/s1"},
+                                         {})
+        self.assertEqual((answer[0], recorder.requests[0][1]), (200, b"/r/connection/terminate"))
+        sessions.close(session, "bye")
+        yield self.written(a)
+        self.assertEqual((yield b.directory.remote_connections({})), [])
+        yield a.stop()
+        self.assertEqual(sessions.observers, [])
 
     @defer.inlineCallbacks
     def test_dead_node_is_forgotten(self):
@@ -366,6 +401,102 @@ class StreamsAcrossNodesTests(ClusterNodes, TestCase):
             code, _ = yield b.edges._post(a.directory.rest_url, "/cluster/relay/startup", body)
             self.assertEqual(code, 400)
         self.assertEqual(a.origin.relays, {})
+
+    @defer.inlineCallbacks
+    def test_relay_ports_come_from_the_rtp_range(self):
+        """
+        The origin's sending port and an edge copy's receiving port are pairs of the server's
+        RTP pool (not ephemeral ports), given back when they close.
+        """
+        pools = {name: PortPool(41000 + 200 * index, 41199 + 200 * index)
+                 for index, name in enumerate("ab")}
+        a = yield self.start_node("a", serve_rest=True, media_ports=pools["a"])
+        b = yield self.start_node("b", serve_rest=True, media_ports=pools["b"])
+        self.assertTrue(41000 <= a.origin.port.number <= 41199, a.origin.port.number)
+        self.assertEqual((pools["a"].in_use, pools["b"].in_use), (1, 1))
+        self.nodes["a"][2].publish("s1", Source())
+        yield self.written(a)
+        yield b.directory.refresh()
+        copy = self.nodes["b"][2].resolve("s1")
+        port = b.edges.copies["s1"].listening.number
+        self.assertTrue(41200 <= port <= 41399, port)
+        self.assertEqual(pools["b"].in_use, 2)
+        copy.end("Stopped by publisher stop")
+        self.assertEqual(pools["b"].in_use, 1)
+        yield b.stop()
+        self.assertEqual(pools["b"].in_use, 0)
+
+
+class StreamNamesTests(ClusterNodes, TestCase):
+    """
+    A stream name is published by one node of the cluster at a time.
+    """
+
+    @defer.inlineCallbacks
+    def test_name_published_elsewhere_is_taken(self):
+        """
+        Once b has heard (a heartbeat) of a's stream, its name is taken on b too: a publisher
+        there gets "Stream name is already in use"; when it ends, the name is free again.
+        """
+        a = yield self.start_node("a")
+        b = yield self.start_node("b")
+        stream = self.nodes["a"][2].publish("s1", Source())
+        yield self.written(a)
+        yield b.directory.refresh()
+        self.assertEqual((self.nodes["b"][2].taken("s1"), self.nodes["b"][2].taken("s2")),
+                         (True, False))
+        stream.end("Stopped by publisher stop")
+        yield self.written(a)
+        yield b.directory.refresh()
+        self.assertFalse(self.nodes["b"][2].taken("s1"))
+        self.assertIsNone((yield a.directory.redis.get(name_key("s1"))))
+
+    @defer.inlineCallbacks
+    def test_simultaneous_publishes_one_wins(self):
+        """
+        a and b publish one name within a heartbeat (neither knows of the other's yet): the
+        claim in Redis lets exactly one keep it, the other ends "Stream name is already in
+        use"; the winner's stream ended, the other node can have the name.
+        """
+        a = yield self.start_node("a")
+        b = yield self.start_node("b")
+        first = self.nodes["a"][2].publish("s1", Source())
+        second = self.nodes["b"][2].publish("s1", Source())
+        yield self.written(a)
+        yield self.written(b)
+        winner = yield a.directory.redis.get(name_key("s1"))
+        loser = "b" if winner == "a" else "a"
+        streams = {"a": first, "b": second}
+        self.assertEqual((streams[winner].ended, streams[loser].ended),
+                         (None, STREAM_NAME_IN_USE))
+        found = yield self.nodes[loser][0].directory.remote_streams({})
+        self.assertEqual([s["name"] for s in found], ["s1"])  # the winner's, listed once
+        self.assertEqual((yield self.nodes[winner][0].directory.remote_streams({})), [])
+        streams[winner].end("Stopped by publisher stop")
+        yield self.written(self.nodes[winner][0])
+        again = self.nodes[loser][2].publish("s1", Source())
+        yield self.written(self.nodes[loser][0])
+        self.assertIsNone(again.ended)
+        self.assertEqual((yield a.directory.redis.get(name_key("s1"))), loser)
+
+    @defer.inlineCallbacks
+    def test_claim_renewed_and_left(self):
+        """
+        A node's claims live as long as the node (renewed with its heartbeat) and go when it
+        leaves; a restarted node's old claim is its own.
+        """
+        a = yield self.start_node("a", cluster_node_ttl_ms=600000)
+        b = yield self.start_node("b")
+        self.nodes["a"][2].publish("s1", Source())
+        yield self.written(a)
+        redis = a.directory.redis
+        yield redis.execute_command("PEXPIRE", name_key("s1"), 1000)
+        yield a.directory.renew()
+        self.assertGreater((yield redis.execute_command("PTTL", name_key("s1"))), 1000)
+        a.directory.claimed.clear()  # a previous life's claim
+        self.assertTrue((yield a.directory.claim("s1")))
+        yield a.stop()
+        self.assertIsNone((yield b.directory.redis.get(name_key("s1"))))
 
 
 class RedisDownTests(ClusterNodes, TestCase):

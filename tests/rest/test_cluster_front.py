@@ -42,6 +42,9 @@ class OtherNodes:
     def remote_streams(self, filters):
         return succeed([])
 
+    def remote_connections(self, filters):
+        return succeed([{"sessionId": "/remote", "nodeId": "b"}])
+
     def relay(self, method, path, body, headers):
         self.relayed.append((method, path, body, headers))
         return self.answer
@@ -68,6 +71,16 @@ class ClusterFrontTests(SynchronousTestCase):
         The in-memory stand-in keeps to the interface the cluster module provides.
         """
         verifyObject(IClusterDirectory, self.nodes)
+
+    def test_connections_of_the_cluster(self):
+        """
+        /connection/find_all and /connection/find answer with the other nodes' sessions too.
+        """
+        code, content = self.call("/connection/find_all")
+        self.assertEqual((code, json.loads(content)), (200, [{"sessionId": "/remote",
+                                                              "nodeId": "b"}]))
+        code, _ = self.call("/connection/find_all", relayed=True)
+        self.assertEqual(code, 404)  # a relayed request answers for this node only
 
     def test_find_all_sees_the_cluster(self):
         """

@@ -139,8 +139,12 @@ class SessionTable:
         on_registrations: Callable[[int], None] = lambda count: None,
         clock=None,
         keep_alive_grace: float = 0.0,
+        local_registration: Callable[[ClientSession], Any] | None = None,
     ) -> None:
         self.clock = clock
+        #: Registers a local-mode session at a registrar in front (sip_register_local_sessions):
+        #: C{local_registration(session)} returns the started registration (stopped on close).
+        self.local_registration = local_registration
         self.keep_alive_grace = keep_alive_grace
         self.node_id = node_id
         #: The port "sipPort 0" stands for: an int, or a callable giving the bound SIP port.
@@ -225,6 +229,8 @@ class SessionTable:
             observer.session_opened(session)
         if account is not None and account.register_required:
             self._register(session)
+        elif account is not None and self.local_registration is not None:
+            session.registration = self.local_registration(session)
         return session
 
     def _register(self, session: ClientSession) -> None:

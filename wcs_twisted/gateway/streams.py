@@ -278,7 +278,7 @@ class Publisher(MediaStream):
     def refusal(self) -> str | None:
         if not self.name:
             return STREAM_NAME_NULL
-        if self.table.registry.get(self.name) is not None:
+        if self.table.registry.taken(self.name):
             return STREAM_NAME_IN_USE
         return None
 

@@ -256,6 +256,7 @@ class StreamRegistry:
         self._streams: dict[str, Stream] = {}
         self._observers: list = []
         self._resolvers: list = []
+        self._name_checks: list = []
 
     def __len__(self) -> int:
         return len(self._streams)
@@ -301,6 +302,18 @@ class StreamRegistry:
             except Exception:
                 self.log.failure("stream resolver {resolver!r} failed", resolver=resolver)
         return stream
+
+    def taken(self, name: str) -> bool:
+        # Name checks are the cluster's: a name another node publishes is taken here too.
+        return name in self._streams or any(check(name) for check in list(self._name_checks))
+
+    def add_name_check(self, check) -> None:
+        if check not in self._name_checks:
+            self._name_checks.append(check)
+
+    def remove_name_check(self, check) -> None:
+        if check in self._name_checks:
+            self._name_checks.remove(check)
 
     def add_resolver(self, resolver) -> None:
         if resolver not in self._resolvers:

@@ -6,7 +6,7 @@ call and stream directory in Redis (docs/scaling.md).
 Off unless C{cluster_redis_url} is set.  When on, it writes this node's calls (every status
 change) and published streams to the directory, renews the node's entry every heartbeat, and
 provides the service C{"cluster"} (L{IClusterDirectory}) through which the REST front-end
-answers /call/find, /stream/find with the whole cluster and relays a method that names a call
+answers /call/find, /stream/find, /connection/find with the whole cluster and relays a method that names a call
 or stream of another node to that node.  SIP needs nothing of it: nodes register their sessions
 at Kamailio like at any external SIP server.
 """
@@ -21,9 +21,13 @@ from zope.interface import implementer
 
 from wcs_twisted.interfaces import ICallObserver, IStreamObserver, IWcsModule
 from wcs_twisted.modules_builtin.cluster_directory import ClusterDirectory
-from wcs_twisted.modules_builtin.cluster_streams import ORIGIN, EdgeStreams, OriginRelays
+from wcs_twisted.modules_builtin.cluster_streams import (ORIGIN, EdgeStreams, OriginRelays,
+                                                         RtpPort)
 
 __all__ = ["ClusterModule", "redis_address"]
+
+#: The WCS info text of a publish under a name in use (spec STREAM_STATUS_INFO).
+STREAM_NAME_IN_USE = "Stream name is already in use"
 
 #: WCS statuses that end a call: it leaves the directory.
 _RELEASED = frozenset({"FINISH", "FAILED", "BUSY"})
@@ -59,6 +63,7 @@ class ClusterModule:
         self._failing = False
         self.origin: OriginRelays | None = None
         self.edges: EdgeStreams | None = None
+        self._sessions: Any = None
 
     def start(self, context) -> None:
         url = context.setting("cluster_redis_url")
@@ -93,12 +98,16 @@ class ClusterModule:
         context.add_call_observer(self)
         context.streams.add_observer(self)
         context.provide("cluster", self.directory)
-        sending = context.reactor.listenUDP(0, DatagramProtocol(),
-                                            interface=context.settings.bind_address)
+        sending = RtpPort(context, DatagramProtocol())
         self.origin = OriginRelays(context, self.directory, sending)
         self.origin.routes()
         self.edges = EdgeStreams(context, self.directory, http)
         context.streams.add_resolver(self.edges)
+        context.streams.add_name_check(self.directory.published_elsewhere)
+        # The server's sessions (the service "sessions"), for /connection/* across the cluster.
+        self._sessions = context.services.get("sessions")
+        if self._sessions is not None:
+            self._sessions.observers.append(self)
         self._watch(self.directory.join(), "joining")
         self._heartbeat = LoopingCall(self._renew)
         self._heartbeat.clock = context.clock
@@ -114,11 +123,16 @@ class ClusterModule:
         self._heartbeat.stop()
         context.remove_call_observer(self)
         context.streams.remove_resolver(self.edges)
+        context.streams.remove_name_check(directory.published_elsewhere)
+        if self._sessions is not None and self in self._sessions.observers:
+            self._sessions.observers.remove(self)
         self.edges.close()
         self.origin.close()
-        self.origin.port.stopListening()
+        self.origin.port.close()
         context.streams.remove_observer(self)
+        requests = self.edges.requests_done()  # the terminates close() just sent
         d = directory.leave().addTimeout(directory.timeout, context.clock)
+        d.addBoth(lambda result: requests.addCallback(lambda _: result))
         d.addBoth(lambda _: directory.redis.disconnect())
         d.addErrback(lambda failure: context.log.warn(
             "cluster: leaving the directory failed: {error}", error=failure.getErrorMessage()))
@@ -151,7 +165,15 @@ class ClusterModule:
         return self._watch(d.addTimeout(directory.timeout, self._context.clock),
                            "renewing this node")
 
-    # --- ICallObserver, IStreamObserver ----------------------------------------------------
+    # --- ICallObserver, IStreamObserver, the session table's observers --------------------
+
+    def session_opened(self, session) -> None:
+        self._watch(self.directory.session_changed(session.session_id, session.public_fields()),
+                    "writing a connection")
+
+    def session_closed(self, session) -> None:
+        self._watch(self.directory.session_changed(session.session_id, None),
+                    "removing a connection")
 
     def call_status_changed(self, call, info) -> None:
         wcs = call.to_wcs()
@@ -159,10 +181,34 @@ class ClusterModule:
                     "writing a call")
 
     def stream_published(self, stream) -> None:
-        if ORIGIN not in stream.properties:  # a copy of another node's stream is not ours
-            self._watch(self.directory.stream_changed(stream.name, stream.describe()),
-                        "writing a stream")
+        """
+        Claim the name cluster-wide, then list the stream; a name another node claimed first
+        (both published within a heartbeat) ends the stream here: "Stream name is already in
+        use", as a second publisher on one node gets.
+        """
+        if ORIGIN in stream.properties:  # a copy of another node's stream is not ours
+            return
+        directory = self.directory
+
+        def claimed(won):
+            if not won:
+                if stream.ended is None:
+                    stream.end(STREAM_NAME_IN_USE)
+                return None
+            if stream.ended is not None:  # ended while the claim was on its way
+                return directory.release(stream.name)
+            return directory.stream_changed(stream.name, stream.describe())
+
+        self._watch(directory.claim(stream.name).addCallback(claimed), "writing a stream")
 
     def stream_unpublished(self, stream, reason) -> None:
-        if ORIGIN not in stream.properties:
-            self._watch(self.directory.stream_changed(stream.name, None), "removing a stream")
+        if ORIGIN not in stream.properties and stream.name in self.directory.claimed:
+            streams, directory = self._context.streams, self.directory
+
+            def removed(_):
+                if streams.get(stream.name) in (None, stream):  # not published here again
+                    return directory.release(stream.name)
+                return None
+
+            self._watch(directory.stream_changed(stream.name, None).addCallback(removed),
+                        "removing a stream")

@@ -8,8 +8,11 @@ Layout (every key under C{wcs:}):
   - C{wcs:nodes}: the set of node ids that ever joined;
   - C{wcs:node:<id>}: the node's REST base (JSON), renewed every heartbeat with a TTL: a node
     whose key expired is dead, and the first reader that notices removes it and its entries;
-  - C{wcs:calls:<id>} / C{wcs:streams:<id>}: hashes of the node's WCS call objects by callId
-    and of its published streams by name, written as they change, with the same TTL.
+  - C{wcs:calls:<id>} / C{wcs:streams:<id>} / C{wcs:sessions:<id>}: hashes of the node's WCS
+    call objects by callId, of its published streams by name and of its connections (the
+    /connection/find objects) by sessionId, written as they change, with the same TTL;
+  - C{wcs:name:<stream name>}: the node publishing that name, set only if absent (SET NX), with
+    the same TTL: the atomic claim that makes stream names unique across the cluster.
 
 Redis, not a home-made store: operators run it already, and a key's TTL is exactly the
 "forget a node that stopped renewing" the failure case needs.  The client is txredisapi, a
@@ -51,6 +54,18 @@ def streams_key(node_id: str) -> str:
     return f"{PREFIX}streams:{node_id}"
 
 
+def sessions_key(node_id: str) -> str:
+    return f"{PREFIX}sessions:{node_id}"
+
+
+#: The hashes each node keeps of what it holds (they live and die with the node).
+NODE_HASHES = (calls_key, streams_key, sessions_key)
+
+
+def name_key(stream_name: str) -> str:
+    return f"{PREFIX}name:{stream_name}"
+
+
 def matches(document: dict[str, Any], filters: dict[str, Any]) -> bool:
     """
     Whether every filter field equals the document's (what a node's own /find does).
@@ -88,6 +103,8 @@ class ClusterDirectory:
         #: for a stream, a relay request to check) read.
         self.living_nodes: dict[str, str] = {}
         self.remote_stream_cache: dict[str, tuple[str, str, dict[str, Any]]] = {}
+        #: The stream names this node claimed (L{claim}), renewed with its heartbeat.
+        self.claimed: set[str] = set()
 
     def _bounded(self, d, what: str):
         """
@@ -107,7 +124,7 @@ class ClusterDirectory:
         """
         Forget what a previous life of this node left (a restart after kill -9), then renew.
         """
-        d = self.redis.delete([calls_key(self.node_id), streams_key(self.node_id)])
+        d = self.redis.delete([key(self.node_id) for key in NODE_HASHES])
         return d.addCallback(lambda _: self.renew())
 
     def renew(self):
@@ -118,30 +135,68 @@ class ClusterDirectory:
             self.redis.set(node_key(self.node_id), encode({"rest": self.rest_url}),
                            pexpire=self.ttl_ms),
             self.redis.sadd(NODES, self.node_id),
-            self.redis.execute_command("PEXPIRE", calls_key(self.node_id), self.ttl_ms),
-            self.redis.execute_command("PEXPIRE", streams_key(self.node_id), self.ttl_ms),
-        ], fireOnOneErrback=True, consumeErrors=True)
+        ] + [self.redis.execute_command("PEXPIRE", key, self.ttl_ms)
+             for key in [of(self.node_id) for of in NODE_HASHES]
+             + [name_key(name) for name in sorted(self.claimed)]],
+            fireOnOneErrback=True, consumeErrors=True)
 
     def leave(self):
+        claims, self.claimed = [name_key(name) for name in sorted(self.claimed)], set()
         return DeferredList([
-            self.redis.delete([node_key(self.node_id), calls_key(self.node_id),
-                               streams_key(self.node_id)]),
+            self.redis.delete([node_key(self.node_id)]
+                              + [key(self.node_id) for key in NODE_HASHES] + claims),
             self.redis.srem(NODES, self.node_id),
         ], consumeErrors=True)
 
     def call_changed(self, call_id: str, wcs: dict[str, Any], released: bool):
-        key = calls_key(self.node_id)
-        if released:
-            return self.redis.hdel(key, call_id)
-        return self.redis.hset(key, call_id, encode(wcs)).addCallback(
-            lambda _: self.redis.execute_command("PEXPIRE", key, self.ttl_ms))
+        return self._changed(calls_key(self.node_id), call_id, None if released else wcs)
 
     def stream_changed(self, name: str, description: dict[str, Any] | None):
-        key = streams_key(self.node_id)
-        if description is None:
+        return self._changed(streams_key(self.node_id), name, description)
+
+    def session_changed(self, session_id: str, fields: dict[str, Any] | None):
+        return self._changed(sessions_key(self.node_id), session_id, fields)
+
+    def _changed(self, key: str, name: str, document: dict[str, Any] | None):
+        """
+        Write (or, for None, remove) one entry of this node's hash C{key}.
+        """
+        if document is None:
             return self.redis.hdel(key, name)
-        return self.redis.hset(key, name, encode(description)).addCallback(
+        return self.redis.hset(key, name, encode(document)).addCallback(
             lambda _: self.redis.execute_command("PEXPIRE", key, self.ttl_ms))
+
+    @inlineCallbacks
+    def claim(self, stream_name: str):
+        """
+        Take C{stream_name} for this node across the cluster: True unless another node holds
+        it (two nodes publishing one name at once: exactly one wins).  A claim left by this
+        node's previous life is its own.
+        """
+        key = name_key(stream_name)
+        won = yield self.redis.set(key, self.node_id, pexpire=self.ttl_ms, only_if_not_exists=True)
+        if not won and (yield self.redis.get(key)) != self.node_id:
+            return False
+        if not won:
+            yield self.redis.execute_command("PEXPIRE", key, self.ttl_ms)
+        self.claimed.add(stream_name)
+        return True
+
+    def release(self, stream_name: str):
+        """
+        Give back a name this node claimed (its stream ended); others' claims stay.
+        """
+        if stream_name not in self.claimed:
+            return succeed(None)
+        self.claimed.discard(stream_name)
+        return self.redis.delete([name_key(stream_name)])
+
+    def published_elsewhere(self, stream_name: str) -> bool:
+        """
+        Whether another living node publishes C{stream_name}, as of the last heartbeat (a
+        publisher's synchronous name check; L{claim} settles publishes closer than that).
+        """
+        return stream_name in self.remote_stream_cache
 
     # --- the other nodes ------------------------------------------------------------------
 
@@ -164,8 +219,7 @@ class ClusterDirectory:
         if dead:
             self.log.info("cluster: nodes {nodes} stopped renewing: forgotten", nodes=dead)
             yield self.redis.srem(NODES, dead)
-            yield self.redis.delete([key(node) for node in dead for key in (calls_key,
-                                                                             streams_key)])
+            yield self.redis.delete([key(node) for node in dead for key in NODE_HASHES])
         return alive
 
     @inlineCallbacks
@@ -206,18 +260,26 @@ class ClusterDirectory:
     def remote_streams(self, filters: dict[str, Any]):
         return self._remote(streams_key, filters, "reading the streams of other nodes")
 
+    def remote_connections(self, filters: dict[str, Any]):
+        return self._remote(sessions_key, filters, "reading the connections of other nodes")
+
     @inlineCallbacks
     def owner(self, body: dict[str, Any]):
         """
-        The REST base of the living node that owns the call or stream C{body} names, or None.
+        The REST base of the living node that owns the call, stream or connection C{body}
+        names, or None.
         """
         alive = yield self.living()
         call_id = body.get("callId")
         stream = next((body[name] for name in STREAM_FIELDS if isinstance(body.get(name), str)),
                       None)
         media_session_id = body.get("mediaSessionId")
+        session_id = body.get("sessionId")
         for node in sorted(alive):
             if isinstance(call_id, str) and (yield self.redis.hexists(calls_key(node), call_id)):
+                return alive[node]
+            if isinstance(session_id, str) and (
+                    yield self.redis.hexists(sessions_key(node), session_id)):
                 return alive[node]
             if stream is not None and (yield self.redis.hexists(streams_key(node), stream)):
                 return alive[node]
@@ -232,7 +294,8 @@ class ClusterDirectory:
         Send the request to its owner as it came (same method, body and credentials) and
         answer what the owner answers; None when no other node owns what it names.
         """
-        if not any(name in body for name in ("callId", "mediaSessionId") + STREAM_FIELDS):
+        if not any(name in body for name in ("callId", "mediaSessionId", "sessionId")
+                   + STREAM_FIELDS):
             return succeed(None)
 
         def send(rest):

@@ -13,6 +13,10 @@ on node A gets it from a local copy on B, fed by one relay from A, however many 
     when it has had no sink for two heartbeats; the relay ends with the origin's stream, on
     C{/cluster/relay/terminate}, or when the edge node dies.
 
+Both ends' UDP ports come from the RTP range (C{media_port_from}..C{media_port_to}: the media
+factory's own pool, which the server provides as the service C{"media_ports"}): firewalls open
+for the range let relays through, and relays never take a port a call needs.
+
 The origin sends only to a living node's address, asked by that node: the REST method cannot
 aim a stream at anyone else.  The edge takes datagrams only from the origin's address.
 """
@@ -27,6 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from twisted.internet.defer import DeferredList
 from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
 from zope.interface import implementer
@@ -47,6 +52,34 @@ STOPPED = "Stopped by publisher stop"
 
 def host_of(rest_url: str) -> str:
     return urlsplit(rest_url).hostname or ""
+
+
+class RtpPort:
+    """
+    A UDP port listening with C{protocol}: a pair of the server's RTP pool (the service
+    C{"media_ports"}) when it has one, else any port; L{close} gives it back.
+    """
+
+    def __init__(self, context, protocol) -> None:
+        interface = context.settings.bind_address
+        pool = context.services.get("media_ports")
+        self.reservation = None
+        if pool is None:
+            self.listening = context.reactor.listenUDP(0, protocol, interface=interface)
+        else:
+            self.reservation, self.listening = pool.bind(
+                lambda pair: context.reactor.listenUDP(pair.rtp_port, protocol,
+                                                       interface=interface))
+        self.number = self.listening.getHost().port
+
+    def write(self, data: bytes, address) -> None:
+        self.listening.write(data, address)
+
+    def close(self):
+        d = self.listening.stopListening()
+        if self.reservation is not None:
+            self.reservation.release()
+        return d
 
 
 @implementer(IStreamSink)
@@ -213,7 +246,7 @@ class _Copy:
     """
 
     stream: Any
-    listening: Any
+    listening: RtpPort
     node: str
     #: Whether the origin confirmed the relay; until then each heartbeat asks again.
     relayed: bool = False
@@ -242,6 +275,7 @@ class EdgeStreams:
         #: Where origins send: this node's address as the other nodes know it (an IP address).
         self.address = host_of(directory.rest_url)
         self.copies: dict[str, _Copy] = {}
+        self._requests: set = set()
         settings = context.settings
         credentials = f"{settings.rest_username}:{settings.rest_password}".encode()
         self.authorization = ("" if settings.disable_rest_auth
@@ -257,7 +291,20 @@ class EdgeStreams:
         def checked(response):
             return response.content().addCallback(lambda content: (response.code, content))
 
-        return d.addCallback(checked).addTimeout(self.directory.timeout, self.context.clock)
+        def settled(result):
+            self._requests.discard(d)
+            return result
+
+        d.addCallback(checked).addTimeout(self.directory.timeout, self.context.clock)
+        self._requests.add(d)
+        return d.addBoth(settled)
+
+    def requests_done(self):
+        """
+        Fires once the requests to origins under way have been answered (or timed out): a
+        stopping node lets its last relay/terminate reach the origin.
+        """
+        return DeferredList(list(self._requests), consumeErrors=True)
 
     def resolve_stream(self, name: str):
         found = self.directory.remote_stream_cache.get(name)
@@ -266,8 +313,7 @@ class EdgeStreams:
         node, rest, description = found
         codecs = {"audio": description.get("audioCodec"), "video": description.get("videoCodec")}
         receiver = EdgeReceiver(host_of(rest), codecs)
-        listening = self.context.reactor.listenUDP(0, receiver,
-                                                   interface=self.context.settings.bind_address)
+        listening = RtpPort(self.context, receiver)
         properties = {key: value for key, value in description.items()
                       if key not in ("name", "audioCodec", "videoCodec", "createDate")}
         properties[ORIGIN] = node
@@ -279,7 +325,7 @@ class EdgeStreams:
         receiver.stream = stream
         copy = self.copies[name] = _Copy(stream, listening, node)
         self.log.info("cluster: stream {name} of node {node} copied here (RTP on {port})",
-                      name=name, node=node, port=listening.getHost().port)
+                      name=name, node=node, port=listening.number)
         self._ask(name, copy, rest)
         return stream
 
@@ -291,7 +337,7 @@ class EdgeStreams:
         copy.asking = True
         copy.attempts += 1
         request = {"streamName": name, "node": self.directory.node_id, "host": self.address,
-                   "port": copy.listening.getHost().port}
+                   "port": copy.listening.number}
 
         def answered(result):
             code, content = result
@@ -316,7 +362,7 @@ class EdgeStreams:
         copy = self.copies.pop(name, None)
         if copy is None:
             return
-        copy.listening.stopListening()
+        copy.listening.close()
         rest = self.directory.living_nodes.get(copy.node)
         if rest is not None and copy.relayed:
             self._post(rest, "/cluster/relay/terminate",

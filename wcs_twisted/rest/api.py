@@ -305,9 +305,7 @@ class RestAPI:
     def connection_find_all(self, request):
         json_body(request, ())
         found = [session.public_fields() for session in self.sessions]
-        if not found:
-            raise NotFound("No connections")
-        return write_json(request, 200, found)
+        return self._found(request, found, "remote_connections", {}, "No connections")
 
     @app.route("/connection/find", methods=["POST"])
     def connection_find(self, request):
@@ -316,9 +314,7 @@ class RestAPI:
             fields for fields in (session.public_fields() for session in self.sessions)
             if all(fields.get(name) == value for name, value in body.items())
         ]
-        if not found:
-            raise NotFound("No connection matches")
-        return write_json(request, 200, found)
+        return self._found(request, found, "remote_connections", body, "No connection matches")
 
     @app.route("/connection/terminate", methods=["POST"])
     def connection_terminate(self, request):
