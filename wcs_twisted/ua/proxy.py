@@ -104,21 +104,21 @@ class ProxyBranch:
         self._guard = None
 
     def response_received(self, response: Response) -> None:
-        self._answered()
+        self._answered(heard=True)
         self.context.branch_response(self, response)
 
     def transaction_failed(self, reason: str) -> None:
         never_answered = self.unanswered
-        self._answered()
+        self._answered(heard=False)
         if never_answered and self.binding is not None:
             self.context.proxy.binding_failed(self.binding, self.request.method, reason)
         # RFC 3261 16.7 (timeout: as if 408) and 16.9 (transport error: as if 503).
         self.context.branch_failed(self, 408 if reason == "timeout" else 503)
 
-    def _answered(self) -> None:
+    def _answered(self, heard: bool) -> None:
         if self.unanswered:
             self.unanswered = False
-            self.context.proxy.bounds.answered(self.destination)
+            self.context.proxy.bounds.answered(self.destination, heard)
 
     def stop_timers(self) -> None:
         for call in (self._timer_c, self._guard):
@@ -412,7 +412,7 @@ class Proxy:
         #: so that their arrival can be told from a request someone sent us directly.
         self._sent_here: dict[str, ResponseContext] = {}
         self._denied_domains: set[str] = set()
-        self.bounds = ForwardingBounds(max_pending, max_unanswered)
+        self.bounds = ForwardingBounds(max_pending, max_unanswered, clock)
         self.authentication = None
         if isinstance(users, Mapping) and any(password is not None for password in users.values()):
             self.authentication = UserAuthentication(

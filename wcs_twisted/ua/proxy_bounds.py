@@ -14,12 +14,19 @@ both ends until their session timers, if any.  So it is never refused by the per
 bound (it still counts towards it, since the destination still owes an answer), and only at
 twice C{max_pending} by the bound on requests in progress, which keeps memory bounded against
 forged in-dialog requests (shed new work first, as RFC 7339 puts it).
+
+A destination that answered within the last C{LIVE_WINDOW} seconds is alive, only slow for a
+moment (a trunk or PBX taking every call, whose answers wait behind a scheduling hiccup): it may
+have C{LIVE_FACTOR} times as many unanswered requests before new ones are refused.  At 500
+calls/s through one trunk, 32 unanswered is 64 ms of delay, and refusing there failed calls to a
+healthy peer; a contact that never answered still gets only C{max_unanswered}.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from wcs_twisted.sip.address import SIPAddress
@@ -30,6 +37,10 @@ __all__ = ["MAX_PENDING", "MAX_UNANSWERED", "RETRY_AFTER", "ForwardingBounds"]
 MAX_PENDING = 10000
 #: Client transactions without any response yet to one destination.
 MAX_UNANSWERED = 32
+#: Seconds since its last response during which a destination counts as alive.
+LIVE_WINDOW = 0.5
+#: How many times C{max_unanswered} an alive destination may owe answers for.
+LIVE_FACTOR = 8
 #: Seconds a client refused with 503 is asked to wait.
 RETRY_AFTER = 5
 
@@ -42,10 +53,13 @@ class ForwardingBounds:
     log = Logger()
 
     def __init__(self, max_pending: int = MAX_PENDING,
-                 max_unanswered: int = MAX_UNANSWERED) -> None:
+                 max_unanswered: int = MAX_UNANSWERED,
+                 clock: IReactorTime | None = None) -> None:
         self.max_pending = max_pending
         self.max_unanswered = max_unanswered
+        self._clock = clock
         self._unanswered: dict[SIPAddress, int] = {}
+        self._heard: dict[SIPAddress, float] = {}  # destination -> time of its last response
         self._logged: set[Any] = set()  # causes refused and logged, until they clear
 
     def started(self, destination: SIPAddress) -> None:
@@ -54,10 +68,16 @@ class ForwardingBounds:
         """
         self._unanswered[destination] = self._unanswered.get(destination, 0) + 1
 
-    def answered(self, destination: SIPAddress) -> None:
+    def answered(self, destination: SIPAddress, heard: bool = True) -> None:
         """
-        One of them had its first response, or failed (timeout, transport error).
+        One of them had its first response (C{heard}), or failed (timeout, transport error).
         """
+        if heard and self._clock is not None:
+            now = self._clock.seconds()
+            if destination not in self._heard and len(self._heard) >= self.max_pending:
+                self._heard = {where: when for where, when in self._heard.items()
+                               if now - when < LIVE_WINDOW}
+            self._heard[destination] = now
         count = self._unanswered.get(destination, 0) - 1
         if count > 0:
             self._unanswered[destination] = count
@@ -85,7 +105,7 @@ class ForwardingBounds:
         if pending < self.max_pending // 2:
             self._logged.discard("pending")
         admitted = [(uri, destination) for uri, destination in targets
-                    if self._unanswered.get(destination, 0) < self.max_unanswered]
+                    if self._unanswered.get(destination, 0) < self._limit(destination)]
         if admitted:
             return admitted, None
         destination = targets[0][1]
@@ -93,7 +113,17 @@ class ForwardingBounds:
                    count=self._unanswered.get(destination, 0), destination=str(destination))
         return [], "Destination not answering"
 
+    def _limit(self, destination: SIPAddress) -> int:
+        """
+        How many unanswered requests C{destination} may owe: more when it answered lately.
+        """
+        heard = self._heard.get(destination)
+        if heard is not None and self._clock.seconds() - heard < LIVE_WINDOW:
+            return self.max_unanswered * LIVE_FACTOR
+        return self.max_unanswered
+
     def clear(self) -> None:
+        self._heard.clear()
         self._unanswered.clear()
         self._logged.clear()
 
