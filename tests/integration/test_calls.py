@@ -257,11 +257,7 @@ class ThroughKamailioTests(CallTestCase):
 
     async def registered_client(self):
         client = self.client("alice")
-        await client.connect(sipLogin="alice", sipAuthenticationName="alice",
-                             sipPassword="secret", sipDomain="127.0.0.1",
-                             sipOutboundProxy="127.0.0.1", sipPort=str(self.kamailio.port),
-                             sipRegisterRequired=True)
-        await client.wait_registered(timeout=10)
+        await client.connect_registered("alice", "secret", self.kamailio.port)
         return client
 
     async def kamailio_baresip(self, name, tone_hz):

@@ -88,11 +88,7 @@ class ClusterTestCase(TestCase):
         A browser whose session registers at Kamailio through the node it reached.
         """
         client = self.client(login, url)
-        await client.connect(sipLogin=login, sipAuthenticationName=login,
-                             sipPassword=USERS[login], sipDomain="127.0.0.1",
-                             sipOutboundProxy="127.0.0.1", sipPort=str(self.kamailio.port),
-                             sipRegisterRequired=True)
-        await client.wait_registered(timeout=15)
+        await client.connect_registered(login, USERS[login], self.kamailio.port, timeout=15)
         return client
 
     async def phone(self, login, tone_hz):

@@ -583,6 +583,18 @@ class WCSClient:
         """
         return self._run(self._connect(timeout, connection_fields))
 
+    async def connect_registered(self, login, password, registrar_port, host="127.0.0.1",
+                                 timeout=10.0):
+        """
+        Connect with the account C{login}/C{password} at the registrar on C{host}:
+        C{registrar_port} (also the outbound proxy) and wait until it is registered there.
+        """
+        user = await self.connect(sipLogin=login, sipAuthenticationName=login,
+                                  sipPassword=password, sipDomain=host, sipOutboundProxy=host,
+                                  sipPort=str(registrar_port), sipRegisterRequired=True)
+        await self.wait_registered(timeout=timeout)
+        return user
+
     async def _connect(self, timeout, fields):
         if self._protocol is not None or self._closed:
             raise WCSUsageError("connect() may be called once per WCSClient")
