@@ -21,7 +21,7 @@ from wcs_twisted.sip.transaction_layer import TransactionLayer
 from wcs_twisted.transport.admission import LoadShedding, ReactorLag, SourceRateLimit
 from wcs_twisted.transport.stack import SIPStack
 from wcs_twisted.transport.stream import SIPStreamTransport
-from wcs_twisted.transport.udp import SIPDatagramProtocol, listen_udp
+from wcs_twisted.transport.udp import SO_TIMESTAMPNS, SIPDatagramProtocol, listen_udp
 from wcs_twisted.ua.core import UserAgentCore
 
 ATTACKER = ("10.0.0.66", 5070)
@@ -390,3 +390,25 @@ class QueueDelayTests(TestCase):
         self.assertEqual([addr for addr, _ in waits], [self.source] * 2)
         for _, waited in waits:
             self.assertTrue(4.5 < waited <= 5.0, waited)
+
+    def test_no_stamps_when_not_shedding_by_wait(self):
+        """
+        With sip_max_queue_delay_ms 0 (the default) the port asks the kernel for no arrival
+        stamps and reads as Twisted does: no control message nor clock read per datagram; the
+        datagrams are still served.
+        """
+        from twisted.internet import reactor
+
+        self.assertTrue(self.port.stamped)
+        stack = SIPStack(TransactionLayer(), self.clock, random.Random(3), "127.0.0.1")
+        stack.attach(UserAgentCore(stack, random.Random(4)))
+        port = listen_udp(reactor, 0, SIPDatagramProtocol(stack), "127.0.0.1")
+        port.stopReading()
+        stack.add_transport("udp", port.protocol, port.getHost().port)
+        self.addCleanup(stack.stop)
+        self.addCleanup(port.stopListening)
+        self.assertFalse(port.stamped)
+        self.assertEqual(port.socket.getsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS), 0)
+        self.client.sendto(request("OPTIONS", 1, self.source), ("127.0.0.1", port.getHost().port))
+        port.doRead()
+        self.assertEqual(self.answers().get("adm-1@test", (None,))[0], 200)

@@ -67,7 +67,8 @@ class ErrorQueuePort(udp.Port):
     """
     A UDP port that hands ICMP errors for its datagrams to its protocol's C{icmp_error}, and
     each datagram with the seconds it waited to be read to its protocol's
-    C{timed_datagram_received} (when it has one and the kernel stamps datagrams).
+    C{timed_datagram_received} (when its C{wants_arrival_stamps} is true and the kernel stamps
+    datagrams: otherwise no stamp is asked for nor parsed per datagram).
 
     With C{IP_RECVERR} the kernel also makes the next C{sendto} fail with the pending error
     (and not send): a send that fails so drains the queue and is tried once more.
@@ -87,7 +88,7 @@ class ErrorQueuePort(udp.Port):
             sock.setsockopt(level, option, 1)
         except OSError:
             pass  # not Linux: ICMP errors stay unseen, as with a plain port
-        if hasattr(self.protocol, "timed_datagram_received"):
+        if getattr(self.protocol, "wants_arrival_stamps", False):
             try:
                 sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
             except OSError:
@@ -209,6 +210,14 @@ class SIPDatagramProtocol(DatagramProtocol):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.receive_buffer_size)
         except OSError as error:
             self.log.info("SIP UDP receive buffer left as it is: {error}", error=str(error))
+
+    @property
+    def wants_arrival_stamps(self) -> bool:
+        """
+        Whether the port should read kernel arrival stamps: only when the stack sheds by wait
+        (C{sip_max_queue_delay_ms}), since each stamp costs a control message and a clock read.
+        """
+        return bool(self.stack.load.max_queue_delay)
 
     def stopProtocol(self) -> None:
         self.stack.listening_stopped()
