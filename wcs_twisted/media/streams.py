@@ -293,10 +293,13 @@ class StreamRegistry:
         return self._streams.get(name)
 
     def resolve(self, name: str) -> Optional[Stream]:
+        """
+        The stream of that name here, else the first a resolver (another node) provides.
+        """
         stream = self._streams.get(name)
         for resolver in list(self._resolvers):
             if stream is not None:
-                break
+                return stream
             try:
                 stream = resolver.resolve_stream(name)
             except Exception:
