@@ -7,16 +7,12 @@ them signed, may change the call (restPolicy OVERWRITE) or refuse it (restOnErro
 from __future__ import annotations
 
 import json
-import os
 
 from twisted.internet import defer, reactor
 from twisted.web.server import Site
 
-from tests.integration.peers import free_port
 from tests.integration.test_calls import CallTestCase
 from tests.integration.test_hooks_server import SECRET, Backend
-from wcs_twisted.config import Settings
-from wcs_twisted.tap import build_service
 
 
 class CallBackend(Backend):
@@ -68,21 +64,10 @@ class CallHookTests(CallTestCase):
         self.backend.answers["connect"] = (200, DECIDING)
         port = reactor.listenTCP(0, Site(self.backend), interface="127.0.0.1")
         self.addCleanup(port.stopListening)
-        low = free_port(span=200)
-        settings = Settings(bind_address="127.0.0.1", ws_port=0, http_port=0, sip_port=0,
-                            media_port_from=low, media_port_to=low + 199,
-                            keep_alive_interval_ms=1000,
-                            rest_hook_urls={"defaultApp": f"http://127.0.0.1:"
-                                                          f"{port.getHost().port}/app"},
-                            rest_hook_secrets={"defaultApp": SECRET})
-        self.server = build_service(settings, reactor)
-        self.server.service.startService()
-        self.addCleanup(self._stop_server)
-        yield defer.gatherResults([l.when_ready() for l in self.server.listeners])
-        self.ws_url = f"ws://127.0.0.1:{self.server.service.getServiceNamed('ws').port.getHost().port}"
-        self.sip_port = self.server.service.getServiceNamed("sip-udp").port.getHost().port
-        self.base = self.mktemp()
-        os.makedirs(self.base)
+        self.settings_overrides = {
+            "rest_hook_urls": {"defaultApp": f"http://127.0.0.1:{port.getHost().port}/app"},
+            "rest_hook_secrets": {"defaultApp": SECRET}}
+        yield CallTestCase.setUp(self)
 
     async def test_incoming_call_changed_by_the_backend(self):
         """
