@@ -1081,7 +1081,8 @@ class WCSClient:
             if session.media_closed and (recorder is None or not recorder.running):
                 have = 0.0 if recorder is None else recorder.duration
                 raise WCSSessionEnded(f"{session.label} {session_id} was released with "
-                                      f"{have:.2f}s of received audio")
+                                      f"{have:.2f}s of received audio (statuses "
+                                      f"{session.statuses}, info {session.info!r})")
             return _PENDING
         return self._wait(f"{seconds}s of audio from {session.label} {session_id}", check,
                           timeout)

@@ -438,6 +438,28 @@ class WebRTCEventTests(WebRTCSessionMixin, SynchronousTestCase):
             browser.check(use_candidate=False)
         self.assertEqual(self.observer.events, [("connected",), ("inactive",)])
 
+    def test_slow_handshake_is_not_inactivity(self):
+        """
+        A handshake that takes longer than the inactivity timeout (a loaded browser or
+        server) is judged by the connect timeout alone: no media_inactive before the leg
+        connects, and the inactivity watch counts from the connection.
+        """
+        session = self.session(inactivity_timeout=5, connect_timeout=30)
+        session.create_answer(browser_offer(), [], [], "sendrecv")
+        browser = Browser(self, session.transport, self.port(session))
+        for _ in range(16):  # 8 s without a check
+            self.reactor.advance(0.5)
+        self.assertEqual(self.observer.events, [])
+        browser.connect()
+        for _ in range(8):  # 4 s connected, no media yet
+            self.reactor.advance(0.5)
+            browser.check(use_candidate=False)
+        self.assertEqual(self.observer.events, [("connected",)])
+        for _ in range(6):
+            self.reactor.advance(0.5)
+            browser.check(use_candidate=False)
+        self.assertEqual(self.observer.events, [("connected",), ("inactive",)])
+
     def test_dtls_failure(self):
         """
         A DTLS certificate that does not match the SDP fingerprint fails the

@@ -84,6 +84,7 @@ class WebRTCMediaSession(MediaSession):
         self._connect_call: Optional[IDelayedCall] = None
         self._msid = f"wcs-{self._rng.getrandbits(48):012x}"
         self._remote_known = False
+        self._watching = False
 
     def start(self) -> "WebRTCMediaSession":
         """
@@ -186,8 +187,11 @@ class WebRTCMediaSession(MediaSession):
             transport.rewriter.timestamp_step = audio.samples_per_packet
         if not self._remote_known:
             self._remote_known = True
-            transport.watch_activity(self._inactivity_timeout)
-            if transport.state != "connected" and self._connect_timeout:
+            if transport.state == "connected":
+                self._watch_media()
+            elif self._connect_timeout:
+                # Until ICE and DTLS are done no media can arrive: the connect
+                # timeout judges that time, the inactivity watch what follows.
                 self._connect_call = self._clock.callLater(
                     self._connect_timeout, self._connect_expired
                 )
@@ -204,6 +208,8 @@ class WebRTCMediaSession(MediaSession):
     def _state_changed(self, state: str) -> None:
         if state == "connected":
             self._cancel_connect_timer()
+            if self._remote_known:
+                self._watch_media()
             if self._failed:
                 # ICE consent regained after it expired: the leg works again, and a later
                 # failure or silence must be reported again.
@@ -216,6 +222,14 @@ class WebRTCMediaSession(MediaSession):
                 self._report_failed(FAILED_BY_DTLS)
             else:
                 self._report_failed(FAILED_BY_ICE)
+
+    def _watch_media(self) -> None:
+        """
+        Start the inactivity watch once, when media can first flow.
+        """
+        if not self._watching:
+            self._watching = True
+            self.transport.watch_activity(self._inactivity_timeout)
 
     def _connect_expired(self) -> None:
         self._connect_call = None
