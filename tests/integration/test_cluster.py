@@ -166,8 +166,9 @@ class BrowsersAcrossNodesTests(ClusterTestCase):
     async def test_call_find_dtmf_terminate_from_the_wrong_node(self):
         """
         A browser on node a calls a browser on node b (tones both ways); every node and nginx
-        list both calls and both connections; DTMF and terminate for a call of the other node are carried out by
-        its owner and answered 200 where they were asked.
+        list both calls and both connections; DTMF and terminate for a call of the other node are
+        carried out by its owner and answered 200 where they were asked, by the modern and the
+        legacy (/RESTCall/) API.
         """
         a, b = self.nodes["a"], self.nodes["b"]
         alice, outgoing, bob, incoming = await self.browsers_in_call()
@@ -189,6 +190,19 @@ class BrowsersAcrossNodesTests(ClusterTestCase):
         self.assertEqual(status, 200)
         message = await alice.wait_message("notifyDtmfEvent", since=since, timeout=10)
         self.assertEqual(message["data"][0]["dtmf"], "7")
+        # The legacy /RESTCall/ API sees the cluster too: b's call's status asked at a, and
+        # its DTMF carried out by b.
+        legacy = a.rest_url.replace("/rest-api", "/RESTCall")
+        response = await treq.post(legacy + "/getStatus", data=json.dumps(
+            {"callId": incoming}).encode(), headers={"Authorization": [AUTHORIZATION]},
+            reactor=reactor, persistent=False)
+        self.assertEqual((response.code, await response.text()), (200, "ESTABLISHED"))
+        since = len(alice.messages)
+        status, _ = await rest(legacy, "/sendDTMF",
+                               {"callId": incoming, "dtmf": "8", "type": "RFC2833"})
+        self.assertEqual(status, 200)
+        message = await alice.wait_message("notifyDtmfEvent", since=since, timeout=10)
+        self.assertEqual(message["data"][0]["dtmf"], "8")
 
         # alice's call lives on a; terminate asked at b.
         status, _ = await rest(b.rest_url, "/call/terminate", {"callId": outgoing})

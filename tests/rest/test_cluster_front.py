@@ -50,7 +50,11 @@ class OtherNodes:
         return self.answer
 
 
-class ClusterFrontTests(SynchronousTestCase):
+class ClusterFrontTestCase(SynchronousTestCase):
+    """
+    Node a's REST site with the in-memory other nodes.
+    """
+
     def setUp(self):
         self.table = call_table(Clock())
         self.nodes = OtherNodes()
@@ -58,13 +62,16 @@ class ClusterFrontTests(SynchronousTestCase):
         self.http = StubTreq(build_site(api, ("admin", "admin"), (), ServerMetrics(),
                                         []).resource)
 
-    def call(self, path, body=None, relayed=False):
+    def call(self, path, body=None, relayed=False, base=BASE):
         headers = dict(ADMIN, **{"Content-Type": "application/json"})
         if relayed:
             headers["X-WCS-Relayed"] = "b"
         response = self.successResultOf(self.http.request(
-            "POST", BASE + path, json=body if body is not None else {}, headers=headers))
+            "POST", base + path, json=body if body is not None else {}, headers=headers))
         return response.code, self.successResultOf(self.http.content(response))
+
+
+class ClusterFrontTests(ClusterFrontTestCase):
 
     def test_directory_is_an_interface_provider(self):
         """
@@ -132,3 +139,45 @@ class ClusterFrontTests(SynchronousTestCase):
         code, content = self.call("/call/terminate", {"callId": "remote-1"})
         self.assertEqual((code, content), (500, b'{"error": "Cluster: relaying /call/terminate '
                                                 b'failed"}'))
+
+
+
+class LegacyClusterTests(ClusterFrontTestCase):
+    """
+    The legacy /RESTCall/ methods see the cluster as the modern ones do.
+    """
+
+    def legacy(self, path, body=None, relayed=False):
+        return self.call(path, body, relayed, base=BASE.replace("/rest-api", "/RESTCall"))
+
+    def test_get_calls_and_status_of_another_node(self):
+        """
+        getCalls lists this node's and the other nodes' calls; getStatus answers the status
+        of another node's call as text; a call nowhere is 404.
+        """
+        new_call(self.table, "local-1")
+        self.nodes.calls[0]["status"] = "ESTABLISHED"
+        code, content = self.legacy("/getCalls")
+        self.assertEqual((code, [c["callId"] for c in json.loads(content)]),
+                         (200, ["local-1", "remote-1"]))
+        self.assertEqual(self.legacy("/getStatus", {"callId": "remote-1"}),
+                         (200, b"ESTABLISHED"))
+        self.assertEqual(self.legacy("/getStatus", {"callId": "nowhere"})[0], 404)
+        self.assertEqual(self.legacy("/getCalls", relayed=True)[1].count(b"remote-1"), 0)
+
+    def test_hangup_and_dtmf_go_to_the_owner(self):
+        """
+        hangup and sendDTMF for another node's call are relayed as /call/terminate and
+        /call/send_dtmf with the body and credentials; the owner's status is the answer.
+        """
+        self.nodes.answer = succeed((200, None, b""))
+        self.assertEqual(self.legacy("/hangup", {"callId": "remote-1"}), (200, b""))
+        dtmf = {"callId": "remote-1", "dtmf": "5", "type": "RFC2833"}
+        self.nodes.answer = succeed((200, None, b""))
+        self.assertEqual(self.legacy("/sendDTMF", dtmf), (200, b""))
+        self.assertEqual(self.nodes.relayed, [
+            ("POST", "/call/terminate", {"callId": "remote-1"},
+             {"Authorization": ADMIN["Authorization"]}),
+            ("POST", "/call/send_dtmf", dtmf, {"Authorization": ADMIN["Authorization"]})])
+        self.nodes.answer = succeed(None)  # nobody owns it
+        self.assertEqual(self.legacy("/hangup", {"callId": "gone"})[0], 404)

@@ -158,7 +158,7 @@ class RestAPI:
         request.setResponseCode(200)
         return b""
 
-    def _cluster(self, request):
+    def cluster_for(self, request):
         """
         The other nodes (L{IClusterDirectory}, the service "cluster") when this server is one
         node of many and the request came from a client, not from another node.
@@ -177,7 +177,7 @@ class RestAPI:
                 raise NotFound(none)
             return write_json(request, 200, found + list(more))
 
-        cluster = self._cluster(request)
+        cluster = self.cluster_for(request)
         if cluster is None:
             return answer(())
         return getattr(cluster, remote)(filters).addCallback(answer)
@@ -258,14 +258,14 @@ class RestAPI:
 
     @app.handle_errors(DomainError)
     def domain_error(self, request, failure):
-        cluster = self._cluster(request)
+        cluster = self.cluster_for(request)
         path = request.path.decode("utf-8", "replace").partition("/rest-api")[2]
         if (cluster is not None and path and isinstance(failure.value, NotFound)
                 and not path.endswith(("/find", "/find_all"))):
-            return self._relay(cluster, request, path, failure.value)
+            return self.relay_to_owner(cluster, request, path, failure.value)
         return domain_error_answer(request, failure.value, self.log)
 
-    def _relay(self, cluster, request, path: str, error: NotFound):
+    def relay_to_owner(self, cluster, request, path: str, error: NotFound):
         """
         A method that acts on one call or stream found nothing here: the node that owns it
         carries it out and its answer is ours (L{IClusterDirectory.relay}).

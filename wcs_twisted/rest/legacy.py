@@ -12,6 +12,10 @@ text, C{hangup} and C{sendDTMF} an empty 200 (the next C{getStatus} is the 404 t
 page's call), and C{getCalls} a JSON array, empty included.  Errors are the JSON answers of the
 modern API; L{wcs_twisted.rest.gate.RestGate} stands in front with the same origin policy, CORS
 headers and auth.
+
+In a cluster (docs/scaling.md) the legacy methods see the whole cluster as the modern ones do:
+C{getCalls} lists every node's calls, C{getStatus} finds a call of another node, and
+C{sendDTMF}/C{hangup} for such a call are carried out by its owner.
 """
 
 from __future__ import annotations
@@ -67,14 +71,40 @@ class LegacyCallAPI:
     def __init__(self, rest: RestAPI) -> None:
         self.rest = rest
 
-    def _status(self, request) -> str:
+    def _status(self, request):
+        """
+        The status of the body's call, here or (in a cluster) on the node that owns it.
+        """
         call_id = json_body(request, ("callId",)).get("callId")
         if not isinstance(call_id, str) or not call_id:
             raise InvalidField("callId", "required, as text")
-        found = self.rest.require_calls().find({"callId": call_id})
-        if not found:
-            raise NotFound(f"Call {call_id} not found")
-        return found[0].to_wcs()["status"]
+        found = [call.to_wcs() for call in self.rest.require_calls().find({"callId": call_id})]
+        cluster = self.rest.cluster_for(request)
+
+        def status(found):
+            if not found:
+                raise NotFound(f"Call {call_id} not found")
+            return _text(request, 200, found[0]["status"])
+
+        if found or cluster is None:
+            return status(found)
+        return cluster.remote_calls({"callId": call_id}).addCallback(status)
+
+    def _here_or_owner(self, request, act, path: str):
+        """
+        Carry out C{act} on a call of this node; a call this node does not have is carried
+        out by its owner in a cluster as the modern method C{path} (same body, same
+        credentials).  Either answers an empty 200.
+        """
+        try:
+            act()
+        except NotFound as error:
+            cluster = self.rest.cluster_for(request)
+            if cluster is None:
+                raise
+            return self.rest.relay_to_owner(cluster, request, path, error)
+        request.setResponseCode(200)
+        return b""
 
     @app.route("/call", methods=["POST"])
     def call(self, request):
@@ -83,24 +113,29 @@ class LegacyCallAPI:
 
     @app.route("/getStatus", methods=["POST"])
     def get_status(self, request):
-        return _text(request, 200, self._status(request))
+        return self._status(request)
 
     @app.route("/sendDTMF", methods=["POST"])
     def send_dtmf(self, request):
-        self.rest.require_calls().rest_send_dtmf(json_body(request, ("callId", "dtmf", "type")))
-        request.setResponseCode(200)
-        return b""
+        body = json_body(request, ("callId", "dtmf", "type"))
+        return self._here_or_owner(
+            request, lambda: self.rest.require_calls().rest_send_dtmf(body), "/call/send_dtmf")
 
     @app.route("/getCalls", methods=["GET", "POST"])
     def get_calls(self, request):
         json_body(request, ())
-        return write_json(request, 200, [call.to_wcs() for call in self.rest.require_calls().find({})])
+        found = [call.to_wcs() for call in self.rest.require_calls().find({})]
+        cluster = self.rest.cluster_for(request)
+        if cluster is None:
+            return write_json(request, 200, found)
+        return cluster.remote_calls({}).addCallback(
+            lambda more: write_json(request, 200, found + list(more)))
 
     @app.route("/hangup", methods=["POST"])
     def hangup(self, request):
-        self.rest.require_calls().terminate(json_body(request, ("callId",)))
-        request.setResponseCode(200)
-        return b""
+        body = json_body(request, ("callId",))
+        return self._here_or_owner(
+            request, lambda: self.rest.require_calls().terminate(body), "/call/terminate")
 
     @app.route("/", branch=True, methods=["GET", "POST", "PUT", "DELETE", "PATCH"])
     def unknown(self, request):
