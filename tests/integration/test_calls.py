@@ -13,10 +13,9 @@ from twisted.internet import defer, reactor
 from twisted.trial.unittest import SkipTest, TestCase
 
 from tests.integration import audio
-from tests.integration.peers import Baresip, free_port, require_binary
+from tests.integration.loopback_server import bound_port, start_media_server
+from tests.integration.peers import Baresip, require_binary
 from tests.integration.wcs_client import WCSClient
-from wcs_twisted.config import Settings
-from wcs_twisted.tap import build_service
 
 
 class CallTestCase(TestCase):
@@ -32,22 +31,12 @@ class CallTestCase(TestCase):
     def setUp(self):
         if reactor.__class__.__name__ != "AsyncioSelectorReactor":
             raise SkipTest("needs --reactor=asyncio (aiortc)")
-        low = free_port(span=200)
-        settings = Settings(bind_address="127.0.0.1", ws_port=0, http_port=0, sip_port=0,
-                            media_port_from=low, media_port_to=low + 199,
-                            keep_alive_interval_ms=1000, **self.settings_overrides)
-        self.server = build_service(settings, reactor)
-        self.server.service.startService()
-        self.addCleanup(self._stop_server)
-        yield defer.gatherResults([l.when_ready() for l in self.server.listeners])
-        self.ws_url = f"ws://127.0.0.1:{self.server.service.getServiceNamed('ws').port.getHost().port}"
-        self.sip_port = self.server.service.getServiceNamed("sip-udp").port.getHost().port
+        self.server = yield start_media_server(self, media_ports=200, keep_alive_interval_ms=1000,
+                                               **self.settings_overrides)
+        self.ws_url = f"ws://127.0.0.1:{bound_port(self.server, 'ws')}"
+        self.sip_port = bound_port(self.server, "sip-udp")
         self.base = self.mktemp()
         os.makedirs(self.base)
-
-    def _stop_server(self):
-        if self.server.service.running:
-            return self.server.service.stopService()
 
     def client(self, name):
         client = WCSClient(self.ws_url, reactor, directory=os.path.join(self.base, name))

@@ -16,9 +16,8 @@ from twisted.trial.unittest import SkipTest, TestCase
 from twisted.web.client import Agent, HTTPConnectionPool
 
 from tests.integration import audio
-from tests.integration.peers import Baresip, Kamailio, free_port, poll, require_binary
-from wcs_twisted.config import Settings
-from wcs_twisted.tap import build_service
+from tests.integration.loopback_server import bound_port, start_media_server
+from tests.integration.peers import Baresip, Kamailio, poll, require_binary
 
 AUTH = {b"Authorization": [b"Basic " + base64.b64encode(b"admin:admin")],
         b"Content-Type": [b"application/json"]}
@@ -38,16 +37,10 @@ class RestCallTests(TestCase):
         require_binary("baresip")
         self.base = os.path.abspath(self.mktemp())
         os.makedirs(self.base)
-        low = free_port(span=100)
-        self.server = build_service(Settings(
-            bind_address="127.0.0.1", ws_port=0, http_port=0, sip_port=0,
-            media_port_from=low, media_port_to=low + 99), reactor)
-        self.server.service.startService()
-        self.addCleanup(lambda: self.server.service.running and self.server.service.stopService())
-        yield defer.gatherResults([l.when_ready() for l in self.server.listeners])
+        self.server = yield start_media_server(self)
         self.http = HTTPClient(Agent(reactor, pool=HTTPConnectionPool(reactor, persistent=False)))
-        self.rest = f"http://127.0.0.1:{self.server.service.getServiceNamed('http').port.getHost().port}"
-        self.sip_port = self.server.service.getServiceNamed("sip-udp").port.getHost().port
+        self.rest = f"http://127.0.0.1:{bound_port(self.server, 'http')}"
+        self.sip_port = bound_port(self.server, "sip-udp")
         self.trace = []
         self.server.sip_stack.trace.observers.append(
             lambda direction, data, address: self.trace.append((direction, data)))

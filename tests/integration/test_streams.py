@@ -17,11 +17,9 @@ from twisted.internet import defer, reactor
 from twisted.trial.unittest import SkipTest
 from twisted.web.client import Agent, HTTPConnectionPool
 
-from tests.integration.peers import free_port
+from tests.integration.loopback_server import bound_port, start_media_server
 from tests.integration.test_calls import CallTestCase
-from wcs_twisted.config import Settings
 from wcs_twisted.media import rtcp
-from wcs_twisted.tap import build_service
 
 
 class StreamTestCase(CallTestCase):
@@ -37,20 +35,13 @@ class StreamTestCase(CallTestCase):
     def setUp(self):
         if reactor.__class__.__name__ != "AsyncioSelectorReactor":
             raise SkipTest("needs --reactor=asyncio (aiortc)")
-        low = free_port(span=200)
-        settings = Settings(bind_address="127.0.0.1", ws_port=0, http_port=0, sip_port=0,
-                            media_port_from=low, media_port_to=low + 199,
-                            keep_alive_interval_ms=1000, **self.settings)
-        self.server = build_service(settings, reactor)
-        self.server.service.startService()
-        self.addCleanup(self._stop_server)
-        yield defer.gatherResults([l.when_ready() for l in self.server.listeners])
-        self.ws_url = f"ws://127.0.0.1:{self.server.service.getServiceNamed('ws').port.getHost().port}"
-        self.sip_port = self.server.service.getServiceNamed("sip-udp").port.getHost().port
+        self.server = yield start_media_server(self, media_ports=200, keep_alive_interval_ms=1000,
+                                               **self.settings)
+        self.ws_url = f"ws://127.0.0.1:{bound_port(self.server, 'ws')}"
+        self.sip_port = bound_port(self.server, "sip-udp")
         self.base = self.mktemp()
         os.makedirs(self.base)
-        http_port = self.server.service.getServiceNamed("http").port.getHost().port
-        self.rest_url = f"http://127.0.0.1:{http_port}/rest-api"
+        self.rest_url = f"http://127.0.0.1:{bound_port(self.server, 'http')}/rest-api"
         pool = HTTPConnectionPool(reactor, persistent=False)
         self.http = HTTPClient(Agent(reactor, pool=pool))
         self.addCleanup(pool.closeCachedConnections)
