@@ -33,16 +33,16 @@ def start_loopback_server(test, properties: str = ""):
 
 
 @defer.inlineCallbacks
-def start_media_server(test, media_ports: int = 100, **settings):
+def start_media_server(test, media_ports: int = 100, host: str = "127.0.0.1", **settings):
     """
-    Build and start a server from L{Settings} for C{test} (stopped by a cleanup): 127.0.0.1,
-    kernel-chosen WebSocket/HTTP/SIP ports and an RTP range of C{media_ports} free ports of
-    its own; C{settings} are more fields.  Fires with the L{wcs_twisted.tap.Server} once every
-    listener is bound.
+    Build and start a server from L{Settings} for C{test} (stopped by a cleanup): on C{host}
+    (127.0.0.1, or an address of a namespace the test made), kernel-chosen WebSocket/HTTP/SIP
+    ports and an RTP range of C{media_ports} free ports of its own; C{settings} are more
+    fields.  Fires with the L{wcs_twisted.tap.Server} once every listener is bound.
     """
-    low = free_port(span=media_ports)
+    low = free_port(span=media_ports, host=host)
     server = build_service(Settings(
-        bind_address="127.0.0.1", ws_port=0, http_port=0, sip_port=0,
+        bind_address=host, ws_port=0, http_port=0, sip_port=0,
         media_port_from=low, media_port_to=low + media_ports - 1, **settings), reactor)
     server.service.startService()
     test.addCleanup(lambda: server.service.running and server.service.stopService())

@@ -27,11 +27,10 @@ from twisted.logger import Logger
 from twisted.trial.unittest import SkipTest
 
 from tests.integration import audio
+from tests.integration.loopback_server import bound_port, start_media_server
 from tests.integration.peers import PeerError, PeerProcess, free_port, poll, require_binary
 from tests.integration.test_calls import CallTestCase
 from tests.integration.wcs_client import WCSClient
-from wcs_twisted.config import Settings
-from wcs_twisted.tap import build_service
 
 _LINPHONERC = """\
 [sip]
@@ -332,17 +331,10 @@ class LossyLinkTests(CallTestCase):
             self.addCleanup(self.link.remove)
             self.host = self.link.host
             self.impairment = "netem"
-        low = free_port(span=200)
-        self.server = build_service(Settings(
-            bind_address=self.host, ws_port=0, http_port=0, sip_port=0,
-            media_port_from=low, media_port_to=low + 199, keep_alive_interval_ms=1000),
-            reactor)
-        self.server.service.startService()
-        self.addCleanup(self._stop_server)
-        await defer.gatherResults([l.when_ready() for l in self.server.listeners])
-        port = self.server.service.getServiceNamed("ws").port.getHost().port
-        self.ws_url = f"ws://{self.host}:{port}"
-        self.sip_port = self.server.service.getServiceNamed("sip-udp").port.getHost().port
+        self.server = await start_media_server(self, media_ports=200, host=self.host,
+                                               keep_alive_interval_ms=1000)
+        self.ws_url = f"ws://{self.host}:{bound_port(self.server, 'ws')}"
+        self.sip_port = bound_port(self.server, "sip-udp")
         self.base = self.mktemp()
         os.makedirs(self.base)
 

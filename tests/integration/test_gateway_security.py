@@ -21,10 +21,9 @@ from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.internet.protocol import DatagramProtocol
 from twisted.trial.unittest import SkipTest, TestCase
 
+from tests.integration.loopback_server import start_media_server
 from tests.integration.peers import Baresip, free_port, poll, require_binary, run_sipp
 from tests.integration.test_local_mode import udp_port_taken
-from wcs_twisted.config import Settings
-from wcs_twisted.tap import build_service
 
 OFFER = (
     "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0\r\n"
@@ -85,23 +84,13 @@ class GatewaySecurityTestCase(TestCase):
     def setUp(self):
         if reactor.__class__.__name__ != "AsyncioSelectorReactor":
             raise SkipTest("needs --reactor=asyncio (aiortc)")
-        low = free_port(span=40)
-        settings = Settings(bind_address="127.0.0.1", ws_port=0, http_port=0, sip_port=0,
-                            media_port_from=low, media_port_to=low + 39, **self.settings)
-        self.built = build_service(settings, reactor)
+        self.built = yield start_media_server(self, media_ports=40, **self.settings)
         self.server = self.built.service
-        self.server.startService()
-        self.addCleanup(self._stop_server)
-        yield defer.gatherResults([l.when_ready() for l in self.built.listeners])
         self.calls = self.built.signalling.calls
         self.set_policy(**self.policy)
         self.ws_port = self.server.getServiceNamed("ws").port.getHost().port
         self.sip_port = self.server.getServiceNamed("sip-udp").port.getHost().port
         self.ports = self.calls.media.port_pool
-
-    def _stop_server(self):
-        if self.server.running:
-            return self.server.stopService()
 
     def set_policy(self, **values):
         """
