@@ -120,3 +120,22 @@ class IPv6PhoneTests(calls.CallTestCase):
     def reactor_seconds(self) -> float:
         from twisted.internet import reactor
         return reactor.seconds()
+
+    async def test_ipv4_browser_calls_ipv6_phone(self):
+        """
+        alice (a browser on IPv4, local mode) dials bob, registered here over [::1] only: the
+        INVITE our proxy sends him goes to ::1 and offers c=IN IP6 ::1 (his binding's family,
+        not the browser's), and the tones cross both ways.
+        """
+        bob = await self.phone("bob", 1000)
+        alice = await self.connect_local("alice")
+        call_id = await alice.call("bob", tone_hz=440, codecs=["PCMU"])
+        await alice.wait_status(call_id, "ESTABLISHED", timeout=15)
+        await bob.wait_event("CALL_ESTABLISHED")
+        [(invite, destination)] = [(text, address) for text, address
+                                   in self.exchanged(OUT, b"INVITE sip:bob")
+                                   if address.host == "::1"]
+        self.assertRegex(invite, r"(?m)^c=IN IP6 ::1\r?$")
+        self.assertNotRegex(invite, r"(?m)^c=IN IP4")
+        self.assertRegex(invite, rf"(?m)^Via: SIP/2.0/UDP \[::1\]:{self.sip_port};")
+        await test_tls_phone.TLSPhoneTests.tones_then_phone_hangs_up(self, alice, bob, call_id)

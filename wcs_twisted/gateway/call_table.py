@@ -38,7 +38,7 @@ from wcs_twisted.errors import Conflict, DomainError, InvalidField, NotFound
 from wcs_twisted.ua.invite_session import InviteSession
 from wcs_twisted.ua.session_timer import interval_too_small
 from wcs_twisted.ua.trunk_options import trunk_options
-from wcs_twisted.ua.outbound import split_host_port
+from wcs_twisted.ua.outbound import next_hop, split_host_port
 from wcs_twisted.ua.location import Binding, address_of_record
 from wcs_twisted.ua.registration import RegistrationState
 
@@ -232,6 +232,21 @@ class CallTable:
                 return f"{host}:{port}" if self.settings.local_mode else ""
             return ""  # another process on one of our addresses: straight to it
         return self.settings.outbound_proxy
+
+    def media_peer(self, target: SIPURI, outbound_proxy: str) -> str:
+        """
+        The host a call's SIP-leg SDP is written for: its first hop, except that a local user
+        reached through our own proxy is where its bindings are (RFC 5118: an IPv6-only phone
+        needs c=IN IP6; a phone registered from the Internet, our public address).  Bindings
+        of both families get the first hop's: one c= line cannot serve both.
+        """
+        hop = next_hop(target, outbound_proxy).host
+        if self.proxy is None or not self.is_local(target.host):
+            return hop
+        hosts = sorted({destination.host for destination in self.proxy.destinations(target)})
+        if len(hosts) == 1 or (hosts and all(":" in host for host in hosts)):
+            return hosts[0]
+        return hop
 
     def _call_account(self, call: Call) -> SIPAccount:
         return call.account or SIPAccount("", "", "", self._primary_domain(), "", 0, False)

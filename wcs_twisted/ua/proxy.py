@@ -866,6 +866,21 @@ class Proxy:
         except RemoteProtocolError:
             return None
 
+    def destinations(self, uri) -> list[SIPAddress]:
+        """
+        Where a request for C{uri} would be forwarded now: the live bindings of a local user,
+        this stack's own left out.  The call table offers a call's media in their family (an
+        IPv6-only phone cannot answer an offer that says c=IN IP4).
+        """
+        if not isinstance(uri, SIPURI) or not uri.user or not self.serves(uri.host):
+            return []
+        found = []
+        for binding in self.location.lookup(address_of_record(uri), self.clock.seconds()):
+            destination = self._binding_destination(binding)
+            if destination is not None and not self._is_own_destination(destination):
+                found.append(destination)
+        return found
+
     def _binding_destination(self, binding: Binding) -> SIPAddress | None:
         """
         Where a request for C{binding} goes: back over its REGISTER's flow when the registrar
