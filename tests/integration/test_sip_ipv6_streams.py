@@ -1,0 +1,141 @@
+"""
+SIP over TCP and TLS on IPv6 (RFC 5118): with C{ip6=::1} each stream transport also listens on
+[::1]; a baresip phone that speaks only IPv6 registers over TCP, or over TLS (trusting the test
+CA; our certificate names ::1), at the built-in registrar, then calls a browser (the aiortc WCS
+client, on IPv4) and is called by one.  Requests for it go back over its registration's
+connection; our Via, Record-Route and Contact toward it carry our bracketed IPv6 address, its
+media goes over IPv6 (c=IN IP6 ::1), and the tones cross both ways.
+
+    .venv/bin/python -m twisted.trial --reactor=asyncio tests.integration.test_sip_ipv6_streams
+"""
+
+from __future__ import annotations
+
+import os
+
+from twisted.trial.unittest import SkipTest
+
+from tests.integration import audio
+from tests.integration import test_calls as calls
+from tests.integration import test_tls_phone
+from tests.integration.certificates import make_certificate, server_certificate, write_pem
+from tests.integration.peers import require_binary
+from tests.integration.test_sip_ipv6 import IPv6Baresip, ipv6_loopback
+from tests.integration.tls_peers import BaresipTLS
+from wcs_twisted.sip.message import parse_message
+from wcs_twisted.transport.trace import IN, OUT
+
+
+class IPv6TLSBaresip(IPv6Baresip, BaresipTLS):
+    """
+    An L{IPv6Baresip} whose account reaches us over TLS, trusting the test CA.
+    """
+
+
+class IPv6StreamPhoneTests(calls.CallTestCase):
+    """
+    An IPv6-only phone over a stream transport (C{transport}) and an IPv4 browser.
+    """
+
+    transport = "tcp"
+
+    def setUp(self):
+        if not ipv6_loopback():
+            raise SkipTest("no IPv6 loopback")
+        pki = os.path.abspath(self.mktemp())
+        ca = make_certificate("WCS Test CA")
+        self.ca_path = write_pem(pki, "ca", ca)[0]
+        certificate, key = write_pem(pki, "gateway", server_certificate(
+            ca, addresses=("127.0.0.1", "::1")))
+        self.settings_overrides = {
+            "ipv6_address": "::1", "sip_transports": ("udp", "tcp", "tls"), "sip_tls_port": 0,
+            "https_port": 0, "wss_port": 0, "tls_certificate": certificate,
+            "tls_private_key": key, "sip_tls_ca_certificates": self.ca_path}
+        self.messages: list[tuple[str, bytes, object]] = []
+        d = super().setUp()
+
+        def trace(_):
+            self.server.sip_stack.trace.observers.append(
+                lambda direction, data, address: self.messages.append((direction, data,
+                                                                       address)))
+            self.port = self.server.sip_stack.local_address(self.transport)[1]
+        return d.addCallback(trace)
+
+    async def phone(self, name: str, tone_hz: int) -> IPv6Baresip:
+        """
+        C{name}'s baresip on [::1] only, registered over C{transport} through [::1].
+        """
+        require_binary("baresip")
+        self.assertTrue(self.server.service.getServiceNamed(f"sip-{self.transport}6").ready)
+        wav = audio.write_tone_wav(os.path.join(self.base, f"{name}.wav"), tone_hz, 30)
+        outbound = f"[::1]:{self.port};transport={self.transport}"
+        common = dict(registrar=f"127.0.0.1:{self.port}", password="x", tone_wav=wav,
+                      outbound=outbound)
+        if self.transport == "tls":
+            agent = IPv6TLSBaresip(self.base, name, self.ca_path, **common)
+        else:
+            agent = IPv6Baresip(self.base, name, transport=self.transport, **common)
+        self.addCleanup(agent.stop)
+        await agent.start()
+        return agent
+
+    def requests(self, direction: str, start: bytes):
+        """
+        (message, address) of what went C{direction} over our transport, starting C{start}.
+        """
+        return [(parse_message(data), address) for way, data, address in self.messages
+                if way == direction and address.transport == self.transport
+                and data.startswith(start)]
+
+    async def test_browser_calls_ipv6_phone(self):
+        """
+        bob registers over [::1]; alice's INVITE reaches him over that very connection with
+        our Via and Record-Route naming [::1] and the transport, and offers c=IN IP6 ::1.
+        """
+        bob = await self.phone("bob", 1000)
+        [(register, source), *_] = self.requests(IN, b"REGISTER ")
+        self.assertEqual(source.host, "::1")
+        alice = await self.connect_local("alice")
+        call_id = await alice.call("bob", tone_hz=440, codecs=["PCMU"])
+        await alice.wait_status(call_id, "ESTABLISHED", timeout=15)
+        await bob.wait_event("CALL_ESTABLISHED")
+        [(invite, address)] = self.requests(OUT, b"INVITE ")
+        self.assertEqual(address, source)  # the connection the REGISTER came on
+        via = invite.top_via
+        self.assertEqual((via.transport.lower(), via.host, via.port),
+                         (self.transport, "[::1]", self.port))
+        self.assertIn(f"[::1]:{self.port};transport={self.transport}",
+                      invite.headers.get_all("Record-Route")[0])
+        self.assertRegex(invite.body.decode(), r"(?m)^c=IN IP6 ::1\r?$")
+        await test_tls_phone.TLSPhoneTests.tones_then_phone_hangs_up(self, alice, bob, call_id)
+
+    async def test_ipv6_phone_calls_browser(self):
+        """
+        bob dials alice through [::1]; our 200 to him names [::1] and the transport in its
+        Contact and answers c=IN IP6 ::1.
+        """
+        alice = await self.connect_local("alice")
+        bob = await self.phone("bob", 1000)
+        await bob.dial(f"sip:alice@127.0.0.1:{self.port};transport={self.transport}")
+        call_id = await alice.wait_incoming_call(timeout=10)
+        await alice.answer(call_id, tone_hz=440)
+        await alice.wait_status(call_id, "ESTABLISHED", timeout=10)
+        await bob.wait_event("CALL_ESTABLISHED")
+        [(invite, source), *_] = self.requests(IN, b"INVITE ")
+        self.assertEqual(source.host, "::1")
+        answers = [message for message, address in self.requests(OUT, b"SIP/2.0 200")
+                   if message.cseq.method == "INVITE"]
+        self.assertTrue(answers, "no 200 for the INVITE over IPv6")
+        contact = answers[0].contacts[0].uri
+        self.assertEqual((contact.host, contact.port, contact.transport),
+                         ("[::1]", self.port, self.transport))
+        self.assertRegex(answers[0].body.decode(), r"(?m)^c=IN IP6 ::1\r?$")
+        await test_tls_phone.TLSPhoneTests.tones_then_phone_hangs_up(self, alice, bob, call_id)
+
+
+class IPv6TLSPhoneTests(IPv6StreamPhoneTests):
+    """
+    The same over TLS.
+    """
+
+    transport = "tls"
