@@ -28,7 +28,7 @@ class IPv6Baresip(Baresip):
     through our IPv6 address as outbound proxy (a domain with A and AAAA records).
     """
 
-    def __init__(self, *args, outbound: str, **kwargs) -> None:
+    def __init__(self, *args, outbound: str = "", **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.outbound = outbound
 
@@ -38,6 +38,8 @@ class IPv6Baresip(Baresip):
         return text.replace(f"net_interface\t\t{self.host}", "net_interface\t\t::1")
 
     def account_line(self) -> str:
+        if not self.outbound:
+            return super().account_line()
         return super().account_line() + f";outbound=\"sip:{self.outbound}\""
 
 

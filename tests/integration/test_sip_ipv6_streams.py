@@ -18,7 +18,9 @@ from twisted.trial.unittest import SkipTest
 from tests.integration import audio
 from tests.integration import test_calls as calls
 from tests.integration import test_tls_phone
-from tests.integration.certificates import make_certificate, server_certificate, write_pem
+from tests.integration.certificates import (
+    make_certificate, server_certificate, write_combined_pem, write_pem,
+)
 from tests.integration.peers import require_binary
 from tests.integration.test_sip_ipv6 import IPv6Baresip, ipv6_loopback
 from tests.integration.tls_peers import BaresipTLS
@@ -42,8 +44,8 @@ class IPv6StreamPhoneTests(calls.CallTestCase):
     def setUp(self):
         if not ipv6_loopback():
             raise SkipTest("no IPv6 loopback")
-        pki = os.path.abspath(self.mktemp())
-        ca = make_certificate("WCS Test CA")
+        self.pki = pki = os.path.abspath(self.mktemp())
+        self.ca = ca = make_certificate("WCS Test CA")
         self.ca_path = write_pem(pki, "ca", ca)[0]
         certificate, key = write_pem(pki, "gateway", server_certificate(
             ca, addresses=("127.0.0.1", "::1")))
@@ -61,18 +63,23 @@ class IPv6StreamPhoneTests(calls.CallTestCase):
             self.port = self.server.sip_stack.local_address(self.transport)[1]
         return d.addCallback(trace)
 
-    async def phone(self, name: str, tone_hz: int) -> IPv6Baresip:
+    async def phone(self, name: str, tone_hz: int, register: bool = True) -> IPv6Baresip:
         """
-        C{name}'s baresip on [::1] only, registered over C{transport} through [::1].
+        C{name}'s baresip on [::1] only, registered over C{transport} through [::1] (or not
+        registered, when it is dialled by address: over TLS it then has a certificate for ::1).
         """
         require_binary("baresip")
         self.assertTrue(self.server.service.getServiceNamed(f"sip-{self.transport}6").ready)
         wav = audio.write_tone_wav(os.path.join(self.base, f"{name}.wav"), tone_hz, 30)
-        outbound = f"[::1]:{self.port};transport={self.transport}"
-        common = dict(registrar=f"127.0.0.1:{self.port}", password="x", tone_wav=wav,
-                      outbound=outbound)
+        common = dict(password="x", tone_wav=wav)
+        if register:
+            common.update(registrar=f"127.0.0.1:{self.port}",
+                          outbound=f"[::1]:{self.port};transport={self.transport}")
         if self.transport == "tls":
-            agent = IPv6TLSBaresip(self.base, name, self.ca_path, **common)
+            certificate = None if register else write_combined_pem(
+                self.pki, name, server_certificate(self.ca, addresses=("::1",)))
+            agent = IPv6TLSBaresip(self.base, name, self.ca_path, certificate=certificate,
+                                   **common)
         else:
             agent = IPv6Baresip(self.base, name, transport=self.transport, **common)
         self.addCleanup(agent.stop)
@@ -106,6 +113,25 @@ class IPv6StreamPhoneTests(calls.CallTestCase):
                          (self.transport, "[::1]", self.port))
         self.assertIn(f"[::1]:{self.port};transport={self.transport}",
                       invite.headers.get_all("Record-Route")[0])
+        self.assertRegex(invite.body.decode(), r"(?m)^c=IN IP6 ::1\r?$")
+        await test_tls_phone.TLSPhoneTests.tones_then_phone_hangs_up(self, alice, bob, call_id)
+
+    async def test_browser_calls_ipv6_phone_by_address(self):
+        """
+        alice dials bob at [::1] (no registration, so no connection to reuse): we open one
+        to [::1] (over TLS checking his certificate's IPv6 address), our Via there names
+        [::1], and the tones cross both ways.
+        """
+        bob = await self.phone("bob", 1000, register=False)
+        port = bob.sip_port + (1 if self.transport == "tls" else 0)  # baresip: TLS on +1
+        alice = await self.connect_local("alice")
+        call_id = await alice.call(f"sip:bob@[::1]:{port};transport={self.transport}",
+                                   tone_hz=440, codecs=["PCMU"])
+        await alice.wait_status(call_id, "ESTABLISHED", timeout=15)
+        await bob.wait_event("CALL_ESTABLISHED")
+        [(invite, address)] = self.requests(OUT, b"INVITE ")
+        self.assertEqual((address.host, address.port), ("::1", port))
+        self.assertEqual(invite.top_via.host, "[::1]")
         self.assertRegex(invite.body.decode(), r"(?m)^c=IN IP6 ::1\r?$")
         await test_tls_phone.TLSPhoneTests.tones_then_phone_hangs_up(self, alice, bob, call_id)
 
