@@ -43,6 +43,7 @@ from wcs_twisted.gateway.stream_table import StreamTable
 from wcs_twisted.gc_tuning import GarbageCollectorTuning
 from wcs_twisted.listeners import ListenerService
 from wcs_twisted.logs import JSONLogFileService
+from wcs_twisted.media.anchor import MediaAnchor
 from wcs_twisted.media.factory import MediaFactory
 from wcs_twisted.media.ports import PortPool
 from wcs_twisted.media.streams import StreamRegistry
@@ -422,6 +423,8 @@ def build_service(settings: Settings, reactor, warnings=()) -> Server:
     # Incoming INVITEs for sessions come before the proxy (routers are tried in order); the
     # proxy checks their senders' credentials as it would (issue 11).
     calls.proxy = proxy
+    if proxy is not None and settings.ipv6_address:
+        proxy.media.anchor = MediaAnchor(calls.media)  # IPv4 <-> IPv6 phones (ua/proxy_media.py)
     core.add_router(calls)
     stream_registry = StreamRegistry(reactor)
     # Browser publish/play, SIP calls as streams (toStream, sip_record_stream), /stream/*.

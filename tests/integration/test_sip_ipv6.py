@@ -141,3 +141,35 @@ class IPv6PhoneTests(calls.CallTestCase):
         self.assertNotRegex(invite, r"(?m)^c=IN IP4")
         self.assertRegex(invite, rf"(?m)^Via: SIP/2.0/UDP \[::1\]:{self.sip_port};")
         await test_tls_phone.TLSPhoneTests.tones_then_phone_hangs_up(self, alice, bob, call_id)
+
+    async def test_ipv6_phone_calls_ipv4_phone_media_anchored(self):
+        """
+        bob (IPv6 only) dials carol (IPv4 only), both registered here: our proxy forwards the
+        INVITE to her over IPv4 with an offer of ours on IPv4 (c=IN IP4 127.0.0.1, an anchor
+        port), and gives him her answer rewritten to our IPv6 address; the tones cross both
+        ways through the anchor, which is released by his BYE.
+        """
+        bob = await self.phone("bob", 1000)
+        carol = await self.baresip("carol", 440)
+        await bob.dial(f"sip:carol@127.0.0.1:{self.sip_port}")
+        await carol.wait_event("CALL_ESTABLISHED", timeout=15)
+        await bob.wait_event("CALL_ESTABLISHED", timeout=15)
+        [(invite, _)] = [(text, address) for text, address
+                         in self.exchanged(OUT, b"INVITE sip:carol")
+                         if address.host == "127.0.0.1"]
+        self.assertRegex(invite, r"(?m)^c=IN IP4 127.0.0.1\r?$")
+        self.assertNotIn("IP6", invite)
+        answers = [text for text, address in self.exchanged(OUT, b"SIP/2.0 200")
+                   if address.host == "::1" and "INVITE" in text.split("CSeq:")[1][:20]]
+        self.assertTrue(answers, "no 200 to bob over IPv6")
+        self.assertRegex(answers[0], r"(?m)^c=IN IP6 ::1\r?$")
+        self.assertNotIn("IP4", answers[0])
+        proxy_media = self.server.sip_proxy.media
+        self.assertEqual(len(proxy_media._dialogs), 1)
+        await bob.wait_for_received_audio(1.5)
+        self.assertFrequency(bob.received_wav(), 440)
+        await carol.wait_for_received_audio(1.5)
+        self.assertFrequency(carol.received_wav(), 1000)
+        await bob.hangup()
+        await carol.wait_event("CALL_CLOSED", timeout=10)
+        self.assertEqual(len(proxy_media._dialogs), 0)
