@@ -1,8 +1,9 @@
 """
-SIP over IPv6 (RFC 5118): with C{ip6=::1} the server's SIP listens on ::1 too; a baresip phone
+SIP over IPv6 (RFC 5118): with C{ip6=::1} the server's SIP listens on ::1 too.  A baresip phone
 that speaks only IPv6 registers at the built-in registrar over [::1] and calls a browser (the
-aiortc WCS client, over IPv4); the phone's media goes over IPv6 (our SDP says c=IN IP6 ::1),
-the browser's over IPv4, and tones cross both ways.
+aiortc WCS client, over IPv4), is called by one (our offer to it says c=IN IP6 ::1: its
+binding's family, not the browser's), and calls or is called by an IPv4-only baresip through
+our proxy, which anchors their media (one RTP leg per family).  Tones cross both ways each time.
 
     .venv/bin/python -m twisted.trial --reactor=asyncio tests.integration.test_sip_ipv6
 """
@@ -151,25 +152,44 @@ class IPv6PhoneTests(calls.CallTestCase):
         """
         bob = await self.phone("bob", 1000)
         carol = await self.baresip("carol", 440)
-        await bob.dial(f"sip:carol@127.0.0.1:{self.sip_port}")
-        await carol.wait_event("CALL_ESTABLISHED", timeout=15)
-        await bob.wait_event("CALL_ESTABLISHED", timeout=15)
+        await self.anchored_call(bob, "::1", carol, "127.0.0.1")
+
+    async def test_ipv4_phone_calls_ipv6_phone_media_anchored(self):
+        """
+        The other way: carol (IPv4) dials bob (IPv6); he is offered c=IN IP6 ::1, she is
+        answered c=IN IP4 127.0.0.1, the tones cross, her BYE releases the anchor.
+        """
+        bob = await self.phone("bob", 1000)
+        carol = await self.baresip("carol", 440)
+        await self.anchored_call(carol, "127.0.0.1", bob, "::1")
+
+    async def anchored_call(self, caller, caller_host: str, callee, callee_host: str):
+        """
+        C{caller} dials C{callee} through our proxy; what each got says our address in its
+        own family only; each hears the other's tone; the caller's BYE releases the anchor.
+        """
+        family = {"::1": ("IP6 ::1", "IP4"), "127.0.0.1": ("IP4 127.0.0.1", "IP6")}
+        await caller.dial(f"sip:{callee.user}@127.0.0.1:{self.sip_port}")
+        await callee.wait_event("CALL_ESTABLISHED", timeout=15)
+        await caller.wait_event("CALL_ESTABLISHED", timeout=15)
         [(invite, _)] = [(text, address) for text, address
-                         in self.exchanged(OUT, b"INVITE sip:carol")
-                         if address.host == "127.0.0.1"]
-        self.assertRegex(invite, r"(?m)^c=IN IP4 127.0.0.1\r?$")
-        self.assertNotIn("IP6", invite)
+                         in self.exchanged(OUT, f"INVITE sip:{callee.user}".encode())
+                         if address.host == callee_host]
+        ours, other = family[callee_host]
+        self.assertRegex(invite, rf"(?m)^c=IN {ours}\r?$")
+        self.assertNotIn(other, invite)
         answers = [text for text, address in self.exchanged(OUT, b"SIP/2.0 200")
-                   if address.host == "::1" and "INVITE" in text.split("CSeq:")[1][:20]]
-        self.assertTrue(answers, "no 200 to bob over IPv6")
-        self.assertRegex(answers[0], r"(?m)^c=IN IP6 ::1\r?$")
-        self.assertNotIn("IP4", answers[0])
+                   if address.host == caller_host and "INVITE" in text.split("CSeq:")[1][:20]]
+        self.assertTrue(answers, f"no 200 to the caller at {caller_host}")
+        ours, other = family[caller_host]
+        self.assertRegex(answers[0], rf"(?m)^c=IN {ours}\r?$")
+        self.assertNotIn(other, answers[0])
         proxy_media = self.server.sip_proxy.media
         self.assertEqual(len(proxy_media._dialogs), 1)
-        await bob.wait_for_received_audio(1.5)
-        self.assertFrequency(bob.received_wav(), 440)
-        await carol.wait_for_received_audio(1.5)
-        self.assertFrequency(carol.received_wav(), 1000)
-        await bob.hangup()
-        await carol.wait_event("CALL_CLOSED", timeout=10)
+        await caller.wait_for_received_audio(1.5)
+        self.assertFrequency(caller.received_wav(), 440 if caller.name == "bob" else 1000)
+        await callee.wait_for_received_audio(1.5)
+        self.assertFrequency(callee.received_wav(), 440 if callee.name == "bob" else 1000)
+        await caller.hangup()
+        await callee.wait_event("CALL_CLOSED", timeout=10)
         self.assertEqual(len(proxy_media._dialogs), 0)

@@ -101,3 +101,16 @@ class AnchoredMediaTests(SynchronousTestCase):
         self.assertEqual(self.pool.in_use, 2)
         self.media.close()
         self.assertEqual(self.pool.in_use, 0)
+
+    def test_inactivity_ends_it(self):
+        """
+        A leg reporting no RTP (the phones are gone, their BYE lost) closes the anchor and
+        tells its owner once.
+        """
+        ended = []
+        self.media.on_ended = ended.append
+        self.media.media_inactive(self.media.legs[1])
+        self.media.media_failed(self.media.legs[0], "again")
+        self.assertEqual(ended, ["no RTP"])
+        self.assertTrue(self.media.closed)
+        self.assertEqual(self.pool.in_use, 0)

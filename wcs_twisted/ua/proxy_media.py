@@ -3,7 +3,7 @@
 Calls through the built-in proxy between phones of different address families.
 
 A proxy connects signalling only: an IPv6-only phone's offer says c=IN IP6, which an IPv4-only
-phone cannot send to, and the other way round (RFC 5118 7 leaves it to "media relays").  We are
+phone cannot send to, and the other way round: the media needs a relay on both families.  We are
 the one node on both families, so the proxy anchors such a call's media in a media anchor (the
 media package's L{MediaAnchor <wcs_twisted.media.anchor.MediaAnchor>}, handed in by the
 composition root when C{ip6} is configured): every SDP body that crosses between the two
