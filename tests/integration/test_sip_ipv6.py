@@ -16,8 +16,9 @@ import socket
 
 from tests.integration import audio
 from tests.integration import test_calls as calls
+from tests.integration import test_dns
 from tests.integration import test_tls_phone
-from tests.integration.peers import Baresip, require_binary
+from tests.integration.peers import Baresip, free_port, require_binary
 from twisted.trial.unittest import SkipTest
 
 from wcs_twisted.transport.trace import IN, OUT
@@ -193,3 +194,50 @@ class IPv6PhoneTests(calls.CallTestCase):
         await caller.hangup()
         await callee.wait_event("CALL_CLOSED", timeout=10)
         self.assertEqual(len(proxy_media._dialogs), 0)
+
+
+class IPv6NameTests(calls.CallTestCase):
+    """
+    A phone on IPv6 known only by a name: dnsmasq serves provider.test with an SRV record whose
+    target has only an AAAA record (::1).
+    """
+
+    def setUp(self):
+        if not ipv6_loopback():
+            raise SkipTest("no IPv6 loopback")
+        self.dns_port = test_dns.dns_port()
+        self.settings_overrides = {"ipv6_address": "::1",
+                                   "sip_dns_servers": (f"127.0.0.1:{self.dns_port}",)}
+        self.messages = []
+        d = super().setUp()
+
+        def trace(_):
+            self.server.sip_stack.trace.observers.append(
+                lambda direction, data, address: self.messages.append((direction, data,
+                                                                       address)))
+        return d.addCallback(trace)
+
+    exchanged = IPv6PhoneTests.exchanged
+
+    async def test_browser_calls_ipv6_phone_by_name(self):
+        """
+        alice dials bob@provider.test; the name resolves (SRV, then AAAA) to bob's baresip on
+        [::1] only, so the offer it gets says c=IN IP6 ::1, and the tones cross both ways.
+        """
+        require_binary("baresip")
+        port = free_port(span=2)
+        dns = test_dns.Dnsmasq(self.dns_port, [(10, port, "::1")])
+        self.addCleanup(dns.stop)
+        wav = audio.write_tone_wav(os.path.join(self.base, "bob.wav"), 1000, 30)
+        bob = IPv6Baresip(self.base, "bob", sip_port=port, tone_wav=wav)
+        self.addCleanup(bob.stop)
+        await bob.start()
+        alice = await self.connect_local("alice")
+        call_id = await alice.call(f"bob@{test_dns.DOMAIN}", tone_hz=440, codecs=["PCMU"])
+        await alice.wait_status(call_id, "ESTABLISHED", timeout=15)
+        await bob.wait_event("CALL_ESTABLISHED")
+        [(invite, address)] = self.exchanged(OUT, b"INVITE sip:bob")
+        self.assertEqual((address.host, address.port), ("::1", port))
+        self.assertRegex(invite, r"(?m)^c=IN IP6 ::1\r?$")
+        self.assertNotRegex(invite, r"(?m)^c=IN IP4")
+        await test_tls_phone.TLSPhoneTests.tones_then_phone_hangs_up(self, alice, bob, call_id)
