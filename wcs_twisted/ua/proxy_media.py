@@ -119,6 +119,8 @@ class ProxyMedia:
         """
         The body of C{request}'s copy to C{destination} (sent with Via branch C{branch}).
         """
+        if not self._pending and not self._dialogs:
+            return request.body  # nothing anchored: the common case costs no lookup
         pending = self._pending.pop((request.call_id, destination), None)
         if pending is not None:
             media, offer = pending
@@ -142,7 +144,7 @@ class ProxyMedia:
         A response on a branch: its SDP rewritten for the other family; a final one ends the
         branch's hold on its anchor (a 2xx to the initial INVITE hands it to the dialog).
         """
-        if response.status_code == 100:
+        if response.status_code == 100 or not (self._branches or self._dialogs):
             return
         entry = self._branches.get(branch)
         if entry is None:
