@@ -54,9 +54,9 @@ def ipv6_loopback() -> bool:
     return True
 
 
-class IPv6PhoneTests(calls.CallTestCase):
+class IPv6TestCase(calls.CallTestCase):
     """
-    An IPv6 phone and an IPv4 browser through one server.
+    A server with C{ip6=::1} whose SIP messages are recorded (C{messages}).
     """
 
     settings_overrides = {"ipv6_address": "::1"}
@@ -64,7 +64,7 @@ class IPv6PhoneTests(calls.CallTestCase):
     def setUp(self):
         if not ipv6_loopback():
             raise SkipTest("no IPv6 loopback")
-        self.messages = []
+        self.messages: list[tuple[str, bytes, object]] = []
         d = super().setUp()
 
         def trace(_):
@@ -72,6 +72,31 @@ class IPv6PhoneTests(calls.CallTestCase):
                 lambda direction, data, address: self.messages.append((direction, data,
                                                                        address)))
         return d.addCallback(trace)
+
+    def exchanged(self, direction: str, start: bytes) -> list[tuple[str, object]]:
+        """
+        (text, address) of the messages that went C{direction} starting with C{start}.
+        """
+        return [(data.decode("utf-8", "replace"), address)
+                for way, data, address in self.messages
+                if way == direction and data.startswith(start)]
+
+    async def phone_calls_browser(self, alice, bob, uri: str) -> str:
+        """
+        C{bob} dials C{uri}; C{alice} answers with her 440 Hz; both see the call established.
+        """
+        await bob.dial(uri)
+        call_id = await alice.wait_incoming_call(timeout=10)
+        await alice.answer(call_id, tone_hz=440)
+        await alice.wait_status(call_id, "ESTABLISHED", timeout=10)
+        await bob.wait_event("CALL_ESTABLISHED")
+        return call_id
+
+
+class IPv6PhoneTests(IPv6TestCase):
+    """
+    An IPv6 phone and an IPv4 browser through one server.
+    """
 
     async def phone(self, name: str, tone_hz: int) -> IPv6Baresip:
         require_binary("baresip")
@@ -82,11 +107,6 @@ class IPv6PhoneTests(calls.CallTestCase):
         self.addCleanup(agent.stop)
         await agent.start()
         return agent
-
-    def exchanged(self, direction: str, start: bytes) -> list[tuple[str, object]]:
-        return [(data.decode("utf-8", "replace"), address)
-                for way, data, address in self.messages
-                if way == direction and data.startswith(start)]
 
     async def test_ipv6_phone_calls_ipv4_browser(self):
         """
@@ -100,11 +120,8 @@ class IPv6PhoneTests(calls.CallTestCase):
         [binding] = self.server.location.lookup("sip:bob@127.0.0.1", self.reactor_seconds())
         self.assertEqual(binding.source.host, "::1")
         self.assertEqual(binding.contact.uri.host, "[::1]")
-        await bob.dial(f"sip:alice@127.0.0.1:{self.sip_port}")
-        call_id = await alice.wait_incoming_call(timeout=10)
-        await alice.answer(call_id, tone_hz=440)
-        await alice.wait_status(call_id, "ESTABLISHED", timeout=10)
-        await bob.wait_event("CALL_ESTABLISHED")
+        call_id = await self.phone_calls_browser(alice, bob,
+                                                 f"sip:alice@127.0.0.1:{self.sip_port}")
 
         [(invite, source), *_] = self.exchanged(IN, b"INVITE sip:alice")
         self.assertEqual(source.host, "::1")
@@ -196,28 +213,17 @@ class IPv6PhoneTests(calls.CallTestCase):
         self.assertEqual(len(proxy_media._dialogs), 0)
 
 
-class IPv6NameTests(calls.CallTestCase):
+class IPv6NameTests(IPv6TestCase):
     """
     A phone on IPv6 known only by a name: dnsmasq serves provider.test with an SRV record whose
     target has only an AAAA record (::1).
     """
 
     def setUp(self):
-        if not ipv6_loopback():
-            raise SkipTest("no IPv6 loopback")
         self.dns_port = test_dns.dns_port()
         self.settings_overrides = {"ipv6_address": "::1",
                                    "sip_dns_servers": (f"127.0.0.1:{self.dns_port}",)}
-        self.messages = []
-        d = super().setUp()
-
-        def trace(_):
-            self.server.sip_stack.trace.observers.append(
-                lambda direction, data, address: self.messages.append((direction, data,
-                                                                       address)))
-        return d.addCallback(trace)
-
-    exchanged = IPv6PhoneTests.exchanged
+        return super().setUp()
 
     async def test_browser_calls_ipv6_phone_by_name(self):
         """

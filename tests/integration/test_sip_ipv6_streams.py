@@ -13,16 +13,13 @@ from __future__ import annotations
 
 import os
 
-from twisted.trial.unittest import SkipTest
-
 from tests.integration import audio
-from tests.integration import test_calls as calls
 from tests.integration import test_tls_phone
 from tests.integration.certificates import (
     make_certificate, server_certificate, write_combined_pem, write_pem,
 )
 from tests.integration.peers import require_binary
-from tests.integration.test_sip_ipv6 import IPv6Baresip, ipv6_loopback
+from tests.integration.test_sip_ipv6 import IPv6Baresip, IPv6TestCase
 from tests.integration.tls_peers import BaresipTLS
 from wcs_twisted.sip.message import parse_message
 from wcs_twisted.transport.trace import IN, OUT
@@ -34,7 +31,7 @@ class IPv6TLSBaresip(IPv6Baresip, BaresipTLS):
     """
 
 
-class IPv6StreamPhoneTests(calls.CallTestCase):
+class IPv6StreamPhoneTests(IPv6TestCase):
     """
     An IPv6-only phone over a stream transport (C{transport}) and an IPv4 browser.
     """
@@ -42,8 +39,6 @@ class IPv6StreamPhoneTests(calls.CallTestCase):
     transport = "tcp"
 
     def setUp(self):
-        if not ipv6_loopback():
-            raise SkipTest("no IPv6 loopback")
         self.pki = pki = os.path.abspath(self.mktemp())
         self.ca = ca = make_certificate("WCS Test CA")
         self.ca_path = write_pem(pki, "ca", ca)[0]
@@ -53,15 +48,11 @@ class IPv6StreamPhoneTests(calls.CallTestCase):
             "ipv6_address": "::1", "sip_transports": ("udp", "tcp", "tls"), "sip_tls_port": 0,
             "https_port": 0, "wss_port": 0, "tls_certificate": certificate,
             "tls_private_key": key, "sip_tls_ca_certificates": self.ca_path}
-        self.messages: list[tuple[str, bytes, object]] = []
         d = super().setUp()
 
-        def trace(_):
-            self.server.sip_stack.trace.observers.append(
-                lambda direction, data, address: self.messages.append((direction, data,
-                                                                       address)))
+        def ports(_):
             self.port = self.server.sip_stack.local_address(self.transport)[1]
-        return d.addCallback(trace)
+        return d.addCallback(ports)
 
     async def phone(self, name: str, tone_hz: int, register: bool = True) -> IPv6Baresip:
         """
@@ -142,11 +133,8 @@ class IPv6StreamPhoneTests(calls.CallTestCase):
         """
         alice = await self.connect_local("alice")
         bob = await self.phone("bob", 1000)
-        await bob.dial(f"sip:alice@127.0.0.1:{self.port};transport={self.transport}")
-        call_id = await alice.wait_incoming_call(timeout=10)
-        await alice.answer(call_id, tone_hz=440)
-        await alice.wait_status(call_id, "ESTABLISHED", timeout=10)
-        await bob.wait_event("CALL_ESTABLISHED")
+        call_id = await self.phone_calls_browser(
+            alice, bob, f"sip:alice@127.0.0.1:{self.port};transport={self.transport}")
         [(invite, source), *_] = self.requests(IN, b"INVITE ")
         self.assertEqual(source.host, "::1")
         answers = [message for message, address in self.requests(OUT, b"SIP/2.0 200")
