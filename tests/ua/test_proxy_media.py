@@ -12,6 +12,7 @@ from twisted.logger import capturedLogs
 
 from tests.ua.test_proxy import DOMAIN, ProxyTestCase
 from wcs_twisted.errors import MediaError
+from wcs_twisted.sip.address import SIPAddress
 from wcs_twisted.ua.proxy_media import INCOMPATIBLE_ADDRESSES, sdp_address
 
 OFFER6 = b"v=0\r\no=- 1 1 IN IP6 2001:db8::2\r\ns=-\r\nc=IN IP6 2001:db8::2\r\nt=0 0\r\n" \
@@ -162,3 +163,60 @@ class ProxyMediaTests(ProxyTestCase):
         self.assertEqual(exchange.final.status_code, 488)
         self.assertTrue(anchor.opened[0].closed)
         self.assertEqual(self.bob.requests, [])
+
+    def in_dialog(self, method: str, exchange, body: bytes):
+        """
+        alice's C{method} in the call of C{exchange}, with C{body}, along its route set.
+        """
+        request = self.alice._in_dialog(method, exchange.request, exchange.final)
+        request.headers.add("Content-Type", "application/sdp")
+        request.body = body
+        return self.alice.send(request, self.alice._first_hop(request))
+
+    def test_reinvite_rewritten_both_ways(self):
+        """
+        In the anchored dialog alice's re-INVITE (hold) reaches bob with the anchor's offer,
+        and bob's answer reaches her as the anchor's answer.
+        """
+        self.proxy.media.anchor = anchor = RecordingAnchor()
+        exchange = self.invite(OFFER6)
+        self.network.run()
+        self.bob_answers(200, ANSWER4)
+        [media] = anchor.opened
+        held = OFFER6.replace(b"sendrecv", b"sendonly")
+        reinvite = self.in_dialog("INVITE", exchange, held)
+        self.network.run()
+        self.assertEqual(len(self.bob.requests), 2)
+        self.assertEqual(self.bob.last("INVITE").request.body, b"offer for side 1")
+        self.bob_answers(200, ANSWER4.replace(b"sendrecv", b"recvonly"))
+        self.assertEqual(reinvite.final.body, b"answer for the offerer")
+        self.assertEqual(media.calls[2:], [("offer", 0, held),
+                                           ("answer", ANSWER4.replace(b"sendrecv", b"recvonly"))])
+        self.assertFalse(media.closed)
+
+    def test_delayed_offer(self):
+        """
+        An INVITE without SDP from an IPv6 source to an IPv4 phone: the anchor opens toward
+        the source; the 2xx's offer is the callee's (rewritten for side 0), the ACK's answer
+        the caller's (rewritten for side 1).
+        """
+        media_of = self.proxy.media
+        media_of.anchor = anchor = RecordingAnchor()
+        invite = self.alice.build("INVITE", f"sip:bob@{DOMAIN}", f"<sip:bob@{DOMAIN}>", "d-1")
+        bob = SIPAddress("udp", "10.0.0.3", 5060)
+        targets, why = media_of.prepare(invite, "2001:db8::2", [(invite.uri, bob)],
+                                        lambda destination: False)
+        self.assertEqual((len(targets), why), (1, None))
+        self.assertEqual(anchor.opened[0].peers, ("2001:db8::2", "10.0.0.3"))
+        self.assertEqual(media_of.forwarded(invite, bob, "z9hG4bK-1"), b"")
+        ok = invite.create_response(200, to_tag="b")
+        ok.body = ANSWER4
+        media_of.response("z9hG4bK-1", invite, ok)
+        self.assertEqual(ok.body, b"offer for side 0")
+        ack = self.alice.build("ACK", "sip:bob@10.0.0.3", ok.headers.get("To"), "d-1", 1)
+        ack.body = OFFER6
+        self.assertEqual(media_of.forwarded(ack, bob, ""), b"answer for the offerer")
+        bye = self.alice.build("BYE", "sip:bob@10.0.0.3", ok.headers.get("To"), "d-1")
+        media_of.forwarded(bye, bob, "z9hG4bK-2")
+        self.assertTrue(anchor.opened[0].closed)
+        self.assertEqual(len(media_of), 0)
