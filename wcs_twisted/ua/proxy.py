@@ -467,7 +467,7 @@ class Proxy:
         Forget a proxied request that is over (every branch done and the final relayed).
         """
         self._contexts.discard(context)
-        self.media.retired([branch.sent_branch for branch in context.branches])
+        self.media.retired(context.branches)
         for branch in context.branches:
             if self._sent_here.get(branch.sent_branch) is context:
                 del self._sent_here[branch.sent_branch]

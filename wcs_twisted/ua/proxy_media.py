@@ -164,12 +164,15 @@ class ProxyMedia:
             elif self._dialogs.get(request.call_id, (None,))[0] is not media:
                 media.close()
 
-    def retired(self, branches: list[str]) -> None:
+    def retired(self, branches: list) -> None:
         """
-        A proxied request is over: branches that never had a final response let go.
+        A proxied request is over: its branches (each with its C{sent_branch}) that never had
+        a final response let go of their anchors.
         """
+        if not self._branches:
+            return
         for branch in branches:
-            entry = self._branches.pop(branch, None)
+            entry = self._branches.pop(branch.sent_branch, None)
             if entry is not None and not any(entry[0] is media for media, _ in
                                              self._dialogs.values()):
                 entry[0].close()
