@@ -83,6 +83,21 @@ class AddressPlanTests(SynchronousTestCase):
         self.assertEqual(AddressPlan(PUBLIC, PRIVATE).bind_toward("2001:db8:1::2", PRIVATE),
                          PRIVATE)
 
+    def test_names_resolved_to_ipv6_get_the_ipv6_address(self):
+        """
+        A peer known by a name the resolver found an IPv6 address for is told our IPv6
+        address; a name resolved to IPv4, or not resolved, keeps the IPv4 rules (public).
+        """
+        plan = AddressPlan(PUBLIC, PRIVATE, ipv6="2001:db8::10")
+        plan.names = {"six.test": "2001:db8:1::2", "four.test": "10.0.0.7"}.get
+        self.assertEqual(plan.toward("six.test"), "2001:db8::10")
+        self.assertEqual(plan.bind_toward("six.test", PRIVATE), "2001:db8::10")
+        self.assertEqual(plan.toward("four.test"), PUBLIC)
+        self.assertEqual(plan.toward("unknown.test"), PUBLIC)
+        without = AddressPlan(PUBLIC, PRIVATE)
+        without.names = plan.names
+        self.assertEqual(without.toward("six.test"), PUBLIC)
+
     def test_ourselves_get_the_local_address(self):
         """
         A message or SDP written for our own public address (a local-mode call looping through

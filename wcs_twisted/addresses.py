@@ -16,7 +16,8 @@ Rules (docs/operations.md "Behind NAT"):
     gets the local address; any other peer gets the public one;
   - we ourselves (a call between two browsers on this node loops through our SIP side) get
     the local address too: our public one may not hairpin;
-  - with an IPv6 address configured, IPv6 peers get it (IPv6 is not NATed);
+  - with an IPv6 address configured, IPv6 peers get it (IPv6 is not NATed), and so do peers
+    known by a name the SIP resolver found an IPv6 address for first (C{names});
   - the local address is the bind address, or when we bind a wildcard, the source address
     the kernel would pick to reach that peer (a connected UDP socket sends nothing).
 
@@ -29,7 +30,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import socket
-from typing import Iterable, Optional, Sequence
+from typing import Callable, Iterable, Optional, Sequence
 
 __all__ = ["AddressPlan", "DEFAULT_LOCAL_NETWORKS", "offered_ipv6", "parse_networks"]
 
@@ -116,6 +117,8 @@ class AddressPlan:
         self.networks = parse_networks(local_networks or DEFAULT_LOCAL_NETWORKS)
         self.split = self._wildcard or _ip(public) != local_ip
         self._routes: dict[str, Optional[str]] = {}
+        #: The address a host name was resolved to, when known (the SIP stack's resolver).
+        self.names: Optional[Callable[[str], Optional[str]]] = None
 
     def is_local_peer(self, peer: Optional[str]) -> bool:
         """
@@ -133,7 +136,7 @@ class AddressPlan:
         """
         The address to write in what C{peer} reads (None: a peer not known yet, or by name).
         """
-        if self.ipv6 and _ipv6_peer(peer):
+        if self._ipv6(peer):
             return self.ipv6
         if not self.split or not (self.is_local_peer(peer) or self.own(peer or "")):
             return self.public
@@ -147,7 +150,18 @@ class AddressPlan:
         """
         The address to bind a socket for C{peer} on: ours of its family.
         """
-        return self.ipv6 if self.ipv6 and _ipv6_peer(peer) else default
+        return self.ipv6 if self._ipv6(peer) else default
+
+    def _ipv6(self, peer: Optional[str]) -> bool:
+        """
+        Whether C{peer} is reached over IPv6 (and we have an IPv6 address): an IPv6 literal,
+        or a name resolved to one.
+        """
+        if not self.ipv6 or not peer:
+            return False
+        if _ip(peer) is None and self.names is not None:
+            peer = self.names(peer) or peer
+        return _ipv6_peer(peer)
 
     def own(self, host: str) -> bool:
         """

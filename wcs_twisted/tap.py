@@ -43,6 +43,7 @@ from wcs_twisted.gateway.stream_table import StreamTable
 from wcs_twisted.gc_tuning import GarbageCollectorTuning
 from wcs_twisted.listeners import ListenerService
 from wcs_twisted.logs import JSONLogFileService
+from wcs_twisted.media.anchor import MediaAnchor
 from wcs_twisted.media.factory import MediaFactory
 from wcs_twisted.media.ports import PortPool
 from wcs_twisted.media.streams import StreamRegistry
@@ -257,6 +258,8 @@ def build_sip(settings: Settings, reactor, metrics: ServerMetrics):
         retry_after=settings.sip_overload_retry_after,
         max_queue_delay=settings.sip_max_queue_delay_ms / 1000.0,
     )
+    # A peer known by a name that resolved to IPv6 is told our IPv6 address (docs/operations.md).
+    addresses.names = lambda host: stack.resolver and stack.resolver.cached_host(host)
     core = UserAgentCore(stack, rng, timers)
     stack.attach(core)
     core.trunk_options = TrunkOptions(max(settings.sip_session_expires, settings.sip_min_se),
@@ -417,11 +420,14 @@ def build_service(settings: Settings, reactor, warnings=()) -> Server:
                      outbound_proxy=settings.sip_outbound_proxy,
                      policy=call_policy(settings),
                      ring_timeout=settings.sip_ring_timeout_s,
-                     trusted_peers=TrustedPeers(settings.sip_trusted_peers)),
+                     trusted_peers=TrustedPeers(settings.sip_trusted_peers),
+                     ipv6=bool(settings.ipv6_address)),
         on_count=metrics.calls.set, registration_factory=registration_factory)
     # Incoming INVITEs for sessions come before the proxy (routers are tried in order); the
     # proxy checks their senders' credentials as it would (issue 11).
     calls.proxy = proxy
+    if proxy is not None and settings.ipv6_address:
+        proxy.media.anchor = MediaAnchor(calls.media)  # IPv4 <-> IPv6 phones (ua/proxy_media.py)
     core.add_router(calls)
     stream_registry = StreamRegistry(reactor)
     # Browser publish/play, SIP calls as streams (toStream, sip_record_stream), /stream/*.

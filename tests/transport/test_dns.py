@@ -71,6 +71,19 @@ class ResolverTests(SynchronousTestCase):
         self.assertEqual(found.targets, (SIPAddress("udp", "10.0.0.1", 5071),
                                          SIPAddress("udp", "10.0.0.2", 5072)))
 
+    def test_cached_host(self):
+        """
+        The first target of a name's unexpired resolution, whatever transport and port it was
+        resolved for; None before and after its TTL.
+        """
+        clock = Clock()
+        resolver = SIPResolver(zone(), clock, random.Random(1))
+        self.assertIsNone(resolver.cached_host("provider.test"))
+        self.resolve(resolver, SIPAddress("udp", "provider.test", 0))
+        self.assertEqual(resolver.cached_host("Provider.TEST"), "10.0.0.1")
+        clock.advance(24 * 3600)
+        self.assertIsNone(resolver.cached_host("provider.test"))
+
     def test_explicit_port_skips_srv(self):
         """
         With an explicit port only A/AAAA are asked (RFC 3263 4.2).

@@ -34,7 +34,6 @@ from wcs_twisted.gateway.call_events import (
 from wcs_twisted.gateway.call_timers import CallTimers
 from wcs_twisted.gateway.call_transfer import CallTransfers
 from wcs_twisted.ua.invite_session import InviteSession, SIPRequestFailed
-from wcs_twisted.ua.outbound import next_hop
 
 #: RFC 5168 body asking the SIP peer's encoder for a key frame.
 PICTURE_FAST_UPDATE = (b'<?xml version="1.0" encoding="utf-8" ?>'
@@ -224,9 +223,9 @@ class Call(CallTimers, CallTransfers):
                 audio, video = self.webrtc.offered_codecs(browser_sdp)
                 if not audio and not video:
                     raise MediaError("No common codecs")
-            # The SDP names the address the first hop can reach (behind NAT: public or local).
+            # The SDP names the address, and family, where the call goes can reach.
             self.rtp = self.table.media.create_session(
-                "rtp", next_hop(target_uri, outbound_proxy).host)
+                "rtp", self.table.media_peer(target_uri, outbound_proxy))
             self.rtp.observer = self
             offer = self.rtp.create_offer(audio, video if self.has_video else [],
                                           "sendrecv" if self.has_audio else "recvonly")

@@ -24,6 +24,7 @@ from zope.interface import implementer
 
 from wcs_twisted.interfaces import ICallAdmission, IRequestRouter
 from wcs_twisted.sdp.errors import SDPError
+from wcs_twisted.sip.address import is_ip_literal
 from wcs_twisted.sip.errors import RemoteProtocolError
 from wcs_twisted.sip.headers import NameAddress
 from wcs_twisted.sip.uri import SIPURI
@@ -38,7 +39,7 @@ from wcs_twisted.errors import Conflict, DomainError, InvalidField, NotFound
 from wcs_twisted.ua.invite_session import InviteSession
 from wcs_twisted.ua.session_timer import interval_too_small
 from wcs_twisted.ua.trunk_options import trunk_options
-from wcs_twisted.ua.outbound import split_host_port
+from wcs_twisted.ua.outbound import next_hop, split_host_port
 from wcs_twisted.ua.location import Binding, address_of_record
 from wcs_twisted.ua.registration import RegistrationState
 
@@ -76,6 +77,9 @@ class CallSettings:
     #: Whose P-Asserted-Identity / Remote-Party-ID names the caller (sip_trusted_peers).
     trusted_peers: TrustedPeers = field(
         default_factory=lambda: TrustedPeers(("127.0.0.0/8", "::1/128")))
+    #: We have an IPv6 address (ip6): a callee known by name is resolved before the offer is
+    #: written, in the family of its first target.
+    ipv6: bool = False
 
 
 def _check_text(name: str, value: str | None) -> None:
@@ -233,6 +237,33 @@ class CallTable:
             return ""  # another process on one of our addresses: straight to it
         return self.settings.outbound_proxy
 
+    def media_peer(self, target: SIPURI, outbound_proxy: str) -> str:
+        """
+        The host a call's SIP-leg SDP is written for: its first hop, except that a local user
+        reached through our own proxy is where its bindings are (RFC 5118: an IPv6-only phone
+        needs c=IN IP6; a phone registered from the Internet, our public address).  Bindings
+        of both families get the first hop's: one c= line cannot serve both.
+        """
+        destination = next_hop(target, outbound_proxy)
+        hop = destination.host
+        if not is_ip_literal(hop):
+            return self._resolved_ipv6(destination) or hop
+        if self.proxy is None or not self.is_local(target.host):
+            return hop
+        hosts = sorted({destination.host for destination in self.proxy.destinations(target)})
+        if len(hosts) == 1 or (hosts and all(":" in host for host in hosts)):
+            return hosts[0]
+        return hop
+
+    def _resolved_ipv6(self, destination) -> str | None:
+        """
+        The first target of a name the stack has resolved (RFC 3263), when it is IPv6.
+        """
+        resolver = getattr(self.core.transport, "resolver", None)
+        resolution = resolver.cached(destination) if resolver is not None else None
+        first = resolution.targets[0].host if resolution and resolution.targets else None
+        return first if first and ":" in first else None
+
     def _call_account(self, call: Call) -> SIPAccount:
         return call.account or SIPAccount("", "", "", self._primary_domain(), "", 0, False)
 
@@ -279,8 +310,18 @@ class CallTable:
         return call, target
 
     def _dial(self, call: Call, target: SIPURI, browser_sdp: str | None,
-              fields: dict[str, Any]) -> None:
+              fields: dict[str, Any], looked_up: bool = False) -> None:
         account = call.account
+        hop = next_hop(target, self._outbound_proxy(account, target))
+        resolver = getattr(self.core.transport, "resolver", None)
+        if (self.settings.ipv6 and not looked_up and resolver is not None
+                and not is_ip_literal(hop.host) and resolver.cached(hop) is None):
+            # The offer names our address in the family of where the call goes: resolve first.
+            def resolved(_) -> None:
+                if not call.status.released:
+                    self._dial(call, target, browser_sdp, fields, looked_up=True)
+            resolver.resolve(hop).addBoth(resolved)
+            return
         from_uri = SIPURI("sip", account.login, None,
                           account.domain or self._primary_domain(), None)
         credentials = ((account.authentication_name, account.password)

@@ -141,6 +141,17 @@ class SIPResolver:
             return None
         return found
 
+    def cached_host(self, host: str) -> str | None:
+        """
+        The first target address of an unexpired resolution of C{host} (any transport and
+        port), or None: the family a peer known by name is reached in.
+        """
+        now, host = self.clock.seconds(), host.lower()
+        for (_, name, _), found in self._cache.items():
+            if name == host and found.expires > now and found.targets:
+                return found.targets[0].host
+        return None
+
     def resolve(self, destination: SIPAddress) -> Deferred:
         """
         Fire with the L{Resolution} of C{destination} (a host name; port 0: not given, so SRV);

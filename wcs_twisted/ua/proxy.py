@@ -37,6 +37,7 @@ from wcs_twisted.sip.timers import DEFAULT_TIMERS, TimerValues
 from wcs_twisted.sip.uri import SIPURI
 from wcs_twisted.ua.authentication import UserAuthentication
 from wcs_twisted.ua.outbound import host_text, via_value
+from wcs_twisted.ua.proxy_media import INCOMPATIBLE_ADDRESSES, ProxyMedia
 from wcs_twisted.ua.proxy_bounds import MAX_PENDING, MAX_UNANSWERED, RETRY_AFTER, ForwardingBounds
 from wcs_twisted.ua.location import Binding, LocationService, address_of_record
 
@@ -177,6 +178,7 @@ class ResponseContext:
             # scenarios do: the INVITE's own Vias are what the response needs upstream.
             for value in self.request.headers.get_all("Via"):
                 headers.add("Via", value)
+        self.proxy.media.response(branch.sent_branch, self.request, response)
         code = response.status_code
         if code < 200:
             if branch.state is BranchState.CALLING:
@@ -413,6 +415,8 @@ class Proxy:
         self._sent_here: dict[str, ResponseContext] = {}
         self._denied_domains: set[str] = set()
         self.bounds = ForwardingBounds(max_pending, max_unanswered, clock)
+        #: Media anchors of calls between IPv4 and IPv6 phones (its C{anchor} set by tap.py).
+        self.media = ProxyMedia()
         self.authentication = None
         if isinstance(users, Mapping) and any(password is not None for password in users.values()):
             self.authentication = UserAuthentication(
@@ -456,12 +460,14 @@ class Proxy:
         self._contexts.clear()
         self._sent_here.clear()
         self.bounds.clear()
+        self.media.stop()
 
     def _retire(self, context: ResponseContext) -> None:
         """
         Forget a proxied request that is over (every branch done and the final relayed).
         """
         self._contexts.discard(context)
+        self.media.retired(context.branches)
         for branch in context.branches:
             if self._sent_here.get(branch.sent_branch) is context:
                 del self._sent_here[branch.sent_branch]
@@ -551,7 +557,8 @@ class Proxy:
         branch = "z9hG4bK" + hashlib.blake2s(seed, digest_size=8).hexdigest()
         headers.prepend("Via", str(via_value(self.transport, destination.transport, branch,
                                              destination.host)))
-        self.transport.send_message(Request("ACK", uri, headers, request.body), destination)
+        body = self.media.forwarded(request, destination, branch)
+        self.transport.send_message(Request("ACK", uri, headers, body), destination)
         self.forwarded += 1
         return True
 
@@ -667,6 +674,13 @@ class Proxy:
             for a request to a local user (a binding that never answers is removed).
         """
         request: Request = event.request
+        upstream = getattr(event.source, "host", None)
+        targets, why = self.media.prepare(request, upstream, targets, self._is_own_destination)
+        if why is not None:
+            agent = host_text(self.transport.local_address("udp")[0])
+            self._refuse(event, 488, "Not Acceptable Here",
+                         [("Warning", f'301 {agent} "{INCOMPATIBLE_ADDRESSES}"')])
+            return
         targets, refusal = self.bounds.admit(len(self._contexts), targets,
                                              in_dialog=request.to.tag is not None)
         if refusal is not None:
@@ -681,7 +695,6 @@ class Proxy:
         record_route = (self.record_route and request.method in RECORD_ROUTE_METHODS
                         and request.to.tag is None)
         inbound = event.source.transport if isinstance(event.source, SIPAddress) else "udp"
-        upstream = getattr(event.source, "host", None)
         loop_mark = self._loop_mark(request)
         last = len(targets) - 1
         for index, (target, destination) in enumerate(targets):
@@ -700,7 +713,8 @@ class Proxy:
             binding = bindings.get((str(target), destination)) if bindings else None
             if self._is_own_destination(destination):
                 self._sent_here[branch] = context
-            context.forward(Request(request.method, target, copy, request.body), destination,
+            body = self.media.forwarded(request, destination, branch)
+            context.forward(Request(request.method, target, copy, body), destination,
                             binding, branch)
 
     def relay(self, context: ResponseContext, response: Response) -> None:
@@ -865,6 +879,21 @@ class Proxy:
             return NameAddress.parse(routes[0]).uri
         except RemoteProtocolError:
             return None
+
+    def destinations(self, uri) -> list[SIPAddress]:
+        """
+        Where a request for C{uri} would be forwarded now: the live bindings of a local user,
+        this stack's own left out.  The call table offers a call's media in their family (an
+        IPv6-only phone cannot answer an offer that says c=IN IP4).
+        """
+        if not isinstance(uri, SIPURI) or not uri.user or not self.serves(uri.host):
+            return []
+        found = []
+        for binding in self.location.lookup(address_of_record(uri), self.clock.seconds()):
+            destination = self._binding_destination(binding)
+            if destination is not None and not self._is_own_destination(destination):
+                found.append(destination)
+        return found
 
     def _binding_destination(self, binding: Binding) -> SIPAddress | None:
         """
