@@ -689,8 +689,9 @@ class Proxy:
             outbound = destination.transport
             if record_route:
                 # RFC 5658: one entry for each side when the transport or our address differs.
-                toward_caller = self._record_route(inbound, upstream)
-                toward_callee = self._record_route(outbound, destination.host)
+                secure = request.uri.scheme == "sips"  # 16.6 step 4: a sips Record-Route
+                toward_caller = self._record_route(inbound, upstream, secure)
+                toward_callee = self._record_route(outbound, destination.host, secure)
                 if toward_caller != toward_callee:
                     copy.prepend("Record-Route", toward_caller)
                 copy.prepend("Record-Route", toward_callee)
@@ -907,8 +908,11 @@ class Proxy:
             return None
         return SIPAddress(transport, host, uri.port if uri.port is not None else default)
 
-    def _record_route(self, transport: str, toward: str | None = None) -> str:
+    def _record_route(self, transport: str, toward: str | None = None,
+                      secure: bool = False) -> str:
         host, port = self.transport.local_address(transport, toward)
-        uri = SIPURI("sip", None, None, host_text(host), port,
-                     (("transport", transport), ("lr", None)))
+        uri = (SIPURI("sips", None, None, host_text(host), port, (("lr", None),))
+               if secure and transport == "tls" else
+               SIPURI("sip", None, None, host_text(host), port,
+                      (("transport", transport), ("lr", None))))
         return str(NameAddress(None, uri))
