@@ -115,6 +115,45 @@ class RegistrationByDNSTests(DNSRegistrationCase):
                          {SIPAddress("tls", LOOPBACK, self.kamailio.tls_port)})
         self.assertEqual(client.contact.transport, "tls")
 
+    @defer.inlineCallbacks
+    def test_reregistration_follows_a_changed_record_after_its_ttl(self):
+        """
+        The _sip._tcp SRV record (TTL 1 s) names Kamailio, then another server: once the TTL
+        has run out the cached answer is gone, and the next REGISTER of the same client goes
+        to the new target (a TCP server that records what it gets).
+        """
+        dns = self.dnsmasq([(10, self.kamailio.port)], ttl=1, service="_sip._tcp")
+        client = yield self.register({"sipDomain": f"{DOMAIN};transport=tcp"})
+        self.assertEqual(client.state, RegistrationState.REGISTERED)
+        recorder = Recorder()
+        port = reactor.listenTCP(0, protocol.Factory.forProtocol(lambda: recorder),
+                                 interface=LOOPBACK)
+        self.addCleanup(port.stopListening)
+        yield dns.stop()
+        self.dnsmasq([(10, port.getHost().port)], ttl=1, service="_sip._tcp")
+        destination = SIPAddress("tcp", DOMAIN, 0)
+        yield poll(lambda: self.stack.resolver.cached(destination) is None, 5, reactor, 0.05)
+        client._cancel_timer()
+        client._refresh()  # the refresh, now rather than in 96 s
+        yield poll(lambda: b"REGISTER " in recorder.data, 5, reactor, 0.02)
+        self.assertEqual(self.registers_sent()[-1],
+                         SIPAddress("tcp", LOOPBACK, port.getHost().port))
+        # The recorder hangs up: the REGISTER fails at once, and nothing is left to unregister.
+        recorder.transport.loseConnection()
+        yield poll(lambda: client.state is RegistrationState.FAILED, 5, reactor, 0.02)
+
+
+class Recorder(protocol.Protocol):
+    """
+    A SIP server over TCP that keeps what it receives and never answers.
+    """
+
+    def __init__(self):
+        self.data = b""
+
+    def dataReceived(self, data):
+        self.data += data
+
 
 class Silence(protocol.Protocol):
     """

@@ -14,6 +14,7 @@ from wcs_twisted.sip.message import parse_message
 from wcs_twisted.testing.network import MemoryNetwork, build_memory_stack
 from wcs_twisted.ua.account import SIPAccount
 from wcs_twisted.ua.location import LocationService
+from wcs_twisted.ua.proxy import Proxy
 from wcs_twisted.ua.registrar import Registrar
 from wcs_twisted.ua.registration import RegistrationClient, RegistrationState
 
@@ -37,9 +38,11 @@ class SIPSRegistrationTests(SynchronousTestCase):
         self.server, server_core = build_memory_stack(self.network, SERVER, seed=1)
         self.network.attach(self.server, SERVER, TLS_PORT, "tls")
         self.location = LocationService()
-        server_core.add_router(Registrar(
+        registrar = Registrar(
             server_core, self.location, self.clock, domains=[SERVER], users={"alice": "secret"},
-            authenticator=DigestAuthenticator(SERVER, b"0123456789abcdef" * 2)))
+            authenticator=DigestAuthenticator(SERVER, b"0123456789abcdef" * 2))
+        server_core.add_router(registrar)
+        server_core.add_router(Proxy(server_core, self.location, self.clock, registrar.serves))
         self.client, self.client_core = build_memory_stack(self.network, CLIENT, seed=2)
         self.network.attach(self.client, CLIENT, TLS_PORT, "tls")
 
@@ -81,6 +84,27 @@ class SIPSRegistrationTests(SynchronousTestCase):
         self.assertEqual(str(register.to.uri), f"sip:alice@{SERVER}")
         self.assertEqual(str(register.contacts[0].uri),
                          f"sip:alice@{CLIENT}:{TLS_PORT};transport=tls")
+
+    def test_proxy_record_routes_sips_toward_a_sips_contact(self):
+        """
+        RFC 3261 16.6 step 4: an INVITE proxied to alice's sips: Contact (over TLS) carries a
+        sips: Record-Route at our TLS port, without transport=.
+        """
+        self.register("sips")
+        invite = (f"INVITE sips:alice@{SERVER} SIP/2.0\r\n"
+                  "Via: SIP/2.0/TLS 10.0.0.3:5061;branch=z9hG4bKsipsinvite\r\n"
+                  "Max-Forwards: 70\r\n"
+                  "From: <sips:carol@elsewhere.test>;tag=c\r\nTo: <sips:alice@10.0.0.1>\r\n"
+                  "Call-ID: sips-invite@test\r\nCSeq: 1 INVITE\r\n"
+                  "Contact: <sips:carol@10.0.0.3:5061>\r\nContent-Length: 0\r\n\r\n")
+        self.network.deliver(SIPAddress("tls", "10.0.0.3", 5061), invite.encode(),
+                             SIPAddress("tls", SERVER, TLS_PORT))
+        self.network.run()
+        [forwarded] = [parse_message(data) for source, destination, data in self.network.delivered
+                       if data.startswith(b"INVITE ") and destination.host == CLIENT]
+        self.assertEqual(str(forwarded.uri), f"sips:alice@{CLIENT}:{TLS_PORT}")
+        self.assertEqual(forwarded.headers.get_all("Record-Route"),
+                         [f"<sips:{SERVER}:{TLS_PORT};lr>"])
 
     def test_sips_over_udp_refused_with_480(self):
         """

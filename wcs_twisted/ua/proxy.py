@@ -689,7 +689,7 @@ class Proxy:
             outbound = destination.transport
             if record_route:
                 # RFC 5658: one entry for each side when the transport or our address differs.
-                secure = request.uri.scheme == "sips"  # 16.6 step 4: a sips Record-Route
+                secure = getattr(target, "scheme", "") == "sips"  # 16.6 step 4: the new Request-URI's scheme
                 toward_caller = self._record_route(inbound, upstream, secure)
                 toward_callee = self._record_route(outbound, destination.host, secure)
                 if toward_caller != toward_callee:
