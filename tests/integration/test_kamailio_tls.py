@@ -126,6 +126,31 @@ class KamailioTLSTests(TestCase):
                           request.headers.get("Route"))
 
     @defer.inlineCallbacks
+    def call_bob(self, bob_transport: str, from_uri: SIPURI, to_uri: SIPURI, **options):
+        """
+        Start Kamailio, us and bob (over C{bob_transport}); call C{to_uri} as alice (digest
+        answered) and check audio both ways; fire with (session, bob).
+        """
+        yield self.start()
+        bob = yield self.start_bob(bob_transport)
+        rtp, offer, received = self.media()
+        observer = CallObserver()
+        session = InviteSession.outgoing(self.core, self.reactor, observer, from_uri, to_uri,
+                                         offer, credentials=("alice", USERS["alice"]), **options)
+        self.addCleanup(lambda: session.hang_up() if session.state is not
+                        InviteSessionState.DISCONNECTED else None)
+        answer = yield with_timeout(observer.answered_d, WAIT, self.reactor, lambda: (
+            f"no answer; {observer.events}\n{self.kamailio.log_tail()}"))
+        sdp = SessionDescription.parse(answer.body)
+        rtp.set_remote(sdp.connection_for(sdp.media[0]).address, sdp.media[0].port)
+        tone = ToneSender(rtp, self.reactor)
+        tone.start()
+        self.addCleanup(tone.stop)
+        yield bob.wait_event("CALL_ESTABLISHED", WAIT)
+        yield self.check_audio(bob, received)
+        return session, bob
+
+    @defer.inlineCallbacks
     def test_kamailio_calls_us_over_tls(self):
         """
         We register over TLS (Contact transport=tls with our TLS port); bob's call (baresip
@@ -151,26 +176,10 @@ class KamailioTLSTests(TestCase):
         Our INVITE goes to Kamailio's TLS port (its certificate checked against the test CA),
         passes its 407 with digest, reaches bob; audio both ways; our BYE goes over TLS.
         """
-        yield self.start()
-        bob = yield self.start_bob("udp")
-        rtp, offer, received = self.media()
-        observer = CallObserver()
         to_uri = SIPURI.parse(self.kamailio.user_uri("bob"))
-        session = InviteSession.outgoing(
-            self.core, self.reactor, observer, SIPURI.parse(f"sip:alice@{LOOPBACK}"),
-            to_uri.with_params(transport="tls"), offer,
-            outbound_proxy=self.kamailio.tls_address, credentials=("alice", USERS["alice"]))
-        self.addCleanup(lambda: session.hang_up() if session.state is not
-                        InviteSessionState.DISCONNECTED else None)
-        answer = yield with_timeout(observer.answered_d, WAIT, self.reactor, lambda: (
-            f"no answer; {observer.events}\n{self.kamailio.log_tail()}"))
-        sdp = SessionDescription.parse(answer.body)
-        rtp.set_remote(sdp.connection_for(sdp.media[0]).address, sdp.media[0].port)
-        tone = ToneSender(rtp, self.reactor)
-        tone.start()
-        self.addCleanup(tone.stop)
-        yield bob.wait_event("CALL_ESTABLISHED", WAIT)
-        yield self.check_audio(bob, received)
+        session, bob = yield self.call_bob(
+            "udp", SIPURI.parse(f"sip:alice@{LOOPBACK}"), to_uri.with_params(transport="tls"),
+            outbound_proxy=self.kamailio.tls_address)
         invites = self.sent_requests("INVITE")
         self.assertEqual({address for _, address in invites},
                          {SIPAddress("tls", LOOPBACK, self.kamailio.tls_port)})
@@ -199,6 +208,7 @@ class KamailioSIPSTests(TestCase):
     registration = KamailioTLSTests.registration
     sent_requests = KamailioTLSTests.sent_requests
     check_incoming_call = KamailioTLSTests.check_incoming_call
+    call_bob = KamailioTLSTests.call_bob
     assert_routed_through_kamailio = KamailioTLSTests.assert_routed_through_kamailio
 
     def account(self) -> SIPAccount:
@@ -245,25 +255,8 @@ class KamailioSIPSTests(TestCase):
         We call sips:bob through Kamailio's TLS port: Request-URI, To, From and Contact are
         sips:; Kamailio relays to bob (baresip over TLS), who answers; audio both ways.
         """
-        yield self.start()
-        bob = yield self.start_bob("tls")
-        rtp, offer, received = self.media()
-        observer = CallObserver()
-        session = InviteSession.outgoing(
-            self.core, self.reactor, observer, SIPURI.parse(f"sips:alice@{LOOPBACK}"),
-            SIPURI.parse(f"sips:bob@{self.kamailio.tls_address}"), offer,
-            credentials=("alice", USERS["alice"]))
-        self.addCleanup(lambda: session.hang_up() if session.state is not
-                        InviteSessionState.DISCONNECTED else None)
-        answer = yield with_timeout(observer.answered_d, WAIT, self.reactor, lambda: (
-            f"no answer; {observer.events}\n{self.kamailio.log_tail()}"))
-        sdp = SessionDescription.parse(answer.body)
-        rtp.set_remote(sdp.connection_for(sdp.media[0]).address, sdp.media[0].port)
-        tone = ToneSender(rtp, self.reactor)
-        tone.start()
-        self.addCleanup(tone.stop)
-        yield bob.wait_event("CALL_ESTABLISHED", WAIT)
-        yield self.check_audio(bob, received)
+        session, bob = yield self.call_bob("tls", SIPURI.parse(f"sips:alice@{LOOPBACK}"),
+                                           SIPURI.parse(f"sips:bob@{self.kamailio.tls_address}"))
         [*_, (invite, address)] = self.sent_requests("INVITE")
         self.assertEqual(address, SIPAddress("tls", LOOPBACK, self.kamailio.tls_port))
         self.assertSIPS(invite, invite.uri, invite.to.uri, invite.from_.uri,

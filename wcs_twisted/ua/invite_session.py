@@ -392,10 +392,11 @@ class InviteSession:
         session.peer_address = event.source
         session._reliable = event.reliable
         local_tag = new_tag(core.random)
+        secure = getattr(request.uri, "scheme", "") == "sips"  # RFC 3261 12.1.1
         contact = NameAddress(None, contact_uri(core.transport, protocol,
                                                 getattr(request.uri, "user", None),
                                                 toward=getattr(event.source, "host", None),
-                                                secure=getattr(request.uri, "scheme", "") == "sips"))
+                                                secure=secure))
         session.dialog = Dialog.create_uas(request, local_tag, contact, rng=core.random)
         session.state = InviteSessionState.INCOMING
         if request.body and session._is_sdp(request):

@@ -689,7 +689,8 @@ class Proxy:
             outbound = destination.transport
             if record_route:
                 # RFC 5658: one entry for each side when the transport or our address differs.
-                secure = getattr(target, "scheme", "") == "sips"  # 16.6 step 4: the new Request-URI's scheme
+                # 16.6 step 4: sips when the new Request-URI is.
+                secure = getattr(target, "scheme", "") == "sips"
                 toward_caller = self._record_route(inbound, upstream, secure)
                 toward_callee = self._record_route(outbound, destination.host, secure)
                 if toward_caller != toward_callee:
