@@ -399,7 +399,7 @@ KEYS: tuple[Key, ...] = (
     Key("sip_dns_down_s", "sip_dns_down_s", NON_NEGATIVE_INT, "30",
         "Seconds a SIP target that failed (transport error or silence) is skipped in favour of the next SRV target."),
     Key("sip_dns_silence_ms", "sip_dns_silence_ms", NON_NEGATIVE_INT, "4000",
-        "Silence after a request before its retransmission goes to the next SRV target; 0: only transport errors fail over."),
+        "Silence from an SRV target before the next one is tried: after a request, its retransmission goes there (UDP); a connect plus TLS handshake not done by then fails (TCP/TLS); 0: only transport errors fail over (connects then time out after 10 s)."),
     Key("enable_local_videochat", "enable_local_videochat", BOOLEAN, "true",
         "Local mode: the built-in registrar/proxy connects calls between local users, so no "
         "external SIP server is needed (WCS key)."),

@@ -348,6 +348,8 @@ def sip_listeners(settings: Settings, reactor, stack: SIPStack, metrics: ServerM
             max_connections_per_source=settings.sip_max_tcp_connections_per_source,
             first_message_timeout=settings.sip_tcp_first_message_timeout,
             idle_timeout=settings.sip_tcp_idle_timeout,
+            # A silent SRV target fails over as fast over TCP/TLS as over UDP (docs/sip.md).
+            connect_timeout=settings.sip_dns_silence_ms / 1000.0,
             trust_root=sip_trust_root(settings) if name == "tls" else None)
         streams.append(transports)
         configured = settings.sip_port if name == "tcp" else settings.sip_tls_port

@@ -5,14 +5,21 @@ Kamailio with its tls module; the account comes from WCS fields (C{sipDomain} "s
 "...;transport=tcp", no C{sipPort}).  Over TLS the certificate names only provider.test, so the
 handshake proves it was checked against the resolved domain (RFC 5922), not the SRV target or
 its address.
+
+L{SilentTargetTests}: the first SRV target is silent (its SYNs dropped inside a network namespace
+the test makes, or it accepts TCP and never finishes the TLS handshake); the registration reaches
+the second target once C{sip_dns_silence_ms} has passed, as over UDP, not after a 10 s connect
+timeout.
 """
 
 import random
+import re
 
-from twisted.internet import defer, reactor
+from twisted.internet import defer, protocol, reactor
 from twisted.trial.unittest import TestCase
 
 from tests.integration.certificates import make_certificate, server_certificate, write_pem
+from tests.integration.netns import Topology, require_netns
 from tests.integration.peers import LOOPBACK, poll
 from tests.integration import test_dns
 from tests.integration.test_dns import DOMAIN, dns_port
@@ -25,20 +32,22 @@ from wcs_twisted.transport.trace import OUT
 from wcs_twisted.ua.registration import RegistrationClient, RegistrationState
 
 
-class RegistrationByDNSTests(TestCase):
+class DNSRegistrationCase(TestCase):
     """
-    REGISTER to sip:provider.test found by SRV, over TCP and over TLS.
+    Kamailio (TLS too) for provider.test, our server, and a resolver asking our dnsmasq.
     """
 
     timeout = 30
     dnsmasq = test_dns.SRVTests.dnsmasq
+    #: Settings over tls_settings' for this class's server.
+    overrides: dict = {}
 
     @defer.inlineCallbacks
     def setUp(self):
         self.base = self.mktemp()
         ca = make_certificate("WCS Test CA")
         pki = self.base + "/pki"
-        settings = tls_settings(ca, pki, enable_local_videochat=False)
+        settings = tls_settings(ca, pki, enable_local_videochat=False, **self.overrides)
         self.kamailio = KamailioTLS(
             self.base, *write_pem(pki, "provider",
                                   server_certificate(ca, names=(DOMAIN,), addresses=())),
@@ -76,6 +85,12 @@ class RegistrationByDNSTests(TestCase):
     def registers_sent(self):
         return [address for data, address in self.sent if data.startswith(b"REGISTER ")]
 
+
+class RegistrationByDNSTests(DNSRegistrationCase):
+    """
+    REGISTER to sip:provider.test found by SRV, over TCP and over TLS.
+    """
+
     @defer.inlineCallbacks
     def test_register_over_tcp_by_srv(self):
         """
@@ -99,3 +114,133 @@ class RegistrationByDNSTests(TestCase):
         self.assertEqual(set(self.registers_sent()),
                          {SIPAddress("tls", LOOPBACK, self.kamailio.tls_port)})
         self.assertEqual(client.contact.transport, "tls")
+
+    @defer.inlineCallbacks
+    def test_reregistration_follows_a_changed_record_after_its_ttl(self):
+        """
+        The _sip._tcp SRV record (TTL 1 s) names Kamailio, then another server: once the TTL
+        has run out the cached answer is gone, and the next REGISTER of the same client goes
+        to the new target (a TCP server that records what it gets).
+        """
+        dns = self.dnsmasq([(10, self.kamailio.port)], ttl=1, service="_sip._tcp")
+        client = yield self.register({"sipDomain": f"{DOMAIN};transport=tcp"})
+        self.assertEqual(client.state, RegistrationState.REGISTERED)
+        recorder = Recorder()
+        port = reactor.listenTCP(0, protocol.Factory.forProtocol(lambda: recorder),
+                                 interface=LOOPBACK)
+        self.addCleanup(port.stopListening)
+        yield dns.stop()
+        self.dnsmasq([(10, port.getHost().port)], ttl=1, service="_sip._tcp")
+        destination = SIPAddress("tcp", DOMAIN, 0)
+        yield poll(lambda: self.stack.resolver.cached(destination) is None, 5, reactor, 0.05)
+        client._cancel_timer()
+        client._refresh()  # the refresh, now rather than in 96 s
+        yield poll(lambda: b"REGISTER " in recorder.data, 5, reactor, 0.02)
+        self.assertEqual(self.registers_sent()[-1],
+                         SIPAddress("tcp", LOOPBACK, port.getHost().port))
+        # The recorder hangs up: the REGISTER fails at once, and nothing is left to unregister.
+        recorder.transport.loseConnection()
+        yield poll(lambda: client.state is RegistrationState.FAILED, 5, reactor, 0.02)
+
+
+class Recorder(protocol.Protocol):
+    """
+    A SIP server over TCP that keeps what it receives and never answers.
+    """
+
+    def __init__(self):
+        self.data = b""
+
+    def dataReceived(self, data):
+        self.data += data
+
+
+class Silence(protocol.Protocol):
+    """
+    A TLS server that takes the connection and never says a word (no ServerHello).
+    """
+
+
+class SilentTargetTests(DNSRegistrationCase):
+    """
+    RFC 3263 4.3 with a silent first SRV target over TCP and TLS: connect and handshake are
+    bounded by C{sip_dns_silence_ms} (1 s here), then the REGISTER goes to the second target as
+    a new transaction (new branch).
+
+    The whole test runs in a network namespace of its own (this thread enters it, so the
+    gateway's sockets, dnsmasq and Kamailio live there): 127.0.0.2 there drops every TCP
+    packet, a host that is down without a word.
+    """
+
+    overrides = {"sip_dns_silence_ms": 1000}
+    SILENT = "127.0.0.2"
+
+    def setUp(self):
+        require_netns()
+        topology = Topology("wcsst")
+        self.addCleanup(topology.destroy)
+        namespace = topology.namespace("net")
+        topology._check(topology.command(namespace, [
+            "iptables", "-A", "INPUT", "-d", self.SILENT, "-p", "tcp", "-j", "DROP"]))
+        self.addCleanup(topology.enter(namespace))
+        return super().setUp()
+
+    @defer.inlineCallbacks
+    def fails_over(self, first: tuple[int, str], service: str, domain: str):
+        """
+        Register with the first SRV target C{first} (port, address) silent and Kamailio second;
+        fire with the seconds the move took, after checking where each REGISTER went.
+        """
+        second_port = self.kamailio.port if service == "_sip._tcp" else self.kamailio.tls_port
+        self.dnsmasq([(10, *first), (20, second_port)], service=service)
+        stamps = []
+        self.stack.trace.observers.append(
+            lambda direction, data, address: stamps.append(reactor.seconds())
+            if direction == OUT and data.startswith(b"REGISTER ") else None)
+        client = yield self.register({"sipDomain": domain})
+        # From the REGISTER to the silent target to its copy to the second one.
+        took = stamps[1] - stamps[0]
+        self.assertEqual(client.state, RegistrationState.REGISTERED)
+        transport = "tcp" if service == "_sip._tcp" else "tls"
+        [silent, *rest] = self.registers_sent()
+        self.assertEqual(silent, SIPAddress(transport, first[1], first[0]))
+        self.assertEqual(set(rest), {SIPAddress(transport, LOOPBACK, second_port)})
+        branch = re.compile(rb"^Via:.*branch=([^;\s]+)", re.M | re.I)
+        branches = [branch.search(data).group(1) for data, _ in self.sent
+                    if data.startswith(b"REGISTER ")]
+        self.assertNotEqual(branches[0], branches[1])
+        return took
+
+    @defer.inlineCallbacks
+    def test_syn_dropped_over_tcp(self):
+        """
+        _sip._tcp: the first target never answers the SYN; the second gets the REGISTER after
+        the 1 s budget (not the 10 s connect timeout).
+        """
+        took = yield self.fails_over((5060, self.SILENT), "_sip._tcp", f"{DOMAIN};transport=tcp")
+        self.assertGreaterEqual(took, 0.9)
+        self.assertLess(took, 3)
+
+    @defer.inlineCallbacks
+    def test_syn_dropped_over_tls(self):
+        """
+        _sips._tcp: the same over TLS.
+        """
+        took = yield self.fails_over((5061, self.SILENT), "_sips._tcp", f"sips:{DOMAIN}")
+        self.assertGreaterEqual(took, 0.9)
+        self.assertLess(took, 3)
+
+    @defer.inlineCallbacks
+    def test_handshake_never_finished(self):
+        """
+        _sips._tcp: the first target accepts the TCP connection and never answers the
+        ClientHello; the handshake is cut off within the same budget.
+        """
+        factory = protocol.Factory.forProtocol(Silence)
+        port = reactor.listenTCP(0, factory, interface=LOOPBACK)
+        self.addCleanup(port.stopListening)
+        took = yield self.fails_over((port.getHost().port, LOOPBACK), "_sips._tcp",
+                                     f"sips:{DOMAIN}")
+        self.assertGreaterEqual(took, 0.9)
+        self.assertLess(took, 3)
+        self.assertEqual(self.root.sip_stack.transports["tls"].timed_out, 1)

@@ -470,3 +470,69 @@ class OutboundTests(StreamTestCase):
         second = self.accept(IPv4Address("TCP", "10.0.0.9", 40002))
         self.transports.close_all()
         self.assertTrue(first[1].disconnecting and second[1].disconnecting)
+
+
+class ConnectBudgetTests(StreamTestCase):
+    """
+    A silent target (SYN dropped, or a TLS handshake never finished) fails the connection
+    within C{connect_timeout}, like a refused one.
+    """
+
+    destination = SIPAddress("tls", "10.0.0.50", 5061)
+
+    def test_tcp_connect_timeout_is_the_budget(self):
+        """
+        The TCP connect is bounded by C{connect_timeout}, not the 10 s default.
+        """
+        self.transports.connect_timeout = 4.0
+        self.transports.send(b"OPTIONS", SIPAddress("tcp", "10.0.0.50", 5060))
+        [(_, _, _, timeout, _)] = self.reactor.tcpClients
+        self.assertEqual(timeout, 4.0)
+
+    def test_zero_means_the_default(self):
+        """
+        0 (no failover on silence) keeps the 10 s default rather than waiting forever.
+        """
+        transports = SIPStreamTransport(self.stack, self.reactor, "tls", connect_timeout=0)
+        self.assertEqual(transports.connect_timeout, 10.0)
+
+    def tls_connection(self, connect_timeout: float = 4.0):
+        """
+        An outbound TLS connection whose TCP part took 1 s: (transports, protocol, transport).
+        """
+        transports = SIPStreamTransport(self.stack, self.reactor, "tls",
+                                        connect=lambda address: None,
+                                        connect_timeout=connect_timeout)
+        factory = transports._outbound_factory(self.destination, tls=True)
+        self.reactor.advance(1)
+        protocol = factory.buildProtocol(None)
+        transport = StringTransport(peerAddress=IPv4Address("TCP", "10.0.0.50", 5061))
+        protocol.makeConnection(transport)
+        return transports, protocol, transport
+
+    def test_unfinished_handshake_aborted_at_the_deadline(self):
+        """
+        A TLS server that accepts the connection and never completes the handshake is cut off
+        when the budget (counted from the connect) runs out, and that is a transport error.
+        """
+        errors = []
+        self.stack.transport_error = errors.append
+        transports, protocol, transport = self.tls_connection()
+        self.reactor.advance(2.9)
+        self.assertFalse(transport.disconnecting)
+        self.reactor.advance(0.1)
+        self.assertTrue(transport.disconnecting)
+        self.assertEqual(transports.timed_out, 1)
+        protocol.connectionLost(Failure(ConnectionDone()))
+        self.assertEqual(errors, [self.destination])
+
+    def test_finished_handshake_keeps_the_connection(self):
+        """
+        Once the handshake is done the budget no longer applies; no timer is left behind.
+        """
+        _, protocol, transport = self.tls_connection()
+        protocol.handshakeCompleted()
+        self.reactor.advance(10)
+        self.assertFalse(transport.disconnecting)
+        protocol.connectionLost(Failure(ConnectionDone()))
+        self.assertEqual(self.reactor.getDelayedCalls(), [])

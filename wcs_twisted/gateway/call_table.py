@@ -202,9 +202,10 @@ class CallTable:
         5060 (a proxy on another port takes a port-less URI as someone else's, RFC 3263).
         """
         text = callee.strip()
+        scheme = account.scheme  # a sips: account's calls are sips: end to end (RFC 5630)
         if not text.lower().startswith(("sip:", "sips:")):
             if "@" in text:
-                text = f"sip:{text}"
+                text = f"{scheme}:{text}"
             else:
                 domain = account.domain or self._primary_domain()
                 server = self.account_server(account)
@@ -212,7 +213,7 @@ class CallTable:
                     port = split_host_port(server)[1]
                     if port and port != 5060 and split_host_port(server)[0] == domain:
                         domain = f"{domain}:{port}"
-                text = f"sip:{text}@{domain}"
+                text = f"{scheme}:{text}@{domain}"
         try:
             uri = SIPURI.parse(text)
         except RemoteProtocolError as error:
@@ -322,7 +323,7 @@ class CallTable:
                     self._dial(call, target, browser_sdp, fields, looked_up=True)
             resolver.resolve(hop).addBoth(resolved)
             return
-        from_uri = SIPURI("sip", account.login, None,
+        from_uri = SIPURI(account.scheme, account.login, None,
                           account.domain or self._primary_domain(), None)
         credentials = ((account.authentication_name, account.password)
                        if account.password else None)

@@ -160,4 +160,7 @@ def account_from_fields(fields: Mapping[str, Any], default_port: int = 5060) -> 
         register_required=read_boolean(fields, "sipRegisterRequired", False),
         visible_name=read_text(fields, "visibleName") or read_text(fields, "sipVisibleName"),
         transport=transport,
+        # RFC 5630: "sips:" keeps the scheme end to end; ";transport=tls" is one hop's TLS.
+        scheme="sips" if (read_text(fields, "sipDomain") or read_text(fields, "sipOutboundProxy")
+                          or "").strip().lower().startswith("sips:") else "sip",
     )

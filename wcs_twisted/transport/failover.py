@@ -6,8 +6,9 @@ Which resolved target a destination given by name sends to, and moving on when i
 The transaction layer addresses a request to the name (C{sip:user@provider.test}); the resolver
 turns it into ordered IP targets.  Requests go to the first target not marked down.  A target is
 marked down, and the requests it left unanswered are sent again to the next target, when a
-transport error comes back from it (ICMP unreachable, connection refused or lost) or when it has
-left a request unanswered for C{silence_timeout} seconds and the request is sent again (a UDP
+transport error comes back from it (ICMP unreachable, connection refused or lost, or a connection
+and TLS handshake not done within the same silence: L{wcs_twisted.transport.stream}) or when it
+has left a request unanswered for C{silence_timeout} seconds and the request is sent again (a UDP
 retransmission), or when it answers 503 (L{reject}).  Only when no target is left do the
 transactions fail (RFC 3261 17.1.4).
 

@@ -21,14 +21,23 @@ A name without a port is resolved by the stack (NAPTR/SRV, RFC 3263); the connec
 the SRV target's address, and the certificate must match the domain that was resolved (RFC 5922
 4.1: the SRV target name is not what the user asked for), which the stack leaves in
 C{server_names}.
+
+A target that never answers the connection (its SYNs dropped) or never finishes the TLS
+handshake is a silent target: the connect and the handshake together are bounded by
+C{connect_timeout} (the stack's failover silence, C{sip_dns_silence_ms}), after which the
+connection attempt fails like a refused one (RFC 3261 17.1.4: its transactions end at once, and
+a destination given by name moves to the next SRV target).  The OS's own connect timeout (two
+minutes on Linux) and a 10 s default would outlast the budget UDP gets for the same silence.
 """
 
 from __future__ import annotations
 
 from twisted.internet.endpoints import HostnameEndpoint, TCP4ClientEndpoint, wrapClientTLS
+from twisted.internet.interfaces import IHandshakeListener
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.ssl import optionsForClientTLS
 from twisted.logger import Logger
+from zope.interface import implementer
 
 from wcs_twisted.sip.errors import RemoteProtocolError
 from wcs_twisted.sip.framing import PONG, StreamFramer
@@ -55,10 +64,16 @@ class ServerNames:
         return self._names.get(target, default)
 
 
+@implementer(IHandshakeListener)
 class SIPStreamProtocol(Protocol):
     """
     One SIP stream connection: bytes -> framer -> stack.
+
+    @ivar handshake_deadline: for an outbound TLS connection, when its handshake must be done
+        (the rest of the connect budget); None otherwise.
     """
+
+    handshake_deadline: float | None = None
 
     def __init__(self, transports: "SIPStreamTransport", outbound_to: SIPAddress | None = None):
         self.transports = transports
@@ -82,7 +97,27 @@ class SIPStreamProtocol(Protocol):
                 return
         self.last_received = self.transports.reactor.seconds()
         self._watch()
+        if self.handshake_deadline is not None:
+            self._handshake_call = self.transports.reactor.callLater(
+                max(0.0, self.handshake_deadline - self.last_received), self._handshake_late)
         self.transports.connected(self)
+
+    _handshake_call = None
+
+    def handshakeCompleted(self) -> None:
+        """
+        The TLS handshake is done: the connect budget no longer applies.
+        """
+        if self._handshake_call is not None and self._handshake_call.active():
+            self._handshake_call.cancel()
+        self._handshake_call = None
+
+    def _handshake_late(self) -> None:
+        self._handshake_call = None
+        self.transports.timed_out += 1
+        self.transports.log.info("SIP {name} handshake with {address} timed out",
+                                 name=self.transports.name, address=str(self.address))
+        self.transport.abortConnection()
 
     def _watch(self) -> None:
         """
@@ -151,6 +186,7 @@ class SIPStreamProtocol(Protocol):
         if self._idle_call is not None and self._idle_call.active():
             self._idle_call.cancel()
         self._idle_call = None
+        self.handshakeCompleted()
         if self.address is not None:
             self.transports.disconnected(self)
 
@@ -158,8 +194,8 @@ class SIPStreamProtocol(Protocol):
         self.transport.write(data)
 
 
-#: Seconds an outbound connection (and its TLS handshake's TCP part) may take.
-CONNECT_TIMEOUT = 10
+#: Seconds an outbound connection and its TLS handshake may take by default.
+CONNECT_TIMEOUT = 10.0
 
 
 class SIPStreamTransport(Factory):
@@ -175,7 +211,7 @@ class SIPStreamTransport(Factory):
     def __init__(self, stack, reactor, name: str = "tcp", max_connections: int = 1024,
                  max_message_size: int = 65536, connect=None, trust_root=None, *,
                  max_connections_per_source: int = 64, first_message_timeout: float = 10.0,
-                 idle_timeout: float = 3600.0) -> None:
+                 idle_timeout: float = 3600.0, connect_timeout: float = CONNECT_TIMEOUT) -> None:
         """
         @param trust_root: for "tls", the L{IOpenSSLTrustRoot} server certificates must chain
             to; None means the platform's CA store.
@@ -184,6 +220,8 @@ class SIPStreamTransport(Factory):
             has to send a whole SIP message before it is closed; 0 for no limit.
         @param idle_timeout: seconds a connection may receive nothing, keep-alives included,
             before it is closed; 0 for no limit.
+        @param connect_timeout: seconds an outbound connection may take to be up, TLS
+            handshake included (0: L{CONNECT_TIMEOUT}).
         """
         self.stack = stack
         self.reactor = reactor
@@ -192,6 +230,7 @@ class SIPStreamTransport(Factory):
         self.max_connections_per_source = max_connections_per_source
         self.first_message_timeout = first_message_timeout
         self.idle_timeout = idle_timeout
+        self.connect_timeout = connect_timeout or CONNECT_TIMEOUT
         self.max_message_size = max_message_size
         self.trust_root = trust_root
         self.resolves_names = name == "tls"
@@ -284,12 +323,19 @@ class SIPStreamTransport(Factory):
         self._pending[address] = [data]
         self._connect(address).addErrback(self._connect_failed, address)
 
-    def _outbound_factory(self, address: SIPAddress) -> Factory:
-        return Factory.forProtocol(lambda: SIPStreamProtocol(self, outbound_to=address))
+    def _outbound_factory(self, address: SIPAddress, tls: bool = False) -> Factory:
+        deadline = self.reactor.seconds() + self.connect_timeout if tls else None
+
+        def build() -> SIPStreamProtocol:
+            protocol = SIPStreamProtocol(self, outbound_to=address)
+            protocol.handshake_deadline = deadline
+            return protocol
+
+        return Factory.forProtocol(build)
 
     def _connect_tcp(self, address: SIPAddress):
         endpoint = TCP4ClientEndpoint(self.reactor, address.host, address.port,
-                                      timeout=CONNECT_TIMEOUT)
+                                      timeout=self.connect_timeout)
         return endpoint.connect(self._outbound_factory(address))
 
     def _connect_tls(self, address: SIPAddress):
@@ -299,8 +345,8 @@ class SIPStreamTransport(Factory):
         options = optionsForClientTLS(self.server_names.get(address, address.host),
                                       trustRoot=self.trust_root)
         endpoint = wrapClientTLS(options, HostnameEndpoint(
-            self.reactor, address.host, address.port, timeout=CONNECT_TIMEOUT))
-        return endpoint.connect(self._outbound_factory(address))
+            self.reactor, address.host, address.port, timeout=self.connect_timeout))
+        return endpoint.connect(self._outbound_factory(address, tls=True))
 
     def _connect_failed(self, failure, address: SIPAddress) -> None:
         self._pending.pop(address, None)

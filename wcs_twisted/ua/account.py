@@ -15,6 +15,10 @@ class SIPAccount:
     """
     Credentials and server of one SIP identity (C{port} is the server's SIP port; 0 when the
     server is a host name found by DNS, RFC 3263; C{transport} is how to reach it).
+
+    C{scheme} is "sips" when the domain was given as a sips: URI: then the address of record,
+    the Request-URIs, To, From and our Contact are sips: URIs (RFC 5630: TLS on every hop to
+    the target), where a "sip:...;transport=tls" server only asks for TLS to the first hop.
     """
 
     login: str
@@ -26,3 +30,4 @@ class SIPAccount:
     register_required: bool
     visible_name: str | None = None
     transport: str = "udp"
+    scheme: str = "sip"

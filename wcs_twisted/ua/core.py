@@ -180,6 +180,11 @@ class UserAgentCore:
         if status is not None:
             self._reject(event, status)
             return
+        if getattr(request.uri, "scheme", "") == "sips" and getattr(
+                event.source, "transport", "tls") != "tls":
+            # RFC 5630 3.1.3: a sips: target is reached over TLS on every hop, ours included.
+            self._reject(event, 480, "SIPS Request-URI over an insecure transport")
+            return
         # Require is for the UAS (RFC 3261 8.2.2.3); a proxy checks only Proxy-Require (16.3),
         # so a request we cannot serve ourselves may still be proxied.
         unsupported = unsupported_options(request, SUPPORTED_OPTIONS)

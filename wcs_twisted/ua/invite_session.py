@@ -193,7 +193,8 @@ class InviteSession:
         local_host = core.transport.local_address(protocol, session.destination.host)[0]
         session._call_id = new_call_id(core.random, local_host)
         session._contact = NameAddress(None, contact_uri(core.transport, protocol, from_uri.user,
-                                                         toward=session.destination.host))
+                                                         toward=session.destination.host,
+                                                         secure=to_uri.scheme == "sips"))
         session._cseq = 1
         session._extra = extra_headers
         session.request_uri = to_uri
@@ -391,9 +392,11 @@ class InviteSession:
         session.peer_address = event.source
         session._reliable = event.reliable
         local_tag = new_tag(core.random)
+        secure = getattr(request.uri, "scheme", "") == "sips"  # RFC 3261 12.1.1
         contact = NameAddress(None, contact_uri(core.transport, protocol,
                                                 getattr(request.uri, "user", None),
-                                                toward=getattr(event.source, "host", None)))
+                                                toward=getattr(event.source, "host", None),
+                                                secure=secure))
         session.dialog = Dialog.create_uas(request, local_tag, contact, rng=core.random)
         session.state = InviteSessionState.INCOMING
         if request.body and session._is_sdp(request):

@@ -37,16 +37,21 @@ def via_value(transport, protocol: str, branch: str, toward: str | None = None) 
 
 
 def contact_uri(transport, protocol: str, user: str | None, toward: str | None = None,
-                **params: str) -> SIPURI:
+                secure: bool = False, **params: str) -> SIPURI:
     """
     Our Contact URI on C{protocol}, with C{transport=} for anything but UDP, at the address
     the peer C{toward} can reach.
+
+    C{secure}: a sips: URI at our TLS port, without the C{transport=tls} that RFC 5630 3.1.3
+    deprecates (RFC 3261 8.1.1.8: a request to a sips: URI gives a sips: Contact).
     """
+    if secure:
+        protocol = "tls"
     host, port = transport.local_address(protocol, toward)
     extra = tuple((name, value) for name, value in params.items())
-    if protocol != "udp":
+    if protocol != "udp" and not secure:
         extra = (("transport", protocol),) + extra
-    return SIPURI("sip", user, None, host_text(host), port, extra)
+    return SIPURI("sips" if secure else "sip", user, None, host_text(host), port, extra)
 
 
 def build_request(

@@ -702,8 +702,10 @@ class Proxy:
             outbound = destination.transport
             if record_route:
                 # RFC 5658: one entry for each side when the transport or our address differs.
-                toward_caller = self._record_route(inbound, upstream)
-                toward_callee = self._record_route(outbound, destination.host)
+                # 16.6 step 4: sips when the new Request-URI is.
+                secure = getattr(target, "scheme", "") == "sips"
+                toward_caller = self._record_route(inbound, upstream, secure)
+                toward_callee = self._record_route(outbound, destination.host, secure)
                 if toward_caller != toward_callee:
                     copy.prepend("Record-Route", toward_caller)
                 copy.prepend("Record-Route", toward_callee)
@@ -936,8 +938,11 @@ class Proxy:
             return None
         return SIPAddress(transport, host, uri.port if uri.port is not None else default)
 
-    def _record_route(self, transport: str, toward: str | None = None) -> str:
+    def _record_route(self, transport: str, toward: str | None = None,
+                      secure: bool = False) -> str:
         host, port = self.transport.local_address(transport, toward)
-        uri = SIPURI("sip", None, None, host_text(host), port,
-                     (("transport", transport), ("lr", None)))
+        uri = (SIPURI("sips", None, None, host_text(host), port, (("lr", None),))
+               if secure and transport == "tls" else
+               SIPURI("sip", None, None, host_text(host), port,
+                      (("transport", transport), ("lr", None))))
         return str(NameAddress(None, uri))

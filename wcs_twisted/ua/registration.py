@@ -88,18 +88,22 @@ class RegistrationClient:
         self.on_change = on_change
         self.expires = expires
         # The account's transport (sipOutboundProxy "...;transport=tls", "sips:..."), else UDP.
-        protocol = self.protocol = protocol or account.transport or "udp"
+        protocol = self.protocol = ("tls" if account.scheme == "sips" else
+                                    protocol or account.transport or "udp")
         self.retry = retry
         self.state = RegistrationState.UNREGISTERED
         # sipDomain may carry a port ("host:5070"); it then names where the registrar listens.
         domain, domain_port = split_host_port(account.domain or account.outbound_proxy)
-        self.registrar_uri = SIPURI("sip", None, None, domain, domain_port)
-        self.aor = SIPURI("sip", account.login, None, domain, domain_port)
-        hop = SIPURI("sip", None, None, domain, domain_port or account.port or None,
-                     (("transport", protocol),) if protocol != "udp" else ())
+        # A sips: account registers a sips: address of record and Contact (RFC 5630 3.1.1).
+        secure = account.scheme == "sips"
+        self.registrar_uri = SIPURI(account.scheme, None, None, domain, domain_port)
+        self.aor = SIPURI(account.scheme, account.login, None, domain, domain_port)
+        hop = SIPURI(account.scheme, None, None, domain, domain_port or account.port or None,
+                     (("transport", protocol),) if protocol != "udp" and not secure else ())
         self.destination = next_hop(hop, account.outbound_proxy, account.port or None)
         self.contact = contact_uri(core.transport, protocol, account.login,
-                                   toward=self.destination.host, **(contact_params or {}))
+                                   toward=self.destination.host, secure=secure,
+                                   **(contact_params or {}))
         self.call_id = new_call_id(core.random, self.contact.host)
         self.from_tag = new_tag(core.random)
         self.cseq = 0
