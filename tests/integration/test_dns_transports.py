@@ -231,6 +231,21 @@ class SilentTargetTests(DNSRegistrationCase):
         self.assertLess(took, 3)
 
     @defer.inlineCallbacks
+    def test_connected_but_never_answering(self):
+        """
+        _sip._tcp: the first target accepts the connection and reads the REGISTER but never
+        answers a word (nothing is retransmitted over TCP); after the same budget the REGISTER
+        goes to the second target, not after Timer F (32 s).
+        """
+        factory = protocol.Factory.forProtocol(Silence)
+        port = reactor.listenTCP(0, factory, interface=LOOPBACK)
+        self.addCleanup(port.stopListening)
+        took = yield self.fails_over((port.getHost().port, LOOPBACK), "_sip._tcp",
+                                     f"{DOMAIN};transport=tcp")
+        self.assertGreaterEqual(took, 0.9)
+        self.assertLess(took, 3)
+
+    @defer.inlineCallbacks
     def test_handshake_never_finished(self):
         """
         _sips._tcp: the first target accepts the TCP connection and never answers the

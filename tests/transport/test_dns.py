@@ -194,6 +194,27 @@ class FailoverTests(SynchronousTestCase):
         failover.heard_from(self.second.host)
         self.assertEqual(failover.choose(self.destination, targets, 20), self.second)
 
+    def test_silent_connection_is_abandoned_for_another_target(self):
+        """
+        Over a connection nothing is retransmitted: a target silent for C{silence_timeout}
+        is abandoned when another target is up; one that said a word, or the only target,
+        is not.
+        """
+        failover = TargetFailover(silence_timeout=4)
+        destination = SIPAddress("tcp", "provider.test", 0)
+        first, second = SIPAddress("tcp", "10.0.0.1", 5060), SIPAddress("tcp", "10.0.0.2", 5060)
+        failover.choose(destination, (first, second), 0)
+        failover.sent(first, destination, b"REGISTER x", 0)
+        self.assertFalse(failover.abandoned(first, destination, 3.9))
+        self.assertTrue(failover.abandoned(first, destination, 4.0))
+        self.assertFalse(failover.abandoned(second, destination, 4.0))  # not its target
+        failover.heard_from(first.host)
+        self.assertFalse(failover.abandoned(first, destination, 10))
+        alone = SIPAddress("tcp", "alone.test", 0)
+        failover.choose(alone, (first,), 20)
+        failover.sent(first, alone, b"REGISTER y", 20)
+        self.assertFalse(failover.abandoned(first, alone, 30))
+
     def test_retransmissions_are_kept_once(self):
         """
         A request retransmitted to a target that then fails goes to the next target once,

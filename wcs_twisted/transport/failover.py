@@ -9,7 +9,8 @@ marked down, and the requests it left unanswered are sent again to the next targ
 transport error comes back from it (ICMP unreachable, connection refused or lost, or a connection
 and TLS handshake not done within the same silence: L{wcs_twisted.transport.stream}) or when it
 has left a request unanswered for C{silence_timeout} seconds and the request is sent again (a UDP
-retransmission), or when it answers 503 (L{reject}).  Only when no target is left do the
+retransmission) or, over TCP and TLS where nothing is retransmitted, when that silence has passed
+(L{abandoned}, watched by the stack), or when it answers 503 (L{reject}).  Only when no target is left do the
 transactions fail (RFC 3261 17.1.4).
 
 After a transport error or a 503 the stack sends the request to the next target as a new
@@ -142,6 +143,23 @@ class TargetFailover:
         self._routes[destination] = (targets, following)
         self.failovers += 1
         return True
+
+    def abandoned(self, target: SIPAddress, destination: SIPAddress, now: float) -> bool:
+        """
+        Whether C{target} has left C{destination}'s requests unanswered for the silence
+        timeout while another target is up: then it is to be treated as failed.  A lone
+        target is waited for (its transactions' own timers judge it).
+        """
+        targets, current = self._routes.get(destination, ((), None))
+        return (current == target and self._silent(target, destination, now)
+                and self._first_up(targets, now, skip=target) is not None)
+
+    def oldest_unanswered(self, target: SIPAddress, destination: SIPAddress) -> float | None:
+        """
+        When the oldest request C{target} has left unanswered for C{destination} was sent.
+        """
+        kept = self._unanswered.get(target.host, {}).get((target, destination))
+        return kept[0][0] if kept else None
 
     def is_down(self, target: SIPAddress, now: float) -> bool:
         until = self._down.get(target)

@@ -127,6 +127,8 @@ class SIPStack:
         self.retarget = Retargeting()
         # Names whose target failed with requests unanswered: their transport errors fail over.
         self._failing_over: set[SIPAddress] = set()
+        # (target, name) -> the look at a TCP/TLS target's silence (nothing is retransmitted).
+        self._silence_checks: dict[tuple[SIPAddress, SIPAddress], IDelayedCall] = {}
         self._literals: dict[str, bool] = {}
         self._on_bad_message = on_bad_message
         self._timer: IDelayedCall | None = None
@@ -433,11 +435,39 @@ class SIPStack:
             self.clock.callLater(0, self.layer_transport_error, destination)
             return
         self.failover.sent(target, destination, data, now)
+        if (destination.reliable and len(targets) > 1 and self.failover.silence_timeout
+                and (target, destination) not in self._silence_checks
+                and not data.startswith((b"SIP/", b"ACK "))):
+            # Nothing is retransmitted over a connection: look again once the silence passed.
+            self._watch_silence(target, destination, self.failover.silence_timeout)
         names = getattr(sender, "server_names", None)
         if names is not None:
             names.remember(target, destination.host)
         self.trace.record(OUT, data, target)
         sender.send(data, target)
+
+    def _watch_silence(self, target: SIPAddress, destination: SIPAddress, delay: float) -> None:
+        self._silence_checks[(target, destination)] = self.clock.callLater(
+            delay, self._check_silence, target, destination)
+
+    def _check_silence(self, target: SIPAddress, destination: SIPAddress) -> None:
+        """
+        A connected TCP/TLS target that has not said a word about C{destination}'s requests
+        within the silence fails as a transport error would (RFC 3263 4.3): they go to the
+        next target as new transactions.  Requests sent since are looked at when theirs ends.
+        """
+        del self._silence_checks[(target, destination)]
+        now = self.clock.seconds()
+        if self.failover.abandoned(target, destination, now):
+            self.log.info("SIP {target} silent for {seconds} s: {name} fails over",
+                          target=str(target), seconds=self.failover.silence_timeout,
+                          name=str(destination))
+            self.transport_error(target)
+            return
+        oldest = self.failover.oldest_unanswered(target, destination)
+        if oldest is not None:
+            self._watch_silence(target, destination,
+                                max(oldest + self.failover.silence_timeout - now, 0.001))
 
     def layer_transport_error(self, destination: SIPAddress) -> None:
         """
@@ -494,6 +524,9 @@ class SIPStack:
         """
         self._stopped = True
         self.load.lag.stop()
+        for check in self._silence_checks.values():
+            check.cancel()
+        self._silence_checks.clear()
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
         self._timer = None
