@@ -151,27 +151,33 @@ class CloudTopologyTestCase(TestCase):
         return client
 
     def sipp(self, namespace: str, host: str, user: str, scenario: str = "uas_answer_200",
-             target: str | None = None, extra: tuple[str, ...] = ()) -> tuple[PeerProcess, str]:
+             target: str | None = None, extra: tuple[str, ...] = (), echo: bool = True,
+             label: str | None = None) -> tuple[PeerProcess, str]:
         """
         One sipp call as C{user} on C{host}:5060 inside C{namespace} (a UAS unless C{target}
-        is given), echoing RTP back to where it comes from; returns it and its message trace.
+        is given), echoing RTP back to where it comes from unless not C{echo}; returns it and
+        its message trace (named by C{label}, default C{user}).
         """
-        trace = os.path.join(self.workdir, f"{user}-messages.log")
-        peer = PeerProcess(f"sipp {user}", os.path.join(self.workdir, f"{user}.log"),
+        label = label or user
+        trace = os.path.join(self.workdir, f"{label}-messages.log")
+        peer = PeerProcess(f"sipp {label}", os.path.join(self.workdir, f"{label}.log"),
                            self.reactor)
         peer.spawn(self.topology.command(namespace, [
             require_binary("sipp", "sip-tester"), *([target] if target else []),
             "-sf", sipp_scenario(scenario), "-i", host, "-p", str(SIP_PORT), "-s", user,
-            "-m", "1", "-nostdin", "-rtp_echo", "-trace_msg", "-message_file", trace,
+            "-m", "1", "-nostdin", *(["-rtp_echo"] if echo else []), "-trace_msg",
+            "-message_file", trace,
             "-timeout", "40", "-timeout_error", *extra]), cwd=self.workdir)
         self.addCleanup(peer.stop)
         return peer, trace
 
-    async def sipp_uas(self, namespace: str, host: str, user: str) -> tuple[PeerProcess, str]:
+    async def sipp_uas(self, namespace: str, host: str, user: str,
+                       **options) -> tuple[PeerProcess, str]:
         """
-        L{sipp} as a UAS, once its SIP port is bound (a call before would be refused).
+        L{sipp} as a UAS (C{options} as L{sipp}'s), once its SIP port is bound (a call before
+        would be refused).
         """
-        uas, trace = self.sipp(namespace, host, user)
+        uas, trace = self.sipp(namespace, host, user, **options)
 
         def bound() -> bool:
             listing = subprocess.run(self.topology.command(namespace, ["ss", "-Huln"]),
