@@ -162,6 +162,15 @@ class ProbationLearningTests(SessionTestMixin, SynchronousTestCase):
         other.datagramReceived(rtp(seq=1, ssrc=0xBEEF), (PROXY, 7000))
         self.assertEqual(other.remote_address, HOME_NAT)
 
+    def test_probation_off(self):
+        """
+        rtp_probation_packets=0: a source off the expected hosts is never learnt.
+        """
+        session = self.natted_phone(probation_packets=0)
+        self.send_run(session, HOME_NAT, 50)
+        self.assertFalse(session.latched)
+        self.assertEqual(session.packets_refused, 50)
+
     def test_public_sdp_has_no_probation(self):
         """
         The RTP-bleed defence as before when the SDP address is public: a well-formed stream

@@ -57,6 +57,7 @@ from wcs_twisted.media.rtp_packet import RTP_HEADER_SIZE, is_rtcp, is_rtp, peek_
 from wcs_twisted.media.sdes import SRTPContext, SRTPError, is_replay
 from wcs_twisted.media.rtp_source import (
     LEARNING_WINDOW,
+    PROBATION_PACKETS,
     REFUSAL_LOG_INTERVAL,
     Probation,
     canonical_host,
@@ -140,6 +141,7 @@ class RTPSession(_MediaLeg, TelephoneEventPacing, DatagramProtocol):
         rng: Optional[random.Random] = None,
         learning_window: float = LEARNING_WINDOW,
         signalling_source: Optional[str] = None,
+        probation_packets: int = PROBATION_PACKETS,
     ) -> None:
         """
         @param reactor: provides C{listenUDP}.
@@ -159,6 +161,9 @@ class RTPSession(_MediaLeg, TelephoneEventPacing, DatagramProtocol):
         @param learning_window: see the C{learning_window} attribute.
         @param signalling_source: the host the peer's SIP messages come from,
             when known; see L{set_remote}.
+        @param probation_packets: in-sequence packets of one stream after which
+            a source off the expected hosts is learnt when the SDP address is
+            unroutable (L{Probation}); 0 never learns one.
         """
         self._init_leg(
             reactor, local_host, port_pool, clock, clock_rate, packet_interval,
@@ -184,6 +189,7 @@ class RTPSession(_MediaLeg, TelephoneEventPacing, DatagramProtocol):
         # sources off the expected hosts on probation (an unroutable SDP
         # address only), and whether the learnt source came that way
         self._probation: Optional[Probation] = None
+        self._probation_packets = probation_packets
         self._probation_learnt = False
         self.packets_refused = 0
         self._refusals_logged = 0
@@ -387,8 +393,9 @@ class RTPSession(_MediaLeg, TelephoneEventPacing, DatagramProtocol):
             self._send_addr = addr
             self._probation_learnt = False
             self._probation = (
-                Probation(window=self.learning_window)
-                if self._expected is not None and nat_suspected(host, self._local_host)
+                Probation(self._probation_packets, self.learning_window)
+                if self._probation_packets > 0 and self._expected is not None
+                and nat_suspected(host, self._local_host)
                 else None
             )
         if rtcp_addr != self._sdp_rtcp_addr:
