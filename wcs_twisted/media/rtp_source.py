@@ -39,7 +39,7 @@ REFUSAL_LOG_INTERVAL = 10.0
 
 #: Consecutive in-sequence RTP packets of one SSRC a source off the expected
 #: hosts must send before it is learnt (Asterisk's strictrtp probation is 4):
-#: random datagrams pass with odds of about 2**-80.
+#: a random datagram continues a run with odds of 2**-48 (SSRC and sequence).
 PROBATION_PACKETS = 4
 
 #: Hosts followed on probation at once; a flood from more hosts evicts the
