@@ -35,6 +35,7 @@ CLOUD_WAN, INTERNET_PHONE = "203.0.113.1", "203.0.113.20"
 INET_HOME_SIDE, HOME_WAN = "198.51.100.1", "198.51.100.2"
 CLOUD_LAN, LAN_ROUTER, LAN_PHONE = "10.0.0.1", "10.0.1.1", "10.0.1.20"
 HOME_ROUTER, BROWSER = "192.168.1.1", "192.168.1.2"
+INET_PROVIDER_SIDE = "192.0.2.1"
 WS_PORT, SIP_PORT = 8080, 5060
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -126,6 +127,30 @@ class CloudTopologyTestCase(TestCase):
         More configuration lines for the gateway (subclasses).
         """
         return ""
+
+    def start_inside(self, namespace: str, peer, **options):
+        """
+        C{peer.start(**options)} with the processes and sockets it opens inside C{namespace};
+        C{peer} is stopped at cleanup.
+        """
+        self.addCleanup(peer.stop)
+        with self.topology.inside(namespace):
+            return peer.start(**options)
+
+    def provider_network(self, addresses: tuple[str, ...]) -> tuple[str, str]:
+        """
+        A provider's network on the Internet: namespace C{prov} on 192.0.2.0/24 behind inet's
+        192.0.2.1, holding C{addresses} (the first is the one its packets leave from).  Returns
+        the namespace and its end of the link.
+        """
+        net = self.topology
+        provider = net.namespace("prov")
+        _, link = net.link(self.inet, f"{INET_PROVIDER_SIDE}/24", provider,
+                           f"{addresses[0]}/24")
+        for address in addresses[1:]:
+            net.address(provider, link, f"{address}/24")
+        net.route(provider, "default", INET_PROVIDER_SIDE)
+        return provider, link
 
     def twistd_log(self) -> str:
         try:

@@ -33,7 +33,7 @@ from tests.integration.test_topology_nat import (
     CloudTopologyTestCase,
 )
 
-INET_PROVIDER_SIDE, PROXY = "192.0.2.1", "192.0.2.10"
+PROXY = "192.0.2.10"
 PHONE_ROUTER, PHONE = "192.168.2.1", "192.168.2.20"
 ALICE_TONE, BOB_TONE = 440, 1000
 #: The gateway's media ports (gateway_config's media_port_from/to).
@@ -101,9 +101,8 @@ class NattedPhoneTopologyTestCase(CloudTopologyTestCase):
 
     def start_gateway(self):
         net = self.topology
-        self.provider, self.phone = net.namespace("prov"), net.namespace("phone")
-        net.link(self.inet, f"{INET_PROVIDER_SIDE}/24", self.provider, f"{PROXY}/24")
-        net.route(self.provider, "default", INET_PROVIDER_SIDE)
+        self.provider, _ = self.provider_network((PROXY,))
+        self.phone = net.namespace("phone")
         net.link(self.phone, f"{PHONE}/24", self.homenat, f"{PHONE_ROUTER}/24")
         net.route(self.phone, "default", PHONE_ROUTER)
         return super().start_gateway()
@@ -113,10 +112,7 @@ class NattedPhoneTopologyTestCase(CloudTopologyTestCase):
         kamailio = Kamailio(self.workdir, port=5060, users=USERS, domain=PROXY,
                             reactor=self.reactor)
         kamailio.host = PROXY
-        self.addCleanup(kamailio.stop)
-        with self.topology.inside(self.provider):
-            started = kamailio.start()
-        yield started
+        yield self.start_inside(self.provider, kamailio)
         return kamailio
 
     @defer.inlineCallbacks

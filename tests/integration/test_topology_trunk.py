@@ -38,7 +38,7 @@ from tests.integration.test_topology_nat import (
 )
 from tests.integration.test_trunk_features import write_tone_pcap
 
-INET_PROVIDER_SIDE, DNS = "192.0.2.1", "192.0.2.53"
+DNS = "192.0.2.53"
 PROVIDER_NETWORK = "192.0.2.0/24"
 #: The carriers' addresses: t<i>.provider.test is CARRIERS[i]; provider.test's SRV names t0.
 CARRIERS = tuple(f"192.0.2.{10 + index}" for index in range(8))
@@ -65,14 +65,8 @@ class TrunkTopologyTestCase(CloudTopologyTestCase):
                 f"call_allowed_destinations={DOMAIN},*.{DOMAIN}\n")
 
     def start_gateway(self):
-        net = self.topology
-        self.provider = net.namespace("prov")
-        _, self.provider_link = net.link(self.inet, f"{INET_PROVIDER_SIDE}/24",
-                                         self.provider, f"{CARRIERS[0]}/24")
-        for address in (*CARRIERS[1:], DNS):
-            net.address(self.provider, self.provider_link, f"{address}/24")
-        net.route(self.provider, "default", INET_PROVIDER_SIDE)
-        with net.inside(self.provider):
+        self.provider, self.provider_link = self.provider_network((*CARRIERS, DNS))
+        with self.topology.inside(self.provider):
             dns = Dnsmasq(53, [(10 * (index + 1), SIP_PORT, host)
                                for index, host in enumerate(CARRIERS)],
                           service="_sip._udp", listen=DNS)
@@ -196,9 +190,9 @@ class CarrierCalledTests(TrunkTopologyTestCase):
         not yet ESTABLISHED; the 200 then establishes the call.
         """
         browser, call_id, carrier, trace = await self.call_carrier(
-            2, "uas_early_media", "dave", echo=False, extra=("-d", "6000"), codecs=("PCMA",))
+            2, "uas_early_media", "dave", echo=False, extra=("-d", "8000"), codecs=("PCMA",))
         await browser.wait_status(call_id, "SESSION_PROGRESS", timeout=20)
-        heard = await browser.wait_audio(call_id, seconds=1.5, timeout=5)
+        heard = await browser.wait_audio(call_id, seconds=1.5, timeout=7)
         self.assertNotIn("ESTABLISHED", browser.calls[call_id].statuses)
         self.assertTone(heard, 1000)
         await browser.wait_status(call_id, "ESTABLISHED", timeout=20)
@@ -225,7 +219,7 @@ class CarrierCalledTests(TrunkTopologyTestCase):
         422 handling.  Each carrier's scenario passes, each received only the public address,
         and no packet on the provider's link names the private one.
         """
-        write_tone_pcap(os.path.join(self.workdir, "early_media.pcap"), 1000, 8)
+        write_tone_pcap(os.path.join(self.workdir, "early_media.pcap"), 1000, 10)
         wire = self.capture()
         await self.parallel(self.prack_and_x_header(), self.refreshes_session(),
                             self.early_media(), self.min_se_raised())
