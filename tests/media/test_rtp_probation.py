@@ -147,6 +147,23 @@ class ProbationLearningTests(SessionTestMixin, SynchronousTestCase):
         self.send_run(session, ATTACKER, 20, ssrc=0xBAD, first=100)
         self.assertEqual(session.remote_address, HOME_NAT)
 
+    def test_learnt_stream_moves_port_within_window(self):
+        """
+        The stream learnt on probation may move to another port of its host with the same
+        SSRC within the window (a NAT rebinding); another SSRC there may not, nor anything
+        after the window.
+        """
+        session = self.natted_phone(learning_window=2.0)
+        self.send_run(session, HOME_NAT, PROBATION_PACKETS)
+        rebound = (HOME_NAT[0], HOME_NAT[1] + 2)
+        session.datagramReceived(rtp(seq=50, ssrc=0xBAD), rebound)
+        self.assertEqual(session.remote_address, HOME_NAT)
+        session.datagramReceived(rtp(seq=5), rebound)
+        self.assertEqual(session.remote_address, rebound)
+        self.reactor.advance(3)
+        session.datagramReceived(rtp(seq=6), HOME_NAT)
+        self.assertEqual(session.remote_address, rebound)
+
     def test_expected_host_overrules_probation_within_window(self):
         """
         A source learnt on probation gives way to an expected host (the SDP's or the

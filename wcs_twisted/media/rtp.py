@@ -490,8 +490,12 @@ class RTPSession(_MediaLeg, TelephoneEventPacing, DatagramProtocol):
         expected = self._expected_host(addr[0])
         if expected:
             refused = previous is not None and not (self._moves(data) or self._overrules())
+        elif previous is None:
+            refused = not self._on_probation(data, addr)
         else:
-            refused = previous is not None or not self._on_probation(data, addr)
+            # a NAT rebinding the stream learnt on probation to another port of its host
+            refused = not (self._probation_learnt and addr[0] == previous[0]
+                           and self._moves(data))
         if refused:
             self._refuse(addr, "RTP")
             return False
