@@ -10,9 +10,10 @@ behind the cloud's 1:1 NAT, browsers (the aiortc WCS client) behind a home NAT, 
 
 Each carrier insists on its feature the way a carrier does (the scenario fails otherwise):
 RFC 4028 session timers with 422 handling, RFC 3262 100rel/PRACK (both roles each), early media
-from a 183 heard in the browser, a re-INVITE without SDP, UPDATE, P-Asserted-Identity from a
-trusted peer (sip_trusted_peers = the provider's network) and X- headers both ways.  What the
-carriers received, and every packet on the provider's link, carry only the public address.
+from a 183 heard in the browser, a re-INVITE without SDP, UPDATE, P-Asserted-Identity and
+Remote-Party-ID from a trusted peer (sip_trusted_peers = the provider's network) and X- headers
+both ways.  What the carriers received, and every packet on the provider's link, carry only the
+public address.
 
     .venv/bin/python -m twisted.trial --reactor=asyncio tests.integration.test_topology_trunk
 """
@@ -255,17 +256,18 @@ class CarrierCallingTests(TrunkTopologyTestCase):
         self.assertEqual(browser.violations, [])
         return received
 
-    async def asserted_identity(self, namespace, host, user, expected):
+    async def asserted_identity(self, namespace, host, user, expected,
+                                scenario="uac_trunk_identity"):
         """
-        uac_trunk_identity (From the trunk's number, P-Asserted-Identity "Boss" 1000,
-        X-Campaign) from C{host}: notifyIncomingCall shows C{expected} (caller, visibleName)
-        and the X- header in inviteParameters.
+        C{scenario} (From the trunk's number, "Boss" 1000 in P-Asserted-Identity or
+        Remote-Party-ID, X-Campaign) from C{host}: notifyIncomingCall shows C{expected}
+        (caller, visibleName) and the X- header in inviteParameters.
         """
         browser, call_id, incoming, carrier, trace = await self.carrier_calls(
-            namespace, host, "uac_trunk_identity", user, extra=("-d", "1000"))
+            namespace, host, scenario, user, extra=("-d", "1000"))
         self.assertEqual((incoming["caller"], incoming["visibleName"]), expected)
         self.assertEqual(incoming["inviteParameters"], {"X-Campaign": "spring"})
-        await self.carrier_hangs_up(browser, call_id, carrier, trace, "uac_trunk_identity")
+        await self.carrier_hangs_up(browser, call_id, carrier, trace, scenario)
 
     async def reliable_180(self):
         """
@@ -292,8 +294,9 @@ class CarrierCallingTests(TrunkTopologyTestCase):
     async def test_identity_100rel_and_422(self):
         """
         At once: a trusted carrier (the provider's network) names the caller by
-        P-Asserted-Identity, shown with its X- header in notifyIncomingCall; the same INVITE
-        from the Internet (untrusted) shows the From user instead; a carrier requiring 100rel
+        P-Asserted-Identity, another by Remote-Party-ID, each shown with its X- header in
+        notifyIncomingCall; the same INVITE from the Internet (untrusted) shows the From user
+        instead; a carrier requiring 100rel
         gets a reliable 180 and its PRACK answered; one asking too short a session interval
         gets 422, then the call.  Only the public address reaches the carriers.
         """
@@ -301,6 +304,8 @@ class CarrierCallingTests(TrunkTopologyTestCase):
         await self.parallel(
             self.asserted_identity(self.provider, CARRIERS[0], "alice", ("1000", "Boss")),
             self.asserted_identity(self.inet, INTERNET_PHONE, "carol", ("+4930100", "Trunk")),
+            self.asserted_identity(self.provider, CARRIERS[6], "dave", ("1000", "Boss"),
+                                   scenario="uac_trunk_rpid"),
             self.reliable_180(), self.too_small_interval())
         self.assertNothingPrivateCrossed(wire)
 
