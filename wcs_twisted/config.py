@@ -430,6 +430,8 @@ KEYS: tuple[Key, ...] = (
     Key("media_port_to", "media_port_to", PORT, "32000", "Last port of the RTP port range."),
     Key("rtp_learning_window_ms", "rtp_learning_window_ms", NON_NEGATIVE_INT, "3000",
         "Milliseconds after a SIP leg's first RTP packet during which its source may still move with the same stream (SSRC); then it is locked (docs/security.md)."),
+    Key("rtp_probation_packets", "rtp_probation_packets", NON_NEGATIVE_INT, "4",
+        "In-sequence RTP packets of one stream after which a SIP leg whose SDP address is private learns a source that is neither that address nor the signalling's (a phone behind a home NAT, registered through a proxy); 0 refuses such sources (docs/security.md)."),
     Key("sip_srtp", "sip_srtp", SRTP_MODE, "answer",
         "SDES-SRTP on SIP legs (docs/media.md): off refuses RTP/SAVP; answer takes SRTP when the peer offers keys, offers plain RTP; optional also offers keys in RTP/AVP; mandatory offers RTP/SAVP and refuses offers without keys."),
     Key("sip_max_contacts_per_aor", "sip_max_contacts_per_aor", POSITIVE_INT, "16",
@@ -582,6 +584,7 @@ class Settings:
     media_port_from: int = 31001
     media_port_to: int = 32000
     rtp_learning_window_ms: int = 3000
+    rtp_probation_packets: int = 4
     sip_srtp: str = "answer"
     sip_max_contacts_per_aor: int = 16
     sip_max_bindings: int = 10000

@@ -221,6 +221,7 @@ def build_media(settings: Settings, reactor) -> MediaFactory:
                         PortPool(settings.media_port_from, settings.media_port_to),
                         inactivity_timeout=seconds if detect else None,
                         rtp_learning_window=settings.rtp_learning_window_ms / 1000.0,
+                        rtp_probation_packets=settings.rtp_probation_packets,
                         sip_srtp=settings.sip_srtp, addresses=addresses)
 
 

@@ -41,7 +41,6 @@ from tests.integration.tls_peers import KamailioTLS
 from tests.integration.wcs_client import WCSClient
 from tests.web.browser import PACKETS_FLOWING, browser_test, wait_for
 
-INET_PROVIDER_SIDE = "192.0.2.1"
 PROXY, SECOND_PROXY, BOB, DNS = "192.0.2.10", "192.0.2.11", "192.0.2.20", "192.0.2.53"
 WSS_PORT, SIPS_PORT = 8443, 5061
 ALICE_TONE, BOB_TONE = 440, 1000
@@ -83,15 +82,10 @@ class FlagshipTopologyTestCase(CloudTopologyTestCase):
                 f"192.0.2.*\n")
 
     def start_gateway(self):
-        net = self.topology
-        self.provider = net.namespace("prov")
-        _, self.provider_link = net.link(self.inet, f"{INET_PROVIDER_SIDE}/24",
-                                         self.provider, f"{BOB}/24")
         # bob's address first: baresip's RTP leaves from the link's first address, and the
         # gateway takes media only from the SDP's host or the signalling's (RTP bleed).
-        for address in (PROXY, SECOND_PROXY, DNS):
-            net.address(self.provider, self.provider_link, f"{address}/24")
-        net.route(self.provider, "default", INET_PROVIDER_SIDE)
+        self.provider, self.provider_link = self.provider_network((BOB, PROXY, SECOND_PROXY,
+                                                                   DNS))
         return super().start_gateway()
 
     def start_dns(self, targets: list[tuple[int, int, str]]) -> None:
@@ -111,10 +105,7 @@ class FlagshipTopologyTestCase(CloudTopologyTestCase):
         kamailio = KamailioTLS(os.path.join(self.workdir, host), *self.provider_pem,
                                ca=self.ca, users=USERS, domain=DOMAIN, port=5060)
         kamailio.host, kamailio.tls_port = host, SIPS_PORT
-        self.addCleanup(kamailio.stop)
-        with self.topology.inside(self.provider):
-            started = kamailio.start()
-        yield started
+        yield self.start_inside(self.provider, kamailio)
         return kamailio
 
     @defer.inlineCallbacks

@@ -35,6 +35,7 @@ CLOUD_WAN, INTERNET_PHONE = "203.0.113.1", "203.0.113.20"
 INET_HOME_SIDE, HOME_WAN = "198.51.100.1", "198.51.100.2"
 CLOUD_LAN, LAN_ROUTER, LAN_PHONE = "10.0.0.1", "10.0.1.1", "10.0.1.20"
 HOME_ROUTER, BROWSER = "192.168.1.1", "192.168.1.2"
+INET_PROVIDER_SIDE = "192.0.2.1"
 WS_PORT, SIP_PORT = 8080, 5060
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -127,6 +128,30 @@ class CloudTopologyTestCase(TestCase):
         """
         return ""
 
+    def start_inside(self, namespace: str, peer, **options):
+        """
+        C{peer.start(**options)} with the processes and sockets it opens inside C{namespace};
+        C{peer} is stopped at cleanup.
+        """
+        self.addCleanup(peer.stop)
+        with self.topology.inside(namespace):
+            return peer.start(**options)
+
+    def provider_network(self, addresses: tuple[str, ...]) -> tuple[str, str]:
+        """
+        A provider's network on the Internet: namespace C{prov} on 192.0.2.0/24 behind inet's
+        192.0.2.1, holding C{addresses} (the first is the one its packets leave from).  Returns
+        the namespace and its end of the link.
+        """
+        net = self.topology
+        provider = net.namespace("prov")
+        _, link = net.link(self.inet, f"{INET_PROVIDER_SIDE}/24", provider,
+                           f"{addresses[0]}/24")
+        for address in addresses[1:]:
+            net.address(provider, link, f"{address}/24")
+        net.route(provider, "default", INET_PROVIDER_SIDE)
+        return provider, link
+
     def twistd_log(self) -> str:
         try:
             with open(os.path.join(self.workdir, "twistd.log")) as handle:
@@ -151,27 +176,33 @@ class CloudTopologyTestCase(TestCase):
         return client
 
     def sipp(self, namespace: str, host: str, user: str, scenario: str = "uas_answer_200",
-             target: str | None = None, extra: tuple[str, ...] = ()) -> tuple[PeerProcess, str]:
+             target: str | None = None, extra: tuple[str, ...] = (), echo: bool = True,
+             label: str | None = None) -> tuple[PeerProcess, str]:
         """
         One sipp call as C{user} on C{host}:5060 inside C{namespace} (a UAS unless C{target}
-        is given), echoing RTP back to where it comes from; returns it and its message trace.
+        is given), echoing RTP back to where it comes from unless not C{echo}; returns it and
+        its message trace (named by C{label}, default C{user}).
         """
-        trace = os.path.join(self.workdir, f"{user}-messages.log")
-        peer = PeerProcess(f"sipp {user}", os.path.join(self.workdir, f"{user}.log"),
+        label = label or user
+        trace = os.path.join(self.workdir, f"{label}-messages.log")
+        peer = PeerProcess(f"sipp {label}", os.path.join(self.workdir, f"{label}.log"),
                            self.reactor)
         peer.spawn(self.topology.command(namespace, [
             require_binary("sipp", "sip-tester"), *([target] if target else []),
             "-sf", sipp_scenario(scenario), "-i", host, "-p", str(SIP_PORT), "-s", user,
-            "-m", "1", "-nostdin", "-rtp_echo", "-trace_msg", "-message_file", trace,
+            "-m", "1", "-nostdin", *(["-rtp_echo"] if echo else []), "-trace_msg",
+            "-message_file", trace,
             "-timeout", "40", "-timeout_error", *extra]), cwd=self.workdir)
         self.addCleanup(peer.stop)
         return peer, trace
 
-    async def sipp_uas(self, namespace: str, host: str, user: str) -> tuple[PeerProcess, str]:
+    async def sipp_uas(self, namespace: str, host: str, user: str,
+                       **options) -> tuple[PeerProcess, str]:
         """
-        L{sipp} as a UAS, once its SIP port is bound (a call before would be refused).
+        L{sipp} as a UAS (C{options} as L{sipp}'s), once its SIP port is bound (a call before
+        would be refused).
         """
-        uas, trace = self.sipp(namespace, host, user)
+        uas, trace = self.sipp(namespace, host, user, **options)
 
         def bound() -> bool:
             listing = subprocess.run(self.topology.command(namespace, ["ss", "-Huln"]),

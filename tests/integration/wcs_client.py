@@ -736,20 +736,22 @@ class WCSClient:
     # -- calls --------------------------------------------------------------
 
     def call(self, callee, audio=True, video=False, codecs=None, video_codecs=None,
-             tone_hz=440.0, wav=None, visible_name=None, custom=None, sip_sdp=None):
+             tone_hz=440.0, wav=None, visible_name=None, custom=None, sip_sdp=None,
+             sip_headers=None):
         """
         Place a call like C{session.createCall({callee, ...}).call()}: a peer
         connection with a C{tone_hz} sine (or C{wav}, looped) and optional
         video, codecs restricted to C{codecs} (names such as C{"opus"},
         C{"PCMU"}, in order of preference) with setCodecPreferences, and a
         C{call} message carrying the offer without candidates. Fires with the
-        callId (a uuid1) once the message is sent.
+        callId (a uuid1) once the message is sent.  C{sip_headers}: the
+        call's C{sipHeaders} (X- headers for the INVITE).
         """
         return self._run(self._call(callee, audio, video, codecs, video_codecs, tone_hz, wav,
-                                    visible_name, custom, sip_sdp))
+                                    visible_name, custom, sip_sdp, sip_headers))
 
     async def _call(self, callee, audio, video, codecs, video_codecs, tone_hz, wav,
-                    visible_name, custom, sip_sdp):
+                    visible_name, custom, sip_sdp, sip_headers=None):
         self._require_session(("ESTABLISHED", "REGISTERED"), "call()")
         login = self.user_data.get("sipLogin") or ""
         call = WCSCall(str(uuid.uuid1()), incoming=False, caller=login, callee=callee,
@@ -780,6 +782,7 @@ class WCSClient:
             "caller": login,
             "callee": callee,
             "custom": custom,
+            "sipHeaders": sip_headers,
             "visibleName": call.visible_name,
             "localMediaInfo": _local_media_info(call),
         }

@@ -23,7 +23,7 @@ from zope.interface import implementer
 from wcs_twisted.addresses import AddressPlan
 from wcs_twisted.errors import MediaError
 from wcs_twisted.interfaces import IMediaFactory, IMediaStreams
-from wcs_twisted.media.rtp_source import LEARNING_WINDOW
+from wcs_twisted.media.rtp_source import LEARNING_WINDOW, PROBATION_PACKETS
 from wcs_twisted.media.bridge import MediaBridge
 from wcs_twisted.media.dtls import RTCCertificate
 from wcs_twisted.media.ports import PortPool
@@ -67,6 +67,7 @@ class MediaFactory:
         connect_timeout: float = CONNECT_TIMEOUT,
         rng: Optional[random.Random] = None,
         rtp_learning_window: float = LEARNING_WINDOW,
+        rtp_probation_packets: int = PROBATION_PACKETS,
         sip_srtp: str = "answer",
         addresses: Optional[AddressPlan] = None,
     ) -> None:
@@ -80,6 +81,8 @@ class MediaFactory:
             C{media_inactive} (WCS "Failed by RTP activity"); None or 0 off.
         @param rtp_learning_window: seconds after a SIP leg's first packet during which its
             source may still move with the same stream (docs/security.md).
+        @param rtp_probation_packets: in-sequence packets after which a SIP leg with a
+            private SDP address learns a source off its expected hosts; 0 never.
         @param sip_srtp: the SDES-SRTP policy of SIP legs (L{wcs_twisted.media.sdes}).
         @param addresses: which address each peer's SDP carries behind NAT; by default
             C{public_address} for every peer.
@@ -93,6 +96,7 @@ class MediaFactory:
         self.inactivity_timeout = inactivity_timeout
         self.connect_timeout = connect_timeout
         self.rtp_learning_window = rtp_learning_window
+        self.rtp_probation_packets = rtp_probation_packets
         self.sip_srtp = sip_srtp
         self._rng = rng
         self.addresses = addresses or AddressPlan(public_address, public_address)
@@ -118,6 +122,7 @@ class MediaFactory:
                 self.reactor, bind, advertised, self.port_pool,
                 clock=self.clock, inactivity_timeout=self.inactivity_timeout, rng=self._rng,
                 learning_window=self.rtp_learning_window, srtp=self.sip_srtp,
+                probation_packets=self.rtp_probation_packets,
             ).start()
         raise ValueError(f"unknown media session kind {kind!r}")
 

@@ -10,7 +10,11 @@ the source is learnt only from the expected peer - the host its SDP names,
 or, when NAT is detected, the host its signalling came from.  The leg sends
 where the peer's first packet came from (symmetric RTP, RFC 4961, so a NATed
 port works); for a short learning window the peer's stream may still move to
-another port, then the source is locked.  Everything else is dropped, counted
+another port, then the source is locked.  When the SDP address is unroutable
+and the media comes from neither expected host (a phone behind a home NAT,
+registered through a proxy), a source that sends a run of in-sequence packets
+of one stream passes probation (L{Probation}) and is learnt, until an expected
+host speaks within the window.  Everything else is dropped, counted
 (L{RTPSession.packets_refused}) and logged at a bounded rate.  RTCP runs on
 port + 1 (or on the RTP port with rtcp-mux, demultiplexed by RFC 5761),
 learnt once from the expected hosts, with one compound report every ~5 s.
@@ -53,9 +57,12 @@ from wcs_twisted.media.rtp_packet import RTP_HEADER_SIZE, is_rtcp, is_rtp, peek_
 from wcs_twisted.media.sdes import SRTPContext, SRTPError, is_replay
 from wcs_twisted.media.rtp_source import (
     LEARNING_WINDOW,
+    PROBATION_PACKETS,
     REFUSAL_LOG_INTERVAL,
+    Probation,
     canonical_host,
     expected_hosts,
+    nat_suspected,
 )
 
 __all__ = ["RTPSession"]
@@ -134,6 +141,7 @@ class RTPSession(_MediaLeg, TelephoneEventPacing, DatagramProtocol):
         rng: Optional[random.Random] = None,
         learning_window: float = LEARNING_WINDOW,
         signalling_source: Optional[str] = None,
+        probation_packets: int = PROBATION_PACKETS,
     ) -> None:
         """
         @param reactor: provides C{listenUDP}.
@@ -153,6 +161,9 @@ class RTPSession(_MediaLeg, TelephoneEventPacing, DatagramProtocol):
         @param learning_window: see the C{learning_window} attribute.
         @param signalling_source: the host the peer's SIP messages come from,
             when known; see L{set_remote}.
+        @param probation_packets: in-sequence packets of one stream after which
+            a source off the expected hosts is learnt when the SDP address is
+            unroutable (L{Probation}); 0 never learns one.
         """
         self._init_leg(
             reactor, local_host, port_pool, clock, clock_rate, packet_interval,
@@ -175,6 +186,11 @@ class RTPSession(_MediaLeg, TelephoneEventPacing, DatagramProtocol):
         self._signalling_source = signalling_source
         self._expected: Optional[frozenset[str]] = frozenset()
         self._learn_until: Optional[float] = None
+        # sources off the expected hosts on probation (an unroutable SDP
+        # address only), and whether the learnt source came that way
+        self._probation: Optional[Probation] = None
+        self._probation_packets = probation_packets
+        self._probation_learnt = False
         self.packets_refused = 0
         self._refusals_logged = 0
         self._refusal_logged_at: Optional[float] = None
@@ -375,6 +391,13 @@ class RTPSession(_MediaLeg, TelephoneEventPacing, DatagramProtocol):
             self._source_addr = None
             self._learn_until = None
             self._send_addr = addr
+            self._probation_learnt = False
+            self._probation = (
+                Probation(self._probation_packets, self.learning_window)
+                if self._probation_packets > 0 and self._expected is not None
+                and nat_suspected(host, self._local_host)
+                else None
+            )
         if rtcp_addr != self._sdp_rtcp_addr:
             self._sdp_rtcp_addr = rtcp_addr
             self._rtcp_source_addr = None
@@ -404,6 +427,28 @@ class RTPSession(_MediaLeg, TelephoneEventPacing, DatagramProtocol):
             and self._clock.seconds() < until
             and data[8:12] == last[8:12]
         )
+
+    def _on_probation(self, data: bytes, addr: Address) -> bool:
+        """
+        Whether an RTP packet from a host off the expected ones may latch:
+        only for an unroutable SDP address, once its source passes
+        L{Probation}, or at once when libsrtp has authenticated it.
+        """
+        probation = self._probation
+        if probation is None:
+            return False
+        if self._srtp_rx is not None:
+            return True
+        header = peek_header(data)
+        return probation.passes(addr, header.ssrc, header.sequence_number, self._clock.seconds())
+
+    def _overrules(self) -> bool:
+        """
+        Whether an expected host may take over a source learnt on probation:
+        within the learning window, the peer the signalling names wins.
+        """
+        until = self._learn_until
+        return self._probation_learnt and until is not None and self._clock.seconds() < until
 
     def _refuse(self, addr: Address, kind: str) -> None:
         """
@@ -442,9 +487,19 @@ class RTPSession(_MediaLeg, TelephoneEventPacing, DatagramProtocol):
             self.packets_dropped += 1
             return False
         previous = self._source_addr
-        if not self._expected_host(addr[0]) or (previous is not None and not self._moves(data)):
+        expected = self._expected_host(addr[0])
+        if expected:
+            refused = previous is not None and not (self._moves(data) or self._overrules())
+        elif previous is None:
+            refused = not self._on_probation(data, addr)
+        else:
+            # a NAT rebinding the stream learnt on probation to another port of its host
+            refused = not (self._probation_learnt and addr[0] == previous[0]
+                           and self._moves(data))
+        if refused:
             self._refuse(addr, "RTP")
             return False
+        self._probation_learnt = not expected
         self._source_addr = addr
         self._send_addr = addr
         header = peek_header(data)
@@ -458,7 +513,8 @@ class RTPSession(_MediaLeg, TelephoneEventPacing, DatagramProtocol):
             return True
         self._learn_until = self._clock.seconds() + self.learning_window
         self.log.info(
-            "RTP latched onto {source} (SDP said {sdp})", source=addr, sdp=self._sdp_addr
+            "RTP latched onto {source} (SDP said {sdp}, on probation: {probation})",
+            source=addr, sdp=self._sdp_addr, probation=not expected,
         )
         if self.source_latched is not None:
             self.source_latched(addr)
@@ -540,7 +596,11 @@ class RTPSession(_MediaLeg, TelephoneEventPacing, DatagramProtocol):
             if not is_rtcp(data):
                 self.packets_dropped += 1
                 return
-            if self._rtcp_source_addr is not None or not self._expected_host(addr[0]):
+            learnt = self._source_addr
+            if self._rtcp_source_addr is not None or not (
+                self._expected_host(addr[0])
+                or (self._probation_learnt and learnt is not None and addr[0] == learnt[0])
+            ):
                 self._refuse(addr, "RTCP")
                 return
             self._rtcp_source_addr = addr

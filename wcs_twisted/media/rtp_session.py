@@ -20,7 +20,7 @@ from wcs_twisted.media import rtcp
 from wcs_twisted.media.codecs import AUDIO_CODECS, SIP_AUDIO_CODECS
 from wcs_twisted.media.ports import PortPool
 from wcs_twisted.media.rtp import RTPSession
-from wcs_twisted.media.rtp_source import LEARNING_WINDOW
+from wcs_twisted.media.rtp_source import LEARNING_WINDOW, PROBATION_PACKETS
 from wcs_twisted.media.sdes import SDESKeys, SRTPContext
 from wcs_twisted.media.silence import SilenceFiller
 from wcs_twisted.media.rtp_packet import RTPRewriter
@@ -76,6 +76,7 @@ class RTPMediaSession(MediaSession):
         rng: Optional[random.Random] = None,
         learning_window: float = LEARNING_WINDOW,
         srtp: str = "answer",
+        probation_packets: int = PROBATION_PACKETS,
     ) -> None:
         clock = clock if clock is not None else reactor  # type: ignore[assignment]
         self.sdes = SDESKeys(srtp)
@@ -84,6 +85,7 @@ class RTPMediaSession(MediaSession):
         self._bind_address = bind_address
         self._pool = port_pool
         self._learning_window = learning_window
+        self._probation_packets = probation_packets
         self.audio_rtp = self._leg()
         self.video_rtp: Optional[RTPSession] = None
         self._watching = False
@@ -91,7 +93,8 @@ class RTPMediaSession(MediaSession):
 
     def _leg(self) -> RTPSession:
         leg = RTPSession(self._reactor, self._bind_address, self._pool, clock=self._clock,
-                         rng=self._rng, learning_window=self._learning_window)
+                         rng=self._rng, learning_window=self._learning_window,
+                         probation_packets=self._probation_packets)
         return leg
 
     def start(self) -> "RTPMediaSession":

@@ -7,7 +7,11 @@ is tested) on its own.
 The peer's SDP names the address it receives on; symmetric peers send from
 it too.  Behind NAT they send from the NAT's public side instead, which the
 SDP cannot name but the signalling source usually is.  Any other host is
-someone else, however early its packets arrive.
+someone else, however early its packets arrive - except when the SDP
+address is unroutable for us and the phone's NAT is not where its
+signalling comes from (a phone behind a home NAT, registered through a
+proxy): then a source off the expected hosts is put on probation
+(L{Probation}) and learnt only once it proves to carry one stream.
 """
 
 from __future__ import annotations
@@ -17,6 +21,9 @@ from typing import Optional, Union
 
 __all__ = [
     "LEARNING_WINDOW",
+    "PROBATION_CANDIDATES",
+    "PROBATION_PACKETS",
+    "Probation",
     "REFUSAL_LOG_INTERVAL",
     "canonical_host",
     "expected_hosts",
@@ -29,6 +36,15 @@ LEARNING_WINDOW = 3.0
 
 #: At most one log line per this many seconds about refused datagrams.
 REFUSAL_LOG_INTERVAL = 10.0
+
+#: Consecutive in-sequence RTP packets of one SSRC a source off the expected
+#: hosts must send before it is learnt (Asterisk's strictrtp probation is 4):
+#: a random datagram continues a run with odds of 2**-48 (SSRC and sequence).
+PROBATION_PACKETS = 4
+
+#: Hosts followed on probation at once; a flood from more hosts evicts the
+#: oldest (it can delay learning, never decide it).
+PROBATION_CANDIDATES = 16
 
 
 def _ip(host: str) -> Optional[Union[ipaddress.IPv4Address, ipaddress.IPv6Address]]:
@@ -85,3 +101,53 @@ def expected_hosts(
     if nat_suspected(sdp_host, local_host):
         return None
     return frozenset((sdp_host,))
+
+
+class Probation:
+    """
+    Sources off the expected hosts that may still be learnt, for a leg whose
+    SDP address is unroutable (L{nat_suspected}): the first to send
+    C{packets} consecutive in-sequence RTP packets of one SSRC from one
+    address, all within C{window} seconds of the first of them, passes.
+    Each host is judged on its own packets only, so random datagrams from
+    another host (from any number of its ports) neither pass nor reset the
+    phone's run.  Free of I/O: the caller gives the time.
+    """
+
+    def __init__(
+        self,
+        packets: int = PROBATION_PACKETS,
+        window: float = LEARNING_WINDOW,
+        capacity: int = PROBATION_CANDIDATES,
+    ) -> None:
+        self.packets = packets
+        self.window = window
+        self.capacity = capacity
+        # host -> [port, ssrc, last sequence number, count, time of the first]
+        self._candidates: dict[str, list] = {}
+
+    def passes(self, source: tuple[str, int], ssrc: int, sequence: int, now: float) -> bool:
+        """
+        Count one RTP packet from C{source}; whether that source has now
+        proved itself (probation then ends for every host).
+        """
+        candidates = self._candidates
+        host, port = source
+        state = candidates.get(host)
+        if (
+            state is None
+            or state[0] != port
+            or state[1] != ssrc
+            or sequence != (state[2] + 1) & 0xFFFF
+            or now - state[4] > self.window
+        ):
+            if state is None and len(candidates) >= self.capacity:
+                del candidates[next(iter(candidates))]
+            candidates[host] = [port, ssrc, sequence, 1, now]
+            return self.packets <= 1
+        state[2] = sequence
+        state[3] += 1
+        if state[3] < self.packets:
+            return False
+        candidates.clear()
+        return True
