@@ -101,6 +101,13 @@ class LoopbackCapture:
         return [payload for source, _, payload in self.packets if source == port]
 
 
+def _audio(payload):
+    """
+    Whether a captured datagram is RTP with PCMU (payload type 0).
+    """
+    return len(payload) > 12 and payload[1] & 0x7F == 0
+
+
 def _ulaw_to_linear(data):
     """
     G.711 mu-law bytes to samples in -1..1 (ITU-T G.711 decoding).
@@ -144,13 +151,20 @@ class SRTPCallTestCase(CallTestCase):
         self.assertEqual(len(calls), 1)
         return calls[0].rtp
 
-    async def capture(self, port, seconds=1.0):
+    async def capture(self, port, packets=30, timeout=10.0):
         """
-        Capture the SIP leg's RTP port for C{seconds}.
+        Capture the SIP leg's RTP port until C{packets} audio datagrams went each way (a
+        count, not a time: a loaded machine may send 50 packets/s late), at most C{timeout} s.
         """
         capture = LoopbackCapture(port)
         self.addCleanup(capture.stop)
-        await task.deferLater(reactor, seconds, lambda: None)
+
+        def enough():
+            sent = [p for source, _, p in capture.packets if source == port and _audio(p)]
+            received = [p for source, _, p in capture.packets if source != port and _audio(p)]
+            return len(sent) >= packets and len(received) >= packets
+
+        await poll(enough, timeout).addErrback(lambda _: None)  # the assertions say what lacks
         capture.stop()
         return capture
 
@@ -172,7 +186,7 @@ class SRTPCallTestCase(CallTestCase):
         Every captured audio packet is SRTP-sized for PCMU (tag included), and its payload,
         read as PCMU, is not the tone it carries.
         """
-        audio_packets = [p for p in payloads if len(p) > 12 and p[1] & 0x7F == 0]
+        audio_packets = [p for p in payloads if _audio(p)]
         self.assertGreater(len(audio_packets), 20, "too few RTP packets captured")
         self.assertEqual({len(p) for p in audio_packets}, {SRTP_PCMU_SIZE})
         samples = _ulaw_to_linear(b"".join(p[12:12 + 160] for p in audio_packets))
