@@ -285,7 +285,8 @@ def build_sip(settings: Settings, reactor, metrics: ServerMetrics):
                       # One realm and nonce table for REGISTER and proxied requests.
                       authenticator=registrar.authenticator,
                       max_pending=settings.sip_proxy_max_pending,
-                      max_unanswered=settings.sip_proxy_max_unanswered)
+                      max_unanswered=settings.sip_proxy_max_unanswered,
+                      trusted=TrustedPeers(settings.sip_trusted_peers))
     return stack, core, location, proxy
 
 

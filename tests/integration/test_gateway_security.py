@@ -24,6 +24,7 @@ from twisted.trial.unittest import SkipTest, TestCase
 from tests.integration.loopback_server import start_media_server
 from tests.integration.peers import Baresip, free_port, poll, require_binary, run_sipp
 from tests.integration.test_local_mode import udp_port_taken
+from wcs_twisted.transport.trace import OUT
 
 OFFER = (
     "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0\r\n"
@@ -371,6 +372,35 @@ class AssertedIdentityTrustTests(GatewaySecurityTestCase):
         """
         caller = yield self.offered_caller("127.0.0.2")
         self.assertEqual(caller, ("1000", "Boss"))
+
+
+    @defer.inlineCallbacks
+    def test_phone_never_sees_a_strangers_assertion(self):
+        """
+        The built-in proxy forwards an asserted identity to a registered phone (baresip) only
+        from the trust domain: sipp at 127.0.0.1 writing P-Asserted-Identity "Boss" reaches
+        bob's phone without it; the same INVITE from 127.0.0.2 keeps it.
+        """
+        require_binary("baresip")
+        base = os.path.abspath(self.mktemp())
+        os.makedirs(base)
+        phone = Baresip(base, "bob", registrar=f"127.0.0.1:{self.sip_port}", password="x",
+                        answer="manual")
+        self.addCleanup(phone.stop)
+        yield phone.start()
+        forwarded = []
+        self.built.sip_stack.trace.observers.append(
+            lambda direction, data, address: forwarded.append(data)
+            if direction == OUT and data.startswith(b"INVITE ") else None)
+        for source in ("127.0.0.1", "127.0.0.2"):
+            result = yield run_sipp("uac_trunk_identity_cancel", f"127.0.0.1:{self.sip_port}",
+                                    ["-s", "bob", "-i", source], timeout=15)
+            self.assertEqual(result.exit_code, 0, result.describe())
+        self.assertEqual(len(forwarded), 2, forwarded)
+        untrusted, trusted = forwarded
+        self.assertNotIn(b"P-Asserted-Identity", untrusted)
+        self.assertIn(b"From: \"Trunk\"", untrusted)
+        self.assertIn(b'P-Asserted-Identity: "Boss" <sip:1000@carrier>', trusted)
 
 
 class LoopbackDefaultTests(GatewaySecurityTestCase):

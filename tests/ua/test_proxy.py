@@ -867,3 +867,41 @@ class DoubleRecordRouteTests(SynchronousTestCase):
         network.run()
         self.assertEqual(len(bob.acks), 1)
         self.assertEqual(bob.acks[0].headers.get_all("Route"), [])
+
+
+class AssertedIdentityTests(ProxyTestCase):
+    """
+    RFC 3325 5: an asserted identity is forwarded only when it came from the trust domain.
+    """
+
+    def setUp(self):
+        super().setUp()
+        self.proxy.trusted = {"10.0.0.3"}  # bob's host, say a PBX; alice is a stranger
+
+    def call(self, caller, callee, identity):
+        request = caller.build("INVITE", f"sip:{callee.user}@{DOMAIN}",
+                               f"<sip:{callee.user}@{DOMAIN}>", f"pai-{caller.user}")
+        request.headers.add("P-Asserted-Identity", identity)
+        request.headers.add("Remote-Party-ID", f"{identity};party=calling")
+        caller.send(request)
+        self.network.run()
+        return callee.last("INVITE").request
+
+    def test_stranger_cannot_name_the_caller(self):
+        """
+        alice (untrusted) writes P-Asserted-Identity and Remote-Party-ID "the bank": bob's
+        phone gets neither, and the From she wrote is all it sees.
+        """
+        invite = self.call(self.alice, self.bob, '"Bank" <sip:bank@example.test>')
+        self.assertEqual(invite.headers.get_all("P-Asserted-Identity"), [])
+        self.assertEqual(invite.headers.get_all("Remote-Party-ID"), [])
+        self.assertIn("alice", invite.headers.get("From"))
+
+    def test_trusted_peer_keeps_its_assertion(self):
+        """
+        bob's host is trusted: what it asserts reaches alice unchanged.
+        """
+        invite = self.call(self.bob, self.alice, "<sip:+15551234@example.test>")
+        self.assertEqual(invite.headers.get_all("P-Asserted-Identity"),
+                         ["<sip:+15551234@example.test>"])
+        self.assertEqual(len(invite.headers.get_all("Remote-Party-ID")), 1)

@@ -128,6 +128,10 @@ class ProxyBranch:
         self._timer_c = self._guard = None
 
 
+#: The headers that assert who is calling (RFC 3325, and its older Remote-Party-ID form).
+IDENTITY_HEADERS = ("P-Asserted-Identity", "Remote-Party-ID")
+
+
 class ResponseContext:
     """
     The RFC 3261 16 "response context" of one proxied request: its server transaction, its
@@ -372,6 +376,7 @@ class Proxy:
         authenticator: DigestAuthenticator | None = None,
         max_pending: int = MAX_PENDING,
         max_unanswered: int = MAX_UNANSWERED,
+        trusted: Container[str] | None = None,
     ) -> None:
         """
         @param core: the L{UserAgentCore}; its C{transport} is the stack.
@@ -392,6 +397,10 @@ class Proxy:
         @param aliases: other host names or addresses that mean this server in Route headers
             (the bind address, a public address...); the stack's advertised host always does.
         @param record_route: add Record-Route to dialog-creating requests (16.6 step 4).
+        @param trusted: the RFC 3325 trust domain (source hosts); an asserted identity
+            (P-Asserted-Identity, Remote-Party-ID) from anyone else is removed before the
+            request is forwarded, so a phone never shows a caller a stranger wrote.  None:
+            forwarded as received.
         """
         self.core = core
         self.transport = core.transport
@@ -401,6 +410,7 @@ class Proxy:
         self.users = users
         self.timers = timers
         self.record_route = record_route
+        self.trusted = trusted
         host = self.transport.local_address("udp")[0]
         self._hosts = {_strip_brackets(host).lower()} | {
             _strip_brackets(alias).lower() for alias in aliases}
@@ -688,6 +698,7 @@ class Proxy:
             return
         max_forwards = request.max_forwards
         headers.set("Max-Forwards", str(max_forwards - 1) if max_forwards is not None else "70")
+        self._strip_untrusted_identity(headers, upstream)
         context = ResponseContext(self, event)
         self._contexts.add(context)
         if context.is_invite:
@@ -718,6 +729,18 @@ class Proxy:
             body = self.media.forwarded(request, destination, branch)
             context.forward(Request(request.method, target, copy, body), destination,
                             binding, branch)
+
+    def _strip_untrusted_identity(self, headers, upstream: str | None) -> None:
+        """
+        RFC 3325 5: an asserted identity from outside the trust domain is removed.
+        """
+        if self.trusted is None or upstream in self.trusted:
+            return
+        for name in IDENTITY_HEADERS:
+            if name in headers:
+                headers.remove(name)
+                self.log.info("{header} from untrusted {source} removed (sip_trusted_peers)",
+                              header=name, source=upstream)
 
     def relay(self, context: ResponseContext, response: Response) -> None:
         """
