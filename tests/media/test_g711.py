@@ -3,6 +3,7 @@ Tests for L{wcs_twisted.media.g711} (G.711 by table, PCM attenuation) against FF
 own G.711 codecs, and for L{wcs_twisted.media.opus} (libopus by ctypes).
 """
 
+import copy
 import random
 from array import array
 
@@ -61,6 +62,17 @@ class G711Tests(SynchronousTestCase):
         """
         for law, name in ((ULAW, "pcm_mulaw"), (ALAW, "pcm_alaw")):
             self.assertEqual(law.encode(EVERY_SAMPLE), ffmpeg_encode(name, EVERY_SAMPLE), name)
+
+    def test_encode_without_numpy(self):
+        """
+        Without NumPy (an optional accelerator) every sample still encodes to FFmpeg's code
+        word, and the NumPy path is in use when it is installed.
+        """
+        for law, name in ((ULAW, "pcm_mulaw"), (ALAW, "pcm_alaw")):
+            self.assertIsNotNone(law._encode_array)
+            plain = copy.copy(law)
+            plain._encode_array = None
+            self.assertEqual(plain.encode(EVERY_SAMPLE), ffmpeg_encode(name, EVERY_SAMPLE), name)
 
     def test_silence(self):
         """

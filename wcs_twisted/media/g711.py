@@ -12,12 +12,22 @@ Python 3.13).
 
 The code words follow ITU-T G.711 as FFmpeg's C{pcm_mulaw}/C{pcm_alaw} do (tests compare
 every input with FFmpeg's).  PCM is signed 16-bit mono in native byte order.
+
+Encoding is the one step the standard library cannot do in C: a 64 KiB table looked up per
+sample is a Python-level call per sample (~8 us a 20 ms packet, thread CPU).  When NumPy is
+installed (the test extra brings it), the same table is looked up in one vectorised gather
+(~1.7 us); with an Opus browser and a G.711 phone that is one packet in four.
 """
 
 from __future__ import annotations
 
 import sys
 from array import array
+
+try:
+    import numpy as _numpy
+except ImportError:  # optional: see the module docstring
+    _numpy = None
 
 __all__ = ["ALAW", "ULAW", "G711Codec", "attenuate"]
 
@@ -85,6 +95,8 @@ class G711Codec:
         self._first = bytes(_split(v)[0] for v in linear)
         self._second = bytes(_split(v)[1] for v in linear)
         self._encode = _encoding_table(to_linear, mask)
+        self._encode_array = (None if _numpy is None
+                              else _numpy.frombuffer(self._encode, dtype=_numpy.uint8))
         #: 20 ms of zero level.
         self.silence = bytes([mask]) * 160
 
@@ -101,6 +113,9 @@ class G711Codec:
         """
         The code words of PCM samples.
         """
+        table = self._encode_array
+        if table is not None:
+            return table[_numpy.frombuffer(pcm, dtype=_numpy.uint16)].tobytes()
         return bytes(map(self._encode.__getitem__, memoryview(pcm).cast("H")))
 
 
