@@ -19,7 +19,7 @@ leg <-> phone PCMU), as C{bench/media_clients.py} runs them:
   - whole path: the leg's C{datagramReceived} to the other leg's send, sockets stubbed
     (our Python and the codecs, no syscalls, no reactor).
 
-    .venv/bin/python bench/transcode_path.py
+    .venv/bin/python bench/transcode_path.py [--root CHECKOUT]
 
 Not a test; no timing assertion anywhere in the suite.
 """
@@ -34,9 +34,10 @@ import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
+#: The checkout whose code is measured (--root another one for a before/after pair).
+ROOT = (sys.argv[sys.argv.index("--root") + 1] if "--root" in sys.argv
+        else os.path.dirname(HERE))
+sys.path.insert(0, os.path.abspath(ROOT))
 
 LOOPBACK = "127.0.0.1"
 PACKETS = 3000
@@ -151,9 +152,12 @@ def reactor_dispatch(tuned: bool = True) -> float:
     sink = Sink()
     port = reactor.listenUDP(0, sink, interface=LOOPBACK)
     if tuned:
-        from wcs_twisted.media.datagram_reading import read_one_datagram_per_wakeup
-
-        read_one_datagram_per_wakeup(reactor, port)
+        try:
+            from wcs_twisted.media.datagram_reading import read_one_datagram_per_wakeup
+        except ImportError:  # a checkout from before it
+            pass
+        else:
+            read_one_datagram_per_wakeup(reactor, port)
     src = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     addr = (LOOPBACK, port.getHost().port)
     data = bytes(172)
@@ -258,7 +262,10 @@ def main() -> None:
     assert down.packets_out == len(protected) and up.packets_out == len(pcmu_rtp), (
         down.packets_out, up.packets_out)
 
-    print(f"per-packet split, thread CPU, best of {REPEATS} "
+    import wcs_twisted
+
+    print(f"{os.path.dirname(os.path.dirname(wcs_twisted.__file__))}: per-packet split, "
+          f"thread CPU, best of {REPEATS} "
           f"(SRTP {server.profile.openssl_profile.decode()}):")
     for name, value in split.items():
         print(f"  {name:42s} {value:7.2f} us")

@@ -16,18 +16,16 @@ every input with FFmpeg's).  PCM is signed 16-bit mono in native byte order.
 Encoding is the one step the standard library cannot do in C: a 64 KiB table looked up per
 sample is a Python-level call per sample (~8 us a 20 ms packet, thread CPU).  When NumPy is
 installed (the test extra brings it), the same table is looked up in one vectorised gather
-(~1.7 us); with an Opus browser and a G.711 phone that is one packet in four.
+(~1.7 us); with an Opus browser and a G.711 phone that is one packet in four.  NumPy is
+imported by the first encoding, not before: it adds ~16 MiB to the process, which a server
+that only relays never pays.
 """
 
 from __future__ import annotations
 
 import sys
-from array import array
-
-try:
-    import numpy as _numpy
-except ImportError:  # optional: see the module docstring
-    _numpy = None
+from functools import partial
+from typing import Callable, Optional
 
 __all__ = ["ALAW", "ULAW", "G711Codec", "attenuate"]
 
@@ -95,8 +93,8 @@ class G711Codec:
         self._first = bytes(_split(v)[0] for v in linear)
         self._second = bytes(_split(v)[1] for v in linear)
         self._encode = _encoding_table(to_linear, mask)
-        self._encode_array = (None if _numpy is None
-                              else _numpy.frombuffer(self._encode, dtype=_numpy.uint8))
+        #: PCM -> code words, chosen on first use (L{_table_lookup}).
+        self._lookup: Optional[Callable[[bytes], bytes]] = None
         #: 20 ms of zero level.
         self.silence = bytes([mask]) * 160
 
@@ -113,10 +111,28 @@ class G711Codec:
         """
         The code words of PCM samples.
         """
-        table = self._encode_array
-        if table is not None:
-            return table[_numpy.frombuffer(pcm, dtype=_numpy.uint16)].tobytes()
-        return bytes(map(self._encode.__getitem__, memoryview(pcm).cast("H")))
+        lookup = self._lookup
+        if lookup is None:
+            lookup = self._lookup = _table_lookup(self._encode)
+        return lookup(pcm)
+
+
+def _lookup_each(table: bytes, pcm: bytes) -> bytes:
+    return bytes(map(table.__getitem__, memoryview(pcm).cast("H")))
+
+
+def _table_lookup(table: bytes) -> Callable[[bytes], bytes]:
+    """
+    A function looking up each 16-bit sample of its PCM argument in C{table}: NumPy's
+    gather when NumPy is installed, else a call per sample (see the module docstring).
+    """
+    try:
+        import numpy
+    except ImportError:
+        return partial(_lookup_each, table)
+    codes = numpy.frombuffer(table, dtype=numpy.uint8)
+    frombuffer, uint16 = numpy.frombuffer, numpy.uint16
+    return lambda pcm: codes[frombuffer(pcm, dtype=uint16)].tobytes()
 
 
 ULAW = G711Codec(_ulaw_to_linear, 0xFF)
