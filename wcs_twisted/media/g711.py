@@ -14,17 +14,15 @@ The code words follow ITU-T G.711 as FFmpeg's C{pcm_mulaw}/C{pcm_alaw} do (tests
 every input with FFmpeg's).  PCM is signed 16-bit mono in native byte order.
 
 Encoding is the one step the standard library cannot do in C: a 64 KiB table looked up per
-sample is a Python-level call per sample (~8 us a 20 ms packet, thread CPU).  When NumPy is
-installed (the test extra brings it), the same table is looked up in one vectorised gather
-(~1.7 us); with an Opus browser and a G.711 phone that is one packet in four.  NumPy is
-imported by the first encoding, not before: it adds ~16 MiB to the process, which a server
-that only relays never pays.
+sample was a Python-level call per sample (~8 us a 20 ms packet, thread CPU); NumPy looks the
+same table up in one vectorised gather (~1.7 us).  With an Opus browser and a G.711 phone that
+is one packet in four.  NumPy is imported by the first encoding, not before: it adds ~16 MiB to
+the process, which a server that only relays never pays.
 """
 
 from __future__ import annotations
 
 import sys
-from functools import partial
 from typing import Callable, Optional
 
 __all__ = ["ALAW", "ULAW", "G711Codec", "attenuate"]
@@ -93,7 +91,7 @@ class G711Codec:
         self._first = bytes(_split(v)[0] for v in linear)
         self._second = bytes(_split(v)[1] for v in linear)
         self._encode = _encoding_table(to_linear, mask)
-        #: PCM -> code words, chosen on first use (L{_table_lookup}).
+        #: PCM -> code words, made on first use (L{_table_lookup}).
         self._lookup: Optional[Callable[[bytes], bytes]] = None
         #: 20 ms of zero level.
         self.silence = bytes([mask]) * 160
@@ -117,19 +115,13 @@ class G711Codec:
         return lookup(pcm)
 
 
-def _lookup_each(table: bytes, pcm: bytes) -> bytes:
-    return bytes(map(table.__getitem__, memoryview(pcm).cast("H")))
-
-
 def _table_lookup(table: bytes) -> Callable[[bytes], bytes]:
     """
-    A function looking up each 16-bit sample of its PCM argument in C{table}: NumPy's
-    gather when NumPy is installed, else a call per sample (see the module docstring).
+    A function looking up each 16-bit sample of its PCM argument in C{table}, by NumPy's
+    gather (imported here: see the module docstring).
     """
-    try:
-        import numpy
-    except ImportError:
-        return partial(_lookup_each, table)
+    import numpy
+
     codes = numpy.frombuffer(table, dtype=numpy.uint8)
     frombuffer, uint16 = numpy.frombuffer, numpy.uint16
     return lambda pcm: codes[frombuffer(pcm, dtype=uint16)].tobytes()
