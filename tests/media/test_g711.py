@@ -66,15 +66,21 @@ class G711Tests(SynchronousTestCase):
 
     def test_numpy_imported_by_the_first_encoding(self):
         """
-        Importing the codecs does not import NumPy (~16 MiB a relaying server never needs);
-        the first encoding does.
+        Importing the media package does not import NumPy (~16 MiB a relaying server never
+        needs), nor does the G.711 silence every SIP leg keeps ready; the first encoding does.
         """
         code = ("import sys; from wcs_twisted.media.g711 import ULAW; "
+                "from wcs_twisted.media.bridge import MediaBridge; "
+                "from wcs_twisted.media.transcode import silence_payload; "
+                "from wcs_twisted.sdp.codecs import Codec; "
+                "print('numpy' in sys.modules); "
+                "assert silence_payload(Codec(0, 'PCMU', 8000)) == ULAW.silence; "
+                "assert silence_payload(Codec(8, 'PCMA', 8000)) == b'\\xd5' * 160; "
                 "print('numpy' in sys.modules); ULAW.encode(bytes(320)); "
                 "print('numpy' in sys.modules)")
         result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                                check=True, timeout=60)
-        self.assertEqual(result.stdout.split(), ["False", "True"])
+                                timeout=60)
+        self.assertEqual(result.stdout.split(), ["False", "False", "True"], result.stderr)
 
     def test_silence(self):
         """
