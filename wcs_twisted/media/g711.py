@@ -16,7 +16,7 @@ every input with FFmpeg's).  PCM is signed 16-bit mono in native byte order.
 Encoding is the one step the standard library cannot do in C: a 64 KiB table looked up per
 sample was a Python-level call per sample (~8 us a 20 ms packet, thread CPU); NumPy looks the
 same table up in one vectorised gather (~1.7 us).  With an Opus browser and a G.711 phone that
-is one packet in four.  NumPy is imported by the first encoding, not before: it adds ~16 MiB to
+is one packet in four.  NumPy is imported by the first encoding, not before: it adds 12-16 MiB to
 the process, which a server that only relays never pays.
 """
 
