@@ -76,6 +76,7 @@ setup(
         "klein>=24.8.0",
         "prometheus_client>=0.20.0",
         "txredisapi>=1.4.10",
+        "numpy>=1.26",  # G.711 encoding by table, vectorised (wcs_twisted/media/g711.py)
     ],
     extras_require={
         "test": [

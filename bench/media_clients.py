@@ -18,7 +18,11 @@ The method of issue 15, so that figures from different gateways compare:
   - clients and sipp run on CPU1;
   - a fresh server per N; after every call is up, a 3 s settle, then the server's utime+stime
     from /proc over a 20 s window and its VmRSS against the idle server; per-call cost is the
-    least-squares slope over the N values (5, 10, 20 by default).
+    least-squares slope over the N values (5, 10, 20 by default);
+  - the server runs at nice -5 (as root; --nice) and in a group of its own, so that an iptables
+    rule counts the datagrams it sends: its CPU per packet sent (each relayed or transcoded
+    packet is sent once) x 100 packets/s is a call's cost whatever rate the clients, on a
+    shared machine, managed to offer.
 
 Optional: C{--profile DIR} runs C{py-spy record --native} on the wcs server during the window,
 writes the collapsed stacks to DIR (one file per N) and prints their shares; py-spy pauses the
@@ -81,6 +85,52 @@ def thread_cpu(pid: int) -> dict[str, float]:
     return found
 
 
+#: The server under test runs with this group id, so that iptables can count the datagrams it
+#: sends (an owner match on OUTPUT): its CPU per packet then holds whatever the clients offered.
+SERVER_GID = 47000 + os.getpid() % 1000 if os.geteuid() == 0 else None
+#: The server's nice value (root may lower it): the machine is shared, and a server that waits
+#: for its CPU drops packets at its sockets.  Set by --nice.
+SERVER_NICE = [0]
+
+
+def server_argv(argv: list[str]) -> list[str]:
+    """
+    C{argv} pinned to the server's CPU, at the server's nice value.
+    """
+    nice = SERVER_NICE[0]
+    return (["nice", "-n", str(nice)] if nice else []) + pinned(SERVER_CPU, argv)
+
+
+class SentDatagrams:
+    """
+    Counts the UDP datagrams that processes of group L{SERVER_GID} send, with one iptables
+    rule (root only; L{count} is None without it).  A relayed or transcoded packet is sent
+    once, so this is the media the server handled (plus a few RTCP and STUN packets).
+    """
+
+    def __init__(self) -> None:
+        self.comment = f"wcs-media-clients-{os.getpid()}"
+        self.rule = ["OUTPUT", "-p", "udp", "-m", "owner", "--gid-owner", str(SERVER_GID),
+                     "-m", "comment", "--comment", self.comment]
+        self.installed = SERVER_GID is not None and subprocess.run(
+            ["iptables", "-I"] + self.rule, capture_output=True).returncode == 0
+
+    def count(self) -> int | None:
+        if not self.installed:
+            return None
+        listing = subprocess.run(["iptables", "-L", "OUTPUT", "-v", "-x", "-n"],
+                                 capture_output=True, text=True).stdout
+        for line in listing.splitlines():
+            if self.comment in line:
+                return int(line.split()[0])
+        return None
+
+    def close(self) -> None:
+        if self.installed:
+            subprocess.run(["iptables", "-D"] + self.rule, capture_output=True)
+            self.installed = False
+
+
 def stop(process: subprocess.Popen | None, grace: float = 10.0) -> None:
     """
     Stop one child this script started (by its own handle, never by name).
@@ -138,9 +188,9 @@ class WCS(Gateway):
         argv = [twistd, "--reactor=asyncio", "-n", "--pidfile=", "wcs", "--config", config]
         env = dict(os.environ, PYTHONPATH=self.root)
         self.log = open(os.path.join(self.workdir, f"wcs-{n}.log"), "wb")
-        self.process = subprocess.Popen(pinned(SERVER_CPU, argv), cwd=self.workdir,
+        self.process = subprocess.Popen(server_argv(argv), cwd=self.workdir,
                                         stdout=self.log, stderr=subprocess.STDOUT,
-                                        stdin=subprocess.DEVNULL, env=env)
+                                        stdin=subprocess.DEVNULL, env=env, group=SERVER_GID)
         wait_for_options(self.sip_port, 30, self.process)
 
     def attach_callee(self, uas_port: int) -> None:
@@ -201,10 +251,9 @@ class Janus(Gateway):
         folder = self._configs()
         self.log = open(os.path.join(self.workdir, f"janus-{n}.log"), "wb")
         self.process = subprocess.Popen(
-            pinned(SERVER_CPU, ["janus", "-F", folder, "-C",
-                                os.path.join(folder, "janus.jcfg")]),
+            server_argv(["janus", "-F", folder, "-C", os.path.join(folder, "janus.jcfg")]),
             cwd=self.workdir, stdout=self.log, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL)
+            stdin=subprocess.DEVNULL, group=SERVER_GID)
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -245,7 +294,7 @@ def read_line(process: subprocess.Popen, timeout: float) -> dict:
     raise SystemExit("driver did not answer in time")
 
 
-def measure(gateway, n: int, args, workdir: str) -> dict:
+def measure(gateway, n: int, args, workdir: str, counter: SentDatagrams) -> dict:
     uas_port, echo_port = free_port(), free_port() & ~1
     gateway.start(n)
     uas = driver = spy = None
@@ -280,9 +329,11 @@ def measure(gateway, n: int, args, workdir: str) -> dict:
         driver.stdin.flush()
         before = read_line(driver, 20)
         threads0 = thread_cpu(gateway.pid)
+        sent0 = counter.count()
         cpu0, t0 = cpu_seconds(gateway.pid), time.monotonic()
         time.sleep(args.seconds)
         cpu1, t1 = cpu_seconds(gateway.pid), time.monotonic()
+        sent1 = counter.count()
         threads1 = thread_cpu(gateway.pid)
         rss = rss_kib(gateway.pid)
         driver.stdin.write("stats\n")
@@ -304,6 +355,7 @@ def measure(gateway, n: int, args, workdir: str) -> dict:
         stop(spy)
         gateway.stop()
     wall = t1 - t0
+    server_sent = None if sent0 is None or sent1 is None else sent1 - sent0
     sent = after["sent"] - before["sent"]
     received = after["received"] - before["received"]
     return {
@@ -313,6 +365,12 @@ def measure(gateway, n: int, args, workdir: str) -> dict:
         "sent_pps_per_call": sent / wall / max(n, 1),
         "received_pps_per_call": received / wall / max(n, 1),
         "established": after["established"],
+        # What the server sent (= handled: each packet is relayed or transcoded once), and its
+        # CPU per such packet; x 100 packets/s is the cost of a call whatever the load let the
+        # clients offer.
+        "server_sent_pps_per_call": None if server_sent is None
+        else server_sent / wall / max(n, 1),
+        "us_per_packet": None if not server_sent else 1e6 * (cpu1 - cpu0) / server_sent,
         # The threads that used more than 0.5 % of a core in the window (a thread of its own
         # that runs whether or not packets arrive shows up here).
         "threads": len(threads1),
@@ -320,6 +378,55 @@ def measure(gateway, n: int, args, workdir: str) -> dict:
                          for name, cpu in threads1.items()
                          if cpu - threads0.get(name, 0.0) > 0.005 * wall},
     }
+
+
+#: Stages of a media packet's path, by the frames a py-spy stack holds (the first that matches,
+#: looking from the innermost frame out, names the stage of a sample).
+STAGES = (
+    ("idle (epoll_wait)", ("epoll_wait",)),
+    ("recv (recvfrom)", ("recvfrom", "sock_recvfrom")),
+    ("send (sendto)", ("sendto", "sock_sendto")),
+    ("SRTP unprotect", ("srtp_unprotect", "Session.unprotect")),
+    ("SRTP protect", ("srtp_protect", "Session.protect")),
+    ("decode", ("opus_decode", "OpusDecoder.", "G711Codec.decode", "_Repeating.decode")),
+    ("encode", ("opus_encode", "OpusEncoder.", "G711Codec.encode")),
+    ("RTCP", ("_srtcp", "parse_compound", "_deliver_rtcp", "_send_report", "_build_report")),
+    ("ICE consent (STUN)", ("ICELiteAgent", "_demultiplex")),
+    ("depacketise + jitter buffer", ("payload_bounds", "JitterBuffer.")),
+    ("packetise", ("_next_payload_packet", "build_rtp", "RTPRewriter.")),
+    ("legs and transcoder (Python)", ("datagramReceived", "send_payload", "_send_datagram",
+                                      "_write", "AudioTranscoder.", "dispatch", "send_packet",
+                                      "relay")),
+    ("timers", ("runUntilCurrent", "_onTimer")),
+    ("reactor (wake-up, dispatch)", ("_run_once", "doRead", "_readOrWrite", "callWithLogger")),
+)
+
+
+def stage_split(path: str) -> str:
+    """
+    The busy samples of a py-spy raw profile by stage of the media path (L{STAGES}).
+    """
+    from collections import Counter
+
+    shares: Counter = Counter()
+    total = 0
+    with open(path) as f:
+        for line in f:
+            stack, _, count = line.rstrip().rpartition(" ")
+            frames = stack.split(";")
+            stage = "other"
+            for frame in reversed(frames):
+                found = next((name for name, keys in STAGES
+                              if any(key in frame for key in keys)), None)
+                if found is not None:
+                    stage = found
+                    break
+            shares[stage] += int(count)
+            total += int(count)
+    busy = total - shares.pop("idle (epoll_wait)", 0)
+    lines = [f"  by stage, of {busy} busy samples:"]
+    lines += [f"    {100 * n / busy:5.1f} %  {name}" for name, n in shares.most_common()]
+    return "\n".join(lines)
 
 
 def profile_summary(path: str, top: int = 20) -> str:
@@ -344,7 +451,7 @@ def profile_summary(path: str, top: int = 20) -> str:
     lines.append("  inclusive:")
     lines += [f"    {100 * n / total:5.1f} %  {frame}" for frame, n in inclusive.most_common(
         top + 20) if n < total * 0.97]
-    return "\n".join(lines)
+    return "\n".join(lines) + "\n" + stage_split(path)
 
 
 def slope(points: list[tuple[float, float]]) -> tuple[float, float]:
@@ -367,6 +474,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--profile", metavar="DIR", help="py-spy --native raw stacks per N")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    parser.add_argument("--nice", type=int, default=-5 if os.geteuid() == 0 else 0,
+                        help="the server's nice value (default -5 as root)")
     parser.add_argument("--root", default=ROOT,
                         help="run the wcs server from this checkout (a before/after pair)")
     parser.add_argument("--driver", help=argparse.SUPPRESS)
@@ -382,7 +491,9 @@ def main() -> None:
         os.makedirs(args.profile, exist_ok=True)
     counts = [int(c) for c in args.calls.split(",")]
     workdir = tempfile.mkdtemp(prefix="wcs-media-clients-")
-    print(f"machine: {machine()}")
+    SERVER_NICE[0] = args.nice
+    counter = SentDatagrams()
+    print(f"machine: {machine()}, load average {os.getloadavg()[0]:.1f}")
     print(f"command: {' '.join([os.path.relpath(sys.executable, ROOT)] + sys.argv)}",
           flush=True)
     try:
@@ -393,16 +504,22 @@ def main() -> None:
             gateway = WCS(workdir, os.path.abspath(args.root)) if label == "wcs" else Janus(workdir)
             results = []
             for n in counts:
-                result = measure(gateway, n, args, workdir)
+                result = measure(gateway, n, args, workdir, counter)
                 results.append(result)
                 print(json.dumps(result), flush=True)
             k, c = slope([(r["calls"], r["cpu_percent"]) for r in results])
             mem = sum(r["rss_per_call_mib"] for r in results) / len(results)
             top = results[-1]
+            per_packet = [r["us_per_packet"] for r in results if r["us_per_packet"]]
             print(f"{label} {args.mode}: {k:.3f} % of a core per call (slope; intercept "
                   f"{c:.1f} %), N={top['calls']} total {top['cpu_percent']:.1f} %, "
-                  f"RSS {mem:.2f} MiB per call", flush=True)
+                  f"RSS {mem:.2f} MiB per call"
+                  + (f"; per packet sent {min(per_packet):.1f}-{max(per_packet):.1f} us "
+                     f"= {min(per_packet) / 100:.2f}-{max(per_packet) / 100:.2f} % per call "
+                     f"at 100 packets/s" if per_packet else "")
+                  + f"; load average {os.getloadavg()[0]:.1f}", flush=True)
     finally:
+        counter.close()
         if args.keep:
             print(f"work directory kept: {workdir}")
         else:

@@ -12,12 +12,18 @@ Python 3.13).
 
 The code words follow ITU-T G.711 as FFmpeg's C{pcm_mulaw}/C{pcm_alaw} do (tests compare
 every input with FFmpeg's).  PCM is signed 16-bit mono in native byte order.
+
+Encoding is the one step the standard library cannot do in C: a 64 KiB table looked up per
+sample was a Python-level call per sample (~8 us a 20 ms packet, thread CPU); NumPy looks the
+same table up in one vectorised gather (~1.7 us).  With an Opus browser and a G.711 phone that
+is one packet in four.  NumPy is imported by the first encoding, not before: it adds 12-16 MiB to
+the process, which a server that only relays never pays.
 """
 
 from __future__ import annotations
 
 import sys
-from array import array
+from typing import Callable, Optional
 
 __all__ = ["ALAW", "ULAW", "G711Codec", "attenuate"]
 
@@ -85,6 +91,8 @@ class G711Codec:
         self._first = bytes(_split(v)[0] for v in linear)
         self._second = bytes(_split(v)[1] for v in linear)
         self._encode = _encoding_table(to_linear, mask)
+        #: PCM -> code words, made on first use (L{_table_lookup}).
+        self._lookup: Optional[Callable[[bytes], bytes]] = None
         #: 20 ms of zero level.
         self.silence = bytes([mask]) * 160
 
@@ -101,7 +109,22 @@ class G711Codec:
         """
         The code words of PCM samples.
         """
-        return bytes(map(self._encode.__getitem__, memoryview(pcm).cast("H")))
+        lookup = self._lookup
+        if lookup is None:
+            lookup = self._lookup = _table_lookup(self._encode)
+        return lookup(pcm)
+
+
+def _table_lookup(table: bytes) -> Callable[[bytes], bytes]:
+    """
+    A function looking up each 16-bit sample of its PCM argument in C{table}, by NumPy's
+    gather (imported here: see the module docstring).
+    """
+    import numpy
+
+    codes = numpy.frombuffer(table, dtype=numpy.uint8)
+    frombuffer, uint16 = numpy.frombuffer, numpy.uint16
+    return lambda pcm: codes[frombuffer(pcm, dtype=uint16)].tobytes()
 
 
 ULAW = G711Codec(_ulaw_to_linear, 0xFF)

@@ -52,6 +52,7 @@ from twisted.logger import Logger
 from wcs_twisted.media import rtcp
 from wcs_twisted.media._dtmf import TelephoneEventPacing
 from wcs_twisted.media._leg import _MediaLeg
+from wcs_twisted.media.datagram_reading import read_one_datagram_per_wakeup
 from wcs_twisted.media.ports import PortPool, PortReservation
 from wcs_twisted.media.rtp_packet import RTP_HEADER_SIZE, is_rtcp, is_rtp, peek_header
 from wcs_twisted.media.sdes import SRTPContext, SRTPError, is_replay
@@ -295,6 +296,8 @@ class RTPSession(_MediaLeg, TelephoneEventPacing, DatagramProtocol):
         else:
             self._bind_from_pool()
         self._started = True
+        for port in (self._rtp_port, self._rtcp_port):
+            read_one_datagram_per_wakeup(self._reactor, port)
         # The socket's own sendto, for datagrams to the latched source: its
         # address came from recvfrom, so Twisted's per-write checks that it is
         # a literal IP address (3-4 string parses, ~10 % of a relayed packet's

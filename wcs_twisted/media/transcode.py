@@ -213,6 +213,10 @@ def silence_payload(codec: Codec) -> Optional[bytes]:
     when we cannot encode C{codec}.  Encoded once per format and kept.
     """
     key = (codec.encoding, codec.clock_rate)
+    if key not in _silence and codec.encoding in _G711:
+        # The law's own silence: encoding it would load NumPy (g711.py) into a server that
+        # only relays, whose SIP legs all keep a silence packet ready.
+        _silence[key] = _G711[codec.encoding].silence
     if key not in _silence:
         rate = _pcm_rate(codec)
         if rate is None:

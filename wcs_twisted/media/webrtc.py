@@ -45,6 +45,7 @@ from twisted.logger import Logger
 from wcs_twisted.media import rtcp
 from wcs_twisted.media._dtmf import TelephoneEventPacing
 from wcs_twisted.media._leg import _MediaLeg
+from wcs_twisted.media.datagram_reading import read_one_datagram_per_wakeup
 from wcs_twisted.media.dtls import DTLSSRTPEndpoint, DTLSState, RTCCertificate
 from wcs_twisted.media.ice_lite import CONSENT_TIMEOUT, ICELiteAgent, candidate_priority
 from wcs_twisted.media.ports import PortPool, PortReservation
@@ -227,6 +228,7 @@ class WebRTCTransport(_MediaLeg, TelephoneEventPacing, DatagramProtocol):
                 busy=(CannotListenError,),
             )
         self._started = True
+        read_one_datagram_per_wakeup(self._reactor, self._port)
         # Test doubles have no socket: they keep Port.write.
         sock = getattr(self._port, "socket", None)
         self._sendto = None if sock is None else sock.sendto
