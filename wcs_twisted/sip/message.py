@@ -30,7 +30,7 @@ from typing import Callable, Iterable, List, Optional, Set, Tuple, Union
 
 from wcs_twisted.sip import grammar
 from wcs_twisted.sip.errors import LocalProtocolError, RemoteProtocolError
-from wcs_twisted.sip.header_fields import Headers, canonical_name
+from wcs_twisted.sip.header_fields import Headers, _key_cache, canonical_name
 from wcs_twisted.sip.headers import CSeq, NameAddress, Via
 from wcs_twisted.sip.uri import SUPPORTED_SCHEMES, URI, AbsoluteURI, SIPURI, parse_uri
 
@@ -413,19 +413,17 @@ def _guess_method(start_line: str) -> Optional[str]:
     return method if method and grammar.TOKEN.match(method) else None
 
 
-def _entry_tuples(entries: List[list]) -> List[Tuple[str, str, str]]:
+def _unfold(entries: List[Tuple[str, str, str]],
+            folded: Optional[dict]) -> List[Tuple[str, str, str]]:
     """
-    Turn C{[key, name, value, *continuations]} lists into header entries,
-    joining folded lines with a single SP (RFC 3261 7.3.1).
+    Join the continuation lines collected for each entry (index -> segments) to its value
+    with a single SP (RFC 3261 7.3.1); once per message, so a flood of folds is linear.
     """
-    result = []
-    for entry in entries:
-        if len(entry) == 3:
-            result.append((entry[0], entry[1], entry[2]))
-        else:
-            value = " ".join(part for part in entry[2:] if part)
-            result.append((entry[0], entry[1], value))
-    return result
+    if folded:
+        for index, segments in folded.items():
+            key, name, value = entries[index]
+            entries[index] = (key, name, " ".join([value] + segments if value else segments))
+    return entries
 
 
 def _parse_head(head: bytes) -> Tuple[object, ...]:
@@ -442,11 +440,13 @@ def _parse_head(head: bytes) -> Tuple[object, ...]:
     crlf = text.count("\r\n")
     lines = text.split("\r\n")
     start_line = lines[0]
-    entries: List[list] = []
+    entries: List[Tuple[str, str, str]] = []
+    folded: Optional[dict] = None
     try:
         if text.count("\n") != crlf or text.count("\r") != crlf:
             raise RemoteProtocolError("bare CR or LF in the header section", 400)
-        key_of = canonical_name
+        # The key cache's own lookup first: a call per line less for every known name.
+        known_key, key_of, append = _key_cache.get, canonical_name, entries.append
         for index in range(1, len(lines)):
             line = lines[index]
             if not line:
@@ -455,22 +455,23 @@ def _parse_head(head: bytes) -> Tuple[object, ...]:
             if first == " " or first == "\t":
                 # RFC 3261 7.3.1: a line starting with whitespace continues
                 # the previous header; the fold is equivalent to one SP.
-                # Segments are collected and joined once, so that a flood of
-                # continuation lines costs linear time.
                 if not entries:
                     raise RemoteProtocolError("header section starts with a continuation line", 400)
                 segment = line.strip(" \t")
                 if segment:
-                    entries[-1].append(segment)
+                    if folded is None:
+                        folded = {}
+                    folded.setdefault(len(entries) - 1, []).append(segment)
                 continue
             name, colon, value = line.partition(":")
             if not colon:
                 raise RemoteProtocolError(f"header line without a colon: {line[:60]!r}", 400)
             name = name.rstrip(" \t")
-            entries.append([key_of(name), name, value.strip(" \t")])
-        headers = Headers._from_entries(_entry_tuples(entries))
+            append((known_key(name) or key_of(name), name, value.strip(" \t")))
+        headers = Headers._from_entries(_unfold(entries, folded))
+        folded = None  # joined: an error below must not join them again
         content_length = None
-        for key, _, value in headers._entries:
+        for key, _, value in entries:
             if key == "content-length":
                 if not grammar.DIGITS.match(value):
                     raise RemoteProtocolError(f"Content-Length {value[:20]!r} is not a number", 400)
@@ -481,7 +482,7 @@ def _parse_head(head: bytes) -> Tuple[object, ...]:
         start = _parse_start_line(start_line)
     except RemoteProtocolError as exc:
         if exc.headers is None:
-            exc.headers = Headers._from_entries(_entry_tuples(entries))
+            exc.headers = Headers._from_entries(_unfold(entries, folded))
         if exc.request_method is None:
             exc.request_method = _guess_method(start_line)
         raise
