@@ -11,6 +11,8 @@ in through the real C{SIPDatagramProtocol}; what the stack sends is caught by a 
             sipp sends it.
   calls     INVITE, 200, ACK, BYE, 200 through the record-routing proxy to a registered callee,
             the callee's answers made from what the proxy forwarded (11 messages per call).
+  refusals  a new INVITE that waited 1 s to be read (sip_max_queue_delay_ms=200): the stateless
+            503 with Retry-After, and the ACK the client sends for it (2 datagrams in, 1 out).
 
 The figures are CPU time per transaction (C{time.process_time}), best of C{--repeat} runs, and
 with C{--profile} a cProfile listing of one run.  The garbage collector is tuned as the server
@@ -148,10 +150,10 @@ class Server:
     The SIP stack of a local-mode server, fed datagrams by hand.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, extra_config: str = "") -> None:
         settings = settings_from_text(
             f"ip_local={SERVER[0]}\nsip_port={SERVER[1]}\nsip_transports=udp\n"
-            "enable_local_videochat=true\n").settings
+            "enable_local_videochat=true\n" + extra_config).settings
         self.clock = Clock()
         self.clock.advance(1_800_000_000)
         self.stack, self.core, self.location, self.proxy = build_sip(
@@ -165,11 +167,15 @@ class Server:
         self.stack.add_transport("udp", self.protocol, SERVER[1])
         self.protocol.startProtocol()
 
-    def receive(self, data: bytes, source) -> list[tuple[bytes, tuple]]:
+    def receive(self, data: bytes, source, waited: float = 0.0) -> list[tuple[bytes, tuple]]:
         del self.port.sent[:]
-        self.protocol.datagramReceived(data, source)
+        self.protocol.timed_datagram_received(data, source, waited)
         return list(self.port.sent)
 
+
+#: What one transaction of each scenario is.
+UNITS = {"register": "REGISTER", "calls": "call (11 messages)",
+         "refusals": "refused INVITE and its ACK"}
 
 #: Distinct AORs, cycled (as bench/sip_proxy.py's users.csv; the registrar's default
 #: sip_max_bindings is 10,000): past the first cycle a REGISTER refreshes a binding.
@@ -203,6 +209,21 @@ def run_calls(server: Server, count: int, offset: int, callee: str) -> None:
             server.clock.advance(0.1)
 
 
+def run_refusals(server: Server, count: int, offset: int, callee: str) -> None:
+    for n in range(offset, offset + count):
+        [(refusal, _)] = server.receive(invite(n, callee), UAC, waited=1.0)
+        assert refusal.startswith(b"SIP/2.0 503"), refusal[:80]
+        to = re.search(rb"^To: ([^\r]*)", refusal, re.M).group(1).decode()
+        ack = (f"ACK sip:{callee}@{SERVER[0]}:{SERVER[1]} SIP/2.0\r\n"
+               f"Via: SIP/2.0/UDP {UAC[0]}:{UAC[1]};branch=z9hG4bK-i{n}\r\n"
+               f"From: sipp <sip:sipp@{UAC[0]}:{UAC[1]}>;tag=c{n}\r\nTo: {to}\r\n"
+               f"Call-ID: call-{n}@{UAC[0]}\r\nCSeq: 1 ACK\r\nMax-Forwards: 70\r\n"
+               f"Content-Length: 0\r\n\r\n").encode()
+        assert not server.receive(ack, UAC, waited=1.0)
+        if n % 100 == 0:
+            server.clock.advance(0.1)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--scenario", default="register,calls")
@@ -218,7 +239,7 @@ def main() -> None:
                                      discardBuffer=True)
     print(f"command: {' '.join([os.path.relpath(sys.executable, ROOT)] + sys.argv)}")
     for scenario in args.scenario.split(","):
-        server = Server()
+        server = Server("sip_max_queue_delay_ms=200\n" if scenario == "refusals" else "")
         if not args.default_gc:
             GarbageCollectorTuning().startService()  # as the server does once built
         callee = "bob"
@@ -229,6 +250,8 @@ def main() -> None:
             nonlocal offset
             if scenario == "register":
                 run_register(server, args.count, offset)
+            elif scenario == "refusals":
+                run_refusals(server, args.count, offset, callee)
             else:
                 run_calls(server, args.count, offset, callee)
             offset += args.count
@@ -239,7 +262,7 @@ def main() -> None:
             one_run()
             best = min(best, (time.process_time() - started) / args.count)
         print(f"{scenario}: {best * 1e6:.0f} us CPU per "
-              f"{'REGISTER' if scenario == 'register' else 'call (11 messages)'} "
+              f"{UNITS[scenario]} "
               f"(best of {args.repeat} x {args.count})", flush=True)
         if args.profile:
             profile = cProfile.Profile()
