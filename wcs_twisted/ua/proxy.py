@@ -412,6 +412,7 @@ class Proxy:
         #: so that their arrival can be told from a request someone sent us directly.
         self._sent_here: dict[str, ResponseContext] = {}
         self._denied_domains: set[str] = set()
+        self._last_mark: tuple[Request, str] | None = None
         self.bounds = ForwardingBounds(max_pending, max_unanswered, clock)
         self.authentication = None
         if isinstance(users, Mapping) and any(password is not None for password in users.values()):
@@ -792,13 +793,18 @@ class Proxy:
         16.6 step 8: a digest of what makes a request itself, appended to our branch so we
         recognise it if it comes back unchanged (a loop, not a spiral).
         """
+        last = self._last_mark
+        if last is not None and last[0] is request:
+            return last[1]  # _looped and _forward both ask, for the same request
         headers = request.headers
         text = "\x00".join((
             str(request.uri), headers.get("To") or "", headers.get("From") or "",
             headers.get("Call-ID") or "", headers.get("CSeq") or "",
             ",".join(headers.get_all("Route")), ",".join(headers.get_all("Proxy-Require")),
         ))
-        return "%08x" % zlib.crc32(text.encode("utf-8", "surrogateescape"))
+        mark = "%08x" % zlib.crc32(text.encode("utf-8", "surrogateescape"))
+        self._last_mark = (request, mark)
+        return mark
 
     def _looped(self, request: Request) -> bool:
         """
