@@ -413,6 +413,7 @@ class Proxy:
         self._sent_here: dict[str, ResponseContext] = {}
         self._denied_domains: set[str] = set()
         self._last_mark: tuple[Request, str] | None = None
+        self._record_routes: dict[tuple[str, str, int], str] = {}
         self.bounds = ForwardingBounds(max_pending, max_unanswered, clock)
         self.authentication = None
         if isinstance(users, Mapping) and any(password is not None for password in users.values()):
@@ -911,6 +912,10 @@ class Proxy:
 
     def _record_route(self, transport: str, toward: str | None = None) -> str:
         host, port = self.transport.local_address(transport, toward)
-        uri = SIPURI("sip", None, None, host_text(host), port,
-                     (("transport", transport), ("lr", None)))
-        return str(NameAddress(None, uri))
+        key = (transport, host, port)
+        value = self._record_routes.get(key)
+        if value is None:  # built once per address of ours (two per forwarded INVITE)
+            uri = SIPURI("sip", None, None, host_text(host), port,
+                         (("transport", transport), ("lr", None)))
+            value = self._record_routes[key] = str(NameAddress(None, uri))
+        return value
