@@ -53,6 +53,7 @@ from sip_proxy import (
     WCSServer,
     free_port,
     machine,
+    raise_priority,
     run_sipp,
     sipp_binary,
     step_from,
@@ -243,15 +244,7 @@ def main() -> None:
                         help="niceness of the server and sipp (negative: ahead of other load; "
                              "needs root)")
     args = parser.parse_args()
-    if args.nice:
-        os.nice(args.nice)  # inherited by the server and every sipp
-        try:
-            # With autogroup scheduling, niceness only ranks tasks of one session against each
-            # other; the session's own weight is its autogroup's (run the bench under setsid).
-            with open("/proc/self/autogroup", "w") as autogroup:
-                autogroup.write(str(args.nice))
-        except OSError:
-            pass
+    raise_priority(args.nice)  # inherited by the server and every sipp
     rates = [int(rate) for rate in args.rates.split(",")]
     sipp_binary()
     sip_proxy.ROOT = os.path.abspath(args.root)  # WCSServer puts it on the child's PYTHONPATH

@@ -21,12 +21,14 @@ same scenarios over real sockets against sipp and Kamailio.
 
     .venv/bin/python bench/sip_inprocess.py
     .venv/bin/python bench/sip_inprocess.py --scenario register --count 5000 --profile 25
+    .venv/bin/python bench/sip_inprocess.py --scenario calls --steady 40000 --count 4000
 """
 
 from __future__ import annotations
 
 import argparse
 import cProfile
+import gc
 import os
 import pstats
 import re
@@ -229,6 +231,11 @@ def main() -> None:
     parser.add_argument("--scenario", default="register,calls")
     parser.add_argument("--count", type=int, default=3000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--steady", type=int, metavar="CALLS", default=0,
+                        help="first run CALLS calls (at the scripts' pace of 1,000/s of clock "
+                             "time, 40,000 = past every 32 s Timer J/L/M) so that the live "
+                             "transactions are those of a server at that rate (~100,000), "
+                             "with sip_max_transactions=0")
     parser.add_argument("--default-gc", action="store_true",
                         help="keep CPython's collector settings (the server tunes them)")
     parser.add_argument("--profile", type=int, metavar="LINES", default=0,
@@ -239,7 +246,8 @@ def main() -> None:
                                      discardBuffer=True)
     print(f"command: {' '.join([os.path.relpath(sys.executable, ROOT)] + sys.argv)}")
     for scenario in args.scenario.split(","):
-        server = Server("sip_max_queue_delay_ms=200\n" if scenario == "refusals" else "")
+        server = Server(("sip_max_queue_delay_ms=200\n" if scenario == "refusals" else "")
+                        + ("sip_max_transactions=0\n" if args.steady else ""))
         if not args.default_gc:
             GarbageCollectorTuning().startService()  # as the server does once built
         callee = "bob"
@@ -257,6 +265,11 @@ def main() -> None:
             offset += args.count
 
         one_run()  # warm-up
+        if args.steady:
+            run_calls(server, args.steady, offset, callee)
+            offset += args.steady
+            print(f"  steady state: {len(server.stack.layer)} live transactions, "
+                  f"{len(gc.get_objects())} objects tracked by the collector", flush=True)
         for _ in range(args.repeat):
             started = time.process_time()
             one_run()
