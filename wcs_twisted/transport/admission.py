@@ -14,6 +14,7 @@ import ipaddress
 from typing import Callable, Iterable
 
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.logger import Logger
 
 from wcs_twisted.sip.stateless import StatelessAnswers, read_request
 from wcs_twisted.sip.transaction import TransactionKey
@@ -208,11 +209,27 @@ class RawShedding:
     @ivar absorbed: ACKs of our stateless refusals dropped so far.
     """
 
+    log = Logger()
+
     def __init__(self, load: LoadShedding, answers: StatelessAnswers) -> None:
         self.load = load
         self.answers = answers
         self.absorbed = 0
         self._last_refusal: float | None = None
+        self._reported_at = float("-inf")
+        self._reported_count = 0
+
+    def _report(self, reason: str, now: float) -> None:
+        """
+        One log line per second at most while shedding (a line per refusal would cost more
+        than the refusal): how many were refused since the last line, and why the latest.
+        """
+        if now - self._reported_at < 1.0:
+            return
+        self.log.info("SIP overload: {count} new INVITE/REGISTER answered 503 since the last "
+                      "report ({reason})", count=self.load.shed - self._reported_count,
+                      reason=reason)
+        self._reported_at, self._reported_count = now, self.load.shed
 
     def screen(self, data: bytes, waited: float, transactions: int,
                known: Callable[[TransactionKey], object], now: float) -> bytes | None:
@@ -222,13 +239,15 @@ class RawShedding:
         @param known: the live transaction with a key, if any (a retransmission is not refused).
         """
         if data.startswith(b"INVITE ") or data.startswith(b"REGISTER "):
-            if self.load.overloaded(transactions, waited) is None:
+            reason = self.load.overloaded(transactions, waited)
+            if reason is None:
                 return None
             request = read_request(data)
             if request is None or request.to_tag is not None or known(request.server_key):
                 return None
             self.load.shed += 1
             self._last_refusal = now
+            self._report(reason, now)
             return self.answers.unavailable(request, self.load.retry_after)
         if (data.startswith(b"ACK ") and self._last_refusal is not None
                 and now - self._last_refusal <= ACK_WINDOW):
