@@ -263,6 +263,8 @@ class WCSServer(Server):
     label = "wcs-twisted"
     #: More wcs.properties lines (bench/overload.py turns load shedding off with them).
     extra_config = ""
+    #: The transaction bound lifted (see start); bench/overload.py keeps the default.
+    transaction_bound = "sip_max_transactions=0\n"
 
     def __init__(self, workdir: str, root: str | None = None) -> None:
         super().__init__(workdir)
@@ -281,7 +283,7 @@ class WCSServer(Server):
                     # transaction-seconds (L, M, J: 32 s; K: 5 s), so the default bound of
                     # 50,000 sheds past ~1,560 REGISTER/s or ~495 calls/s sustained, and a
                     # ladder's earlier steps count against its later ones; Kamailio has none.
-                    "sip_max_transactions=0\n" + self.extra_config)
+                    + self.transaction_bound + self.extra_config)
         self.log_path = os.path.join(self.workdir, "wcs.log")
         twistd = os.path.join(os.path.dirname(sys.executable), "twistd")
         with open(self.log_path, "wb") as log:
