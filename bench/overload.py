@@ -53,6 +53,7 @@ from sip_proxy import (
     WCSServer,
     free_port,
     machine,
+    raise_priority,
     run_sipp,
     sipp_binary,
     step_from,
@@ -201,6 +202,7 @@ def start_server(workdir: str, name: str, extra_config: str, server_cpus: set[in
     """
     server = WCSServer(os.path.join(workdir, name))
     server.extra_config = extra_config
+    server.transaction_bound = ""  # the defaults' shedding is what is measured here
     os.makedirs(server.workdir, exist_ok=True)
     os.sched_setaffinity(0, server_cpus)
     try:
@@ -243,15 +245,7 @@ def main() -> None:
                         help="niceness of the server and sipp (negative: ahead of other load; "
                              "needs root)")
     args = parser.parse_args()
-    if args.nice:
-        os.nice(args.nice)  # inherited by the server and every sipp
-        try:
-            # With autogroup scheduling, niceness only ranks tasks of one session against each
-            # other; the session's own weight is its autogroup's (run the bench under setsid).
-            with open("/proc/self/autogroup", "w") as autogroup:
-                autogroup.write(str(args.nice))
-        except OSError:
-            pass
+    raise_priority(args.nice)  # inherited by the server and every sipp
     rates = [int(rate) for rate in args.rates.split(",")]
     sipp_binary()
     sip_proxy.ROOT = os.path.abspath(args.root)  # WCSServer puts it on the child's PYTHONPATH

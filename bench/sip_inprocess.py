@@ -11,6 +11,8 @@ in through the real C{SIPDatagramProtocol}; what the stack sends is caught by a 
             sipp sends it.
   calls     INVITE, 200, ACK, BYE, 200 through the record-routing proxy to a registered callee,
             the callee's answers made from what the proxy forwarded (11 messages per call).
+  refusals  a new INVITE that waited 1 s to be read (sip_max_queue_delay_ms=200): the stateless
+            503 with Retry-After, and the ACK the client sends for it (2 datagrams in, 1 out).
 
 The figures are CPU time per transaction (C{time.process_time}), best of C{--repeat} runs, and
 with C{--profile} a cProfile listing of one run.  The garbage collector is tuned as the server
@@ -19,12 +21,14 @@ same scenarios over real sockets against sipp and Kamailio.
 
     .venv/bin/python bench/sip_inprocess.py
     .venv/bin/python bench/sip_inprocess.py --scenario register --count 5000 --profile 25
+    .venv/bin/python bench/sip_inprocess.py --scenario calls --steady 40000 --count 4000
 """
 
 from __future__ import annotations
 
 import argparse
 import cProfile
+import gc
 import os
 import pstats
 import re
@@ -148,10 +152,10 @@ class Server:
     The SIP stack of a local-mode server, fed datagrams by hand.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, extra_config: str = "") -> None:
         settings = settings_from_text(
             f"ip_local={SERVER[0]}\nsip_port={SERVER[1]}\nsip_transports=udp\n"
-            "enable_local_videochat=true\n").settings
+            "enable_local_videochat=true\n" + extra_config).settings
         self.clock = Clock()
         self.clock.advance(1_800_000_000)
         self.stack, self.core, self.location, self.proxy = build_sip(
@@ -165,11 +169,15 @@ class Server:
         self.stack.add_transport("udp", self.protocol, SERVER[1])
         self.protocol.startProtocol()
 
-    def receive(self, data: bytes, source) -> list[tuple[bytes, tuple]]:
+    def receive(self, data: bytes, source, waited: float = 0.0) -> list[tuple[bytes, tuple]]:
         del self.port.sent[:]
-        self.protocol.datagramReceived(data, source)
+        self.protocol.timed_datagram_received(data, source, waited)
         return list(self.port.sent)
 
+
+#: What one transaction of each scenario is.
+UNITS = {"register": "REGISTER", "calls": "call (11 messages)",
+         "refusals": "refused INVITE and its ACK"}
 
 #: Distinct AORs, cycled (as bench/sip_proxy.py's users.csv; the registrar's default
 #: sip_max_bindings is 10,000): past the first cycle a REGISTER refreshes a binding.
@@ -203,11 +211,31 @@ def run_calls(server: Server, count: int, offset: int, callee: str) -> None:
             server.clock.advance(0.1)
 
 
+def run_refusals(server: Server, count: int, offset: int, callee: str) -> None:
+    for n in range(offset, offset + count):
+        [(refusal, _)] = server.receive(invite(n, callee), UAC, waited=1.0)
+        assert refusal.startswith(b"SIP/2.0 503"), refusal[:80]
+        to = re.search(rb"^To: ([^\r]*)", refusal, re.M).group(1).decode()
+        ack = (f"ACK sip:{callee}@{SERVER[0]}:{SERVER[1]} SIP/2.0\r\n"
+               f"Via: SIP/2.0/UDP {UAC[0]}:{UAC[1]};branch=z9hG4bK-i{n}\r\n"
+               f"From: sipp <sip:sipp@{UAC[0]}:{UAC[1]}>;tag=c{n}\r\nTo: {to}\r\n"
+               f"Call-ID: call-{n}@{UAC[0]}\r\nCSeq: 1 ACK\r\nMax-Forwards: 70\r\n"
+               f"Content-Length: 0\r\n\r\n").encode()
+        assert not server.receive(ack, UAC, waited=1.0)
+        if n % 100 == 0:
+            server.clock.advance(0.1)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--scenario", default="register,calls")
     parser.add_argument("--count", type=int, default=3000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--steady", type=int, metavar="CALLS", default=0,
+                        help="first run CALLS calls (at the scripts' pace of 1,000/s of clock "
+                             "time, 40,000 = past every 32 s Timer J/L/M) so that the live "
+                             "transactions are those of a server at that rate (~100,000), "
+                             "with sip_max_transactions=0")
     parser.add_argument("--default-gc", action="store_true",
                         help="keep CPython's collector settings (the server tunes them)")
     parser.add_argument("--profile", type=int, metavar="LINES", default=0,
@@ -218,7 +246,8 @@ def main() -> None:
                                      discardBuffer=True)
     print(f"command: {' '.join([os.path.relpath(sys.executable, ROOT)] + sys.argv)}")
     for scenario in args.scenario.split(","):
-        server = Server()
+        server = Server(("sip_max_queue_delay_ms=200\n" if scenario == "refusals" else "")
+                        + ("sip_max_transactions=0\n" if args.steady else ""))
         if not args.default_gc:
             GarbageCollectorTuning().startService()  # as the server does once built
         callee = "bob"
@@ -229,17 +258,24 @@ def main() -> None:
             nonlocal offset
             if scenario == "register":
                 run_register(server, args.count, offset)
+            elif scenario == "refusals":
+                run_refusals(server, args.count, offset, callee)
             else:
                 run_calls(server, args.count, offset, callee)
             offset += args.count
 
         one_run()  # warm-up
+        if args.steady:
+            run_calls(server, args.steady, offset, callee)
+            offset += args.steady
+            print(f"  steady state: {len(server.stack.layer)} live transactions, "
+                  f"{len(gc.get_objects())} objects tracked by the collector", flush=True)
         for _ in range(args.repeat):
             started = time.process_time()
             one_run()
             best = min(best, (time.process_time() - started) / args.count)
         print(f"{scenario}: {best * 1e6:.0f} us CPU per "
-              f"{'REGISTER' if scenario == 'register' else 'call (11 messages)'} "
+              f"{UNITS[scenario]} "
               f"(best of {args.repeat} x {args.count})", flush=True)
         if args.profile:
             profile = cProfile.Profile()

@@ -376,7 +376,7 @@ KEYS: tuple[Key, ...] = (
     Key("sip_overload_retry_after", "sip_overload_retry_after", POSITIVE_INT, "5",
         "Retry-After seconds of the 503s sent when shedding load or rate limiting."),
     Key("sip_max_queue_delay_ms", "sip_max_queue_delay_ms", NON_NEGATIVE_INT, "0",
-        "How long a SIP datagram may wait in the UDP receive buffer (kernel receive timestamp) before a new INVITE or REGISTER in it is answered 503 statelessly; 0 (the default): off, because refusals still cost more than they save (bench/README.md, overload)."),
+        "How long a SIP datagram may wait in the UDP receive buffer (kernel receive timestamp) before a new INVITE or REGISTER in it is answered 503 statelessly; 0 (the default): off; the 503 is now written from the raw request before any parse, but on a host whose CPU is shared the wait also grows in the neighbours' bursts and refuses calls the server would have completed (bench/README.md, overload)."),
     Key("sip_max_tcp_connections_per_source", "sip_max_tcp_connections_per_source", POSITIVE_INT, "64",
         "Inbound SIP TCP/TLS connections one IP address may hold."),
     Key("sip_tcp_first_message_timeout", "sip_tcp_first_message_timeout", NON_NEGATIVE_INT, "10",

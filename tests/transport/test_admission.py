@@ -258,6 +258,51 @@ class SheddingTests(StackAdmissionTestCase):
         self.assertNotIn(503, self.answers_to(CLIENT)[before:])
         self.assertEqual(self.stack.load.shed, 0)
 
+    def test_refusal_from_raw_bytes_and_its_ack_absorbed(self):
+        """
+        While lagging, a new INVITE is refused from its raw lines (the raw screen counts it)
+        and the ACK that answers the 503 is dropped before any parse: it reaches neither the
+        transaction layer nor the core.  After Timer H's 32 s an ACK is no longer looked at.
+        """
+        self.lag()
+        self.protocol.datagramReceived(request("INVITE", 1), CLIENT)
+        refusal = parse_message(self.transport.written[-1][0])
+        self.assertEqual((refusal.status_code, refusal.headers.get("Retry-After")), (503, "7"))
+        ack = request("ACK", 1, to_tag=refusal.to.tag)
+        self.protocol.datagramReceived(ack, CLIENT)
+        self.assertEqual(self.stack.raw_shedding.absorbed, 1)
+        self.assertEqual(len(self.stack.layer), 0)
+        self.clock.advance(33)
+        self.protocol.datagramReceived(ack, CLIENT)
+        self.assertEqual(self.stack.raw_shedding.absorbed, 1)
+
+    def test_flood_of_new_invites_refused_statelessly(self):
+        """
+        The attack: 90 new INVITEs (distinct branches, Call-IDs) and the ACK of each 503 while
+        the server is overloaded.  Each INVITE gets exactly one 503, each ACK is absorbed, and
+        none of them leaves a transaction behind.
+        """
+        self.lag()
+        for number in range(90):
+            self.protocol.datagramReceived(request("INVITE", number), CLIENT)
+            tag = parse_message(self.transport.written[-1][0]).to.tag
+            self.protocol.datagramReceived(request("ACK", number, to_tag=tag), CLIENT)
+        self.assertEqual(self.answers_to(CLIENT), [503] * 90)
+        self.assertEqual((self.stack.load.shed, self.stack.raw_shedding.absorbed), (90, 90))
+        self.assertEqual(len(self.stack.layer), 0)
+
+    def test_unusual_request_refused_by_the_full_path(self):
+        """
+        A new INVITE the raw screen leaves alone (a folded Call-ID) is still refused, after its
+        parse, with the same 503.
+        """
+        self.lag()
+        folded = request("INVITE", 1).replace(b"Call-ID: ", b"Call-ID:\r\n ")
+        self.protocol.datagramReceived(folded, CLIENT)
+        refusal = parse_message(self.transport.written[-1][0])
+        self.assertEqual((refusal.status_code, refusal.call_id), (503, "adm-1@test"))
+        self.assertEqual(self.stack.load.shed, 1)
+
     def test_shed_over_the_transaction_bound(self):
         """
         With the transaction table at its bound, a new INVITE is refused; below it, taken.

@@ -17,15 +17,31 @@ DEFAULT_PORTS = {"udp": 5060, "tcp": 5060, "tls": 5061}
 RELIABLE_TRANSPORTS = frozenset({"tcp", "tls"})
 
 
+#: Answers of L{is_ip_literal} (bounded: hosts come from what peers write in Via and Contact).
+_literals: dict = {}
+_MAX_LITERALS = 4096
+
+
 def is_ip_literal(host: str) -> bool:
     """
     Whether C{host} is an IPv4 or IPv6 address (no brackets), not a name to resolve.
+
+    Remembered: C{ipaddress} costs microseconds per call, and the proxy asks for every
+    request it forwards.
     """
+    literal = _literals.get(host)
+    if literal is not None:
+        return literal
     try:
         ipaddress.ip_address(host)
     except ValueError:
-        return False
-    return True
+        literal = False
+    else:
+        literal = True
+    if len(_literals) >= _MAX_LITERALS:
+        _literals.clear()
+    _literals[host] = literal
+    return literal
 
 
 def same_host(written: str, address: str) -> bool:

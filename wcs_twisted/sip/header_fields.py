@@ -108,10 +108,9 @@ def canonical_name(name: str) -> str:
 
     @raise RemoteProtocolError: 400 when C{name} is not a token.
     """
-    try:
-        return _key_cache[name]
-    except KeyError:
-        pass
+    key = _key_cache.get(name)
+    if key is not None:
+        return key
     if not grammar.TOKEN.match(name):
         raise RemoteProtocolError(f"malformed header name {name[:80]!r}", 400)
     key = name.lower()
@@ -122,6 +121,9 @@ def canonical_name(name: str) -> str:
 
 
 def _local_key(name: str) -> str:
+    key = _key_cache.get(name)
+    if key is not None:
+        return key  # the common case, without the two calls below (~70 lookups per call)
     try:
         return canonical_name(name)
     except RemoteProtocolError:
@@ -202,7 +204,7 @@ class Headers:
         Return the first value of C{name}: the first element for list
         headers, the first header line's value otherwise.
         """
-        key = _local_key(name)
+        key = _key_cache.get(name) or _local_key(name)
         for entry_key, _, value in self._entries:
             if entry_key == key:
                 if key in LIST_HEADERS and "," in value:
@@ -218,7 +220,7 @@ class Headers:
         Return every value of C{name} in order; the comma-separated elements
         of list headers (L{LIST_HEADERS}) are split out.
         """
-        key = _local_key(name)
+        key = _key_cache.get(name) or _local_key(name)
         if key in LIST_HEADERS:
             result: List[str] = []
             for entry_key, _, value in self._entries:
@@ -234,13 +236,13 @@ class Headers:
         """
         Return the number of header lines (not list elements) named C{name}.
         """
-        key = _local_key(name)
+        key = _key_cache.get(name) or _local_key(name)
         return sum(1 for entry in self._entries if entry[0] == key)
 
     def __contains__(self, name: object) -> bool:
         if not isinstance(name, str):
             return False
-        key = _local_key(name)
+        key = _key_cache.get(name) or _local_key(name)
         return any(entry[0] == key for entry in self._entries)
 
     def items(self) -> List[Tuple[str, str]]:
@@ -272,7 +274,7 @@ class Headers:
         """
         Append a header line.
         """
-        key = _local_key(name)
+        key = _key_cache.get(name) or _local_key(name)
         self._entries.append((key, name, _check_local_value(value)))
 
     def prepend(self, name: str, value: str) -> None:
@@ -281,7 +283,7 @@ class Headers:
         line just before the first existing line of that name (or at the top),
         which is how a proxy pushes a Via or a Record-Route (RFC 3261 16.6).
         """
-        key = _local_key(name)
+        key = _key_cache.get(name) or _local_key(name)
         entry = (key, name, _check_local_value(value))
         for index, existing in enumerate(self._entries):
             if existing[0] == key:
@@ -294,7 +296,7 @@ class Headers:
         Replace every line of C{name} by one line holding C{value}, at the
         position of the first existing line (or at the end).
         """
-        key = _local_key(name)
+        key = _key_cache.get(name) or _local_key(name)
         entry = (key, name, _check_local_value(value))
         entries = []
         placed = False
@@ -313,7 +315,7 @@ class Headers:
         """
         Remove every line of C{name}; absent names are ignored.
         """
-        key = _local_key(name)
+        key = _key_cache.get(name) or _local_key(name)
         self._entries = [entry for entry in self._entries if entry[0] != key]
 
     def pop_first(self, name: str) -> Optional[str]:
@@ -322,7 +324,7 @@ class Headers:
         list header line, keeping the rest of that line), or L{None}.  This is
         how a proxy pops its own Via from a response (RFC 3261 16.7).
         """
-        key = _local_key(name)
+        key = _key_cache.get(name) or _local_key(name)
         for index, (entry_key, entry_name, value) in enumerate(self._entries):
             if entry_key != key:
                 continue

@@ -90,10 +90,24 @@ def _unquote(text: str) -> str:
     return unquote(text, errors="surrogateescape")
 
 
+#: Hosts found valid (bounded): a proxy sees the same few hosts in every message's Via and URI.
+_valid_hosts: dict = {}
+
+
 def check_host(host: str, what: str) -> str:
     """
     Validate a host (hostname, IPv4 address or IPv6 reference) and return it.
     """
+    if host in _valid_hosts:
+        return host
+    _check_host(host, what)
+    if len(_valid_hosts) >= 4096:
+        _valid_hosts.clear()
+    _valid_hosts[host] = True
+    return host
+
+
+def _check_host(host: str, what: str) -> str:
     if not host:
         raise _bad(f"{what} has an empty host")
     if host[0] == "[":

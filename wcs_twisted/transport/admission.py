@@ -11,9 +11,13 @@ proxy).  Both decisions are made per message with no I/O; the stack applies them
 from __future__ import annotations
 
 import ipaddress
-from typing import Iterable
+from typing import Callable, Iterable
 
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.logger import Logger
+
+from wcs_twisted.sip.stateless import StatelessAnswers, read_request
+from wcs_twisted.sip.transaction import TransactionKey
 
 #: Addresses a rate limit leaves alone unless told otherwise: local processes (a proxy or test
 #: tool on the same host) are as trusted as the server itself.
@@ -183,4 +187,72 @@ class LoadShedding:
             return f"reactor {self.lag.lag * 1000:.0f} ms late"
         if self.max_transactions and transactions >= self.max_transactions:
             return f"{transactions} transactions"
+        return None
+
+
+#: What L{RawShedding.screen} returns for a datagram to drop unanswered.
+ABSORBED = b""
+
+#: How long after a stateless refusal its ACK may come (64 * T1, RFC 3261 17.2.1's Timer H).
+ACK_WINDOW = 32.0
+
+
+class RawShedding:
+    """
+    L{LoadShedding} applied to a datagram's raw bytes, before its parse: a new INVITE or
+    REGISTER refused with a 503 written from the lines it needs (L{wcs_twisted.sip.stateless}),
+    and the ACK of such a 503 absorbed, each for a small part of what a parse costs.
+
+    What cannot be decided from the bytes (an unusual request, one within a dialog, a
+    retransmission of a request that has a transaction) is left to the full path.
+
+    @ivar absorbed: ACKs of our stateless refusals dropped so far.
+    """
+
+    log = Logger()
+
+    def __init__(self, load: LoadShedding, answers: StatelessAnswers) -> None:
+        self.load = load
+        self.answers = answers
+        self.absorbed = 0
+        self._last_refusal: float | None = None
+        self._reported_at = float("-inf")
+        self._reported_count = 0
+
+    def _report(self, reason: str, now: float) -> None:
+        """
+        One log line per second at most while shedding (a line per refusal would cost more
+        than the refusal): how many were refused since the last line, and why the latest.
+        """
+        if now - self._reported_at < 1.0:
+            return
+        self.log.info("SIP overload: {count} new INVITE/REGISTER answered 503 since the last "
+                      "report ({reason})", count=self.load.shed - self._reported_count,
+                      reason=reason)
+        self._reported_at, self._reported_count = now, self.load.shed
+
+    def screen(self, data: bytes, waited: float, transactions: int,
+               known: Callable[[TransactionKey], object], now: float) -> bytes | None:
+        """
+        A 503 to send for C{data}, L{ABSORBED} to drop it, or None to parse and serve it.
+
+        @param known: the live transaction with a key, if any (a retransmission is not refused).
+        """
+        if data.startswith(b"INVITE ") or data.startswith(b"REGISTER "):
+            reason = self.load.overloaded(transactions, waited)
+            if reason is None:
+                return None
+            request = read_request(data)
+            if request is None or request.to_tag is not None or known(request.server_key):
+                return None
+            self.load.shed += 1
+            self._last_refusal = now
+            self._report(reason, now)
+            return self.answers.unavailable(request, self.load.retry_after)
+        if (data.startswith(b"ACK ") and self._last_refusal is not None
+                and now - self._last_refusal <= ACK_WINDOW):
+            request = read_request(data)
+            if request is not None and self.answers.answers(request):
+                self.absorbed += 1
+                return ABSORBED
         return None

@@ -24,12 +24,14 @@ from wcs_twisted.interfaces import ISIPTransport, ITransactionUser
 from wcs_twisted.sip.errors import RemoteProtocolError
 from wcs_twisted.sip.events import MessageDiscarded, ResponseReceived, TransportErrorOccurred
 from wcs_twisted.sip.message import Request, Response, error_response, new_tag, parse_message
+from wcs_twisted.sip.stateless import StatelessAnswers
 from wcs_twisted.sip.transaction import server_key
 from wcs_twisted.sip.transaction_layer import TransactionLayer, generate_branch
 from wcs_twisted.sip.address import DEFAULT_PORTS, SIPAddress, is_ip_literal, same_host
 from wcs_twisted.transport.admission import (
     LOOPBACK_NETWORKS,
     LoadShedding,
+    RawShedding,
     ReactorLag,
     SourceRateLimit,
 )
@@ -138,6 +140,8 @@ class SIPStack:
         self.rate_limit = SourceRateLimit(source_rate, source_burst, source_exempt)
         self.load = LoadShedding(ReactorLag(clock, max_lag=max_lag), max_transactions,
                                  retry_after, max_queue_delay)
+        self.raw_shedding = RawShedding(self.load, StatelessAnswers(
+            (new_tag(random) + new_tag(random)).encode()))
         self._listeners = 0
 
     # --- wiring ---------------------------------------------------------------------------
@@ -188,6 +192,12 @@ class SIPStack:
         self.failover.heard_from(source.host)
         if not data.startswith(b"SIP/") and not self.rate_limit.allow(source.host,
                                                                        self.clock.seconds()):
+            return
+        screened = self.raw_shedding.screen(data, waited, len(self.layer),
+                                            self.layer.get_transaction, self.clock.seconds())
+        if screened is not None:
+            if screened:  # a 503 written from the raw request; else an ACK of one, absorbed
+                self._send(screened, source)
             return
         try:
             message = parse_message(data)

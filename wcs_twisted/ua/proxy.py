@@ -424,6 +424,8 @@ class Proxy:
         #: so that their arrival can be told from a request someone sent us directly.
         self._sent_here: dict[str, ResponseContext] = {}
         self._denied_domains: set[str] = set()
+        self._last_mark: tuple[Request, str] | None = None
+        self._record_routes: dict[tuple[str, str, int, bool], str] = {}
         self.bounds = ForwardingBounds(max_pending, max_unanswered, clock)
         #: Media anchors of calls between IPv4 and IPv6 phones (its C{anchor} set by tap.py).
         self.media = ProxyMedia()
@@ -831,13 +833,18 @@ class Proxy:
         16.6 step 8: a digest of what makes a request itself, appended to our branch so we
         recognise it if it comes back unchanged (a loop, not a spiral).
         """
+        last = self._last_mark
+        if last is not None and last[0] is request:
+            return last[1]  # _looped and _forward both ask, for the same request
         headers = request.headers
         text = "\x00".join((
             str(request.uri), headers.get("To") or "", headers.get("From") or "",
             headers.get("Call-ID") or "", headers.get("CSeq") or "",
             ",".join(headers.get_all("Route")), ",".join(headers.get_all("Proxy-Require")),
         ))
-        return "%08x" % zlib.crc32(text.encode("utf-8", "surrogateescape"))
+        mark = "%08x" % zlib.crc32(text.encode("utf-8", "surrogateescape"))
+        self._last_mark = (request, mark)
+        return mark
 
     def _looped(self, request: Request) -> bool:
         """
@@ -846,14 +853,11 @@ class Proxy:
         mark = None
         hosts = self._hosts
         for value in request.headers.get_all("Via"):
-            lowered = value.lower()
-            if not any(host in lowered for host in hosts):
-                continue
             try:
-                via = Via.parse(value)
+                via = Via.parse(value)  # memoised: the parser has read every Via already
             except RemoteProtocolError:
                 continue
-            if _strip_brackets(via.host).lower() not in self._hosts:
+            if _strip_brackets(via.host).lower() not in hosts:
                 continue
             branch = via.branch or ""
             if mark is None:
@@ -866,10 +870,9 @@ class Proxy:
         response = event.request.create_response(status, reason, to_tag=self.core.new_tag())
         for name, value in extra:
             response.headers.add(name, value)
+        # Counted, not logged: twistd writes debug events too, at ~65 us each, and a refusal
+        # comes in floods (overload, scans); the message trace shows each one when asked.
         self.refused += 1
-        self.log.debug("{method} {uri} from {source} answered {status}",
-                       method=event.request.method, uri=str(event.request.uri),
-                       source=str(event.source), status=status)
         self.core.respond(event.transaction_key, response)
 
     def _deny(self, event, domain: str) -> None:
@@ -964,8 +967,13 @@ class Proxy:
     def _record_route(self, transport: str, toward: str | None = None,
                       secure: bool = False) -> str:
         host, port = self.transport.local_address(transport, toward)
-        uri = (SIPURI("sips", None, None, host_text(host), port, (("lr", None),))
-               if secure and transport == "tls" else
-               SIPURI("sip", None, None, host_text(host), port,
-                      (("transport", transport), ("lr", None))))
-        return str(NameAddress(None, uri))
+        secure = secure and transport == "tls"
+        key = (transport, host, port, secure)
+        value = self._record_routes.get(key)
+        if value is None:  # built once per address of ours (two per forwarded INVITE)
+            uri = (SIPURI("sips", None, None, host_text(host), port, (("lr", None),))
+                   if secure else
+                   SIPURI("sip", None, None, host_text(host), port,
+                          (("transport", transport), ("lr", None))))
+            value = self._record_routes[key] = str(NameAddress(None, uri))
+        return value
