@@ -65,11 +65,23 @@ class TrustedPeers:
     UDP source gets no answer back, and loopback sources cannot arrive from the network.
     """
 
+    #: Answers remembered (asked per forwarded request; hosts come from the network).
+    MAX_REMEMBERED = 4096
+
     def __init__(self, networks: Iterable[str]) -> None:
         self.networks = tuple(ipaddress.ip_network(network, strict=False)
                               for network in networks)
+        self._answers: dict[object, bool] = {}
 
     def __contains__(self, host: object) -> bool:
+        answer = self._answers.get(host)
+        if answer is None:
+            if len(self._answers) >= self.MAX_REMEMBERED:
+                self._answers.clear()
+            answer = self._answers[host] = self._trusted(host)
+        return answer
+
+    def _trusted(self, host: object) -> bool:
         try:
             address = ipaddress.ip_address(str(host).strip("[]"))
         except ValueError:
