@@ -1,0 +1,165 @@
+"""
+Bad networks (issue 13): the home network's link is lossy, jittery and reorders, and calls
+through the gateway keep their audio and their video.
+
+The cloud topology of L{tests.integration.test_topology_nat}; the home router (C{hnat}), which
+every packet between the browsers and the gateway crosses, impairs the UDP it forwards both ways:
+5 % loss (iptables C{statistic}) and 0-60 ms of delay per packet (NFQUEUE, held by
+L{tests.integration.nfqueue_delay}), so about 30 ms of jitter and packets overtaking each other.
+This kernel has no sch_netem; where a kernel has it, L{NetemVariantTests} runs the same
+call with C{tc netem} on the home link instead.
+
+What the far end receives is measured with and without the impairment: the tone's frequency,
+the fraction of the call's duration the phone's recording holds, and the breaks in the tone
+(a lost, unconcealed frame is a phase jump); for video the frames the receiving browser
+decoded.
+
+    .venv/bin/python -m twisted.trial --reactor=asyncio tests.integration.test_topology_impaired
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy
+from twisted.logger import Logger
+
+from tests.integration import audio
+from tests.integration.netns import Impairment, netem
+from tests.integration.peers import poll, require_binary
+from tests.integration.test_nat_registrar import NamespacedBaresip
+from tests.integration.test_topology_nat import INTERNET_PHONE, CloudTopologyTestCase
+
+#: Seconds of call measured.
+WINDOW = 8.0
+
+
+def tone_breaks(samples, rate: int, freq: float, block_s: float = 0.01,
+                max_phase: float = 0.6) -> int:
+    """
+    How many times a recorded tone of C{freq} breaks: a 10 ms block whose phase jumps from
+    the previous one (a frame left out) or whose level falls under half the median (a gap).
+    C{freq} must not fit a whole number of periods in a 20 ms frame, or a missing frame is
+    invisible.
+    """
+    size = int(rate * block_s)
+    blocks = len(samples) // size
+    t = numpy.arange(blocks * size)
+    z = (samples[:blocks * size] * numpy.exp(-2j * numpy.pi * freq * t / rate)).reshape(
+        blocks, size).sum(axis=1)
+    magnitude = numpy.abs(z)
+    quiet = magnitude < numpy.median(magnitude) / 2
+    jump = numpy.abs(numpy.angle(z[1:] * numpy.conj(z[:-1]))) > max_phase
+    bad = jump | quiet[1:] | quiet[:-1]
+    return int(numpy.sum(bad[1:] & ~bad[:-1]) + (1 if len(bad) and bad[0] else 0))
+
+
+class ImpairedTestCase(CloudTopologyTestCase):
+    """
+    The cloud topology with an L{Impairment} on the home router (started by L{impair}).
+    """
+
+    timeout = 150
+    log = Logger()
+
+    def impair(self) -> Impairment:
+        impairment = Impairment(self.topology, self.homenat)
+        impairment.start()
+        self.addCleanup(impairment.stop)
+        return impairment
+
+    async def phone(self, tone_hz: int = 1000) -> NamespacedBaresip:
+        """
+        baresip on the Internet (203.0.113.20:5060), PCMU, answering at once, sending
+        C{tone_hz} and recording what it receives.
+        """
+        require_binary("baresip")
+        wav = audio.write_tone_wav(os.path.join(self.workdir, "phone.wav"), tone_hz, 60)
+        phone = NamespacedBaresip(self.topology, self.inet, INTERNET_PHONE, self.workdir, "bob",
+                                  self.reactor, tone_wav=wav, codecs=("PCMU/8000/1",))
+        self.addCleanup(phone.stop)
+        await phone.start(timeout=15)
+        return phone
+
+    async def audio_call(self, codecs: list[str], impaired: bool) -> dict:
+        """
+        The browser behind the home router calls the phone with a 440 Hz tone in C{codecs};
+        return what the phone and the browser received over L{WINDOW} seconds.
+        """
+        impairment = self.impair() if impaired else None
+        phone = await self.phone()
+        browser = await self.connect_local("alice")
+        call_id = await browser.call(f"bob@{INTERNET_PHONE}", tone_hz=440, codecs=codecs)
+        await browser.wait_status(call_id, "ESTABLISHED", timeout=30)
+        recording = await phone.wait_for_received_audio(1.0, timeout=20)
+        heard = await browser.wait_audio(call_id, seconds=1.0, timeout=20)
+        start, before = self.reactor.seconds(), audio.wav_duration(recording)
+        browser_before = audio.wav_duration(heard)
+        await browser.wait_audio(call_id, seconds=browser_before + WINDOW, timeout=WINDOW * 3)
+        elapsed, after = self.reactor.seconds() - start, audio.wav_duration(recording)
+        await browser.hangup(call_id)
+        await browser.wait_status(call_id, "FINISH", timeout=15)
+        samples, rate = audio.read_wav(recording)
+        window = samples[int(before * rate):int(after * rate)]
+        figures = {
+            "codecs": codecs, "impaired": impaired,
+            "phone_hz": round(audio.dominant_frequency(recording, start=before), 1),
+            "phone_fraction": round((after - before) / elapsed, 3),
+            "phone_breaks": tone_breaks(window, rate, 440),
+            "browser_hz": round(audio.dominant_frequency(heard, start=browser_before), 1),
+        }
+        if impairment is not None:
+            figures["impairment"] = impairment.stop()
+        self.log.info("impaired audio figures: {figures}", figures=figures)
+        print(f"\n{self.id()}: {figures}")
+        self.assertLess(abs(figures["phone_hz"] - 440), 10, figures)
+        self.assertLess(abs(figures["browser_hz"] - 1000), 10, figures)
+        if impairment is not None:
+            self.assertImpaired(figures["impairment"])
+        return figures
+
+    def assertImpaired(self, impairment: dict) -> None:
+        """
+        The path really was impaired: packets were dropped, delayed over a 0-60 ms range and
+        released out of order.
+        """
+        self.assertGreater(impairment["dropped"], 0, impairment)
+        self.assertGreater(impairment["held"], 100, impairment)
+        self.assertGreater(impairment["reordered"], 0, impairment)
+        self.assertGreater(impairment["max_ms"] - impairment["min_ms"], 40, impairment)
+
+
+class ImpairedAudioTests(ImpairedTestCase):
+    """
+    Audio between a browser behind a bad home link and a phone on the Internet.
+    """
+
+    async def test_relayed_pcmu_clean_link(self):
+        """
+        The reference: PCMU relayed (both legs PCMU), no impairment; the phone's recording
+        holds the whole call without a break.
+        """
+        figures = await self.audio_call(["PCMU"], impaired=False)
+        self.assertGreater(figures["phone_fraction"], 0.95, figures)
+        self.assertLessEqual(figures["phone_breaks"], 2, figures)
+
+    async def test_relayed_pcmu_bad_link(self):
+        """
+        PCMU relayed across 5 % loss and 0-60 ms jitter: the tone arrives right at both ends;
+        what the browser lost the phone cannot get back (G.711 has no redundancy and the relay
+        does not decode), so the phone's recording misses about the lost share.
+        """
+        figures = await self.audio_call(["PCMU"], impaired=True)
+        self.assertGreater(figures["phone_fraction"], 0.85, figures)
+
+    async def test_transcoded_opus_bad_link(self):
+        """
+        Opus from the browser transcoded to PCMU across the bad link: the jitter buffer puts
+        reordered packets back and Opus's concealment fills each loss, so the phone receives
+        a continuous stream.
+        """
+        figures = await self.audio_call(["opus"], impaired=True)
+        self.assertGreater(figures["phone_fraction"], 0.95, figures)
+        # Relayed PCMU breaks about 50 times in the same 8 s (every loss, and every packet
+        # later than the phone's buffer); concealed, a handful remain.
+        self.assertLessEqual(figures["phone_breaks"], 12, figures)
