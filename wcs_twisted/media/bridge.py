@@ -351,9 +351,15 @@ class MediaBridge:
     def _feedback(self, session, other, kind: str, packets: list) -> None:
         """
         RTCP from C{session}'s peer: a keyframe request goes on to the
-        other leg as a PLI, and to the call layer's hook.
+        other leg as a PLI, and to the call layer's hook; a video NACK goes
+        on to the other leg (L{_pass_nack}).
         """
-        if not rtcp.is_keyframe_request(packets) or other.video is None:
+        if other.video is None:
+            return
+        for packet in packets:
+            if packet.lost:
+                self._pass_nack(session, other, packet)
+        if not rtcp.is_keyframe_request(packets):
             return
         if self._clock is not None:
             now = self._clock.seconds()
@@ -363,3 +369,23 @@ class MediaBridge:
         other.send_keyframe_request(self._last_video[id(other)].ssrc)
         if self.on_keyframe_request is not None:
             self.on_keyframe_request(other)
+
+    @staticmethod
+    def _pass_nack(session, other, packet) -> None:
+        """
+        A Generic NACK (RFC 4585 6.2.1) for the video we relay to C{session}'s
+        peer.  What the leg still holds it sends again (lost after us); the
+        rest never reached us, so ask C{other}'s peer, which sent them and
+        keeps them for retransmission (browsers do), in its own numbering: its
+        retransmission is relayed like any packet and leaves with the number
+        that was asked for.
+        """
+        if session.video is None:
+            return
+        rewriter = session.rewriter("video")
+        if packet.media_ssrc != rewriter.ssrc:
+            return
+        missing = session.retransmit_video(packet.lost)
+        mapped = [rewriter.source_sequence(seq) for seq in missing]
+        if mapped and mapped[0] is not None:
+            other.send_nack(mapped[0][0], [seq for _, seq in mapped])
