@@ -292,6 +292,21 @@ def _parse_ipv4(ip: bytes) -> Packet | None:
 _DELAYER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "nfqueue_delay.py")
 
 
+def require_netem() -> None:
+    """
+    L{SkipTest} with the kernel's answer unless C{tc qdisc ... netem} works (probed on the
+    loopback of a throw-away namespace).
+    """
+    probe = f"wcsnetem{os.getpid()}"
+    made = _run(["ip", "netns", "add", probe])
+    if made.returncode:
+        raise SkipTest(f"ip netns add failed: {made.stderr.strip()}")
+    try:
+        netem(Topology(), probe, "lo", "delay", "1ms")
+    finally:
+        _run(["ip", "netns", "del", probe])
+
+
 def netem(topology: Topology, namespace: str, interface: str, *arguments: str) -> None:
     """
     C{tc qdisc add dev interface root netem arguments} in C{namespace}; L{SkipTest} with the
