@@ -133,16 +133,17 @@ async def open_sdk_page(test, playwright, tone_hz: int):
     return browser, page, console
 
 
-class HomeBrowserTests(CloudTopologyTestCase):
+class HomeBrowserTestCase(CloudTopologyTestCase):
     """
-    Chromium behind the home NAT, the official SDK over https/wss from the public address.
+    Chromium behind the home NAT, the official SDK over https/wss from the public address
+    (the set-up; the tests are in subclasses).
     """
 
     timeout = 150
 
     def setUp(self):
         require_binary("baresip")
-        return install_sdk(self).addCallback(lambda _: super(HomeBrowserTests, self).setUp())
+        return install_sdk(self).addCallback(lambda _: super(HomeBrowserTestCase, self).setUp())
 
     def gateway_settings(self) -> str:
         self.ca, certificate, key = make_certificates(self.workdir)
@@ -163,6 +164,12 @@ class HomeBrowserTests(CloudTopologyTestCase):
             port = self.reactor.listenSSL(PAGE_PORT, Site(File(site_dir)), options,
                                           interface=PRIVATE)
         self.addCleanup(port.stopListening)
+
+
+class HomeBrowserTests(HomeBrowserTestCase):
+    """
+    The SDK Phone page behind the home NAT calls a phone on the Internet.
+    """
 
     @browser_test
     async def test_sdk_phone_page_calls_internet_phone(self):

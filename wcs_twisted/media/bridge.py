@@ -206,6 +206,14 @@ class MediaBridge:
         if self._closed:
             return
         self._closed = True
+        for key, transcoder in self.transcoders.items():
+            jitter = transcoder.jitter
+            self.log.info(
+                "Transcoded {key}: {packets} packets, {lost} lost ({repaired} repaired from "
+                "FEC), {late} late, {recovered} reordered in time",
+                key=key, packets=transcoder.packets_in, lost=jitter.lost,
+                repaired=jitter.repaired, late=jitter.late, recovered=jitter.recovered,
+            )
         for session in (self.a, self.b):
             self._detach(session)
             if session.bridge is self:
