@@ -165,6 +165,19 @@ class HomeBrowserTestCase(CloudTopologyTestCase):
                                           interface=PRIVATE)
         self.addCleanup(port.stopListening)
 
+    async def sdk_call(self, playwright, callee: str, tone_hz: int = 440):
+        """
+        Chromium on the SDK page connects as alice over wss and calls C{callee}; returns the
+        browser and the page once the call is ESTABLISHED.
+        """
+        browser, page, console = await open_sdk_page(self, playwright, tone_hz)
+        status = await page.evaluate("url => connect(url, 'alice')",
+                                     f"wss://{PUBLIC}:{WSS_PORT}")
+        self.assertEqual(status, "ESTABLISHED", console)
+        await page.evaluate("callee => makeCall(callee)", callee)
+        await page.wait_for_function("callStatuses.includes('ESTABLISHED')", timeout=30000)
+        return browser, page
+
 
 class HomeBrowserTests(HomeBrowserTestCase):
     """
@@ -189,12 +202,7 @@ class HomeBrowserTests(HomeBrowserTestCase):
 
         playwright = await async_playwright().start()
         try:
-            browser, page, console = await open_sdk_page(self, playwright, 440)
-            status = await page.evaluate("url => connect(url, 'alice')",
-                                         f"wss://{PUBLIC}:{WSS_PORT}")
-            self.assertEqual(status, "ESTABLISHED", console)
-            await page.evaluate("makeCall('bob')")
-            await page.wait_for_function("callStatuses.includes('ESTABLISHED')", timeout=30000)
+            browser, page = await self.sdk_call(playwright, "bob")
             await page.wait_for_function(
                 f"inboundAudioPackets().then(n => n > {PACKETS_FLOWING})", timeout=20000)
             heard = await wait_for(bob.wait_for_received_audio(1.5, timeout=15))

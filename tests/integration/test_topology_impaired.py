@@ -29,10 +29,8 @@ from tests.integration import audio
 from tests.integration.netns import Impairment, netem, require_netem
 from tests.integration.peers import poll, require_binary
 from tests.integration.test_nat_registrar import NamespacedBaresip
-from tests.integration.test_topology_browser import (
-    WSS_PORT, HomeBrowserTestCase, open_sdk_page,
-)
-from tests.integration.test_topology_nat import INTERNET_PHONE, PUBLIC, CloudTopologyTestCase
+from tests.integration.test_topology_browser import HomeBrowserTestCase
+from tests.integration.test_topology_nat import INTERNET_PHONE, CloudTopologyTestCase
 from tests.web.browser import browser_test, wait_for
 
 #: Seconds of call measured.
@@ -318,12 +316,7 @@ class ChromiumImpairedTests(HomeBrowserTestCase, ImpairedTestCase):
         await wait_for(bob.start(timeout=15))
         playwright = await async_playwright().start()
         try:
-            browser, page, console = await open_sdk_page(self, playwright, 440)
-            status = await page.evaluate("url => connect(url, 'alice')",
-                                         f"wss://{PUBLIC}:{WSS_PORT}")
-            self.assertEqual(status, "ESTABLISHED", console)
-            await page.evaluate(f"makeCall('bob@{INTERNET_PHONE}')")
-            await page.wait_for_function("callStatuses.includes('ESTABLISHED')", timeout=30000)
+            browser, page = await self.sdk_call(playwright, f"bob@{INTERNET_PHONE}")
             recording = await wait_for(bob.wait_for_received_audio(1.0, timeout=20))
             start, before = self.reactor.seconds(), audio.wav_duration(recording)
             # What the browser receives paces the wait: WINDOW seconds of 20 ms packets.
