@@ -7,6 +7,7 @@ answering from the leg's history or passing the rest upstream
 """
 
 import random
+import struct
 
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -14,7 +15,9 @@ from tests.media.fakes import FakeUDPReactor
 from tests.media.test_bridge import VP8, FakeSession, stream
 from tests.media.test_webrtc import SERVER_CERT, Browser, fingerprints, BROWSER_CERT
 from wcs_twisted.media import rtcp
-from wcs_twisted.media.bridge import MediaBridge
+from twisted.internet.task import Clock
+
+from wcs_twisted.media.bridge import NACK_BUDGET, MediaBridge
 from wcs_twisted.media.ports import PortPool
 from wcs_twisted.media.rtp_packet import RTPRewriter, build_rtp, peek_header
 from wcs_twisted.media.webrtc import VIDEO_HISTORY, WebRTCTransport
@@ -144,6 +147,31 @@ class BridgeNACKTests(SynchronousTestCase):
         """
         self.nack(0x1234, [self.first])
         self.assertEqual((self.sip.nacks, self.browser.retransmitted), ([], []))
+
+    def test_nack_flood_is_bounded(self):
+        """
+        The attack: NACKs naming thousands of numbers, many times a second.  Each serves at
+        most NACK_LIMIT numbers, and a leg's peer gets at most NACK_BUDGET served per second
+        (resent or asked upstream) until the next second.
+        """
+        clock = Clock()
+        self.bridge._clock = clock
+        self.browser.held = set(range(65536))
+        ssrc = self.browser.rewriters["video"].ssrc
+        # 300 FCI entries of 17 numbers each: 5100 numbers in one 1.2 kB packet.
+        fci = b"".join(struct.pack("!HH", pid, 0xFFFF) for pid in range(0, 5100, 17))
+        body = struct.pack("!II", 0xB0B, ssrc) + fci
+        flood = rtcp.parse_compound(
+            struct.pack("!BBH", 0x80 | rtcp.RTPFB_NACK, rtcp.RTCP_RTPFB, len(body) // 4) + body)
+        self.assertEqual(len(flood[0].lost), 5100)
+        self.browser.feedback("video", flood)
+        self.assertEqual(len(self.browser.retransmitted), rtcp.NACK_LIMIT)
+        for _ in range(50):
+            self.browser.feedback("video", flood)
+        self.assertEqual(len(self.browser.retransmitted), NACK_BUDGET)
+        clock.advance(1.0)
+        self.browser.feedback("video", flood)
+        self.assertEqual(len(self.browser.retransmitted), NACK_BUDGET + rtcp.NACK_LIMIT)
 
     def test_all_held_nothing_upstream(self):
         """

@@ -53,8 +53,9 @@ TELEPHONE_EVENTS: tuple[Codec, ...] = (
 )
 
 #: Video is relayed only, so these are the formats worth offering: keyframe
-#: requests (PLI, FIR) and Generic NACKs are passed to the sending peer, which
-#: answers from its own retransmission history (MediaBridge._pass_nack).
+#: requests (PLI, FIR) are passed to the sending peer; Generic NACKs are answered
+#: from the WebRTC leg's history of sent packets, or passed to the sending peer for
+#: what never reached us (MediaBridge._pass_nack).
 _VIDEO_FEEDBACK = ("ccm fir", "nack", "nack pli")
 VIDEO_CODECS: tuple[Codec, ...] = (
     Codec(96, "VP8", 90000, None, {}, _VIDEO_FEEDBACK),

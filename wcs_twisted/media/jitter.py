@@ -8,8 +8,9 @@ It is driven by arrivals only, without a timer: in-order packets go straight thr
 added delay in the common case); a packet after a gap waits until C{depth} later packets
 have arrived (C{depth} x 20 ms, 60 ms by default) for the missing one, which is then
 declared lost and concealed - or, for a codec with in-band FEC (Opus, RFC 6716 2.1.7),
-rebuilt from the redundancy the packet after it carries, which is at hand by then.  Playout timing is left to the receiver on the other leg (the
-browser's own jitter buffer), which smooths the arrival jitter that passes through here.
+rebuilt from the redundancy the packet after it carries, which is at hand by then.
+Playout timing is left to the receiver on the other leg (the browser's own jitter buffer),
+which smooths the arrival jitter that passes through here.
 """
 
 from __future__ import annotations
