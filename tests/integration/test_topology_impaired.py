@@ -12,7 +12,8 @@ call with C{tc netem} on the home link instead.
 What the far end receives is measured with and without the impairment: the tone's frequency,
 the fraction of the call's duration the phone's recording holds, and the breaks in the tone
 (a lost, unconcealed frame is a phase jump); for video the frames the receiving browser
-decoded.
+decoded.  The browser is the aiortc WCS client, and once Chromium with the official SDK Phone
+page (L{ChromiumImpairedTests}), whose own receive statistics are read too.
 
     .venv/bin/python -m twisted.trial --reactor=asyncio tests.integration.test_topology_impaired
 """
