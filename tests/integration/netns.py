@@ -405,3 +405,22 @@ class Impairment:
         except OSError:
             pass
         return self.figures
+
+
+def renew_default_executor(reactor) -> None:
+    """
+    Give the reactor's asyncio loop a new default thread pool, and let the old one's threads
+    end.  A thread inherits the network namespace of the thread that starts it, so pool
+    threads started while this thread was inside a namespace (aiortc encodes in the pool)
+    would serve later tests from there - a namespace that no longer exists ("Connection
+    refused" to 127.0.0.1).  Call it once this thread is back home.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    loop = getattr(reactor, "_asyncioEventloop", None)
+    if loop is None:
+        return
+    old = getattr(loop, "_default_executor", None)
+    loop.set_default_executor(ThreadPoolExecutor())
+    if old is not None:
+        old.shutdown(wait=False)
