@@ -27,7 +27,7 @@ import numpy
 from twisted.logger import Logger
 
 from tests.integration import audio
-from tests.integration.netns import Impairment, netem, renew_default_executor, require_netem
+from tests.integration.netns import Impairment, netem, require_netem
 from tests.integration.peers import poll, require_binary
 from tests.integration.test_nat_registrar import NamespacedBaresip
 from tests.integration.test_topology_browser import HomeBrowserTestCase
@@ -72,13 +72,6 @@ class ImpairedTestCase(CloudTopologyTestCase):
 
     timeout = 150
     log = Logger()
-
-    def setUp(self):
-        from twisted.internet import reactor
-
-        # Registered first, so it runs last: after this thread has left the home namespace.
-        self.addCleanup(renew_default_executor, reactor)
-        return super().setUp()
 
     def impair(self) -> Impairment:
         impairment = Impairment(self.topology, self.homenat)
