@@ -285,3 +285,142 @@ def _parse_ipv4(ip: bytes) -> Packet | None:
     body = header + (8 if ip[9] == socket.IPPROTO_UDP else (ip[header + 12] >> 4) * 4)
     return Packet(_PROTOCOLS[ip[9]], (source, ports[0]), (destination, ports[1]),
                   bytes(ip[body:total]))
+
+
+# -- impairment: loss, jitter and reordering on a router's path (issue 13, "Bad networks") --
+
+_DELAYER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "nfqueue_delay.py")
+
+
+def require_netem() -> None:
+    """
+    L{SkipTest} with the kernel's answer unless C{tc qdisc ... netem} works (probed on the
+    loopback of a throw-away namespace).
+    """
+    probe = f"wcsnetem{os.getpid()}"
+    made = _run(["ip", "netns", "add", probe])
+    if made.returncode:
+        raise SkipTest(f"ip netns add failed: {made.stderr.strip()}")
+    try:
+        netem(Topology(), probe, "lo", "delay", "1ms")
+    finally:
+        _run(["ip", "netns", "del", probe])
+
+
+def netem(topology: Topology, namespace: str, interface: str, *arguments: str) -> None:
+    """
+    C{tc qdisc add dev interface root netem arguments} in C{namespace}; L{SkipTest} with the
+    kernel's answer when it has no sch_netem (L{Impairment} does the same job without it).
+    """
+    result = _run(topology.command(namespace, ["tc", "qdisc", "add", "dev", interface, "root",
+                                               "netem", *arguments]))
+    if result.returncode:
+        raise SkipTest(f"tc netem is not available: {result.stderr.strip()}")
+
+
+class Impairment:
+    """
+    A bad link inside the kernel's forwarding path of router namespace C{router}, for kernels
+    without sch_netem: every forwarded UDP packet (both directions) is dropped with probability
+    C{loss} (iptables C{statistic --mode random}), and the rest go through NFQUEUE to
+    L{tests.integration.nfqueue_delay}, which accepts each after uniform(C{delay_ms} -
+    C{jitter_ms}, C{delay_ms} + C{jitter_ms}) ms, so packets overtake each other as under netem.
+
+    L{start} before the traffic, L{stop} (idempotent) to remove the rules and collect
+    L{figures}: what was dropped, held and reordered - proof that the path really was impaired.
+    """
+
+    _queues = 0
+
+    def __init__(self, topology: Topology, router: str, loss: float = 0.05,
+                 delay_ms: float = 30.0, jitter_ms: float = 30.0, seed: int = 13) -> None:
+        Impairment._queues += 1
+        self.topology, self.router = topology, router
+        self.loss, self.delay_ms, self.jitter_ms, self.seed = loss, delay_ms, jitter_ms, seed
+        self.queue = 1000 + (os.getpid() % 1000) * 10 + Impairment._queues % 10
+        self.figures: dict = {}
+        self._process: subprocess.Popen | None = None
+        self._rules: list[list[str]] = []
+        self._path = f"/tmp/wcs-impair-{os.getpid()}-{self.queue}.json"
+
+    def start(self) -> None:
+        """
+        Bind the queue, then insert the rules (DROP first, then NFQUEUE).
+        """
+        import sys  # here, not at the top: this block is appended for easy merging
+        self._process = subprocess.Popen(
+            self.topology.command(self.router, [
+                sys.executable, _DELAYER, str(self.queue), str(self.delay_ms),
+                str(self.jitter_ms), str(self.seed), self._path]),
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        ready = self._process.stdout.readline().strip()
+        if ready != "ready":
+            self._process.wait(timeout=5)
+            raise RuntimeError(f"the NFQUEUE delayer did not start: {ready} "
+                               f"{self._process.stderr.read().strip()}")
+        self._rules = [
+            ["FORWARD", "-p", "udp", "-m", "statistic", "--mode", "random", "--probability",
+             str(self.loss), "-j", "DROP"],
+            ["FORWARD", "-p", "udp", "-j", "NFQUEUE", "--queue-num", str(self.queue)],
+        ]
+        for rule in self._rules:
+            self.topology._check(self.topology.command(self.router, ["iptables", "-A", *rule]))
+
+    def counters(self) -> dict[str, int]:
+        """
+        Packets the rules matched so far: C{dropped} (loss) and C{queued} (delayed).
+        """
+        listing = self.topology._check(self.topology.command(
+            self.router, ["iptables", "-L", "FORWARD", "-n", "-v", "-x"]))
+        counts = {"dropped": 0, "queued": 0}
+        for line in listing.splitlines():
+            fields = line.split()
+            if len(fields) > 2 and fields[2] == "DROP" and "statistic" in line:
+                counts["dropped"] += int(fields[0])
+            elif len(fields) > 2 and fields[2] == "NFQUEUE":
+                counts["queued"] += int(fields[0])
+        return counts
+
+    def stop(self) -> dict:
+        """
+        Remove the rules, stop the delayer (it releases what it holds) and return L{figures}.
+        """
+        if self._process is None:
+            return self.figures
+        self.figures.update(self.counters())
+        for rule in self._rules:
+            _run(self.topology.command(self.router, ["iptables", "-D", *rule]))
+        process, self._process = self._process, None
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
+        try:
+            import json
+            with open(self._path) as handle:
+                self.figures.update(json.load(handle))
+            os.unlink(self._path)
+        except OSError:
+            pass
+        return self.figures
+
+
+def renew_default_executor(reactor) -> None:
+    """
+    Give the reactor's asyncio loop a new default thread pool, and let the old one's threads
+    end.  A thread inherits the network namespace of the thread that starts it, so pool
+    threads started while this thread was inside a namespace (aiortc encodes in the pool)
+    would serve later tests from there - a namespace that no longer exists ("Connection
+    refused" to 127.0.0.1).  Call it once this thread is back home.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    loop = getattr(reactor, "_asyncioEventloop", None)
+    if loop is None:
+        return
+    old = getattr(loop, "_default_executor", None)
+    loop.set_default_executor(ThreadPoolExecutor())
+    if old is not None:
+        old.shutdown(wait=False)

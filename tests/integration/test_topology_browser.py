@@ -133,16 +133,17 @@ async def open_sdk_page(test, playwright, tone_hz: int):
     return browser, page, console
 
 
-class HomeBrowserTests(CloudTopologyTestCase):
+class HomeBrowserTestCase(CloudTopologyTestCase):
     """
-    Chromium behind the home NAT, the official SDK over https/wss from the public address.
+    Chromium behind the home NAT, the official SDK over https/wss from the public address
+    (the set-up; the tests are in subclasses).
     """
 
     timeout = 150
 
     def setUp(self):
         require_binary("baresip")
-        return install_sdk(self).addCallback(lambda _: super(HomeBrowserTests, self).setUp())
+        return install_sdk(self).addCallback(lambda _: super(HomeBrowserTestCase, self).setUp())
 
     def gateway_settings(self) -> str:
         self.ca, certificate, key = make_certificates(self.workdir)
@@ -164,6 +165,25 @@ class HomeBrowserTests(CloudTopologyTestCase):
                                           interface=PRIVATE)
         self.addCleanup(port.stopListening)
 
+    async def sdk_call(self, playwright, callee: str, tone_hz: int = 440):
+        """
+        Chromium on the SDK page connects as alice over wss and calls C{callee}; returns the
+        browser and the page once the call is ESTABLISHED.
+        """
+        browser, page, console = await open_sdk_page(self, playwright, tone_hz)
+        status = await page.evaluate("url => connect(url, 'alice')",
+                                     f"wss://{PUBLIC}:{WSS_PORT}")
+        self.assertEqual(status, "ESTABLISHED", console)
+        await page.evaluate("callee => makeCall(callee)", callee)
+        await page.wait_for_function("callStatuses.includes('ESTABLISHED')", timeout=30000)
+        return browser, page
+
+
+class HomeBrowserTests(HomeBrowserTestCase):
+    """
+    The SDK Phone page behind the home NAT calls a phone on the Internet.
+    """
+
     @browser_test
     async def test_sdk_phone_page_calls_internet_phone(self):
         """
@@ -182,12 +202,7 @@ class HomeBrowserTests(CloudTopologyTestCase):
 
         playwright = await async_playwright().start()
         try:
-            browser, page, console = await open_sdk_page(self, playwright, 440)
-            status = await page.evaluate("url => connect(url, 'alice')",
-                                         f"wss://{PUBLIC}:{WSS_PORT}")
-            self.assertEqual(status, "ESTABLISHED", console)
-            await page.evaluate("makeCall('bob')")
-            await page.wait_for_function("callStatuses.includes('ESTABLISHED')", timeout=30000)
+            browser, page = await self.sdk_call(playwright, "bob")
             await page.wait_for_function(
                 f"inboundAudioPackets().then(n => n > {PACKETS_FLOWING})", timeout=20000)
             heard = await wait_for(bob.wait_for_received_audio(1.5, timeout=15))

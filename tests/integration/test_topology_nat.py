@@ -25,7 +25,7 @@ from twisted.internet import defer
 from twisted.trial.unittest import TestCase
 
 from tests.integration import audio
-from tests.integration.netns import Topology, require_netns
+from tests.integration.netns import Topology, renew_default_executor, require_netns
 from tests.integration.peers import PeerProcess, poll, require_binary, sipp_scenario
 from tests.integration.test_local_mode import first_message
 from tests.integration.wcs_client import WCSClient
@@ -80,6 +80,8 @@ class CloudTopologyTestCase(TestCase):
         from twisted.internet import reactor
 
         self.reactor = reactor
+        # First registered, so it runs last, once this thread has left the home namespace.
+        self.addCleanup(renew_default_executor, reactor)
         self.workdir = os.path.abspath(self.mktemp())
         os.makedirs(self.workdir)
         net = self.topology = Topology("wtn")

@@ -196,7 +196,7 @@ class WebRTCAnswerTests(WebRTCSessionMixin, SynchronousTestCase):
         self.assertEqual(audio.fmt, ["8", "126"])
         [h264] = video.codecs
         self.assertEqual((h264.payload_type, h264.parameters["packetization-mode"]), (108, "1"))
-        self.assertEqual(h264.rtcp_fb, ("ccm fir", "nack pli"))
+        self.assertEqual(h264.rtcp_fb, ("ccm fir", "nack", "nack pli"))
         self.assertEqual((self.webrtc.audio_codec, self.webrtc.video_codec),
                          ("PCMA/8000", "H264/90000"))
 

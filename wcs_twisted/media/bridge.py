@@ -44,6 +44,9 @@ __all__ = ["MediaBridge", "can_relay"]
 
 #: Keyframe requests closer together than this are passed on once.
 KEYFRAME_REQUEST_INTERVAL = 0.25
+#: Video packets one leg's peer may have resent or asked upstream per second by NACK (a
+#: 30 frames/s stream at 10 % loss needs ~10): a flood of NACKs cannot make us a traffic pump.
+NACK_BUDGET = 200
 
 
 def can_relay(source: Codec, target: Codec) -> bool:
@@ -153,6 +156,8 @@ class MediaBridge:
         self._paused_into: set[int] = set()
         self._last_video = {id(a): _LastPacket(), id(b): _LastPacket()}
         self._last_keyframe_request = {id(a): -1e9, id(b): -1e9}
+        #: Per leg: the second a NACK budget started, and what is left of it.
+        self._nack_budget = {id(a): [-1e9, 0], id(b): [-1e9, 0]}
         a.bridge = self
         b.bridge = self
         self._configure()
@@ -206,6 +211,15 @@ class MediaBridge:
         if self._closed:
             return
         self._closed = True
+        for key, transcoder in self.transcoders.items():
+            jitter = transcoder.jitter
+            self.log.info(
+                "Transcoded {key}: {packets} packets, {lost} lost ({repaired} rebuilt from "
+                "the next packet's FEC where it had any), {late} late, {recovered} reordered "
+                "in time",
+                key=key, packets=transcoder.packets_in, lost=jitter.lost,
+                repaired=jitter.repaired, late=jitter.late, recovered=jitter.recovered,
+            )
         for session in (self.a, self.b):
             self._detach(session)
             if session.bridge is self:
@@ -351,9 +365,15 @@ class MediaBridge:
     def _feedback(self, session, other, kind: str, packets: list) -> None:
         """
         RTCP from C{session}'s peer: a keyframe request goes on to the
-        other leg as a PLI, and to the call layer's hook.
+        other leg as a PLI, and to the call layer's hook; a video NACK goes
+        on to the other leg (L{_pass_nack}).
         """
-        if not rtcp.is_keyframe_request(packets) or other.video is None:
+        if other.video is None:
+            return
+        for packet in packets:
+            if packet.lost:
+                self._pass_nack(session, other, packet)
+        if not rtcp.is_keyframe_request(packets):
             return
         if self._clock is not None:
             now = self._clock.seconds()
@@ -363,3 +383,33 @@ class MediaBridge:
         other.send_keyframe_request(self._last_video[id(other)].ssrc)
         if self.on_keyframe_request is not None:
             self.on_keyframe_request(other)
+
+    def _pass_nack(self, session, other, packet) -> None:
+        """
+        A Generic NACK (RFC 4585 6.2.1) for the video we relay to C{session}'s
+        peer.  What the leg still holds it sends again (lost after us); the
+        rest never reached us, so ask C{other}'s peer, which sent them and
+        keeps them for retransmission (browsers do), in its own numbering: its
+        retransmission is relayed like any packet and leaves with the number
+        that was asked for.  At most L{rtcp.NACK_LIMIT} numbers per NACK and
+        L{NACK_BUDGET} per second (with a clock) are served.
+        """
+        if session.video is None:
+            return
+        rewriter = session.rewriter("video")
+        if packet.media_ssrc != rewriter.ssrc:
+            return
+        lost = list(dict.fromkeys(packet.lost))[:rtcp.NACK_LIMIT]
+        if self._clock is not None:
+            budget = self._nack_budget[id(session)]
+            now = self._clock.seconds()
+            if now - budget[0] >= 1.0:
+                budget[:] = [now, NACK_BUDGET]
+            lost = lost[:budget[1]]
+            budget[1] -= len(lost)
+        if not lost:
+            return
+        missing = session.retransmit_video(lost)
+        mapped = [rewriter.source_sequence(seq) for seq in missing]
+        if mapped and mapped[0] is not None:
+            other.send_nack(mapped[0][0], [seq for _, seq in mapped])

@@ -53,9 +53,10 @@ TELEPHONE_EVENTS: tuple[Codec, ...] = (
 )
 
 #: Video is relayed only, so these are the formats worth offering: keyframe
-#: requests (PLI, FIR) are accepted, NACK is not (no retransmission history;
-#: without it the browser asks for a key frame on loss, which we pass on).
-_VIDEO_FEEDBACK = ("ccm fir", "nack pli")
+#: requests (PLI, FIR) are passed to the sending peer; Generic NACKs are answered
+#: from the WebRTC leg's history of sent packets, or passed to the sending peer for
+#: what never reached us (MediaBridge._pass_nack).
+_VIDEO_FEEDBACK = ("ccm fir", "nack", "nack pli")
 VIDEO_CODECS: tuple[Codec, ...] = (
     Codec(96, "VP8", 90000, None, {}, _VIDEO_FEEDBACK),
     Codec(

@@ -7,13 +7,15 @@ the other leg gets a continuous signal (a gap would shift every later timestamp)
 It is driven by arrivals only, without a timer: in-order packets go straight through (no
 added delay in the common case); a packet after a gap waits until C{depth} later packets
 have arrived (C{depth} x 20 ms, 60 ms by default) for the missing one, which is then
-declared lost and concealed.  Playout timing is left to the receiver on the other leg (the
-browser's own jitter buffer), which smooths the arrival jitter that passes through here.
+declared lost and concealed - or, for a codec with in-band FEC (Opus, RFC 6716 2.1.7),
+rebuilt from the redundancy the packet after it carries, which is at hand by then.
+Playout timing is left to the receiver on the other leg (the browser's own jitter buffer),
+which smooths the arrival jitter that passes through here.
 """
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Optional
 
 __all__ = ["DEPTH", "JitterBuffer"]
 
@@ -32,17 +34,23 @@ class JitterBuffer:
     @ivar lost: packets declared lost (each concealed, up to L{MAX_CONCEALED} per gap).
     @ivar late: packets dropped because they came after their turn (or twice).
     @ivar recovered: packets that came out of order but in time (not concealed).
+    @ivar repaired: lost packets handed to C{repair} (the last of each gap).
     """
 
     def __init__(self, deliver: Callable[[bytes], None], conceal: Callable[[], None],
-                 depth: int = DEPTH) -> None:
+                 depth: int = DEPTH,
+                 repair: Optional[Callable[[bytes], None]] = None) -> None:
         """
         @param deliver: called with each payload, in sequence order.
         @param conceal: called once per lost packet, in its place.
         @param depth: packets to hold after a gap before declaring it lost.
+        @param repair: called instead of C{conceal} for the last packet of a
+            gap, with the payload that follows it (whose FEC may rebuild it).
         """
         self._deliver = deliver
         self._conceal = conceal
+        self._repair = repair
+        self.repaired = 0
         self._depth = depth
         self._next: int | None = None
         self._held: dict[int, bytes] = {}
@@ -89,8 +97,14 @@ class JitterBuffer:
             # The missing packet waited long enough: conceal it (a long gap only in part).
             gap = min(held, key=lambda s: (s - expected) & 0xFFFF)
             missing = (gap - expected) & 0xFFFF
-            for _ in range(min(missing, MAX_CONCEALED)):
+            concealed = min(missing, MAX_CONCEALED)
+            if self._repair is not None:
+                concealed -= 1
+            for _ in range(concealed):
                 self._conceal()
+            if self._repair is not None:
+                self.repaired += 1
+                self._repair(held[gap])
             self.lost += missing
             self._next = gap
             newest -= missing

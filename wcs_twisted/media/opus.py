@@ -102,6 +102,19 @@ class OpusDecoder:
         samples = _lib.opus_decode(self._state, None, 0, self._pcm, self._conceal_samples, 0)
         return ctypes.string_at(self._address, 2 * samples) if samples > 0 else b""
 
+    def recover(self, following: bytes) -> bytes:
+        """
+        One packet interval rebuilt from the in-band FEC of C{following}, the
+        packet after the lost one (RFC 6716 section 2.1.7); libopus conceals
+        when C{following} carries none.
+        """
+        assert _lib is not None
+        samples = _lib.opus_decode(self._state, following, len(following), self._pcm,
+                                   self._conceal_samples, 1)
+        if samples < 0:
+            return self.conceal()
+        return ctypes.string_at(self._address, 2 * samples)
+
     def __del__(self) -> None:
         if _lib is not None and getattr(self, "_state", None):
             _lib.opus_decoder_destroy(self._state)

@@ -29,10 +29,12 @@ __all__ = [
     "RTCP_RR",
     "RTCP_SDES",
     "RTCP_SR",
+    "RTPFB_NACK",
     "RTCPPacket",
     "ReceptionStatistics",
     "ReportBlock",
     "build_bye",
+    "build_nack",
     "build_pli",
     "build_rr",
     "build_sdes",
@@ -55,6 +57,10 @@ SDES_CNAME = 1
 #: Payload-specific feedback message types (RFC 4585 6.3, RFC 5104 4.3.1).
 PSFB_PLI = 1
 PSFB_FIR = 4
+#: The transport-layer feedback message type of a Generic NACK (RFC 4585 6.2.1).
+RTPFB_NACK = 1
+#: Sequence numbers one NACK we build may name (a few FCI entries).
+NACK_LIMIT = 64
 
 #: Seconds between the NTP epoch (1900) and the Unix epoch (1970).
 NTP_EPOCH_OFFSET = 2208988800
@@ -166,6 +172,47 @@ def build_pli(ssrc: int, media_ssrc: int) -> bytes:
     return build_rr(ssrc) + _header(PSFB_PLI, RTCP_PSFB, len(body)) + body
 
 
+def build_nack(ssrc: int, media_ssrc: int, lost) -> bytes:
+    """
+    A Generic NACK (RFC 4585 section 6.2.1) for sequence numbers C{lost} of
+    C{media_ssrc} (at most L{NACK_LIMIT} of them, the oldest dropped), each
+    FCI entry a PID and a bitmask of the 16 following; preceded by an empty RR
+    like L{build_pli}.
+    """
+    pending = _in_sequence_order({s & 0xFFFF for s in lost})[-NACK_LIMIT:]
+    fci = b""
+    while pending:
+        pid = pending.pop(0)
+        mask = 0
+        while pending and 0 < (pending[0] - pid) & 0xFFFF <= 16:
+            mask |= 1 << (((pending.pop(0) - pid) & 0xFFFF) - 1)
+        fci += struct.pack("!HH", pid, mask)
+    body = _U32.pack(ssrc & 0xFFFFFFFF) + _U32.pack(media_ssrc & 0xFFFFFFFF) + fci
+    return build_rr(ssrc) + _header(RTPFB_NACK, RTCP_RTPFB, len(body)) + body
+
+
+def _in_sequence_order(numbers: set[int]) -> list[int]:
+    """
+    16-bit sequence numbers oldest first across a wrap: the list starts after
+    the widest hole in the circle.
+    """
+    ordered = sorted(numbers)
+    if len(ordered) < 2:
+        return ordered
+    holes = [(ordered[(i + 1) % len(ordered)] - n) & 0xFFFF for i, n in enumerate(ordered)]
+    start = (holes.index(max(holes)) + 1) % len(ordered)
+    return ordered[start:] + ordered[:start]
+
+
+def _nack_fci(data: bytes, start: int, end: int) -> tuple[int, ...]:
+    lost = []
+    for offset in range(start, end - 3, 4):
+        pid, mask = struct.unpack_from("!HH", data, offset)
+        lost.append(pid)
+        lost.extend((pid + bit + 1) & 0xFFFF for bit in range(16) if mask >> bit & 1)
+    return tuple(lost)
+
+
 def is_keyframe_request(packets: list["RTCPPacket"]) -> bool:
     """
     Whether a parsed compound packet carries a PLI or a FIR (RFC 5104
@@ -196,6 +243,7 @@ class RTCPPacket:
     @ivar rtp_timestamp: the SR's RTP timestamp, else C{None}.
     @ivar reports: the report blocks of an SR or RR.
     @ivar media_ssrc: the media source of an RTPFB/PSFB feedback message.
+    @ivar lost: the sequence numbers a Generic NACK asks for, else empty.
     """
 
     packet_type: int
@@ -205,6 +253,7 @@ class RTCPPacket:
     rtp_timestamp: Optional[int] = None
     reports: tuple[ReportBlock, ...] = field(default=())
     media_ssrc: Optional[int] = None
+    lost: tuple[int, ...] = ()
 
     @property
     def lsr(self) -> int:
@@ -255,7 +304,10 @@ def parse_compound(data: bytes) -> list[RTCPPacket]:
             )
         elif packet_type in (RTCP_RTPFB, RTCP_PSFB) and size >= 12:
             source, media = struct.unpack_from("!II", data, body)
-            packets.append(RTCPPacket(packet_type, count, source, media_ssrc=media))
+            lost = ()
+            if packet_type == RTCP_RTPFB and count == RTPFB_NACK:
+                lost = _nack_fci(data, body + 8, end)
+            packets.append(RTCPPacket(packet_type, count, source, media_ssrc=media, lost=lost))
         else:
             source = _U32.unpack_from(data, body)[0] if size >= 8 else 0
             packets.append(RTCPPacket(packet_type, count, source))

@@ -360,6 +360,16 @@ class RTPRewriter:
             self._paused_source = self._source
             self._source = None
 
+    def source_sequence(self, sequence_number: int) -> Optional[tuple[int, int]]:
+        """
+        The incoming (SSRC, sequence number) that went out as C{sequence_number}
+        from the current source, for passing a NACK (RFC 4585) upstream; C{None}
+        while no source is relayed.
+        """
+        if self._source is None:
+            return None
+        return self._source, (sequence_number - self._seq_offset) & 0xFFFF
+
     def skip(self) -> None:
         """
         Account for one packet of the current source that will not be sent,

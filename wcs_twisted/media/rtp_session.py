@@ -359,3 +359,17 @@ class RTPMediaSession(MediaSession):
         if media_ssrc is None:
             media_ssrc = leg.remote_ssrc or self.video.remote_ssrc or 0
         leg.send_rtcp(rtcp.build_pli(leg.ssrc, media_ssrc))
+
+    def retransmit_video(self, lost: list[int]) -> list[int]:
+        """
+        Nothing is kept for retransmission on this leg: all of C{lost} is missing.
+        """
+        return list(lost)
+
+    def send_nack(self, media_ssrc: int, lost: list[int]) -> None:
+        """
+        Ask the SIP peer to retransmit video packets C{lost} (RTCP Generic NACK).
+        """
+        leg = self.video_rtp
+        if leg is not None and self.video is not None:
+            leg.send_rtcp(rtcp.build_nack(leg.ssrc, media_ssrc, lost))

@@ -274,7 +274,8 @@ class AudioTranscoder:
         self._source_rate = source_rate
         if source_rate != target_rate:
             self._resampler = av.AudioResampler(format="s16", layout="mono", rate=target_rate)
-        self.jitter = JitterBuffer(self.payload, self._conceal)
+        repair = self._repair if hasattr(self._decoder, "recover") else None
+        self.jitter = JitterBuffer(self.payload, self._conceal, repair=repair)
         self.packets_in = 0
         self.packets_out = 0
         self.errors = 0
@@ -307,6 +308,11 @@ class AudioTranscoder:
 
     def _conceal(self) -> None:
         pcm = self._decoder.conceal()
+        if pcm:
+            self.pcm(pcm)
+
+    def _repair(self, following: bytes) -> None:
+        pcm = self._decoder.recover(following)
         if pcm:
             self.pcm(pcm)
 

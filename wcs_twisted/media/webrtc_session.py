@@ -296,3 +296,16 @@ class WebRTCMediaSession(MediaSession):
         if media_ssrc is None:
             media_ssrc = self.video.remote_ssrc or 0
         self.transport.send_rtcp(rtcp.build_pli(self.transport.video_ssrc, media_ssrc))
+
+    def retransmit_video(self, lost: list[int]) -> list[int]:
+        """
+        Resend the video packets C{lost} we still hold; return the others.
+        """
+        return self.transport.retransmit_video(lost)
+
+    def send_nack(self, media_ssrc: int, lost: list[int]) -> None:
+        """
+        Ask the browser to retransmit video packets C{lost} (RTCP Generic NACK).
+        """
+        if self.video is not None:
+            self.transport.send_rtcp(rtcp.build_nack(self.transport.video_ssrc, media_ssrc, lost))
