@@ -39,7 +39,7 @@ from tests.integration.test_topology_browser import install_sdk, make_certificat
 from tests.integration.test_topology_nat import PUBLIC, PRIVATE, CloudTopologyTestCase
 from tests.integration.tls_peers import KamailioTLS
 from tests.integration.wcs_client import WCSClient
-from tests.web.browser import PACKETS_FLOWING, browser_test, wait_for
+from tests.web.browser import PACKETS_FLOWING, browser_test, wait_for, wait_until_true
 
 PROXY, SECOND_PROXY, BOB, DNS = "192.0.2.10", "192.0.2.11", "192.0.2.20", "192.0.2.53"
 WSS_PORT, SIPS_PORT = 8443, 5061
@@ -377,7 +377,6 @@ class SDKPhonePageTests(FlagshipTopologyTestCase):
         """
         try:
             await page.wait_for_function("callStatuses.includes('ESTABLISHED')", timeout=30000)
-            await page.wait_for_function(
-                f"inboundAudioPackets().then(n => n > {PACKETS_FLOWING})", timeout=20000)
+            await wait_until_true(page, f"inboundAudioPackets().then(n => n > {PACKETS_FLOWING})")
         except Exception as error:
             raise AssertionError(f"{error}\nconsole: {console}\n{self.twistd_log()}")

@@ -28,7 +28,9 @@ from tests.integration.test_nat_registrar import NamespacedBaresip
 from tests.integration.test_topology_nat import (
     INTERNET_PHONE, PUBLIC, PRIVATE, CloudTopologyTestCase, tcp_open,
 )
-from tests.web.browser import CHROMIUM_FLAGS, PACKETS_FLOWING, browser_test, event_loop, wait_for
+from tests.web.browser import (
+    CHROMIUM_FLAGS, PACKETS_FLOWING, browser_test, event_loop, wait_for, wait_until_true,
+)
 from tests.web.test_official_sdk import PAGE, OfficialSDKTestCase
 
 WSS_PORT, PAGE_PORT = 8443, 8445
@@ -203,8 +205,7 @@ class HomeBrowserTests(HomeBrowserTestCase):
         playwright = await async_playwright().start()
         try:
             browser, page = await self.sdk_call(playwright, "bob")
-            await page.wait_for_function(
-                f"inboundAudioPackets().then(n => n > {PACKETS_FLOWING})", timeout=20000)
+            await wait_until_true(page, f"inboundAudioPackets().then(n => n > {PACKETS_FLOWING})")
             heard = await wait_for(bob.wait_for_received_audio(1.5, timeout=15))
             measured = audio.dominant_frequency(heard)
             self.assertLess(abs(measured - 440), 10, f"{heard}: {measured} Hz, not 440")

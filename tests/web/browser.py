@@ -85,6 +85,26 @@ def wait_for(d: defer.Deferred) -> asyncio.Future:
     return d.asFuture(event_loop())
 
 
+async def wait_until_true(page, expression: str, timeout_ms: float = 20000,
+                          interval: float = 0.1) -> Any:
+    """
+    Poll C{page.evaluate(expression)} until its value is truthy and return it; a promise is
+    awaited first.  (Playwright's C{wait_for_function} counts a promise as truthy and returns
+    at once, so a check like C{inboundAudioPackets().then(n => n > 20)} could never fail.)
+
+    @raise TimeoutError: not true within C{timeout_ms}.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_ms / 1000
+    while True:
+        value = await page.evaluate(expression)
+        if value:
+            return value
+        if loop.time() > deadline:
+            raise TimeoutError(f"never true in {timeout_ms / 1000:g} s: {expression}")
+        await asyncio.sleep(interval)
+
+
 def browser_test(method: Callable[..., Awaitable[Any]]):
     """
     Run an async test method (or setUp) as an asyncio task; trial gets a Deferred.

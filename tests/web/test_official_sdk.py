@@ -20,7 +20,7 @@ from twisted.web.static import File
 
 from tests.integration.peers import LOOPBACK, require_binary
 from tests.web.browser import (
-    PACKETS_FLOWING, BrowserTestCase, browser_test, wait_for,
+    PACKETS_FLOWING, BrowserTestCase, browser_test, wait_for, wait_until_true,
 )
 
 SDK_PACKAGE = "@flashphoner/websdk@2.0.276"
@@ -161,7 +161,7 @@ class OfficialSDKTestCase(BrowserTestCase):
 
     async def wait_js(self, page, expression: str, what: str, timeout_ms: int = 20000):
         try:
-            await page.wait_for_function(expression, timeout=timeout_ms)
+            await wait_until_true(page, expression, timeout_ms)
         except Exception:
             state = await page.evaluate(
                 "() => JSON.stringify({session: sessionStatuses, call: callStatuses,"
