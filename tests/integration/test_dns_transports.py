@@ -157,7 +157,7 @@ class Recorder(protocol.Protocol):
 
 class Silence(protocol.Protocol):
     """
-    A TLS server that takes the connection and never says a word (no ServerHello).
+    A server that takes the connection and never says a word (no ServerHello, no response).
     """
 
 
@@ -184,6 +184,14 @@ class SilentTargetTests(DNSRegistrationCase):
             "iptables", "-A", "INPUT", "-d", self.SILENT, "-p", "tcp", "-j", "DROP"]))
         self.addCleanup(topology.enter(namespace))
         return super().setUp()
+
+    def silent_listener(self) -> int:
+        """
+        A TCP port on loopback that takes connections and never says a word: its number.
+        """
+        port = reactor.listenTCP(0, protocol.Factory.forProtocol(Silence), interface=LOOPBACK)
+        self.addCleanup(port.stopListening)
+        return port.getHost().port
 
     @defer.inlineCallbacks
     def fails_over(self, first: tuple[int, str], service: str, domain: str):
@@ -237,10 +245,7 @@ class SilentTargetTests(DNSRegistrationCase):
         answers a word (nothing is retransmitted over TCP); after the same budget the REGISTER
         goes to the second target, not after Timer F (32 s).
         """
-        factory = protocol.Factory.forProtocol(Silence)
-        port = reactor.listenTCP(0, factory, interface=LOOPBACK)
-        self.addCleanup(port.stopListening)
-        took = yield self.fails_over((port.getHost().port, LOOPBACK), "_sip._tcp",
+        took = yield self.fails_over((self.silent_listener(), LOOPBACK), "_sip._tcp",
                                      f"{DOMAIN};transport=tcp")
         self.assertGreaterEqual(took, 0.9)
         self.assertLess(took, 3)
@@ -251,10 +256,7 @@ class SilentTargetTests(DNSRegistrationCase):
         _sips._tcp: the first target accepts the TCP connection and never answers the
         ClientHello; the handshake is cut off within the same budget.
         """
-        factory = protocol.Factory.forProtocol(Silence)
-        port = reactor.listenTCP(0, factory, interface=LOOPBACK)
-        self.addCleanup(port.stopListening)
-        took = yield self.fails_over((port.getHost().port, LOOPBACK), "_sips._tcp",
+        took = yield self.fails_over((self.silent_listener(), LOOPBACK), "_sips._tcp",
                                      f"sips:{DOMAIN}")
         self.assertGreaterEqual(took, 0.9)
         self.assertLess(took, 3)

@@ -39,6 +39,7 @@ from typing import Any, Callable
 from twisted.internet import defer
 
 from tests.integration.peers import PeerProcess, poll, require_binary
+from tests.web.browser import wait_until_true
 
 #: The tone Firefox's fake microphone plays (set in the profile, so the tests state it).
 FAKE_TONE_HZ = 1000
@@ -228,15 +229,10 @@ class FirefoxTab:
         As Playwright's C{page.wait_for_function} (C{timeout} in ms): poll until the expression
         (awaited when it is a promise) is truthy; raise L{BiDiError} on timeout.
         """
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout / 1000
-        while True:
-            value = await self.evaluate(expression)
-            if value:
-                return value
-            if loop.time() > deadline:
-                raise BiDiError(f"never true in {timeout / 1000:g}s: {expression}")
-            await asyncio.sleep(interval)
+        try:
+            return await wait_until_true(self, expression, timeout, interval)
+        except TimeoutError as error:
+            raise BiDiError(str(error)) from None
 
     async def close(self):
         await self.browser.command("browsingContext.close", {"context": self.context})
