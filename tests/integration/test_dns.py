@@ -12,6 +12,7 @@ import shutil
 import socket
 
 from twisted.internet import defer, protocol, reactor
+from twisted.names import dns
 from twisted.internet.task import deferLater
 from twisted.trial.unittest import SkipTest, TestCase
 
@@ -60,6 +61,30 @@ class Dnsmasq(protocol.ProcessProtocol):
             return self.ended
         self.transport.signalProcess("TERM")
         return self.ended
+
+
+def wait_answering(server: Dnsmasq, tries: int = 30) -> None:
+    """
+    Block until C{server} (on 127.0.0.1) answers a query, at most C{tries} x 0.1 s: a test's
+    first lookup must not race dnsmasq's start, and a dnsmasq that could not start (its port
+    taken meanwhile) fails the test here with that reason, not as a SIP timeout later.
+    """
+    query = dns.Message(id=7, recDes=False)
+    query.addQuery(DOMAIN.encode(), dns.A)
+    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    probe.settimeout(0.1)
+    try:
+        for _ in range(tries):
+            probe.sendto(query.toStr(), ("127.0.0.1", server.port))
+            try:
+                probe.recvfrom(512)
+                return
+            except OSError:  # timeout, or ICMP port unreachable (not bound yet)
+                continue
+    finally:
+        probe.close()
+    raise AssertionError(f"dnsmasq on port {server.port} never answered "
+                         f"(exited: {server.ended.called})")
 
 
 class Recorder(protocol.DatagramProtocol):
@@ -121,6 +146,7 @@ class SRVTests(TestCase):
     def dnsmasq(self, srv, ttl=60, service="_sip._udp"):
         server = Dnsmasq(self.dns_port, srv, ttl, service)
         self.addCleanup(server.stop)
+        wait_answering(server)
         return server
 
     def recorder(self):
