@@ -61,9 +61,6 @@ class MessageSender(Protocol):
     def send(self, data: bytes, address: SIPAddress) -> None: ...
 
 
-#: How many host names the stack remembers as IP literals or not before starting over.
-MAX_CACHED_HOSTS = 4096
-
 #: New requests refused with 503 when the server is overloaded; in-dialog requests, ACK, CANCEL
 #: and responses always go through, so the calls already accepted can finish.
 SHED_METHODS = frozenset({"INVITE", "REGISTER"})
@@ -131,7 +128,6 @@ class SIPStack:
         self._failing_over: set[SIPAddress] = set()
         # (target, name) -> the look at a TCP/TLS target's silence (nothing is retransmitted).
         self._silence_checks: dict[tuple[SIPAddress, SIPAddress], IDelayedCall] = {}
-        self._literals: dict[str, bool] = {}
         self._on_bad_message = on_bad_message
         self._timer: IDelayedCall | None = None
         self._timer_deadline: float | None = None
@@ -412,14 +408,7 @@ class SIPStack:
             sender.send(data, destination)
             return
         host = destination.host
-        literal = self._literals.get(host)
-        if literal is None:
-            # ipaddress costs microseconds per call: remember the answer (bounded: hosts come
-            # from what peers write in Via and Contact).
-            if len(self._literals) >= MAX_CACHED_HOSTS:
-                self._literals.clear()
-            literal = self._literals[host] = is_ip_literal(host)
-        if literal:
+        if is_ip_literal(host):  # remembered there, per host
             if self.addresses.own(host):
                 # Our public address seen from inside: a cloud router need not hairpin it.
                 destination = destination._replace(host=self.addresses.way_home(host))
