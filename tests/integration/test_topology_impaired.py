@@ -20,7 +20,6 @@ page (L{ChromiumImpairedTests}), whose own receive statistics are read too.
 
 from __future__ import annotations
 
-import asyncio
 import os
 
 import numpy
@@ -32,7 +31,7 @@ from tests.integration.peers import poll, require_binary
 from tests.integration.test_nat_registrar import NamespacedBaresip
 from tests.integration.test_topology_browser import HomeBrowserTestCase
 from tests.integration.test_topology_nat import INTERNET_PHONE, CloudTopologyTestCase
-from tests.web.browser import browser_test, wait_for
+from tests.web.browser import browser_test, wait_for, wait_until_true
 
 #: Seconds of call measured.
 WINDOW = 8.0
@@ -144,8 +143,8 @@ class ImpairedTestCase(CloudTopologyTestCase):
 
     async def video_call(self, impaired: bool) -> dict:
         """
-        alice calls bob (both behind the home router) with audio and VP8 video; return the frames bob decoded, and the
-        keyframe requests and NACKs the gateway saw, over L{WINDOW} seconds.
+        alice calls bob (both behind the home router) with audio and VP8 video; return the
+        frames bob decoded over L{WINDOW} seconds.
         """
         impairment = self.impair() if impaired else None
         alice = await self.connect_local("alice")
@@ -302,7 +301,7 @@ class ChromiumImpairedTests(HomeBrowserTestCase, ImpairedTestCase):
     async def test_sdk_phone_page_calls_across_bad_link(self):
         """
         Under 5 % loss and 0-60 ms jitter both ways the phone hears the tone for the whole
-        call, and the gateway's log shows the losses it concealed or repaired.
+        call, and Chromium sees losses yet conceals under a quarter of what it plays.
         """
         from playwright.async_api import async_playwright
 
@@ -322,8 +321,9 @@ class ChromiumImpairedTests(HomeBrowserTestCase, ImpairedTestCase):
             recording = await wait_for(bob.wait_for_received_audio(1.0, timeout=20))
             start, before = self.reactor.seconds(), audio.wav_duration(recording)
             # What the browser receives paces the wait: WINDOW seconds of 20 ms packets.
-            await self.wait_inbound(page, await page.evaluate("inboundAudioPackets()")
-                                    + int(WINDOW * 50 * 0.9))
+            count = await page.evaluate("inboundAudioPackets()") + int(WINDOW * 50 * 0.9)
+            await wait_until_true(page, f"inboundAudioPackets().then(n => n >= {count})",
+                                  WINDOW * 3000, interval=0.25)
             elapsed, after = self.reactor.seconds() - start, audio.wav_duration(recording)
             inbound = await page.evaluate(INBOUND_AUDIO)
             await page.evaluate("call.hangup()")
@@ -338,14 +338,3 @@ class ChromiumImpairedTests(HomeBrowserTestCase, ImpairedTestCase):
         self.assertGreater(figures["phone_fraction"], 0.85, figures)
         self.assertGreater(inbound["packetsLost"], 0, figures)
         self.assertLess(inbound["concealedShare"], 0.25, figures)
-
-    async def wait_inbound(self, page, count: int) -> None:
-        """
-        Poll the page (every 0.25 s, at most 3 x WINDOW s) until its call has received
-        C{count} audio packets.
-        """
-        for _ in range(int(WINDOW * 3 / 0.25)):
-            if await page.evaluate("inboundAudioPackets()") >= count:
-                return
-            await asyncio.sleep(0.25)
-        self.fail(f"the browser never received {count} audio packets")

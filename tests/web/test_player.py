@@ -6,7 +6,7 @@ from __future__ import annotations
 
 
 from tests.web.browser import (
-    BrowserTestCase, PhoneTestCase, browser_test, closed_port,
+    BrowserTestCase, PhoneTestCase, browser_test, closed_port, wait_until_true,
 )
 
 
@@ -85,8 +85,8 @@ class PlayerSIPStreamTests(PhoneTestCase):
         player = await self.open_page("player.html", urlServer=self.ws_url, streamName="call_bob")
         await player.click("#playBtn")
         await self.wait_status(player, "#streamStatus", "PLAYING", 20000)
-        await player.wait_for_function(
-            "async () => { const s = window.player.stream; if (!s) return false;"
+        await wait_until_true(
+            player, "async () => { const s = window.player.stream; if (!s) return false;"
             " const st = await s.getStats(); return st && st.audio.packetsReceived > 25; }")
         await self.screenshot(player, "player-sip-call")
         await player.click("#stopBtn")
