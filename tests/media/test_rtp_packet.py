@@ -189,6 +189,19 @@ class RTPRewriterTests(SynchronousTestCase):
         switched = self.out(rewriter, seq=40000, ts=123456, ssrc=2000)
         self.assertEqual((switched.sequence_number, switched.timestamp), (101, 160))
 
+    def test_late_packet_does_not_rewind_the_stream(self):
+        """
+        A late or resent packet (answered NACK) keeps its own place but does not move the
+        stream back: the next source continues after the newest number, not a used one.
+        """
+        rewriter = RTPRewriter(1, initial_sequence_number=100, initial_timestamp=0,
+                               timestamp_step=160)
+        for seq in (5, 6, 7):
+            self.out(rewriter, seq=seq, ts=seq * 160, ssrc=1000)
+        self.assertEqual(self.out(rewriter, seq=5, ts=800, ssrc=1000).sequence_number, 100)
+        self.assertEqual((rewriter.last_sequence_number, rewriter.last_timestamp), (102, 320))
+        self.assertEqual(self.out(rewriter, seq=9000, ts=5, ssrc=2000).sequence_number, 103)
+
     def test_sequence_wraps(self):
         """
         Output sequence numbers wrap at 2**16.

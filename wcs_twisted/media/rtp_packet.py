@@ -338,8 +338,11 @@ class RTPRewriter:
         table = self._pt_table
         if table is not None:
             buf[1] = table[buf[1]]
-        self.last_sequence_number = seq
-        self.last_timestamp = ts
+        if not (seq - self.last_sequence_number) & 0x8000:
+            # Only a newer packet moves the stream on: a late or resent one (NACK) must not
+            # make the next source switch, skip or resync reuse numbers already sent.
+            self.last_sequence_number = seq
+            self.last_timestamp = ts
 
     def _switch_source(self, source: int, seq: int, ts: int) -> None:
         self._seq_offset = (self.last_sequence_number + 1 - seq) & 0xFFFF

@@ -473,7 +473,7 @@ class WebRTCTransport(_MediaLeg, TelephoneEventPacing, DatagramProtocol):
             return
         self.video_rewriter.rewrite(buf)
         data = tx.protect(bytes(buf))
-        self._video_sent[self.video_rewriter.last_sequence_number % VIDEO_HISTORY] = data
+        self._video_sent[(buf[2] << 8 | buf[3]) % VIDEO_HISTORY] = data
         self._send(data)
         self.packets_sent += 1
         self.octets_sent += len(buf) - RTP_HEADER_SIZE
