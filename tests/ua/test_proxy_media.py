@@ -153,6 +153,19 @@ class ProxyMediaTests(ProxyTestCase):
         self.assertTrue(media.closed)
         self.assertEqual(len(self.proxy.media), 0)
 
+    def test_call_refused_by_the_bounds_opens_no_anchor(self):
+        """
+        A call the proxy's bounds refuse (503, too many requests in progress) opens no
+        anchor: no relay ports are held for a call that never left.
+        """
+        self.proxy.media.anchor = anchor = RecordingAnchor()
+        self.proxy.bounds.max_pending = 0
+        exchange = self.invite(OFFER6)
+        self.network.run()
+        self.assertEqual(exchange.final.status_code, 503)
+        self.assertEqual(anchor.opened, [])
+        self.assertEqual(len(self.proxy.media), 0)
+
     def test_unanchorable_offer_refused(self):
         """
         An offer the anchor cannot take (nothing we carry) is answered 488 too.

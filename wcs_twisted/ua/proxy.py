@@ -687,16 +687,17 @@ class Proxy:
         """
         request: Request = event.request
         upstream = getattr(event.source, "host", None)
+        targets, refusal = self.bounds.admit(len(self._contexts), targets,
+                                             in_dialog=request.to.tag is not None)
+        if refusal is not None:
+            self._refuse(event, 503, refusal, [("Retry-After", str(RETRY_AFTER))])
+            return
+        # After the bounds: every anchor opened here goes with a copy sent below.
         targets, why = self.media.prepare(request, upstream, targets, self._is_own_destination)
         if why is not None:
             agent = host_text(self.transport.local_address("udp")[0])
             self._refuse(event, 488, "Not Acceptable Here",
                          [("Warning", f'301 {agent} "{INCOMPATIBLE_ADDRESSES}"')])
-            return
-        targets, refusal = self.bounds.admit(len(self._contexts), targets,
-                                             in_dialog=request.to.tag is not None)
-        if refusal is not None:
-            self._refuse(event, 503, refusal, [("Retry-After", str(RETRY_AFTER))])
             return
         max_forwards = request.max_forwards
         headers.set("Max-Forwards", str(max_forwards - 1) if max_forwards is not None else "70")
