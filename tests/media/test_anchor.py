@@ -86,6 +86,16 @@ class AnchoredMediaTests(SynchronousTestCase):
         self.assertIn("a=recvonly", answer.decode())
         self.assertIn("c=IN IP4 10.0.0.1", answer.decode())
 
+    def test_legacy_hold_from_the_callee(self):
+        """
+        A re-offer from side 1 with c=0.0.0.0 (RFC 2543 hold, RFC 3264 8.4) and no direction
+        attribute reaches side 0 as a hold (sendonly), not as sendrecv.
+        """
+        self.media.offer(0, IPV6_PHONE)
+        self.media.answer(phone_sdp("IN IP4 10.0.0.3", 5000))
+        hold = phone_sdp("IN IP4 0.0.0.0", 5000).replace(b"a=sendrecv\r\n", b"")
+        self.assertIn("a=sendonly", self.media.offer(1, hold).decode())
+
     def test_nothing_in_common(self):
         """
         An offer with nothing we carry is refused, nothing offered on.

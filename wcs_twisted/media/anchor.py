@@ -12,7 +12,6 @@ answers the offer with the codec the far peer chose, so the bridge relays withou
 
 from __future__ import annotations
 
-import re
 from typing import Callable, Optional
 
 from twisted.logger import Logger
@@ -20,18 +19,24 @@ from zope.interface import implementer
 
 from wcs_twisted.errors import MediaError
 from wcs_twisted.interfaces import IMediaSessionObserver
+from wcs_twisted.sdp.errors import SDPError
+from wcs_twisted.sdp.session import SessionDescription
 
 __all__ = ["AnchoredMedia", "MediaAnchor"]
 
-_DIRECTION = re.compile(rb"(?m)^a=(sendrecv|sendonly|recvonly|inactive)\s*$")
-
-
 def _direction(sdp: bytes) -> str:
     """
-    The first a= direction of C{sdp} (its audio's, as we offer audio first), else sendrecv.
+    The direction C{sdp}'s audio asks for (RFC 3264: its attribute, a c=0.0.0.0 hold), else
+    sendrecv.
     """
-    match = _DIRECTION.search(sdp)
-    return match.group(1).decode("ascii") if match else "sendrecv"
+    try:
+        description = SessionDescription.parse(sdp)
+    except SDPError:
+        return "sendrecv"
+    for media in description.media:
+        if media.kind == "audio":
+            return str(description.direction_for(media))
+    return "sendrecv"
 
 
 @implementer(IMediaSessionObserver)
