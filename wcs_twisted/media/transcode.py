@@ -165,13 +165,6 @@ class _G722Encoder:
         return b"".join(bytes(packet) for packet in self._context.encode(frame))
 
 
-class _G711Encoder:
-    rate = 8000
-
-    def __init__(self, law) -> None:
-        self.encode = law.encode
-
-
 def _decoder(codec: Codec, rate: int):
     """
     An object with C{rate}, C{decode(payload) -> pcm} and C{conceal() -> pcm}.
@@ -185,7 +178,8 @@ def _decoder(codec: Codec, rate: int):
         return G729Decoder()
     if encoding == "g722":
         return _Repeating(_G722Decoder(), 16000)
-    return _Repeating(_G711[encoding].decode, 8000)
+    law = _G711[encoding]
+    return _Repeating(law.decode, law.rate)
 
 
 def _encoder(codec: Codec, rate: int):
@@ -201,7 +195,7 @@ def _encoder(codec: Codec, rate: int):
         return G729Encoder()
     if encoding == "g722":
         return _G722Encoder()
-    return _G711Encoder(_G711[encoding])
+    return _G711[encoding]  # a G711Codec: rate and encode
 
 
 _silence: dict[tuple[str, int], bytes] = {}

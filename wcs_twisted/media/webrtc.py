@@ -484,10 +484,12 @@ class WebRTCTransport(_MediaLeg, TelephoneEventPacing, DatagramProtocol):
         6.2.1), byte for byte: the browser never received them, so its replay
         check lets them in.  Return the numbers no longer (or never) sent here.
         """
+        if self._tx is None:
+            return list(lost)
         missing = []
         for seq in lost:
             data = self._video_sent[seq % VIDEO_HISTORY]
-            if data is not None and int.from_bytes(data[2:4], "big") == seq and self._tx:
+            if data is not None and int.from_bytes(data[2:4], "big") == seq:
                 self._send(data)
             else:
                 missing.append(seq)
