@@ -27,6 +27,7 @@ a second elastic IP): a process has one plan for each.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 import socket
@@ -66,7 +67,9 @@ def offered_ipv6(sdp: Optional[bytes]) -> Optional[str]:
     return match.group(1).decode("ascii") if match else None
 
 
+@functools.lru_cache(maxsize=4096)
 def _ip(text: Optional[str]):
+    # Asked several times per message (toward, own); hosts come from what peers write.
     if not text:
         return None
     try:

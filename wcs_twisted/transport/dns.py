@@ -128,6 +128,9 @@ class SIPResolver:
         self.max_ttl = max_ttl
         self.queries = 0
         self._cache: OrderedDict[tuple[str, str, int], Resolution] = OrderedDict()
+        #: The latest resolution per name, whatever its transport and port (L{cached_host}:
+        #: asked for every message toward a peer known by name when IPv6 is configured).
+        self._by_name: dict[str, Resolution] = {}
         self._running: dict[tuple[str, str, int], list[Deferred]] = {}
 
     def cached(self, destination: SIPAddress) -> Resolution | None:
@@ -146,11 +149,10 @@ class SIPResolver:
         The first target address of an unexpired resolution of C{host} (any transport and
         port), or None: the family a peer known by name is reached in.
         """
-        now, host = self.clock.seconds(), host.lower()
-        for (_, name, _), found in self._cache.items():
-            if name == host and found.expires > now and found.targets:
-                return found.targets[0].host
-        return None
+        found = self._by_name.get(host.lower())
+        if found is None or found.expires <= self.clock.seconds() or not found.targets:
+            return None
+        return found.targets[0].host
 
     def resolve(self, destination: SIPAddress) -> Deferred:
         """
@@ -179,6 +181,9 @@ class SIPResolver:
             if outcome.expires > self.clock.seconds():
                 self._cache[key] = outcome
                 self._cache.move_to_end(key)
+                if len(self._by_name) >= self.max_entries:
+                    self._by_name.clear()  # bounded as the cache is; entries expire anyway
+                self._by_name[key[1]] = outcome
                 while len(self._cache) > self.max_entries:
                     self._cache.popitem(last=False)
         for deferred in waiting:
