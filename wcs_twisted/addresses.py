@@ -33,7 +33,8 @@ import re
 import socket
 from typing import Callable, Iterable, Optional, Sequence
 
-__all__ = ["AddressPlan", "DEFAULT_LOCAL_NETWORKS", "offered_ipv6", "parse_networks"]
+__all__ = ["AddressPlan", "DEFAULT_LOCAL_NETWORKS", "family", "offered_ipv6", "parse_networks",
+           "sdp_address"]
 
 #: Where a peer sits on our side of any NAT (private, unique-local, loopback, link-local).
 DEFAULT_LOCAL_NETWORKS = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "127.0.0.0/8",
@@ -55,7 +56,15 @@ def parse_networks(texts: Iterable[str]) -> tuple[_Network, ...]:
                  if text.strip())
 
 
-_IPV6_CONNECTION = re.compile(rb"(?m)^c=IN IP6 ([0-9A-Fa-f:.]+)\s*$")
+_CONNECTION = re.compile(rb"(?m)^c=IN IP[46] ([0-9A-Fa-f:.]+)\s*$")
+
+
+def sdp_address(sdp: Optional[bytes]) -> Optional[str]:
+    """
+    The address of an SDP's first c= line, or None (no SDP, or a name).
+    """
+    match = _CONNECTION.search(sdp or b"")
+    return match.group(1).decode("ascii") if match else None
 
 
 def offered_ipv6(sdp: Optional[bytes]) -> Optional[str]:
@@ -63,8 +72,15 @@ def offered_ipv6(sdp: Optional[bytes]) -> Optional[str]:
     The IPv6 address of an SDP's first c= line, or None: a phone on IPv6 whose call reaches
     us over IPv4 (through our own proxy) must be answered with our IPv6 media address.
     """
-    match = _IPV6_CONNECTION.search(sdp or b"")
-    return match.group(1).decode("ascii") if match else None
+    address = sdp_address(sdp)
+    return address if address is not None and _ipv6_peer(address) else None
+
+
+def family(host: str) -> int:
+    """
+    6 or 4: the family C{host} is reached in (an IPv4-mapped address and a name count as 4).
+    """
+    return 6 if _ipv6_peer(host) else 4
 
 
 @functools.lru_cache(maxsize=4096)

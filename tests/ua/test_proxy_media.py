@@ -13,7 +13,8 @@ from twisted.logger import capturedLogs
 from tests.ua.test_proxy import DOMAIN, ProxyTestCase
 from wcs_twisted.errors import MediaError
 from wcs_twisted.sip.address import SIPAddress
-from wcs_twisted.ua.proxy_media import INCOMPATIBLE_ADDRESSES, sdp_address
+from wcs_twisted.addresses import sdp_address
+from wcs_twisted.ua.proxy_media import INCOMPATIBLE_ADDRESSES
 
 OFFER6 = b"v=0\r\no=- 1 1 IN IP6 2001:db8::2\r\ns=-\r\nc=IN IP6 2001:db8::2\r\nt=0 0\r\n" \
          b"m=audio 4000 RTP/AVP 0\r\na=sendrecv\r\n"

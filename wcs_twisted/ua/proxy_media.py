@@ -17,33 +17,18 @@ answer in the ACK) are rewritten too; a BYE, a failed INVITE, or media inactivit
 
 from __future__ import annotations
 
-import re
 from typing import Any, Callable
 
 from twisted.logger import Logger
 
+from wcs_twisted.addresses import family, sdp_address
 from wcs_twisted.errors import MediaError
 from wcs_twisted.sip.address import SIPAddress
 
-__all__ = ["ProxyMedia", "INCOMPATIBLE_ADDRESSES", "sdp_address"]
+__all__ = ["ProxyMedia", "INCOMPATIBLE_ADDRESSES"]
 
 #: Warning (RFC 3261 20.43) of a 488 for a call no media anchor can connect.
 INCOMPATIBLE_ADDRESSES = "Incompatible network address formats"
-
-_CONNECTION = re.compile(rb"(?m)^c=IN IP[46] ([0-9A-Fa-f:.]+)\s*$")
-
-
-def sdp_address(sdp: bytes) -> str | None:
-    """
-    The first c= address of C{sdp}, or None (no SDP, or a name).
-    """
-    match = _CONNECTION.search(sdp or b"")
-    return match.group(1).decode("ascii") if match else None
-
-
-def _family(host: str) -> int:
-    return 6 if ":" in host and not host.lower().startswith("::ffff:") else 4
-
 
 class ProxyMedia:
     """
@@ -84,7 +69,7 @@ class ProxyMedia:
         kept, why = [], None
         for target in targets:
             destination = target[1]
-            if own(destination) or _family(destination.host) == _family(caller):
+            if own(destination) or family(destination.host) == family(caller):
                 kept.append(target)
                 continue
             why = self._open(request, caller, destination)
@@ -94,8 +79,8 @@ class ProxyMedia:
 
     def _open(self, request, caller: str, destination: SIPAddress) -> str | None:
         if self.anchor is None:
-            why = (f"caller's media is IPv{_family(caller)}, {destination.host} is "
-                   f"IPv{_family(destination.host)} and no media anchor is configured (ip6)")
+            why = (f"caller's media is IPv{family(caller)}, {destination.host} is "
+                   f"IPv{family(destination.host)} and no media anchor is configured (ip6)")
         else:
             try:
                 media = self.anchor.open(caller, destination.host)
