@@ -234,6 +234,7 @@ class IPv6NameTests(IPv6TestCase):
         port = free_port(span=2)
         dns = test_dns.Dnsmasq(self.dns_port, [(10, port, "::1")])
         self.addCleanup(dns.stop)
+        test_dns.wait_answering(dns)
         wav = audio.write_tone_wav(os.path.join(self.base, "bob.wav"), 1000, 30)
         bob = IPv6Baresip(self.base, "bob", sip_port=port, tone_wav=wav)
         self.addCleanup(bob.stop)
