@@ -88,7 +88,6 @@ class RTPMediaSession(MediaSession):
         self._probation_packets = probation_packets
         self.audio_rtp = self._leg()
         self.video_rtp: Optional[RTPSession] = None
-        self._watching = False
         self.silence = SilenceFiller(self._clock, self.audio_rtp)
 
     def _leg(self) -> RTPSession:
@@ -232,9 +231,7 @@ class RTPMediaSession(MediaSession):
             )
             self.audio_rtp.clock_rate = stream.codec.clock_rate
             self.audio_rtp.rewriter.timestamp_step = stream.samples_per_packet
-            if not self._watching:
-                self._watching = True
-                self.audio_rtp.watch_activity(self._inactivity_timeout)
+            self._watch_activity(self.audio_rtp)
             silence = silence_payload(stream.codec)
             if silence is not None:
                 self.silence.start(silence, stream.codec.payload_type)

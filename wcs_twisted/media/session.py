@@ -203,6 +203,7 @@ class MediaSession:
         self._clock = clock
         self._public_address = public_address
         self._inactivity_timeout = inactivity_timeout or None
+        self._watching = False
         self._rng = rng if rng is not None else random.SystemRandom()
         self.observer = None
         #: The host the peer's SIP messages come from (an IP literal), set by the call layer
@@ -227,6 +228,14 @@ class MediaSession:
         # and the stream taps (one handler per kind, see set_stream_tap).
         self._routes: tuple = (None, None)
         self._taps: tuple = (None, None)
+
+    def _watch_activity(self, leg) -> None:
+        """
+        Start C{leg}'s inactivity watch once, when media can first flow on it.
+        """
+        if not self._watching:
+            self._watching = True
+            leg.watch_activity(self._inactivity_timeout)
 
     # -- IMediaSession ---------------------------------------------------------------
 

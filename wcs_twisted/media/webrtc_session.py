@@ -84,7 +84,6 @@ class WebRTCMediaSession(MediaSession):
         self._connect_call: Optional[IDelayedCall] = None
         self._msid = f"wcs-{self._rng.getrandbits(48):012x}"
         self._remote_known = False
-        self._watching = False
 
     def start(self) -> "WebRTCMediaSession":
         """
@@ -188,7 +187,7 @@ class WebRTCMediaSession(MediaSession):
         if not self._remote_known:
             self._remote_known = True
             if transport.state == "connected":
-                self._watch_media()
+                self._watch_activity(self.transport)
             elif self._connect_timeout:
                 # Until ICE and DTLS are done no media can arrive: the connect
                 # timeout judges that time, the inactivity watch what follows.
@@ -209,7 +208,7 @@ class WebRTCMediaSession(MediaSession):
         if state == "connected":
             self._cancel_connect_timer()
             if self._remote_known:
-                self._watch_media()
+                self._watch_activity(self.transport)
             if self._failed:
                 # ICE consent regained after it expired: the leg works again, and a later
                 # failure or silence must be reported again.
@@ -222,14 +221,6 @@ class WebRTCMediaSession(MediaSession):
                 self._report_failed(FAILED_BY_DTLS)
             else:
                 self._report_failed(FAILED_BY_ICE)
-
-    def _watch_media(self) -> None:
-        """
-        Start the inactivity watch once, when media can first flow.
-        """
-        if not self._watching:
-            self._watching = True
-            self.transport.watch_activity(self._inactivity_timeout)
 
     def _connect_expired(self) -> None:
         self._connect_call = None
