@@ -1,7 +1,7 @@
 """
 Tests for Generic NACK handling (RFC 4585 6.2.1): building and reading the FCI
 (L{wcs_twisted.media.rtcp}), the relay's mapping back to the sender's numbers
-(L{wcs_twisted.media.rtp_packet.RTPRewriter.source_sequence}), the bridge
+(L{wcs_twisted.media.rtp_packet.RTPRewriter.source_sequences}), the bridge
 answering from the leg's history or passing the rest upstream
 (L{wcs_twisted.media.bridge}), and the WebRTC leg's history itself.
 """
@@ -68,7 +68,7 @@ class NACKPacketTests(SynchronousTestCase):
 
 class SourceSequenceTests(SynchronousTestCase):
     """
-    L{RTPRewriter.source_sequence} inverts the rewrite of the current source.
+    L{RTPRewriter.source_sequences} inverts the rewrite of the current source.
     """
 
     def test_inverse_of_rewrite(self):
@@ -79,17 +79,17 @@ class SourceSequenceTests(SynchronousTestCase):
         out = bytearray(build_rtp(96, 65530, 0, 0xB0B, b"x"))
         rewriter.rewrite(out)
         self.assertEqual(peek_header(out).sequence_number, 40000)
-        self.assertEqual(rewriter.source_sequence(40010), (0xB0B, 4))
+        self.assertEqual(rewriter.source_sequences([40010, 40011]), (0xB0B, [4, 5]))
 
     def test_no_source(self):
         """
         Before any packet, and after a resync, nothing maps.
         """
         rewriter = RTPRewriter(0xAAAA)
-        self.assertIsNone(rewriter.source_sequence(1))
+        self.assertIsNone(rewriter.source_sequences([1]))
         rewriter.rewrite(bytearray(build_rtp(96, 1, 0, 0xB0B, b"x")))
         rewriter.resync()
-        self.assertIsNone(rewriter.source_sequence(1))
+        self.assertIsNone(rewriter.source_sequences([1]))
 
 
 class RetainingSession(FakeSession):

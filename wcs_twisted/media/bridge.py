@@ -410,6 +410,6 @@ class MediaBridge:
         if not lost:
             return
         missing = session.retransmit_video(lost)
-        mapped = [rewriter.source_sequence(seq) for seq in missing]
-        if mapped and mapped[0] is not None:
-            other.send_nack(mapped[0][0], [seq for _, seq in mapped])
+        upstream = rewriter.source_sequences(missing) if missing else None
+        if upstream is not None:
+            other.send_nack(*upstream)

@@ -363,15 +363,16 @@ class RTPRewriter:
             self._paused_source = self._source
             self._source = None
 
-    def source_sequence(self, sequence_number: int) -> Optional[tuple[int, int]]:
+    def source_sequences(self, sequence_numbers) -> Optional[tuple[int, list[int]]]:
         """
-        The incoming (SSRC, sequence number) that went out as C{sequence_number}
-        from the current source, for passing a NACK (RFC 4585) upstream; C{None}
+        The current source's SSRC and the incoming sequence numbers that went out
+        as C{sequence_numbers}, for passing a NACK (RFC 4585) upstream; C{None}
         while no source is relayed.
         """
         if self._source is None:
             return None
-        return self._source, (sequence_number - self._seq_offset) & 0xFFFF
+        offset = self._seq_offset
+        return self._source, [(number - offset) & 0xFFFF for number in sequence_numbers]
 
     def skip(self) -> None:
         """
