@@ -268,12 +268,7 @@ class _MessageFields:
     @property
     def max_forwards(self) -> Optional[int]:
         value = self.headers.get("Max-Forwards")
-        if value is None:
-            return None
-        value = value.strip(" \t")
-        if not grammar.DIGITS.match(value) or len(value) > 10:
-            raise RemoteProtocolError(f"malformed Max-Forwards {value[:20]!r}", 400)
-        return int(value)
+        return None if value is None else _max_forwards([value])
 
     def __bytes__(self) -> bytes:
         return self.serialize()
@@ -609,7 +604,9 @@ def _elements(found: Dict[str, List[str]], key: str) -> List[str]:
 
 def _max_forwards(values: Optional[List[str]]) -> Optional[int]:
     """
-    The Max-Forwards number (as the message property reads it), None when absent.
+    The Max-Forwards number of the first of C{values}, None when absent.
+
+    @raise RemoteProtocolError: not a number (400).
     """
     if values is None:
         return None
