@@ -149,10 +149,6 @@ class FlagshipTopologyTestCase(CloudTopologyTestCase):
         self.assertTrue({("REGISTER", "tls"), ("INVITE", "tls")} <= from_gateway, seen)
         self.assertEqual({protocol for _, protocol in from_gateway}, {"tls"}, seen)
 
-    def assertTone(self, path: str, expected: int) -> None:
-        measured = audio.dominant_frequency(path)
-        self.assertLess(abs(measured - expected), 10, f"{path}: {measured} Hz, not {expected}")
-
     async def browser_calls_bob(self, alice, bob) -> None:
         """
         alice dials "bob" (in her account's domain); tones both ways; alice hangs up.

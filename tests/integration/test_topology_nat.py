@@ -154,12 +154,20 @@ class CloudTopologyTestCase(TestCase):
         net.route(provider, "default", INET_PROVIDER_SIDE)
         return provider, link
 
-    def twistd_log(self) -> str:
+    def twistd_log(self, tail: int | None = 3000) -> str:
+        """
+        The gateway's log (its last C{tail} characters; None: all of it), "" before it exists.
+        """
         try:
             with open(os.path.join(self.workdir, "twistd.log")) as handle:
-                return handle.read()[-3000:]
+                text = handle.read()
         except OSError:
             return ""
+        return text if tail is None else text[-tail:]
+
+    def assertTone(self, path: str, expected: int) -> None:
+        measured = audio.dominant_frequency(path)
+        self.assertLess(abs(measured - expected), 10, f"{path}: {measured} Hz, not {expected}")
 
     def client(self, name: str) -> WCSClient:
         client = WCSClient(f"ws://{PUBLIC}:{WS_PORT}", self.reactor, loopback=False,

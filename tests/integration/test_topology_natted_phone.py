@@ -145,17 +145,12 @@ class NattedPhoneTopologyTestCase(CloudTopologyTestCase):
                    message=attacker.describe)
         return attacker, results
 
-    def assertTone(self, path: str, expected: int) -> None:
-        measured = audio.dominant_frequency(path)
-        self.assertLess(abs(measured - expected), 10, f"{path}: {measured} Hz, not {expected}")
-
     def latched(self) -> list[tuple[str, str]]:
         """
         The gateway log's RTP latches: (source host, whether on probation).
         """
-        with open(os.path.join(self.workdir, "twistd.log")) as handle:
-            return re.findall(r"RTP latched onto \('([^']+)', \d+\) \(SDP said [^)]*\),"
-                              r" on probation: (\w+)\)", handle.read())
+        return re.findall(r"RTP latched onto \('([^']+)', \d+\) \(SDP said [^)]*\),"
+                          r" on probation: (\w+)\)", self.twistd_log(tail=None))
 
     async def bob_calls_alice(self) -> None:
         """

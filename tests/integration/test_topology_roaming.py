@@ -11,7 +11,6 @@ gateway (ICE-lite) must follow them there, and only there.
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import socket
@@ -112,7 +111,7 @@ class NATRebindingTests(CloudTopologyTestCase):
         measured = audio.dominant_frequency(path, start=after, seconds=1.5)
         self.assertLess(abs(measured - 440), 10, f"{measured} Hz after the rebinding")
 
-        log = self.twistd_log_full()
+        log = self.twistd_log(tail=None)
         moved = re.findall(r"ICE selected \('([\d.]+)', (\d+)\) \(was \('[\d.]+', (\d+)\)\)", log)
         self.assertTrue(moved, log[-3000:])
         host, port, old = moved[-1]
@@ -127,6 +126,3 @@ class NATRebindingTests(CloudTopologyTestCase):
         ended = await uas.when_ended(15)
         self.assertFalse(getattr(ended, "exitCode", 0), uas.describe())
 
-    def twistd_log_full(self) -> str:
-        with open(os.path.join(self.workdir, "twistd.log")) as handle:
-            return handle.read()

@@ -25,7 +25,6 @@ import re
 
 from twisted.internet import defer
 
-from tests.integration import audio
 from tests.integration.netns import Capture
 from tests.integration.peers import require_binary
 from tests.integration.test_dns import DOMAIN, Dnsmasq
@@ -105,10 +104,6 @@ class TrunkTopologyTestCase(CloudTopologyTestCase):
         self.assertNotIn("10.0.0.", received, f"{what} leaks the private network")
         self.assertEqual(set(re.findall(r"(?m)^[oc]=.* IN IP4 (\S+)$", received)), {PUBLIC},
                          what)
-
-    def assertTone(self, path: str, expected: int) -> None:
-        measured = audio.dominant_frequency(path)
-        self.assertLess(abs(measured - expected), 10, f"{path}: {measured} Hz, not {expected}")
 
     async def sipp_passed(self, peer, trace: str, what: str) -> str:
         """
